@@ -1,0 +1,15 @@
+"""Context variables shared by layers that must not import each other.
+
+``current_step`` is set while a workflow step runs, so that ``App.insert`` can refuse to
+enqueue from inside a step (the workflow layer sets it; the job layer reads it).
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from typing import Any
+
+current_step: ContextVar[Any | None] = ContextVar("jobsaga_current_step", default=None)
+
+# Set by the testing toolkit to run or capture inserts instead of storing them.
+insert_interceptor: ContextVar[Any | None] = ContextVar("jobsaga_insert_interceptor", default=None)

@@ -1,0 +1,193 @@
+"""The App: one database, the workers and workflows it knows, and the ways to use them.
+
+Creating an App opens nothing; the engine connects on first use, so an App can live at
+module level in user code without side effects at import.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from . import _context
+from .engines import Engine, create_engine, resolve_url
+from .engines.base import Clock, utcnow
+from .errors import ConfigError, EnqueueInStepError, UnknownWorkerError
+from .job import Job, JobSpec
+from .telemetry import Telemetry
+from .worker import Worker
+
+if TYPE_CHECKING:
+    from .runtime.node import Node
+
+LocalListener = Callable[[Mapping[str, Any]], None]
+
+ENQUEUE_IN_STEP = (
+    "workflow step {step!r} tried to insert a job ({worker}). Steps never enqueue jobs: a job "
+    "inserted by a step cannot be compensated if the saga later rolls back, and a retried "
+    "step would enqueue it twice. Workflows run inside jobs instead. To start follow-up work, "
+    "call ctx.enqueue_after_success(Worker.new(...)) in the step: the jobs are inserted only "
+    "once the whole workflow has succeeded (on PostgreSQL, in the transaction that completes "
+    "the job)."
+)
+
+
+class App:
+    """Entry point of jobsaga: ``App()`` is an embedded SQLite file; ``App("postgresql://...")``."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        workers: Iterable[type[Worker[Any]]] = (),
+        workflows: Iterable[Any] = (),
+        clock: Clock = utcnow,
+        pool_size: int = 10,
+    ) -> None:
+        self.url = resolve_url(url)
+        self.clock = clock
+        self.telemetry = Telemetry()
+        self._pool_size = pool_size
+        self._engine: Engine | None = None
+        self._engine_lock = threading.Lock()
+        self._workers: dict[str, type[Worker[Any]]] = {}
+        self._workflows: dict[str, Any] = {}
+        self._listeners: list[LocalListener] = []
+        self.register(*workers)
+        for workflow in workflows:
+            self.register_workflow(workflow)
+
+    def __repr__(self) -> str:
+        scheme = self.url.split(":", 1)[0]
+        return f"<jobsaga.App {scheme} workers={len(self._workers)}>"
+
+    # --- registry -------------------------------------------------------------------------
+
+    def register(self, *workers: type[Worker[Any]]) -> None:
+        """Make workers known by their stable names; a different class under a taken name is an error."""
+        for worker in workers:
+            if not (isinstance(worker, type) and issubclass(worker, Worker)):
+                raise ConfigError(f"{worker!r} is not a Worker subclass")
+            known = self._workers.get(worker.name)
+            if known is not None and known is not worker:
+                raise ConfigError(
+                    f"two workers share the name {worker.name!r}: {known.__qualname__} and "
+                    f"{worker.__qualname__}; give one a name= option"
+                )
+            self._workers[worker.name] = worker
+
+    def register_workflow(self, workflow: Any) -> None:
+        name = getattr(workflow, "name", None) or f"{workflow.__module__}.{workflow.__qualname__}"
+        self._workflows[name] = workflow
+
+    @property
+    def workers(self) -> Mapping[str, type[Worker[Any]]]:
+        return dict(self._workers)
+
+    @property
+    def workflows(self) -> Mapping[str, Any]:
+        return dict(self._workflows)
+
+    def worker_for(self, name: str) -> type[Worker[Any]]:
+        try:
+            return self._workers[name]
+        except KeyError:
+            raise UnknownWorkerError(
+                f"no worker named {name!r} is registered on this app "
+                f"(known: {sorted(self._workers) or 'none'})"
+            ) from None
+
+    # --- engine ---------------------------------------------------------------------------
+
+    @property
+    def engine(self) -> Engine:
+        with self._engine_lock:
+            if self._engine is None:
+                options = {} if self.url.startswith("sqlite") else {"pool_size": self._pool_size}
+                self._engine = create_engine(self.url, self.clock, **options)
+            return self._engine
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect
+
+    def migrate(self) -> list[str]:
+        """Apply pending schema migrations; safe to call on every start and from many nodes."""
+        return self.engine.migrate()
+
+    def close(self) -> None:
+        with self._engine_lock:
+            if self._engine is not None:
+                self._engine.close()
+                self._engine = None
+
+    def __enter__(self) -> App:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- insert ---------------------------------------------------------------------------
+
+    def insert(self, spec: JobSpec, *, conn: Any = None) -> Job[Any]:
+        """Store one job and return it (``conflict=True`` if a unique duplicate was found).
+
+        With ``conn`` (a psycopg connection, PostgreSQL only) the job is written in the
+        caller's transaction and exists only if that transaction commits.
+        """
+        return self.insert_all([spec], conn=conn)[0]
+
+    def insert_all(self, specs: Sequence[JobSpec], *, conn: Any = None) -> list[Job[Any]]:
+        """Store many jobs in one round trip; returns them in the order given."""
+        specs = list(specs)
+        for spec in specs:
+            if not isinstance(spec, JobSpec):
+                raise TypeError(f"insert expects jobs built by Worker.new(...), got {spec!r}")
+        step = _context.current_step.get()
+        if step is not None and specs:
+            raise EnqueueInStepError(ENQUEUE_IN_STEP.format(step=step, worker=specs[0].worker))
+        interceptor = _context.insert_interceptor.get()
+        if interceptor is not None:
+            return list(interceptor(self, specs, conn))
+        jobs = self.engine.insert(specs, conn=conn)
+        self.announce(jobs)
+        return jobs
+
+    async def ainsert(self, spec: JobSpec, *, conn: Any = None) -> Job[Any]:
+        return (await self.ainsert_all([spec], conn=conn))[0]
+
+    async def ainsert_all(self, specs: Sequence[JobSpec], *, conn: Any = None) -> list[Job[Any]]:
+        return await asyncio.to_thread(self.insert_all, specs, conn=conn)
+
+    def announce(self, jobs: Sequence[Job[Any]]) -> None:
+        """Wake this process's nodes for new jobs (other processes hear via NOTIFY or polling)."""
+        from .engines.base import wake_payload
+
+        created = [job for job in jobs if not job.conflict]
+        if created and self._listeners:
+            payload = wake_payload(created)
+            for listener in list(self._listeners):
+                listener(payload)
+
+    def add_listener(self, listener: LocalListener) -> Callable[[], None]:
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    # --- reading --------------------------------------------------------------------------
+
+    def get_job(self, job_id: int) -> Job[Any] | None:
+        return self.engine.get_job(job_id)
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    # --- running --------------------------------------------------------------------------
+
+    def node(self, queues: Mapping[str, int] | None = None, **options: Any) -> Node:
+        """Build a worker node for this app (start it with ``run()``, ``start()`` or ``start_in_thread()``)."""
+        from .runtime.node import Node
+
+        return Node(self, queues=queues or {"default": 10}, **options)

@@ -1,0 +1,292 @@
+"""The narrow storage interface every engine implements, and the logic they share.
+
+The runtime and the app talk to an engine only through domain operations (insert, fetch,
+ack, stage); SQL stays in the dialect's ``.sql`` files. Extension modules (the workflow run
+log, plugins) use :meth:`Engine.transaction` with SQL from their own named-query files.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from ..job import Job, JobSpec, JobState
+from ..serialization import dumps
+from . import sql as sqlfiles
+
+Clock = Callable[[], datetime]
+Row = dict[str, Any]
+WakeCallback = Callable[[Mapping[str, Any]], None]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Tx(Protocol):
+    """A transaction on one connection, rows as dicts."""
+
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """The outcome of one attempt, written back in a batch with others."""
+
+    id: int
+    attempt: int
+    state: JobState
+    at: datetime
+    scheduled_at: datetime | None = None
+    attempt_delta: int = 0
+    error: dict[str, Any] | None = None
+    meta: dict[str, Any] | None = None
+
+
+INSERT_UNIQUE_TRIES = 10
+STAGE_BATCH = 5000
+
+
+class Engine(abc.ABC):
+    dialect: str = ""
+
+    def __init__(self, clock: Clock = utcnow) -> None:
+        self.clock = clock
+        self.queries = sqlfiles.load_queries(f"{sqlfiles.__name__}.{self.dialect}", "queries.sql")
+
+    # --- primitives each dialect provides -------------------------------------------------
+
+    @abc.abstractmethod
+    def transaction(self, conn: Any = None) -> AbstractContextManager[Tx]:
+        """A write transaction; with ``conn`` (PostgreSQL), run inside the caller's transaction."""
+
+    @abc.abstractmethod
+    def time_param(self, value: datetime) -> Any:
+        """A time as this dialect stores it (a datetime for PostgreSQL, unix seconds for SQLite)."""
+
+    @abc.abstractmethod
+    def time_json(self, value: datetime) -> Any:
+        """A time inside a JSON parameter."""
+
+    @abc.abstractmethod
+    def time_value(self, value: Any) -> datetime | None:
+        """A stored time back as an aware UTC datetime."""
+
+    @abc.abstractmethod
+    def json_value(self, value: Any) -> Any:
+        """A stored JSON column back as Python data."""
+
+    @abc.abstractmethod
+    def migrate(self) -> list[str]:
+        """Apply pending migrations, idempotently and safely against concurrent migrators."""
+
+    @abc.abstractmethod
+    def applied_migrations(self) -> list[str]: ...
+
+    @abc.abstractmethod
+    def notify(self, tx: Tx, payload: Mapping[str, Any]) -> None:
+        """Tell other nodes about new work; delivered when ``tx`` commits."""
+
+    @abc.abstractmethod
+    def listen(self, callback: WakeCallback) -> Callable[[], None]:
+        """Call ``callback`` for notifications from other nodes; returns a function to stop."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    # --- decoding -------------------------------------------------------------------------
+
+    def row_to_job(self, row: Mapping[str, Any], *, conflict: bool = False) -> Job[Any]:
+        tv = self.time_value
+        return Job(
+            id=int(row["id"]),
+            state=JobState(row["state"]),
+            queue=row["queue"],
+            worker=row["worker"],
+            args=self.json_value(row["args"]),
+            meta=self.json_value(row["meta"]),
+            tags=tuple(self.json_value(row["tags"])),
+            errors=tuple(self.json_value(row["errors"])),
+            attempt=int(row["attempt"]),
+            max_attempts=int(row["max_attempts"]),
+            priority=int(row["priority"]),
+            inserted_at=tv(row["inserted_at"]),  # type: ignore[arg-type]
+            scheduled_at=tv(row["scheduled_at"]),  # type: ignore[arg-type]
+            attempted_at=tv(row["attempted_at"]),
+            attempted_by=row["attempted_by"],
+            completed_at=tv(row["completed_at"]),
+            discarded_at=tv(row["discarded_at"]),
+            cancelled_at=tv(row["cancelled_at"]),
+            unique_key=row["unique_key"],
+            conflict=conflict,
+        )
+
+    # --- insert ---------------------------------------------------------------------------
+
+    def _spec_row(self, index: int, spec: JobSpec, now: datetime) -> dict[str, Any]:
+        if spec.scheduled_at is not None:
+            at = spec.scheduled_at
+        elif spec.schedule_in:
+            at = now + timedelta(seconds=spec.schedule_in)
+        else:
+            at = now
+        state = JobState.SCHEDULED if at > now else JobState.AVAILABLE
+        unique_key = spec.unique_key
+        if unique_key is not None and f",{state.value}," not in (spec.unique_states or ""):
+            unique_key = None
+        return {
+            "idx": index,
+            "state": state.value,
+            "queue": spec.queue,
+            "worker": spec.worker,
+            "args": spec.args,
+            "meta": spec.meta,
+            "tags": list(spec.tags),
+            "max_attempts": spec.max_attempts,
+            "priority": spec.priority,
+            "inserted_at": self.time_json(now),
+            "scheduled_at": self.time_json(at),
+            "unique_key": unique_key,
+            "unique_states": spec.unique_states,
+        }
+
+    def insert(self, specs: Sequence[JobSpec], conn: Any = None) -> list[Job[Any]]:
+        """Store jobs in one transaction; unique ones that conflict come back marked ``conflict``."""
+        if not specs:
+            return []
+        now = self.clock()
+        rows = [self._spec_row(i, spec, now) for i, spec in enumerate(specs)]
+        jobs: dict[int, Job[Any]] = {}
+        with self.transaction(conn) as tx:
+            plain = [row for row in rows if row["unique_key"] is None]
+            if plain:
+                stored = tx.execute(self.queries["insert_jobs"], {"rows": dumps(plain)})
+                stored.sort(key=lambda r: int(r["id"]))
+                for row, db_row in zip(plain, stored, strict=True):
+                    jobs[row["idx"]] = self.row_to_job(db_row)
+            for row, spec in zip(rows, specs, strict=True):
+                if row["unique_key"] is not None:
+                    jobs[row["idx"]] = self._insert_unique(tx, row, spec, now)
+            created = [job for job in jobs.values() if not job.conflict]
+            if created:
+                self.notify(tx, wake_payload(created))
+        return [jobs[i] for i in range(len(rows))]
+
+    def _insert_unique(self, tx: Tx, row: dict[str, Any], spec: JobSpec, now: datetime) -> Job[Any]:
+        for _ in range(INSERT_UNIQUE_TRIES):
+            stored = tx.execute(self.queries["insert_jobs"], {"rows": dumps([row])})
+            if stored:
+                return self.row_to_job(stored[0])
+            existing = tx.execute(self.queries["find_unique"], {"unique_key": row["unique_key"]})
+            if not existing:
+                continue  # released between our insert and lookup: try again
+            job = self.row_to_job(existing[0], conflict=True)
+            if spec.unique_period is None:
+                return job
+            cutoff = now - timedelta(seconds=spec.unique_period)
+            if job.inserted_at >= cutoff:
+                return job
+            tx.execute(
+                self.queries["release_unique"],
+                {"id": job.id, "unique_key": row["unique_key"], "before": self.time_param(cutoff)},
+            )
+        raise RuntimeError("unique insert did not settle; the table is under extreme contention")
+
+    # --- the execution path ---------------------------------------------------------------
+
+    def fetch(self, queue: str, limit: int, node: str) -> list[Job[Any]]:
+        """Claim up to ``limit`` available jobs of ``queue`` for ``node``, in fetch order."""
+        if limit <= 0:
+            return []
+        params = {"queue": queue, "limit": limit, "node": node, "now": self.time_param(self.clock())}
+        with self.transaction() as tx:
+            rows = tx.execute(self.queries["fetch_jobs"], params)
+        jobs = [self.row_to_job(row) for row in rows]
+        jobs.sort(key=lambda j: (j.priority, j.scheduled_at, j.id))
+        return jobs
+
+    def ack(self, acks: Sequence[Ack]) -> set[int]:
+        """Write a batch of outcomes; returns the ids that were still this attempt's to write."""
+        if not acks:
+            return set()
+        payload = [
+            {
+                "id": a.id,
+                "attempt": a.attempt,
+                "state": a.state.value,
+                "at": self.time_json(a.at),
+                "scheduled_at": self.time_json(a.scheduled_at) if a.scheduled_at else None,
+                "attempt_delta": a.attempt_delta,
+                "error": a.error,
+                "meta": a.meta,
+            }
+            for a in acks
+        ]
+        with self.transaction() as tx:
+            rows = tx.execute(self.queries["ack_jobs"], {"acks": dumps(payload)})
+        return {int(r["id"]) for r in rows}
+
+    def stage(self) -> set[str]:
+        """Make due scheduled and retryable jobs available; returns the queues that got work."""
+        with self.transaction() as tx:
+            rows = tx.execute(
+                self.queries["stage_jobs"],
+                {"now": self.time_param(self.clock()), "limit": STAGE_BATCH},
+            )
+            queues = {str(r["queue"]) for r in rows}
+            if queues:
+                self.notify(tx, {"queues": sorted(queues)})
+        return queues
+
+    def next_due(self) -> datetime | None:
+        with self.transaction() as tx:
+            rows = tx.execute(self.queries["next_due"])
+        return self.time_value(rows[0]["at"]) if rows else None
+
+    def get_job(self, job_id: int) -> Job[Any] | None:
+        with self.transaction() as tx:
+            rows = tx.execute(self.queries["get_job"], {"id": job_id})
+        return self.row_to_job(rows[0]) if rows else None
+
+    def queue_counts(self) -> dict[str, dict[str, int]]:
+        with self.transaction() as tx:
+            rows = tx.execute(self.queries["queue_counts"])
+        counts: dict[str, dict[str, int]] = {}
+        for row in rows:
+            counts.setdefault(row["queue"], {})[row["state"]] = int(row["n"])
+        return counts
+
+
+def wake_payload(jobs: Sequence[Job[Any]]) -> dict[str, Any]:
+    """What other nodes need to hear after an insert: which queues have work, and whether
+    something was scheduled (so stagers recompute their next wake-up)."""
+    return {
+        "queues": sorted({j.queue for j in jobs if j.state is JobState.AVAILABLE}),
+        "scheduled": any(j.state is JobState.SCHEDULED for j in jobs),
+    }
+
+
+def iter_statements(script: str) -> Iterator[str]:
+    """Split a migration script for drivers that run one statement per call (SQLite)."""
+    import sqlite3
+
+    buffer: list[str] = []
+    for line in script.splitlines(keepends=True):
+        buffer.append(line)
+        text = "".join(buffer)
+        if sqlite3.complete_statement(text):
+            if text.strip():
+                yield text.strip()
+            buffer = []
+    rest = "".join(buffer).strip()
+    if rest and not all(ln.strip().startswith("--") or not ln.strip() for ln in rest.splitlines()):
+        yield rest
+
+
+def loads_json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, (str, bytes)) else value

@@ -1,0 +1,78 @@
+-- name: insert_jobs
+-- Many jobs in one statement; rows arrive as one JSON array so the statement is the same
+-- for one job or ten thousand.
+INSERT INTO jobsaga_jobs (state, queue, worker, args, meta, tags, max_attempts, priority,
+                          inserted_at, scheduled_at, unique_key, unique_states)
+SELECT r.state, r.queue, r.worker, r.args, r.meta, r.tags, r.max_attempts, r.priority,
+       r.inserted_at, r.scheduled_at, r.unique_key, r.unique_states
+FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(
+    idx int, state text, queue text, worker text, args jsonb, meta jsonb, tags jsonb,
+    max_attempts int, priority int, inserted_at timestamptz, scheduled_at timestamptz,
+    unique_key text, unique_states text)
+ORDER BY r.idx
+ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
+RETURNING *
+
+-- name: find_unique
+SELECT * FROM jobsaga_jobs WHERE unique_key = %(unique_key)s
+
+-- name: release_unique
+UPDATE jobsaga_jobs SET unique_key = NULL
+WHERE id = %(id)s AND unique_key = %(unique_key)s AND inserted_at < %(before)s
+
+-- name: notify
+SELECT pg_notify(%(channel)s, %(payload)s)
+
+-- name: fetch_jobs
+WITH picked AS (
+    SELECT id FROM jobsaga_jobs
+    WHERE state = 'available' AND queue = %(queue)s
+    ORDER BY priority, scheduled_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE jobsaga_jobs AS j
+SET state = 'executing', attempt = j.attempt + 1,
+    attempted_at = %(now)s, attempted_by = %(node)s
+FROM picked
+WHERE j.id = picked.id
+RETURNING j.*
+
+-- name: ack_jobs
+-- One statement acknowledges a batch of outcomes. The guard on state and attempt leaves a
+-- job alone that was cancelled or rescued while it ran.
+UPDATE jobsaga_jobs AS j
+SET state = a.state,
+    scheduled_at = coalesce(a.scheduled_at, j.scheduled_at),
+    attempt = j.attempt + a.attempt_delta,
+    errors = CASE WHEN a.error IS NULL THEN j.errors ELSE j.errors || jsonb_build_array(a.error) END,
+    meta = CASE WHEN a.meta IS NULL THEN j.meta ELSE j.meta || a.meta END,
+    completed_at = CASE WHEN a.state = 'completed' THEN a.at ELSE j.completed_at END,
+    discarded_at = CASE WHEN a.state = 'discarded' THEN a.at ELSE j.discarded_at END,
+    cancelled_at = CASE WHEN a.state = 'cancelled' THEN a.at ELSE j.cancelled_at END
+FROM jsonb_to_recordset(%(acks)s::jsonb) AS a(
+    id bigint, attempt int, state text, at timestamptz, scheduled_at timestamptz,
+    attempt_delta int, error jsonb, meta jsonb)
+WHERE j.id = a.id AND j.state = 'executing' AND j.attempt = a.attempt
+RETURNING j.id
+
+-- name: stage_jobs
+WITH due AS (
+    SELECT id FROM jobsaga_jobs
+    WHERE state IN ('scheduled', 'retryable') AND scheduled_at <= %(now)s
+    ORDER BY scheduled_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE jobsaga_jobs AS j SET state = 'available'
+FROM due WHERE j.id = due.id
+RETURNING j.queue
+
+-- name: next_due
+SELECT min(scheduled_at) AS at FROM jobsaga_jobs WHERE state IN ('scheduled', 'retryable')
+
+-- name: get_job
+SELECT * FROM jobsaga_jobs WHERE id = %(id)s
+
+-- name: queue_counts
+SELECT queue, state, count(*) AS n FROM jobsaga_jobs GROUP BY queue, state

@@ -1,0 +1,42 @@
+"""Every error jobsaga raises on purpose derives from :class:`JobsagaError`.
+
+::
+
+    JobsagaError
+    ├── ConfigError            a misspelt option, a bad URL, an invalid cron line
+    ├── ArgsError              job args that fail validation or are not JSON (names the field)
+    ├── UnknownWorkerError     a job names a worker the node does not know
+    ├── MigrationError         the database schema is missing or newer than this code
+    ├── JobTimeout             a perform overran its worker's timeout
+    └── EnqueueInStepError     a workflow step tried to insert a job (see docs/workflows.md)
+"""
+
+from __future__ import annotations
+
+
+class JobsagaError(Exception):
+    """Root of jobsaga's own exceptions, so callers can catch them as a family."""
+
+
+class ConfigError(JobsagaError, ValueError):
+    """Configuration or class options that cannot work; raised before anything runs."""
+
+
+class ArgsError(JobsagaError, ValueError):
+    """Job args rejected at insert; nothing was stored."""
+
+
+class UnknownWorkerError(JobsagaError, LookupError):
+    """The node has no worker registered under the job's worker name."""
+
+
+class MigrationError(JobsagaError, RuntimeError):
+    """The database schema does not match what this version of jobsaga expects."""
+
+
+class JobTimeout(JobsagaError, TimeoutError):
+    """A perform ran longer than the worker's timeout allows."""
+
+
+class EnqueueInStepError(JobsagaError, RuntimeError):
+    """Raised when a workflow step inserts a job: an enqueued job cannot be compensated."""

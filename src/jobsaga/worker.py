@@ -1,0 +1,233 @@
+"""Workers: a class per kind of job, with Oban-style class options.
+
+``class SendEmail(Worker, queue="mailers", max_attempts=5): ...`` validates its options
+when the class is created, so a misspelt option fails at import rather than being ignored.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from .backoff import default_backoff, tenacity_backoff
+from .errors import ArgsError, ConfigError
+from .job import Job, JobSpec
+from .serialization import ensure_json_object
+from .unique import UniqueSpec, coerce_unique, encode_states
+
+A = TypeVar("A")
+
+QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+DEFAULT_TIMEOUT = 60.0
+
+
+def check_queue_name(queue: str) -> str:
+    if not isinstance(queue, str) or not QUEUE_NAME.match(queue):
+        raise ConfigError(f"invalid queue name {queue!r}: use 1-64 letters, digits, '_', '-', '.'")
+    return queue
+
+
+def check_priority(priority: int) -> int:
+    if not isinstance(priority, int) or isinstance(priority, bool) or not 0 <= priority <= 9:
+        raise ConfigError(f"priority must be an integer from 0 (highest) to 9, got {priority!r}")
+    return priority
+
+
+def check_max_attempts(max_attempts: int) -> int:
+    if not isinstance(max_attempts, int) or isinstance(max_attempts, bool) or max_attempts < 1:
+        raise ConfigError(f"max_attempts must be an integer >= 1, got {max_attempts!r}")
+    return max_attempts
+
+
+class WorkerOptions(BaseModel):
+    """The class options of a worker. Unknown keys are errors."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    name: str | None = None
+    queue: str = "default"
+    max_attempts: int = 20
+    priority: int = 0
+    tags: tuple[str, ...] = ()
+    unique: UniqueSpec | None = None
+    timeout: float | None = DEFAULT_TIMEOUT
+    backoff: Any = None
+    """A callable ``attempt -> seconds``, or a tenacity wait strategy."""
+
+    @field_validator("queue")
+    @classmethod
+    def _queue(cls, v: str) -> str:
+        return check_queue_name(v)
+
+    @field_validator("priority")
+    @classmethod
+    def _priority(cls, v: int) -> int:
+        return check_priority(v)
+
+    @field_validator("max_attempts")
+    @classmethod
+    def _max_attempts(cls, v: int) -> int:
+        return check_max_attempts(v)
+
+    @field_validator("unique", mode="before")
+    @classmethod
+    def _unique(cls, v: Any) -> UniqueSpec | None:
+        return coerce_unique(v)
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, v: float | None) -> float | None:
+        if v is not None and v <= 0:
+            raise ValueError("timeout must be a positive number of seconds, or None for no limit")
+        return v
+
+    @field_validator("backoff")
+    @classmethod
+    def _backoff(cls, v: Any) -> Any:
+        if v is not None and not callable(v):
+            raise ValueError("backoff must be callable (attempt -> seconds) or a tenacity wait")
+        return v
+
+
+def describe_validation_error(owner: str, error: ValidationError) -> str:
+    problems = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "<args>"
+        problems.append(f"field {where!r}: {item['msg']}")
+    return f"{owner}: invalid args: " + "; ".join(problems)
+
+
+class Worker(Generic[A]):
+    """Base class of every worker.
+
+    Subclass with options, define ``perform(self, job)`` (plain or ``async``), and optionally
+    a nested pydantic ``Args`` model, ``timeout``, ``backoff`` and ``on_final_failure``.
+    One instance per node serves all jobs of the class, so ``perform`` must be reentrant.
+    """
+
+    name: ClassVar[str] = "jobsaga.Worker"
+    options: ClassVar[WorkerOptions] = WorkerOptions()
+    Args: ClassVar[type[BaseModel] | None] = None
+
+    def __init_subclass__(cls, **options: Any) -> None:
+        super().__init_subclass__()
+        inherited = cls.__dict__.get("options") or getattr(cls, "options", WorkerOptions())
+        merged = {**inherited.model_dump(exclude={"name"}), **options}
+        try:
+            cls.options = WorkerOptions(**merged)
+        except ValidationError as exc:
+            raise ConfigError(f"worker {cls.__qualname__}: {exc}") from None
+        cls.name = cls.options.name or f"{cls.__module__}.{cls.__qualname__}"
+        args_model = cls.__dict__.get("Args")
+        if args_model is not None and not (
+            isinstance(args_model, type) and issubclass(args_model, BaseModel)
+        ):
+            raise ConfigError(f"worker {cls.__qualname__}: Args must be a pydantic BaseModel")
+
+    # --- building jobs -------------------------------------------------------------------
+
+    @classmethod
+    def validate_args(cls, args: Any) -> dict[str, Any]:
+        """Validate args as an insert would and return their JSON form."""
+        if args is None:
+            args = {}
+        model = cls.Args
+        if model is not None:
+            try:
+                instance = args if isinstance(args, model) else model.model_validate(args)
+            except ValidationError as exc:
+                raise ArgsError(describe_validation_error(cls.name, exc)) from None
+            return instance.model_dump(mode="json")
+        if isinstance(args, BaseModel):
+            args = args.model_dump(mode="json")
+        return dict(ensure_json_object(args, "args", cls.name))
+
+    @classmethod
+    def parse_args(cls, raw: dict[str, Any]) -> Any:
+        """Turn stored JSON args into what ``perform`` receives (the ``Args`` model, if any)."""
+        model = cls.Args
+        if model is None:
+            return raw
+        try:
+            return model.model_validate(raw)
+        except ValidationError as exc:
+            raise ArgsError(describe_validation_error(cls.name, exc)) from None
+
+    @classmethod
+    def new(
+        cls,
+        args: Any = None,
+        *,
+        queue: str | None = None,
+        priority: int | None = None,
+        max_attempts: int | None = None,
+        schedule_in: float | timedelta | None = None,
+        scheduled_at: datetime | None = None,
+        tags: list[str] | tuple[str, ...] | None = None,
+        meta: dict[str, Any] | None = None,
+        unique: Any = None,
+    ) -> JobSpec:
+        """Build a job for ``app.insert``; args are validated here, so bad input never reaches the table."""
+        opts = cls.options
+        raw_args = cls.validate_args(args)
+        meta_json = dict(ensure_json_object(meta or {}, "meta", cls.name))
+        if schedule_in is not None and scheduled_at is not None:
+            raise ArgsError(f"{cls.name}: give schedule_in or scheduled_at, not both")
+        if isinstance(schedule_in, timedelta):
+            schedule_in = schedule_in.total_seconds()
+        if schedule_in is not None and (
+            not isinstance(schedule_in, (int, float)) or schedule_in < 0
+        ):
+            raise ArgsError(f"{cls.name}: schedule_in must be seconds >= 0, got {schedule_in!r}")
+        if scheduled_at is not None:
+            if not isinstance(scheduled_at, datetime):
+                raise ArgsError(f"{cls.name}: scheduled_at must be a datetime")
+            if scheduled_at.tzinfo is None:
+                raise ArgsError(f"{cls.name}: scheduled_at must be timezone-aware (e.g. UTC)")
+            scheduled_at = scheduled_at.astimezone(UTC)
+        q = check_queue_name(queue) if queue is not None else opts.queue
+        spec_unique = coerce_unique(unique) if unique is not None else opts.unique
+        unique_key = (
+            spec_unique.key(cls.name, q, raw_args, meta_json) if spec_unique is not None else None
+        )
+        return JobSpec(
+            worker=cls.name,
+            queue=q,
+            args=raw_args,
+            priority=check_priority(priority) if priority is not None else opts.priority,
+            max_attempts=(
+                check_max_attempts(max_attempts) if max_attempts is not None else opts.max_attempts
+            ),
+            tags=tuple(tags) if tags is not None else opts.tags,
+            meta=meta_json,
+            scheduled_at=scheduled_at,
+            schedule_in=float(schedule_in) if schedule_in is not None else None,
+            unique_key=unique_key,
+            unique_states=encode_states(spec_unique.states) if spec_unique is not None else None,
+            unique_period=spec_unique.period if spec_unique is not None else None,
+        )
+
+    # --- running jobs --------------------------------------------------------------------
+
+    def perform(self, job: Job[A]) -> Any:
+        raise NotImplementedError(f"{type(self).__qualname__} must define perform(self, job)")
+
+    def timeout(self, job: Job[A]) -> float | None:
+        """Seconds the perform may run; ``None`` means no limit. Default: the ``timeout`` option."""
+        return type(self).options.timeout
+
+    def backoff(self, job: Job[A]) -> float:
+        """Seconds until the next attempt after ``job.attempt`` failed."""
+        custom: Callable[[int], float] | None = type(self).options.backoff
+        if custom is None:
+            return default_backoff(job.attempt)
+        if hasattr(custom, "__call__") and type(custom).__module__.startswith("tenacity"):
+            return tenacity_backoff(custom)(job.attempt)
+        return float(custom(job.attempt))
+
+    def on_final_failure(self, job: Job[A], error: BaseException) -> None:
+        """Runs once, when the last attempt failed and the job is about to be discarded."""
