@@ -1,0 +1,32 @@
+"""The ``jobsaga`` command. Each command group lives in its own module and is added here."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from .jobs import jobs_commands
+from .worker import worker_commands
+
+COMMAND_MODULES = [worker_commands, jobs_commands]
+
+
+@click.group()
+@click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
+def cli(verbose: int) -> None:
+    """jobsaga: persistent jobs and saga workflows."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+for register in COMMAND_MODULES:
+    register(cli)
+
+
+def main() -> None:
+    cli(prog_name="jobsaga")
+
+
+if __name__ == "__main__":
+    main()
