@@ -12,7 +12,7 @@ from .errors import (
     UnknownWorkerError,
 )
 from .job import Job, JobSpec, JobState
-from .results import Cancel, Discard, Error, Snooze
+from .results import Cancel, Complete, Discard, Error, Snooze
 from .runtime.executor import PerformError
 from .runtime.node import Node, NodeThread
 from .telemetry import Telemetry, logging_handler
@@ -25,6 +25,7 @@ __all__ = [
     "App",
     "ArgsError",
     "Cancel",
+    "Complete",
     "ConfigError",
     "Discard",
     "EnqueueInStepError",

@@ -172,6 +172,13 @@ class App:
             for listener in list(self._listeners):
                 listener(payload)
 
+    def announce_specs(self, specs: Sequence[JobSpec]) -> None:
+        """Wake this process's nodes for jobs inserted outside ``insert`` (follow-ups)."""
+        if self._listeners:
+            payload = {"queues": sorted({s.queue for s in specs}), "scheduled": True}
+            for listener in list(self._listeners):
+                listener(payload)
+
     def add_listener(self, listener: LocalListener) -> Callable[[], None]:
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)

@@ -10,7 +10,7 @@ from typing import Any, Generic, TypeVar
 A = TypeVar("A")
 
 
-class JobState(str, enum.Enum):
+class JobState(enum.StrEnum):
     """Oban's seven states; only available jobs are fetched."""
 
     AVAILABLE = "available"
@@ -82,11 +82,10 @@ class Job(Generic[A]):
     @property
     def raw_args(self) -> dict[str, Any]:
         """The args as JSON, whatever ``args`` holds."""
-        dump = getattr(self.args, "model_dump", None)
-        if dump is not None:
-            result: dict[str, Any] = dump(mode="json")
-            return result
-        return dict(self.args)  # type: ignore[call-overload]
+        args: Any = self.args
+        dump = getattr(args, "model_dump", None)
+        result: dict[str, Any] = dump(mode="json") if dump is not None else dict(args)
+        return result
 
     def with_args(self, args: Any) -> Job[Any]:
         return replace(self, args=args)

@@ -7,6 +7,9 @@ Returning ``None`` or any JSON value completes the job; raising an exception or 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+from .job import JobSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,10 +38,32 @@ class Cancel:
 
 
 @dataclass(frozen=True, slots=True)
+class Complete:
+    """Complete the job and insert follow-up jobs in the same transaction.
+
+    The follow-ups exist only if the completion is written: a job cancelled while it ran,
+    or a node that dies before acknowledging, enqueues nothing. This is how a workflow
+    starts further work safely once it has succeeded.
+    """
+
+    value: Any = None
+    enqueue: tuple[JobSpec, ...] = ()
+
+    def __post_init__(self) -> None:
+        specs = tuple(self.enqueue)
+        for spec in specs:
+            if not isinstance(spec, JobSpec):
+                raise TypeError(
+                    f"Complete(enqueue=...) takes jobs built by Worker.new(), got {spec!r}"
+                )
+        object.__setattr__(self, "enqueue", specs)
+
+
+@dataclass(frozen=True, slots=True)
 class Error:
     """Fail this attempt without raising (Oban's ``{:error, reason}``)."""
 
     reason: str
 
 
-Result = Snooze | Discard | Cancel | Error
+Result = Snooze | Discard | Cancel | Complete | Error

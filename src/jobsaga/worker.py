@@ -115,7 +115,7 @@ class Worker(Generic[A]):
 
     def __init_subclass__(cls, **options: Any) -> None:
         super().__init_subclass__()
-        inherited = cls.__dict__.get("options") or getattr(cls, "options", WorkerOptions())
+        inherited: WorkerOptions = getattr(cls, "options", WorkerOptions())
         merged = {**inherited.model_dump(exclude={"name"}), **options}
         try:
             cls.options = WorkerOptions(**merged)
@@ -225,7 +225,7 @@ class Worker(Generic[A]):
         custom: Callable[[int], float] | None = type(self).options.backoff
         if custom is None:
             return default_backoff(job.attempt)
-        if hasattr(custom, "__call__") and type(custom).__module__.startswith("tenacity"):
+        if type(custom).__module__.startswith("tenacity"):
             return tenacity_backoff(custom)(job.attempt)
         return float(custom(job.attempt))
 

@@ -46,6 +46,8 @@ class Ack:
     attempt_delta: int = 0
     error: dict[str, Any] | None = None
     meta: dict[str, Any] | None = None
+    inserts: tuple[JobSpec, ...] = ()
+    """Jobs to insert in the same transaction, only if this outcome is written (follow-ups)."""
 
 
 INSERT_UNIQUE_TRIES = 10
@@ -159,22 +161,26 @@ class Engine(abc.ABC):
         """Store jobs in one transaction; unique ones that conflict come back marked ``conflict``."""
         if not specs:
             return []
+        with self.transaction(conn) as tx:
+            return self.insert_in(tx, specs)
+
+    def insert_in(self, tx: Tx, specs: Sequence[JobSpec]) -> list[Job[Any]]:
+        """Insert within an open transaction (and notify other nodes when it commits)."""
         now = self.clock()
         rows = [self._spec_row(i, spec, now) for i, spec in enumerate(specs)]
         jobs: dict[int, Job[Any]] = {}
-        with self.transaction(conn) as tx:
-            plain = [row for row in rows if row["unique_key"] is None]
-            if plain:
-                stored = tx.execute(self.queries["insert_jobs"], {"rows": dumps(plain)})
-                stored.sort(key=lambda r: int(r["id"]))
-                for row, db_row in zip(plain, stored, strict=True):
-                    jobs[row["idx"]] = self.row_to_job(db_row)
-            for row, spec in zip(rows, specs, strict=True):
-                if row["unique_key"] is not None:
-                    jobs[row["idx"]] = self._insert_unique(tx, row, spec, now)
-            created = [job for job in jobs.values() if not job.conflict]
-            if created:
-                self.notify(tx, wake_payload(created))
+        plain = [row for row in rows if row["unique_key"] is None]
+        if plain:
+            stored = tx.execute(self.queries["insert_jobs"], {"rows": dumps(plain)})
+            stored.sort(key=lambda r: int(r["id"]))
+            for row, db_row in zip(plain, stored, strict=True):
+                jobs[row["idx"]] = self.row_to_job(db_row)
+        for row, spec in zip(rows, specs, strict=True):
+            if row["unique_key"] is not None:
+                jobs[row["idx"]] = self._insert_unique(tx, row, spec, now)
+        created = [job for job in jobs.values() if not job.conflict]
+        if created:
+            self.notify(tx, wake_payload(created))
         return [jobs[i] for i in range(len(rows))]
 
     def _insert_unique(self, tx: Tx, row: dict[str, Any], spec: JobSpec, now: datetime) -> Job[Any]:
@@ -203,7 +209,12 @@ class Engine(abc.ABC):
         """Claim up to ``limit`` available jobs of ``queue`` for ``node``, in fetch order."""
         if limit <= 0:
             return []
-        params = {"queue": queue, "limit": limit, "node": node, "now": self.time_param(self.clock())}
+        params = {
+            "queue": queue,
+            "limit": limit,
+            "node": node,
+            "now": self.time_param(self.clock()),
+        }
         with self.transaction() as tx:
             rows = tx.execute(self.queries["fetch_jobs"], params)
         jobs = [self.row_to_job(row) for row in rows]
@@ -229,7 +240,11 @@ class Engine(abc.ABC):
         ]
         with self.transaction() as tx:
             rows = tx.execute(self.queries["ack_jobs"], {"acks": dumps(payload)})
-        return {int(r["id"]) for r in rows}
+            written = {int(r["id"]) for r in rows}
+            follow_ups = [spec for a in acks if a.inserts and a.id in written for spec in a.inserts]
+            if follow_ups:
+                self.insert_in(tx, follow_ups)
+        return written
 
     def stage(self) -> set[str]:
         """Make due scheduled and retryable jobs available; returns the queues that got work."""

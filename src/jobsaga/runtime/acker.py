@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..engines import Ack
+from .waiting import wait_event
 
 log = logging.getLogger("jobsaga.runtime.acker")
 
@@ -20,7 +21,11 @@ RunInDb = Callable[..., Awaitable[Any]]
 
 class Acker:
     def __init__(
-        self, write: Callable[[list[Ack]], set[int]], run_in_db: RunInDb, *, max_batch: int = 200,
+        self,
+        write: Callable[[list[Ack]], set[int]],
+        run_in_db: RunInDb,
+        *,
+        max_batch: int = 200,
         max_delay: float = 0.005,
     ) -> None:
         self._write = write
@@ -44,10 +49,7 @@ class Acker:
     async def _flush_soon(self) -> None:
         while self._pending:
             if not self._full.is_set():
-                try:
-                    await asyncio.wait_for(self._full.wait(), self.max_delay)
-                except TimeoutError:
-                    pass
+                await wait_event(self._full, self.max_delay)
             self._full.clear()
             batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
             await self._write_batch(batch)
@@ -59,7 +61,9 @@ class Acker:
                 done = await self._run_in_db(self._write, [ack for ack, _ in batch])
                 break
             except Exception:  # the database is away: keep the outcomes and try again
-                log.exception("writing %d job outcomes failed; retrying in %.2fs", len(batch), delay)
+                log.exception(
+                    "writing %d job outcomes failed; retrying in %.2fs", len(batch), delay
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
         for ack, future in batch:

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..engines import Ack
 from ..errors import JobsagaError, JobTimeout
-from ..job import Job, JobState
-from ..results import Cancel, Discard, Error, Snooze
+from ..job import Job, JobSpec, JobState
+from ..results import Cancel, Complete, Discard, Error, Snooze
 from ..worker import Worker
 
 if TYPE_CHECKING:
@@ -52,19 +52,30 @@ class Outcome:
     error: BaseException | None = None
     snooze: float | None = None
     reason: str | None = None
+    enqueue: tuple[JobSpec, ...] = ()
 
 
-def error_record(job: Job[Any], at: Any, error: BaseException | str, *, kind: str) -> dict[str, Any]:
+def error_record(
+    job: Job[Any], at: Any, error: BaseException | str, *, kind: str
+) -> dict[str, Any]:
     if isinstance(error, BaseException):
         text = f"{type(error).__name__}: {error}"
         tb = "".join(traceback.format_exception(error)) if error.__traceback__ else ""
     else:
         text, tb = error, ""
-    return {"attempt": job.attempt, "at": at.isoformat(), "kind": kind, "error": text, "traceback": tb}
+    return {
+        "attempt": job.attempt,
+        "at": at.isoformat(),
+        "kind": kind,
+        "error": text,
+        "traceback": tb,
+    }
 
 
 def classify(result: Any) -> Outcome:
     """Map a perform's return value to an outcome; anything else completes the job."""
+    if isinstance(result, Complete):
+        return Outcome(JobState.COMPLETED, result=result.value, enqueue=result.enqueue)
     if isinstance(result, Snooze):
         return Outcome(JobState.SCHEDULED, snooze=float(result.seconds))
     if isinstance(result, Discard):
@@ -73,10 +84,12 @@ def classify(result: Any) -> Outcome:
         return Outcome(JobState.CANCELLED, reason=result.reason)
     if isinstance(result, Error):
         return Outcome(JobState.RETRYABLE, error=PerformError(result.reason))
-    if isinstance(result, type) and result in (Snooze, Discard, Cancel, Error):
+    if isinstance(result, type) and result in (Snooze, Discard, Cancel, Complete, Error):
         return Outcome(
             JobState.RETRYABLE,
-            error=InvalidResult(f"perform returned the class {result.__name__}; return an instance"),
+            error=InvalidResult(
+                f"perform returned the class {result.__name__}; return an instance"
+            ),
         )
     return Outcome(JobState.COMPLETED, result=result)
 
@@ -130,13 +143,17 @@ class Executor:
         """Turn an outcome into the row update; runs the final-failure hook when due."""
         now = self.app.clock()
         if outcome.state is JobState.COMPLETED:
-            return Ack(job.id, job.attempt, JobState.COMPLETED, now)
+            return Ack(job.id, job.attempt, JobState.COMPLETED, now, inserts=outcome.enqueue)
         if outcome.state is JobState.SCHEDULED:
             snoozed = int(job.meta.get("snoozed", 0)) + 1
             return Ack(
-                job.id, job.attempt, JobState.SCHEDULED, now,
+                job.id,
+                job.attempt,
+                JobState.SCHEDULED,
+                now,
                 scheduled_at=now + timedelta(seconds=outcome.snooze or 0),
-                attempt_delta=-1, meta={"snoozed": snoozed},
+                attempt_delta=-1,
+                meta={"snoozed": snoozed},
             )
         if outcome.state in (JobState.DISCARDED, JobState.CANCELLED):
             kind = outcome.state.value
@@ -147,8 +164,12 @@ class Executor:
         if job.attempt < job.max_attempts:
             delay = self._backoff(worker, job)
             return Ack(
-                job.id, job.attempt, JobState.RETRYABLE, now,
-                scheduled_at=now + timedelta(seconds=delay), error=record,
+                job.id,
+                job.attempt,
+                JobState.RETRYABLE,
+                now,
+                scheduled_at=now + timedelta(seconds=delay),
+                error=record,
             )
         if worker is not None:
             try:

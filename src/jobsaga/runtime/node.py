@@ -23,6 +23,7 @@ from ..job import Job, JobState
 from .acker import Acker
 from .executor import Executor, error_record
 from .producer import QueueProducer
+from .waiting import wait_event
 
 if TYPE_CHECKING:
     from ..app import App
@@ -56,7 +57,9 @@ class Node:
         self.queue_limits = dict(queues)
         self.grace_period = grace_period
         sqlite = app.url.startswith("sqlite")
-        self.poll_interval = poll_interval if poll_interval is not None else (0.2 if sqlite else 1.0)
+        self.poll_interval = (
+            poll_interval if poll_interval is not None else (0.2 if sqlite else 1.0)
+        )
         self.stage_interval = stage_interval
         self.max_threads = max_threads or max(4, sum(self.queue_limits.values()))
         self.ack_batch = ack_batch
@@ -82,8 +85,9 @@ class Node:
 
     def cancel_reason(self, job_id: int) -> str:
         return self._cancel_reasons.pop(
-            job_id, f"node {self.name} shut down before the job finished "
-            f"(grace period {self.grace_period}s)"
+            job_id,
+            f"node {self.name} shut down before the job finished "
+            f"(grace period {self.grace_period}s)",
         )
 
     async def interrupted(self, job: Job[Any], *, reason: str) -> None:
@@ -91,8 +95,15 @@ class Node:
         now = self.app.clock()
         record = error_record(job, now, reason, kind="interrupted")
         await self.acker.ack(
-            Ack(job.id, job.attempt, JobState.RETRYABLE, now, scheduled_at=now,
-                attempt_delta=-1, error=record),
+            Ack(
+                job.id,
+                job.attempt,
+                JobState.RETRYABLE,
+                now,
+                scheduled_at=now,
+                attempt_delta=-1,
+                error=record,
+            ),
             urgent=True,
         )
         self.stager_wake()
@@ -111,15 +122,16 @@ class Node:
             max_workers=self.max_threads, thread_name_prefix="jobsaga-job"
         )
         self.executor = Executor(self.app, self.name, self._job_threads)
-        self.acker = Acker(self.app.engine.ack, self.run_in_db, max_batch=self.ack_batch,
-                           max_delay=self.ack_delay)
+        self.acker = Acker(
+            self.app.engine.ack, self.run_in_db, max_batch=self.ack_batch, max_delay=self.ack_delay
+        )
         loop = self._loop
-        self._cleanup.append(
-            self.app.add_listener(lambda payload: loop.call_soon_threadsafe(self._on_notice, payload))
-        )
-        self._cleanup.append(
-            self.app.engine.listen(lambda payload: loop.call_soon_threadsafe(self._on_notice, payload))
-        )
+
+        def from_any_thread(payload: Mapping[str, Any]) -> None:
+            loop.call_soon_threadsafe(self._on_notice, payload)
+
+        self._cleanup.append(self.app.add_listener(from_any_thread))
+        self._cleanup.append(self.app.engine.listen(from_any_thread))
         for queue, limit in self.queue_limits.items():
             producer = QueueProducer(self, queue, limit)
             self.producers[queue] = producer
@@ -134,9 +146,8 @@ class Node:
             self.stager_wake()
             return
         for queue in payload.get("queues", ()):
-            producer = self.producers.get(queue)
-            if producer is not None:
-                producer.wake()
+            if (found := self.producers.get(queue)) is not None:
+                found.wake()
         if payload.get("scheduled"):
             self.stager_wake()
 
@@ -157,11 +168,7 @@ class Node:
                     delay = min(delay, max(0.001, until))
             except Exception:
                 log.exception("staging scheduled jobs failed")
-            try:
-                await asyncio.wait_for(self._stager_event.wait(), delay)
-            except TimeoutError:
-                pass
-            self._stager_event.clear()
+            await wait_event(self._stager_event, delay)
 
     def request_stop(self) -> None:
         """Thread-safe: ask a running node to shut down gracefully."""
@@ -181,7 +188,9 @@ class Node:
             await producer.stop_fetching()
         running = [t for p in self.producers.values() for t in p.running.values()]
         if running:
-            log.info("node %s: waiting up to %.1fs for %d running jobs", self.name, grace, len(running))
+            log.info(
+                "node %s: waiting up to %.1fs for %d running jobs", self.name, grace, len(running)
+            )
             done, pending = await asyncio.wait(running, timeout=grace)
             for task in pending:
                 task.cancel()
@@ -234,7 +243,9 @@ class NodeThread:
         self.node = node
         self._ready = threading.Event()
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._main, name=f"jobsaga-node-{node.name}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._main, name=f"jobsaga-node-{node.name}", daemon=True
+        )
         self._thread.start()
         self._ready.wait(30)
         if self._error is not None:
@@ -274,5 +285,3 @@ class NodeThread:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..job import Job, JobState
 from .executor import queue_wait
+from .waiting import wait_event
 
 if TYPE_CHECKING:
     from .node import Node
@@ -56,11 +57,7 @@ class QueueProducer:
                 failures += 1
                 log.exception("queue %s: fetching failed", self.queue)
                 await asyncio.sleep(min(5.0, 0.1 * 2**failures))
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.node.poll_interval)
-            except TimeoutError:
-                pass
-            self._wake.clear()
+            await wait_event(self._wake, self.node.poll_interval)
 
     async def _dispatch(self) -> None:
         while self._fetching and not self.paused:
@@ -83,9 +80,16 @@ class QueueProducer:
         started = time.monotonic()
         meta: dict[str, Any] | None = None
         if telemetry.active:
-            meta = {"job": job, "worker": job.worker, "queue": job.queue, "attempt": job.attempt,
-                    "node": node.name}
-            telemetry.emit("job.start", {"system_time": time.time(), "queue_wait": queue_wait(job)}, meta)
+            meta = {
+                "job": job,
+                "worker": job.worker,
+                "queue": job.queue,
+                "attempt": job.attempt,
+                "node": node.name,
+            }
+            telemetry.emit(
+                "job.start", {"system_time": time.time(), "queue_wait": queue_wait(job)}, meta
+            )
         try:
             try:
                 outcome, typed, worker = await node.executor.attempt(job)
@@ -96,16 +100,32 @@ class QueueProducer:
             written = await node.acker.ack(ack, urgent=ack.state is not JobState.COMPLETED)
             if ack.state in (JobState.RETRYABLE, JobState.SCHEDULED):
                 node.stager_wake()
+            if written and ack.inserts:
+                node.app.announce_specs(ack.inserts)
             if meta is not None:
                 measures = {"duration": time.monotonic() - started, "queue_wait": queue_wait(job)}
                 if outcome.error is not None:
-                    telemetry.emit("job.exception", measures,
-                                   {**meta, "state": ack.state.value, "error": outcome.error,
-                                    "written": written})
+                    telemetry.emit(
+                        "job.exception",
+                        measures,
+                        {
+                            **meta,
+                            "state": ack.state.value,
+                            "error": outcome.error,
+                            "written": written,
+                        },
+                    )
                 else:
-                    telemetry.emit("job.stop", measures,
-                                   {**meta, "state": ack.state.value, "result": outcome.result,
-                                    "written": written})
+                    telemetry.emit(
+                        "job.stop",
+                        measures,
+                        {
+                            **meta,
+                            "state": ack.state.value,
+                            "result": outcome.result,
+                            "written": written,
+                        },
+                    )
         finally:
             self.running.pop(job.id, None)
             self._wake.set()
