@@ -44,7 +44,9 @@ class Telemetry:
     def active(self) -> bool:
         return bool(self._snapshot)
 
-    def emit(self, event: str, measurements: Mapping[str, Any], metadata: Mapping[str, Any]) -> None:
+    def emit(
+        self, event: str, measurements: Mapping[str, Any], metadata: Mapping[str, Any]
+    ) -> None:
         for names, handler in self._snapshot:
             if not any(_matches(pattern, event) for pattern in names):
                 continue
@@ -87,6 +89,8 @@ def logging_handler(logger: logging.Logger | None = None, level: int = logging.I
         fields.update({k: v for k, v in measurements.items() if isinstance(v, (int, float))})
         if "error" in metadata:
             fields["error"] = repr(metadata["error"])
-        target.log(level, "%s %s", event, fields, extra={"jobsaga_event": event, **{"jobsaga": fields}})
+        target.log(
+            level, "%s %s", event, fields, extra={"jobsaga_event": event, **{"jobsaga": fields}}
+        )
 
     return handle

@@ -92,5 +92,3 @@ def coerce_unique(value: Any) -> UniqueSpec | None:
 # Stored as ",available,scheduled," so SQL on both engines can test membership with a substring.
 def encode_states(states: tuple[str, ...]) -> str:
     return "," + ",".join(states) + ","
-
-

@@ -25,8 +25,12 @@ def jobs_commands(cli: click.Group) -> None:
         if job is None:
             raise click.ClickException(f"no job {job_id}")
         click.echo(f"job {job.id}  {job.worker}  queue={job.queue}  state={job.state.value}")
-        click.echo(f"  attempt {job.attempt}/{job.max_attempts}  priority {job.priority}  tags {list(job.tags)}")
-        click.echo(f"  inserted {job.inserted_at:%Y-%m-%d %H:%M:%S}  scheduled {job.scheduled_at:%Y-%m-%d %H:%M:%S}")
+        click.echo(
+            f"  attempt {job.attempt}/{job.max_attempts}  priority {job.priority}  tags {list(job.tags)}"
+        )
+        click.echo(
+            f"  inserted {job.inserted_at:%Y-%m-%d %H:%M:%S}  scheduled {job.scheduled_at:%Y-%m-%d %H:%M:%S}"
+        )
         click.echo(f"  args {json.dumps(job.args)}")
         if job.meta:
             click.echo(f"  meta {json.dumps(job.meta)}")

@@ -24,7 +24,9 @@ def load_app(spec: str | None, url: str | None = None) -> App:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise click.BadParameter(f"cannot import {module_name!r}: {exc}", param_hint="--app") from exc
+        raise click.BadParameter(
+            f"cannot import {module_name!r}: {exc}", param_hint="--app"
+        ) from exc
     target = getattr(module, attr or "app", None)
     if callable(target) and not isinstance(target, App):
         target = target()

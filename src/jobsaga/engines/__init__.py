@@ -34,4 +34,6 @@ def create_engine(url: str | None = None, clock: Clock = utcnow, **options: int)
 
         return PostgresEngine(resolved, clock, **options)
     scheme = resolved.split(":", 1)[0]
-    raise ConfigError(f"unsupported database URL scheme {scheme!r}: use sqlite:/// or postgresql://")
+    raise ConfigError(
+        f"unsupported database URL scheme {scheme!r}: use sqlite:/// or postgresql://"
+    )
