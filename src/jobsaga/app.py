@@ -42,7 +42,7 @@ class App:
         self,
         url: str | None = None,
         *,
-        workers: Iterable[type[Worker[Any]]] = (),
+        workers: Iterable[type[Worker]] = (),
         workflows: Iterable[Any] = (),
         clock: Clock = utcnow,
         pool_size: int = 10,
@@ -53,7 +53,7 @@ class App:
         self._pool_size = pool_size
         self._engine: Engine | None = None
         self._engine_lock = threading.Lock()
-        self._workers: dict[str, type[Worker[Any]]] = {}
+        self._workers: dict[str, type[Worker]] = {}
         self._workflows: dict[str, Any] = {}
         self._listeners: list[LocalListener] = []
         self.register(*workers)
@@ -66,7 +66,7 @@ class App:
 
     # --- registry -------------------------------------------------------------------------
 
-    def register(self, *workers: type[Worker[Any]]) -> None:
+    def register(self, *workers: type[Worker]) -> None:
         """Make workers known by their stable names; a different class under a taken name is an error."""
         for worker in workers:
             if not (isinstance(worker, type) and issubclass(worker, Worker)):
@@ -84,14 +84,14 @@ class App:
         self._workflows[name] = workflow
 
     @property
-    def workers(self) -> Mapping[str, type[Worker[Any]]]:
+    def workers(self) -> Mapping[str, type[Worker]]:
         return dict(self._workers)
 
     @property
     def workflows(self) -> Mapping[str, Any]:
         return dict(self._workflows)
 
-    def worker_for(self, name: str) -> type[Worker[Any]]:
+    def worker_for(self, name: str) -> type[Worker]:
         try:
             return self._workers[name]
         except KeyError:

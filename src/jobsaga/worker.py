@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
@@ -18,8 +18,6 @@ from .errors import ArgsError, ConfigError
 from .job import Job, JobSpec
 from .serialization import ensure_json_object
 from .unique import UniqueSpec, coerce_unique, encode_states
-
-A = TypeVar("A")
 
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 DEFAULT_TIMEOUT = 60.0
@@ -101,7 +99,7 @@ def describe_validation_error(owner: str, error: ValidationError) -> str:
     return f"{owner}: invalid args: " + "; ".join(problems)
 
 
-class Worker(Generic[A]):
+class Worker:
     """Base class of every worker.
 
     Subclass with options, define ``perform(self, job)`` (plain or ``async``), and optionally
@@ -213,14 +211,14 @@ class Worker(Generic[A]):
 
     # --- running jobs --------------------------------------------------------------------
 
-    def perform(self, job: Job[A]) -> Any:
+    def perform(self, job: Job[Any]) -> Any:
         raise NotImplementedError(f"{type(self).__qualname__} must define perform(self, job)")
 
-    def timeout(self, job: Job[A]) -> float | None:
+    def timeout(self, job: Job[Any]) -> float | None:
         """Seconds the perform may run; ``None`` means no limit. Default: the ``timeout`` option."""
         return type(self).options.timeout
 
-    def backoff(self, job: Job[A]) -> float:
+    def backoff(self, job: Job[Any]) -> float:
         """Seconds until the next attempt after ``job.attempt`` failed."""
         custom: Callable[[int], float] | None = type(self).options.backoff
         if custom is None:
@@ -229,5 +227,5 @@ class Worker(Generic[A]):
             return tenacity_backoff(custom)(job.attempt)
         return float(custom(job.attempt))
 
-    def on_final_failure(self, job: Job[A], error: BaseException) -> None:
+    def on_final_failure(self, job: Job[Any], error: BaseException) -> None:
         """Runs once, when the last attempt failed and the job is about to be discarded."""

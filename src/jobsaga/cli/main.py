@@ -6,10 +6,11 @@ import logging
 
 import click
 
+from .demo import demo_commands
 from .jobs import jobs_commands
 from .worker import worker_commands
 
-COMMAND_MODULES = [worker_commands, jobs_commands]
+COMMAND_MODULES = [worker_commands, jobs_commands, demo_commands]
 
 
 @click.group()

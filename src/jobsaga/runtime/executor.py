@@ -99,9 +99,9 @@ class Executor:
         self.app = app
         self.node_name = node_name
         self.threads = threads
-        self._instances: dict[type[Worker[Any]], Worker[Any]] = {}
+        self._instances: dict[type[Worker], Worker] = {}
 
-    def instance(self, worker_cls: type[Worker[Any]]) -> Worker[Any]:
+    def instance(self, worker_cls: type[Worker]) -> Worker:
         found = self._instances.get(worker_cls)
         if found is None:
             found = self._instances[worker_cls] = worker_cls()
@@ -117,7 +117,7 @@ class Executor:
             result = await result
         return result
 
-    async def attempt(self, job: Job[Any]) -> tuple[Outcome, Job[Any], Worker[Any] | None]:
+    async def attempt(self, job: Job[Any]) -> tuple[Outcome, Job[Any], Worker | None]:
         """Run the perform; never raises except for cancellation."""
         try:
             worker_cls = self.app.worker_for(job.worker)
@@ -139,7 +139,7 @@ class Executor:
             return Outcome(JobState.RETRYABLE, error=exc), typed, worker
         return classify(result), typed, worker
 
-    async def finish(self, job: Job[Any], outcome: Outcome, worker: Worker[Any] | None) -> Ack:
+    async def finish(self, job: Job[Any], outcome: Outcome, worker: Worker | None) -> Ack:
         """Turn an outcome into the row update; runs the final-failure hook when due."""
         now = self.app.clock()
         if outcome.state is JobState.COMPLETED:
@@ -179,7 +179,7 @@ class Executor:
                 record["final_failure_hook_error"] = f"{type(hook_error).__name__}: {hook_error}"
         return Ack(job.id, job.attempt, JobState.DISCARDED, now, error=record)
 
-    def _backoff(self, worker: Worker[Any] | None, job: Job[Any]) -> float:
+    def _backoff(self, worker: Worker | None, job: Job[Any]) -> float:
         from ..backoff import default_backoff
 
         if worker is None:
