@@ -2,10 +2,29 @@
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
+
 import click
 
 from .loading import load_app
 from .options import app_options, parse_queues
+
+
+def exit_past_stuck_threads() -> None:
+    """Python joins pool threads at exit, so a sync perform that ignored its timeout would
+    keep a stopped node's process alive; its job was already written back, so leave now."""
+    stuck = [
+        t.name for t in threading.enumerate() if t.name.startswith("jobsaga-job") and t.is_alive()
+    ]
+    if stuck:
+        click.echo(
+            f"jobsaga: {len(stuck)} sync job thread(s) still running; exiting anyway", err=True
+        )
+        sys.stderr.flush()
+        sys.stdout.flush()
+        os._exit(0)
 
 
 def worker_commands(cli: click.Group) -> None:
@@ -64,6 +83,7 @@ def worker_commands(cli: click.Group) -> None:
         node.run()
         click.echo(f"jobsaga node {node.name}: stopped", err=True)
         app.close()
+        exit_past_stuck_threads()
 
     @cli.command()
     @app_options
