@@ -18,6 +18,18 @@ from .runtime.node import Node, NodeThread
 from .telemetry import Telemetry, logging_handler
 from .unique import UniqueSpec
 from .worker import Worker
+from .workflow import (
+    Continue,
+    Retry,
+    RunRecord,
+    RunResult,
+    StepContext,
+    Workflow,
+    WorkflowError,
+    WorkflowWorker,
+    run_workflow_in_test_context,
+    step,
+)
 
 __version__ = "0.1.0"
 
@@ -27,6 +39,7 @@ __all__ = [
     "Cancel",
     "Complete",
     "ConfigError",
+    "Continue",
     "Discard",
     "EnqueueInStepError",
     "Error",
@@ -39,12 +52,21 @@ __all__ = [
     "Node",
     "NodeThread",
     "PerformError",
+    "Retry",
+    "RunRecord",
+    "RunResult",
     "Snooze",
+    "StepContext",
     "Telemetry",
     "UniqueSpec",
     "UnknownWorkerError",
     "Worker",
+    "Workflow",
+    "WorkflowError",
+    "WorkflowWorker",
     "default_backoff",
     "logging_handler",
+    "run_workflow_in_test_context",
+    "step",
     "tenacity_backoff",
 ]

@@ -13,3 +13,7 @@ current_step: ContextVar[Any | None] = ContextVar("jobsaga_current_step", defaul
 
 # Set by the testing toolkit to run or capture inserts instead of storing them.
 insert_interceptor: ContextVar[Any | None] = ContextVar("jobsaga_insert_interceptor", default=None)
+
+# The App whose node is running the current job; set by the runtime executor around each
+# perform (and by the testing toolkit), so a WorkflowWorker can reach its app's run log.
+current_app: ContextVar[Any | None] = ContextVar("jobsaga_current_app", default=None)

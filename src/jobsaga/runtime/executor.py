@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from .. import _context
 from ..engines import Ack
 from ..errors import JobsagaError, JobTimeout
 from ..job import Job, JobSpec, JobState
@@ -125,6 +126,7 @@ class Executor:
             typed = job.with_args(worker_cls.parse_args(job.args))
         except Exception as exc:  # unknown worker, args no longer valid: a failed attempt
             return Outcome(JobState.RETRYABLE, error=exc), job, None
+        _context.current_app.set(self.app)  # this job's task only: a WorkflowWorker needs it
         try:
             timeout = worker.timeout(typed)
             call = self.call(worker.perform, typed)

@@ -1,0 +1,58 @@
+"""What a step sees of the world besides its arguments."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from ..job import Job, JobSpec
+
+C = TypeVar("C")
+
+
+@dataclass(slots=True, eq=False)
+class StepContext(Generic[C]):
+    """The context a step, guard, compensation or undo receives as ``ctx``.
+
+    ``context`` is the caller's context (the workflow's ``Context`` model when it declares
+    one, e.g. holding the actor); ``job`` and ``attempt`` the job running the workflow
+    (``job`` is None in the test entry point); ``tries`` counts this step's runs, from 1.
+    """
+
+    workflow: str
+    step: str
+    run_id: int | None
+    job: Job[Any] | None
+    attempt: int
+    tries: int
+    context: C
+    inputs: Mapping[str, Any]
+    follow_ups: list[JobSpec] = field(default_factory=list)
+
+    @property
+    def actor(self) -> Any:
+        """The caller's actor, when the context carries one (the guide's pattern)."""
+        try:
+            return self.context.actor  # type: ignore[attr-defined]
+        except AttributeError:
+            if isinstance(self.context, Mapping) and "actor" in self.context:
+                return self.context["actor"]
+            raise AttributeError(
+                f"the context of workflow {self.workflow} has no actor "
+                f"(it is {type(self.context).__name__})"
+            ) from None
+
+    def enqueue_after_success(self, *jobs: JobSpec) -> None:
+        """Insert these jobs only once the whole workflow has succeeded.
+
+        Steps never insert jobs themselves (an inserted job cannot be compensated); jobs
+        registered here are inserted in the transaction that completes the workflow's job,
+        and dropped if this try of the step fails or the workflow rolls back.
+        """
+        for spec in jobs:
+            if not isinstance(spec, JobSpec):
+                raise TypeError(
+                    f"enqueue_after_success takes jobs built by Worker.new(...), got {spec!r}"
+                )
+        self.follow_ups.extend(jobs)

@@ -1,0 +1,728 @@
+"""Run one workflow: steps as soon as their arguments are ready, then success or rollback.
+
+The run is an asyncio task. ``async def`` steps run on the event loop; plain ``def`` steps
+run in a thread pool of ``max_concurrency`` threads. Ready steps start in declaration order
+while fewer than ``max_concurrency`` run. The first step that fails for good (after its
+retries and its compensation) stops the run: nothing new starts, the steps still running are
+awaited (and count as completed if they succeed), then every completed step that has an
+undo is undone once, newest completion first. Undo failures are recorded and the rollback
+goes on. While any of this user code runs, ``jobsaga._context.current_step`` names the step,
+which is how ``App.insert`` refuses to enqueue from inside a step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import heapq
+import inspect
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from .. import _context
+from ..backoff import tenacity_backoff
+from ..job import Job, JobSpec
+from .context import StepContext
+from .dsl import Argument, StepDef, Workflow
+from .errors import (
+    RecordedError,
+    RetriesExhausted,
+    StepArgumentError,
+    StepFailure,
+    WorkflowError,
+)
+from .results import Continue, Retry
+from .runlog import (
+    Resumed,
+    RunLog,
+    RunRecord,
+    RunStatus,
+    StepResultError,
+    StepStatus,
+    error_json,
+)
+
+if TYPE_CHECKING:
+    from ..app import App
+
+COMPLETED = (StepStatus.SUCCEEDED, StepStatus.COMPENSATED)
+"""Statuses of a step that ran to a result: undone on rollback if it has an undo."""
+DONE = (*COMPLETED, StepStatus.SKIPPED)
+"""Statuses that let dependents start."""
+
+
+def default_backoff(tries: int) -> float:
+    """Seconds before retry ``tries`` of a step: 0.1, 0.2, 0.4 ... capped at 5."""
+    return float(min(5.0, 0.1 * 2 ** (tries - 1)))
+
+
+def retry_delay(backoff: Any, tries: int) -> float:
+    if backoff is None:
+        return default_backoff(tries)
+    if isinstance(backoff, (int, float)):
+        return float(backoff)
+    if type(backoff).__module__.startswith("tenacity"):
+        return tenacity_backoff(backoff)(tries)
+    return max(0.0, float(backoff(tries)))
+
+
+def spec_to_json(spec: JobSpec) -> dict[str, Any]:
+    return {
+        "worker": spec.worker,
+        "queue": spec.queue,
+        "args": spec.args,
+        "priority": spec.priority,
+        "max_attempts": spec.max_attempts,
+        "tags": list(spec.tags),
+        "meta": spec.meta,
+        "scheduled_at": spec.scheduled_at.isoformat() if spec.scheduled_at else None,
+        "schedule_in": spec.schedule_in,
+        "unique_key": spec.unique_key,
+        "unique_states": spec.unique_states,
+        "unique_period": spec.unique_period,
+    }
+
+
+def spec_from_json(data: Mapping[str, Any]) -> JobSpec:
+    at = data.get("scheduled_at")
+    return JobSpec(
+        **{
+            **data,
+            "tags": tuple(data.get("tags", ())),
+            "scheduled_at": datetime.fromisoformat(at) if at else None,
+        }
+    )
+
+
+@dataclass(slots=True, eq=False)
+class StepState:
+    spec: StepDef
+    position: int
+    status: StepStatus = StepStatus.PENDING
+    value: Any = None
+    stored: Any = None
+    """The result as the run log holds it (JSON data when persisted)."""
+    error: dict[str, Any] | None = None
+    exc: BaseException | None = None
+    tries: int = 0
+    undo_tries: int = 0
+    completed_seq: int | None = None
+    follow_ups: list[JobSpec] = field(default_factory=list)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    waiting: int = 0
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "step": self.spec.name,
+            "position": self.position,
+            "status": self.status.value,
+            "result": self.stored,
+            "error": self.error,
+            "tries": self.tries,
+            "undo_tries": self.undo_tries,
+            "completed_seq": self.completed_seq,
+            "enqueue": [spec_to_json(s) for s in self.follow_ups] if self.follow_ups else None,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+        }
+
+
+@dataclass(slots=True)
+class RunResult:
+    """How a run ended: ``value`` on success, ``error`` (a WorkflowError) on failure."""
+
+    workflow: str
+    run_id: int | None
+    status: RunStatus
+    value: Any = None
+    error: WorkflowError | None = None
+    follow_ups: tuple[JobSpec, ...] = ()
+    """Jobs the steps registered with ``ctx.enqueue_after_success``; empty unless it succeeded."""
+    run: RunRecord | None = None
+    """The run log (filled in by the test entry point)."""
+    log: RunLog | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def unwrap(self) -> Any:
+        """The value, or raise the WorkflowError."""
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+class Execution:
+    """One run of one workflow; create it, then ``await run()``."""
+
+    def __init__(
+        self,
+        app: App,
+        workflow: type[Workflow],
+        inputs: Mapping[str, Any],
+        context: Any,
+        *,
+        log: RunLog,
+        job: Job[Any] | None,
+        attempt: int,
+    ) -> None:
+        self.app = app
+        self.workflow = workflow
+        self.instance = workflow()
+        self.graph = workflow.graph
+        self.inputs = dict(inputs)
+        self.context = context
+        self.log = log
+        self.job = job
+        self.attempt = attempt
+        self.telemetry = app.telemetry
+        self.states = {
+            name: StepState(spec, index)
+            for index, (name, spec) in enumerate(workflow.steps.items())
+        }
+        self.completion: list[str] = []
+        self.completed_count = 0
+        self.failure: tuple[str, BaseException] | None = None
+        self.others: list[StepFailure] = []
+        self.previous_undo_errors: list[StepFailure] = []
+        self.limit = workflow.options.max_concurrency
+        self._threads: ThreadPoolExecutor | None = None
+        self.meta: dict[str, Any] = {
+            "workflow": workflow.name,
+            "run_id": None,
+            "job_id": job.id if job is not None else None,
+            "attempt": attempt,
+        }
+
+    # --- small helpers --------------------------------------------------------------------
+
+    def now(self) -> datetime:
+        return self.app.clock()
+
+    def emit(self, event: str, measurements: dict[str, Any], **metadata: Any) -> None:
+        if self.telemetry.active:
+            self.telemetry.emit(event, measurements, {**self.meta, **metadata})
+
+    def record(self, st: StepState, kind: str, detail: Any = None) -> None:
+        self.log.step(st.row(), kind, self.now(), detail)
+
+    def ctx(self, st: StepState) -> StepContext[Any]:
+        return StepContext(
+            workflow=self.workflow.name,
+            step=st.spec.name,
+            run_id=self.log.run_id,
+            job=self.job,
+            attempt=self.attempt,
+            tries=max(1, st.tries),
+            context=self.context,
+            inputs=self.inputs,
+        )
+
+    def value_of(self, arg: Argument) -> Any:
+        if arg.source in self.states:
+            value = self.states[arg.source].value
+        else:
+            value = self.inputs[arg.source]
+        for depth, part in enumerate(arg.path):
+            try:
+                if isinstance(value, Mapping):
+                    value = value[part]
+                elif isinstance(value, (list, tuple)) and part.isdigit():
+                    value = value[int(part)]
+                else:
+                    value = getattr(value, part)
+            except (KeyError, IndexError, AttributeError):
+                path = ".".join((arg.source, *arg.path[: depth + 1]))
+                raise StepArgumentError(
+                    f"argument {arg.param!r} wants {path}, which the value "
+                    f"({type(value).__name__}) does not have"
+                ) from None
+        return value
+
+    def kwargs(
+        self, arguments: tuple[Argument, ...], context_param: str | None, ctx: StepContext[Any]
+    ) -> dict[str, Any]:
+        values = {a.param: self.value_of(a) for a in arguments}
+        if context_param is not None:
+            values[context_param] = ctx
+        return values
+
+    def hook_kwargs(self, st: StepState, kind: str, ctx: StepContext[Any]) -> dict[str, Any]:
+        context_param, shared = st.spec.hook_wiring.get(kind, (None, ()))
+        own = {a.param: a for a in st.spec.arguments}
+        values = {name: self.value_of(own[name]) for name in shared}
+        if context_param is not None:
+            values[context_param] = ctx
+        return values
+
+    def threads(self) -> ThreadPoolExecutor:
+        if self._threads is None:
+            self._threads = ThreadPoolExecutor(self.limit, thread_name_prefix="jobsaga-step")
+        return self._threads
+
+    async def call(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], step: str
+    ) -> Any:
+        """Call user code with the enqueue guard set: coroutines on the loop, the rest in threads."""
+        token = _context.current_step.set(step)
+        try:
+            if inspect.iscoroutinefunction(fn):
+                return await fn(*args, **kwargs)
+            ctx = contextvars.copy_context()
+            loop = asyncio.get_running_loop()
+            result = await loop.run_in_executor(
+                self.threads(), functools.partial(ctx.run, fn, *args, **kwargs)
+            )
+            if inspect.isawaitable(result):
+                result = await result
+            return result
+        finally:
+            _context.current_step.reset(token)
+
+    # --- the run --------------------------------------------------------------------------
+
+    async def run(self) -> RunResult:
+        started = time.monotonic()
+        resumed = await self.log.open(
+            self.inputs,
+            self.context,
+            self.states,
+            job_id=self.meta["job_id"],
+            attempt=self.attempt,
+            now=self.now(),
+        )
+        self.meta["run_id"] = self.log.run_id
+        self.emit("workflow.start", {"system_time": time.time()}, resumed=resumed is not None)
+        try:
+            rolling_back = self.restore(resumed) if resumed is not None else False
+            if not rolling_back:
+                await self.forward()
+            if self.failure is None:
+                result = await self.succeed()
+            else:
+                result = await self.roll_back()
+        except asyncio.CancelledError:
+            self.log.event("run.interrupted", self.now(), detail={"attempt": self.attempt})
+            raise
+        finally:
+            if self._threads is not None:
+                self._threads.shutdown(wait=False)
+        duration = time.monotonic() - started
+        if result.error is None:
+            self.emit("workflow.stop", {"duration": duration}, status=result.status.value)
+        else:
+            self.emit(
+                "workflow.exception",
+                {"duration": duration},
+                status=result.status.value,
+                error=result.error,
+                kind=type(result.error.error).__name__,
+            )
+        return result
+
+    def restore(self, resumed: Resumed) -> bool:
+        """Take over what an earlier attempt recorded; True when a rollback was under way."""
+        now = self.now()
+        self.log.event("run.resumed", now, detail={"attempt": self.attempt})
+        failed: tuple[str, BaseException] | None = None
+        done: list[tuple[int, str]] = []
+        for name, record in resumed.steps.items():
+            st = self.states.get(name)
+            if st is None:  # the class lost a step since: nothing to restore into
+                continue
+            st.tries, st.undo_tries = record.tries, record.undo_tries
+            st.started_at, st.finished_at = record.started_at, record.finished_at
+            st.error = record.error
+            status = StepStatus(record.status)
+            if status in DONE or status in (StepStatus.UNDONE, StepStatus.UNDO_FAILED):
+                st.status = status
+                st.stored = record.result
+                st.value = None if status is StepStatus.SKIPPED else st.spec.restore(record.result)
+                st.follow_ups = [spec_from_json(s) for s in record.enqueue or ()]
+                st.completed_seq = record.completed_seq
+                if record.completed_seq is not None:
+                    done.append((record.completed_seq, name))
+                if status is StepStatus.UNDO_FAILED and record.error is not None:
+                    self.previous_undo_errors.append(StepFailure(name, RecordedError(record.error)))
+            elif status is StepStatus.FAILED:
+                st.status = status
+                st.exc = RecordedError(record.error or {})
+                if failed is None:
+                    failed = (name, st.exc)
+            elif status in (StepStatus.RUNNING, StepStatus.RETRIED):
+                # Its outcome died with the previous node: run it again, tries continue.
+                st.status = StepStatus.PENDING
+                self.record(st, "step.interrupted", {"previous_status": status.value})
+        done.sort()
+        self.completion = [name for _, name in done]
+        self.completed_count = max((seq for seq, _ in done), default=0)
+        if resumed.status == RunStatus.ROLLING_BACK.value or failed is not None:
+            if failed is None:
+                error = resumed.error or {}
+                failed = (str(error.get("step", "?")), RecordedError(error))
+            self.failure = failed
+            return True
+        return False
+
+    async def forward(self) -> None:
+        ready: list[tuple[int, str]] = []
+        for name, st in self.states.items():
+            if st.status is not StepStatus.PENDING:
+                continue
+            st.waiting = sum(
+                1 for p in self.graph.predecessors(name) if self.states[p].status not in DONE
+            )
+            if st.waiting == 0:
+                heapq.heappush(ready, (st.position, name))
+        running: dict[asyncio.Task[None], str] = {}
+        try:
+            while True:
+                while ready and len(running) < self.limit and self.failure is None:
+                    _, name = heapq.heappop(ready)
+                    task = asyncio.create_task(self.run_step(self.states[name]))
+                    running[task] = name
+                if not running:
+                    return
+                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    name = running.pop(task)
+                    task.result()  # run_step handles user errors; anything else is a bug
+                    st = self.states[name]
+                    if st.status in DONE:
+                        for successor in self.graph.successors(name):
+                            nxt = self.states[successor]
+                            nxt.waiting -= 1
+                            if nxt.waiting == 0 and nxt.status is StepStatus.PENDING:
+                                heapq.heappush(ready, (nxt.position, successor))
+                    elif st.status is StepStatus.FAILED:
+                        assert st.exc is not None
+                        if self.failure is None:
+                            self.failure = (name, st.exc)
+                        else:
+                            self.others.append(StepFailure(name, st.exc))
+        finally:
+            for task in running:
+                task.cancel()
+
+    # --- one step -------------------------------------------------------------------------
+
+    async def run_step(self, st: StepState) -> None:
+        spec = st.spec
+        name = spec.name
+        started = time.monotonic()
+        try:
+            if spec.where_fn is not None:
+                ctx = self.ctx(st)
+                args = (self.instance,) if spec.where_is_method else ()
+                guard_kw = self.kwargs(spec.where_arguments, spec.where_context, ctx)
+                if not await self.call(spec.where_fn, args, guard_kw, name):
+                    st.status, st.value, st.finished_at = StepStatus.SKIPPED, None, self.now()
+                    self.record(st, "step.skipped")
+                    self.emit("workflow.step.stop", {"duration": 0.0}, step=name, status="skipped")
+                    return
+            arguments = {a.param: self.value_of(a) for a in spec.arguments}
+        except Exception as exc:
+            st.tries = max(st.tries, 1)
+            self.fail(st, exc, started)
+            return
+        while True:
+            st.tries += 1
+            st.status = StepStatus.RUNNING
+            st.started_at = st.started_at or self.now()
+            self.record(st, "step.started", {"try": st.tries})
+            self.emit(
+                "workflow.step.start", {"system_time": time.time()}, step=name, tries=st.tries
+            )
+            ctx = self.ctx(st)
+            kwargs = dict(arguments)
+            if spec.context_param is not None:
+                kwargs[spec.context_param] = ctx
+            error: BaseException | None = None
+            retry: Retry | None = None
+            try:
+                value = await self.call(spec.fn, (self.instance,), kwargs, name)
+            except Exception as exc:
+                error = exc
+            else:
+                if isinstance(value, Retry):
+                    retry = value
+                else:
+                    try:
+                        stored = self.log.encode_result(value, f"the result of step {name!r}")
+                    except StepResultError as exc:
+                        error = exc
+                    else:
+                        self.succeed_step(st, value, stored, ctx, StepStatus.SUCCEEDED, started)
+                        return
+            if retry is not None or isinstance(error, spec.retry_on):
+                if st.tries <= spec.max_retries:
+                    await self.retry_later(st, error, retry)
+                    continue
+                error = RetriesExhausted(name, spec.max_retries, error)
+            assert error is not None
+            if spec.compensate_fn is None:
+                self.fail(st, error, started)
+                return
+            outcome = await self.compensate(st, error)
+            if outcome == "retry":
+                continue
+            if outcome is None:
+                return
+
+    async def compensate(self, st: StepState, error: BaseException) -> str | None:
+        """Ask the step's compensation; returns "retry" to run the step again, else None
+        once the step has been settled (succeeded with a value, or failed)."""
+        spec, name = st.spec, st.spec.name
+        started = time.monotonic()
+        ctx = self.ctx(st)
+        assert spec.compensate_fn is not None
+        try:
+            kwargs = self.hook_kwargs(st, "compensate", ctx)
+            decision = await self.call(spec.compensate_fn, (self.instance, error), kwargs, name)
+        except Exception as exc:
+            self.compensated(st, "raised", error=exc, original=error)
+            self.fail(st, exc, started)
+            return None
+        if isinstance(decision, Retry):
+            if st.tries <= spec.max_retries:
+                self.compensated(st, "retry", original=error)
+                await self.retry_later(st, error, decision)
+                return "retry"
+            exhausted = RetriesExhausted(name, spec.max_retries, error)
+            self.compensated(st, "retry_refused", original=error)
+            self.fail(st, exhausted, started)
+            return None
+        if isinstance(decision, Continue):
+            try:
+                stored = self.log.encode_result(
+                    decision.value, f"the value compensation of step {name!r} continued with"
+                )
+            except StepResultError as exc:
+                self.fail(st, exc, started)
+                return None
+            self.compensated(st, "continue", original=error)
+            self.succeed_step(st, decision.value, stored, ctx, StepStatus.COMPENSATED, started)
+            return None
+        self.compensated(st, "fail", original=error)
+        self.fail(st, error, started)
+        return None
+
+    def compensated(
+        self,
+        st: StepState,
+        outcome: str,
+        *,
+        original: BaseException,
+        error: BaseException | None = None,
+    ) -> None:
+        detail: dict[str, Any] = {"outcome": outcome, "error": _brief(original)}
+        if error is not None:
+            detail["raised"] = _brief(error)
+        self.log.event("step.compensate", self.now(), step=st.spec.name, detail=detail)
+        self.emit(
+            "workflow.step.compensate", {}, step=st.spec.name, outcome=outcome, error=original
+        )
+
+    async def retry_later(
+        self, st: StepState, error: BaseException | None, retry: Retry | None
+    ) -> None:
+        delay = (
+            retry.delay
+            if retry is not None and retry.delay is not None
+            else retry_delay(st.spec.backoff, st.tries)
+        )
+        st.status = StepStatus.RETRIED
+        detail: dict[str, Any] = {"try": st.tries, "delay": delay}
+        if error is not None:
+            detail["error"] = _brief(error)
+        if retry is not None and retry.reason:
+            detail["reason"] = retry.reason
+        self.record(st, "step.retried", detail)
+        self.emit(
+            "workflow.step.retry", {"delay": delay}, step=st.spec.name, tries=st.tries, error=error
+        )
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    def succeed_step(
+        self,
+        st: StepState,
+        value: Any,
+        stored: Any,
+        ctx: StepContext[Any],
+        status: StepStatus,
+        started: float,
+    ) -> None:
+        self.completed_count += 1
+        st.status, st.value, st.stored = status, value, stored
+        st.follow_ups = list(ctx.follow_ups)
+        st.completed_seq = self.completed_count
+        st.finished_at = self.now()
+        st.error = None
+        self.completion.append(st.spec.name)
+        self.record(st, f"step.{status.value}", {"try": st.tries})
+        self.emit(
+            "workflow.step.stop",
+            {"duration": time.monotonic() - started},
+            step=st.spec.name,
+            status=status.value,
+            tries=st.tries,
+        )
+
+    def fail(self, st: StepState, error: BaseException, started: float) -> None:
+        st.status, st.exc, st.error = StepStatus.FAILED, error, error_json(error)
+        st.finished_at = self.now()
+        self.record(st, "step.failed", {"try": st.tries, "error": _brief(error)})
+        self.emit(
+            "workflow.step.exception",
+            {"duration": time.monotonic() - started},
+            step=st.spec.name,
+            error=error,
+            kind=type(error).__name__,
+            tries=st.tries,
+        )
+
+    # --- endings --------------------------------------------------------------------------
+
+    async def succeed(self) -> RunResult:
+        final = self.states[self.workflow.result_step()]
+        self.log.set_run(RunStatus.SUCCEEDED.value, self.now(), result=final.stored, finished=True)
+        await self.log.flush()
+        follow_ups = tuple(
+            spec for name in self.completion for spec in self.states[name].follow_ups
+        )
+        return RunResult(
+            self.workflow.name,
+            self.log.run_id,
+            RunStatus.SUCCEEDED,
+            value=final.value,
+            follow_ups=follow_ups,
+            log=self.log,
+        )
+
+    async def roll_back(self) -> RunResult:
+        assert self.failure is not None
+        failed_step, error = self.failure
+        self.log.set_run(
+            RunStatus.ROLLING_BACK.value, self.now(), error=self.run_error(failed_step, error, [])
+        )
+        undo_errors = list(self.previous_undo_errors)
+        undone = [n for n, st in self.states.items() if st.status is StepStatus.UNDONE]
+        for name in reversed(self.completion):
+            st = self.states[name]
+            if st.spec.undo_fn is None or st.status not in COMPLETED:
+                continue
+            failure = await self.undo(st)
+            if failure is None:
+                undone.append(name)
+            else:
+                undo_errors.append(failure)
+        if undo_errors:
+            status = RunStatus.ROLLBACK_FAILED
+        elif undone:
+            status = RunStatus.ROLLED_BACK
+        else:
+            status = RunStatus.FAILED
+        self.log.set_run(
+            status.value,
+            self.now(),
+            error=self.run_error(failed_step, error, undo_errors),
+            finished=True,
+        )
+        await self.log.flush()
+        workflow_error = WorkflowError(
+            self.workflow.name,
+            failed_step,
+            error,
+            undo_errors=tuple(undo_errors),
+            other_errors=tuple(self.others),
+            undone=tuple(undone),
+            run_id=self.log.run_id,
+        )
+        return RunResult(
+            self.workflow.name, self.log.run_id, status, error=workflow_error, log=self.log
+        )
+
+    async def undo(self, st: StepState) -> StepFailure | None:
+        spec, name = st.spec, st.spec.name
+        assert spec.undo_fn is not None
+        while True:
+            st.undo_tries += 1
+            ctx = self.ctx(st)
+            error: BaseException | None = None
+            try:
+                kwargs = self.hook_kwargs(st, "undo", ctx)
+                outcome = await self.call(spec.undo_fn, (self.instance, st.value), kwargs, name)
+            except Exception as exc:
+                error = exc
+            else:
+                if not isinstance(outcome, Retry):
+                    st.status = StepStatus.UNDONE
+                    self.record(st, "step.undone", {"undo_tries": st.undo_tries})
+                    self.emit(
+                        "workflow.step.undo", {}, step=name, outcome="undone", tries=st.undo_tries
+                    )
+                    return None
+                if st.undo_tries <= spec.undo_retries:
+                    delay = (
+                        outcome.delay
+                        if outcome.delay is not None
+                        else retry_delay(spec.backoff, st.undo_tries)
+                    )
+                    detail: dict[str, Any] = {"undo_tries": st.undo_tries, "delay": delay}
+                    if outcome.reason:
+                        detail["reason"] = outcome.reason
+                    self.log.event("step.undo_retried", self.now(), step=name, detail=detail)
+                    self.emit(
+                        "workflow.step.undo",
+                        {"delay": delay},
+                        step=name,
+                        outcome="retry",
+                        tries=st.undo_tries,
+                    )
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    continue
+                error = RetriesExhausted(name, spec.undo_retries, None, what="undo of step")
+            st.status = StepStatus.UNDO_FAILED
+            st.error = {**error_json(error), "during": "undo"}
+            self.record(
+                st, "step.undo_failed", {"undo_tries": st.undo_tries, "error": _brief(error)}
+            )
+            self.emit(
+                "workflow.step.undo",
+                {},
+                step=name,
+                outcome="failed",
+                error=error,
+                tries=st.undo_tries,
+            )
+            return StepFailure(name, error)
+
+    def run_error(
+        self, step: str, error: BaseException, undo_errors: list[StepFailure]
+    ) -> dict[str, Any]:
+        record = (
+            {"type": error.type_name, "message": error.message, "traceback": error.traceback_text}
+            if isinstance(error, RecordedError)
+            else error_json(error)
+        )
+        return {
+            "step": step,
+            **record,
+            "undo_errors": [{"step": f.step, **_brief(f.error)} for f in undo_errors],
+            "other_errors": [{"step": f.step, **_brief(f.error)} for f in self.others],
+        }
+
+
+def _brief(error: BaseException) -> dict[str, str]:
+    if isinstance(error, RecordedError):
+        return {"type": error.type_name, "message": error.message}
+    return {"type": f"{type(error).__module__}.{type(error).__qualname__}", "message": str(error)}

@@ -1,0 +1,116 @@
+"""The DAG of a workflow, built with networkx when the class is defined.
+
+Nodes are steps; an edge ``a -> b`` means ``b`` needs ``a`` (its result, a sub-field of it,
+its guard reads it, or ``wait_for``). Building it checks everything that can be checked
+without running: unknown names, names that are both an input and a step, cycles (reported
+with the steps on them), and a workflow without steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import networkx as nx
+
+from .errors import WorkflowDefinitionError
+
+if TYPE_CHECKING:
+    from .dsl import StepDef
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowGraph:
+    graph: nx.DiGraph
+    order: tuple[str, ...]
+    """Steps in declaration order (the tie-break when several are ready)."""
+    inputs: tuple[str, ...]
+
+    @classmethod
+    def build(
+        cls, owner: str, steps: Mapping[str, StepDef], inputs: tuple[str, ...]
+    ) -> WorkflowGraph:
+        if not steps:
+            raise WorkflowDefinitionError(
+                f"workflow {owner} has no steps: decorate at least one method with @step"
+            )
+        clash = sorted(set(inputs) & set(steps))
+        if clash:
+            raise WorkflowDefinitionError(
+                f"workflow {owner}: {clash} name both an input and a step; rename one"
+            )
+        graph = nx.DiGraph()
+        for index, (name, spec) in enumerate(steps.items()):
+            graph.add_node(name, index=index, spec=spec)
+        known = f"inputs: {list(inputs) or 'none'}; steps: {list(steps)}"
+        for name, spec in steps.items():
+            wired = [(a.param, a.source, "arg") for a in spec.arguments]
+            wired += [(a.param, a.source, "where") for a in spec.where_arguments]
+            for param, source, kind in wired:
+                if source in steps:
+                    graph.add_edge(source, name, kind=kind)
+                elif source not in inputs:
+                    what = "guard parameter" if kind == "where" else "parameter"
+                    raise WorkflowDefinitionError(
+                        f"workflow {owner}: step {name!r} {what} {param!r} names "
+                        f"{source!r}, which is neither an input nor a step ({known})"
+                    )
+            for waited in spec.wait_for:
+                if waited not in steps:
+                    raise WorkflowDefinitionError(
+                        f"workflow {owner}: step {name!r} waits for unknown step {waited!r} "
+                        f"(steps: {list(steps)})"
+                    )
+                if not graph.has_edge(waited, name):
+                    graph.add_edge(waited, name, kind="wait_for")
+        if not nx.is_directed_acyclic_graph(graph):
+            cycle = [edge[0] for edge in nx.find_cycle(graph)]
+            path = " -> ".join([*cycle, cycle[0]])
+            raise WorkflowDefinitionError(f"workflow {owner} has a cycle: {path}")
+        return cls(graph, tuple(steps), inputs)
+
+    def predecessors(self, step: str) -> list[str]:
+        return list(self.graph.predecessors(step))
+
+    def successors(self, step: str) -> list[str]:
+        return list(self.graph.successors(step))
+
+    def topological(self) -> list[str]:
+        """A stable topological order: among ready steps, declaration order first."""
+        index = {name: i for i, name in enumerate(self.order)}
+        return list(nx.lexicographical_topological_sort(self.graph, key=index.__getitem__))
+
+    def mermaid(self, outcomes: Mapping[str, str] | None = None) -> str:
+        """Mermaid flowchart text; with ``outcomes`` (step -> status) each node shows its status."""
+        lines = ["flowchart TD"]
+        for name in self.inputs:
+            lines.append(f"    input_{name}([{name}])")
+        for name in self.order:
+            label = name if outcomes is None else f"{name}<br/>{outcomes.get(name, 'pending')}"
+            lines.append(f'    {name}["{label}"]')
+        for name in self.order:
+            spec = self.graph.nodes[name]["spec"]
+            for argument in (*spec.arguments, *spec.where_arguments):
+                if argument.source in self.inputs:
+                    lines.append(f"    input_{argument.source} --> {name}")
+        for source, target, data in self.graph.edges(data=True):
+            if data.get("kind") == "wait_for":
+                lines.append(f"    {source} -.-> {target}")
+            else:
+                lines.append(f"    {source} --> {target}")
+        if outcomes:
+            styles = {
+                "succeeded": "fill:#d4edda",
+                "compensated": "fill:#fff3cd",
+                "failed": "fill:#f8d7da",
+                "undone": "fill:#e2e3e5",
+                "undo_failed": "fill:#f5c6cb,stroke:#721c24",
+                "skipped": "fill:#ffffff,stroke-dasharray: 4",
+            }
+            for status, style in styles.items():
+                members = [n for n in self.order if outcomes.get(n) == status]
+                if members:
+                    lines.append(f"    classDef {status} {style}")
+                    lines.append(f"    class {','.join(members)} {status}")
+        return "\n".join(dict.fromkeys(lines)) + "\n"

@@ -1,0 +1,164 @@
+"""The two ways into a workflow run: inside a job (``WorkflowWorker``), or the test entry point.
+
+A saga started from a request handler or a script has nobody to retry it, rescue it from a
+dead node or hold its follow-up jobs until it succeeds, so starting one outside a job is
+refused. Tests are the exception, through :func:`run_workflow_in_test_context`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ValidationError
+
+from ..worker import describe_validation_error
+from .dsl import Workflow
+from .errors import WorkflowDefinitionError, WorkflowInputError, WorkflowOutsideJobError
+from .executor import Execution, RunResult
+from .runlog import RunLog, SqlRunLog
+
+if TYPE_CHECKING:
+    from ..app import App
+    from ..job import Job
+
+
+def check_workflow(workflow: Any) -> type[Workflow]:
+    if not (isinstance(workflow, type) and issubclass(workflow, Workflow)):
+        raise WorkflowDefinitionError(f"{workflow!r} is not a Workflow subclass")
+    if workflow.graph is None:
+        raise WorkflowDefinitionError(f"workflow {workflow.__qualname__} is abstract")
+    return workflow
+
+
+def validate_inputs(workflow: type[Workflow], inputs: Any) -> dict[str, Any]:
+    """The inputs, checked before any step runs; a missing one is named."""
+    owner = f"workflow {workflow.name}"
+    model = workflow.Inputs
+    if model is not None:
+        try:
+            instance = inputs if isinstance(inputs, model) else model.model_validate(inputs or {})
+        except ValidationError as exc:
+            raise WorkflowInputError(describe_validation_error(owner, exc)) from None
+        return {name: getattr(instance, name) for name in type(instance).model_fields}
+    if isinstance(inputs, BaseModel):
+        inputs = {name: getattr(inputs, name) for name in type(inputs).model_fields}
+    if inputs is not None and not isinstance(inputs, Mapping):
+        raise WorkflowInputError(f"{owner}: inputs must be a mapping, got {type(inputs).__name__}")
+    given = dict(inputs or {})
+    missing = [name for name in workflow.input_names if name not in given]
+    if missing:
+        raise WorkflowInputError(f"{owner}: missing input(s) {missing}")
+    unknown = sorted(set(given) - set(workflow.input_names))
+    if unknown:
+        raise WorkflowInputError(
+            f"{owner}: unknown input(s) {unknown} (inputs: {list(workflow.input_names)})"
+        )
+    return given
+
+
+def validate_context(workflow: type[Workflow], context: Any) -> Any:
+    model = workflow.Context
+    if model is None or context is None and not model.model_fields:
+        return context
+    try:
+        return context if isinstance(context, model) else model.model_validate(context or {})
+    except ValidationError as exc:
+        message = describe_validation_error(f"workflow {workflow.name} context", exc)
+        raise WorkflowInputError(message) from None
+
+
+async def execute(
+    app: App,
+    workflow: type[Workflow],
+    inputs: Any = None,
+    context: Any = None,
+    *,
+    job: Job[Any] | None,
+    attempt: int | None = None,
+    persist: bool = True,
+    _test_context: bool = False,
+) -> RunResult:
+    """Run ``workflow`` for ``job`` (what ``WorkflowWorker.perform`` does)."""
+    workflow = check_workflow(workflow)
+    if job is None and not _test_context:
+        workflow.run()  # raises WorkflowOutsideJobError with the explanation
+    checked_inputs = validate_inputs(workflow, inputs)
+    checked_context = validate_context(workflow, context)
+    log: RunLog = SqlRunLog(workflow.name, engine=app.engine) if persist else RunLog(workflow.name)
+    run_attempt = attempt if attempt is not None else (job.attempt if job is not None else 1)
+    execution = Execution(
+        app, workflow, checked_inputs, checked_context, log=log, job=job, attempt=run_attempt
+    )
+    return await execution.run()
+
+
+async def arun_workflow_in_test_context(
+    app: App,
+    workflow: type[Workflow],
+    inputs: Any = None,
+    context: Any = None,
+    *,
+    attempt: int = 1,
+    persist: bool = True,
+) -> RunResult:
+    """The async form of :func:`run_workflow_in_test_context`, for async tests."""
+    result = await execute(
+        app,
+        workflow,
+        inputs,
+        context,
+        job=None,
+        attempt=attempt,
+        persist=persist,
+        _test_context=True,
+    )
+    assert result.log is not None
+    result.run = await result.log.record(app)
+    return result
+
+
+def run_workflow_in_test_context(
+    app: App,
+    workflow: type[Workflow],
+    inputs: Any = None,
+    context: Any = None,
+    *,
+    attempt: int = 1,
+    persist: bool = True,
+) -> RunResult:
+    """Run a workflow to its end in a test, without a job, and return how it went.
+
+    This is the one sanctioned way to run a workflow outside a job (everywhere else that is
+    refused). It behaves exactly as a run inside a ``WorkflowWorker`` would: inputs and the
+    ``Context`` model are validated first (``WorkflowInputError`` names a missing input),
+    steps run concurrently with retries, compensation and undo, enqueueing from a step raises
+    ``EnqueueInStepError``, and telemetry is emitted on ``app.telemetry``. The differences:
+    ``ctx.job`` is None and ``ctx.attempt`` is ``attempt``; the run has no job id (so no
+    crash recovery); follow-up jobs are returned, not inserted.
+
+    ``persist=True`` (needs ``app.migrate()``) writes the run log to the app's database, as
+    production does; ``persist=False`` keeps it in memory. Either way the returned
+    :class:`RunResult` carries ``value`` or ``error`` (a ``WorkflowError``, never raised
+    here: call ``result.unwrap()`` to raise it), ``status``, ``follow_ups`` and ``run``, the
+    :class:`RunRecord` with every step's status, result, error and tries and the ordered
+    events (``run.undo_order()``, ``run.steps_with("undone")``...).
+
+    It starts its own event loop, so call it from synchronous code; from a coroutine, await
+    :func:`arun_workflow_in_test_context` instead.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        raise WorkflowOutsideJobError(
+            "run_workflow_in_test_context was called on a running event loop; "
+            "await arun_workflow_in_test_context(...) there instead"
+        )
+    return asyncio.run(
+        arun_workflow_in_test_context(
+            app, workflow, inputs, context, attempt=attempt, persist=persist
+        )
+    )

@@ -1,0 +1,78 @@
+-- The workflow run log on PostgreSQL. JSON columns travel as JSON text inside the row
+-- payloads (and are read back as text), so every dialect decodes them the same way.
+
+-- name: insert_run
+INSERT INTO jobsaga_workflow_runs (workflow, job_id, attempt, status, inputs, context,
+                                   started_at, updated_at)
+VALUES (%(workflow)s, %(job_id)s, %(attempt)s, 'running', %(inputs)s::jsonb,
+        %(context)s::jsonb, %(now)s, %(now)s)
+RETURNING id
+
+-- name: find_resumable
+-- The run a rescued or interrupted job left unfinished, if any.
+SELECT id FROM jobsaga_workflow_runs
+WHERE job_id = %(job_id)s AND workflow = %(workflow)s
+  AND status IN ('running', 'rolling_back')
+ORDER BY id DESC
+LIMIT 1
+
+-- name: resume_run
+UPDATE jobsaga_workflow_runs SET attempt = %(attempt)s, updated_at = %(now)s
+WHERE id = %(id)s
+
+-- name: update_run
+UPDATE jobsaga_workflow_runs
+SET status = %(status)s, result = %(result)s::jsonb, error = %(error)s::jsonb,
+    updated_at = %(now)s, finished_at = %(finished_at)s
+WHERE id = %(id)s
+
+-- name: upsert_steps
+INSERT INTO jobsaga_workflow_steps (run_id, step, position, status, result, error, tries,
+                                    undo_tries, completed_seq, enqueue, started_at,
+                                    finished_at)
+SELECT %(run_id)s, r.step, r.position, r.status, r.result::jsonb, r.error::jsonb, r.tries,
+       r.undo_tries, r.completed_seq, r.enqueue::jsonb, r.started_at, r.finished_at
+FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(
+    step text, position int, status text, result text, error text, tries int,
+    undo_tries int, completed_seq int, enqueue text, started_at timestamptz,
+    finished_at timestamptz)
+ON CONFLICT (run_id, step) DO UPDATE
+SET status = excluded.status, result = excluded.result, error = excluded.error,
+    tries = excluded.tries, undo_tries = excluded.undo_tries,
+    completed_seq = excluded.completed_seq, enqueue = excluded.enqueue,
+    started_at = excluded.started_at, finished_at = excluded.finished_at
+
+-- name: insert_events
+INSERT INTO jobsaga_workflow_events (run_id, seq, at, attempt, step, kind, detail)
+SELECT %(run_id)s, r.seq, r.at, r.attempt, r.step, r.kind, r.detail::jsonb
+FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(
+    seq int, at timestamptz, attempt int, step text, kind text, detail text)
+
+-- name: get_run
+SELECT id, workflow, job_id, attempt, status, inputs::text AS inputs,
+       context::text AS context, result::text AS result, error::text AS error,
+       started_at, updated_at, finished_at
+FROM jobsaga_workflow_runs WHERE id = %(id)s
+
+-- name: get_steps
+SELECT step, position, status, result::text AS result, error::text AS error, tries,
+       undo_tries, completed_seq, enqueue::text AS enqueue, started_at, finished_at
+FROM jobsaga_workflow_steps WHERE run_id = %(run_id)s ORDER BY position
+
+-- name: get_events
+SELECT seq, at, attempt, step, kind, detail::text AS detail
+FROM jobsaga_workflow_events WHERE run_id = %(run_id)s ORDER BY seq
+
+-- name: list_runs
+SELECT id, workflow, job_id, attempt, status, inputs::text AS inputs,
+       context::text AS context, result::text AS result, error::text AS error,
+       started_at, updated_at, finished_at
+FROM jobsaga_workflow_runs
+WHERE (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
+  AND (%(workflow)s::text IS NULL OR workflow = %(workflow)s::text)
+  AND (%(job_id)s::bigint IS NULL OR job_id = %(job_id)s::bigint)
+ORDER BY id DESC
+LIMIT %(limit)s
+
+-- name: max_seq
+SELECT coalesce(max(seq), 0) AS seq FROM jobsaga_workflow_events WHERE run_id = %(run_id)s

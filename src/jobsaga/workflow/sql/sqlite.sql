@@ -1,0 +1,77 @@
+-- The workflow run log on SQLite. JSON columns travel as JSON text inside the row payloads,
+-- so every dialect decodes them the same way. "WHERE true" keeps SQLite's parser from
+-- reading ON CONFLICT as a join constraint.
+
+-- name: insert_run
+INSERT INTO jobsaga_workflow_runs (workflow, job_id, attempt, status, inputs, context,
+                                   started_at, updated_at)
+VALUES (:workflow, :job_id, :attempt, 'running', :inputs, :context, :now, :now)
+RETURNING id
+
+-- name: find_resumable
+-- The run a rescued or interrupted job left unfinished, if any.
+SELECT id FROM jobsaga_workflow_runs
+WHERE job_id = :job_id AND workflow = :workflow AND status IN ('running', 'rolling_back')
+ORDER BY id DESC
+LIMIT 1
+
+-- name: resume_run
+UPDATE jobsaga_workflow_runs SET attempt = :attempt, updated_at = :now WHERE id = :id
+
+-- name: update_run
+UPDATE jobsaga_workflow_runs
+SET status = :status, result = :result, error = :error, updated_at = :now,
+    finished_at = :finished_at
+WHERE id = :id
+
+-- name: upsert_steps
+INSERT INTO jobsaga_workflow_steps (run_id, step, position, status, result, error, tries,
+                                    undo_tries, completed_seq, enqueue, started_at,
+                                    finished_at)
+SELECT :run_id, json_extract(value, '$.step'), json_extract(value, '$.position'),
+       json_extract(value, '$.status'), json_extract(value, '$.result'),
+       json_extract(value, '$.error'), json_extract(value, '$.tries'),
+       json_extract(value, '$.undo_tries'), json_extract(value, '$.completed_seq'),
+       json_extract(value, '$.enqueue'), json_extract(value, '$.started_at'),
+       json_extract(value, '$.finished_at')
+FROM json_each(:rows)
+WHERE true
+ON CONFLICT (run_id, step) DO UPDATE
+SET status = excluded.status, result = excluded.result, error = excluded.error,
+    tries = excluded.tries, undo_tries = excluded.undo_tries,
+    completed_seq = excluded.completed_seq, enqueue = excluded.enqueue,
+    started_at = excluded.started_at, finished_at = excluded.finished_at
+
+-- name: insert_events
+INSERT INTO jobsaga_workflow_events (run_id, seq, at, attempt, step, kind, detail)
+SELECT :run_id, json_extract(value, '$.seq'), json_extract(value, '$.at'),
+       json_extract(value, '$.attempt'), json_extract(value, '$.step'),
+       json_extract(value, '$.kind'), json_extract(value, '$.detail')
+FROM json_each(:rows)
+
+-- name: get_run
+SELECT id, workflow, job_id, attempt, status, inputs, context, result, error,
+       started_at, updated_at, finished_at
+FROM jobsaga_workflow_runs WHERE id = :id
+
+-- name: get_steps
+SELECT step, position, status, result, error, tries, undo_tries, completed_seq, enqueue,
+       started_at, finished_at
+FROM jobsaga_workflow_steps WHERE run_id = :run_id ORDER BY position
+
+-- name: get_events
+SELECT seq, at, attempt, step, kind, detail
+FROM jobsaga_workflow_events WHERE run_id = :run_id ORDER BY seq
+
+-- name: list_runs
+SELECT id, workflow, job_id, attempt, status, inputs, context, result, error,
+       started_at, updated_at, finished_at
+FROM jobsaga_workflow_runs
+WHERE (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
+  AND (:workflow IS NULL OR workflow = :workflow)
+  AND (:job_id IS NULL OR job_id = :job_id)
+ORDER BY id DESC
+LIMIT :limit
+
+-- name: max_seq
+SELECT coalesce(max(seq), 0) AS seq FROM jobsaga_workflow_events WHERE run_id = :run_id

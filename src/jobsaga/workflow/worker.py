@@ -1,0 +1,120 @@
+"""``WorkflowWorker``: a job worker that runs one workflow (the guide's ``WorkflowWorker``).
+
+::
+
+    class AnalyticsAgentWorker(WorkflowWorker, workflow=AnalyticsWorkflow,
+                               queue="analytics_agents", max_attempts=2):
+        def on_final_failure(self, job, error): ...   # error: the WorkflowError
+
+The job's args are the workflow's inputs plus its ``Context`` fields (e.g. the actor), and a
+pydantic ``Args`` model is built from both, so a job with a missing input or an unknown role
+is rejected at insert. Success completes the job and inserts the follow-up jobs the steps
+registered, in the same transaction; failure (after the rollback) fails the attempt, so the
+job layer retries with backoff, and the final attempt's ``on_final_failure`` gets the
+``WorkflowError`` with its undo results.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, create_model
+
+from .. import _context
+from ..errors import ConfigError
+from ..job import Job
+from ..results import Complete
+from ..worker import Worker
+from .dsl import Workflow
+from .errors import WorkflowOutsideJobError
+from .running import check_workflow, execute
+
+
+def args_model(workflow: type[Workflow], owner: str) -> type[BaseModel]:
+    """Job args for ``workflow``: its inputs and its context fields, validated at insert."""
+    fields: dict[str, Any] = {}
+    if workflow.Inputs is not None:
+        for name, info in workflow.Inputs.model_fields.items():
+            fields[name] = (info.annotation, info)
+    else:
+        for name in workflow.input_names:
+            fields[name] = (Any, ...)
+    if workflow.Context is not None:
+        for name, info in workflow.Context.model_fields.items():
+            if name in fields:
+                raise ConfigError(
+                    f"{owner}: {name!r} is both an input and a context field of "
+                    f"{workflow.__qualname__}; job args cannot tell them apart"
+                )
+            fields[name] = (info.annotation, info)
+    config = ConfigDict(extra="forbid" if workflow.Context is not None else "allow")
+    model: type[BaseModel] = create_model(  # type: ignore[call-overload]
+        f"{owner}Args", __config__=config, **fields
+    )
+    return model
+
+
+class WorkflowWorker(Worker):
+    """A worker whose perform runs ``workflow`` inside the job. Class options: every worker
+    option plus ``workflow=`` (required) and ``persist=`` (keep the run log, default True)."""
+
+    workflow: ClassVar[type[Workflow] | None] = None
+    persist: ClassVar[bool] = True
+
+    def __init_subclass__(
+        cls, *, workflow: type[Workflow] | None = None, persist: bool | None = None, **options: Any
+    ) -> None:
+        own_args = "Args" in cls.__dict__
+        super().__init_subclass__(**options)
+        if workflow is not None:
+            try:
+                cls.workflow = check_workflow(workflow)
+            except ConfigError as exc:
+                raise ConfigError(f"worker {cls.__qualname__}: {exc}") from None
+        if persist is not None:
+            cls.persist = persist
+        if cls.workflow is None:
+            raise ConfigError(
+                f"worker {cls.__qualname__}: a WorkflowWorker needs workflow=YourWorkflow"
+            )
+        if not own_args and (workflow is not None or cls.Args is None):
+            cls.Args = args_model(cls.workflow, cls.__qualname__)
+
+    def workflow_inputs(self, job: Job[Any]) -> Mapping[str, Any]:
+        """The workflow inputs taken from the job's args (override to map them differently)."""
+        assert self.workflow is not None
+        raw = job.raw_args
+        return {name: raw[name] for name in self.workflow.input_names if name in raw}
+
+    def workflow_context(self, job: Job[Any]) -> Any:
+        """The caller's context: the ``Context`` model's fields of the args, or the args that
+        are not inputs (as a dict) when the workflow declares no ``Context`` model."""
+        assert self.workflow is not None
+        raw = job.raw_args
+        if self.workflow.Context is not None:
+            return {name: raw[name] for name in self.workflow.Context.model_fields if name in raw}
+        rest = {k: v for k, v in raw.items() if k not in self.workflow.input_names}
+        return rest or None
+
+    async def perform(self, job: Job[Any]) -> Complete:
+        app = _context.current_app.get()
+        if app is None:
+            raise WorkflowOutsideJobError(
+                f"{type(self).__qualname__}.perform runs a workflow and needs its App: it runs "
+                "on a node (app.node(...)), which provides it. In tests use "
+                "jobsaga.testing's perform_job, or run_workflow_in_test_context for the "
+                "workflow alone."
+            )
+        assert self.workflow is not None
+        result = await execute(
+            app,
+            self.workflow,
+            self.workflow_inputs(job),
+            self.workflow_context(job),
+            job=job,
+            persist=self.persist,
+        )
+        if result.error is not None:
+            raise result.error
+        return Complete(value=None, enqueue=result.follow_ups)
