@@ -319,9 +319,9 @@ class _WorkflowMeta(type):
         return _StepNamespace()
 
     def __new__(
-        metacls, name: str, bases: tuple[type, ...], namespace: dict[str, Any], **kwds: Any
+        metacls, cls_name: str, bases: tuple[type, ...], namespace: dict[str, Any], /, **kwds: Any
     ) -> Any:
-        return super().__new__(metacls, name, bases, dict(namespace), **kwds)
+        return super().__new__(metacls, cls_name, bases, dict(namespace), **kwds)
 
 
 class Workflow(metaclass=_WorkflowMeta):

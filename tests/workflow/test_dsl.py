@@ -1,0 +1,201 @@
+"""Definition-time checks: a bad DAG fails when the class statement runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from jobsaga import App, StepContext, Workflow, step
+from jobsaga.workflow import (
+    WorkflowDefinitionError,
+    WorkflowInputError,
+    WorkflowOutsideJobError,
+    run_workflow_in_test_context,
+)
+
+
+def test_unknown_name_is_named() -> None:
+    with pytest.raises(WorkflowDefinitionError, match=r"step 'b' parameter 'typo' names 'typo'"):
+
+        class Bad(Workflow, inputs=["x"]):
+            @step
+            def a(self, x: int) -> int:
+                return x
+
+            @step
+            def b(self, typo: int) -> int:
+                return typo
+
+
+def test_duplicate_step_is_refused() -> None:
+    with pytest.raises(WorkflowDefinitionError, match="duplicate step 'a'"):
+
+        class Bad(Workflow):
+            @step
+            def a(self) -> int:
+                return 1
+
+            @step  # noqa: F811
+            def a(self) -> int:  # type: ignore[no-redef]
+                return 2
+
+
+def test_duplicate_explicit_name_is_refused() -> None:
+    with pytest.raises(WorkflowDefinitionError, match="duplicate step 'a'"):
+
+        class Bad(Workflow):
+            @step
+            def a(self) -> int:
+                return 1
+
+            @step(name="a")
+            def other(self) -> int:
+                return 2
+
+
+def test_cycle_names_its_steps() -> None:
+    with pytest.raises(
+        WorkflowDefinitionError,
+        match=r"cycle: (a -> b -> c -> a|b -> c -> a -> b|c -> a -> b -> c)",
+    ):
+
+        class Bad(Workflow):
+            @step
+            def a(self, c: int) -> int:
+                return c
+
+            @step
+            def b(self, a: int) -> int:
+                return a
+
+            @step
+            def c(self, b: int) -> int:
+                return b
+
+
+def test_wait_for_cycle_and_unknown() -> None:
+    with pytest.raises(WorkflowDefinitionError, match="cycle"):
+
+        class Bad(Workflow):
+            @step(wait_for=["b"])
+            def a(self) -> None: ...
+
+            @step(wait_for=["a"])
+            def b(self) -> None: ...
+
+    with pytest.raises(WorkflowDefinitionError, match="waits for unknown step 'nope'"):
+
+        class Bad2(Workflow):
+            @step(wait_for=["nope"])
+            def a(self) -> None: ...
+
+
+def test_no_steps_is_an_error() -> None:
+    with pytest.raises(WorkflowDefinitionError, match="has no steps"):
+
+        class Empty(Workflow):
+            pass
+
+
+def test_abstract_base_and_inheritance() -> None:
+    class Base(Workflow, abstract=True, inputs=["x"]):
+        @step
+        def a(self, x: int) -> int:
+            return x + 1
+
+    class Child(Base):
+        @step
+        def b(self, a: int) -> int:
+            return a * 10
+
+    assert list(Child.steps) == ["a", "b"]
+    assert Child.result_step() == "b"
+
+
+def test_unknown_option_and_bad_returns() -> None:
+    with pytest.raises(WorkflowDefinitionError, match="max_concurency"):
+
+        class Bad(Workflow, max_concurency=3):  # type: ignore[call-arg]
+            @step
+            def a(self) -> None: ...
+
+    with pytest.raises(WorkflowDefinitionError, match="returns='z' is not a step"):
+
+        class Bad2(Workflow, returns="z"):
+            @step
+            def a(self) -> None: ...
+
+
+def test_hook_parameters_are_checked() -> None:
+    with pytest.raises(WorkflowDefinitionError, match="'nope' is neither ctx nor"):
+
+        class Bad(Workflow, inputs=["x"]):
+            @step
+            def a(self, x: int) -> int:
+                return x
+
+            @a.undo
+            def undo_a(self, result: int, nope: int) -> None: ...
+
+
+def test_context_parameter_by_annotation() -> None:
+    class W(Workflow):
+        @step
+        def a(self, context: StepContext[Any]) -> str:
+            return context.step
+
+    assert W.steps["a"].context_param == "context"
+    assert W.steps["a"].arguments == ()
+
+
+def test_mermaid_shows_inputs_edges_and_wait_for() -> None:
+    class W(Workflow, inputs=["user_id"]):
+        @step
+        def load(self, user_id: str) -> dict[str, str]:
+            return {"email": "x"}
+
+        @step(args={"email": "load.email"})
+        def notify(self, email: str) -> None: ...
+
+        @step(wait_for=["notify"])
+        def audit(self) -> None: ...
+
+    text = W.mermaid()
+    assert text.startswith("flowchart TD\n")
+    assert "input_user_id([user_id])" in text
+    assert "input_user_id --> load" in text
+    assert "load --> notify" in text
+    assert "notify -.-> audit" in text
+
+
+class Typed(Workflow):
+    class Inputs(BaseModel):
+        order_id: str
+        quantity: int
+
+    @step
+    def total(self, order_id: str, quantity: int) -> str:
+        return f"{order_id}:{quantity}"
+
+
+def test_missing_input_fails_before_any_step(tmp_path: Any) -> None:
+    app = App(f"sqlite:///{tmp_path / 'x.db'}")
+    app.migrate()
+    with pytest.raises(WorkflowInputError, match="'quantity'"):
+        run_workflow_in_test_context(app, Typed, {"order_id": "o1"})
+    with app.engine.transaction() as tx:
+        assert tx.execute("SELECT count(*) AS n FROM jobsaga_workflow_runs")[0]["n"] == 0
+    result = run_workflow_in_test_context(app, Typed, {"order_id": "o1", "quantity": "3"})
+    assert result.value == "o1:3"
+    app.close()
+
+
+def test_running_outside_a_job_is_refused() -> None:
+    with pytest.raises(WorkflowOutsideJobError, match="WorkflowWorker"):
+        Typed.run({"order_id": "o", "quantity": 1})
+
+
+def test_a_step_is_a_plain_method_on_an_instance() -> None:
+    assert Typed().total("o", 2) == "o:2"
