@@ -37,8 +37,8 @@ def test_duplicate_step_is_refused() -> None:
             def a(self) -> int:
                 return 1
 
-            @step  # noqa: F811
-            def a(self) -> int:  # type: ignore[no-redef]
+            @step
+            def a(self) -> int:  # type: ignore[no-redef]  # noqa: F811
                 return 2
 
 

@@ -12,8 +12,8 @@ import pytest
 from jobsaga import App, EnqueueInStepError, Job, StepContext, Worker, Workflow, step
 from jobsaga.workflow import (
     Continue,
-    Retry,
     RetriesExhausted,
+    Retry,
     RunStatus,
     StepResultError,
     run_workflow_in_test_context,
@@ -158,7 +158,7 @@ def test_failure_at_each_position_undoes_the_completed_in_reverse_once(
     assert error.undone == tuple(reversed(completed))
     runs = [f"run{i}" for i in range(fail_at + 1)]
     undos = [f"undo{i}" for i in reversed(range(fail_at))]
-    assert TRAIL == runs + undos  # exactly once each, in reverse order of completion
+    assert runs + undos == TRAIL  # exactly once each, in reverse order of completion
     assert result.run.undo_order() == list(reversed(completed))
     assert result.status is (RunStatus.ROLLED_BACK if fail_at else RunStatus.FAILED)
     assert result.run.status == result.status.value
