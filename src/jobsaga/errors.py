@@ -8,6 +8,7 @@
     ├── UnknownWorkerError     a job names a worker the node does not know
     ├── MigrationError         the database schema is missing or newer than this code
     ├── JobTimeout             a perform overran its worker's timeout
+    ├── FilterError            a job filter with a misspelt or invalid criterion
     └── EnqueueInStepError     a workflow step tried to insert a job (see docs/workflows.md)
 """
 
@@ -32,6 +33,10 @@ class UnknownWorkerError(JobsagaError, LookupError):
 
 class MigrationError(JobsagaError, RuntimeError):
     """The database schema does not match what this version of jobsaga expects."""
+
+
+class FilterError(JobsagaError, ValueError):
+    """A job filter (list, count, bulk cancel/retry/delete) that cannot be applied as given."""
 
 
 class JobTimeout(JobsagaError, TimeoutError):
