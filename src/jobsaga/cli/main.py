@@ -8,9 +8,10 @@ import click
 
 from .demo import demo_commands
 from .jobs import jobs_commands
+from .runs import runs_commands
 from .worker import worker_commands
 
-COMMAND_MODULES = [worker_commands, jobs_commands, demo_commands]
+COMMAND_MODULES = [worker_commands, jobs_commands, demo_commands, runs_commands]
 
 
 @click.group()

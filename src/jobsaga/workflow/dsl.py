@@ -248,6 +248,24 @@ class StepDef:
             return value
 
 
+@typing.overload
+def step(fn: Callable[..., Any], /) -> StepDef: ...
+
+
+@typing.overload
+def step(
+    *,
+    name: str | None = None,
+    max_retries: int = DEFAULT_MAX_RETRIES,
+    retry_on: Iterable[type[BaseException]] = (),
+    backoff: Backoff | None = None,
+    undo_retries: int = DEFAULT_UNDO_RETRIES,
+    wait_for: Iterable[str] = (),
+    args: Mapping[str, str] | None = None,
+    where: Callable[..., Any] | None = None,
+) -> Callable[[Callable[..., Any]], StepDef]: ...
+
+
 def step(
     fn: Callable[..., Any] | None = None,
     *,
@@ -259,7 +277,7 @@ def step(
     wait_for: Iterable[str] = (),
     args: Mapping[str, str] | None = None,
     where: Callable[..., Any] | None = None,
-) -> Any:
+) -> StepDef | Callable[[Callable[..., Any]], StepDef]:
     """Declare a workflow step (``@step`` or ``@step(max_retries=3, ...)``)."""
 
     def build(func: Callable[..., Any]) -> StepDef:

@@ -1,0 +1,240 @@
+"""``jobsaga runs ...`` and ``jobsaga workflow graph``: read the saga run log from a terminal.
+
+``runs show`` answers "what happened in this failed saga?": each step's outcome laid out
+along the DAG, the error that started the rollback, and the compensation and undo trail in
+the order it happened.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from datetime import datetime
+from typing import Any
+
+import click
+
+from ..app import App
+from ..workflow import Workflow, get_run, list_runs
+from ..workflow.runlog import RunRecord, RunStatus
+from .loading import load_app
+from .options import app_options
+
+STATUS_CHOICES = [s.value for s in RunStatus]
+MARKS = {
+    "succeeded": "ok",
+    "compensated": "ok (compensated)",
+    "skipped": "skipped",
+    "failed": "FAILED",
+    "undone": "undone",
+    "undo_failed": "UNDO FAILED",
+    "pending": "not started",
+    "running": "running",
+    "retried": "waiting to retry",
+}
+
+
+def find_workflow(app: App, name: str) -> type[Workflow] | None:
+    """A workflow by its stable name among the app's workflows and workflow workers, or by
+    import path (``package.module:Class`` or ``package.module.Class``)."""
+    candidates: list[Any] = list(app.workflows.values())
+    candidates += [getattr(w, "workflow", None) for w in app.workers.values()]
+    for candidate in candidates:
+        if (
+            isinstance(candidate, type)
+            and issubclass(candidate, Workflow)
+            and name in (candidate.name, candidate.__qualname__)
+        ):
+            return candidate
+    module_name, sep, attr = name.partition(":")
+    if not sep:
+        module_name, _, attr = name.rpartition(".")
+    if not module_name:
+        return None
+    try:
+        found = getattr(importlib.import_module(module_name), attr, None)
+    except ImportError:
+        return None
+    if isinstance(found, type) and issubclass(found, Workflow) and found.graph is not None:
+        return found
+    return None
+
+
+def known_workflows(app: App) -> set[str]:
+    candidates: list[Any] = list(app.workflows.values())
+    candidates += [getattr(w, "workflow", None) for w in app.workers.values()]
+    return {c.name for c in candidates if isinstance(c, type) and issubclass(c, Workflow)}
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None else "-"
+
+
+def _took(start: datetime | None, end: datetime | None) -> str:
+    if start is None or end is None:
+        return "-"
+    return f"{(end - start).total_seconds():.3f}s"
+
+
+def _brief(detail: dict[str, Any] | None) -> str:
+    if not detail:
+        return ""
+    parts = []
+    for key, value in detail.items():
+        if isinstance(value, dict) and "type" in value:
+            value = f"{str(value['type']).rsplit('.', 1)[-1]}: {value.get('message', '')}"
+        parts.append(f"{key}={value}")
+    return "  " + ", ".join(parts)
+
+
+def show_run(run: RunRecord, workflow: type[Workflow] | None) -> list[str]:
+    lines = [
+        f"run {run.id}  {run.workflow}  status={run.status}",
+        f"  job {run.job_id if run.job_id is not None else '-'}  attempt {run.attempt}  "
+        f"started {_when(run.started_at)}  finished {_when(run.finished_at)}  "
+        f"took {_took(run.started_at, run.finished_at)}",
+        f"  inputs {json.dumps(run.inputs)}",
+    ]
+    if run.context is not None:
+        lines.append(f"  context {json.dumps(run.context)}")
+    lines.append("")
+    lines.append("steps (along the DAG):")
+    records = {s.step: s for s in run.steps}
+    order = list(records)
+    deps: dict[str, list[str]] = {}
+    if workflow is not None and workflow.graph is not None:
+        order = [n for n in workflow.graph.topological() if n in records] + [
+            n for n in records if n not in workflow.steps
+        ]
+        deps = {n: workflow.graph.predecessors(n) for n in workflow.steps}
+    width = max((len(n) for n in order), default=4)
+    for name in order:
+        record = records[name]
+        mark = MARKS.get(record.status, record.status)
+        after = f"  <- {', '.join(deps[name])}" if deps.get(name) else ""
+        tries = f"  tries={record.tries}" if record.tries > 1 else ""
+        undo = f"  undo_tries={record.undo_tries}" if record.undo_tries > 1 else ""
+        lines.append(f"  {name:<{width}}  {mark}{tries}{undo}{after}")
+        if record.status in ("succeeded", "compensated", "undone") and record.result is not None:
+            lines.append(f"  {'':<{width}}    result {json.dumps(record.result)[:200]}")
+        if record.error:
+            lines.append(
+                f"  {'':<{width}}    error {record.error.get('type')}: {record.error.get('message')}"
+            )
+    if run.error:
+        lines.append("")
+        lines.append(
+            f"rollback started by step {run.error.get('step')!r}: "
+            f"{run.error.get('type')}: {run.error.get('message')}"
+        )
+        tb = str(run.error.get("traceback") or "").rstrip()
+        if tb:
+            lines.append("    " + tb.replace("\n", "\n    "))
+        for failure in run.error.get("undo_errors", []):
+            lines.append(
+                f"undo of {failure['step']!r} failed: {failure['type']}: {failure['message']}"
+            )
+    trail = [
+        e
+        for e in run.events
+        if e.kind.startswith(("step.compensate", "step.undo", "step.failed", "step.retried"))
+        or e.kind.startswith("run.")
+    ]
+    if trail:
+        lines.append("")
+        lines.append("trail (in order):")
+        for event in trail:
+            who = f" {event.step}" if event.step else ""
+            lines.append(
+                f"  #{event.seq} {_when(event.at)} attempt {event.attempt}  "
+                f"{event.kind}{who}{_brief(event.detail)}"
+            )
+    if workflow is not None:
+        lines.append("")
+        lines.append("mermaid:")
+        assert workflow.graph is not None
+        lines.append(workflow.graph.mermaid(run.statuses()).rstrip())
+    return lines
+
+
+def runs_commands(cli: click.Group) -> None:
+    @cli.group()
+    def runs() -> None:
+        """Inspect saga runs (the workflow run log)."""
+
+    @runs.command("list")
+    @app_options
+    @click.option(
+        "--status",
+        "statuses",
+        multiple=True,
+        type=click.Choice(STATUS_CHOICES),
+        help="Filter by status; repeatable. 'failed' means every failed ending "
+        "(failed, rolled_back, rollback_failed).",
+    )
+    @click.option("--workflow", default=None, help="Filter by workflow name.")
+    @click.option("--job", "job_id", type=int, default=None, help="Filter by job id.")
+    @click.option("--limit", type=int, default=50, show_default=True)
+    def list_command(
+        app_spec: str | None,
+        url: str | None,
+        statuses: tuple[str, ...],
+        workflow: str | None,
+        job_id: int | None,
+        limit: int,
+    ) -> None:
+        """List runs, newest first."""
+        app = load_app(app_spec, url)
+        try:
+            found = list_runs(
+                app, status=statuses or None, workflow=workflow, job_id=job_id, limit=limit
+            )
+        finally:
+            app.close()
+        if not found:
+            click.echo("no runs")
+            return
+        click.echo(f"{'id':>6}  {'status':<15}  {'job':>6}  {'att':>3}  {'started':<19}  workflow")
+        for run in found:
+            job = str(run.job_id) if run.job_id is not None else "-"
+            click.echo(
+                f"{run.id:>6}  {run.status:<15}  {job:>6}  {run.attempt:>3}  "
+                f"{_when(run.started_at):<19}  {run.workflow}"
+            )
+            if run.error:
+                click.echo(
+                    f"{'':>8}failed at {run.error.get('step')!r}: "
+                    f"{str(run.error.get('type')).rsplit('.', 1)[-1]}: {run.error.get('message')}"
+                )
+
+    @runs.command("show")
+    @app_options
+    @click.argument("run_id", type=int)
+    def show_command(app_spec: str | None, url: str | None, run_id: int) -> None:
+        """Show one run: the DAG with each step's outcome, the error, the undo trail."""
+        app = load_app(app_spec, url)
+        try:
+            run = get_run(app, run_id)
+            if run is None:
+                raise click.ClickException(f"no run {run_id}")
+            click.echo("\n".join(show_run(run, find_workflow(app, run.workflow))))
+        finally:
+            app.close()
+
+    @cli.group("workflow")
+    def workflow_group() -> None:
+        """Look at workflow definitions."""
+
+    @workflow_group.command("graph")
+    @app_options
+    @click.argument("name")
+    def graph_command(app_spec: str | None, url: str | None, name: str) -> None:
+        """Print a workflow's DAG as Mermaid text (NAME: its name, or module:Class)."""
+        app = load_app(app_spec, url)
+        workflow = find_workflow(app, name)
+        if workflow is None:
+            known = sorted(known_workflows(app))
+            raise click.ClickException(
+                f"no workflow {name!r} (known to the app: {known or 'none'}; or give module:Class)"
+            )
+        click.echo(workflow.mermaid(), nl=False)
