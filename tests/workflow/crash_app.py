@@ -1,0 +1,61 @@
+"""The app a killed worker process runs in the crash-recovery test (loaded by ``jobsaga worker``).
+
+Each step writes a row to ``crash_effects`` through its own connection, so the test can
+count, across processes, how often each step really ran. ``slow`` hangs on the first
+attempt, which is where the test kills the process.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import psycopg
+
+from jobsaga import App, StepContext, Workflow, WorkflowWorker, step
+
+ENV_URL = "JOBSAGA_CRASH_TEST_URL"
+
+
+def effect(name: str, ctx: StepContext[Any]) -> None:
+    with psycopg.connect(os.environ[ENV_URL], autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO crash_effects (step, attempt) VALUES (%s, %s)", (name, ctx.attempt)
+        )
+
+
+class CrashSaga(Workflow, name="crash_saga", inputs=["order"]):
+    @step
+    def reserve(self, order: str, ctx: StepContext[Any]) -> dict[str, str]:
+        effect("reserve", ctx)
+        return {"reservation": f"r-{order}"}
+
+    @reserve.undo
+    def release(self, result: dict[str, str], ctx: StepContext[Any]) -> None:
+        effect("release", ctx)
+
+    @step
+    def charge(self, reserve: dict[str, str], ctx: StepContext[Any]) -> str:
+        effect("charge", ctx)
+        return f"c-{reserve['reservation']}"
+
+    @step
+    def slow(self, charge: str, ctx: StepContext[Any]) -> str:
+        effect("slow", ctx)
+        if ctx.attempt == 1:
+            time.sleep(60)  # killed here
+        return "shipped"
+
+    @step
+    def receipt(self, slow: str, charge: str, ctx: StepContext[Any]) -> str:
+        effect("receipt", ctx)
+        return f"{charge}:{slow}"
+
+
+class CrashWorker(WorkflowWorker, workflow=CrashSaga, queue="crash", name="crash.worker"):
+    pass
+
+
+def build_app() -> App:
+    return App(os.environ[ENV_URL], workers=[CrashWorker], workflows=[CrashSaga])

@@ -1,0 +1,141 @@
+"""kill -9 mid-workflow on PostgreSQL: the rescued job resumes from the run log.
+
+A real ``jobsaga worker`` process is killed while the third step runs. The job is rescued
+(by the lifeline when the node options exist, else as the lifeline would: back to available)
+and another node finishes it: the two steps that had completed are not run again, the step
+that was running is run again, and the run log tells the whole story.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from jobsaga import App, JobState
+from jobsaga.workflow import get_run, list_runs
+from tests.conftest import PG_URL, pg_schema_url
+from tests.helpers import wait_until
+from tests.workflow.crash_app import ENV_URL, CrashWorker, build_app
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def pg_url(pg_admin: psycopg.Connection[Any]) -> Iterator[str]:
+    import uuid
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    pg_admin.execute(f'CREATE SCHEMA "{schema}"')
+    url = pg_schema_url(schema)
+    try:
+        yield url
+    finally:
+        pg_admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def effects(url: str) -> list[tuple[str, int]]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT step, attempt FROM crash_effects ORDER BY id").fetchall()
+    return [(str(step), int(attempt)) for step, attempt in rows]
+
+
+def test_kill_9_mid_workflow_resumes_without_rerunning_completed_steps(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert PG_URL  # PostgreSQL only: the scenario is about separate processes on one database
+    monkeypatch.setenv(ENV_URL, pg_url)
+    app = build_app()
+    app.migrate()
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE crash_effects (id serial, step text, attempt int)")
+    job = app.insert(CrashWorker.new({"order": "o-1"}))
+
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, ENV_URL: pg_url, "PYTHONPATH": path}
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "jobsaga.cli.main",
+            "worker",
+            "--app",
+            "tests.workflow.crash_app:build_app",
+            "-q",
+            "crash=2",
+            "--poll-interval",
+            "0.1",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_until(lambda: _alive(worker) and ("slow", 1) in effects(pg_url), timeout=30)
+        wait_until(lambda: _step_status(app, job.id, "charge") == "succeeded", timeout=10)
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=10)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    stored = app.get_job(job.id)
+    assert stored is not None and stored.state is JobState.EXECUTING  # orphaned
+
+    rescuer = _rescuing_node(app, job.id)
+    with rescuer.start_in_thread():
+        wait_until(lambda: app.get_job(job.id).state is JobState.COMPLETED, timeout=30)  # type: ignore[union-attr]
+
+    assert effects(pg_url) == [
+        ("reserve", 1),
+        ("charge", 1),
+        ("slow", 1),
+        ("slow", 2),  # it was running when the node died: its outcome was unknown
+        ("receipt", 2),
+    ]
+    [run] = list_runs(app, job_id=job.id)
+    full = get_run(app, run.id)  # type: ignore[arg-type]
+    assert full is not None
+    assert full.status == "succeeded" and full.attempt == 2
+    assert full.result == "c-r-o-1:shipped"
+    assert full.step("reserve").tries == 1 and full.step("charge").tries == 1
+    assert full.step("slow").tries == 2
+    kinds = [(e.kind, e.step, e.attempt) for e in full.events]
+    assert ("run.resumed", None, 2) in kinds
+    assert ("step.interrupted", "slow", 2) in kinds
+    app.close()
+
+
+def _alive(worker: subprocess.Popen[bytes]) -> bool:
+    if worker.poll() is not None:
+        assert worker.stderr is not None
+        raise AssertionError(f"the worker process exited early: {worker.stderr.read().decode()}")
+    return True
+
+
+def _step_status(app: App, job_id: int, name: str) -> str | None:
+    runs = list_runs(app, job_id=job_id)
+    if not runs:
+        return None
+    run = get_run(app, runs[0].id)  # type: ignore[arg-type]
+    return run.step(name).status if run is not None else None
+
+
+def _rescuing_node(app: App, job_id: int) -> Any:
+    """A node that rescues the orphan: the lifeline when this build has it, else by hand."""
+    try:
+        node = app.node({"crash": 2}, poll_interval=0.05, heartbeat_interval=0.1, rescue_after=0.5)
+    except TypeError:
+        with app.engine.transaction() as tx:  # what the lifeline does to an orphan
+            tx.execute(
+                "UPDATE jobsaga_jobs SET state = 'available' WHERE id = %(id)s", {"id": job_id}
+            )
+        node = app.node({"crash": 2}, poll_interval=0.05)
+    return node
