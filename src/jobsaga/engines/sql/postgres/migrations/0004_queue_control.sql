@@ -22,6 +22,3 @@ CREATE TABLE jobsaga_queue_nodes (
     PRIMARY KEY (node, queue)
 );
 
--- Running counts per node come from the executing jobs themselves.
-CREATE INDEX jobsaga_jobs_executing_idx ON jobsaga_jobs (queue, attempted_by)
-    WHERE state = 'executing';
