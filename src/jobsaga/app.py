@@ -17,6 +17,7 @@ from .engines import Engine, create_engine, resolve_url
 from .engines.base import Clock, utcnow
 from .errors import ConfigError, EnqueueInStepError, UnknownWorkerError
 from .job import Job, JobSpec
+from .operations.api import AppOperations
 from .telemetry import Telemetry
 from .worker import Worker
 
@@ -35,8 +36,12 @@ ENQUEUE_IN_STEP = (
 )
 
 
-class App:
-    """Entry point of jobsaga: ``App()`` is an embedded SQLite file; ``App("postgresql://...")``."""
+class App(AppOperations):
+    """Entry point of jobsaga: ``App()`` is an embedded SQLite file; ``App("postgresql://...")``.
+
+    Job operations and queue control (``list_jobs``, ``cancel_job``, ``pause_queue``...)
+    come from :class:`~jobsaga.operations.api.AppOperations`.
+    """
 
     def __init__(
         self,

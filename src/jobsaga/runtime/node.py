@@ -14,16 +14,17 @@ import signal
 import socket
 import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..engines import Ack
 from ..job import Job, JobState
+from ..operations.node_control import NodeControl
+from ..plugins.supervisor import NodePlugins, PluginOptions
 from .acker import Acker
 from .executor import Executor, error_record
 from .producer import QueueProducer
-from .waiting import wait_event
 
 if TYPE_CHECKING:
     from ..app import App
@@ -49,6 +50,17 @@ class Node:
         max_threads: int | None = None,
         ack_batch: int = 200,
         ack_delay: float = 0.005,
+        control_interval: float | None = None,
+        status_interval: float = 5.0,
+        heartbeat_interval: float = 5.0,
+        rescue_after: float = 60.0,
+        rescue_interval: float | None = None,
+        crontab: Iterable[Any] = (),
+        prune_after: float | None = None,
+        prune_interval: float = 30.0,
+        prune_limit: int = 5000,
+        leader_lease: float = 5.0,
+        leadership: bool = True,
     ) -> None:
         if not queues:
             raise ValueError("a node needs at least one queue, e.g. {'default': 10}")
@@ -64,10 +76,30 @@ class Node:
         self.max_threads = max_threads or max(4, sum(self.queue_limits.values()))
         self.ack_batch = ack_batch
         self.ack_delay = ack_delay
+        # Queue controls and cancels arrive at once by NOTIFY on PostgreSQL (polling is a
+        # safety net); on SQLite other processes are seen by this poll.
+        self.control_interval = (
+            control_interval if control_interval is not None else (1.0 if sqlite else 5.0)
+        )
+        self.status_interval = status_interval
+        self.plugins = NodePlugins(
+            self,
+            PluginOptions.build(
+                crontab,
+                stage_interval=stage_interval,
+                heartbeat_interval=heartbeat_interval,
+                rescue_after=rescue_after,
+                rescue_interval=rescue_interval,
+                prune_after=prune_after,
+                prune_interval=prune_interval,
+                prune_limit=prune_limit,
+                leader_lease=leader_lease,
+                leadership=leadership,
+            ),
+        )
         self.producers: dict[str, QueueProducer] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_requested: asyncio.Event | None = None
-        self._stager_event: asyncio.Event | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._cleanup: list[Callable[[], None]] = []
         self._cancel_reasons: dict[int, str] = {}
@@ -80,8 +112,7 @@ class Node:
         return await loop.run_in_executor(self._db_threads, lambda: fn(*args))
 
     def stager_wake(self) -> None:
-        if self._stager_event is not None:
-            self._stager_event.set()
+        self.plugins.stager.wake()
 
     def cancel_reason(self, job_id: int) -> str:
         return self._cancel_reasons.pop(
@@ -116,7 +147,6 @@ class Node:
         self.started = True
         self._loop = asyncio.get_running_loop()
         self._stop_requested = asyncio.Event()
-        self._stager_event = asyncio.Event()
         self._db_threads = ThreadPoolExecutor(max_workers=8, thread_name_prefix="jobsaga-db")
         self._job_threads = ThreadPoolExecutor(
             max_workers=self.max_threads, thread_name_prefix="jobsaga-job"
@@ -133,14 +163,23 @@ class Node:
         self._cleanup.append(self.app.add_listener(from_any_thread))
         self._cleanup.append(self.app.engine.listen(from_any_thread))
         for queue, limit in self.queue_limits.items():
-            producer = QueueProducer(self, queue, limit)
-            self.producers[queue] = producer
+            self.producers[queue] = QueueProducer(self, queue, limit)
+        self.control = NodeControl(
+            self, interval=self.control_interval, status_interval=self.status_interval
+        )
+        await self.control.start()  # persisted pause/scale apply before the first fetch
+        for producer in self.producers.values():
             producer.start()
-        self._tasks.append(asyncio.create_task(self._stager(), name="jobsaga-stager"))
+        await self.plugins.start()
         log.info("node %s started: queues %s", self.name, self.queue_limits)
 
     def _on_notice(self, payload: Mapping[str, Any]) -> None:
+        self.plugins.notice(payload)
+        if payload.get("signal"):
+            self.control.on_signal(payload)
+            return
         if payload.get("reconnected"):
+            self.control.wake()
             for producer in self.producers.values():
                 producer.wake()
             self.stager_wake()
@@ -150,25 +189,6 @@ class Node:
                 found.wake()
         if payload.get("scheduled"):
             self.stager_wake()
-
-    async def _stager(self) -> None:
-        """Make due scheduled/retryable jobs available, then sleep until the next is due."""
-        assert self._stager_event is not None
-        engine = self.app.engine
-        while True:
-            delay = self.stage_interval
-            try:
-                for queue in await self.run_in_db(engine.stage):
-                    producer = self.producers.get(queue)
-                    if producer is not None:
-                        producer.wake()
-                upcoming = await self.run_in_db(engine.next_due)
-                if upcoming is not None:
-                    until = (upcoming - self.app.clock()).total_seconds()
-                    delay = min(delay, max(0.001, until))
-            except Exception:
-                log.exception("staging scheduled jobs failed")
-            await wait_event(self._stager_event, delay)
 
     def request_stop(self) -> None:
         """Thread-safe: ask a running node to shut down gracefully."""
@@ -197,6 +217,8 @@ class Node:
             if pending:
                 await asyncio.wait(pending, timeout=5.0)
         await self.acker.drain()
+        await self.control.stop()
+        await self.plugins.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -31,6 +31,8 @@ class QueueProducer:
         self.limit = limit
         self.paused = False
         self.running: dict[int, asyncio.Task[None]] = {}
+        self.performing: dict[int, int] = {}
+        """Jobs inside their perform (id -> attempt): the ones a cancel may still stop."""
         self._wake = asyncio.Event()
         self._fetching = True
         self._task: asyncio.Task[None] | None = None
@@ -39,6 +41,21 @@ class QueueProducer:
         self._task = asyncio.create_task(self._loop(), name=f"jobsaga-queue-{self.queue}")
 
     def wake(self) -> None:
+        self._wake.set()
+
+    def pause(self) -> None:
+        """Stop fetching; jobs already running finish."""
+        self.paused = True
+
+    def resume(self) -> None:
+        self.paused = False
+        self._wake.set()
+
+    def scale(self, limit: int) -> None:
+        """Change the concurrency limit; lowering it lets running jobs finish."""
+        if limit < 1:
+            raise ValueError(f"queue {self.queue!r}: concurrency limit must be >= 1, got {limit}")
+        self.limit = limit
         self._wake.set()
 
     async def stop_fetching(self) -> None:
@@ -92,9 +109,28 @@ class QueueProducer:
             )
         try:
             try:
-                outcome, typed, worker = await node.executor.attempt(job)
-            except asyncio.CancelledError:
-                await node.interrupted(job, reason=node.cancel_reason(job.id))
+                self.performing[job.id] = job.attempt
+                try:
+                    outcome, typed, worker = await node.executor.attempt(job)
+                finally:
+                    self.performing.pop(job.id, None)
+            except asyncio.CancelledError as cancelled:
+                # An operator's cancel (or delete) already wrote the job: drop the attempt.
+                # Otherwise the node is shutting down: write it back, attempt not counted.
+                stopped = node.control.stopped.pop(job.id, None)
+                if stopped is None:
+                    await node.interrupted(job, reason=node.cancel_reason(job.id))
+                if meta is not None:
+                    measures = {
+                        "duration": time.monotonic() - started,
+                        "queue_wait": queue_wait(job),
+                    }
+                    if stopped is not None:
+                        stop_meta = {**meta, "state": "cancelled", "result": None}
+                        telemetry.emit("job.stop", measures, {**stop_meta, "stopped": stopped})
+                    else:
+                        failed = {**meta, "state": "retryable", "error": cancelled}
+                        telemetry.emit("job.exception", measures, {**failed, "interrupted": True})
                 return
             ack = await node.executor.finish(typed, outcome, worker)
             written = await node.acker.ack(ack, urgent=ack.state is not JobState.COMPLETED)

@@ -1,0 +1,153 @@
+"""Which jobs an operation applies to: a validated filter shared by list, count and bulk ops.
+
+Every criterion is optional and accepts one value or many (``state="discarded"`` or
+``state=["discarded", "cancelled"]``); criteria combine with AND, values of one criterion
+with OR, except ``tags``, which a job must all carry. A misspelt criterion is an error, never
+an empty filter that would match every job.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from ..errors import FilterError
+from ..job import JobState
+from ..worker import Worker, check_queue_name
+
+if TYPE_CHECKING:
+    from ..engines import Engine
+
+TimeField = Literal["inserted_at", "scheduled_at", "attempted_at", "finished_at"]
+TIME_FIELDS: tuple[str, ...] = ("inserted_at", "scheduled_at", "attempted_at", "finished_at")
+
+
+class JobCriteria(TypedDict, total=False):
+    """The keyword form of :class:`JobFilter` that ``App.list_jobs(...)`` and friends take."""
+
+    ids: int | Sequence[int]
+    state: str | JobState | Sequence[str | JobState]
+    queue: str | Sequence[str]
+    worker: str | type[Worker] | Sequence[str | type[Worker]]
+    tags: str | Sequence[str]
+    since: datetime
+    until: datetime
+    time_field: TimeField
+
+
+def _many(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, (str, int, type)) or not isinstance(value, Sequence):
+        return (value,)
+    return tuple(value)
+
+
+class JobFilter(BaseModel):
+    """Criteria selecting jobs; ``JobFilter()`` (no criteria) matches every job."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ids: tuple[int, ...] | None = None
+    state: tuple[JobState, ...] | None = None
+    queue: tuple[str, ...] | None = None
+    worker: tuple[str, ...] | None = None
+    tags: tuple[str, ...] | None = None
+    since: datetime | None = None
+    """Only jobs whose ``time_field`` is at or after this time."""
+    until: datetime | None = None
+    """Only jobs whose ``time_field`` is before this time."""
+    time_field: TimeField = "inserted_at"
+    """Which time ``since``/``until`` look at; ``finished_at`` is completed/discarded/cancelled."""
+
+    @field_validator("ids", "state", "tags", mode="before")
+    @classmethod
+    def _to_tuple(cls, value: Any) -> Any:
+        return _many(value)
+
+    @field_validator("queue", mode="before")
+    @classmethod
+    def _queues(cls, value: Any) -> Any:
+        found = _many(value)
+        if found is not None:
+            for queue in found:
+                check_queue_name(queue)
+        return found
+
+    @field_validator("worker", mode="before")
+    @classmethod
+    def _workers(cls, value: Any) -> Any:
+        found = _many(value)
+        if found is None:
+            return None
+        return tuple(w.name if isinstance(w, type) and issubclass(w, Worker) else w for w in found)
+
+    @field_validator("since", "until")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError(
+                "give a timezone-aware time (e.g. datetime.now(UTC)); naive is ambiguous"
+            )
+        return value
+
+    @classmethod
+    def build(
+        cls, given: JobFilter | None = None, criteria: JobCriteria | None = None
+    ) -> JobFilter:
+        """A filter from an object or keywords (not both), with errors that name the criterion."""
+        if given is not None and criteria:
+            raise FilterError("give a JobFilter or keyword criteria, not both")
+        if given is not None:
+            if not isinstance(given, JobFilter):
+                raise FilterError(f"expected a JobFilter, got {type(given).__name__}")
+            return given
+        try:
+            return cls.model_validate(dict(criteria or {}))
+        except ValidationError as exc:
+            raise FilterError(describe(exc)) from None
+
+    @property
+    def is_empty(self) -> bool:
+        """True when no criterion narrows the selection (``time_field`` alone does not)."""
+        return all(
+            getattr(self, name) is None
+            for name in ("ids", "state", "queue", "worker", "tags", "since", "until")
+        )
+
+    def params(self, engine: Engine) -> dict[str, Any]:
+        """The filter as query parameters for ``engine``'s dialect (lists or JSON arrays)."""
+        sqlite = engine.dialect == "sqlite"
+
+        def listing(values: tuple[Any, ...] | None) -> Any:
+            if values is None:
+                return None
+            plain = [v.value if isinstance(v, JobState) else v for v in values]
+            return json.dumps(plain) if sqlite else plain
+
+        return {
+            "ids": listing(self.ids),
+            "states": listing(self.state),
+            "queues": listing(self.queue),
+            "workers": listing(self.worker),
+            "tags": None if self.tags is None else json.dumps(list(self.tags)),
+            "since": None if self.since is None else engine.time_param(self.since),
+            "until": None if self.until is None else engine.time_param(self.until),
+            "time_field": self.time_field,
+        }
+
+
+def describe(error: ValidationError) -> str:
+    problems = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "filter"
+        if item["type"] == "extra_forbidden":
+            known = ", ".join(JobFilter.model_fields)
+            problems.append(f"unknown criterion {where!r} (known: {known})")
+        else:
+            problems.append(f"criterion {where!r}: {item['msg']}")
+    return "invalid job filter: " + "; ".join(problems)

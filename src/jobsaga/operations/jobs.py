@@ -1,0 +1,187 @@
+"""Job operations: list, count, cancel, retry and delete, for one job or all a filter matches.
+
+Each change is one write transaction that first reads (and on PostgreSQL locks) the jobs it
+will change, so the answer says exactly which jobs changed. Cancelling an executing job marks
+it cancelled in the database first: the ack path only writes a job that is still executing
+the same attempt, so whatever its node reports later is ignored. Then the node is told, over
+NOTIFY (PostgreSQL) or directly (nodes of this process), and stops the attempt; nodes in
+other processes on SQLite see it within their control interval.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ..engines.base import Tx
+from ..job import Job
+from .filters import JobFilter
+from .queries import queries
+
+if TYPE_CHECKING:
+    from ..app import App
+
+T = TypeVar("T")
+
+CANCELLABLE = ("available", "scheduled", "retryable", "executing")
+RETRYABLE_FROM = ("retryable", "completed", "discarded", "cancelled")
+DELETABLE = ("available", "scheduled", "retryable", "completed", "discarded", "cancelled")
+DEFAULT_CANCEL_REASON = "cancelled by an operator"
+SIGNAL_IDS_MAX = 200
+"""More executing ids than this and the signal carries none: each node checks its own jobs
+against the database instead (a NOTIFY payload must stay under 8000 bytes)."""
+TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})  # deadlock, serialization failure
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    id: int
+    state: str
+    queue: str
+    attempted_by: str | None
+
+
+def cancel_signal(executing: Sequence[int]) -> dict[str, Any]:
+    ids = list(executing) if len(executing) <= SIGNAL_IDS_MAX else None
+    return {"signal": "cancel", "job_ids": ids}
+
+
+def with_retries(fn: Callable[[], T], tries: int = 5) -> T:
+    """Run a transaction again when PostgreSQL picked it as a deadlock victim (it can meet a
+    concurrent batched acknowledgement); anything else propagates."""
+    for attempt in range(tries):
+        try:
+            return fn()
+        except Exception as exc:
+            if getattr(exc, "sqlstate", None) not in TRANSIENT_SQLSTATES or attempt == tries - 1:
+                raise
+            time.sleep(0.01 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+class JobOperations:
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.engine = app.engine
+        self.sql = queries(self.engine)
+
+    def _params(self, flt: JobFilter, **extra: Any) -> dict[str, Any]:
+        return {**flt.params(self.engine), **extra}
+
+    def _ids(self, ids: Sequence[int]) -> Any:
+        return json.dumps(list(ids)) if self.engine.dialect == "sqlite" else list(ids)
+
+    def _states(self, states: Sequence[str]) -> Any:
+        return json.dumps(list(states)) if self.engine.dialect == "sqlite" else list(states)
+
+    # --- reading ----------------------------------------------------------------------------
+
+    def find(
+        self, flt: JobFilter, *, limit: int | None, offset: int = 0, newest_first: bool = True
+    ) -> list[Job[Any]]:
+        if limit is not None and limit < 0:
+            raise ValueError(f"limit must be >= 0 or None, got {limit}")
+        if offset < 0:
+            raise ValueError(f"offset must be >= 0, got {offset}")
+        name = "list_jobs_newest" if newest_first else "list_jobs_oldest"
+        with self.engine.transaction() as tx:
+            rows = tx.execute(self.sql[name], self._params(flt, limit=limit, offset=offset))
+        return [self.engine.row_to_job(row) for row in rows]
+
+    def count(self, flt: JobFilter) -> dict[str, int]:
+        with self.engine.transaction() as tx:
+            rows = tx.execute(self.sql["count_jobs"], self._params(flt))
+        return {str(row["state"]): int(row["n"]) for row in rows}
+
+    # --- changing ---------------------------------------------------------------------------
+
+    def _targets(self, tx: Tx, flt: JobFilter, eligible: Sequence[str]) -> list[Target]:
+        rows = tx.execute(
+            self.sql["select_targets"], self._params(flt, eligible=self._states(eligible))
+        )
+        return [
+            Target(int(r["id"]), str(r["state"]), str(r["queue"]), r["attempted_by"]) for r in rows
+        ]
+
+    def cancel(self, flt: JobFilter, *, reason: str = DEFAULT_CANCEL_REASON) -> list[int]:
+        """Cancel every matching job that is not final; returns the ids cancelled."""
+        now = self.app.clock()
+
+        def run() -> list[Target]:
+            with self.engine.transaction() as tx:
+                targets = self._targets(tx, flt, CANCELLABLE)
+                if not targets:
+                    return []
+                tx.execute(
+                    self.sql["cancel_ids"],
+                    {
+                        "ids": self._ids([t.id for t in targets]),
+                        "now": self.engine.time_param(now),
+                        "at_text": now.isoformat(),
+                        "error": f"cancelled: {reason}",
+                    },
+                )
+                executing = [t.id for t in targets if t.state == "executing"]
+                if executing:
+                    self.engine.notify(tx, cancel_signal(executing))
+                return targets
+
+        targets = with_retries(run)
+        executing = [t.id for t in targets if t.state == "executing"]
+        if executing:
+            self.app.signal_local_nodes(cancel_signal(executing))
+        ids = [t.id for t in targets]
+        self._emit("job.cancel", ids, {"reason": reason, "executing": executing})
+        return ids
+
+    def retry(self, flt: JobFilter) -> list[int]:
+        """Make matching retryable/completed/discarded/cancelled jobs available now, with one
+        more attempt allowed when their attempts are used up; returns the ids."""
+        now = self.app.clock()
+
+        def run() -> list[Target]:
+            with self.engine.transaction() as tx:
+                targets = self._targets(tx, flt, RETRYABLE_FROM)
+                if targets:
+                    tx.execute(
+                        self.sql["retry_ids"],
+                        {
+                            "ids": self._ids([t.id for t in targets]),
+                            "now": self.engine.time_param(now),
+                        },
+                    )
+                    self.engine.notify(tx, wake(targets))
+                return targets
+
+        targets = with_retries(run)
+        if targets:
+            self.app.signal_local_nodes(wake(targets))
+        ids = [t.id for t in targets]
+        self._emit("job.retry", ids, {})
+        return ids
+
+    def delete(self, flt: JobFilter) -> list[int]:
+        """Delete matching jobs that are not executing (cancel those first); returns the ids."""
+
+        def run() -> list[Target]:
+            with self.engine.transaction() as tx:
+                targets = self._targets(tx, flt, DELETABLE)
+                if targets:
+                    tx.execute(self.sql["delete_ids"], {"ids": self._ids([t.id for t in targets])})
+                return targets
+
+        ids = [t.id for t in with_retries(run)]
+        self._emit("job.delete", ids, {})
+        return ids
+
+    def _emit(self, event: str, ids: list[int], extra: Mapping[str, Any]) -> None:
+        telemetry = self.app.telemetry
+        if telemetry.active:
+            telemetry.emit(event, {"count": len(ids)}, {"ids": ids, **extra})
+
+
+def wake(targets: Sequence[Target]) -> dict[str, Any]:
+    return {"queues": sorted({t.queue for t in targets})}

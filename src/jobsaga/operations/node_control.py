@@ -1,0 +1,241 @@
+"""A node's side of queue control and job cancellation.
+
+The node applies the persisted queue controls before its producers first fetch, then again
+whenever it is told (a ``{"signal": "queues"}`` payload) and every control interval, which
+is how nodes in other processes on SQLite (no NOTIFY) learn of a change. The same loop
+checks the jobs this node is performing against the database: one that is no longer
+executing as this attempt was cancelled, deleted or taken over, so its attempt is stopped
+(an async perform is cancelled; a sync perform's thread cannot be stopped, so its result is
+ignored). Finally it publishes what it runs to ``jobsaga_queue_nodes`` for ``jobsaga queues``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from ..runtime.waiting import wait_event
+from .queries import queries
+
+if TYPE_CHECKING:
+    from ..runtime.node import Node
+    from ..runtime.producer import QueueProducer
+
+log = logging.getLogger("jobsaga.operations.node_control")
+
+STATUS_TTL_INTERVALS = 3
+"""A node's published status expires after this many status intervals without a refresh."""
+FORGET_AFTER = timedelta(minutes=10)
+"""Status rows of nodes that died without withdrawing them are deleted this long after expiry."""
+
+
+def first(*values: Any) -> Any:
+    return next((v for v in values if v is not None), None)
+
+
+class NodeControl:
+    def __init__(self, node: Node, *, interval: float, status_interval: float) -> None:
+        if interval <= 0 or status_interval <= 0:
+            raise ValueError("control_interval and status_interval must be > 0 seconds")
+        self.node = node
+        self.interval = interval
+        self.status_interval = status_interval
+        self.engine = node.app.engine
+        self.sql = queries(self.engine)
+        self.stopped: dict[int, str] = {}
+        """Jobs whose attempt this control stopped, and why; the producer takes the entry."""
+        self.started_at = node.app.clock()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._published = -1e9
+        self._dirty = True
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Apply the persisted controls (before any fetch), publish, then watch."""
+        await self.refresh()
+        await self.publish()
+        self._task = asyncio.create_task(self._loop(), name="jobsaga-control")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        try:
+            await self.node.run_in_db(self._withdraw)
+        except Exception:
+            log.exception("node %s: withdrawing its queue status failed", self.node.name)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def on_signal(self, payload: Mapping[str, Any]) -> None:
+        """A control payload from NOTIFY or from this process (runs on the node's loop)."""
+        kind = payload.get("signal")
+        if kind == "queues":
+            self.wake()
+        elif kind == "cancel":
+            ids = payload.get("job_ids")
+            if ids is None:  # too many to name: check every job we perform
+                self.wake()
+                return
+            for job_id in ids:
+                self.stop_job(int(job_id), "cancelled")
+
+    async def _loop(self) -> None:
+        while True:
+            await wait_event(self._wake, self.interval)
+            try:
+                await self.refresh()
+                await self.check_performing()
+                if self._dirty or time.monotonic() - self._published >= self.status_interval:
+                    await self.publish()
+            except Exception:
+                log.exception("node %s: queue control round failed", self.node.name)
+
+    # --- queue controls ----------------------------------------------------------------------
+
+    def _read_controls(self) -> list[dict[str, Any]]:
+        with self.engine.transaction() as tx:
+            return tx.execute(self.sql["controls_for_node"], {"node": self.node.name})
+
+    async def refresh(self) -> None:
+        rows = await self.node.run_in_db(self._read_controls)
+        cluster = {r["queue"]: r for r in rows if r["node"] == ""}
+        mine = {r["queue"]: r for r in rows if r["node"] != ""}
+        for queue, producer in self.node.producers.items():
+            everyone, this = cluster.get(queue, {}), mine.get(queue, {})
+            paused = bool(first(this.get("paused"), everyone.get("paused"), False))
+            limit = int(
+                first(
+                    this.get("concurrency"),
+                    everyone.get("concurrency"),
+                    self.node.queue_limits[queue],
+                )
+            )
+            self.apply(producer, paused=paused, limit=limit)
+
+    def apply(self, producer: QueueProducer, *, paused: bool, limit: int) -> None:
+        telemetry = self.node.app.telemetry
+        meta = {"queue": producer.queue, "node": self.node.name}
+        if paused != producer.paused:
+            if paused:
+                producer.pause()
+            else:
+                producer.resume()
+            self._dirty = True
+            log.info(
+                "node %s: queue %s %s",
+                self.node.name,
+                producer.queue,
+                "paused" if paused else "resumed",
+            )
+            if telemetry.active:
+                telemetry.emit("queue.pause" if paused else "queue.resume", {}, meta)
+        if limit != producer.limit:
+            previous = producer.limit
+            producer.scale(limit)
+            self._ensure_threads()
+            self._dirty = True
+            log.info(
+                "node %s: queue %s scaled %d -> %d", self.node.name, producer.queue, previous, limit
+            )
+            if telemetry.active:
+                telemetry.emit("queue.scale", {"limit": limit, "previous": previous}, meta)
+
+    def _ensure_threads(self) -> None:
+        """Sync performs run in the node's thread pool, sized at start to the sum of the
+        limits; grow it so a queue scaled up really runs that many sync jobs at once."""
+        pool = getattr(self.node, "_job_threads", None)
+        wanted = sum(p.limit for p in self.node.producers.values())
+        if pool is not None and pool._max_workers < wanted:
+            pool._max_workers = wanted
+
+    # --- jobs this node performs -------------------------------------------------------------
+
+    def performing(self) -> dict[int, tuple[QueueProducer, int]]:
+        return {
+            job_id: (producer, attempt)
+            for producer in self.node.producers.values()
+            for job_id, attempt in producer.performing.items()
+        }
+
+    def stop_job(self, job_id: int, why: str, attempt: int | None = None) -> bool:
+        """Stop the attempt of ``job_id`` if this node is performing it (``attempt`` if given)."""
+        for producer in self.node.producers.values():
+            current = producer.performing.get(job_id)
+            if current is None or (attempt is not None and current != attempt):
+                continue
+            task = producer.running.get(job_id)
+            if task is None or task.done():
+                return False
+            self.stopped[job_id] = why
+            task.cancel()
+            log.info("node %s: stopped job %d (%s)", self.node.name, job_id, why)
+            return True
+        return False
+
+    def _job_rows(self, ids: list[int]) -> list[dict[str, Any]]:
+        param: Any = json.dumps(ids) if self.engine.dialect == "sqlite" else ids
+        with self.engine.transaction() as tx:
+            return tx.execute(self.sql["job_rows_for_node"], {"ids": param})
+
+    async def check_performing(self) -> None:
+        performing = self.performing()
+        if not performing:
+            return
+        rows = await self.node.run_in_db(self._job_rows, sorted(performing))
+        found = {int(r["id"]): r for r in rows}
+        for job_id, (_, attempt) in performing.items():
+            row = found.get(job_id)
+            if row is None:
+                why = "deleted"
+            elif (
+                row["state"] == "executing"
+                and int(row["attempt"]) == attempt
+                and row["attempted_by"] == self.node.name
+            ):
+                continue
+            elif row["state"] == "cancelled":
+                why = "cancelled"
+            else:
+                why = f"taken over (now {row['state']})"
+            self.stop_job(job_id, why, attempt)
+
+    # --- status --------------------------------------------------------------------------------
+
+    async def publish(self) -> None:
+        queues = [
+            {"queue": q, "concurrency": p.limit, "paused": p.paused}
+            for q, p in self.node.producers.items()
+        ]
+        self._dirty = False
+        await self.node.run_in_db(self._publish, queues)
+        self._published = time.monotonic()
+
+    def _publish(self, queues: list[dict[str, Any]]) -> None:
+        now = self.node.app.clock()
+        ttl = timedelta(seconds=self.status_interval * STATUS_TTL_INTERVALS)
+        tp = self.engine.time_param
+        with self.engine.transaction() as tx:
+            tx.execute(
+                self.sql["publish_status"],
+                {
+                    "node": self.node.name,
+                    "queues": json.dumps(queues),
+                    "started_at": tp(self.started_at),
+                    "expires_at": tp(now + ttl),
+                },
+            )
+            tx.execute(self.sql["forget_expired_status"], {"before": tp(now - FORGET_AFTER)})
+
+    def _withdraw(self) -> None:
+        with self.engine.transaction() as tx:
+            tx.execute(self.sql["withdraw_status"], {"node": self.node.name})

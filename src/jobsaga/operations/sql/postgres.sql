@@ -1,0 +1,128 @@
+-- Job operations and queue control (PostgreSQL). Every optional filter is a NULL-able
+-- parameter, so one statement serves every combination; /*job_filter*/ is replaced by the
+-- job_filter block when the file is loaded.
+
+-- name: job_filter
+(%(ids)s::bigint[] IS NULL OR id = ANY(%(ids)s::bigint[]))
+AND (%(states)s::text[] IS NULL OR state = ANY(%(states)s::text[]))
+AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
+AND (%(workers)s::text[] IS NULL OR worker = ANY(%(workers)s::text[]))
+AND (%(tags)s::jsonb IS NULL OR tags @> %(tags)s::jsonb)
+AND (%(since)s::timestamptz IS NULL OR CASE %(time_field)s::text
+        WHEN 'inserted_at' THEN inserted_at
+        WHEN 'scheduled_at' THEN scheduled_at
+        WHEN 'attempted_at' THEN attempted_at
+        WHEN 'finished_at' THEN coalesce(completed_at, discarded_at, cancelled_at)
+     END >= %(since)s::timestamptz)
+AND (%(until)s::timestamptz IS NULL OR CASE %(time_field)s::text
+        WHEN 'inserted_at' THEN inserted_at
+        WHEN 'scheduled_at' THEN scheduled_at
+        WHEN 'attempted_at' THEN attempted_at
+        WHEN 'finished_at' THEN coalesce(completed_at, discarded_at, cancelled_at)
+     END < %(until)s::timestamptz)
+
+-- name: list_jobs_newest
+SELECT * FROM jobsaga_jobs WHERE /*job_filter*/
+ORDER BY id DESC LIMIT %(limit)s OFFSET %(offset)s
+
+-- name: list_jobs_oldest
+SELECT * FROM jobsaga_jobs WHERE /*job_filter*/
+ORDER BY id LIMIT %(limit)s OFFSET %(offset)s
+
+-- name: count_jobs
+SELECT state, count(*) AS n FROM jobsaga_jobs WHERE /*job_filter*/ GROUP BY state
+
+-- name: select_targets
+-- The jobs an operation will change, locked in id order (as the ack path meets them) so a
+-- concurrent acknowledgement either lands first, and the job is no longer eligible, or
+-- waits and then finds the job changed.
+SELECT id, state, queue, attempt, attempted_by FROM jobsaga_jobs
+WHERE state = ANY(%(eligible)s::text[]) AND /*job_filter*/
+ORDER BY id
+FOR UPDATE
+
+-- name: cancel_ids
+UPDATE jobsaga_jobs
+SET state = 'cancelled', cancelled_at = %(now)s,
+    errors = errors || jsonb_build_array(jsonb_build_object(
+        'attempt', attempt, 'at', %(at_text)s::text, 'kind', 'cancelled',
+        'error', %(error)s::text, 'traceback', ''))
+WHERE id = ANY(%(ids)s::bigint[])
+  AND state IN ('available', 'scheduled', 'retryable', 'executing')
+
+-- name: retry_ids
+UPDATE jobsaga_jobs
+SET state = 'available', scheduled_at = %(now)s,
+    max_attempts = CASE WHEN attempt >= max_attempts THEN attempt + 1 ELSE max_attempts END,
+    completed_at = NULL, discarded_at = NULL, cancelled_at = NULL
+WHERE id = ANY(%(ids)s::bigint[])
+  AND state IN ('retryable', 'completed', 'discarded', 'cancelled')
+
+-- name: delete_ids
+DELETE FROM jobsaga_jobs WHERE id = ANY(%(ids)s::bigint[]) AND state <> 'executing'
+
+-- name: job_rows_for_node
+-- A node's safety check of the jobs it is performing: anything no longer executing as this
+-- attempt was cancelled, deleted or taken over, and its result would be ignored.
+SELECT id, state, attempt, attempted_by FROM jobsaga_jobs WHERE id = ANY(%(ids)s::bigint[])
+
+-- name: set_paused
+INSERT INTO jobsaga_queue_controls (queue, node, paused, updated_at)
+VALUES (%(queue)s, %(node)s, %(paused)s, %(now)s)
+ON CONFLICT (queue, node) DO UPDATE SET paused = excluded.paused, updated_at = excluded.updated_at
+
+-- name: set_concurrency
+INSERT INTO jobsaga_queue_controls (queue, node, concurrency, updated_at)
+VALUES (%(queue)s, %(node)s, %(concurrency)s, %(now)s)
+ON CONFLICT (queue, node) DO UPDATE
+SET concurrency = excluded.concurrency, updated_at = excluded.updated_at
+
+-- name: clear_node_paused
+-- A control for every node is the latest word: per-node overrides of the same setting go.
+UPDATE jobsaga_queue_controls SET paused = NULL, updated_at = %(now)s
+WHERE queue = %(queue)s AND node <> ''
+
+-- name: clear_node_concurrency
+UPDATE jobsaga_queue_controls SET concurrency = NULL, updated_at = %(now)s
+WHERE queue = %(queue)s AND node <> ''
+
+-- name: drop_empty_controls
+DELETE FROM jobsaga_queue_controls
+WHERE queue = %(queue)s AND paused IS NULL AND concurrency IS NULL
+
+-- name: controls_for_node
+SELECT queue, node, paused, concurrency FROM jobsaga_queue_controls
+WHERE node IN ('', %(node)s)
+
+-- name: all_controls
+SELECT queue, node, paused, concurrency, updated_at FROM jobsaga_queue_controls
+ORDER BY queue, node
+
+-- name: publish_status
+INSERT INTO jobsaga_queue_nodes (node, queue, concurrency, paused, started_at, expires_at)
+SELECT %(node)s, q.queue, q.concurrency, q.paused, %(started_at)s, %(expires_at)s
+FROM jsonb_to_recordset(%(queues)s::jsonb) AS q(queue text, concurrency int, paused boolean)
+ON CONFLICT (node, queue) DO UPDATE
+SET concurrency = excluded.concurrency, paused = excluded.paused,
+    expires_at = excluded.expires_at
+
+-- name: forget_expired_status
+DELETE FROM jobsaga_queue_nodes WHERE expires_at < %(before)s
+
+-- name: withdraw_status
+DELETE FROM jobsaga_queue_nodes WHERE node = %(node)s
+
+-- name: live_status
+SELECT node, queue, concurrency, paused, started_at, expires_at FROM jobsaga_queue_nodes
+WHERE expires_at >= %(now)s
+ORDER BY queue, node
+
+-- name: queue_state_counts
+SELECT queue, state, count(*) AS n FROM jobsaga_jobs
+WHERE state IN ('available', 'scheduled', 'retryable', 'executing')
+GROUP BY queue, state
+
+-- name: running_by_node
+SELECT queue, attempted_by AS node, count(*) AS n FROM jobsaga_jobs
+WHERE state = 'executing'
+GROUP BY queue, attempted_by

@@ -1,0 +1,131 @@
+-- Job operations and queue control (SQLite). Every optional filter is a NULL-able parameter,
+-- so one statement serves every combination; /*job_filter*/ is replaced by the job_filter
+-- block when the file is loaded. Lists arrive as JSON arrays, times as REAL unix seconds.
+
+-- name: job_filter
+(:ids IS NULL OR id IN (SELECT value FROM json_each(:ids)))
+AND (:states IS NULL OR state IN (SELECT value FROM json_each(:states)))
+AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
+AND (:workers IS NULL OR worker IN (SELECT value FROM json_each(:workers)))
+AND (:tags IS NULL OR NOT EXISTS (
+        SELECT 1 FROM json_each(:tags) AS wanted
+        WHERE wanted.value NOT IN (SELECT value FROM json_each(tags))))
+AND (:since IS NULL OR CASE :time_field
+        WHEN 'inserted_at' THEN inserted_at
+        WHEN 'scheduled_at' THEN scheduled_at
+        WHEN 'attempted_at' THEN attempted_at
+        WHEN 'finished_at' THEN coalesce(completed_at, discarded_at, cancelled_at)
+     END >= :since)
+AND (:until IS NULL OR CASE :time_field
+        WHEN 'inserted_at' THEN inserted_at
+        WHEN 'scheduled_at' THEN scheduled_at
+        WHEN 'attempted_at' THEN attempted_at
+        WHEN 'finished_at' THEN coalesce(completed_at, discarded_at, cancelled_at)
+     END < :until)
+
+-- name: list_jobs_newest
+SELECT * FROM jobsaga_jobs WHERE /*job_filter*/
+ORDER BY id DESC LIMIT coalesce(:limit, -1) OFFSET :offset
+
+-- name: list_jobs_oldest
+SELECT * FROM jobsaga_jobs WHERE /*job_filter*/
+ORDER BY id LIMIT coalesce(:limit, -1) OFFSET :offset
+
+-- name: count_jobs
+SELECT state, count(*) AS n FROM jobsaga_jobs WHERE /*job_filter*/ GROUP BY state
+
+-- name: select_targets
+-- The jobs an operation will change, read in the operation's write transaction
+-- (BEGIN IMMEDIATE), so nothing changes them between this read and the update.
+SELECT id, state, queue, attempt, attempted_by FROM jobsaga_jobs
+WHERE state IN (SELECT value FROM json_each(:eligible)) AND /*job_filter*/
+ORDER BY id
+
+-- name: cancel_ids
+UPDATE jobsaga_jobs
+SET state = 'cancelled', cancelled_at = :now,
+    errors = json_insert(errors, '$[#]', json_object(
+        'attempt', attempt, 'at', :at_text, 'kind', 'cancelled',
+        'error', :error, 'traceback', ''))
+WHERE id IN (SELECT value FROM json_each(:ids))
+  AND state IN ('available', 'scheduled', 'retryable', 'executing')
+
+-- name: retry_ids
+UPDATE jobsaga_jobs
+SET state = 'available', scheduled_at = :now,
+    max_attempts = CASE WHEN attempt >= max_attempts THEN attempt + 1 ELSE max_attempts END,
+    completed_at = NULL, discarded_at = NULL, cancelled_at = NULL
+WHERE id IN (SELECT value FROM json_each(:ids))
+  AND state IN ('retryable', 'completed', 'discarded', 'cancelled')
+
+-- name: delete_ids
+DELETE FROM jobsaga_jobs
+WHERE id IN (SELECT value FROM json_each(:ids)) AND state <> 'executing'
+
+-- name: job_rows_for_node
+-- A node's safety check of the jobs it is performing: anything no longer executing as this
+-- attempt was cancelled, deleted or taken over, and its result would be ignored.
+SELECT id, state, attempt, attempted_by FROM jobsaga_jobs
+WHERE id IN (SELECT value FROM json_each(:ids))
+
+-- name: set_paused
+INSERT INTO jobsaga_queue_controls (queue, node, paused, updated_at)
+VALUES (:queue, :node, :paused, :now)
+ON CONFLICT (queue, node) DO UPDATE SET paused = excluded.paused, updated_at = excluded.updated_at
+
+-- name: set_concurrency
+INSERT INTO jobsaga_queue_controls (queue, node, concurrency, updated_at)
+VALUES (:queue, :node, :concurrency, :now)
+ON CONFLICT (queue, node) DO UPDATE
+SET concurrency = excluded.concurrency, updated_at = excluded.updated_at
+
+-- name: clear_node_paused
+-- A control for every node is the latest word: per-node overrides of the same setting go.
+UPDATE jobsaga_queue_controls SET paused = NULL, updated_at = :now
+WHERE queue = :queue AND node <> ''
+
+-- name: clear_node_concurrency
+UPDATE jobsaga_queue_controls SET concurrency = NULL, updated_at = :now
+WHERE queue = :queue AND node <> ''
+
+-- name: drop_empty_controls
+DELETE FROM jobsaga_queue_controls
+WHERE queue = :queue AND paused IS NULL AND concurrency IS NULL
+
+-- name: controls_for_node
+SELECT queue, node, paused, concurrency FROM jobsaga_queue_controls WHERE node IN ('', :node)
+
+-- name: all_controls
+SELECT queue, node, paused, concurrency, updated_at FROM jobsaga_queue_controls
+ORDER BY queue, node
+
+-- name: publish_status
+INSERT INTO jobsaga_queue_nodes (node, queue, concurrency, paused, started_at, expires_at)
+SELECT :node, json_extract(value, '$.queue'), json_extract(value, '$.concurrency'),
+       json_extract(value, '$.paused'), :started_at, :expires_at
+FROM json_each(:queues)
+WHERE true
+ON CONFLICT (node, queue) DO UPDATE
+SET concurrency = excluded.concurrency, paused = excluded.paused,
+    expires_at = excluded.expires_at
+
+-- name: forget_expired_status
+DELETE FROM jobsaga_queue_nodes WHERE expires_at < :before
+
+-- name: withdraw_status
+DELETE FROM jobsaga_queue_nodes WHERE node = :node
+
+-- name: live_status
+SELECT node, queue, concurrency, paused, started_at, expires_at FROM jobsaga_queue_nodes
+WHERE expires_at >= :now
+ORDER BY queue, node
+
+-- name: queue_state_counts
+SELECT queue, state, count(*) AS n FROM jobsaga_jobs
+WHERE state IN ('available', 'scheduled', 'retryable', 'executing')
+GROUP BY queue, state
+
+-- name: running_by_node
+SELECT queue, attempted_by AS node, count(*) AS n FROM jobsaga_jobs
+WHERE state = 'executing'
+GROUP BY queue, attempted_by
