@@ -70,7 +70,14 @@ class PostgresEngine(Engine):
         """The NOTIFY channel, one per schema so apps in different schemas stay apart."""
         if self._channel is None:
             with self.transaction() as tx:
-                schema = tx.execute("SELECT current_schema() AS s")[0]["s"]
+                return self._channel_in(tx)
+        return self._channel
+
+    def _channel_in(self, tx: Any) -> str:
+        # Looked up on the caller's connection: taking a second pooled connection while
+        # holding one deadlocks a pool whose connections are all held by inserting threads.
+        if self._channel is None:
+            schema = tx.execute("SELECT current_schema() AS s")[0]["s"]
             digest = hashlib.sha1(str(schema).encode()).hexdigest()[:12]
             self._channel = f"jobsaga_{digest}"
         return self._channel
@@ -136,7 +143,10 @@ class PostgresEngine(Engine):
     def notify(self, tx: Any, payload: Mapping[str, Any]) -> None:
         tx.execute(
             self.queries["notify"],
-            {"channel": self.channel, "payload": json.dumps(payload, separators=(",", ":"))},
+            {
+                "channel": self._channel_in(tx),
+                "payload": json.dumps(payload, separators=(",", ":")),
+            },
         )
 
     def listen(self, callback: WakeCallback) -> Callable[[], None]:

@@ -1,0 +1,239 @@
+"""Uniqueness as in Oban, arbitrated by the database so racing inserts create one job."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jobsaga import App, ConfigError, Job, JobState, UniqueSpec, Worker
+from tests.jobs.conftest import count_jobs, job, wait_final
+from tests.jobs.sample_app import Unique
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+class Minute(Worker, unique={"period": 60}):
+    def perform(self, job: Job[Any]) -> None:
+        return None
+
+
+class ByAccount(Worker, unique={"period": None, "keys": ["account"]}):
+    def perform(self, job: Job[Any]) -> None:
+        return None
+
+
+class WorkerOnly(Worker, unique={"period": None, "fields": ["worker"]}):
+    def perform(self, job: Job[Any]) -> None:
+        return None
+
+
+class WhileQueued(Worker, unique={"period": None, "states": ["available", "scheduled"]}):
+    def perform(self, job: Job[Any]) -> None:
+        return None
+
+
+class Forever(Worker, unique={"period": "infinity"}):
+    def perform(self, job: Job[Any]) -> None:
+        return None
+
+
+def test_duplicate_returns_the_existing_job(app: App) -> None:
+    first = app.insert(Minute.new({"a": 1}))
+    again = app.insert(Minute.new({"a": 1}))
+    other = app.insert(Minute.new({"a": 2}))
+    assert first.conflict is False
+    assert again.conflict is True and again.id == first.id and again.args == {"a": 1}
+    assert other.conflict is False and other.id != first.id
+    assert count_jobs(app) == 2
+
+
+def test_duplicates_within_one_insert_all(app: App) -> None:
+    jobs = app.insert_all([Minute.new({"a": 1}), Minute.new({"a": 1}), Minute.new({"a": 2})])
+    assert [j.conflict for j in jobs] == [False, True, False]
+    assert jobs[0].id == jobs[1].id
+    assert count_jobs(app) == 2
+
+
+def test_keys_select_part_of_the_args(app: App) -> None:
+    first = app.insert(ByAccount.new({"account": 7, "note": "a"}))
+    assert app.insert(ByAccount.new({"account": 7, "note": "b"})).id == first.id
+    assert app.insert(ByAccount.new({"account": 8, "note": "a"})).conflict is False
+
+
+def test_fields_choose_what_counts(app: App) -> None:
+    # default fields (worker, queue, args): another queue is another job
+    first = app.insert(Minute.new({"a": 1}))
+    assert app.insert(Minute.new({"a": 1}, queue="other")).conflict is False
+    # fields=["worker"]: one job of this worker, whatever its args and queue
+    only = app.insert(WorkerOnly.new({"a": 1}))
+    assert app.insert(WorkerOnly.new({"b": 2}, queue="other")).id == only.id
+    assert first.id != only.id
+
+
+def test_unique_option_per_insert(app: App) -> None:
+    first = app.insert(Minute.new({"a": 1}, unique={"period": None, "keys": []}))
+    assert app.insert(Minute.new({"a": 2}, unique={"period": None, "keys": []})).id == first.id
+
+
+def test_period_expiry(make_app: Callable[..., App]) -> None:
+    clock = FakeClock()
+    app = make_app(clock=clock)
+    first = app.insert(Minute.new({"a": 1}))
+    clock.advance(59)
+    assert app.insert(Minute.new({"a": 1})).id == first.id
+    clock.advance(2)  # 61 s after the first insert: its period is over
+    second = app.insert(Minute.new({"a": 1}))
+    assert second.conflict is False and second.id != first.id
+    assert app.insert(Minute.new({"a": 1})).id == second.id
+    forever = app.insert(Forever.new({"a": 1}))
+    clock.advance(10 * 365 * 86400)
+    assert app.insert(Forever.new({"a": 1})).id == forever.id
+
+
+def test_a_new_job_once_the_old_leaves_the_unique_states(make_app: Callable[..., App]) -> None:
+    app = make_app(WhileQueued, Forever)
+    first = app.insert(WhileQueued.new({"a": 1}))
+    kept = app.insert(Forever.new({"a": 1}))
+    with app.node({"default": 2}, poll_interval=0.05).start_in_thread():
+        assert wait_final(app, first.id).state is JobState.COMPLETED
+        wait_final(app, kept.id)
+    again = app.insert(WhileQueued.new({"a": 1}))
+    assert again.conflict is False and again.id != first.id
+    # the default states include completed: a completed job still blocks duplicates
+    assert app.insert(Forever.new({"a": 1})).id == kept.id
+
+
+def test_scheduled_unique_job(app: App) -> None:
+    first = app.insert(Minute.new({"a": 1}, schedule_in=600))
+    assert first.state is JobState.SCHEDULED
+    assert app.insert(Minute.new({"a": 1})).id == first.id
+
+
+def test_spec_validation() -> None:
+    with pytest.raises(ValueError, match="unknown job states"):
+        UniqueSpec(states=("avialable",))
+    with pytest.raises(ValueError, match="period"):
+        UniqueSpec(period=-1)
+    with pytest.raises(ConfigError):
+        type("Bad", (Worker,), {}, unique={"perod": 5})
+
+
+def test_fifty_threads_insert_one_job(app: App) -> None:
+    barrier = threading.Barrier(50)
+    results: list[Job[Any]] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def insert() -> None:
+        try:
+            barrier.wait(10)
+            stored = app.insert(Unique.new({"order": 42}))
+            with lock:
+                results.append(stored)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=insert) for _ in range(50)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    assert count_jobs(app) == 1
+    assert len({j.id for j in results}) == 1 and len(results) == 50
+    assert sum(not j.conflict for j in results) == 1
+
+
+def test_fifty_threads_with_their_own_apps_insert_one_job(make_app: Callable[..., App]) -> None:
+    """Every thread on its own connection, so the race reaches the database itself."""
+    apps = [make_app(pool_size=1) for _ in range(10)]
+    barrier = threading.Barrier(50)
+    results: list[Job[Any]] = []
+    lock = threading.Lock()
+
+    def insert(index: int) -> None:
+        barrier.wait(10)
+        stored = apps[index % len(apps)].insert(Unique.new({"order": 43}))
+        with lock:
+            results.append(stored)
+
+    threads = [threading.Thread(target=insert, args=(i,)) for i in range(50)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(results) == 50
+    assert count_jobs(apps[0]) == 1
+    assert sum(not j.conflict for j in results) == 1
+
+
+RACER = textwrap.dedent(
+    """
+    import sys, threading, time
+    from jobsaga import App
+    from tests.jobs.sample_app import Unique
+
+    url, start_at = sys.argv[1], float(sys.argv[2])
+    app = App(url)
+    app.engine.get_job(0)  # connect before the start line
+    barrier = threading.Barrier(5)
+    created = []
+
+    def insert():
+        barrier.wait()
+        while time.time() < start_at:
+            pass
+        created.append(not app.insert(Unique.new({"order": 44})).conflict)
+
+    threads = [threading.Thread(target=insert) for _ in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    print(sum(created))
+    app.close()
+    """
+)
+
+
+def test_several_processes_insert_one_job(app: App, db_url: str) -> None:
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    start_at = time.time() + 3.0
+    racers = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACER, db_url, str(start_at)],
+            env=env,
+            cwd=root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    outputs = [racer.communicate(timeout=60) for racer in racers]
+    for racer, (_out, err) in zip(racers, outputs, strict=True):
+        assert racer.returncode == 0, err
+    assert sum(int(out.strip()) for out, _ in outputs) == 1  # one process created it
+    assert count_jobs(app) == 1
+    again = app.insert(Unique.new({"order": 44}))
+    assert again.conflict is True and job(app, again.id).args == {"order": 44}

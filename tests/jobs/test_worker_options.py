@@ -1,0 +1,147 @@
+"""Worker class options: validated when the class is created, applied by ``new``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import Enum
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from jobsaga import App, ArgsError, ConfigError, Job, JobState, Worker
+from tests.jobs.conftest import SEEN, count_jobs, wait_final
+
+
+class Role(Enum):
+    ADMIN = "admin"
+    MEMBER = "member"
+
+
+class Actor(BaseModel):
+    id: str
+    role: Role
+
+
+class ProcessTask(Worker, queue="tasks", max_attempts=3, priority=1, tags=["processing"]):
+    class Args(BaseModel):
+        task_id: str
+        count: int
+        actor: Actor
+
+    def perform(self, job: Job[Args]) -> None:
+        SEEN.add((type(job.args).__name__, job.args.count, job.args.actor.role))
+
+
+class Renamed(Worker, name="billing.charge"):
+    def perform(self, job: Job[Any]) -> None:
+        return None
+
+
+class Plain(Worker):
+    def perform(self, job: Job[Any]) -> None:
+        return None
+
+
+GOOD = {"task_id": "t1", "count": 2, "actor": {"id": "u1", "role": "admin"}}
+
+
+def test_misspelt_option_is_an_error() -> None:
+    with pytest.raises(ConfigError, match="max_attempt"):
+
+        class Typo(Worker, max_attempt=3):  # type: ignore[call-arg]
+            pass
+
+
+def test_bad_option_values_are_errors() -> None:
+    for options in ({"priority": 10}, {"priority": -1}, {"max_attempts": 0}, {"queue": "a b"}):
+        with pytest.raises(ConfigError):
+            type("Bad", (Worker,), {}, **options)
+    with pytest.raises(ConfigError, match="timeout"):
+        type("Bad", (Worker,), {}, timeout=0)
+    with pytest.raises(ConfigError, match="backoff"):
+        type("Bad", (Worker,), {}, backoff=5)
+
+
+def test_priority_range_on_new() -> None:
+    assert ProcessTask.new(GOOD, priority=0).priority == 0
+    assert ProcessTask.new(GOOD, priority=9).priority == 9
+    assert ProcessTask.new(GOOD).priority == 1  # the class option
+    for bad in (-1, 10, True, 1.5):
+        with pytest.raises(ConfigError, match="priority"):
+            ProcessTask.new(GOOD, priority=bad)  # type: ignore[arg-type]
+
+
+def test_options_apply_to_the_job(app: App) -> None:
+    stored = app.insert(ProcessTask.new(GOOD))
+    assert (stored.queue, stored.max_attempts, stored.priority, stored.tags) == (
+        "tasks",
+        3,
+        1,
+        ("processing",),
+    )
+    override = app.insert(
+        ProcessTask.new(GOOD, queue="other", max_attempts=7, priority=4, tags=["x"], meta={"m": 1})
+    )
+    assert (override.queue, override.max_attempts, override.priority, override.tags) == (
+        "other",
+        7,
+        4,
+        ("x",),
+    )
+    assert override.meta == {"m": 1}
+
+
+def test_invalid_args_name_the_field_and_insert_nothing(app: App) -> None:
+    bad = {**GOOD, "count": "many"}
+    with pytest.raises(ArgsError, match="'count'"):
+        app.insert(ProcessTask.new(bad))
+    with pytest.raises(ArgsError, match=r"'actor\.role'"):
+        app.insert_all(
+            [ProcessTask.new(GOOD), ProcessTask.new({**GOOD, "actor": {"id": "u", "role": "x"}})]
+        )
+    with pytest.raises(ArgsError, match="'task_id'"):
+        ProcessTask.new({"count": 1, "actor": GOOD["actor"]})
+    assert count_jobs(app) == 0
+
+
+def test_args_that_are_not_json_name_the_field(app: App) -> None:
+    with pytest.raises(ArgsError, match="'when'.*not JSON"):
+        Plain.new({"when": datetime.now(UTC)})
+    with pytest.raises(ArgsError, match=r"'order\.total'"):
+        Plain.new({"order": {"total": Decimal("1.50")}})
+    with pytest.raises(ArgsError, match=r"'items\[1\]'"):
+        Plain.new({"items": [1, object()]})
+    with pytest.raises(ArgsError, match="'ratio'"):
+        Plain.new({"ratio": float("nan")})
+    with pytest.raises(ArgsError, match="must be a dict"):
+        Plain.new([1, 2])
+    with pytest.raises(ArgsError, match="meta field 'at'"):
+        Plain.new({}, meta={"at": datetime.now(UTC)})
+    assert count_jobs(app) == 0
+
+
+def test_stable_name_is_stored_on_the_job(app: App) -> None:
+    assert Plain.name == "tests.jobs.test_worker_options.Plain"
+    assert app.insert(Plain.new()).worker == Plain.name
+    assert Renamed.name == "billing.charge"
+    assert app.insert(Renamed.new()).worker == "billing.charge"
+
+
+def test_two_workers_under_one_name_are_refused() -> None:
+    class Other(Worker, name="billing.charge"):
+        pass
+
+    with pytest.raises(ConfigError, match="billing.charge"):
+        App("sqlite:///unused.db", workers=[Renamed, Other])
+
+
+def test_perform_receives_the_typed_args(make_app: Callable[..., App]) -> None:
+    app = make_app(ProcessTask)
+    stored = app.insert(ProcessTask.new(GOOD))
+    assert stored.args == {"task_id": "t1", "count": 2, "actor": {"id": "u1", "role": "admin"}}
+    with app.node({"tasks": 2}, poll_interval=0.05).start_in_thread():
+        assert wait_final(app, stored.id).state is JobState.COMPLETED
+    assert SEEN.items() == [("Args", 2, Role.ADMIN)]
