@@ -1,0 +1,41 @@
+-- Cluster bookkeeping for the plugins: node heartbeats, the leader lease, cron ticks, and the
+-- indexes the lifeline and the pruner read.
+
+-- One row per running node. A node writes its own deadline (expires_at = heartbeat + its own
+-- rescue_after), so the rescuer never needs to know another node's settings.
+CREATE TABLE jobsaga_nodes (
+    name          TEXT PRIMARY KEY,
+    started_at    TIMESTAMPTZ NOT NULL,
+    heartbeat_at  TIMESTAMPTZ NOT NULL,
+    expires_at    TIMESTAMPTZ NOT NULL,
+    meta          JSONB NOT NULL DEFAULT '{}'
+);
+
+-- The leader lease: one row per scope, held by one node until expires_at.
+CREATE TABLE jobsaga_leader (
+    scope       TEXT PRIMARY KEY,
+    node        TEXT NOT NULL,
+    elected_at  TIMESTAMPTZ NOT NULL,
+    expires_at  TIMESTAMPTZ NOT NULL
+);
+
+-- One row per cron entry; last_tick_at only moves forward, by a compare-and-set in the
+-- transaction that inserts the tick's job, so each tick is inserted once cluster-wide.
+CREATE TABLE jobsaga_cron (
+    name          TEXT PRIMARY KEY,
+    expression    TEXT NOT NULL,
+    worker        TEXT NOT NULL,
+    detail        JSONB NOT NULL DEFAULT '{}',
+    last_tick_at  TIMESTAMPTZ NOT NULL,
+    updated_at    TIMESTAMPTZ NOT NULL
+);
+
+-- The lifeline looks for executing jobs per node.
+CREATE INDEX jobsaga_jobs_executing_idx ON jobsaga_jobs (attempted_by) WHERE state = 'executing';
+
+-- The pruner deletes finished jobs by the time they finished.
+CREATE INDEX jobsaga_jobs_prune_idx ON jobsaga_jobs ((coalesce(
+    CASE state WHEN 'completed' THEN completed_at
+               WHEN 'cancelled' THEN cancelled_at
+               ELSE discarded_at END, inserted_at)))
+    WHERE state IN ('completed', 'cancelled', 'discarded');

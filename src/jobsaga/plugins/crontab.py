@@ -1,0 +1,226 @@
+"""Cron entries: what to insert and when, validated when the entry is built.
+
+``CronEntry("0 2 * * *", DailyCleanup, args={...}, timezone="Europe/Paris")``, or the guide's
+tuple form ``("*/15 * * * *", HealthCheck)`` / ``("@daily", Report, {"args": {...}})``.
+Expressions have five fields (minute hour day-of-month month day-of-week) or one of the
+aliases ``@hourly @daily @midnight @weekly @monthly @yearly @annually @reboot``; a sixth
+field (seconds, last, as croniter reads it) allows sub-minute schedules, mostly for tests.
+``@reboot`` inserts one job when a cluster boots: by the node that wins the first election.
+croniter computes the times, in the entry's timezone (daylight saving included).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import CroniterBadCronError, CroniterBadDateError, croniter
+
+from ..errors import ArgsError, ConfigError
+from ..job import JobSpec
+from ..worker import Worker
+
+if TYPE_CHECKING:
+    from ..app import App
+
+ALIASES = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+REBOOT = "@reboot"
+MAX_TICKS_PER_RUN = 1000
+
+
+def normalize_expression(expression: str) -> str:
+    """The five- or six-field form of an expression (aliases expanded); raises ValueError."""
+    if not isinstance(expression, str) or not expression.strip():
+        raise ValueError("the expression must be a non-empty string such as '0 2 * * *'")
+    text = " ".join(expression.split())
+    if text.startswith("@"):
+        if text == REBOOT:
+            return REBOOT
+        if text not in ALIASES:
+            raise ValueError(
+                f"unknown alias {text!r}; known: {', '.join([*sorted(ALIASES), REBOOT])}"
+            )
+        return ALIASES[text]
+    fields = text.split(" ")
+    if len(fields) not in (5, 6):
+        raise ValueError(
+            f"{len(fields)} fields in {text!r}: use five (minute hour day month weekday), "
+            "six with seconds last, or an alias such as @daily"
+        )
+    try:
+        croniter(text, datetime(2000, 1, 1, tzinfo=UTC)).get_next(datetime)
+    except CroniterBadDateError:
+        raise ValueError(f"{text!r} never fires (no such date)") from None
+    except (CroniterBadCronError, ValueError, KeyError) as exc:
+        raise ValueError(f"{text!r} is not a valid cron expression: {exc}") from None
+    return text
+
+
+@dataclass(frozen=True)
+class CronEntry:
+    """One line of a crontab: insert ``worker``'s job at every tick of ``expression``.
+
+    ``worker`` is a Worker class or the registered name of one (so a crontab can come from a
+    config file). ``name`` identifies the entry across restarts and nodes (its ticks are
+    counted under it); it defaults to ``"<expression> <worker name>"``, so two entries with
+    the same expression and worker need distinct names.
+    """
+
+    expression: str
+    worker: type[Worker] | str
+    args: Mapping[str, Any] | None = None
+    queue: str | None = None
+    priority: int | None = None
+    max_attempts: int | None = None
+    tags: tuple[str, ...] = ()
+    timezone: str = "UTC"
+    name: str | None = None
+    schedule: str = field(init=False, repr=False, default="")
+
+    def __post_init__(self) -> None:
+        label = self.name or f"{self.expression!r} {self._worker_name()}"
+        try:
+            schedule = normalize_expression(self.expression)
+        except ValueError as exc:
+            raise ConfigError(f"cron entry {label}: {exc}") from None
+        object.__setattr__(self, "schedule", schedule)
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError, TypeError):
+            raise ConfigError(
+                f"cron entry {label}: unknown timezone {self.timezone!r} (use an IANA name "
+                "such as 'Europe/Paris' or 'UTC')"
+            ) from None
+        if not isinstance(self.worker, str) and not (
+            isinstance(self.worker, type) and issubclass(self.worker, Worker)
+        ):
+            raise ConfigError(
+                f"cron entry {label}: worker must be a Worker subclass or a worker name, "
+                f"got {self.worker!r}"
+            )
+        if self.name is None:
+            object.__setattr__(self, "name", f"{schedule} {self._worker_name()}")
+        object.__setattr__(self, "tags", tuple(self.tags))
+        if isinstance(self.worker, type):
+            self.build(self.worker)  # args, queue, priority checked now, not at the first tick
+
+    def _worker_name(self) -> str:
+        worker = self.worker
+        return worker if isinstance(worker, str) else getattr(worker, "name", repr(worker))
+
+    @property
+    def worker_name(self) -> str:
+        return self._worker_name()
+
+    @property
+    def key(self) -> str:
+        assert self.name is not None
+        return self.name
+
+    @property
+    def is_reboot(self) -> bool:
+        return self.schedule == REBOOT
+
+    def resolve(self, app: App) -> type[Worker]:
+        """The worker class; a name must be registered on the app."""
+        if isinstance(self.worker, type):
+            return self.worker
+        try:
+            return app.worker_for(self.worker)
+        except LookupError as exc:
+            raise ConfigError(f"cron entry {self.name!r}: {exc}") from None
+
+    def build(self, worker: type[Worker], tick: datetime | None = None) -> JobSpec:
+        """The job of one tick, carrying the entry in its meta."""
+        meta: dict[str, Any] = {"cron": True, "cron_expr": self.expression, "cron_name": self.name}
+        if tick is not None:
+            meta["cron_tick"] = tick.astimezone(UTC).isoformat()
+        try:
+            return worker.new(
+                dict(self.args or {}),
+                queue=self.queue,
+                priority=self.priority,
+                max_attempts=self.max_attempts,
+                tags=list(self.tags) or None,
+                meta=meta,
+            )
+        except (ArgsError, ConfigError) as exc:
+            raise ConfigError(f"cron entry {self.name!r}: {exc}") from None
+
+    def ticks(self, after: datetime, until: datetime) -> Iterator[datetime]:
+        """Tick times in ``(after, until]`` as UTC datetimes, oldest first."""
+        if self.is_reboot:
+            return
+        tz = ZoneInfo(self.timezone)
+        it = croniter(self.schedule, after.astimezone(tz))
+        for _ in range(MAX_TICKS_PER_RUN):
+            tick = it.get_next(datetime).astimezone(UTC)
+            if tick > until:
+                return
+            yield tick
+
+    def next_tick(self, after: datetime) -> datetime | None:
+        if self.is_reboot:
+            return None
+        tz = ZoneInfo(self.timezone)
+        value: datetime = croniter(self.schedule, after.astimezone(tz)).get_next(datetime)
+        return value.astimezone(UTC)
+
+    def describe(self) -> dict[str, Any]:
+        """What ``jobsaga cron list`` shows about the entry (stored by the leader)."""
+        return {
+            "args": dict(self.args or {}),
+            "queue": self.queue,
+            "priority": self.priority,
+            "timezone": self.timezone,
+            "schedule": self.schedule,
+        }
+
+
+def coerce_entry(item: Any, index: int) -> CronEntry:
+    """A CronEntry from an entry or the tuple forms ``(expr, worker)`` / ``(expr, worker, opts)``."""
+    if isinstance(item, CronEntry):
+        return item
+    if isinstance(item, (tuple, list)) and len(item) in (2, 3):
+        options = item[2] if len(item) == 3 else {}
+        if not isinstance(options, Mapping):
+            raise ConfigError(
+                f"crontab entry #{index} ({item[0]!r}): the third element must be a dict of "
+                "options (args, queue, priority, max_attempts, tags, timezone, name)"
+            )
+        try:
+            return CronEntry(item[0], item[1], **options)
+        except TypeError as exc:
+            raise ConfigError(f"crontab entry #{index} ({item[0]!r}): {exc}") from None
+    raise ConfigError(
+        f"crontab entry #{index}: expected CronEntry(...) or (expression, Worker[, options]), "
+        f"got {item!r}"
+    )
+
+
+def coerce_crontab(items: Iterable[Any]) -> tuple[CronEntry, ...]:
+    entries = tuple(coerce_entry(item, i) for i, item in enumerate(items))
+    seen: set[str] = set()
+    for entry in entries:
+        if entry.key in seen:
+            raise ConfigError(
+                f"two cron entries are named {entry.key!r}; give each a distinct name="
+            )
+        seen.add(entry.key)
+    return entries
+
+
+def next_after(entries: Iterable[CronEntry], now: datetime) -> datetime | None:
+    times = [t for e in entries if (t := e.next_tick(now)) is not None]
+    return min(times) if times else None

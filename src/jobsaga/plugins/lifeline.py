@@ -1,0 +1,139 @@
+"""Rescue the executing jobs of nodes that died.
+
+A job is orphaned when the node that claimed it (``attempted_by``) is past its heartbeat
+deadline, or has no heartbeat row at all and claimed the job more than ``rescue_after`` ago
+(it stopped, or predates heartbeats). Time alone never decides: a live node keeps beating, so
+its jobs are never rescued however long they run. A rescued job goes back to ``available``
+(the orphaned attempt counts, so a job that kills its node cannot loop forever), or to
+``discarded`` when its attempts are used up, with an error saying it was orphaned.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from ..job import Job, JobState
+from ..serialization import dumps
+from .base import Counts, Looper, queries
+
+if TYPE_CHECKING:
+    from ..app import App
+    from ..runtime.node import Node
+
+log = logging.getLogger("jobsaga.plugins.lifeline")
+
+RESCUE_BATCH = 1000
+FORGET_NODES_AFTER = timedelta(hours=1)
+"""Rows of dead nodes linger this long after their deadline, for ``jobsaga queues`` and such."""
+
+
+@dataclass
+class Rescued:
+    available: list[Job[Any]] = field(default_factory=list)
+    discarded: list[Job[Any]] = field(default_factory=list)
+
+    @property
+    def jobs(self) -> list[Job[Any]]:
+        return self.available + self.discarded
+
+
+def orphan_message(row: dict[str, Any], last_beat: datetime | None, rescuer: str) -> str:
+    node = row["attempted_by"] or "an unknown node"
+    if last_beat is not None:
+        seen = f"its last heartbeat was at {last_beat.isoformat()}"
+    else:
+        seen = "it has no heartbeat row (stopped, or never heartbeated)"
+    return (
+        f"orphaned: node {node} stopped heartbeating while the job was executing ({seen}); "
+        f"rescued by node {rescuer}"
+    )
+
+
+def rescue_orphans(
+    app: App, rescue_after: float, rescuer: str, limit: int = RESCUE_BATCH
+) -> Rescued:
+    """One batch: find orphaned executing jobs and put them back (or discard them)."""
+    engine = app.engine
+    q = queries(engine)
+    now = app.clock()
+    params = {
+        "now": engine.time_param(now),
+        "unknown_before": engine.time_param(now - timedelta(seconds=rescue_after)),
+        "limit": limit,
+    }
+    rescued = Rescued()
+    with engine.transaction() as tx:
+        found = tx.execute(q["find_orphans"], params)
+        if not found:
+            return rescued
+        rows = []
+        for row in found:
+            exhausted = int(row["attempt"]) >= int(row["max_attempts"])
+            message = orphan_message(row, engine.time_value(row["heartbeat_at"]), rescuer)
+            rows.append(
+                {
+                    "id": int(row["id"]),
+                    "attempt": int(row["attempt"]),
+                    "state": "discarded" if exhausted else "available",
+                    "at": engine.time_json(now),
+                    "error": {
+                        "attempt": int(row["attempt"]),
+                        "at": now.isoformat(),
+                        "kind": "orphaned",
+                        "error": message,
+                        "traceback": "",
+                        "node": row["attempted_by"],
+                    },
+                }
+            )
+        for db_row in tx.execute(q["rescue_jobs"], {"rows": dumps(rows)}):
+            job = engine.row_to_job(db_row)
+            (rescued.available if job.state is JobState.AVAILABLE else rescued.discarded).append(
+                job
+            )
+        if rescued.available:
+            engine.notify(tx, {"queues": sorted({j.queue for j in rescued.available})})
+    return rescued
+
+
+def forget_dead_nodes(app: App) -> None:
+    engine = app.engine
+    before = app.clock() - FORGET_NODES_AFTER
+    with engine.transaction() as tx:
+        tx.execute(queries(engine)["forget_dead_nodes"], {"before": engine.time_param(before)})
+
+
+class Lifeline(Looper):
+    name = "lifeline"
+    leader_only = True
+
+    def __init__(self, node: Node, interval: float, rescue_after: float) -> None:
+        super().__init__(node, interval)
+        self.rescue_after = rescue_after
+
+    async def run_once(self) -> Counts:
+        node = self.node
+        available = discarded = 0
+        while True:
+            batch = await node.run_in_db(
+                rescue_orphans, node.app, self.rescue_after, node.name, RESCUE_BATCH
+            )
+            available += len(batch.available)
+            discarded += len(batch.discarded)
+            for job in batch.jobs:
+                log.warning(
+                    "rescued orphaned job %d (%s) of node %s: now %s",
+                    job.id,
+                    job.worker,
+                    job.attempted_by,
+                    job.state.value,
+                )
+            if batch.available:
+                node.app.announce(batch.available)
+            if len(batch.jobs) < RESCUE_BATCH:
+                break
+        await node.run_in_db(forget_dead_nodes, node.app)
+        return {"rescued": available + discarded, "available": available, "discarded": discarded}

@@ -1,0 +1,98 @@
+-- name: heartbeat
+INSERT INTO jobsaga_nodes (name, started_at, heartbeat_at, expires_at, meta)
+VALUES (%(name)s, %(started_at)s, %(now)s, %(expires_at)s, %(meta)s::jsonb)
+ON CONFLICT (name) DO UPDATE
+SET started_at = EXCLUDED.started_at, heartbeat_at = EXCLUDED.heartbeat_at,
+    expires_at = EXCLUDED.expires_at, meta = EXCLUDED.meta
+
+-- name: forget_node
+DELETE FROM jobsaga_nodes WHERE name = %(name)s
+
+-- name: list_nodes
+SELECT * FROM jobsaga_nodes ORDER BY name
+
+-- name: lead
+-- Take the lease if it is free or expired, renew it if it is ours; no row back means another
+-- node leads. The row lock makes concurrent candidates queue up, so only one wins.
+INSERT INTO jobsaga_leader AS l (scope, node, elected_at, expires_at)
+VALUES (%(scope)s, %(node)s, %(now)s, %(expires_at)s)
+ON CONFLICT (scope) DO UPDATE
+SET node = EXCLUDED.node,
+    elected_at = CASE WHEN l.node = EXCLUDED.node THEN l.elected_at ELSE EXCLUDED.elected_at END,
+    expires_at = EXCLUDED.expires_at
+WHERE l.node = EXCLUDED.node OR l.expires_at < EXCLUDED.elected_at
+RETURNING node, elected_at
+
+-- name: resign
+DELETE FROM jobsaga_leader WHERE scope = %(scope)s AND node = %(node)s
+
+-- name: current_leader
+SELECT node, elected_at, expires_at FROM jobsaga_leader WHERE scope = %(scope)s
+
+-- name: find_orphans
+-- Executing jobs whose node is past its own deadline, or has no row at all (it stopped, or
+-- never heartbeated) and claimed the job more than rescue_after ago.
+SELECT j.id, j.attempt, j.max_attempts, j.attempted_by, j.attempted_at, j.queue, j.worker,
+       n.heartbeat_at
+FROM jobsaga_jobs AS j
+LEFT JOIN jobsaga_nodes AS n ON n.name = j.attempted_by
+WHERE j.state = 'executing'
+  AND ((n.name IS NULL AND (j.attempted_at IS NULL OR j.attempted_at < %(unknown_before)s))
+       OR n.expires_at < %(now)s)
+ORDER BY j.id
+LIMIT %(limit)s
+FOR UPDATE OF j SKIP LOCKED
+
+-- name: rescue_jobs
+-- The guard on state and attempt leaves alone a job that was acknowledged meanwhile.
+UPDATE jobsaga_jobs AS j
+SET state = r.state,
+    scheduled_at = CASE WHEN r.state = 'available' THEN r.at ELSE j.scheduled_at END,
+    discarded_at = CASE WHEN r.state = 'discarded' THEN r.at ELSE j.discarded_at END,
+    errors = j.errors || jsonb_build_array(r.error)
+FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(
+    id bigint, attempt int, state text, at timestamptz, error jsonb)
+WHERE j.id = r.id AND j.state = 'executing' AND j.attempt = r.attempt
+RETURNING j.*
+
+-- name: forget_dead_nodes
+DELETE FROM jobsaga_nodes AS n
+WHERE n.expires_at < %(before)s
+  AND NOT EXISTS (SELECT 1 FROM jobsaga_jobs AS j
+                  WHERE j.state = 'executing' AND j.attempted_by = n.name)
+
+-- name: prune_jobs
+DELETE FROM jobsaga_jobs
+WHERE id IN (
+    SELECT id FROM jobsaga_jobs
+    WHERE state IN ('completed', 'cancelled', 'discarded')
+      AND coalesce(CASE state WHEN 'completed' THEN completed_at
+                              WHEN 'cancelled' THEN cancelled_at
+                              ELSE discarded_at END, inserted_at) < %(before)s
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING id
+
+-- name: cron_ticks
+SELECT name, last_tick_at FROM jobsaga_cron
+
+-- name: cron_register
+INSERT INTO jobsaga_cron (name, expression, worker, detail, last_tick_at, updated_at)
+VALUES (%(name)s, %(expression)s, %(worker)s, %(detail)s::jsonb, %(now)s, %(now)s)
+ON CONFLICT (name) DO UPDATE
+SET expression = EXCLUDED.expression, worker = EXCLUDED.worker, detail = EXCLUDED.detail,
+    updated_at = EXCLUDED.updated_at
+
+-- name: cron_forget_others
+DELETE FROM jobsaga_cron
+WHERE name NOT IN (SELECT jsonb_array_elements_text(%(names)s::jsonb))
+
+-- name: cron_claim_tick
+-- Compare-and-set: of all the nodes that try, one moves the tick forward and inserts its job.
+UPDATE jobsaga_cron SET last_tick_at = %(tick)s
+WHERE name = %(name)s AND last_tick_at < %(tick)s
+RETURNING name
+
+-- name: cron_list
+SELECT * FROM jobsaga_cron ORDER BY name

@@ -1,0 +1,97 @@
+-- name: heartbeat
+INSERT INTO jobsaga_nodes (name, started_at, heartbeat_at, expires_at, meta)
+VALUES (:name, :started_at, :now, :expires_at, json(:meta))
+ON CONFLICT (name) DO UPDATE
+SET started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at,
+    expires_at = excluded.expires_at, meta = excluded.meta
+
+-- name: forget_node
+DELETE FROM jobsaga_nodes WHERE name = :name
+
+-- name: list_nodes
+SELECT * FROM jobsaga_nodes ORDER BY name
+
+-- name: lead
+-- Take the lease if it is free or expired, renew it if it is ours; no row back means another
+-- node (perhaps another process on the file) leads.
+INSERT INTO jobsaga_leader (scope, node, elected_at, expires_at)
+VALUES (:scope, :node, :now, :expires_at)
+ON CONFLICT (scope) DO UPDATE
+SET node = excluded.node,
+    elected_at = CASE WHEN jobsaga_leader.node = excluded.node
+                      THEN jobsaga_leader.elected_at ELSE excluded.elected_at END,
+    expires_at = excluded.expires_at
+WHERE jobsaga_leader.node = excluded.node OR jobsaga_leader.expires_at < excluded.elected_at
+RETURNING node, elected_at
+
+-- name: resign
+DELETE FROM jobsaga_leader WHERE scope = :scope AND node = :node
+
+-- name: current_leader
+SELECT node, elected_at, expires_at FROM jobsaga_leader WHERE scope = :scope
+
+-- name: find_orphans
+SELECT j.id, j.attempt, j.max_attempts, j.attempted_by, j.attempted_at, j.queue, j.worker,
+       n.heartbeat_at
+FROM jobsaga_jobs AS j
+LEFT JOIN jobsaga_nodes AS n ON n.name = j.attempted_by
+WHERE j.state = 'executing'
+  AND ((n.name IS NULL AND (j.attempted_at IS NULL OR j.attempted_at < :unknown_before))
+       OR n.expires_at < :now)
+ORDER BY j.id
+LIMIT :limit
+
+-- name: rescue_jobs
+UPDATE jobsaga_jobs
+SET state = r.state,
+    scheduled_at = CASE WHEN r.state = 'available' THEN r.at ELSE jobsaga_jobs.scheduled_at END,
+    discarded_at = CASE WHEN r.state = 'discarded' THEN r.at ELSE jobsaga_jobs.discarded_at END,
+    errors = json_insert(jobsaga_jobs.errors, '$[#]', json(r.error))
+FROM (
+    SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.attempt') AS attempt,
+           json_extract(value, '$.state') AS state, json_extract(value, '$.at') AS at,
+           json_extract(value, '$.error') AS error
+    FROM json_each(:rows)
+) AS r
+WHERE jobsaga_jobs.id = r.id AND jobsaga_jobs.state = 'executing'
+  AND jobsaga_jobs.attempt = r.attempt
+RETURNING jobsaga_jobs.*
+
+-- name: forget_dead_nodes
+DELETE FROM jobsaga_nodes
+WHERE expires_at < :before
+  AND NOT EXISTS (SELECT 1 FROM jobsaga_jobs AS j
+                  WHERE j.state = 'executing' AND j.attempted_by = jobsaga_nodes.name)
+
+-- name: prune_jobs
+DELETE FROM jobsaga_jobs
+WHERE id IN (
+    SELECT id FROM jobsaga_jobs
+    WHERE state IN ('completed', 'cancelled', 'discarded')
+      AND coalesce(CASE state WHEN 'completed' THEN completed_at
+                              WHEN 'cancelled' THEN cancelled_at
+                              ELSE discarded_at END, inserted_at) < :before
+    LIMIT :limit
+)
+RETURNING id
+
+-- name: cron_ticks
+SELECT name, last_tick_at FROM jobsaga_cron
+
+-- name: cron_register
+INSERT INTO jobsaga_cron (name, expression, worker, detail, last_tick_at, updated_at)
+VALUES (:name, :expression, :worker, json(:detail), :now, :now)
+ON CONFLICT (name) DO UPDATE
+SET expression = excluded.expression, worker = excluded.worker, detail = excluded.detail,
+    updated_at = excluded.updated_at
+
+-- name: cron_forget_others
+DELETE FROM jobsaga_cron WHERE name NOT IN (SELECT value FROM json_each(:names))
+
+-- name: cron_claim_tick
+UPDATE jobsaga_cron SET last_tick_at = :tick
+WHERE name = :name AND last_tick_at < :tick
+RETURNING name
+
+-- name: cron_list
+SELECT * FROM jobsaga_cron ORDER BY name

@@ -1,0 +1,116 @@
+"""The plugins of one node: built (and validated) with the node, started and stopped with it.
+
+Order matters. On start, the first heartbeat is written before anything else, then the loops
+start. On stop (after the node's jobs are written back), the cluster-wide duties stop first,
+then the node resigns leadership (another node takes over at once), and the heartbeat row
+goes last: nothing of this node is left executing by then.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ConfigError
+from .base import Looper
+from .cron import Cron
+from .crontab import CronEntry, coerce_crontab
+from .heartbeat import Heartbeat
+from .leader import Leader
+from .lifeline import Lifeline
+from .pruner import Pruner
+from .stager import Stager
+
+if TYPE_CHECKING:
+    from ..runtime.node import Node
+
+
+def _positive(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ConfigError(f"{name} must be a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class PluginOptions:
+    """The node options that configure its plugins (see ``Node``); checked when built."""
+
+    stage_interval: float = 1.0
+    heartbeat_interval: float = 5.0
+    rescue_after: float = 60.0
+    rescue_interval: float | None = None
+    crontab: tuple[CronEntry, ...] = ()
+    prune_after: float | None = None
+    prune_interval: float = 30.0
+    prune_limit: int = 5000
+    leader_lease: float = 5.0
+    leadership: bool = True
+
+    @classmethod
+    def build(cls, crontab: Iterable[Any] = (), **options: Any) -> PluginOptions:
+        built = cls(crontab=coerce_crontab(crontab), **options)
+        for name in ("stage_interval", "heartbeat_interval", "rescue_after", "prune_interval"):
+            _positive(name, getattr(built, name))
+        _positive("leader_lease", built.leader_lease)
+        if built.rescue_interval is not None:
+            _positive("rescue_interval", built.rescue_interval)
+        if built.prune_after is not None:
+            _positive("prune_after", built.prune_after)
+        if built.rescue_after < 2 * built.heartbeat_interval:
+            raise ConfigError(
+                f"rescue_after ({built.rescue_after}s) must be at least twice "
+                f"heartbeat_interval ({built.heartbeat_interval}s): a live node that misses "
+                "one beat would otherwise have its jobs rescued and run twice"
+            )
+        limit = built.prune_limit
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ConfigError(f"prune_limit must be an integer >= 1, got {limit!r}")
+        return built
+
+
+class NodePlugins:
+    def __init__(self, node: Node, options: PluginOptions) -> None:
+        self.node = node
+        self.options = options
+        self.heartbeat = Heartbeat(node, options.heartbeat_interval, options.rescue_after)
+        self.leader = Leader(node, options.leader_lease, eligible=options.leadership)
+        self.stager = Stager(node, options.stage_interval)
+        self.lifeline = Lifeline(
+            node,
+            options.rescue_interval or min(options.heartbeat_interval, options.rescue_after / 4),
+            options.rescue_after,
+        )
+        self.cron = Cron(node, options.crontab) if options.crontab else None
+        self.pruner = (
+            Pruner(node, options.prune_interval, options.prune_after, options.prune_limit)
+            if options.prune_after is not None
+            else None
+        )
+        duties: list[Looper] = [self.lifeline]
+        duties += [p for p in (self.cron, self.pruner) if p is not None]
+        self.leader_duties: tuple[Looper, ...] = tuple(duties)
+        self.loops: tuple[Looper, ...] = (self.leader, self.stager, *self.leader_duties)
+
+    @property
+    def is_leader(self) -> bool:
+        return self.leader.is_leader
+
+    def wake_leader_duties(self) -> None:
+        for duty in self.leader_duties:
+            duty.wake()
+
+    def notice(self, payload: Mapping[str, Any]) -> None:
+        for loop in self.loops:
+            loop.notice(payload)
+
+    async def start(self) -> None:
+        await self.heartbeat.start()
+        for loop in self.loops:
+            await loop.start()
+
+    async def stop(self) -> None:
+        for duty in (*self.leader_duties, self.stager):
+            await duty.stop()
+        await self.leader.stop()
+        await self.heartbeat.stop()
