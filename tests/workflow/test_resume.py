@@ -1,0 +1,134 @@
+"""Resuming an unfinished run of the same job, on both engines, without killing processes:
+the first attempt is cancelled mid-run (as a job timeout or a node shutdown does)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from typing import Any
+
+from jobsaga import App, Job, StepContext, Workflow, WorkflowWorker, step
+from jobsaga.workflow import RecordedError, RunStatus, get_run
+from jobsaga.workflow.running import execute
+from tests.workflow.conftest import TRAIL
+
+gate: dict[str, asyncio.Event] = {}
+
+
+class Order(Workflow, inputs=["fail"]):
+    @step
+    def reserve(self, ctx: StepContext[Any]) -> dict[str, Any]:
+        TRAIL.append(f"reserve@{ctx.attempt}")
+        return {"reservation": "r-1", "attempt": ctx.attempt}
+
+    @reserve.undo
+    def release(self, result: dict[str, Any], ctx: StepContext[Any]) -> None:
+        TRAIL.append(f"release {result['reservation']}@{ctx.attempt}")
+
+    @step
+    async def charge(self, reserve: dict[str, Any], ctx: StepContext[Any]) -> str:
+        TRAIL.append(f"charge@{ctx.attempt}")
+        if ctx.attempt == 1 and "charge" in gate:
+            await gate["charge"].wait()  # hangs: the attempt is cut short here
+        return "c-1"
+
+    @charge.undo
+    async def refund(self, result: str, ctx: StepContext[Any]) -> None:
+        TRAIL.append(f"refund {result}@{ctx.attempt}")
+        if ctx.attempt == 1 and "refund" in gate:
+            await gate["refund"].wait()
+
+    @step
+    def ship(self, charge: str, fail: bool, ctx: StepContext[Any]) -> str:
+        TRAIL.append(f"ship@{ctx.attempt}")
+        if fail:
+            raise RuntimeError("carrier rejected the parcel")
+        return f"shipped {charge}"
+
+
+class OrderWorker(WorkflowWorker, workflow=Order, name="order.worker"):
+    pass
+
+
+def attempt_of(job: Job[Any], attempt: int) -> Job[Any]:
+    return dataclasses.replace(job, attempt=attempt)
+
+
+async def cut_short(app: App, job: Job[Any], fail: bool, waiting_for: str) -> None:
+    gate.clear()
+    gate[waiting_for] = asyncio.Event()
+    task = asyncio.create_task(execute(app, Order, {"fail": fail}, job=attempt_of(job, 1)))
+    while f"{waiting_for}@1" not in TRAIL and not any(
+        t.startswith(f"{waiting_for} ") for t in TRAIL
+    ):
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)  # let the run log catch up, as a live node would
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    gate.clear()
+
+
+def test_an_interrupted_run_resumes_at_the_next_attempt(app: App) -> None:
+    app.register(OrderWorker)
+    job = app.insert(OrderWorker.new({"fail": False}))
+
+    async def scenario() -> Any:
+        await cut_short(app, job, False, "charge")
+        return await execute(app, Order, {"fail": False}, job=attempt_of(job, 2))
+
+    result = asyncio.run(scenario())
+    assert result.value == "shipped c-1"
+    assert TRAIL == ["reserve@1", "charge@1", "charge@2", "ship@2"]  # reserve not re-run
+    run = get_run(app, result.run_id)
+    assert run is not None and run.status == "succeeded" and run.attempt == 2
+    assert run.step("reserve").result == {"reservation": "r-1", "attempt": 1}
+    kinds = [e.kind for e in run.events]
+    assert "run.interrupted" in kinds and "run.resumed" in kinds
+    assert run.step("charge").tries == 2
+
+
+def test_an_interrupted_rollback_resumes_and_undoes_each_step_once(app: App) -> None:
+    app.register(OrderWorker)
+    job = app.insert(OrderWorker.new({"fail": True}))
+
+    async def scenario() -> Any:
+        await cut_short(app, job, True, "refund")
+        return await execute(app, Order, {"fail": True}, job=attempt_of(job, 2))
+
+    result = asyncio.run(scenario())
+    assert TRAIL == [
+        "reserve@1",
+        "charge@1",
+        "ship@1",
+        "refund c-1@1",  # cut short: its outcome is unknown, so it runs again
+        "refund c-1@2",
+        "release r-1@2",
+    ]
+    assert result.status is RunStatus.ROLLED_BACK
+    error = result.error
+    assert error is not None and error.step == "ship"
+    assert isinstance(error.error, RecordedError)
+    assert error.error.type_name == "builtins.RuntimeError"
+    assert error.undone == ("charge", "reserve")
+    run = get_run(app, result.run_id)
+    assert run is not None and run.statuses() == {
+        "reserve": "undone",
+        "charge": "undone",
+        "ship": "failed",
+    }
+
+
+def test_a_finished_run_is_not_resumed(app: App) -> None:
+    app.register(OrderWorker)
+    job = app.insert(OrderWorker.new({"fail": True}))
+
+    async def scenario() -> tuple[Any, Any]:
+        first = await execute(app, Order, {"fail": True}, job=attempt_of(job, 1))
+        second = await execute(app, Order, {"fail": True}, job=attempt_of(job, 2))
+        return first, second
+
+    first, second = asyncio.run(scenario())
+    assert first.run_id != second.run_id  # a rolled-back run is over: the retry starts afresh
+    assert TRAIL.count("reserve@1") == 1 and TRAIL.count("reserve@2") == 1
