@@ -6,12 +6,14 @@ from .errors import (
     ArgsError,
     ConfigError,
     EnqueueInStepError,
+    FilterError,
     JobsagaError,
     JobTimeout,
     MigrationError,
     UnknownWorkerError,
 )
 from .job import Job, JobSpec, JobState
+from .operations import JobFilter, NodeQueue, QueueInfo
 from .results import Cancel, Complete, Discard, Error, Snooze
 from .runtime.executor import PerformError
 from .runtime.node import Node, NodeThread
@@ -43,15 +45,19 @@ __all__ = [
     "Discard",
     "EnqueueInStepError",
     "Error",
+    "FilterError",
     "Job",
+    "JobFilter",
     "JobSpec",
     "JobState",
     "JobTimeout",
     "JobsagaError",
     "MigrationError",
     "Node",
+    "NodeQueue",
     "NodeThread",
     "PerformError",
+    "QueueInfo",
     "Retry",
     "RunRecord",
     "RunResult",
