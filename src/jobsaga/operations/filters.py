@@ -144,10 +144,10 @@ class JobFilter(BaseModel):
 def describe(error: ValidationError) -> str:
     problems = []
     for item in error.errors():
-        where = ".".join(str(part) for part in item["loc"]) or "filter"
+        where = str(item["loc"][0]) if item["loc"] else "filter"
         if item["type"] == "extra_forbidden":
             known = ", ".join(JobFilter.model_fields)
             problems.append(f"unknown criterion {where!r} (known: {known})")
         else:
-            problems.append(f"criterion {where!r}: {item['msg']}")
+            problems.append(f"criterion {where!r}: {item['input']!r}: {item['msg']}")
     return "invalid job filter: " + "; ".join(problems)
