@@ -14,6 +14,7 @@ from .errors import (
 )
 from .job import Job, JobSpec, JobState
 from .operations import JobFilter, NodeQueue, QueueInfo
+from .plugins.crontab import CronEntry
 from .results import Cancel, Complete, Discard, Error, Snooze
 from .runtime.executor import PerformError
 from .runtime.node import Node, NodeThread
@@ -41,6 +42,7 @@ __all__ = [
     "Cancel",
     "Complete",
     "ConfigError",
+    "CronEntry",
     "Continue",
     "Discard",
     "EnqueueInStepError",

@@ -192,8 +192,9 @@ class Node:
 
     def request_stop(self) -> None:
         """Thread-safe: ask a running node to shut down gracefully."""
-        if self._loop is not None and self._stop_requested is not None:
-            self._loop.call_soon_threadsafe(self._stop_requested.set)
+        loop = self._loop
+        if loop is not None and self._stop_requested is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._stop_requested.set)
 
     async def wait_stopped(self) -> None:
         assert self._stop_requested is not None

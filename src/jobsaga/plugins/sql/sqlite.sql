@@ -55,7 +55,7 @@ FROM (
 ) AS r
 WHERE jobsaga_jobs.id = r.id AND jobsaga_jobs.state = 'executing'
   AND jobsaga_jobs.attempt = r.attempt
-RETURNING jobsaga_jobs.*
+RETURNING *
 
 -- name: forget_dead_nodes
 DELETE FROM jobsaga_nodes

@@ -1,0 +1,142 @@
+"""Cron on both engines: each tick once, caught up across a leader change, carried in meta."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import jobsaga
+from jobsaga import App, CronEntry, Worker
+from jobsaga.plugins.cron import insert_due, sync_entries
+from tests.helpers import wait_until
+
+from .support import FakeClock, rows
+
+
+class Tick(Worker, name="tests.cron.Tick", queue="cron"):
+    def perform(self, job: jobsaga.Job[dict[str, Any]]) -> None:
+        return None
+
+
+def cron_jobs(app: App) -> list[jobsaga.Job[Any]]:
+    found = rows(app, "SELECT id FROM jobsaga_jobs ORDER BY id")
+    jobs = [app.get_job(int(r["id"])) for r in found]
+    return [j for j in jobs if j is not None and j.meta.get("cron")]
+
+
+def test_each_tick_once_with_meta(make_app: Callable[..., App]) -> None:
+    clock = FakeClock()
+    app = make_app(Tick, clock=clock)
+    entries = [
+        CronEntry("*/5 * * * *", Tick, args={"n": 1}, name="five", priority=2),
+        CronEntry("0 * * * *", Tick, name="hourly"),
+    ]
+    sync_entries(app, entries)
+    assert insert_due(app, entries) == []  # a new entry starts with its next tick
+    clock.advance(4 * 60 + 59)
+    assert insert_due(app, entries) == []
+    clock.advance(1)  # 12:05:00
+    (job,) = insert_due(app, entries)
+    assert job.meta["cron_expr"] == "*/5 * * * *" and job.meta["cron_name"] == "five"
+    assert job.meta["cron_tick"].startswith("2026-03-01T12:05:00")
+    assert job.args == {"n": 1} and job.priority == 2 and job.queue == "cron"
+    assert insert_due(app, entries) == []  # same instant again: nothing
+    clock.advance(30)
+    assert insert_due(app, entries) == []
+
+
+def test_two_nodes_racing_insert_once(make_app: Callable[..., App]) -> None:
+    clock = FakeClock()
+    apps = [make_app(Tick, clock=clock) for _ in range(4)]
+    entries = [CronEntry("* * * * * *", Tick, name="every-second")]  # seconds field
+    sync_entries(apps[0], entries)
+    inserted: list[int] = []
+    lock = threading.Lock()
+    for _ in range(10):
+        clock.advance(1)
+        barrier = threading.Barrier(len(apps))
+
+        def run(app: App, barrier: threading.Barrier = barrier) -> None:
+            barrier.wait()
+            jobs = insert_due(app, entries)
+            with lock:
+                inserted.extend(j.id for j in jobs)
+
+        threads = [threading.Thread(target=run, args=(a,)) for a in apps]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    ticks = [j.meta["cron_tick"] for j in cron_jobs(apps[0])]
+    assert len(inserted) == 10 and len(ticks) == 10 and len(set(ticks)) == 10
+
+
+def test_missed_ticks_caught_up_within_window(make_app: Callable[..., App]) -> None:
+    clock = FakeClock()
+    app = make_app(Tick, clock=clock)
+    entries = [CronEntry("* * * * * */10", Tick, name="ten")]
+    sync_entries(app, entries)
+    clock.advance(35)  # a leader change: three ticks passed unseen
+    assert len(insert_due(app, entries)) == 3
+    clock.advance(3600)  # the cluster was down for an hour: only the last minute is caught up
+    jobs = insert_due(app, entries, catch_up=60)
+    assert len(jobs) == 6
+
+
+def test_reboot_entry_and_listing(make_app: Callable[..., App]) -> None:
+    clock = FakeClock()
+    app = make_app(Tick, clock=clock)
+    entries = [CronEntry("@reboot", Tick, name="boot"), CronEntry("@daily", "tests.cron.Tick")]
+    sync_entries(app, entries)
+    assert insert_due(app, entries) == []
+    (job,) = insert_due(app, entries, reboot=True)
+    assert job.meta["cron_name"] == "boot"
+    listed = rows(app, "SELECT name, expression, worker FROM jobsaga_cron ORDER BY name")
+    assert [r["name"] for r in listed] == ["0 0 * * * tests.cron.Tick", "boot"]
+    sync_entries(app, entries[:1])  # an entry left the crontab: it is no longer listed
+    assert [r["name"] for r in rows(app, "SELECT name FROM jobsaga_cron")] == ["boot"]
+
+
+def test_node_runs_cron_and_performs_the_jobs(make_app: Callable[..., App]) -> None:
+    app = make_app(Tick)
+    events: list[tuple[str, dict[str, Any]]] = []
+    app.telemetry.attach("t", "plugin.cron.stop", lambda e, m, md: events.append((e, dict(m))))
+    crontab = [("* * * * * *", Tick, {"name": "every-second"}), ("@reboot", Tick)]
+    node = app.node({"cron": 5}, poll_interval=0.05, crontab=crontab, heartbeat_interval=0.2)
+    with node.start_in_thread():
+        wait_until(lambda: node.plugins.is_leader, 5)
+        wait_until(
+            lambda: len([j for j in cron_jobs(app) if j.state.value == "completed"]) >= 3, 10
+        )
+    jobs = cron_jobs(app)
+    names = [j.meta["cron_name"] for j in jobs]
+    assert names.count("@reboot tests.cron.Tick") == 1
+    ticks = [j.meta["cron_tick"] for j in jobs if j.meta["cron_name"] == "every-second"]
+    assert len(ticks) == len(set(ticks)) >= 2
+    assert any(m["inserted"] >= 1 for _, m in events)
+
+
+def test_new_leader_catches_up_ticks_of_the_gap(make_app: Callable[..., App]) -> None:
+    """The second node takes over after the first stops and inserts the ticks in between."""
+    first, second = make_app(Tick), make_app(Tick)
+    crontab = [CronEntry("* * * * * *", Tick, name="s")]
+    options: dict[str, Any] = {"poll_interval": 0.05, "crontab": crontab, "leader_lease": 1.0}
+    a = first.node({"other": 1}, name="a", **options)
+    b = second.node({"other": 1}, name="b", **options)
+    with a.start_in_thread() as ta:
+        wait_until(lambda: a.plugins.is_leader, 5)
+        with b.start_in_thread():
+            wait_until(lambda: len(cron_jobs(first)) >= 2, 5)
+            ta.stop()
+            wait_until(lambda: b.plugins.is_leader, 5)
+            before = len(cron_jobs(first))
+            wait_until(lambda: len(cron_jobs(first)) >= before + 2, 5)
+    ticks = sorted(j.meta["cron_tick"] for j in cron_jobs(first))
+    assert len(ticks) == len(set(ticks))
+    from datetime import datetime
+
+    times = [datetime.fromisoformat(t) for t in ticks]
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert all(g == timedelta(seconds=1) for g in gaps), ticks

@@ -1,0 +1,134 @@
+"""Cron entries are validated when built, name themselves, and compute ticks with croniter."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from pydantic import BaseModel
+
+import jobsaga
+from jobsaga import ConfigError, CronEntry, Worker
+from jobsaga.plugins.crontab import coerce_crontab
+
+
+class DailyCleanup(Worker, name="tests.DailyCleanup", queue="maintenance"):
+    def perform(self, job: jobsaga.Job[dict[str, object]]) -> None:
+        return None
+
+
+class HealthCheck(Worker, name="tests.HealthCheck"):
+    class Args(BaseModel):
+        target: str = "db"
+
+    def perform(self, job: jobsaga.Job[Args]) -> None:
+        return None
+
+
+def test_entry_with_options() -> None:
+    entry = CronEntry(
+        "0 2 * * *",
+        DailyCleanup,
+        args={"days": 7},
+        queue="default",
+        priority=3,
+        timezone="Europe/Paris",
+        name="daily-cleanup",
+    )
+    assert entry.key == "daily-cleanup"
+    spec = entry.build(DailyCleanup)
+    assert spec.queue == "default" and spec.priority == 3 and spec.args == {"days": 7}
+    assert spec.meta["cron_expr"] == "0 2 * * *" and spec.meta["cron_name"] == "daily-cleanup"
+
+
+def test_guide_tuple_forms() -> None:
+    entries = coerce_crontab(
+        [
+            ("0 2 * * *", DailyCleanup),
+            ("*/15 * * * *", HealthCheck),
+            ("@hourly", HealthCheck, {"args": {"target": "cache"}, "name": "hourly-cache"}),
+        ]
+    )
+    assert [e.key for e in entries] == [
+        "0 2 * * * tests.DailyCleanup",
+        "*/15 * * * * tests.HealthCheck",
+        "hourly-cache",
+    ]
+    assert entries[2].schedule == "0 * * * *"
+
+
+@pytest.mark.parametrize(
+    ("alias", "schedule"),
+    [
+        ("@hourly", "0 * * * *"),
+        ("@daily", "0 0 * * *"),
+        ("@midnight", "0 0 * * *"),
+        ("@weekly", "0 0 * * 0"),
+        ("@monthly", "0 0 1 * *"),
+        ("@yearly", "0 0 1 1 *"),
+        ("@annually", "0 0 1 1 *"),
+        ("@reboot", "@reboot"),
+    ],
+)
+def test_aliases(alias: str, schedule: str) -> None:
+    assert CronEntry(alias, HealthCheck).schedule == schedule
+
+
+@pytest.mark.parametrize(
+    ("expression", "problem"),
+    [
+        ("61 * * * *", "not a valid cron expression"),
+        ("* * *", "3 fields"),
+        ("* * * * * * *", "7 fields"),
+        ("@sometimes", "unknown alias"),
+        ("0 0 31 2 *", "never fires"),
+        ("", "non-empty"),
+        ("every day", "2 fields"),
+    ],
+)
+def test_malformed_expression_names_the_entry(expression: str, problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem) as info:
+        CronEntry(expression, HealthCheck, name="nightly")
+    assert "cron entry nightly" in str(info.value)
+
+
+def test_malformed_tuple_entry_fails_when_the_node_is_built(tmp_path: object) -> None:
+    app = jobsaga.App(f"sqlite:///{tmp_path}/x.db", workers=[HealthCheck])
+    with pytest.raises(ConfigError, match=r"'\*/15 25 \* \* \*' tests.HealthCheck"):
+        app.node(crontab=[("*/15 25 * * *", HealthCheck)])
+
+
+def test_bad_args_timezone_worker_and_duplicates() -> None:
+    with pytest.raises(ConfigError, match="cron entry 'h'.*target"):
+        CronEntry("* * * * *", HealthCheck, args={"target": 5}, name="h")
+    with pytest.raises(ConfigError, match="unknown timezone 'Mars/Olympus'"):
+        CronEntry("* * * * *", HealthCheck, timezone="Mars/Olympus")
+    with pytest.raises(ConfigError, match="Worker subclass or a worker name"):
+        CronEntry("* * * * *", object)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="distinct name"):
+        coerce_crontab([("* * * * *", HealthCheck), ("* * * * *", HealthCheck)])
+    with pytest.raises(ConfigError, match="entry #0"):
+        coerce_crontab([("* * * * *", HealthCheck, {"queeu": "x"})])
+    with pytest.raises(ConfigError, match="expected CronEntry"):
+        coerce_crontab(["* * * * *"])
+
+
+def test_ticks_in_timezone_and_seconds_field() -> None:
+    paris = CronEntry("0 2 * * *", DailyCleanup, timezone="Europe/Paris")
+    after = datetime(2026, 1, 1, 0, 0, tzinfo=UTC)
+    assert paris.next_tick(after) == datetime(2026, 1, 1, 1, 0, tzinfo=UTC)  # 02:00 CET
+    summer = datetime(2026, 7, 1, 0, 0, tzinfo=UTC)
+    assert paris.next_tick(summer) == datetime(2026, 7, 2, 0, 0, tzinfo=UTC)  # 02:00 CEST
+    every_2s = CronEntry("* * * * * */2", HealthCheck)
+    ticks = list(every_2s.ticks(after, after.replace(second=9)))
+    assert [t.second for t in ticks] == [2, 4, 6, 8]
+    assert list(CronEntry("@reboot", HealthCheck).ticks(after, summer)) == []
+
+
+def test_worker_by_name_resolves_on_the_app(tmp_path: object) -> None:
+    entry = CronEntry("* * * * *", "tests.HealthCheck")
+    app = jobsaga.App(f"sqlite:///{tmp_path}/x.db", workers=[HealthCheck])
+    assert entry.resolve(app) is HealthCheck
+    missing = CronEntry("* * * * *", "tests.Nope", name="ghost")
+    with pytest.raises(ConfigError, match="cron entry 'ghost'.*tests.Nope"):
+        missing.resolve(app)

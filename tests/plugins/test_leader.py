@@ -1,0 +1,79 @@
+"""One node leads at a time; another takes over at once when it stops, or when its lease ends."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from jobsaga import App
+from tests.helpers import wait_until
+
+from .support import rows
+
+
+def events_of(app: App) -> list[tuple[str, str]]:
+    seen: list[tuple[str, str]] = []
+    app.telemetry.attach("t", "leader.*", lambda e, m, md: seen.append((e, md["node"])))
+    return seen
+
+
+def test_single_node_leads(app: App) -> None:
+    seen = events_of(app)
+    node = app.node(name="solo", poll_interval=0.05)
+    with node.start_in_thread():
+        wait_until(lambda: node.plugins.is_leader, 5)
+        (lease,) = rows(app, "SELECT node FROM jobsaga_leader")
+        assert lease["node"] == "solo"
+    assert rows(app, "SELECT node FROM jobsaga_leader") == []  # resigned on stop
+    assert seen == [("leader.elected", "solo"), ("leader.resigned", "solo")]
+
+
+def test_one_leader_among_three_and_takeover_on_stop(make_app: Callable[..., App]) -> None:
+    apps = [make_app() for _ in range(3)]
+    seen = [events_of(a) for a in apps]
+    options: dict[str, Any] = {"poll_interval": 0.05, "leader_lease": 1.5}
+    nodes = [a.node(name=f"n{i}", **options) for i, a in enumerate(apps)]
+    threads = [n.start_in_thread() for n in nodes]
+    try:
+        wait_until(lambda: sum(n.plugins.is_leader for n in nodes) == 1, 5)
+        time.sleep(1.0)  # several renewals: still exactly one
+        leaders = [n for n in nodes if n.plugins.is_leader]
+        assert len(leaders) == 1
+        index = nodes.index(leaders[0])
+        stopped = time.monotonic()
+        threads[index].stop()
+        others = [n for i, n in enumerate(nodes) if i != index]
+        wait_until(lambda: any(n.plugins.is_leader for n in others), 5)
+        takeover = time.monotonic() - stopped
+        assert sum(n.plugins.is_leader for n in others) == 1
+        assert takeover < 2.5  # at most one renewal interval (lease / 3) on SQLite; NOTIFY on PG
+        assert ("leader.resigned", f"n{index}") in seen[index]
+    finally:
+        for t in threads:
+            if t.alive:
+                t.stop()
+
+
+def test_node_that_may_not_lead_never_does(make_app: Callable[..., App]) -> None:
+    app = make_app()
+    node = app.node(name="follower", poll_interval=0.05, leadership=False, leader_lease=0.3)
+    with node.start_in_thread():
+        time.sleep(0.5)
+        assert not node.plugins.is_leader
+        assert rows(app, "SELECT node FROM jobsaga_leader") == []
+
+
+def test_expired_lease_is_taken_over(make_app: Callable[..., App]) -> None:
+    """A leader that vanished without resigning (its row stays) is replaced once its lease ends."""
+    app = make_app()
+    from jobsaga.plugins.leader import Leader
+
+    ghost = app.node(name="ghost", leader_lease=0.6)
+    assert Leader(ghost, 0.6).try_lead()
+    node = app.node(name="heir", poll_interval=0.05, leader_lease=0.6)
+    with node.start_in_thread():
+        started = time.monotonic()
+        wait_until(lambda: node.plugins.is_leader, 5)
+        assert time.monotonic() - started < 1.5
+        assert rows(app, "SELECT node FROM jobsaga_leader")[0]["node"] == "heir"

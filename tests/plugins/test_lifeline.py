@@ -1,0 +1,132 @@
+"""The lifeline rescues the jobs of dead nodes, never those of live ones."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import jobsaga
+from jobsaga import App, JobState, Worker
+from jobsaga.plugins.heartbeat import Heartbeat
+from jobsaga.plugins.lifeline import rescue_orphans
+from tests.helpers import wait_until
+
+from .support import FakeClock, rows
+
+
+class Noop(Worker, name="tests.lifeline.Noop", max_attempts=3):
+    def perform(self, job: jobsaga.Job[dict[str, Any]]) -> None:
+        return None
+
+
+class Slow(Worker, name="tests.lifeline.Slow", queue="slow", timeout=None):
+    def perform(self, job: jobsaga.Job[dict[str, Any]]) -> None:
+        time.sleep(float(job.args["seconds"]))
+
+
+def beat(app: App, name: str, rescue_after: float) -> None:
+    """Write a heartbeat row for a node name without running a node."""
+    node = app.node(name=name, rescue_after=rescue_after, heartbeat_interval=rescue_after / 2)
+    Heartbeat(node, 1.0, rescue_after).beat()
+
+
+def claim(app: App, node: str, n: int, **spec: Any) -> list[int]:
+    app.insert_all([Noop.new({"i": i}, **spec) for i in range(n)])
+    return [j.id for j in app.engine.fetch("default", n, node)]
+
+
+def test_dead_node_jobs_rescued_live_node_jobs_kept(make_app: Callable[..., App]) -> None:
+    clock = FakeClock()
+    app = make_app(Noop, clock=clock)
+    beat(app, "dead", rescue_after=10)
+    beat(app, "live", rescue_after=10)
+    dead_ids = claim(app, "dead", 2)
+    live_ids = claim(app, "live", 2)
+    clock.advance(9)
+    assert rescue_orphans(app, 10, "leader").jobs == []  # not silent long enough
+    clock.advance(2)
+    beat(app, "live", rescue_after=10)  # the live node keeps beating
+    rescued = rescue_orphans(app, 10, "leader")
+    assert sorted(j.id for j in rescued.available) == dead_ids and rescued.discarded == []
+    for job_id in dead_ids:
+        job = app.get_job(job_id)
+        assert job is not None and job.state is JobState.AVAILABLE and job.attempt == 1
+        (error,) = job.errors
+        assert error["kind"] == "orphaned" and "node dead stopped heartbeating" in error["error"]
+        assert "rescued by node leader" in error["error"]
+    clock.advance(3600)  # however long they run, a beating node's jobs stay
+    beat(app, "live", rescue_after=10)
+    assert rescue_orphans(app, 10, "leader").jobs == []
+    assert all(app.get_job(i).state is JobState.EXECUTING for i in live_ids)  # type: ignore[union-attr]
+
+
+def test_exhausted_attempts_are_discarded(make_app: Callable[..., App]) -> None:
+    clock = FakeClock()
+    app = make_app(Noop, clock=clock)
+    beat(app, "dead", rescue_after=5)
+    (job_id,) = claim(app, "dead", 1, max_attempts=1)
+    clock.advance(6)
+    rescued = rescue_orphans(app, 5, "leader")
+    assert [j.id for j in rescued.discarded] == [job_id]
+    job = app.get_job(job_id)
+    assert job is not None and job.state is JobState.DISCARDED and job.discarded_at == clock()
+    assert job.errors[-1]["kind"] == "orphaned"
+
+
+def test_node_without_a_row_uses_the_claim_time(make_app: Callable[..., App]) -> None:
+    clock = FakeClock()
+    app = make_app(Noop, clock=clock)
+    (job_id,) = claim(app, "gone", 1)
+    clock.advance(59)
+    assert rescue_orphans(app, 60, "leader").jobs == []
+    clock.advance(2)
+    assert [j.id for j in rescue_orphans(app, 60, "leader").available] == [job_id]
+    assert "no heartbeat row" in app.get_job(job_id).errors[-1]["error"]  # type: ignore[union-attr]
+
+
+def test_late_ack_of_a_rescued_job_is_ignored(make_app: Callable[..., App]) -> None:
+    clock = FakeClock()
+    app = make_app(Noop, clock=clock)
+    beat(app, "dead", rescue_after=5)
+    (job_id,) = claim(app, "dead", 1)
+    clock.advance(6)
+    rescue_orphans(app, 5, "leader")
+    (again,) = app.engine.fetch("default", 1, "other")
+    assert again.id == job_id and again.attempt == 2
+    from jobsaga.engines import Ack
+
+    assert app.engine.ack([Ack(job_id, 1, JobState.COMPLETED, clock())]) == set()
+    assert app.engine.ack([Ack(job_id, 2, JobState.COMPLETED, clock())]) == {job_id}
+
+
+def test_node_heartbeats_and_rescues_a_crashed_nodes_jobs(make_app: Callable[..., App]) -> None:
+    """A node that 'crashed' (its row expired) loses its jobs to the live node, which runs them;
+    the live node's own long job is never rescued."""
+    app = make_app(Noop, Slow)
+    beat(app, "crashed", rescue_after=0.5)
+    orphan_ids = claim(app, "crashed", 3)
+    events: list[dict[str, Any]] = []
+    app.telemetry.attach("t", "plugin.lifeline.stop", lambda e, m, md: events.append(dict(m)))
+    long_job = app.insert(Slow.new({"seconds": 2.0}))
+    node = app.node(
+        {"default": 5, "slow": 1}, poll_interval=0.05, heartbeat_interval=0.1, rescue_after=0.5
+    )
+    started = time.monotonic()
+    with node.start_in_thread():
+        for job_id in orphan_ids:
+            wait_until(lambda i=job_id: app.get_job(i).state is JobState.COMPLETED, 10)  # type: ignore[union-attr]
+        rescue_time = time.monotonic() - started
+        wait_until(lambda: app.get_job(long_job.id).state is JobState.COMPLETED, 10)  # type: ignore[union-attr]
+        names = [r["name"] for r in rows(app, "SELECT name FROM jobsaga_nodes")]
+        assert node.name in names
+    final = app.get_job(long_job.id)
+    assert final is not None and final.attempt == 1 and final.errors == ()
+    assert rescue_time < 5
+    assert sum(m["rescued"] for m in events) == 3
+    assert node.name not in [r["name"] for r in rows(app, "SELECT name FROM jobsaga_nodes")]
+    for job_id in orphan_ids:
+        job = app.get_job(job_id)
+        assert job is not None and job.attempt == 2 and job.errors[0]["kind"] == "orphaned"
+    assert timedelta(0) <= timedelta(seconds=rescue_time)
