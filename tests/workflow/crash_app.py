@@ -1,4 +1,4 @@
-"""The app a killed worker process runs in the crash-recovery test (loaded by ``jobsaga worker``).
+"""The app a killed worker process runs in the crash-recovery test (``python -m`` this module).
 
 Each step writes a row to ``crash_effects`` through its own connection, so the test can
 count, across processes, how often each step really ran. ``slow`` hangs on the first
@@ -57,5 +57,20 @@ class CrashWorker(WorkflowWorker, workflow=CrashSaga, queue="crash", name="crash
     pass
 
 
+LIFELINE = {"heartbeat_interval": 0.1, "rescue_after": 0.5, "leader_lease": 0.5}
+"""Short lifeline timings: a node's jobs are rescued half a second after its last beat."""
+
+
 def build_app() -> App:
     return App(os.environ[ENV_URL], workers=[CrashWorker], workflows=[CrashSaga])
+
+
+def main() -> None:
+    """A worker node on the ``crash`` queue, run until it is killed."""
+    app = build_app()
+    app.migrate()
+    app.node({"crash": 2}, poll_interval=0.1, **LIFELINE).run()
+
+
+if __name__ == "__main__":
+    main()

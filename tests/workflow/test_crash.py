@@ -1,8 +1,7 @@
 """kill -9 mid-workflow on PostgreSQL: the rescued job resumes from the run log.
 
-A real ``jobsaga worker`` process is killed while the third step runs. The job is rescued
-(by the lifeline when the node options exist, else as the lifeline would: back to available)
-and another node finishes it: the two steps that had completed are not run again, the step
+A real worker process is killed while the third step runs. The lifeline of another node
+rescues the job once the dead node's heartbeat deadline passes, and that node finishes it: the two steps that had completed are not run again, the step
 that was running is run again, and the run log tells the whole story.
 """
 
@@ -23,7 +22,7 @@ from jobsaga import App, JobState
 from jobsaga.workflow import get_run, list_runs
 from tests.conftest import PG_URL, pg_schema_url
 from tests.helpers import wait_until
-from tests.workflow.crash_app import ENV_URL, CrashWorker, build_app
+from tests.workflow.crash_app import ENV_URL, LIFELINE, CrashWorker, build_app
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -61,18 +60,7 @@ def test_kill_9_mid_workflow_resumes_without_rerunning_completed_steps(
     path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, ENV_URL: pg_url, "PYTHONPATH": path}
     worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "jobsaga.cli.main",
-            "worker",
-            "--app",
-            "tests.workflow.crash_app:build_app",
-            "-q",
-            "crash=2",
-            "--poll-interval",
-            "0.1",
-        ],
+        [sys.executable, "-m", "tests.workflow.crash_app"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -89,7 +77,7 @@ def test_kill_9_mid_workflow_resumes_without_rerunning_completed_steps(
     stored = app.get_job(job.id)
     assert stored is not None and stored.state is JobState.EXECUTING  # orphaned
 
-    rescuer = _rescuing_node(app, job.id)
+    rescuer = app.node({"crash": 2}, poll_interval=0.05, **LIFELINE)
     with rescuer.start_in_thread():
         wait_until(lambda: app.get_job(job.id).state is JobState.COMPLETED, timeout=30)  # type: ignore[union-attr]
 
@@ -107,6 +95,8 @@ def test_kill_9_mid_workflow_resumes_without_rerunning_completed_steps(
     assert full.result == "c-r-o-1:shipped"
     assert full.step("reserve").tries == 1 and full.step("charge").tries == 1
     assert full.step("slow").tries == 2
+    job_errors = app.get_job(job.id).errors  # type: ignore[union-attr]
+    assert "orphaned" in job_errors[0]["error"]
     kinds = [(e.kind, e.step, e.attempt) for e in full.events]
     assert ("run.resumed", None, 2) in kinds
     assert ("step.interrupted", "slow", 2) in kinds
@@ -126,16 +116,3 @@ def _step_status(app: App, job_id: int, name: str) -> str | None:
         return None
     run = get_run(app, runs[0].id)  # type: ignore[arg-type]
     return run.step(name).status if run is not None else None
-
-
-def _rescuing_node(app: App, job_id: int) -> Any:
-    """A node that rescues the orphan: the lifeline when this build has it, else by hand."""
-    try:
-        node = app.node({"crash": 2}, poll_interval=0.05, heartbeat_interval=0.1, rescue_after=0.5)
-    except TypeError:
-        with app.engine.transaction() as tx:  # what the lifeline does to an orphan
-            tx.execute(
-                "UPDATE jobsaga_jobs SET state = 'available' WHERE id = %(id)s", {"id": job_id}
-            )
-        node = app.node({"crash": 2}, poll_interval=0.05)
-    return node
