@@ -1,0 +1,39 @@
+"""``jobsaga cron list`` shows the recorded crontab with next run times."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime
+
+from click.testing import CliRunner
+
+from jobsaga import App, CronEntry
+from jobsaga.cli.main import cli
+from jobsaga.plugins.cron import sync_entries
+
+from .test_cron import Tick
+
+
+def test_cron_list(make_app: Callable[..., App], db_url: str) -> None:
+    app = make_app(Tick)
+    runner = CliRunner()
+    empty = runner.invoke(cli, ["cron", "list", "--url", db_url])
+    assert empty.exit_code == 0 and "no cron entries recorded" in empty.output
+    sync_entries(
+        app,
+        [
+            CronEntry("0 2 * * *", Tick, name="daily-cleanup", timezone="Europe/Paris"),
+            CronEntry("@reboot", Tick, name="warmup", queue="default"),
+        ],
+    )
+    result = runner.invoke(cli, ["cron", "list", "--url", db_url])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "leader: none right now"
+    assert lines[1].startswith("daily-cleanup  0 2 * * *") and "02:00:00 CE" in lines[1]
+    assert "warmup" in lines[2] and "next -" in lines[2] and "queue default" in lines[2]
+    as_json = runner.invoke(cli, ["cron", "list", "--url", db_url, "--json"])
+    first = json.loads(as_json.output.splitlines()[0])
+    assert first["name"] == "daily-cleanup" and first["timezone"] == "Europe/Paris"
+    assert datetime.fromisoformat(first["next_run"]).hour == 2
