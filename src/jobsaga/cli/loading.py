@@ -9,12 +9,15 @@ import sys
 import click
 
 from ..app import App
+from ..engines import resolve_url
 
 ENV_APP = "JOBSAGA_APP"
 
 
 def load_app(spec: str | None, url: str | None = None) -> App:
-    """Import ``spec`` (``package.module:attr``); with no spec, a bare App on ``url``."""
+    """Import ``spec`` (``package.module:attr``); with no spec, a bare App on ``url``.
+
+    With both, ``url`` overrides the database of the imported app (before it connects)."""
     spec = spec or os.environ.get(ENV_APP)
     if not spec:
         return App(url)
@@ -34,6 +37,13 @@ def load_app(spec: str | None, url: str | None = None) -> App:
         raise click.BadParameter(
             f"{spec!r} is not a jobsaga.App (found {type(target).__name__})", param_hint="--app"
         )
-    if url:
-        raise click.BadParameter("give --app or --url, not both", param_hint="--url")
+    if url and resolve_url(url) != target.url:
+        # --url (or $JOBSAGA_DATABASE_URL) points the app's workers at that database, so one
+        # app module serves every environment; too late once the app has connected.
+        if target._engine is not None:
+            raise click.BadParameter(
+                f"{spec!r} is already connected to {target.url}; cannot switch to {url}",
+                param_hint="--url",
+            )
+        target.url = resolve_url(url)
     return target
