@@ -188,3 +188,23 @@ def test_a_job_that_outlasts_the_grace_period_is_written_back(
     app.engine.stage()  # what any node's stager does: and then it is fetched again
     [again] = app.engine.fetch("default", 10, "another-node")
     assert again.id == stuck.id and again.attempt == 1
+
+
+def test_the_database_url_from_the_environment_applies_to_the_app(db_url: str) -> None:
+    """``--app`` with ``$JOBSAGA_DATABASE_URL`` (or ``--url``) points the app at that database."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        "JOBSAGA_DATABASE_URL": db_url,
+    }
+    done = subprocess.run(
+        [JOBSAGA, "migrate", "--app", "tests.jobs.sample_app:app"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "applied: 0001" in done.stdout
+    assert App(db_url).engine.applied_migrations()[0].startswith("0001")
