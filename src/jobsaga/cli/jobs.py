@@ -1,50 +1,290 @@
-"""``jobsaga jobs ...``: look at jobs from the terminal."""
+"""``jobsaga jobs ...``: list, show, count, cancel, retry and delete jobs from the terminal.
+
+Bulk forms take the same filters as ``list`` (state, queue, worker, tag, since/until) and ask
+for confirmation, showing how many jobs match, unless given ``--yes``.
+"""
 
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 import click
 
-from .loading import load_app
-from .options import app_options
+from ..app import App
+from ..errors import FilterError
+from ..job import Job, JobState
+from ..operations import JobFilter
+from ..operations.filters import TIME_FIELDS
+from .configured import config_options, configured_app
+
+F = TypeVar("F", bound=Callable[..., Any])
+DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_time(value: str | None, now: datetime) -> datetime | None:
+    """``90s``/``15m``/``2h``/``7d`` ago, or an ISO 8601 time (UTC when it has no offset)."""
+    if value is None:
+        return None
+    found = DURATION.match(value.strip())
+    if found:
+        return now - timedelta(seconds=float(found.group(1)) * UNITS[found.group(2)])
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r}: give a duration ago (90s, 15m, 2h, 7d) or an ISO time "
+            "(2026-11-28T09:00:00+00:00)"
+        ) from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def filter_options(fn: F) -> F:
+    options = [
+        click.option(
+            "--state",
+            "states",
+            multiple=True,
+            type=click.Choice([s.value for s in JobState]),
+            help="Repeat for several.",
+        ),
+        click.option("--queue", "queues", multiple=True, help="Repeat for several."),
+        click.option("--worker", "workers", multiple=True, help="Worker name; repeatable."),
+        click.option("--tag", "tags", multiple=True, help="Jobs carrying every tag given."),
+        click.option("--since", default=None, help="At or after: 2h (ago) or an ISO time."),
+        click.option("--until", default=None, help="Before: 30m (ago) or an ISO time."),
+        click.option(
+            "--time-field",
+            type=click.Choice(TIME_FIELDS),
+            default="inserted_at",
+            show_default=True,
+            help="Which time --since/--until look at.",
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def build_filter(app: App, ids: tuple[int, ...], **given: Any) -> JobFilter:
+    now = app.now()
+    try:
+        return JobFilter(
+            ids=ids or None,
+            state=given["states"] or None,
+            queue=given["queues"] or None,
+            worker=given["workers"] or None,
+            tags=given["tags"] or None,
+            since=parse_time(given["since"], now),
+            until=parse_time(given["until"], now),
+            time_field=given["time_field"],
+        )
+    except (ValueError, FilterError) as exc:
+        raise click.UsageError(f"invalid filter: {exc}") from None
+
+
+def job_line(job: Job[Any]) -> str:
+    when = job.attempted_at or job.scheduled_at
+    last = job.errors[-1]["error"] if job.errors else ""
+    return (
+        f"{job.id:>8}  {job.state.value:<10} {job.queue:<14} {job.worker:<36} "
+        f"{job.attempt:>2}/{job.max_attempts:<2}  {when:%Y-%m-%d %H:%M:%S}  {last[:60]}"
+    )
+
+
+def job_json(job: Job[Any]) -> dict[str, Any]:
+    times = ("inserted_at", "scheduled_at", "attempted_at", "completed_at", "discarded_at")
+    data: dict[str, Any] = {
+        "id": job.id,
+        "state": job.state.value,
+        "queue": job.queue,
+        "worker": job.worker,
+        "args": job.raw_args,
+        "meta": job.meta,
+        "tags": list(job.tags),
+        "attempt": job.attempt,
+        "max_attempts": job.max_attempts,
+        "priority": job.priority,
+        "attempted_by": job.attempted_by,
+        "errors": list(job.errors),
+    }
+    for name in (*times, "cancelled_at"):
+        value = getattr(job, name)
+        data[name] = value.isoformat() if value is not None else None
+    return data
 
 
 def jobs_commands(cli: click.Group) -> None:
     @cli.group()
     def jobs() -> None:
-        """Inspect jobs."""
+        """List, inspect, cancel, retry and delete jobs."""
+
+    @jobs.command("list")
+    @config_options
+    @filter_options
+    @click.option("--limit", type=int, default=50, show_default=True, help="0: no limit.")
+    @click.option("--oldest-first", is_flag=True, help="Oldest first (default newest first).")
+    @click.option("--json", "as_json", is_flag=True, help="One JSON document per line.")
+    def list_jobs(
+        config_path: str | None,
+        app_spec: str | None,
+        url: str | None,
+        settings: tuple[str, ...],
+        limit: int,
+        oldest_first: bool,
+        as_json: bool,
+        **given: Any,
+    ) -> None:
+        """Jobs matching the filters, newest first."""
+        app, _ = configured_app(config_path, app_spec, url, settings)
+        found = app.list_jobs(
+            build_filter(app, (), **given), limit=limit or None, newest_first=not oldest_first
+        )
+        app.close()
+        if as_json:
+            for job in found:
+                click.echo(json.dumps(job_json(job)))
+            return
+        if not found:
+            click.echo("no jobs match")
+            return
+        click.echo(
+            f"{'ID':>8}  {'STATE':<10} {'QUEUE':<14} {'WORKER':<36} {'TRY':>5}  "
+            f"{'WHEN (UTC)':<19}  LAST ERROR"
+        )
+        for job in found:
+            click.echo(job_line(job))
 
     @jobs.command("show")
-    @app_options
+    @config_options
+    @click.option("--json", "as_json", is_flag=True)
     @click.argument("job_id", type=int)
-    def show(app_spec: str | None, url: str | None, job_id: int) -> None:
+    def show(
+        config_path: str | None,
+        app_spec: str | None,
+        url: str | None,
+        settings: tuple[str, ...],
+        as_json: bool,
+        job_id: int,
+    ) -> None:
         """Show one job with its errors."""
-        app = load_app(app_spec, url)
+        app, _ = configured_app(config_path, app_spec, url, settings)
         job = app.get_job(job_id)
+        app.close()
         if job is None:
             raise click.ClickException(f"no job {job_id}")
+        if as_json:
+            click.echo(json.dumps(job_json(job), indent=2))
+            return
         click.echo(f"job {job.id}  {job.worker}  queue={job.queue}  state={job.state.value}")
         click.echo(
-            f"  attempt {job.attempt}/{job.max_attempts}  priority {job.priority}  tags {list(job.tags)}"
+            f"  attempt {job.attempt}/{job.max_attempts}  priority {job.priority}  "
+            f"tags {list(job.tags)}"
         )
         click.echo(
-            f"  inserted {job.inserted_at:%Y-%m-%d %H:%M:%S}  scheduled {job.scheduled_at:%Y-%m-%d %H:%M:%S}"
+            f"  inserted {job.inserted_at:%Y-%m-%d %H:%M:%S}  "
+            f"scheduled {job.scheduled_at:%Y-%m-%d %H:%M:%S}"
         )
+        if job.attempted_at is not None:
+            click.echo(f"  attempted {job.attempted_at:%Y-%m-%d %H:%M:%S} by {job.attempted_by}")
+        for label in ("completed_at", "discarded_at", "cancelled_at"):
+            value = getattr(job, label)
+            if value is not None:
+                click.echo(f"  {label.removesuffix('_at')} {value:%Y-%m-%d %H:%M:%S}")
         click.echo(f"  args {json.dumps(job.args)}")
         if job.meta:
             click.echo(f"  meta {json.dumps(job.meta)}")
         for error in job.errors:
-            click.echo(f"  attempt {error['attempt']} at {error['at']}: {error['error']}")
+            click.echo(
+                f"  attempt {error['attempt']} at {error['at']} "
+                f"[{error.get('kind', 'error')}]: {error['error']}"
+            )
             if error.get("traceback"):
                 click.echo("    " + error["traceback"].rstrip().replace("\n", "\n    "))
-        app.close()
 
     @jobs.command("counts")
-    @app_options
-    def counts(app_spec: str | None, url: str | None) -> None:
+    @config_options
+    def counts(
+        config_path: str | None, app_spec: str | None, url: str | None, settings: tuple[str, ...]
+    ) -> None:
         """Jobs per queue and state."""
-        app = load_app(app_spec, url)
+        app, _ = configured_app(config_path, app_spec, url, settings)
         for queue, states in sorted(app.engine.queue_counts().items()):
             click.echo(f"{queue}: " + ", ".join(f"{s}={n}" for s, n in sorted(states.items())))
         app.close()
+
+    def bulk_command(
+        name: str,
+        verb: str,
+        doc: str,
+        act: Callable[[App, JobFilter, str | None], list[int]],
+        *,
+        with_reason: bool = False,
+    ) -> None:
+        def command(
+            config_path: str | None,
+            app_spec: str | None,
+            url: str | None,
+            settings: tuple[str, ...],
+            yes: bool,
+            ids: tuple[int, ...],
+            reason: str | None = None,
+            **given: Any,
+        ) -> None:
+            app, _ = configured_app(config_path, app_spec, url, settings)
+            try:
+                flt = build_filter(app, ids, **given)
+                if flt.is_empty:
+                    raise click.UsageError(
+                        f"give job ids or at least one filter (--state, --queue, ...): "
+                        f"nothing is {verb} without one"
+                    )
+                if not ids and not yes:
+                    matching = sum(app.count_jobs(flt).values())
+                    click.confirm(f"{name} up to {matching} matching jobs?", abort=True)
+                changed = act(app, flt, reason)
+            finally:
+                app.close()
+            click.echo(f"{verb}: {len(changed)} job(s)" + (f" {changed}" if changed else ""))
+            if ids and len(changed) < len(ids):
+                skipped = sorted(set(ids) - set(changed))
+                click.echo(f"not {verb}: {skipped} (missing, or in a state that does not allow it)")
+
+        decorated: Any = click.argument("ids", type=int, nargs=-1)(command)
+        decorated = click.option("--yes", "-y", is_flag=True, help="Do not ask to confirm.")(
+            decorated
+        )
+        if with_reason:
+            decorated = click.option(
+                "--reason",
+                default="cancelled from the command line",
+                show_default=True,
+                help="Recorded on each job.",
+            )(decorated)
+        decorated = filter_options(decorated)
+        decorated = config_options(decorated)
+        jobs.command(name, help=doc)(decorated)
+
+    bulk_command(
+        "cancel",
+        "cancelled",
+        "Cancel jobs by id or filter; executing ones are stopped on their nodes.",
+        lambda app, flt, reason: app.cancel_jobs(flt, reason=reason or "cancelled"),
+        with_reason=True,
+    )
+    bulk_command(
+        "retry",
+        "retried",
+        "Give retryable, completed, discarded or cancelled jobs another attempt now.",
+        lambda app, flt, _: app.retry_jobs(flt),
+    )
+    bulk_command(
+        "delete",
+        "deleted",
+        "Delete jobs by id or filter (executing jobs are left alone: cancel them first).",
+        lambda app, flt, _: app.delete_jobs(flt),
+    )

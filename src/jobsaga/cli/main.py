@@ -9,10 +9,18 @@ import click
 from .cron import cron_commands
 from .demo import demo_commands
 from .jobs import jobs_commands
+from .queues import queues_commands
 from .runs import runs_commands
 from .worker import worker_commands
 
-COMMAND_MODULES = [worker_commands, jobs_commands, demo_commands, runs_commands, cron_commands]
+COMMAND_MODULES = [
+    worker_commands,
+    jobs_commands,
+    queues_commands,
+    demo_commands,
+    runs_commands,
+    cron_commands,
+]
 
 
 @click.group()

@@ -1,4 +1,4 @@
-"""``jobsaga worker`` and ``jobsaga migrate``."""
+"""``jobsaga worker``, ``jobsaga migrate`` and ``jobsaga config``."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ import threading
 
 import click
 
+from ..errors import ConfigError
+from .configured import config_options, configured_app, load_config
 from .loading import load_app
-from .options import app_options, parse_queues
+from .options import parse_queues
 
 
 def exit_past_stuck_threads() -> None:
@@ -29,7 +31,7 @@ def exit_past_stuck_threads() -> None:
 
 def worker_commands(cli: click.Group) -> None:
     @cli.command()
-    @app_options
+    @config_options
     @click.option(
         "-q",
         "--queue",
@@ -42,9 +44,8 @@ def worker_commands(cli: click.Group) -> None:
     @click.option(
         "--grace",
         type=float,
-        default=15.0,
-        show_default=True,
-        help="Seconds running jobs may finish after SIGTERM/SIGINT.",
+        default=None,
+        help="Seconds running jobs may finish after SIGTERM/SIGINT (default 15).",
     )
     @click.option(
         "--poll-interval",
@@ -59,24 +60,36 @@ def worker_commands(cli: click.Group) -> None:
         help="Apply pending migrations before starting.",
     )
     def worker(
+        config_path: str | None,
         app_spec: str | None,
         url: str | None,
+        settings: tuple[str, ...],
         queues: tuple[str, ...],
         name: str | None,
-        grace: float,
+        grace: float | None,
         poll_interval: float | None,
         migrate: bool,
     ) -> None:
-        """Run a worker node until SIGTERM or SIGINT."""
-        app = load_app(app_spec, url)
+        """Run a worker node until SIGTERM or SIGINT.
+
+        Settings come from the TOML file, then JOBSAGA_* variables, then these flags
+        (see docs/configuration.md)."""
+        flags = {
+            "app": app_spec,
+            "url": url,
+            "queues": parse_queues(queues) or None,
+            "name": name,
+            "grace_period": grace,
+            "poll_interval": poll_interval,
+        }
+        config = load_config(config_path, settings, flags)
+        app = load_app(config.app, config.url)
         if migrate:
             app.migrate()
-        node = app.node(
-            parse_queues(queues) or {"default": 10},
-            name=name,
-            grace_period=grace,
-            poll_interval=poll_interval,
-        )
+        try:
+            node = config.node(app)
+        except ConfigError as exc:
+            raise click.UsageError(str(exc)) from None
         click.echo(
             f"jobsaga node {node.name}: queues {node.queue_limits} on {app.dialect}", err=True
         )
@@ -86,10 +99,21 @@ def worker_commands(cli: click.Group) -> None:
         exit_past_stuck_threads()
 
     @cli.command()
-    @app_options
-    def migrate(app_spec: str | None, url: str | None) -> None:
+    @config_options
+    def migrate(
+        config_path: str | None, app_spec: str | None, url: str | None, settings: tuple[str, ...]
+    ) -> None:
         """Apply pending schema migrations (idempotent)."""
-        app = load_app(app_spec, url)
+        app, _ = configured_app(config_path, app_spec, url, settings)
         applied = app.migrate()
         click.echo(f"applied: {', '.join(applied)}" if applied else "up to date")
         app.close()
+
+    @cli.command("config")
+    @config_options
+    def show_config(
+        config_path: str | None, app_spec: str | None, url: str | None, settings: tuple[str, ...]
+    ) -> None:
+        """Print the effective node configuration (file + environment + flags), as JSON."""
+        config = load_config(config_path, settings, {"app": app_spec, "url": url})
+        click.echo(config.model_dump_json(indent=2, exclude_none=True))

@@ -1,0 +1,179 @@
+"""``jobsaga queues``: list queues across nodes; pause, resume and scale them at runtime."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Any
+
+import click
+
+from ..operations import QueueInfo
+from .configured import config_options, configured_app
+
+
+def control_text(info: QueueInfo) -> str:
+    parts = []
+    if info.paused is not None:
+        parts.append("paused" if info.paused else "resumed")
+    if info.concurrency is not None:
+        parts.append(f"limit {info.concurrency}")
+    for node, values in sorted(info.node_controls.items()):
+        found = [
+            ("paused" if values["paused"] else "resumed") if values["paused"] is not None else "",
+            f"limit {values['concurrency']}" if values["concurrency"] is not None else "",
+        ]
+        parts.append(f"{node}: " + ", ".join(p for p in found if p))
+    return "; ".join(parts) or "-"
+
+
+def queues_table(queues: list[QueueInfo]) -> str:
+    header = (
+        f"{'QUEUE':<20} {'AVAILABLE':>9} {'SCHEDULED':>9} {'RETRYABLE':>9} {'EXECUTING':>9}  "
+        "CONTROL"
+    )
+    lines = [header]
+    for info in queues:
+        lines.append(
+            f"{info.queue:<20} {info.available:>9} {info.scheduled:>9} {info.retryable:>9} "
+            f"{info.executing:>9}  {control_text(info)}"
+        )
+        for node in info.nodes:
+            state = "paused" if node.paused else "running"
+            lines.append(
+                f"  node {node.node}: limit {node.concurrency}, running {node.running}, {state}"
+            )
+    return "\n".join(lines)
+
+
+def queue_json(info: QueueInfo) -> dict[str, Any]:
+    data = asdict(info)
+    for node in data["nodes"]:
+        started = node["started_at"]
+        node["started_at"] = started.isoformat() if started is not None else None
+    return data
+
+
+def queues_commands(cli: click.Group) -> None:
+    @cli.group(invoke_without_command=True)
+    @config_options
+    @click.option("--json", "as_json", is_flag=True, help="One JSON document.")
+    @click.pass_context
+    def queues(
+        ctx: click.Context,
+        config_path: str | None,
+        app_spec: str | None,
+        url: str | None,
+        settings: tuple[str, ...],
+        as_json: bool,
+    ) -> None:
+        """Queues across nodes: with no command, list them; or pause, resume, scale."""
+        if ctx.invoked_subcommand is None:
+            show_queues(config_path, app_spec, url, settings, as_json)
+
+    @queues.command("list")
+    @config_options
+    @click.option("--json", "as_json", is_flag=True, help="One JSON document.")
+    def list_queues(
+        config_path: str | None,
+        app_spec: str | None,
+        url: str | None,
+        settings: tuple[str, ...],
+        as_json: bool,
+    ) -> None:
+        """Queues with their controls, job counts, and each live node's limit and running jobs."""
+        show_queues(config_path, app_spec, url, settings, as_json)
+
+    node_option = click.option(
+        "--node", default=None, help="Only this node (default: every node, now and later)."
+    )
+
+    @queues.command()
+    @config_options
+    @node_option
+    @click.argument("queue")
+    def pause(
+        config_path: str | None,
+        app_spec: str | None,
+        url: str | None,
+        settings: tuple[str, ...],
+        node: str | None,
+        queue: str,
+    ) -> None:
+        """Stop fetching from QUEUE; running jobs finish. Persists until resumed."""
+        app, _ = configured_app(config_path, app_spec, url, settings)
+        _run(lambda: app.pause_queue(queue, node=node))
+        app.close()
+        click.echo(f"paused {queue} on {node or 'every node'}")
+
+    @queues.command()
+    @config_options
+    @node_option
+    @click.argument("queue")
+    def resume(
+        config_path: str | None,
+        app_spec: str | None,
+        url: str | None,
+        settings: tuple[str, ...],
+        node: str | None,
+        queue: str,
+    ) -> None:
+        """Fetch from QUEUE again."""
+        app, _ = configured_app(config_path, app_spec, url, settings)
+        _run(lambda: app.resume_queue(queue, node=node))
+        app.close()
+        click.echo(f"resumed {queue} on {node or 'every node'}")
+
+    @queues.command()
+    @config_options
+    @node_option
+    @click.argument("queue")
+    @click.argument("limit")
+    def scale(
+        config_path: str | None,
+        app_spec: str | None,
+        url: str | None,
+        settings: tuple[str, ...],
+        node: str | None,
+        queue: str,
+        limit: str,
+    ) -> None:
+        """Set QUEUE's concurrency LIMIT (a number, or "default" for each node's own)."""
+        if limit == "default":
+            value: int | None = None
+        elif limit.isdigit() and int(limit) >= 1:
+            value = int(limit)
+        else:
+            raise click.BadParameter(
+                f"{limit!r}: give a number >= 1, or 'default'", param_hint="LIMIT"
+            )
+        app, _ = configured_app(config_path, app_spec, url, settings)
+        _run(lambda: app.scale_queue(queue, value, node=node))
+        app.close()
+        shown = limit if value is not None else "each node's own limit"
+        click.echo(f"scaled {queue} to {shown} on {node or 'every node'}")
+
+
+def show_queues(
+    config_path: str | None,
+    app_spec: str | None,
+    url: str | None,
+    settings: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    app, _ = configured_app(config_path, app_spec, url, settings)
+    found = app.list_queues()
+    app.close()
+    if as_json:
+        click.echo(json.dumps([queue_json(q) for q in found], indent=2))
+    elif not found:
+        click.echo("no queues: no jobs, no live nodes, no controls")
+    else:
+        click.echo(queues_table(found))
+
+
+def _run(action: Any) -> None:
+    try:
+        action()
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
