@@ -2,6 +2,7 @@
 
 from .app import App
 from .backoff import default_backoff, tenacity_backoff
+from .config import NodeConfig
 from .errors import (
     ArgsError,
     ConfigError,
@@ -56,6 +57,7 @@ __all__ = [
     "JobsagaError",
     "MigrationError",
     "Node",
+    "NodeConfig",
     "NodeQueue",
     "NodeThread",
     "PerformError",
