@@ -13,6 +13,7 @@ which is how ``App.insert`` refuses to enqueue from inside a step.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import heapq
@@ -54,6 +55,10 @@ COMPLETED = (StepStatus.SUCCEEDED, StepStatus.COMPENSATED)
 """Statuses of a step that ran to a result: undone on rollback if it has an undo."""
 DONE = (*COMPLETED, StepStatus.SKIPPED)
 """Statuses that let dependents start."""
+
+
+INTERRUPT_FLUSH_TIMEOUT = 5.0
+"""Seconds an interrupted run may spend writing its log before giving up."""
 
 
 def default_backoff(tries: int) -> float:
@@ -309,7 +314,12 @@ class Execution:
             else:
                 result = await self.roll_back()
         except asyncio.CancelledError:
+            # Cut short (job timeout, node shutdown): leave the run resumable, with what is
+            # known written down before the next attempt reads it.
             self.log.event("run.interrupted", self.now(), detail={"attempt": self.attempt})
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(INTERRUPT_FLUSH_TIMEOUT):
+                    await self.log.flush()
             raise
         finally:
             if self._threads is not None:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from ..engines.sql import load_queries
+from ..runtime.waiting import wait_event
 from ..serialization import dumps, find_unserializable
 
 if TYPE_CHECKING:
@@ -320,9 +321,13 @@ class SqlRunLog(RunLog):
 
     engine: Engine | None = None
     _dirty_steps: set[str] = field(default_factory=set)
+    _written: set[str] = field(default_factory=set)
     _new_events: list[dict[str, Any]] = field(default_factory=list)
     _run_dirty: bool = False
+    flush_delay: float = 0.002
+    """Seconds a flush waits to gather more transitions (none when the run needs it now)."""
     _flusher: asyncio.Task[None] | None = None
+    _urgent: asyncio.Event | None = None
     _failure: BaseException | None = None
 
     persistent = True
@@ -367,6 +372,7 @@ class SqlRunLog(RunLog):
                     assert run is not None
                     self.seq = int(tx.execute(q["max_seq"], {"run_id": run_id})[0]["seq"])
                     self.run.update(status=run.status, error=run.error, started_at=run.started_at)
+                    self._written.update(record.step for record in run.steps)
                     for record in run.steps:
                         self.steps[record.step] = {
                             k: getattr(record, k) for k in StepRecord.__slots__
@@ -390,13 +396,8 @@ class SqlRunLog(RunLog):
                 },
             )
             self.run_id = int(row[0]["id"])
-            tx.execute(
-                q["upsert_steps"],
-                {
-                    "run_id": self.run_id,
-                    "rows": dumps([self._wire(r) for r in self.steps.values()]),
-                },
-            )
+        # Step rows are written when a step first moves; those that never did are written
+        # as pending when the run ends, so a run costs no row per step up front.
         return None
 
     def step(self, row: dict[str, Any], kind: str, at: datetime, detail: Any = None) -> None:
@@ -412,12 +413,19 @@ class SqlRunLog(RunLog):
     def _changed(self, run: bool = False) -> None:
         if run:
             self._run_dirty = True
+            if self.run["finished_at"] is not None:
+                self._dirty_steps.update(set(self.steps) - self._written)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
 
     async def _flush_loop(self) -> None:
+        if self._urgent is None:
+            self._urgent = asyncio.Event()
         while (self._dirty_steps or self._new_events or self._run_dirty) and self._failure is None:
+            if not self._urgent.is_set():
+                await wait_event(self._urgent, self.flush_delay)
             steps = [self._wire(self.steps[name]) for name in self._dirty_steps]
+            self._written.update(self._dirty_steps)
             events = [self._wire_event(e) for e in self._new_events]
             run = self._wire_run() if self._run_dirty else None
             self._dirty_steps, self._new_events, self._run_dirty = set(), [], False
@@ -469,6 +477,9 @@ class SqlRunLog(RunLog):
         }
 
     async def flush(self) -> None:
+        if self._urgent is None:
+            self._urgent = asyncio.Event()
+        self._urgent.set()
         while self._flusher is not None and not self._flusher.done():
             await asyncio.shield(self._flusher)
         if self._failure is not None:

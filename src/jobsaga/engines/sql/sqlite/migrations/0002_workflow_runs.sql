@@ -1,5 +1,9 @@
 -- The workflow run log: one row per saga run, one per step, and the ordered event trail.
--- A run belongs to the job that runs it and disappears with it (the pruner deletes jobs).
+-- A run belongs to the job that runs it and disappears with it (the pruner deletes jobs);
+-- its steps and events go with the run. That second cascade is a trigger rather than
+-- foreign keys: a foreign key is checked on every insert, and a run writes a few rows per
+-- step (checking them doubled the cost of writing the log), while only our own code ever
+-- inserts them, always for a run it has just created.
 -- Times are REAL unix seconds (UTC); JSON columns are TEXT holding JSON.
 CREATE TABLE jobsaga_workflow_runs (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -23,7 +27,7 @@ CREATE INDEX jobsaga_workflow_runs_workflow_idx ON jobsaga_workflow_runs (workfl
 CREATE INDEX jobsaga_workflow_runs_job_idx ON jobsaga_workflow_runs (job_id);
 
 CREATE TABLE jobsaga_workflow_steps (
-    run_id         INTEGER NOT NULL REFERENCES jobsaga_workflow_runs(id) ON DELETE CASCADE,
+    run_id         INTEGER NOT NULL,
     step           TEXT NOT NULL,
     position       INTEGER NOT NULL,
     status         TEXT NOT NULL CHECK (status IN (
@@ -41,7 +45,7 @@ CREATE TABLE jobsaga_workflow_steps (
 ) WITHOUT ROWID;
 
 CREATE TABLE jobsaga_workflow_events (
-    run_id   INTEGER NOT NULL REFERENCES jobsaga_workflow_runs(id) ON DELETE CASCADE,
+    run_id   INTEGER NOT NULL,
     seq      INTEGER NOT NULL,
     at       REAL NOT NULL,
     attempt  INTEGER NOT NULL,
@@ -50,3 +54,11 @@ CREATE TABLE jobsaga_workflow_events (
     detail   TEXT,
     PRIMARY KEY (run_id, seq)
 ) WITHOUT ROWID;
+
+CREATE TRIGGER jobsaga_workflow_runs_cascade
+    AFTER DELETE ON jobsaga_workflow_runs
+    FOR EACH ROW
+BEGIN
+    DELETE FROM jobsaga_workflow_steps WHERE run_id = OLD.id;
+    DELETE FROM jobsaga_workflow_events WHERE run_id = OLD.id;
+END;
