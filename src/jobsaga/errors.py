@@ -8,6 +8,7 @@
     ├── UnknownWorkerError     a job names a worker the node does not know
     ├── MigrationError         the database schema is missing or newer than this code
     ├── JobTimeout             a perform overran its worker's timeout
+    ├── JobOrphaned            the node running a job died; the lifeline rescued the job
     ├── FilterError            a job filter with a misspelt or invalid criterion
     └── EnqueueInStepError     a workflow step tried to insert a job (see docs/workflows.md)
 """
@@ -41,6 +42,11 @@ class FilterError(JobsagaError, ValueError):
 
 class JobTimeout(JobsagaError, TimeoutError):
     """A perform ran longer than the worker's timeout allows."""
+
+
+class JobOrphaned(JobsagaError):
+    """The node performing the job stopped heartbeating; given to ``on_final_failure`` when
+    the lifeline discards a job whose last attempt died with its node."""
 
 
 class EnqueueInStepError(JobsagaError, RuntimeError):

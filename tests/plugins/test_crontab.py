@@ -89,7 +89,7 @@ def test_aliases(alias: str, schedule: str) -> None:
 def test_malformed_expression_names_the_entry(expression: str, problem: str) -> None:
     with pytest.raises(ConfigError, match=problem) as info:
         CronEntry(expression, HealthCheck, name="nightly")
-    assert "cron entry nightly" in str(info.value)
+    assert "cron entry 'nightly'" in str(info.value)
 
 
 def test_malformed_tuple_entry_fails_when_the_node_is_built(tmp_path: object) -> None:

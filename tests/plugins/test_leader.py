@@ -77,3 +77,16 @@ def test_expired_lease_is_taken_over(make_app: Callable[..., App]) -> None:
         wait_until(lambda: node.plugins.is_leader, 5)
         assert time.monotonic() - started < 1.5
         assert rows(app, "SELECT node FROM jobsaga_leader")[0]["node"] == "heir"
+
+
+def test_unmigrated_database_is_a_clear_error(db_url: str) -> None:
+    import pytest
+
+    from jobsaga import MigrationError
+
+    app = App(db_url)
+    try:
+        with pytest.raises(MigrationError, match="jobsaga migrate"):
+            app.node(poll_interval=0.05).start_in_thread()
+    finally:
+        app.close()

@@ -130,3 +130,29 @@ def test_node_heartbeats_and_rescues_a_crashed_nodes_jobs(make_app: Callable[...
         job = app.get_job(job_id)
         assert job is not None and job.attempt == 2 and job.errors[0]["kind"] == "orphaned"
     assert timedelta(0) <= timedelta(seconds=rescue_time)
+
+
+FINAL_FAILURES: list[tuple[int, str]] = []
+
+
+class LastTry(Worker, name="tests.lifeline.LastTry", max_attempts=1, queue="never"):
+    def perform(self, job: jobsaga.Job[dict[str, Any]]) -> None:
+        return None
+
+    def on_final_failure(self, job: jobsaga.Job[Any], error: BaseException) -> None:
+        FINAL_FAILURES.append((job.id, type(error).__name__))
+
+
+def test_orphan_discarded_runs_on_final_failure_once(make_app: Callable[..., App]) -> None:
+    FINAL_FAILURES.clear()
+    app = make_app(LastTry)
+    beat(app, "crashed", rescue_after=0.5)
+    app.insert(LastTry.new())
+    (job,) = app.engine.fetch("never", 1, "crashed")
+    node = app.node(poll_interval=0.05, heartbeat_interval=0.1, rescue_after=0.5)
+    with node.start_in_thread():
+        wait_until(lambda: (job.id, "JobOrphaned") in FINAL_FAILURES, 5)
+        time.sleep(0.3)
+    assert FINAL_FAILURES.count((job.id, "JobOrphaned")) == 1
+    final = app.get_job(job.id)
+    assert final is not None and final.state is JobState.DISCARDED

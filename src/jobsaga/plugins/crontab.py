@@ -89,7 +89,7 @@ class CronEntry:
     schedule: str = field(init=False, repr=False, default="")
 
     def __post_init__(self) -> None:
-        label = self.name or f"{self.expression!r} {self._worker_name()}"
+        label = repr(self.name) if self.name else f"{self.expression!r} {self._worker_name()}"
         try:
             schedule = normalize_expression(self.expression)
         except ValueError as exc:

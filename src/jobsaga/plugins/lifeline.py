@@ -5,7 +5,9 @@ deadline, or has no heartbeat row at all and claimed the job more than ``rescue_
 (it stopped, or predates heartbeats). Time alone never decides: a live node keeps beating, so
 its jobs are never rescued however long they run. A rescued job goes back to ``available``
 (the orphaned attempt counts, so a job that kills its node cannot loop forever), or to
-``discarded`` when its attempts are used up, with an error saying it was orphaned.
+``discarded`` when its attempts are used up, with an error saying it was orphaned. A discarded
+job's ``on_final_failure`` then runs once on the rescuing node, with :class:`JobOrphaned`,
+so the guide's "final attempt" pattern (mark failed, tell the user) holds for it too.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from ..errors import JobOrphaned
 from ..job import Job, JobState
 from ..serialization import dumps
 from .base import Counts, Looper, queries
@@ -133,7 +136,21 @@ class Lifeline(Looper):
                 )
             if batch.available:
                 node.app.announce(batch.available)
+            for job in batch.discarded:
+                await self.final_failure(job)
             if len(batch.jobs) < RESCUE_BATCH:
                 break
         await node.run_in_db(forget_dead_nodes, node.app)
         return {"rescued": available + discarded, "available": available, "discarded": discarded}
+
+    async def final_failure(self, job: Job[Any]) -> None:
+        """Run the worker's final-failure hook for a job discarded as orphaned (best effort:
+        a worker this node does not know, or a hook that raises, is logged)."""
+        executor = self.node.executor
+        try:
+            worker_cls = self.node.app.worker_for(job.worker)
+            typed = job.with_args(worker_cls.parse_args(job.args))
+            error = JobOrphaned(job.errors[-1]["error"] if job.errors else "orphaned")
+            await executor.call(executor.instance(worker_cls).on_final_failure, typed, error)
+        except Exception:
+            log.exception("on_final_failure of orphaned job %d (%s) failed", job.id, job.worker)

@@ -151,6 +151,7 @@ class Node:
         self._job_threads = ThreadPoolExecutor(
             max_workers=self.max_threads, thread_name_prefix="jobsaga-job"
         )
+        await self.run_in_db(self._check_schema)
         self.executor = Executor(self.app, self.name, self._job_threads)
         self.acker = Acker(
             self.app.engine.ack, self.run_in_db, max_batch=self.ack_batch, max_delay=self.ack_delay
@@ -172,6 +173,21 @@ class Node:
             producer.start()
         await self.plugins.start()
         log.info("node %s started: queues %s", self.name, self.queue_limits)
+
+    def _check_schema(self) -> None:
+        """Fail at start, with the remedy, rather than on the first query of a missing table."""
+        from ..engines import sql as sqlfiles
+        from ..errors import MigrationError
+
+        engine = self.app.engine
+        package = f"{sqlfiles.__name__}.{engine.dialect}"
+        known = {version for version, _ in sqlfiles.load_migrations(package, "migrations")}
+        missing = sorted(known - set(engine.applied_migrations()))
+        if missing:
+            raise MigrationError(
+                f"node {self.name}: the database lacks migrations {missing}; "
+                "run `jobsaga migrate` (or app.migrate()) first"
+            )
 
     def _on_notice(self, payload: Mapping[str, Any]) -> None:
         self.plugins.notice(payload)

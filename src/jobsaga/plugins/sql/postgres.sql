@@ -62,8 +62,10 @@ WHERE n.expires_at < %(before)s
                   WHERE j.state = 'executing' AND j.attempted_by = n.name)
 
 -- name: prune_jobs
+-- "= ANY(ARRAY(...))" makes the delete look up the picked ids by primary key; "IN (...)"
+-- lets the planner hash-join against a scan of the whole table.
 DELETE FROM jobsaga_jobs
-WHERE id IN (
+WHERE id = ANY(ARRAY(
     SELECT id FROM jobsaga_jobs
     WHERE state IN ('completed', 'cancelled', 'discarded')
       AND coalesce(CASE state WHEN 'completed' THEN completed_at
@@ -71,7 +73,7 @@ WHERE id IN (
                               ELSE discarded_at END, inserted_at) < %(before)s
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
-)
+))
 RETURNING id
 
 -- name: cron_ticks

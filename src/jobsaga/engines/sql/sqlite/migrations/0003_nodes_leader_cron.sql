@@ -1,5 +1,6 @@
 -- Cluster bookkeeping for the plugins: node heartbeats, the leader lease, cron ticks, and the
--- indexes the lifeline and the pruner read. Times are REAL unix seconds, JSON is TEXT.
+-- pruner's index (the lifeline finds executing jobs through jobsaga_jobs_state_idx).
+-- Times are REAL unix seconds, JSON is TEXT.
 
 -- One row per running node. A node writes its own deadline (expires_at = heartbeat + its own
 -- rescue_after), so the rescuer never needs to know another node's settings.
@@ -29,9 +30,6 @@ CREATE TABLE jobsaga_cron (
     last_tick_at  REAL NOT NULL,
     updated_at    REAL NOT NULL
 );
-
--- The lifeline looks for executing jobs per node.
-CREATE INDEX jobsaga_jobs_executing_idx ON jobsaga_jobs (attempted_by) WHERE state = 'executing';
 
 -- The pruner deletes finished jobs by the time they finished.
 CREATE INDEX jobsaga_jobs_prune_idx ON jobsaga_jobs (coalesce(
