@@ -199,3 +199,20 @@ def test_running_outside_a_job_is_refused() -> None:
 
 def test_a_step_is_a_plain_method_on_an_instance() -> None:
     assert Typed().total("o", 2) == "o:2"
+
+
+def test_a_step_method_cannot_shadow_a_workflow_attribute() -> None:
+    with pytest.raises(
+        WorkflowDefinitionError, match=r"cannot be called 'name'.*@step\(name='name'\)"
+    ):
+
+        class Bad(Workflow):
+            @step
+            def name(self) -> None: ...  # type: ignore[override]
+
+    class Good(Workflow):
+        @step(name="run")
+        def run_it(self) -> str:
+            return "ran"
+
+    assert list(Good.steps) == ["run"]

@@ -322,12 +322,35 @@ class WorkflowOptions(BaseModel):
         return v
 
 
+RESERVED = frozenset(
+    {
+        "name",
+        "options",
+        "Inputs",
+        "Context",
+        "steps",
+        "input_names",
+        "graph",
+        "result_step",
+        "mermaid",
+        "run",
+    }
+)
+"""Attributes of every workflow class, which a step method must not shadow."""
+
+
 class _StepNamespace(dict[str, Any]):
     """A class body namespace that refuses a second step under a name already taken."""
 
     def __setitem__(self, key: str, value: Any) -> None:
-        if isinstance(value, StepDef) and isinstance(self.get(key), StepDef):
-            raise WorkflowDefinitionError(f"duplicate step {key!r} in one workflow class")
+        if isinstance(value, StepDef):
+            if isinstance(self.get(key), StepDef):
+                raise WorkflowDefinitionError(f"duplicate step {key!r} in one workflow class")
+            if key in RESERVED:
+                raise WorkflowDefinitionError(
+                    f"a step method cannot be called {key!r} (a Workflow attribute); rename "
+                    f"the method and keep the step name with @step(name={key!r})"
+                )
         super().__setitem__(key, value)
 
 
@@ -427,10 +450,14 @@ class Workflow(metaclass=_WorkflowMeta):
     @classmethod
     def run(cls, *args: Any, **kwargs: Any) -> Any:
         """Refused: workflows run inside jobs. See the error message for the two right ways."""
-        raise WorkflowOutsideJobError(
-            f"workflow {cls.name} cannot run outside a job: a saga started from a request "
-            "handler dies with it and cannot be retried or rescued. Declare "
-            f"`class MyWorker(WorkflowWorker, workflow={cls.__qualname__}, queue=...)` and "
-            "insert a job; in tests use jobsaga.workflow.run_workflow_in_test_context(app, "
-            f"{cls.__qualname__}, inputs, context)."
-        )
+        raise outside_job_error(cls)
+
+
+def outside_job_error(workflow: type[Workflow]) -> WorkflowOutsideJobError:
+    return WorkflowOutsideJobError(
+        f"workflow {workflow.name} cannot run outside a job: a saga started from a request "
+        "handler dies with it and cannot be retried or rescued. Declare "
+        f"`class MyWorker(WorkflowWorker, workflow={workflow.__qualname__}, queue=...)` and "
+        "insert a job; in tests use jobsaga.workflow.run_workflow_in_test_context(app, "
+        f"{workflow.__qualname__}, inputs, context)."
+    )

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ValidationError
 
 from ..worker import describe_validation_error
-from .dsl import Workflow
+from .dsl import Workflow, outside_job_error
 from .errors import WorkflowDefinitionError, WorkflowInputError, WorkflowOutsideJobError
 from .executor import Execution, RunResult
 from .runlog import RunLog, SqlRunLog
@@ -83,7 +83,7 @@ async def execute(
     """Run ``workflow`` for ``job`` (what ``WorkflowWorker.perform`` does)."""
     workflow = check_workflow(workflow)
     if job is None and not _test_context:
-        workflow.run()  # raises WorkflowOutsideJobError with the explanation
+        raise outside_job_error(workflow)
     checked_inputs = validate_inputs(workflow, inputs)
     checked_context = validate_context(workflow, context)
     log: RunLog = SqlRunLog(workflow.name, engine=app.engine) if persist else RunLog(workflow.name)
