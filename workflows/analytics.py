@@ -33,6 +33,7 @@ from jobsaga import (
     App,
     Continue,
     Job,
+    JobSpec,
     StepContext,
     Worker,
     Workflow,
@@ -280,8 +281,29 @@ EXAMPLE_PROMPTS = [
 ]
 
 
+EXAMPLE_ACTOR = Actor(id="user-7", organization_id="org-1", role=Role.ANALYST)
+
+
 def seed(store: AnalyticsStore, organization_id: str = "org-1") -> list[str]:
     """Create the example prompts; returns their ids."""
     for prompt_id, text in EXAMPLE_PROMPTS:
         store.add_prompt(Prompt(id=prompt_id, organization_id=organization_id, text=text))
     return [prompt_id for prompt_id, _ in EXAMPLE_PROMPTS]
+
+
+class DemoAnalyticsAgentWorker(
+    AnalyticsAgentWorker, name="analytics.agent.demo", backoff=lambda attempt: 0.2 * attempt
+):
+    """The same worker with retries a fraction of a second apart, so a demo settles quickly."""
+
+
+def demo_jobs(
+    store: AnalyticsStore | None = None,
+    actor: Actor = EXAMPLE_ACTOR,
+    worker: type[AnalyticsAgentWorker] = DemoAnalyticsAgentWorker,
+) -> list[JobSpec]:
+    """Seed the example prompts and build one analytics job per prompt (for ``jobsaga demo``;
+    register ``worker`` and ``NotifyUser`` on the app, and run the ``analytics_agents`` and
+    ``notifications`` queues)."""
+    seed(store or AnalyticsWorkflow.store, actor.organization_id)
+    return [worker.new({"prompt_id": p, "actor": actor}) for p, _ in EXAMPLE_PROMPTS]
