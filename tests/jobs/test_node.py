@@ -217,6 +217,11 @@ def test_node_options_are_checked(app: App) -> None:
 
     with pytest.raises(ValueError, match="at least one queue"):
         Node(app, {})
-    node = app.node({"default": 0})
-    with pytest.raises(ValueError, match="concurrency limit"):
-        node.start_in_thread()
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="concurrency limit"):
+            app.node({"default": 10, "other": bad})  # type: ignore[dict-item]
+    before = {t.name for t in threading.enumerate()}
+    with pytest.raises(ValueError):
+        app.node({"default": 0}).start_in_thread()
+    # refused before anything started: no listener or pool thread is left behind
+    assert {t.name for t in threading.enumerate()} <= before

@@ -64,6 +64,9 @@ class Node:
     ) -> None:
         if not queues:
             raise ValueError("a node needs at least one queue, e.g. {'default': 10}")
+        for queue, limit in queues.items():  # here, before start() opens listeners and pools
+            if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+                raise ValueError(f"queue {queue!r}: concurrency limit must be >= 1, got {limit!r}")
         self.app = app
         self.name = name or default_node_name()
         self.queue_limits = dict(queues)
