@@ -8,6 +8,8 @@ import contextlib
 import dataclasses
 from typing import Any
 
+from pydantic import BaseModel
+
 from jobsaga import App, Job, StepContext, Workflow, WorkflowWorker, step
 from jobsaga.workflow import RecordedError, RunStatus, get_run
 from jobsaga.workflow.running import execute
@@ -16,18 +18,25 @@ from tests.workflow.conftest import TRAIL
 gate: dict[str, asyncio.Event] = {}
 
 
+class Reservation(BaseModel):
+    reservation: str
+    attempt: int
+
+
 class Order(Workflow, inputs=["fail"]):
     @step
-    def reserve(self, ctx: StepContext[Any]) -> dict[str, Any]:
+    def reserve(self, ctx: StepContext[Any]) -> Reservation:
         TRAIL.append(f"reserve@{ctx.attempt}")
-        return {"reservation": "r-1", "attempt": ctx.attempt}
+        return Reservation(reservation="r-1", attempt=ctx.attempt)
 
     @reserve.undo
-    def release(self, result: dict[str, Any], ctx: StepContext[Any]) -> None:
-        TRAIL.append(f"release {result['reservation']}@{ctx.attempt}")
+    def release(self, result: Reservation, ctx: StepContext[Any]) -> None:
+        TRAIL.append(f"release {result.reservation}@{ctx.attempt}")
 
     @step
-    async def charge(self, reserve: dict[str, Any], ctx: StepContext[Any]) -> str:
+    async def charge(self, reserve: Reservation, ctx: StepContext[Any]) -> str:
+        # On a resumed attempt, reserve comes back from the log re-typed by its annotation.
+        assert isinstance(reserve, Reservation)
         TRAIL.append(f"charge@{ctx.attempt}")
         if ctx.attempt == 1 and "charge" in gate:
             await gate["charge"].wait()  # hangs: the attempt is cut short here

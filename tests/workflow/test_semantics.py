@@ -547,3 +547,28 @@ def test_sync_steps_run_in_threads_async_on_the_loop(app: App) -> None:
 
     run(app, Where)
     assert seen == {"sync_in_thread": True, "async_on_loop": True}
+
+
+class EnqueueInUndo(Workflow):
+    @step
+    def book(self) -> str:
+        return "b-1"
+
+    @book.undo
+    def unbook(self, result: str) -> None:
+        assert APP is not None
+        APP.insert(FollowUp.new({"from": "undo"}))
+
+    @step
+    def fail(self, book: str, ctx: StepContext[Any]) -> None:
+        assert ctx.actor == {"id": "u-1"}
+        raise RuntimeError("fails so that book is undone")
+
+
+def test_undo_code_cannot_enqueue_either(app: App) -> None:
+    global APP
+    APP = app
+    result = run(app, EnqueueInUndo, {}, {"actor": {"id": "u-1"}})
+    [failure] = result.error.undo_errors
+    assert failure.step == "book" and isinstance(failure.error, EnqueueInStepError)
+    assert app.engine.queue_counts() == {}
