@@ -16,7 +16,7 @@ import click
 
 from ..app import App
 from ..workflow import Workflow, get_run, list_runs
-from ..workflow.runlog import RunRecord, RunStatus
+from ..workflow.records import RunRecord, RunStatus
 from .loading import load_app
 from .options import app_options
 

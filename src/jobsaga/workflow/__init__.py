@@ -15,20 +15,20 @@ from .errors import (
     WorkflowInputError,
     WorkflowOutsideJobError,
 )
-from .executor import RunResult
-from .results import Continue, Retry
-from .runlog import (
+from .records import (
     FAILED_STATUSES,
     EventRecord,
     RunRecord,
     RunStatus,
     StepRecord,
-    StepResultError,
     StepStatus,
     get_run,
     list_runs,
 )
+from .results import Continue, Retry
+from .runlog import StepResultError
 from .running import arun_workflow_in_test_context, run_workflow_in_test_context
+from .state import RunResult
 from .worker import WorkflowWorker
 
 __all__ = [

@@ -21,15 +21,13 @@ import inspect
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from .. import _context
-from ..backoff import tenacity_backoff
-from ..job import Job, JobSpec
+from ..job import Job
 from .context import StepContext
-from .dsl import Argument, StepDef, Workflow
+from .dsl import Argument, Workflow
 from .errors import (
     RecordedError,
     RetriesExhausted,
@@ -37,131 +35,16 @@ from .errors import (
     StepFailure,
     WorkflowError,
 )
+from .records import RunStatus, StepStatus
 from .results import Continue, Retry
-from .runlog import (
-    Resumed,
-    RunLog,
-    RunRecord,
-    RunStatus,
-    StepResultError,
-    StepStatus,
-    error_json,
-)
+from .runlog import Resumed, RunLog, StepResultError, error_json
+from .state import COMPLETED, DONE, RunResult, StepState, brief, retry_delay, spec_from_json
 
 if TYPE_CHECKING:
     from ..app import App
 
-COMPLETED = (StepStatus.SUCCEEDED, StepStatus.COMPENSATED)
-"""Statuses of a step that ran to a result: undone on rollback if it has an undo."""
-DONE = (*COMPLETED, StepStatus.SKIPPED)
-"""Statuses that let dependents start."""
-
-
 INTERRUPT_FLUSH_TIMEOUT = 5.0
 """Seconds an interrupted run may spend writing its log before giving up."""
-
-
-def default_backoff(tries: int) -> float:
-    """Seconds before retry ``tries`` of a step: 0.1, 0.2, 0.4 ... capped at 5."""
-    return float(min(5.0, 0.1 * 2 ** (tries - 1)))
-
-
-def retry_delay(backoff: Any, tries: int) -> float:
-    if backoff is None:
-        return default_backoff(tries)
-    if isinstance(backoff, (int, float)):
-        return float(backoff)
-    if type(backoff).__module__.startswith("tenacity"):
-        return tenacity_backoff(backoff)(tries)
-    return max(0.0, float(backoff(tries)))
-
-
-def spec_to_json(spec: JobSpec) -> dict[str, Any]:
-    return {
-        "worker": spec.worker,
-        "queue": spec.queue,
-        "args": spec.args,
-        "priority": spec.priority,
-        "max_attempts": spec.max_attempts,
-        "tags": list(spec.tags),
-        "meta": spec.meta,
-        "scheduled_at": spec.scheduled_at.isoformat() if spec.scheduled_at else None,
-        "schedule_in": spec.schedule_in,
-        "unique_key": spec.unique_key,
-        "unique_states": spec.unique_states,
-        "unique_period": spec.unique_period,
-    }
-
-
-def spec_from_json(data: Mapping[str, Any]) -> JobSpec:
-    at = data.get("scheduled_at")
-    return JobSpec(
-        **{
-            **data,
-            "tags": tuple(data.get("tags", ())),
-            "scheduled_at": datetime.fromisoformat(at) if at else None,
-        }
-    )
-
-
-@dataclass(slots=True, eq=False)
-class StepState:
-    spec: StepDef
-    position: int
-    status: StepStatus = StepStatus.PENDING
-    value: Any = None
-    stored: Any = None
-    """The result as the run log holds it (JSON data when persisted)."""
-    error: dict[str, Any] | None = None
-    exc: BaseException | None = None
-    tries: int = 0
-    undo_tries: int = 0
-    completed_seq: int | None = None
-    follow_ups: list[JobSpec] = field(default_factory=list)
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    waiting: int = 0
-
-    def row(self) -> dict[str, Any]:
-        return {
-            "step": self.spec.name,
-            "position": self.position,
-            "status": self.status.value,
-            "result": self.stored,
-            "error": self.error,
-            "tries": self.tries,
-            "undo_tries": self.undo_tries,
-            "completed_seq": self.completed_seq,
-            "enqueue": [spec_to_json(s) for s in self.follow_ups] if self.follow_ups else None,
-            "started_at": self.started_at,
-            "finished_at": self.finished_at,
-        }
-
-
-@dataclass(slots=True)
-class RunResult:
-    """How a run ended: ``value`` on success, ``error`` (a WorkflowError) on failure."""
-
-    workflow: str
-    run_id: int | None
-    status: RunStatus
-    value: Any = None
-    error: WorkflowError | None = None
-    follow_ups: tuple[JobSpec, ...] = ()
-    """Jobs the steps registered with ``ctx.enqueue_after_success``; empty unless it succeeded."""
-    run: RunRecord | None = None
-    """The run log (filled in by the test entry point)."""
-    log: RunLog | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-    def unwrap(self) -> Any:
-        """The value, or raise the WorkflowError."""
-        if self.error is not None:
-            raise self.error
-        return self.value
 
 
 class Execution:
@@ -532,9 +415,9 @@ class Execution:
         original: BaseException,
         error: BaseException | None = None,
     ) -> None:
-        detail: dict[str, Any] = {"outcome": outcome, "error": _brief(original)}
+        detail: dict[str, Any] = {"outcome": outcome, "error": brief(original)}
         if error is not None:
-            detail["raised"] = _brief(error)
+            detail["raised"] = brief(error)
         self.log.event("step.compensate", self.now(), step=st.spec.name, detail=detail)
         self.emit(
             "workflow.step.compensate", {}, step=st.spec.name, outcome=outcome, error=original
@@ -551,7 +434,7 @@ class Execution:
         st.status = StepStatus.RETRIED
         detail: dict[str, Any] = {"try": st.tries, "delay": delay}
         if error is not None:
-            detail["error"] = _brief(error)
+            detail["error"] = brief(error)
         if retry is not None and retry.reason:
             detail["reason"] = retry.reason
         self.record(st, "step.retried", detail)
@@ -589,7 +472,7 @@ class Execution:
     def fail(self, st: StepState, error: BaseException, started: float) -> None:
         st.status, st.exc, st.error = StepStatus.FAILED, error, error_json(error)
         st.finished_at = self.now()
-        self.record(st, "step.failed", {"try": st.tries, "error": _brief(error)})
+        self.record(st, "step.failed", {"try": st.tries, "error": brief(error)})
         self.emit(
             "workflow.step.exception",
             {"duration": time.monotonic() - started},
@@ -704,7 +587,7 @@ class Execution:
             st.status = StepStatus.UNDO_FAILED
             st.error = {**error_json(error), "during": "undo"}
             self.record(
-                st, "step.undo_failed", {"undo_tries": st.undo_tries, "error": _brief(error)}
+                st, "step.undo_failed", {"undo_tries": st.undo_tries, "error": brief(error)}
             )
             self.emit(
                 "workflow.step.undo",
@@ -727,12 +610,6 @@ class Execution:
         return {
             "step": step,
             **record,
-            "undo_errors": [{"step": f.step, **_brief(f.error)} for f in undo_errors],
-            "other_errors": [{"step": f.step, **_brief(f.error)} for f in self.others],
+            "undo_errors": [{"step": f.step, **brief(f.error)} for f in undo_errors],
+            "other_errors": [{"step": f.step, **brief(f.error)} for f in self.others],
         }
-
-
-def _brief(error: BaseException) -> dict[str, str]:
-    if isinstance(error, RecordedError):
-        return {"type": error.type_name, "message": error.message}
-    return {"type": f"{type(error).__module__}.{type(error).__qualname__}", "message": str(error)}

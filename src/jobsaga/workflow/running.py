@@ -16,8 +16,9 @@ from pydantic import BaseModel, ValidationError
 from ..worker import describe_validation_error
 from .dsl import Workflow, outside_job_error
 from .errors import WorkflowDefinitionError, WorkflowInputError, WorkflowOutsideJobError
-from .executor import Execution, RunResult
+from .executor import Execution
 from .runlog import RunLog, SqlRunLog
+from .state import RunResult
 
 if TYPE_CHECKING:
     from ..app import App

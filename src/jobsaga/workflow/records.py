@@ -1,0 +1,228 @@
+"""What the run log holds, as read back: runs, steps, events, and the queries that read them.
+
+``get_run`` and ``list_runs`` are the API behind ``jobsaga runs``; :class:`RunRecord` is also
+what the test entry point returns, so tests assert on exactly what an operator would see.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from ..engines.sql import load_queries
+from ..serialization import dumps
+
+if TYPE_CHECKING:
+    from ..app import App
+    from ..engines import Engine
+
+
+class RunStatus(enum.StrEnum):
+    RUNNING = "running"
+    ROLLING_BACK = "rolling_back"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    """Failed with nothing to undo."""
+    ROLLED_BACK = "rolled_back"
+    ROLLBACK_FAILED = "rollback_failed"
+
+
+class StepStatus(enum.StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    RETRIED = "retried"
+    """Failed a try and waits to run again."""
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    COMPENSATED = "compensated"
+    """Failed, and its compensation continued with a value: counts as succeeded."""
+    SKIPPED = "skipped"
+    UNDONE = "undone"
+    UNDO_FAILED = "undo_failed"
+
+
+FAILED_STATUSES = (RunStatus.FAILED, RunStatus.ROLLED_BACK, RunStatus.ROLLBACK_FAILED)
+"""What ``status="failed"`` means when listing runs: every way a saga can end in failure."""
+
+
+# --- what is read back ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StepRecord:
+    step: str
+    position: int
+    status: str
+    result: Any
+    error: dict[str, Any] | None
+    tries: int
+    undo_tries: int
+    completed_seq: int | None
+    enqueue: list[dict[str, Any]] | None
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    seq: int
+    at: datetime
+    attempt: int
+    step: str | None
+    kind: str
+    detail: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """One saga run as the log holds it: ``runs show`` prints exactly this."""
+
+    id: int | None
+    workflow: str
+    job_id: int | None
+    attempt: int
+    status: str
+    inputs: Any
+    context: Any
+    result: Any
+    error: dict[str, Any] | None
+    started_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+    steps: tuple[StepRecord, ...] = ()
+    events: tuple[EventRecord, ...] = ()
+
+    def step(self, name: str) -> StepRecord:
+        for record in self.steps:
+            if record.step == name:
+                return record
+        raise KeyError(f"run {self.id} has no step {name!r}")
+
+    def statuses(self) -> dict[str, str]:
+        return {s.step: s.status for s in self.steps}
+
+    def steps_with(self, *statuses: str) -> list[str]:
+        return [s.step for s in self.steps if s.status in statuses]
+
+    def events_of(self, *kinds: str) -> list[EventRecord]:
+        return [e for e in self.events if e.kind in kinds]
+
+    def undo_order(self) -> list[str]:
+        """The steps whose undo ran (for good or not), in the order the rollback took."""
+        return [e.step for e in self.events_of("step.undone", "step.undo_failed") if e.step]
+
+
+@functools.lru_cache(maxsize=4)
+def queries(dialect: str) -> dict[str, str]:
+    return load_queries("jobsaga.workflow.sql", f"{dialect}.sql")
+
+
+def _load(value: Any) -> Any:
+    return None if value is None else json.loads(value)
+
+
+# --- reading ------------------------------------------------------------------------------
+
+
+def _run_from_row(engine: Engine, row: Mapping[str, Any]) -> RunRecord:
+    tv = engine.time_value
+    return RunRecord(
+        id=int(row["id"]),
+        workflow=row["workflow"],
+        job_id=None if row["job_id"] is None else int(row["job_id"]),
+        attempt=int(row["attempt"]),
+        status=row["status"],
+        inputs=_load(row["inputs"]),
+        context=_load(row["context"]),
+        result=_load(row["result"]),
+        error=_load(row["error"]),
+        started_at=tv(row["started_at"]),  # type: ignore[arg-type]
+        updated_at=tv(row["updated_at"]),  # type: ignore[arg-type]
+        finished_at=tv(row["finished_at"]),
+    )
+
+
+def read_run(engine: Engine, tx: Any, run_id: int) -> RunRecord | None:
+    q = queries(engine.dialect)
+    rows = tx.execute(q["get_run"], {"id": run_id})
+    if not rows:
+        return None
+    tv = engine.time_value
+    steps = tuple(
+        StepRecord(
+            step=r["step"],
+            position=int(r["position"]),
+            status=r["status"],
+            result=_load(r["result"]),
+            error=_load(r["error"]),
+            tries=int(r["tries"]),
+            undo_tries=int(r["undo_tries"]),
+            completed_seq=None if r["completed_seq"] is None else int(r["completed_seq"]),
+            enqueue=_load(r["enqueue"]),
+            started_at=tv(r["started_at"]),
+            finished_at=tv(r["finished_at"]),
+        )
+        for r in tx.execute(q["get_steps"], {"run_id": run_id})
+    )
+    events = tuple(
+        EventRecord(
+            seq=int(r["seq"]),
+            at=tv(r["at"]),  # type: ignore[arg-type]
+            attempt=int(r["attempt"]),
+            step=r["step"],
+            kind=r["kind"],
+            detail=_load(r["detail"]),
+        )
+        for r in tx.execute(q["get_events"], {"run_id": run_id})
+    )
+    run = _run_from_row(engine, rows[0])
+    return RunRecord(**{**_fields(run), "steps": steps, "events": events})
+
+
+def _fields(run: RunRecord) -> dict[str, Any]:
+    return {name: getattr(run, name) for name in RunRecord.__slots__}
+
+
+def get_run(app: App, run_id: int) -> RunRecord | None:
+    """One run with its steps (in declaration order) and its events (in the order they happened)."""
+    with app.engine.transaction() as tx:
+        return read_run(app.engine, tx, run_id)
+
+
+def list_runs(
+    app: App,
+    *,
+    status: str | Iterable[str] | None = None,
+    workflow: str | None = None,
+    job_id: int | None = None,
+    limit: int = 50,
+) -> list[RunRecord]:
+    """Runs, newest first, without their steps. ``status="failed"`` matches every failed
+    ending (failed, rolled_back, rollback_failed); give the exact statuses to narrow it."""
+    statuses: list[str] | None = None
+    if status is not None:
+        wanted = [status] if isinstance(status, str) else list(status)
+        statuses = []
+        for item in wanted:
+            valid = {s.value for s in RunStatus}
+            if item not in valid:
+                raise ValueError(f"unknown run status {item!r}; use one of {sorted(valid)}")
+            statuses += [s.value for s in FAILED_STATUSES] if item == "failed" else [item]
+    engine = app.engine
+    q = queries(engine.dialect)
+    params: dict[str, Any] = {
+        "statuses": statuses
+        if engine.dialect == "postgres" or statuses is None
+        else dumps(statuses),
+        "workflow": workflow,
+        "job_id": job_id,
+        "limit": limit,
+    }
+    with engine.transaction() as tx:
+        rows = tx.execute(q["list_runs"], params)
+    return [_run_from_row(engine, row) for row in rows]

@@ -1,0 +1,129 @@
+"""The state of one run as the executor tracks it, and what a run returns."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from ..backoff import tenacity_backoff
+from ..job import JobSpec
+from .dsl import StepDef
+from .errors import RecordedError, WorkflowError
+from .records import RunRecord, RunStatus, StepStatus
+from .runlog import RunLog
+
+COMPLETED = (StepStatus.SUCCEEDED, StepStatus.COMPENSATED)
+"""Statuses of a step that ran to a result: undone on rollback if it has an undo."""
+DONE = (*COMPLETED, StepStatus.SKIPPED)
+"""Statuses that let dependents start."""
+
+
+def default_backoff(tries: int) -> float:
+    """Seconds before retry ``tries`` of a step: 0.1, 0.2, 0.4 ... capped at 5."""
+    return float(min(5.0, 0.1 * 2 ** (tries - 1)))
+
+
+def retry_delay(backoff: Any, tries: int) -> float:
+    if backoff is None:
+        return default_backoff(tries)
+    if isinstance(backoff, (int, float)):
+        return float(backoff)
+    if type(backoff).__module__.startswith("tenacity"):
+        return tenacity_backoff(backoff)(tries)
+    return max(0.0, float(backoff(tries)))
+
+
+def spec_to_json(spec: JobSpec) -> dict[str, Any]:
+    return {
+        "worker": spec.worker,
+        "queue": spec.queue,
+        "args": spec.args,
+        "priority": spec.priority,
+        "max_attempts": spec.max_attempts,
+        "tags": list(spec.tags),
+        "meta": spec.meta,
+        "scheduled_at": spec.scheduled_at.isoformat() if spec.scheduled_at else None,
+        "schedule_in": spec.schedule_in,
+        "unique_key": spec.unique_key,
+        "unique_states": spec.unique_states,
+        "unique_period": spec.unique_period,
+    }
+
+
+def spec_from_json(data: Mapping[str, Any]) -> JobSpec:
+    at = data.get("scheduled_at")
+    return JobSpec(
+        **{
+            **data,
+            "tags": tuple(data.get("tags", ())),
+            "scheduled_at": datetime.fromisoformat(at) if at else None,
+        }
+    )
+
+
+@dataclass(slots=True, eq=False)
+class StepState:
+    spec: StepDef
+    position: int
+    status: StepStatus = StepStatus.PENDING
+    value: Any = None
+    stored: Any = None
+    """The result as the run log holds it (JSON data when persisted)."""
+    error: dict[str, Any] | None = None
+    exc: BaseException | None = None
+    tries: int = 0
+    undo_tries: int = 0
+    completed_seq: int | None = None
+    follow_ups: list[JobSpec] = field(default_factory=list)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    waiting: int = 0
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "step": self.spec.name,
+            "position": self.position,
+            "status": self.status.value,
+            "result": self.stored,
+            "error": self.error,
+            "tries": self.tries,
+            "undo_tries": self.undo_tries,
+            "completed_seq": self.completed_seq,
+            "enqueue": [spec_to_json(s) for s in self.follow_ups] if self.follow_ups else None,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+        }
+
+
+@dataclass(slots=True)
+class RunResult:
+    """How a run ended: ``value`` on success, ``error`` (a WorkflowError) on failure."""
+
+    workflow: str
+    run_id: int | None
+    status: RunStatus
+    value: Any = None
+    error: WorkflowError | None = None
+    follow_ups: tuple[JobSpec, ...] = ()
+    """Jobs the steps registered with ``ctx.enqueue_after_success``; empty unless it succeeded."""
+    run: RunRecord | None = None
+    """The run log (filled in by the test entry point)."""
+    log: RunLog | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def unwrap(self) -> Any:
+        """The value, or raise the WorkflowError."""
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+def brief(error: BaseException) -> dict[str, str]:
+    if isinstance(error, RecordedError):
+        return {"type": error.type_name, "message": error.message}
+    return {"type": f"{type(error).__module__}.{type(error).__qualname__}", "message": str(error)}
