@@ -275,15 +275,21 @@ class Execution:
             if st.waiting == 0:
                 heapq.heappush(ready, (st.position, name))
         running: dict[asyncio.Task[None], str] = {}
+        # Finished tasks queue themselves: one wake-up per completion, whatever the fan-out
+        # (asyncio.wait would re-register a callback on every running task each time).
+        finished: asyncio.Queue[asyncio.Task[None]] = asyncio.Queue()
         try:
             while True:
                 while ready and len(running) < self.limit and self.failure is None:
                     _, name = heapq.heappop(ready)
                     task = asyncio.create_task(self.run_step(self.states[name]))
+                    task.add_done_callback(finished.put_nowait)
                     running[task] = name
                 if not running:
                     return
-                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                done = [await finished.get()]
+                while not finished.empty():
+                    done.append(finished.get_nowait())
                 for task in done:
                     name = running.pop(task)
                     task.result()  # run_step handles user errors; anything else is a bug
