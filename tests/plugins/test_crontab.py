@@ -132,3 +132,9 @@ def test_worker_by_name_resolves_on_the_app(tmp_path: object) -> None:
     missing = CronEntry("* * * * *", "tests.Nope", name="ghost")
     with pytest.raises(ConfigError, match="cron entry 'ghost'.*tests.Nope"):
         missing.resolve(app)
+
+
+def test_unregistered_worker_name_fails_when_the_node_is_built(tmp_path: object) -> None:
+    app = jobsaga.App(f"sqlite:///{tmp_path}/x.db", workers=[HealthCheck])
+    with pytest.raises(ConfigError, match="cron entry 'ghost'.*tests.Nope"):
+        app.node(crontab=[CronEntry("@daily", "tests.Nope", name="ghost")])

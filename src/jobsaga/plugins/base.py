@@ -66,6 +66,8 @@ class Looper:
 
     name: ClassVar[str] = "looper"
     leader_only: ClassVar[bool] = False
+    emits: ClassVar[bool] = True
+    """Whether runs emit ``plugin.<name>.*`` events (the leader emits ``leader.*`` instead)."""
 
     def __init__(self, node: Node, interval: float) -> None:
         if interval <= 0:
@@ -127,6 +129,8 @@ class Looper:
         try:
             counts = await self.run_once()
         except Exception as exc:
+            if not self.emits:
+                raise
             telemetry.emit(
                 f"plugin.{self.name}.exception",
                 {"duration": time.monotonic() - started},
@@ -134,6 +138,8 @@ class Looper:
             )
             raise
         self.runs += 1
+        if not self.emits:
+            return counts
         telemetry.emit(
             f"plugin.{self.name}.stop", {"duration": time.monotonic() - started, **counts}, meta
         )

@@ -32,6 +32,7 @@ SCOPE = "jobsaga"
 class Leader(Looper):
     name = "leader"
     leader_only = False
+    emits = False  # a renewal every lease / 3 is no event; elections and resignations are
 
     def __init__(self, node: Node, lease: float, *, eligible: bool = True) -> None:
         if lease <= 0:

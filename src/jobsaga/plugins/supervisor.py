@@ -81,6 +81,8 @@ class NodePlugins:
             options.rescue_interval or min(options.heartbeat_interval, options.rescue_after / 4),
             options.rescue_after,
         )
+        for entry in options.crontab:
+            entry.resolve(node.app)  # a worker named by a string must be registered: fail now
         self.cron = Cron(node, options.crontab) if options.crontab else None
         self.pruner = (
             Pruner(node, options.prune_interval, options.prune_after, options.prune_limit)

@@ -1,6 +1,6 @@
-"""Several nodes in separate processes sharing one PostgreSQL: cron once per tick across a
-killed leader, fast takeover, and rescue of a kill -9'd node's jobs (nothing lost, no live
-job rescued). Figures are printed (run with -s to see them)."""
+"""Several nodes in separate processes sharing one database (PostgreSQL, and one SQLite file):
+cron once per tick across a killed leader, fast takeover, and rescue of a kill -9'd node's
+jobs (nothing lost, no live job rescued). Figures are printed (run with -s to see them)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,6 @@ from .node_proc import Long, Work
 from .support import rows
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.parametrize("engine_name", ["postgres"])
 
 
 class Procs:
@@ -104,7 +103,7 @@ def test_three_nodes_cron_each_tick_once_across_a_killed_leader(
         assert gaps == {timedelta(seconds=step)}, f"{name}: missed ticks {gaps}"
         assert len(ticks) >= 12 // step
     print(
-        f"\ncron: {len(metas)} jobs from 3 nodes, each tick once; leader {first} killed, "
+        f"\n{app.dialect} cron: {len(metas)} jobs from 3 nodes, each tick once; leader {first} killed, "
         f"{new} took over in {takeover:.2f}s (lease 2s)"
     )
     assert takeover < 4.0
@@ -138,7 +137,7 @@ def test_killed_node_jobs_rescued_and_completed_no_live_job_rescued(
     total = rows(app, "SELECT count(*) AS n FROM jobsaga_jobs WHERE state = 'completed'")
     assert int(total[0]["n"]) == 7
     print(
-        f"\nlifeline: 6 jobs of a kill -9'd node (the leader) rescued and completed "
+        f"\n{app.dialect} lifeline: 6 jobs of a kill -9'd node (the leader) rescued and completed "
         f"{rescued_in:.2f}s after the kill (rescue_after 2s, lease 2s); the survivor's "
         "7s job ran once"
     )
