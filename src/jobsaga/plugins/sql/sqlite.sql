@@ -64,9 +64,11 @@ WHERE expires_at < :before
                   WHERE j.state = 'executing' AND j.attempted_by = jobsaga_nodes.name)
 
 -- name: prune_jobs
+-- INDEXED BY: without statistics SQLite prefers jobsaga_jobs_state_idx and reads every
+-- finished job to find the few old ones.
 DELETE FROM jobsaga_jobs
 WHERE id IN (
-    SELECT id FROM jobsaga_jobs
+    SELECT id FROM jobsaga_jobs INDEXED BY jobsaga_jobs_prune_idx
     WHERE state IN ('completed', 'cancelled', 'discarded')
       AND coalesce(CASE state WHEN 'completed' THEN completed_at
                               WHEN 'cancelled' THEN cancelled_at
