@@ -8,10 +8,21 @@ import contextlib
 import dataclasses
 from typing import Any
 
+import pytest
+from click.testing import CliRunner
 from pydantic import BaseModel
 
 from jobsaga import App, Job, StepContext, Workflow, WorkflowWorker, step
-from jobsaga.workflow import RecordedError, RunStatus, get_run
+from jobsaga.cli.main import cli
+from jobsaga.workflow import (
+    RecordedError,
+    RunAbandoned,
+    RunStateError,
+    RunStatus,
+    get_run,
+    list_runs,
+    roll_back_run,
+)
 from jobsaga.workflow.running import execute
 from tests.workflow.conftest import TRAIL
 
@@ -141,3 +152,55 @@ def test_a_finished_run_is_not_resumed(app: App) -> None:
     first, second = asyncio.run(scenario())
     assert first.run_id != second.run_id  # a rolled-back run is over: the retry starts afresh
     assert TRAIL.count("reserve@1") == 1 and TRAIL.count("reserve@2") == 1
+
+
+def test_an_abandoned_run_is_rolled_back_by_an_operator(app: App) -> None:
+    app.register(OrderWorker)
+    job = app.insert(OrderWorker.new({"fail": False}))
+    asyncio.run(cut_short(app, job, False, "charge"))
+    [run] = list_runs(app, job_id=job.id)
+    assert run.status == "running"
+
+    with pytest.raises(RunStateError, match="which is available: its next attempt resumes"):
+        roll_back_run(app, run.id)  # type: ignore[arg-type]
+    param = "%(id)s" if app.dialect == "postgres" else ":id"
+    with app.engine.transaction() as tx:  # as the lifeline does after a crash on the last attempt
+        tx.execute(
+            f"UPDATE jobsaga_jobs SET state = 'discarded' WHERE id = {param}", {"id": job.id}
+        )
+
+    result = roll_back_run(app, run.id, reason="node died on the last attempt")  # type: ignore[arg-type]
+    assert result.status is RunStatus.ROLLED_BACK
+    assert result.error is not None and isinstance(result.error.error, RunAbandoned)
+    assert result.error.undone == ("reserve",)  # charge was running: its outcome is unknown
+    assert TRAIL[-1] == "release r-1@1"
+    assert result.run is not None and result.run.statuses() == {
+        "reserve": "undone",
+        "charge": "pending",
+        "ship": "pending",
+    }
+    [abandoned] = result.run.events_of("run.abandoned")
+    assert abandoned.detail == {"reason": "node died on the last attempt"}
+    with pytest.raises(RunStateError, match="has ended already"):
+        roll_back_run(app, run.id)  # type: ignore[arg-type]
+
+
+def test_rollback_from_the_cli(db_url: str, make_app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = make_app(OrderWorker)
+    job = app.insert(OrderWorker.new({"fail": False}))
+    asyncio.run(cut_short(app, job, False, "charge"))
+    [run] = list_runs(app, job_id=job.id)
+    monkeypatch.setenv("JOBSAGA_TEST_APP_URL", db_url)
+    runner = CliRunner()
+    args = ["runs", "rollback", str(run.id), "--app", "tests.workflow.test_resume:env_app"]
+    refused = runner.invoke(cli, args)
+    assert refused.exit_code != 0 and "Cancel the job first" in refused.output
+    done = runner.invoke(cli, [*args, "--force", "--reason", "cleanup"])
+    assert done.exit_code == 0, done.output
+    assert done.output == f"run {run.id}: rolled_back; undone: reserve\n"
+
+
+def env_app() -> App:
+    import os
+
+    return App(os.environ["JOBSAGA_TEST_APP_URL"], workers=[OrderWorker])

@@ -15,8 +15,9 @@ from typing import Any
 import click
 
 from ..app import App
-from ..workflow import Workflow, get_run, list_runs
+from ..workflow import RunStateError, Workflow, get_run, list_runs, roll_back_run
 from ..workflow.records import RunRecord, RunStatus
+from ..workflow.running import known_workflows
 from .loading import load_app
 from .options import app_options
 
@@ -35,16 +36,13 @@ MARKS = {
 
 
 def find_workflow(app: App, name: str) -> type[Workflow] | None:
-    """A workflow by its stable name among the app's workflows and workflow workers, or by
-    import path (``package.module:Class`` or ``package.module.Class``)."""
-    candidates: list[Any] = list(app.workflows.values())
-    candidates += [getattr(w, "workflow", None) for w in app.workers.values()]
-    for candidate in candidates:
-        if (
-            isinstance(candidate, type)
-            and issubclass(candidate, Workflow)
-            and name in (candidate.name, candidate.__qualname__)
-        ):
+    """A workflow by its stable name among the app's workflows and workflow workers (or its
+    class name), else by import path (``package.module:Class`` or ``package.module.Class``)."""
+    known = known_workflows(app)
+    if name in known:
+        return known[name]
+    for candidate in known.values():
+        if candidate.__qualname__ == name:
             return candidate
     module_name, sep, attr = name.partition(":")
     if not sep:
@@ -58,12 +56,6 @@ def find_workflow(app: App, name: str) -> type[Workflow] | None:
     if isinstance(found, type) and issubclass(found, Workflow) and found.graph is not None:
         return found
     return None
-
-
-def known_workflows(app: App) -> set[str]:
-    candidates: list[Any] = list(app.workflows.values())
-    candidates += [getattr(w, "workflow", None) for w in app.workers.values()]
-    return {c.name for c in candidates if isinstance(c, type) and issubclass(c, Workflow)}
 
 
 def _when(value: datetime | None) -> str:
@@ -220,6 +212,38 @@ def runs_commands(cli: click.Group) -> None:
             click.echo("\n".join(show_run(run, find_workflow(app, run.workflow))))
         finally:
             app.close()
+
+    @runs.command("rollback")
+    @app_options
+    @click.argument("run_id", type=int)
+    @click.option("--reason", default="rolled back by an operator", show_default=True)
+    @click.option(
+        "--force",
+        is_flag=True,
+        help="Roll back even though the run's job is not finished (its next attempt would "
+        "otherwise resume the run).",
+    )
+    def rollback_command(
+        app_spec: str | None, url: str | None, run_id: int, reason: str, force: bool
+    ) -> None:
+        """Undo the completed steps of an unfinished run nobody will resume, and end it.
+
+        Needs --app: the undo code lives in your workflow classes."""
+        app = load_app(app_spec, url)
+        try:
+            result = roll_back_run(app, run_id, reason=reason, force=force)
+        except RunStateError as exc:
+            raise click.ClickException(str(exc)) from None
+        finally:
+            app.close()
+        error = result.error
+        assert error is not None
+        undone = ", ".join(error.undone) or "nothing"
+        click.echo(f"run {run_id}: {result.status.value}; undone: {undone}")
+        for failure in error.undo_errors:
+            click.echo(f"  undo of {failure.step!r} failed: {failure.error}")
+        if error.undo_errors:
+            raise SystemExit(1)
 
     @cli.group("workflow")
     def workflow_group() -> None:

@@ -8,6 +8,8 @@ from .dsl import Workflow, step
 from .errors import (
     RecordedError,
     RetriesExhausted,
+    RunAbandoned,
+    RunStateError,
     StepArgumentError,
     StepFailure,
     WorkflowDefinitionError,
@@ -27,19 +29,26 @@ from .records import (
 )
 from .results import Continue, Retry
 from .runlog import StepResultError
-from .running import arun_workflow_in_test_context, run_workflow_in_test_context
+from .running import (
+    aroll_back_run,
+    arun_workflow_in_test_context,
+    roll_back_run,
+    run_workflow_in_test_context,
+)
 from .state import RunResult
 from .worker import WorkflowWorker
 
 __all__ = [
-    "FAILED_STATUSES",
     "Continue",
     "EventRecord",
+    "FAILED_STATUSES",
     "RecordedError",
-    "Retry",
     "RetriesExhausted",
+    "Retry",
+    "RunAbandoned",
     "RunRecord",
     "RunResult",
+    "RunStateError",
     "RunStatus",
     "StepArgumentError",
     "StepContext",
@@ -53,9 +62,11 @@ __all__ = [
     "WorkflowInputError",
     "WorkflowOutsideJobError",
     "WorkflowWorker",
+    "aroll_back_run",
     "arun_workflow_in_test_context",
     "get_run",
     "list_runs",
+    "roll_back_run",
     "run_workflow_in_test_context",
     "step",
 ]

@@ -11,6 +11,8 @@
     ├── RetriesExhausted              a step asked for more retries than ``max_retries``
     ├── StepArgumentError             a ``name.field`` argument not found in the result
     ├── RecordedError                 an error read back from the run log (a resumed run)
+    ├── RunAbandoned                  an operator rolled back a run nobody will resume
+    ├── RunStateError                 a run cannot be rolled back in its current state
     └── WorkflowError                 the saga failed: the step error plus every undo error
 
 A :class:`WorkflowError` is what a failed run returns (and what ``WorkflowWorker`` raises):
@@ -70,6 +72,14 @@ class RecordedError(JobsagaError):
         self.message = str(data.get("message", ""))
         self.traceback_text = str(data.get("traceback", ""))
         super().__init__(f"{self.type_name}: {self.message} (recorded by an earlier attempt)")
+
+
+class RunAbandoned(JobsagaError):
+    """The reason an operator gave for rolling back an unfinished run (``runs rollback``)."""
+
+
+class RunStateError(JobsagaError, RuntimeError):
+    """The run has ended already, or its job may still resume it."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,7 @@ from .dsl import Argument, Workflow
 from .errors import (
     RecordedError,
     RetriesExhausted,
+    RunAbandoned,
     StepArgumentError,
     StepFailure,
     WorkflowError,
@@ -43,6 +44,8 @@ from .state import COMPLETED, DONE, RunResult, StepState, brief, retry_delay, sp
 if TYPE_CHECKING:
     from ..app import App
 
+ABANDONED = "(abandoned)"
+"""The step name a rollback started by an operator is recorded under."""
 INTERRUPT_FLUSH_TIMEOUT = 5.0
 """Seconds an interrupted run may spend writing its log before giving up."""
 
@@ -60,8 +63,10 @@ class Execution:
         log: RunLog,
         job: Job[Any] | None,
         attempt: int,
+        abandon: str | None = None,
     ) -> None:
         self.app = app
+        self.abandon = abandon
         self.workflow = workflow
         self.instance = workflow()
         self.graph = workflow.graph
@@ -190,6 +195,11 @@ class Execution:
         self.emit("workflow.start", {"system_time": time.time()}, resumed=resumed is not None)
         try:
             rolling_back = self.restore(resumed) if resumed is not None else False
+            if self.abandon is not None and not rolling_back:
+                # An operator gave up on this run: undo what completed, run nothing more.
+                self.log.event("run.abandoned", self.now(), detail={"reason": self.abandon})
+                self.failure = (ABANDONED, RunAbandoned(self.abandon))
+                rolling_back = True
             if not rolling_back:
                 await self.forward()
             if self.failure is None:

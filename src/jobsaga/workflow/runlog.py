@@ -223,6 +223,8 @@ class SqlRunLog(RunLog):
     """The persisted log, on the app's engine (SQLite or PostgreSQL)."""
 
     engine: Engine | None = None
+    resume_id: int | None = None
+    """Take over this unfinished run (``runs rollback``) instead of looking one up by job."""
     _dirty_steps: set[str] = field(default_factory=set)
     _written: set[str] = field(default_factory=set)
     _new_events: list[dict[str, Any]] = field(default_factory=list)
@@ -260,33 +262,32 @@ class SqlRunLog(RunLog):
         engine = self._engine
         q = queries(engine.dialect)
         with engine.transaction() as tx:
-            if self.job_id is not None:
+            run_id = self.resume_id
+            if run_id is None and self.job_id is not None:
                 found = tx.execute(
                     q["find_resumable"], {"job_id": self.job_id, "workflow": self.workflow}
                 )
-                if found:
-                    run_id = int(found[0]["id"])
-                    tx.execute(
-                        q["resume_run"],
-                        {"id": run_id, "attempt": self.attempt, "now": engine.time_param(now)},
-                    )
-                    self.run_id = run_id
-                    run = read_run(engine, tx, run_id)
-                    assert run is not None
-                    self.seq = int(tx.execute(q["max_seq"], {"run_id": run_id})[0]["seq"])
-                    self.run.update(status=run.status, error=run.error, started_at=run.started_at)
-                    self._written.update(record.step for record in run.steps)
-                    for record in run.steps:
-                        self.steps[record.step] = {
-                            k: getattr(record, k) for k in StepRecord.__slots__
-                        }
-                    return Resumed(
-                        run_id,
-                        run.status,
-                        run.error,
-                        {s.step: s for s in run.steps},
-                        self.seq + 1,
-                    )
+                run_id = int(found[0]["id"]) if found else None
+            if run_id is not None:
+                tx.execute(
+                    q["resume_run"],
+                    {"id": run_id, "attempt": self.attempt, "now": engine.time_param(now)},
+                )
+                self.run_id = run_id
+                run = read_run(engine, tx, run_id)
+                assert run is not None
+                self.seq = int(tx.execute(q["max_seq"], {"run_id": run_id})[0]["seq"])
+                self.run.update(status=run.status, error=run.error, started_at=run.started_at)
+                self._written.update(record.step for record in run.steps)
+                for record in run.steps:
+                    self.steps[record.step] = {k: getattr(record, k) for k in StepRecord.__slots__}
+                return Resumed(
+                    run_id,
+                    run.status,
+                    run.error,
+                    {s.step: s for s in run.steps},
+                    self.seq + 1,
+                )
             row = tx.execute(
                 q["insert_run"],
                 {

@@ -13,16 +13,34 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
+from ..job import JobState
 from ..worker import describe_validation_error
 from .dsl import Workflow, outside_job_error
-from .errors import WorkflowDefinitionError, WorkflowInputError, WorkflowOutsideJobError
+from .errors import (
+    RunStateError,
+    WorkflowDefinitionError,
+    WorkflowInputError,
+    WorkflowOutsideJobError,
+)
 from .executor import Execution
+from .records import RunStatus, get_run
 from .runlog import RunLog, SqlRunLog
 from .state import RunResult
 
 if TYPE_CHECKING:
     from ..app import App
     from ..job import Job
+
+
+def known_workflows(app: App) -> dict[str, type[Workflow]]:
+    """The workflows an app knows by name: registered ones and those of its workflow workers."""
+    candidates: list[Any] = list(app.workflows.values())
+    candidates += [getattr(worker, "workflow", None) for worker in app.workers.values()]
+    return {
+        c.name: c
+        for c in candidates
+        if isinstance(c, type) and issubclass(c, Workflow) and c.graph is not None
+    }
 
 
 def check_workflow(workflow: Any) -> type[Workflow]:
@@ -163,3 +181,61 @@ def run_workflow_in_test_context(
             app, workflow, inputs, context, attempt=attempt, persist=persist
         )
     )
+
+
+async def aroll_back_run(
+    app: App, run_id: int, *, reason: str = "rolled back by an operator", force: bool = False
+) -> RunResult:
+    """Roll back an unfinished run that nobody will resume, and end it.
+
+    A run stays ``running`` when its job ended without finishing it: the lifeline discarded
+    the job after a crash on its last attempt, or the last attempt timed out. This undoes,
+    once and newest first, every step the log shows as completed (steps whose outcome is
+    unknown because they were running are not undone), records ``run.abandoned``, and ends
+    the run ``rolled_back`` or ``rollback_failed``; the result's error is a ``WorkflowError``
+    whose ``error`` is a ``RunAbandoned`` carrying ``reason``. A rollback already under way
+    is carried on. The app must know the workflow (register it, or its WorkflowWorker).
+
+    Refused (``RunStateError``) when the run has ended, or when its job still exists and is
+    not finished, since its next attempt would resume the run: ``force=True`` overrides that.
+    """
+    run = await asyncio.to_thread(get_run, app, run_id)
+    if run is None:
+        raise RunStateError(f"no run {run_id}")
+    if run.status not in (RunStatus.RUNNING, RunStatus.ROLLING_BACK):
+        raise RunStateError(f"run {run_id} has ended already ({run.status}); nothing to roll back")
+    workflow = known_workflows(app).get(run.workflow)
+    if workflow is None:
+        raise RunStateError(
+            f"run {run_id} is a {run.workflow!r} run, a workflow this app does not know; "
+            "load the app that registers it (or its WorkflowWorker)"
+        )
+    if run.job_id is not None and not force:
+        job = await asyncio.to_thread(app.get_job, run.job_id)
+        if job is not None and job.state not in (JobState.DISCARDED, JobState.CANCELLED):
+            raise RunStateError(
+                f"run {run_id} belongs to job {job.id}, which is {job.state.value}: its next "
+                "attempt resumes the run. Cancel the job first, or force the rollback."
+            )
+    log = SqlRunLog(workflow.name, engine=app.engine, resume_id=run_id)
+    execution = Execution(
+        app,
+        workflow,
+        validate_inputs(workflow, run.inputs),
+        validate_context(workflow, run.context),
+        log=log,
+        job=None,
+        attempt=run.attempt,
+        abandon=reason,
+    )
+    execution.meta["job_id"] = run.job_id
+    result = await execution.run()
+    result.run = await log.record(app)
+    return result
+
+
+def roll_back_run(
+    app: App, run_id: int, *, reason: str = "rolled back by an operator", force: bool = False
+) -> RunResult:
+    """The synchronous form of :func:`aroll_back_run` (what ``jobsaga runs rollback`` calls)."""
+    return asyncio.run(aroll_back_run(app, run_id, reason=reason, force=force))
