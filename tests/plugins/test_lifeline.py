@@ -156,3 +156,27 @@ def test_orphan_discarded_runs_on_final_failure_once(make_app: Callable[..., App
     assert FINAL_FAILURES.count((job.id, "JobOrphaned")) == 1
     final = app.get_job(job.id)
     assert final is not None and final.state is JobState.DISCARDED
+
+
+class LoopHog(Worker, name="tests.lifeline.LoopHog", queue="hog", timeout=None):
+    async def perform(self, job: jobsaga.Job[dict[str, Any]]) -> None:
+        time.sleep(1.5)  # blocks the node's event loop: the heartbeat thread still beats
+
+
+def test_a_job_that_blocks_the_event_loop_is_not_rescued(make_app: Callable[..., App]) -> None:
+    hog_app, rescuer_app = make_app(LoopHog), make_app(LoopHog)
+    options: dict[str, Any] = {
+        "poll_interval": 0.05,
+        "heartbeat_interval": 0.1,
+        "rescue_after": 0.5,
+    }
+    rescuer = rescuer_app.node({"other": 1}, name="rescuer", leader_lease=0.5, **options)
+    hog = hog_app.node({"hog": 1}, name="hog", leadership=False, **options)
+    job = hog_app.insert(LoopHog.new())
+    with rescuer.start_in_thread():
+        wait_until(lambda: rescuer.plugins.is_leader, 5)
+        with hog.start_in_thread():
+            wait_until(lambda: hog_app.get_job(job.id).state is JobState.COMPLETED, 10)  # type: ignore[union-attr]
+    done = hog_app.get_job(job.id)
+    assert done is not None and done.attempt == 1 and done.errors == ()
+    assert rescuer.plugins.lifeline.runs >= 3  # the lifeline looked, several times, and left it
