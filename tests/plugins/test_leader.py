@@ -90,3 +90,23 @@ def test_unmigrated_database_is_a_clear_error(db_url: str) -> None:
             app.node(poll_interval=0.05).start_in_thread()
     finally:
         app.close()
+
+
+def test_plugin_options_are_checked(app: App) -> None:
+    import pytest
+
+    from jobsaga import ConfigError
+
+    with pytest.raises(ConfigError, match="at least twice heartbeat_interval"):
+        app.node(heartbeat_interval=5, rescue_after=6)
+    with pytest.raises(ConfigError, match="prune_after must be a positive number"):
+        app.node(prune_after=0)
+    with pytest.raises(ConfigError, match="leader_lease must be a positive number"):
+        app.node(leader_lease="soon")
+    with pytest.raises(ConfigError, match="prune_limit must be an integer"):
+        app.node(prune_after=10, prune_limit=0)
+    from datetime import timedelta
+
+    node = app.node(prune_after=timedelta(days=7), crontab=None)
+    assert node.plugins.pruner is not None and node.plugins.pruner.max_age == 7 * 86400
+    assert node.plugins.cron is None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
@@ -26,7 +27,22 @@ if TYPE_CHECKING:
     from ..runtime.node import Node
 
 
-def _positive(name: str, value: float) -> float:
+SECONDS = (
+    "stage_interval",
+    "heartbeat_interval",
+    "rescue_after",
+    "rescue_interval",
+    "prune_after",
+    "prune_interval",
+    "leader_lease",
+)
+OPTIONAL = frozenset({"rescue_interval", "prune_after"})
+
+
+def _seconds(name: str, value: Any) -> float:
+    """A positive number of seconds, given as a number or a timedelta."""
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
         raise ConfigError(f"{name} must be a positive number of seconds, got {value!r}")
     return float(value)
@@ -48,15 +64,11 @@ class PluginOptions:
     leadership: bool = True
 
     @classmethod
-    def build(cls, crontab: Iterable[Any] = (), **options: Any) -> PluginOptions:
-        built = cls(crontab=coerce_crontab(crontab), **options)
-        for name in ("stage_interval", "heartbeat_interval", "rescue_after", "prune_interval"):
-            _positive(name, getattr(built, name))
-        _positive("leader_lease", built.leader_lease)
-        if built.rescue_interval is not None:
-            _positive("rescue_interval", built.rescue_interval)
-        if built.prune_after is not None:
-            _positive("prune_after", built.prune_after)
+    def build(cls, crontab: Iterable[Any] | None = (), **options: Any) -> PluginOptions:
+        for name in SECONDS:
+            if name in options and not (options[name] is None and name in OPTIONAL):
+                options[name] = _seconds(name, options[name])
+        built = cls(crontab=coerce_crontab(crontab or ()), **options)
         if built.rescue_after < 2 * built.heartbeat_interval:
             raise ConfigError(
                 f"rescue_after ({built.rescue_after}s) must be at least twice "
