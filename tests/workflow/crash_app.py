@@ -13,16 +13,18 @@ from typing import Any
 
 import psycopg
 
-from jobsaga import App, StepContext, Workflow, WorkflowWorker, step
+from jobsaga import App, Job, StepContext, Workflow, WorkflowError, WorkflowWorker, step
 
 ENV_URL = "JOBSAGA_CRASH_TEST_URL"
 
 
 def effect(name: str, ctx: StepContext[Any]) -> None:
+    record(name, ctx.attempt)
+
+
+def record(name: str, attempt: int) -> None:
     with psycopg.connect(os.environ[ENV_URL], autocommit=True) as conn:
-        conn.execute(
-            "INSERT INTO crash_effects (step, attempt) VALUES (%s, %s)", (name, ctx.attempt)
-        )
+        conn.execute("INSERT INTO crash_effects (step, attempt) VALUES (%s, %s)", (name, attempt))
 
 
 class CrashSaga(Workflow, name="crash_saga", inputs=["order"]):
@@ -57,12 +59,22 @@ class CrashWorker(WorkflowWorker, workflow=CrashSaga, queue="crash", name="crash
     pass
 
 
+class LastChanceWorker(
+    WorkflowWorker, workflow=CrashSaga, queue="crash", name="crash.last_chance", max_attempts=1
+):
+    """Its only attempt dies with the node: the lifeline discards the job."""
+
+    def on_final_failure(self, job: Job[Any], error: BaseException) -> None:
+        cause = error.error if isinstance(error, WorkflowError) else error
+        record(f"final {type(error).__name__} {type(cause).__name__}", job.attempt)
+
+
 LIFELINE = {"heartbeat_interval": 0.1, "rescue_after": 0.5, "leader_lease": 0.5}
 """Short lifeline timings: a node's jobs are rescued half a second after its last beat."""
 
 
 def build_app() -> App:
-    return App(os.environ[ENV_URL], workers=[CrashWorker], workflows=[CrashSaga])
+    return App(os.environ[ENV_URL], workers=[CrashWorker, LastChanceWorker], workflows=[CrashSaga])
 
 
 def main() -> None:

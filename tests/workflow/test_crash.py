@@ -20,9 +20,15 @@ import pytest
 
 from jobsaga import App, JobState
 from jobsaga.workflow import get_run, list_runs
-from tests.conftest import PG_URL, pg_schema_url
+from tests.conftest import pg_schema_url
 from tests.helpers import wait_until
-from tests.workflow.crash_app import ENV_URL, LIFELINE, CrashWorker, build_app
+from tests.workflow.crash_app import (
+    ENV_URL,
+    LIFELINE,
+    CrashWorker,
+    LastChanceWorker,
+    build_app,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,17 +52,19 @@ def effects(url: str) -> list[tuple[str, int]]:
     return [(str(step), int(attempt)) for step, attempt in rows]
 
 
-def test_kill_9_mid_workflow_resumes_without_rerunning_completed_steps(
-    pg_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    assert PG_URL  # PostgreSQL only: the scenario is about separate processes on one database
+@pytest.fixture
+def crash_app(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[App]:
     monkeypatch.setenv(ENV_URL, pg_url)
     app = build_app()
     app.migrate()
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute("CREATE TABLE crash_effects (id serial, step text, attempt int)")
-    job = app.insert(CrashWorker.new({"order": "o-1"}))
+    yield app
+    app.close()
 
+
+def kill_mid_workflow(app: App, pg_url: str, job_id: int) -> None:
+    """Run a worker process until the job's third step is running, then kill -9 it."""
     path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, ENV_URL: pg_url, "PYTHONPATH": path}
     worker = subprocess.Popen(
@@ -68,14 +76,22 @@ def test_kill_9_mid_workflow_resumes_without_rerunning_completed_steps(
     )
     try:
         wait_until(lambda: _alive(worker) and ("slow", 1) in effects(pg_url), timeout=30)
-        wait_until(lambda: _step_status(app, job.id, "charge") == "succeeded", timeout=10)
+        wait_until(lambda: _step_status(app, job_id, "charge") == "succeeded", timeout=10)
         os.kill(worker.pid, signal.SIGKILL)
         worker.wait(timeout=10)
     finally:
         if worker.poll() is None:
             worker.kill()
-    stored = app.get_job(job.id)
+    stored = app.get_job(job_id)
     assert stored is not None and stored.state is JobState.EXECUTING  # orphaned
+
+
+def test_kill_9_mid_workflow_resumes_without_rerunning_completed_steps(
+    crash_app: App, pg_url: str
+) -> None:
+    app = crash_app
+    job = app.insert(CrashWorker.new({"order": "o-1"}))
+    kill_mid_workflow(app, pg_url, job.id)
 
     rescuer = app.node({"crash": 2}, poll_interval=0.05, **LIFELINE)
     with rescuer.start_in_thread():
@@ -100,7 +116,37 @@ def test_kill_9_mid_workflow_resumes_without_rerunning_completed_steps(
     kinds = [(e.kind, e.step, e.attempt) for e in full.events]
     assert ("run.resumed", None, 2) in kinds
     assert ("step.interrupted", "slow", 2) in kinds
-    app.close()
+
+
+def test_kill_9_on_the_last_attempt_rolls_the_run_back_before_the_final_hook(
+    crash_app: App, pg_url: str
+) -> None:
+    app = crash_app
+    job = app.insert(LastChanceWorker.new({"order": "o-2"}))
+    kill_mid_workflow(app, pg_url, job.id)
+
+    rescuer = app.node({"crash": 2}, poll_interval=0.05, **LIFELINE)
+    with rescuer.start_in_thread():
+        wait_until(lambda: any(s.startswith("final") for s, _ in effects(pg_url)), timeout=30)
+
+    assert app.get_job(job.id).state is JobState.DISCARDED  # type: ignore[union-attr]
+    assert effects(pg_url) == [
+        ("reserve", 1),
+        ("charge", 1),
+        ("slow", 1),
+        ("release", 1),  # undone once; slow's outcome is unknown, charge has no undo
+        ("final WorkflowError JobOrphaned", 1),
+    ]
+    [run] = list_runs(app, job_id=job.id)
+    full = get_run(app, run.id)  # type: ignore[arg-type]
+    assert full is not None and full.status == "rolled_back"
+    assert full.error is not None and full.error["type"] == "jobsaga.errors.JobOrphaned"
+    assert full.statuses() == {
+        "reserve": "undone",
+        "charge": "succeeded",
+        "slow": "pending",
+        "receipt": "pending",
+    }
 
 
 def _alive(worker: subprocess.Popen[bytes]) -> bool:

@@ -180,7 +180,7 @@ def test_an_abandoned_run_is_rolled_back_by_an_operator(app: App) -> None:
         "ship": "pending",
     }
     [abandoned] = result.run.events_of("run.abandoned")
-    assert abandoned.detail == {"reason": "node died on the last attempt"}
+    assert abandoned.detail == {"reason": "node died on the last attempt", "type": "RunAbandoned"}
     with pytest.raises(RunStateError, match="has ended already"):
         roll_back_run(app, run.id)  # type: ignore[arg-type]
 

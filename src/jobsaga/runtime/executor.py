@@ -110,6 +110,7 @@ class Executor:
 
     async def call(self, fn: Any, *args: Any) -> Any:
         """Call user code: coroutine functions on the loop, plain functions in the pool."""
+        _context.current_app.set(self.app)  # user code may need its app (WorkflowWorker does)
         if inspect.iscoroutinefunction(fn):
             return await fn(*args)
         ctx = contextvars.copy_context()
@@ -126,7 +127,6 @@ class Executor:
             typed = job.with_args(worker_cls.parse_args(job.args))
         except Exception as exc:  # unknown worker, args no longer valid: a failed attempt
             return Outcome(JobState.RETRYABLE, error=exc), job, None
-        _context.current_app.set(self.app)  # this job's task only: a WorkflowWorker needs it
         try:
             timeout = worker.timeout(typed)
             call = self.call(worker.perform, typed)

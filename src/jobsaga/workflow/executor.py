@@ -31,7 +31,6 @@ from .dsl import Argument, Workflow
 from .errors import (
     RecordedError,
     RetriesExhausted,
-    RunAbandoned,
     StepArgumentError,
     StepFailure,
     WorkflowError,
@@ -63,7 +62,7 @@ class Execution:
         log: RunLog,
         job: Job[Any] | None,
         attempt: int,
-        abandon: str | None = None,
+        abandon: BaseException | None = None,
     ) -> None:
         self.app = app
         self.abandon = abandon
@@ -197,8 +196,9 @@ class Execution:
             rolling_back = self.restore(resumed) if resumed is not None else False
             if self.abandon is not None and not rolling_back:
                 # An operator gave up on this run: undo what completed, run nothing more.
-                self.log.event("run.abandoned", self.now(), detail={"reason": self.abandon})
-                self.failure = (ABANDONED, RunAbandoned(self.abandon))
+                detail = {"reason": str(self.abandon), "type": type(self.abandon).__name__}
+                self.log.event("run.abandoned", self.now(), detail=detail)
+                self.failure = (ABANDONED, self.abandon)
                 rolling_back = True
             if not rolling_back:
                 await self.forward()

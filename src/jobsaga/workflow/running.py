@@ -17,6 +17,7 @@ from ..job import JobState
 from ..worker import describe_validation_error
 from .dsl import Workflow, outside_job_error
 from .errors import (
+    RunAbandoned,
     RunStateError,
     WorkflowDefinitionError,
     WorkflowInputError,
@@ -184,7 +185,13 @@ def run_workflow_in_test_context(
 
 
 async def aroll_back_run(
-    app: App, run_id: int, *, reason: str = "rolled back by an operator", force: bool = False
+    app: App,
+    run_id: int,
+    *,
+    reason: str = "rolled back by an operator",
+    force: bool = False,
+    cause: BaseException | None = None,
+    workflow: type[Workflow] | None = None,
 ) -> RunResult:
     """Roll back an unfinished run that nobody will resume, and end it.
 
@@ -193,8 +200,9 @@ async def aroll_back_run(
     once and newest first, every step the log shows as completed (steps whose outcome is
     unknown because they were running are not undone), records ``run.abandoned``, and ends
     the run ``rolled_back`` or ``rollback_failed``; the result's error is a ``WorkflowError``
-    whose ``error`` is a ``RunAbandoned`` carrying ``reason``. A rollback already under way
-    is carried on. The app must know the workflow (register it, or its WorkflowWorker).
+    whose ``error`` is ``cause``, or else a ``RunAbandoned`` carrying ``reason``. A rollback
+    already under way is carried on. The app must know the workflow (register it, or its
+    WorkflowWorker), unless it is given.
 
     Refused (``RunStateError``) when the run has ended, or when its job still exists and is
     not finished, since its next attempt would resume the run: ``force=True`` overrides that.
@@ -204,8 +212,8 @@ async def aroll_back_run(
         raise RunStateError(f"no run {run_id}")
     if run.status not in (RunStatus.RUNNING, RunStatus.ROLLING_BACK):
         raise RunStateError(f"run {run_id} has ended already ({run.status}); nothing to roll back")
-    workflow = known_workflows(app).get(run.workflow)
-    if workflow is None:
+    workflow = workflow or known_workflows(app).get(run.workflow)
+    if workflow is None or workflow.name != run.workflow:
         raise RunStateError(
             f"run {run_id} is a {run.workflow!r} run, a workflow this app does not know; "
             "load the app that registers it (or its WorkflowWorker)"
@@ -226,7 +234,7 @@ async def aroll_back_run(
         log=log,
         job=None,
         attempt=run.attempt,
-        abandon=reason,
+        abandon=cause or RunAbandoned(reason),
     )
     execution.meta["job_id"] = run.job_id
     result = await execution.run()

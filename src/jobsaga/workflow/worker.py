@@ -16,19 +16,23 @@ job layer retries with backoff, and the final attempt's ``on_final_failure`` get
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+import functools
+import inspect
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, create_model
 
 from .. import _context
-from ..errors import ConfigError
+from ..errors import ConfigError, JobOrphaned
 from ..job import Job
 from ..results import Complete
 from ..worker import Worker
 from .dsl import Workflow
 from .errors import WorkflowOutsideJobError
-from .running import check_workflow, execute
+from .records import list_runs
+from .running import aroll_back_run, check_workflow, execute
 
 
 def args_model(workflow: type[Workflow], owner: str) -> type[BaseModel]:
@@ -80,6 +84,9 @@ class WorkflowWorker(Worker):
             )
         if not own_args and (workflow is not None or cls.Args is None):
             cls.Args = args_model(cls.workflow, cls.__qualname__)
+        hook = cls.__dict__.get("on_final_failure")
+        if hook is not None and not getattr(hook, "_rolls_back_orphans", False):
+            cls.on_final_failure = _rolling_back_orphans(hook)  # type: ignore[method-assign]
 
     def workflow_inputs(self, job: Job[Any]) -> Mapping[str, Any]:
         """The workflow inputs taken from the job's args (override to map them differently)."""
@@ -96,6 +103,28 @@ class WorkflowWorker(Worker):
             return {name: raw[name] for name in self.workflow.Context.model_fields if name in raw}
         rest = {k: v for k, v in raw.items() if k not in self.workflow.input_names}
         return rest or None
+
+    def on_final_failure(self, job: Job[Any], error: BaseException) -> None:
+        """Runs once when the job fails for good, with the ``WorkflowError`` (undo results
+        included). Override it; a job whose node died on its last attempt has its run rolled
+        back first, and the hook gets that rollback's ``WorkflowError`` (``error.error`` is the
+        ``JobOrphaned``)."""
+
+    async def roll_back_orphaned(self, job: Job[Any], error: BaseException) -> BaseException:
+        """The run a dead node left unfinished, rolled back: its WorkflowError, or ``error``
+        when there is no such run (or no app to reach it)."""
+        app = _context.current_app.get()
+        if app is None or not self.persist or self.workflow is None:
+            return error
+        runs = await asyncio.to_thread(
+            list_runs, app, status=("running", "rolling_back"), job_id=job.id, limit=1
+        )
+        if not runs or runs[0].id is None:
+            return error
+        result = await aroll_back_run(
+            app, runs[0].id, cause=error, workflow=self.workflow, reason=str(error)
+        )
+        return result.error or error
 
     async def perform(self, job: Job[Any]) -> Complete:
         app = _context.current_app.get()
@@ -118,3 +147,33 @@ class WorkflowWorker(Worker):
         if result.error is not None:
             raise result.error
         return Complete(value=None, enqueue=result.follow_ups)
+
+
+def _rolling_back_orphans(hook: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a final-failure hook so that, for a job orphaned on its last attempt, the run is
+    rolled back first and the hook gets that rollback's WorkflowError."""
+    if inspect.iscoroutinefunction(hook):
+
+        @functools.wraps(hook)
+        async def async_wrapped(self: WorkflowWorker, job: Job[Any], error: BaseException) -> Any:
+            if isinstance(error, JobOrphaned):
+                error = await self.roll_back_orphaned(job, error)
+            return await hook(self, job, error)
+
+        async_wrapped._rolls_back_orphans = True  # type: ignore[attr-defined]
+        return async_wrapped
+
+    @functools.wraps(hook)
+    def wrapped(self: WorkflowWorker, job: Job[Any], error: BaseException) -> Any:
+        if isinstance(error, JobOrphaned):
+            # A sync hook runs in a worker thread, which has no event loop of its own.
+            error = asyncio.run(self.roll_back_orphaned(job, error))
+        return hook(self, job, error)
+
+    wrapped._rolls_back_orphans = True  # type: ignore[attr-defined]
+    return wrapped
+
+
+WorkflowWorker.on_final_failure = _rolling_back_orphans(  # type: ignore[method-assign]
+    WorkflowWorker.on_final_failure
+)
