@@ -216,3 +216,15 @@ def test_a_step_method_cannot_shadow_a_workflow_attribute() -> None:
             return "ran"
 
     assert list(Good.steps) == ["run"]
+
+
+def test_an_unmigrated_database_gets_a_clear_error(tmp_path: Any) -> None:
+    from jobsaga import MigrationError
+
+    app = App(f"sqlite:///{tmp_path / 'empty.db'}")
+    with pytest.raises(MigrationError, match=r"app.migrate\(\)"):
+        run_workflow_in_test_context(app, Typed, {"order_id": "o", "quantity": 1})
+    assert run_workflow_in_test_context(
+        app, Typed, {"order_id": "o", "quantity": 1}, persist=False
+    ).ok
+    app.close()

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
+from ..errors import MigrationError
 from ..runtime.waiting import wait_event
 from ..serialization import dumps, find_unserializable
 from .records import (
@@ -256,7 +257,16 @@ class SqlRunLog(RunLog):
         now: datetime,
     ) -> Resumed | None:
         await RunLog.open(self, inputs, context, positions, job_id=job_id, attempt=attempt, now=now)
-        return await asyncio.to_thread(self._open, now)
+        try:
+            return await asyncio.to_thread(self._open, now)
+        except Exception as exc:
+            text = str(exc)
+            if "jobsaga_workflow_runs" in text and ("no such table" in text or "exist" in text):
+                raise MigrationError(
+                    "the workflow run log tables are missing: run app.migrate() (or "
+                    "`jobsaga migrate`), or pass persist=False to keep the log in memory"
+                ) from exc
+            raise
 
     def _open(self, now: datetime) -> Resumed | None:
         engine = self._engine
