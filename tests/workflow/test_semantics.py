@@ -367,24 +367,28 @@ class Guarded(Workflow, inputs=["send"]):
         return {"email": "a@example.com", "opt_in": True}
 
     @step(args={"email": "load.email"})
-    def notify(self, email: str) -> str:
+    def notify(self, email: str) -> dict[str, str]:
         TRAIL.append(f"mail {email}")
-        return "sent"
+        return {"email": "field"}
 
     @notify.where
     def only_when_asked(self, send: bool, load: dict[str, Any]) -> bool:
         return send and bool(load["opt_in"])
 
     @notify.undo
-    def unsend(self, result: str) -> None:
+    def unsend(self, result: dict[str, str]) -> None:
         TRAIL.append("unsend")
 
     @step(where=lambda send: not send)
     def skipped_when_sending(self) -> str:
         return "ran"
 
+    @step(args={"email": "notify.email"})
+    def field_of_a_skipped_step(self, email: str | None) -> None:
+        assert email is None or email == "field"
+
     @step
-    def finish(self, notify: str | None, skipped_when_sending: str | None) -> list[Any]:
+    def finish(self, notify: Any, skipped_when_sending: str | None) -> list[Any]:
         if notify is None:
             raise RuntimeError("nothing sent")
         return [notify, skipped_when_sending]
@@ -392,7 +396,7 @@ class Guarded(Workflow, inputs=["send"]):
 
 def test_guards_skip_with_none_and_skipped_steps_are_not_undone(app: App) -> None:
     sent = run(app, Guarded, {"send": True})
-    assert sent.value == ["sent", None]
+    assert sent.value == [{"email": "field"}, None]
     assert sent.run.step("skipped_when_sending").status == "skipped"
     assert TRAIL == ["mail a@example.com"]
     TRAIL.clear()

@@ -119,7 +119,10 @@ class Execution:
 
     def value_of(self, arg: Argument) -> Any:
         if arg.source in self.states:
-            value = self.states[arg.source].value
+            source = self.states[arg.source]
+            if source.status is StepStatus.SKIPPED:
+                return None  # a skipped step's result is None, and so is any field of it
+            value = source.value
         else:
             value = self.inputs[arg.source]
         for depth, part in enumerate(arg.path):
