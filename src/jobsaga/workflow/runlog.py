@@ -84,7 +84,6 @@ class Resumed:
     status: str
     error: dict[str, Any] | None
     steps: dict[str, StepRecord]
-    next_seq: int
 
 
 @dataclass(slots=True)
@@ -100,8 +99,6 @@ class RunLog:
     steps: dict[str, dict[str, Any]] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
     seq: int = 0
-
-    persistent = False
 
     def encode_result(self, value: Any, what: str) -> Any:
         return value
@@ -192,7 +189,7 @@ class RunLog:
             updated_at=run["updated_at"],
             finished_at=run["finished_at"],
             steps=tuple(
-                StepRecord(**{k: v for k, v in row.items()})
+                StepRecord(**row)
                 for row in sorted(self.steps.values(), key=lambda r: r["position"])
             ),
             events=tuple(EventRecord(**event) for event in self.events),
@@ -235,8 +232,6 @@ class SqlRunLog(RunLog):
     _flusher: asyncio.Task[None] | None = None
     _urgent: asyncio.Event | None = None
     _failure: BaseException | None = None
-
-    persistent = True
 
     def encode_result(self, value: Any, what: str) -> Any:
         return jsonable(value, what)
@@ -296,7 +291,6 @@ class SqlRunLog(RunLog):
                     run.status,
                     run.error,
                     {s.step: s for s in run.steps},
-                    self.seq + 1,
                 )
             row = tx.execute(
                 q["insert_run"],
