@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from tenacity import wait_exponential, wait_random
+
 from ..backoff import tenacity_backoff
 from ..job import JobSpec
 from .dsl import StepDef
@@ -20,9 +22,13 @@ DONE = (*COMPLETED, StepStatus.SKIPPED)
 """Statuses that let dependents start."""
 
 
+DEFAULT_BACKOFF = wait_exponential(multiplier=0.1, max=5.0) + wait_random(0, 0.05)
+"""Before retry N of a step (or undo): 0.1 s doubling to 5 s, plus up to 50 ms of jitter so
+steps that failed together (a shared dependency down) do not retry in lockstep."""
+
+
 def default_backoff(tries: int) -> float:
-    """Seconds before retry ``tries`` of a step: 0.1, 0.2, 0.4 ... capped at 5."""
-    return float(min(5.0, 0.1 * 2 ** (tries - 1)))
+    return tenacity_backoff(DEFAULT_BACKOFF)(tries)
 
 
 def retry_delay(backoff: Any, tries: int) -> float:
