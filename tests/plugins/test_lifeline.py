@@ -180,3 +180,21 @@ def test_a_job_that_blocks_the_event_loop_is_not_rescued(make_app: Callable[...,
     done = hog_app.get_job(job.id)
     assert done is not None and done.attempt == 1 and done.errors == ()
     assert rescuer.plugins.lifeline.runs >= 3  # the lifeline looked, several times, and left it
+
+
+def test_restart_under_a_fixed_name_rescues_the_dead_process_jobs(
+    make_app: Callable[..., App],
+) -> None:
+    """A process killed under a fixed name (a StatefulSet pod) comes back under that name: its
+    heartbeats would vouch for the dead process's jobs, so it rescues them at start."""
+    app = make_app(Noop)
+    beat(app, "worker-0", rescue_after=60)
+    orphan_ids = claim(app, "worker-0", 2)
+    node = app.node(name="worker-0", poll_interval=0.05, leadership=False)
+    with node.start_in_thread():
+        for job_id in orphan_ids:
+            wait_until(lambda i=job_id: app.get_job(i).state is JobState.COMPLETED, 5)  # type: ignore[union-attr]
+    for job_id in orphan_ids:
+        job = app.get_job(job_id)
+        assert job is not None and job.attempt == 2
+        assert "same name started" in job.errors[0]["error"]

@@ -35,7 +35,7 @@ class Heartbeat:
         self.beats = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._started_at = node.app.clock()
+        self.started_at = node.app.clock()
 
     def snapshot(self) -> dict[str, Any]:
         """What other tools may want to know about this node (``jobsaga queues`` per node)."""
@@ -54,7 +54,7 @@ class Heartbeat:
         now = app.clock()
         params = {
             "name": self.node.name,
-            "started_at": engine.time_param(self._started_at),
+            "started_at": engine.time_param(self.started_at),
             "now": engine.time_param(now),
             "expires_at": engine.time_param(now + timedelta(seconds=self.rescue_after)),
             "meta": dumps(self.snapshot()),

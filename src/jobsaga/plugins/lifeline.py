@@ -13,6 +13,7 @@ so the guide's "final attempt" pattern (mark failed, tell the user) holds for it
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -55,27 +56,51 @@ def orphan_message(row: dict[str, Any], last_beat: datetime | None, rescuer: str
     )
 
 
+def restart_message(row: dict[str, Any], last_beat: datetime | None, rescuer: str) -> str:
+    return (
+        f"orphaned: the process running node {rescuer} died while the job was executing; "
+        "rescued when a new process under the same name started"
+    )
+
+
 def rescue_orphans(
     app: App, rescue_after: float, rescuer: str, limit: int = RESCUE_BATCH
 ) -> Rescued:
     """One batch: find orphaned executing jobs and put them back (or discard them)."""
     engine = app.engine
-    q = queries(engine)
     now = app.clock()
     params = {
         "now": engine.time_param(now),
         "unknown_before": engine.time_param(now - timedelta(seconds=rescue_after)),
         "limit": limit,
     }
+    return _rescue(app, "find_orphans", params, rescuer, orphan_message)
+
+
+def rescue_own_orphans(app: App, node: str, started_at: datetime) -> Rescued:
+    """Jobs left executing under ``node``'s name by a process that died before this one
+    started (claimed before ``started_at``): rescued at start, without waiting."""
+    engine = app.engine
+    params = {"node": node, "before": engine.time_param(started_at), "limit": RESCUE_BATCH}
+    return _rescue(app, "find_own_orphans", params, node, restart_message)
+
+
+Message = Callable[[dict[str, Any], datetime | None, str], str]
+
+
+def _rescue(app: App, find: str, params: dict[str, Any], rescuer: str, message: Message) -> Rescued:
+    engine = app.engine
+    q = queries(engine)
+    now = app.clock()
     rescued = Rescued()
     with engine.transaction() as tx:
-        found = tx.execute(q["find_orphans"], params)
+        found = tx.execute(q[find], params)
         if not found:
             return rescued
         rows = []
         for row in found:
             exhausted = int(row["attempt"]) >= int(row["max_attempts"])
-            message = orphan_message(row, engine.time_value(row["heartbeat_at"]), rescuer)
+            text = message(row, engine.time_value(row["heartbeat_at"]), rescuer)
             rows.append(
                 {
                     "id": int(row["id"]),
@@ -86,7 +111,7 @@ def rescue_orphans(
                         "attempt": int(row["attempt"]),
                         "at": now.isoformat(),
                         "kind": "orphaned",
-                        "error": message,
+                        "error": text,
                         "traceback": "",
                         "node": row["attempted_by"],
                     },
@@ -124,24 +149,39 @@ class Lifeline(Looper):
             batch = await node.run_in_db(
                 rescue_orphans, node.app, self.rescue_after, node.name, RESCUE_BATCH
             )
+            await self.settle(batch)
             available += len(batch.available)
             discarded += len(batch.discarded)
-            for job in batch.jobs:
-                log.warning(
-                    "rescued orphaned job %d (%s) of node %s: now %s",
-                    job.id,
-                    job.worker,
-                    job.attempted_by,
-                    job.state.value,
-                )
-            if batch.available:
-                node.app.announce(batch.available)
-            for job in batch.discarded:
-                await self.final_failure(job)
             if len(batch.jobs) < RESCUE_BATCH:
                 break
         await node.run_in_db(forget_dead_nodes, node.app)
         return {"rescued": available + discarded, "available": available, "discarded": discarded}
+
+    async def rescue_own(self, started_at: datetime) -> int:
+        """At start, on every node: rescue what an earlier process under the same name left."""
+        node = self.node
+        count = 0
+        while True:
+            batch = await node.run_in_db(rescue_own_orphans, node.app, node.name, started_at)
+            await self.settle(batch)
+            count += len(batch.jobs)
+            if len(batch.jobs) < RESCUE_BATCH:
+                return count
+
+    async def settle(self, batch: Rescued) -> None:
+        """Log the rescued jobs, wake the queues, run final-failure hooks of discarded ones."""
+        for job in batch.jobs:
+            log.warning(
+                "rescued orphaned job %d (%s) of node %s: now %s",
+                job.id,
+                job.worker,
+                job.attempted_by,
+                job.state.value,
+            )
+        if batch.available:
+            self.node.app.announce(batch.available)
+        for job in batch.discarded:
+            await self.final_failure(job)
 
     async def final_failure(self, job: Job[Any]) -> None:
         """Run the worker's final-failure hook for a job discarded as orphaned (best effort:

@@ -1,9 +1,11 @@
 """The plugins of one node: built (and validated) with the node, started and stopped with it.
 
-Order matters. On start, the first heartbeat is written before anything else, then the loops
-start. On stop (after the node's jobs are written back), the cluster-wide duties stop first,
-then the node resigns leadership (another node takes over at once), and the heartbeat row
-goes last: nothing of this node is left executing by then.
+Order matters. On start, the first heartbeat is written before anything else; then the jobs
+that an earlier process under the same node name left executing are rescued (the new
+process's heartbeats would otherwise vouch for them); then the loops start. On stop (after
+the node's jobs are written back), the cluster-wide duties stop first, then the node resigns
+leadership (another node takes over at once), and the heartbeat row goes last: nothing of
+this node is left executing by then.
 """
 
 from __future__ import annotations
@@ -120,6 +122,7 @@ class NodePlugins:
 
     async def start(self) -> None:
         await self.heartbeat.start()
+        await self.lifeline.rescue_own(self.heartbeat.started_at)
         for loop in self.loops:
             await loop.start()
 

@@ -43,6 +43,17 @@ ORDER BY j.id
 LIMIT %(limit)s
 FOR UPDATE OF j SKIP LOCKED
 
+-- name: find_own_orphans
+-- Jobs that an earlier process under this node's name left executing when it died: with a
+-- fixed node name (a StatefulSet pod, say) the new process's heartbeats would vouch for them.
+SELECT j.id, j.attempt, j.max_attempts, j.attempted_by, j.attempted_at, j.queue, j.worker,
+       NULL::timestamptz AS heartbeat_at
+FROM jobsaga_jobs AS j
+WHERE j.state = 'executing' AND j.attempted_by = %(node)s AND j.attempted_at < %(before)s
+ORDER BY j.id
+LIMIT %(limit)s
+FOR UPDATE SKIP LOCKED
+
 -- name: rescue_jobs
 -- The guard on state and attempt leaves alone a job that was acknowledged meanwhile.
 UPDATE jobsaga_jobs AS j

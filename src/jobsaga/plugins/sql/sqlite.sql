@@ -41,6 +41,16 @@ WHERE j.state = 'executing'
 ORDER BY j.id
 LIMIT :limit
 
+-- name: find_own_orphans
+-- Jobs that an earlier process under this node's name left executing when it died: with a
+-- fixed node name (a StatefulSet pod, say) the new process's heartbeats would vouch for them.
+SELECT j.id, j.attempt, j.max_attempts, j.attempted_by, j.attempted_at, j.queue, j.worker,
+       NULL AS heartbeat_at
+FROM jobsaga_jobs AS j
+WHERE j.state = 'executing' AND j.attempted_by = :node AND j.attempted_at < :before
+ORDER BY j.id
+LIMIT :limit
+
 -- name: rescue_jobs
 UPDATE jobsaga_jobs
 SET state = r.state,
