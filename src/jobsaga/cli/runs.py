@@ -16,6 +16,7 @@ import click
 
 from ..app import App
 from ..workflow import RunStateError, Workflow, get_run, list_runs, roll_back_run
+from ..workflow.graph import dag_mermaid, dag_order
 from ..workflow.records import RunRecord, RunStatus
 from ..workflow.running import known_workflows
 from .loading import load_app
@@ -92,13 +93,9 @@ def show_run(run: RunRecord, workflow: type[Workflow] | None) -> list[str]:
     lines.append("")
     lines.append("steps (along the DAG):")
     records = {s.step: s for s in run.steps}
-    order = list(records)
-    deps: dict[str, list[str]] = {}
-    if workflow is not None and workflow.graph is not None:
-        order = [n for n in workflow.graph.topological() if n in records] + [
-            n for n in records if n not in workflow.steps
-        ]
-        deps = {n: workflow.graph.predecessors(n) for n in workflow.steps}
+    deps: dict[str, list[str]] = dict(run.dag or {})
+    order = dag_order(deps, {s.step: s.position for s in run.steps}) if deps else list(records)
+    order = [n for n in order if n in records] + [n for n in records if n not in order]
     width = max((len(n) for n in order), default=4)
     for name in order:
         record = records[name]
@@ -141,11 +138,13 @@ def show_run(run: RunRecord, workflow: type[Workflow] | None) -> list[str]:
                 f"  #{event.seq} {_when(event.at)} attempt {event.attempt}  "
                 f"{event.kind}{who}{_brief(event.detail)}"
             )
-    if workflow is not None:
-        lines.append("")
-        lines.append("mermaid:")
-        assert workflow.graph is not None
-        lines.append(workflow.graph.mermaid(run.statuses()).rstrip())
+    lines.append("")
+    lines.append("mermaid:")
+    graph = workflow.graph if workflow is not None else None
+    if graph is not None and set(graph.order) == set(records):
+        lines.append(graph.mermaid(run.statuses()).rstrip())  # with inputs and wait_for edges
+    else:
+        lines.append(dag_mermaid(deps, order, run.statuses()).rstrip())
     return lines
 
 

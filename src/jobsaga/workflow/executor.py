@@ -192,6 +192,7 @@ class Execution:
             job_id=self.meta["job_id"],
             attempt=self.attempt,
             now=self.now(),
+            dag={name: self.graph.predecessors(name) for name in self.states},
         )
         self.meta["run_id"] = self.log.run_id
         self.emit("workflow.start", {"system_time": time.time()}, resumed=resumed is not None)

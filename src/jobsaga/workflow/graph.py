@@ -8,7 +8,7 @@ with the steps on them), and a workflow without steps.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -99,18 +99,49 @@ class WorkflowGraph:
                 lines.append(f"    {source} -.-> {target}")
             else:
                 lines.append(f"    {source} --> {target}")
-        if outcomes:
-            styles = {
-                "succeeded": "fill:#d4edda",
-                "compensated": "fill:#fff3cd",
-                "failed": "fill:#f8d7da",
-                "undone": "fill:#e2e3e5",
-                "undo_failed": "fill:#f5c6cb,stroke:#721c24",
-                "skipped": "fill:#ffffff,stroke-dasharray: 4",
-            }
-            for status, style in styles.items():
-                members = [n for n in self.order if outcomes.get(n) == status]
-                if members:
-                    lines.append(f"    classDef {status} {style}")
-                    lines.append(f"    class {','.join(members)} {status}")
+        lines += _outcome_styles(self.order, outcomes)
         return "\n".join(dict.fromkeys(lines)) + "\n"
+
+
+STYLES = {
+    "succeeded": "fill:#d4edda",
+    "compensated": "fill:#fff3cd",
+    "failed": "fill:#f8d7da",
+    "undone": "fill:#e2e3e5",
+    "undo_failed": "fill:#f5c6cb,stroke:#721c24",
+    "skipped": "fill:#ffffff,stroke-dasharray: 4",
+}
+
+
+def _outcome_styles(order: Sequence[str], outcomes: Mapping[str, str] | None) -> list[str]:
+    lines: list[str] = []
+    for status, style in STYLES.items():
+        members = [n for n in order if outcomes and outcomes.get(n) == status]
+        if members:
+            lines.append(f"    classDef {status} {style}")
+            lines.append(f"    class {','.join(members)} {status}")
+    return lines
+
+
+def dag_order(dag: Mapping[str, Sequence[str]], positions: Mapping[str, int]) -> list[str]:
+    """The steps of a recorded DAG in a stable topological order (declaration order first)."""
+    graph = nx.DiGraph()
+    graph.add_nodes_from(dag)
+    graph.add_edges_from((dep, name) for name, deps in dag.items() for dep in deps)
+    return list(
+        nx.lexicographical_topological_sort(graph, key=lambda n: (positions.get(n, 1 << 30), n))
+    )
+
+
+def dag_mermaid(
+    dag: Mapping[str, Sequence[str]], order: Sequence[str], outcomes: Mapping[str, str]
+) -> str:
+    """Mermaid text for a DAG as the run log recorded it (step -> its dependencies)."""
+    lines = ["flowchart TD"]
+    for name in order:
+        lines.append(f'    {name}["{name}<br/>{outcomes.get(name, "pending")}"]')
+    for name in order:
+        for dep in dag.get(name, ()):
+            lines.append(f"    {dep} --> {name}")
+    lines += _outcome_styles(order, outcomes)
+    return "\n".join(lines) + "\n"

@@ -94,6 +94,8 @@ class RunRecord:
     started_at: datetime
     updated_at: datetime
     finished_at: datetime | None
+    dag: dict[str, list[str]] | None = None
+    """Each step's dependencies, as the workflow declared them when the run started."""
     steps: tuple[StepRecord, ...] = ()
     events: tuple[EventRecord, ...] = ()
 
@@ -139,6 +141,7 @@ def _run_from_row(engine: Engine, row: Mapping[str, Any]) -> RunRecord:
         status=row["status"],
         inputs=_load(row["inputs"]),
         context=_load(row["context"]),
+        dag=_load(row["dag"]),
         result=_load(row["result"]),
         error=_load(row["error"]),
         started_at=tv(row["started_at"]),  # type: ignore[arg-type]

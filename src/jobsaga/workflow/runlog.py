@@ -112,12 +112,14 @@ class RunLog:
         job_id: int | None,
         attempt: int,
         now: datetime,
+        dag: Mapping[str, list[str]] | None = None,
     ) -> Resumed | None:
         self.job_id, self.attempt = job_id, attempt
         self.run = {
             "status": RunStatus.RUNNING.value,
             "inputs": dict(inputs),
             "context": context,
+            "dag": dict(dag) if dag is not None else None,
             "result": None,
             "error": None,
             "started_at": now,
@@ -183,6 +185,7 @@ class RunLog:
             status=run["status"],
             inputs=run["inputs"],
             context=run["context"],
+            dag=run["dag"],
             result=run["result"],
             error=run["error"],
             started_at=run["started_at"],
@@ -250,8 +253,11 @@ class SqlRunLog(RunLog):
         job_id: int | None,
         attempt: int,
         now: datetime,
+        dag: Mapping[str, list[str]] | None = None,
     ) -> Resumed | None:
-        await RunLog.open(self, inputs, context, positions, job_id=job_id, attempt=attempt, now=now)
+        await RunLog.open(
+            self, inputs, context, positions, job_id=job_id, attempt=attempt, now=now, dag=dag
+        )
         try:
             return await asyncio.to_thread(self._open, now)
         except Exception as exc:
@@ -300,6 +306,7 @@ class SqlRunLog(RunLog):
                     "attempt": self.attempt,
                     "inputs": dumps(jsonable(self.run["inputs"], "the workflow inputs")),
                     "context": _text(jsonable(self.run["context"], "the workflow context")),
+                    "dag": _text(self.run["dag"]),
                     "now": engine.time_param(now),
                 },
             )

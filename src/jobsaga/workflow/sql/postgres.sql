@@ -2,10 +2,10 @@
 -- payloads (and are read back as text), so every dialect decodes them the same way.
 
 -- name: insert_run
-INSERT INTO jobsaga_workflow_runs (workflow, job_id, attempt, status, inputs, context,
+INSERT INTO jobsaga_workflow_runs (workflow, job_id, attempt, status, inputs, context, dag,
                                    started_at, updated_at)
 VALUES (%(workflow)s, %(job_id)s, %(attempt)s, 'running', %(inputs)s::jsonb,
-        %(context)s::jsonb, %(now)s, %(now)s)
+        %(context)s::jsonb, %(dag)s::jsonb, %(now)s, %(now)s)
 RETURNING id
 
 -- name: find_resumable
@@ -50,7 +50,8 @@ FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(
 
 -- name: get_run
 SELECT id, workflow, job_id, attempt, status, inputs::text AS inputs,
-       context::text AS context, result::text AS result, error::text AS error,
+       context::text AS context, dag::text AS dag, result::text AS result,
+       error::text AS error,
        started_at, updated_at, finished_at
 FROM jobsaga_workflow_runs WHERE id = %(id)s
 
@@ -65,7 +66,8 @@ FROM jobsaga_workflow_events WHERE run_id = %(run_id)s ORDER BY seq
 
 -- name: list_runs
 SELECT id, workflow, job_id, attempt, status, inputs::text AS inputs,
-       context::text AS context, result::text AS result, error::text AS error,
+       context::text AS context, dag::text AS dag, result::text AS result,
+       error::text AS error,
        started_at, updated_at, finished_at
 FROM jobsaga_workflow_runs
 WHERE (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))

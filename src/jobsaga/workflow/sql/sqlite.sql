@@ -3,9 +3,9 @@
 -- reading ON CONFLICT as a join constraint.
 
 -- name: insert_run
-INSERT INTO jobsaga_workflow_runs (workflow, job_id, attempt, status, inputs, context,
+INSERT INTO jobsaga_workflow_runs (workflow, job_id, attempt, status, inputs, context, dag,
                                    started_at, updated_at)
-VALUES (:workflow, :job_id, :attempt, 'running', :inputs, :context, :now, :now)
+VALUES (:workflow, :job_id, :attempt, 'running', :inputs, :context, :dag, :now, :now)
 RETURNING id
 
 -- name: find_resumable
@@ -50,7 +50,7 @@ SELECT :run_id, json_extract(value, '$.seq'), json_extract(value, '$.at'),
 FROM json_each(:rows)
 
 -- name: get_run
-SELECT id, workflow, job_id, attempt, status, inputs, context, result, error,
+SELECT id, workflow, job_id, attempt, status, inputs, context, dag, result, error,
        started_at, updated_at, finished_at
 FROM jobsaga_workflow_runs WHERE id = :id
 
@@ -64,7 +64,7 @@ SELECT seq, at, attempt, step, kind, detail
 FROM jobsaga_workflow_events WHERE run_id = :run_id ORDER BY seq
 
 -- name: list_runs
-SELECT id, workflow, job_id, attempt, status, inputs, context, result, error,
+SELECT id, workflow, job_id, attempt, status, inputs, context, dag, result, error,
        started_at, updated_at, finished_at
 FROM jobsaga_workflow_runs
 WHERE (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))

@@ -14,6 +14,7 @@ CREATE TABLE jobsaga_workflow_runs (
                      'rolled_back', 'rollback_failed')),
     inputs       JSONB NOT NULL DEFAULT '{}',
     context      JSONB,
+    dag          JSONB,
     result       JSONB,
     error        JSONB,
     started_at   TIMESTAMPTZ NOT NULL,

@@ -15,6 +15,7 @@ CREATE TABLE jobsaga_workflow_runs (
                      'rolled_back', 'rollback_failed')),
     inputs       TEXT NOT NULL DEFAULT '{}',
     context      TEXT,
+    dag          TEXT,
     result       TEXT,
     error        TEXT,
     started_at   REAL NOT NULL,
