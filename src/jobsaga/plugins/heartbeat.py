@@ -36,6 +36,7 @@ class Heartbeat:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.started_at = node.app.clock()
+        """Set when the node is built (before it can claim anything) and again when it stops."""
 
     def snapshot(self) -> dict[str, Any]:
         """What other tools may want to know about this node (``jobsaga queues`` per node)."""
@@ -85,6 +86,7 @@ class Heartbeat:
         if self._thread is not None:
             await self.node.run_in_db(self._thread.join, 10.0)
             self._thread = None
+        self.started_at = self.node.app.clock()  # a restart of this node object starts anew
         try:
             await self.node.run_in_db(self.forget)
         except Exception:
