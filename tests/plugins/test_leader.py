@@ -110,3 +110,37 @@ def test_plugin_options_are_checked(app: App) -> None:
     node = app.node(prune_after=timedelta(days=7), crontab=None)
     assert node.plugins.pruner is not None and node.plugins.pruner.max_age == 7 * 86400
     assert node.plugins.cron is None
+
+
+def test_failing_plugin_run_emits_exception_and_the_loop_goes_on(app: App) -> None:
+    import asyncio
+
+    from jobsaga.plugins.base import Counts, Looper
+
+    class Flaky(Looper):
+        name = "flaky"
+
+        async def run_once(self) -> Counts:
+            if self.calls == 0:
+                self.calls += 1
+                raise RuntimeError("database away")
+            return {"done": 1}
+
+        calls = 0
+
+    seen: list[tuple[str, Any]] = []
+    app.telemetry.attach("t", "plugin.flaky.*", lambda e, m, md: seen.append((e, md.get("kind"))))
+    node = app.node(name="n")
+
+    async def main() -> None:
+        flaky = Flaky(node, 0.01)
+        await flaky.start()
+        for _ in range(200):
+            if flaky.runs:
+                break
+            await asyncio.sleep(0.01)
+        await flaky.stop()
+
+    asyncio.run(main())
+    assert seen[0] == ("plugin.flaky.exception", "RuntimeError")
+    assert ("plugin.flaky.stop", None) in seen
