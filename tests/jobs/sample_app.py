@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import time
 from typing import Any
 
@@ -83,6 +84,16 @@ class SleepsSync(Worker, name="sample.sleeps_sync", timeout=None):
         note(f"end {job.id}")
 
 
+class StopsTheNode(Worker, name="sample.stops_the_node"):
+    """Sends SIGTERM to its own node, which should then stop gracefully (the job completes)."""
+
+    async def perform(self, job: Job[Any]) -> None:
+        note(f"start {job.id}")
+        os.kill(os.getpid(), signal.SIGTERM)
+        await asyncio.sleep(0.2)
+        note(f"end {job.id}")
+
+
 class Unique(Worker, name="sample.unique", unique={"period": None}):
     def perform(self, job: Job[Any]) -> None:
         return None
@@ -100,6 +111,7 @@ app = App(
         TimesOut,
         Sleeps,
         SleepsSync,
+        StopsTheNode,
         Unique,
     ]
 )

@@ -165,6 +165,19 @@ def test_sigterm_lets_the_running_job_finish_and_fetches_nothing_more(
     assert job(app, after.id).state is JobState.AVAILABLE
 
 
+def test_sigterm_as_the_node_starts_is_graceful(
+    make_app: Callable[..., App], db_url: str, log_file: Path
+) -> None:
+    """Jobs begin while the node is still starting; a SIGTERM then must not kill it outright."""
+    app = make_app(*WORKERS)
+    stopper = app.insert(sample.StopsTheNode.new())
+    with worker_process(db_url, log_file) as process:
+        _, err = process.communicate(timeout=20)
+    assert process.returncode == 0, err
+    assert logged(log_file) == [f"start {stopper.id}", f"end {stopper.id}"]
+    assert job(app, stopper.id).state is JobState.COMPLETED
+
+
 @pytest.mark.parametrize("worker", [sample.Sleeps, sample.SleepsSync])
 def test_a_job_that_outlasts_the_grace_period_is_written_back(
     make_app: Callable[..., App], db_url: str, log_file: Path, worker: Any

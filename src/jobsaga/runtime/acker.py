@@ -27,8 +27,10 @@ class Acker:
         *,
         max_batch: int = 200,
         max_delay: float = 0.005,
+        in_flight: Callable[[], int] | None = None,
     ) -> None:
         self._write = write
+        self._in_flight = in_flight
         self._run_in_db = run_in_db
         self.max_batch = max_batch
         self.max_delay = max_delay
@@ -40,11 +42,17 @@ class Acker:
         """Queue ``ack`` and wait until it is written; False when the job had moved on (e.g. cancelled)."""
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._pending.append((ack, future))
-        if urgent or len(self._pending) >= self.max_batch:
+        if urgent or len(self._pending) >= self.max_batch or self._all_waiting():
             self._full.set()
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush_soon(), name="jobsaga-acker")
         return await asyncio.shield(future)
+
+    def _all_waiting(self) -> bool:
+        """Whether every job still running on the node is waiting for this acker: then no
+        more outcomes can join the batch, and waiting out ``max_delay`` would only idle the
+        node's slots (at concurrency 10 that wait was a third of each fetch-run-ack cycle)."""
+        return self._in_flight is not None and len(self._pending) >= self._in_flight()
 
     async def _flush_soon(self) -> None:
         while self._pending:

@@ -157,7 +157,11 @@ class Node:
         await self.run_in_db(self._check_schema)
         self.executor = Executor(self.app, self.name, self._job_threads)
         self.acker = Acker(
-            self.app.engine.ack, self.run_in_db, max_batch=self.ack_batch, max_delay=self.ack_delay
+            self.app.engine.ack,
+            self.run_in_db,
+            max_batch=self.ack_batch,
+            max_delay=self.ack_delay,
+            in_flight=lambda: sum(len(p.running) for p in self.producers.values()),
         )
         loop = self._loop
 
@@ -262,9 +266,16 @@ class Node:
 
         async def main() -> None:
             loop = asyncio.get_running_loop()
-            await self.start()
+            # Before start(): jobs already run while plugins start, and a SIGTERM in that
+            # window must stop the node gracefully rather than kill it with jobs executing.
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.request_stop)
+            try:
+                await self.start()
+            except BaseException:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(sig)
+                raise
             try:
                 await self.wait_stopped()
             finally:
