@@ -200,6 +200,17 @@ def test_running_outside_a_job_is_refused() -> None:
 def test_a_step_is_a_plain_method_on_an_instance() -> None:
     assert Typed().total("o", 2) == "o:2"
 
+    class WithUndo(Workflow):
+        @step
+        def a(self) -> int:
+            return 1
+
+        @a.undo
+        def undo_a(self, result: int) -> str:
+            return f"undo {result} on {type(self).__name__}"
+
+    assert WithUndo().undo_a(1) == "undo 1 on WithUndo"
+
 
 def test_a_step_method_cannot_shadow_a_workflow_attribute() -> None:
     with pytest.raises(

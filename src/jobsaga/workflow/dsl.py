@@ -113,6 +113,10 @@ class Hook:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)
 
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        # On an instance, a hook is its plain method too (callable in a unit test).
+        return self if instance is None else self.fn.__get__(instance, owner)
+
 
 class StepDef:
     """A step as declared; the workflow class turns these into its DAG."""
