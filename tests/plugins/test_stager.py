@@ -34,7 +34,7 @@ def test_scheduled_job_runs_when_due_not_at_the_next_poll(make_app: Callable[...
         took = time.monotonic() - inserted
         snoozer = app.insert(Once.new({"snooze": True}))
         wait_until(lambda: app.get_job(snoozer.id).state is JobState.COMPLETED, 5)  # type: ignore[union-attr]
-    assert 0.45 < took < 1.5
+    assert 0.45 < took < 3.0  # far below the 30 s stage interval
     assert idle_runs <= 2  # idle: no polling beyond the stage interval
     done = app.get_job(snoozer.id)
     assert done is not None and done.meta["snoozed"] == 1
