@@ -14,6 +14,7 @@ from jobsaga.workflow import (
     Continue,
     RetriesExhausted,
     Retry,
+    RetryCancelled,
     RunStatus,
     StepResultError,
     run_workflow_in_test_context,
@@ -576,3 +577,33 @@ def test_undo_code_cannot_enqueue_either(app: App) -> None:
     [failure] = result.error.undo_errors
     assert failure.step == "book" and isinstance(failure.error, EnqueueInStepError)
     assert app.engine.queue_counts() == {}
+
+
+class RetryingSibling(Workflow, max_concurrency=4):
+    """``patient`` waits a long backoff to retry when ``breaks`` fails the workflow."""
+
+    @step(max_retries=5, backoff=30)
+    async def patient(self, ctx: StepContext[Any]) -> Any:
+        TRAIL.append(f"patient try {ctx.tries}")
+        return Retry("not ready")
+
+    @patient.undo
+    def undo_patient(self, result: Any) -> None:
+        TRAIL.append("undo patient")
+
+    @step
+    async def breaks(self) -> None:
+        await asyncio.sleep(0.05)
+        raise RuntimeError("broken")
+
+
+def test_a_step_waiting_to_retry_is_not_retried_once_the_workflow_fails(app: App) -> None:
+    started = time.monotonic()
+    result = run(app, RetryingSibling)
+    assert time.monotonic() - started < 10  # not the 30 s backoff
+    assert result.error.step == "breaks"
+    assert TRAIL == ["patient try 1"]
+    [other] = result.error.other_errors
+    assert other.step == "patient" and isinstance(other.error, RetryCancelled)
+    assert result.run.step("patient").status == "failed"
+    assert result.status is RunStatus.FAILED  # nothing completed, nothing undone

@@ -8,6 +8,7 @@ from .dsl import Workflow, step
 from .errors import (
     RecordedError,
     RetriesExhausted,
+    RetryCancelled,
     RunAbandoned,
     RunStateError,
     StepArgumentError,
@@ -45,6 +46,7 @@ __all__ = [
     "RecordedError",
     "RetriesExhausted",
     "Retry",
+    "RetryCancelled",
     "RunAbandoned",
     "RunRecord",
     "RunResult",

@@ -9,6 +9,7 @@
     │   └── WorkflowInputError        a missing or invalid input, before any step runs
     ├── WorkflowOutsideJobError       a workflow run outside a job (or the test entry point)
     ├── RetriesExhausted              a step asked for more retries than ``max_retries``
+    ├── RetryCancelled                a step waiting to retry when the workflow failed
     ├── StepArgumentError             a ``name.field`` argument not found in the result
     ├── RecordedError                 an error read back from the run log (a resumed run)
     ├── RunAbandoned                  an operator rolled back a run nobody will resume
@@ -54,6 +55,18 @@ class RetriesExhausted(JobsagaError):
         super().__init__(f"{what} {step!r} gave up after {limit} retries{reason}")
         self.step = step
         self.limit = limit
+        self.last = last
+        if last is not None:
+            self.__cause__ = last
+
+
+class RetryCancelled(JobsagaError):
+    """A step was waiting to retry when another step failed the workflow: it is not retried.
+    Its last error (if it raised one) is the cause."""
+
+    def __init__(self, step: str, last: BaseException | None) -> None:
+        super().__init__(f"step {step!r} was not retried: the workflow is rolling back")
+        self.step = step
         self.last = last
         if last is not None:
             self.__cause__ = last

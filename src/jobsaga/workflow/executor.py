@@ -31,6 +31,7 @@ from .dsl import Argument, Workflow
 from .errors import (
     RecordedError,
     RetriesExhausted,
+    RetryCancelled,
     StepArgumentError,
     StepFailure,
     WorkflowError,
@@ -86,6 +87,8 @@ class Execution:
         self.previous_undo_errors: list[StepFailure] = []
         self.limit = workflow.options.max_concurrency
         self._threads: ThreadPoolExecutor | None = None
+        self.stopping = asyncio.Event()
+        """Set when the run starts failing: steps waiting to retry give up at once."""
         self.meta: dict[str, Any] = {
             "workflow": workflow.name,
             "run_id": None,
@@ -318,6 +321,7 @@ class Execution:
                         assert st.exc is not None
                         if self.failure is None:
                             self.failure = (name, st.exc)
+                            self.stopping.set()
                         else:
                             self.others.append(StepFailure(name, st.exc))
         finally:
@@ -376,8 +380,10 @@ class Execution:
                         return
             if retry is not None or isinstance(error, spec.retry_on):
                 if st.tries <= spec.max_retries:
-                    await self.retry_later(st, error, retry)
-                    continue
+                    if await self.retry_later(st, error, retry):
+                        continue
+                    self.fail(st, RetryCancelled(name, error), started)
+                    return
                 error = RetriesExhausted(name, spec.max_retries, error)
             assert error is not None
             if spec.compensate_fn is None:
@@ -406,8 +412,10 @@ class Execution:
         if isinstance(decision, Retry):
             if st.tries <= spec.max_retries:
                 self.compensated(st, "retry", original=error)
-                await self.retry_later(st, error, decision)
-                return "retry"
+                if await self.retry_later(st, error, decision):
+                    return "retry"
+                self.fail(st, RetryCancelled(name, error), started)
+                return None
             exhausted = RetriesExhausted(name, spec.max_retries, error)
             self.compensated(st, "retry_refused", original=error)
             self.fail(st, exhausted, started)
@@ -445,7 +453,11 @@ class Execution:
 
     async def retry_later(
         self, st: StepState, error: BaseException | None, retry: Retry | None
-    ) -> None:
+    ) -> bool:
+        """Wait out the backoff; False when the workflow started failing meanwhile (a step
+        waiting to retry has not completed: it is not retried, and there is nothing to undo)."""
+        if self.failure is not None:
+            return False
         delay = (
             retry.delay
             if retry is not None and retry.delay is not None
@@ -462,7 +474,10 @@ class Execution:
             "workflow.step.retry", {"delay": delay}, step=st.spec.name, tries=st.tries, error=error
         )
         if delay > 0:
-            await asyncio.sleep(delay)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self.stopping.wait()
+        return self.failure is None
 
     def succeed_step(
         self,
