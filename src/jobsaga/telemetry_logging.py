@@ -1,0 +1,122 @@
+"""The default structured-logging handler: one JSON log line per telemetry event.
+
+Levels follow what an operator wants to see at the usual WARNING/INFO thresholds: failures
+are WARNING (ERROR when a job is discarded or a plugin run fails), operator actions and queue
+changes are INFO, and per-job successes are DEBUG, so a busy node does no per-job logging work
+unless asked (the level check comes before any formatting). ``jobsaga worker`` attaches it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from datetime import datetime
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+from .telemetry import Handler
+
+if TYPE_CHECKING:
+    from .app import App
+
+DEFAULT_HANDLER_ID = "jobsaga-default-logger"
+
+LEVELS: dict[str, int] = {
+    "job.start": logging.DEBUG,
+    "job.stop": logging.DEBUG,
+    "job.exception": logging.WARNING,
+    "job.cancel": logging.INFO,
+    "job.retry": logging.INFO,
+    "job.delete": logging.INFO,
+    "queue.pause": logging.INFO,
+    "queue.resume": logging.INFO,
+    "queue.scale": logging.INFO,
+    "leader.elected": logging.INFO,
+    "leader.resigned": logging.INFO,
+    "workflow.exception": logging.WARNING,
+    "workflow.step.exception": logging.INFO,
+    "workflow.step.undo": logging.INFO,
+    "workflow.step.compensate": logging.INFO,
+}
+"""Level per event; events not listed log at DEBUG, ``plugin.<name>.exception`` at ERROR."""
+
+
+def level_of(event: str, metadata: Mapping[str, Any], levels: Mapping[str, int]) -> int:
+    if event == "job.exception" and metadata.get("state") == "discarded":
+        return logging.ERROR
+    if event.startswith("plugin.") and event.endswith(".exception"):
+        return levels.get(event, logging.ERROR)
+    return levels.get(event, logging.DEBUG)
+
+
+def plain(value: Any) -> Any:
+    """A JSON-ready form of a telemetry value (jobs by their identity, errors as text)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, BaseException):
+        return f"{type(value).__name__}: {value}"
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, (list, tuple)) and len(value) <= 50:
+        return [plain(v) for v in value]
+    if isinstance(value, Mapping) and len(value) <= 50:
+        return {str(k): plain(v) for k, v in value.items()}
+    return repr(value)[:200]
+
+
+def event_fields(
+    event: str, measurements: Mapping[str, Any], metadata: Mapping[str, Any]
+) -> dict[str, Any]:
+    fields: dict[str, Any] = {"event": event}
+    for key, value in metadata.items():
+        if key == "job":
+            fields["job_id"] = getattr(value, "id", None)
+        elif key == "result":
+            continue  # may be large, and is the job's business
+        else:
+            fields[key] = plain(value)
+    for key, value in measurements.items():
+        if isinstance(value, float):
+            fields[key] = round(value, 6)
+        elif isinstance(value, int):
+            fields[key] = value
+    return fields
+
+
+def structured_logging_handler(
+    logger: logging.Logger | None = None, levels: Mapping[str, int] | None = None
+) -> Handler:
+    """A handler writing each event as one JSON line, with the fields also in ``extra``
+    (``record.jobsaga``) for log processors that read attributes rather than messages."""
+    target = logger or logging.getLogger("jobsaga.events")
+    chosen = {**LEVELS, **(levels or {})}
+
+    def handle(event: str, measurements: Mapping[str, Any], metadata: Mapping[str, Any]) -> None:
+        level = level_of(event, metadata, chosen)
+        if not target.isEnabledFor(level):
+            return
+        fields = event_fields(event, measurements, metadata)
+        target.log(
+            level,
+            "%s",
+            json.dumps(fields, default=repr),
+            extra={"jobsaga_event": event, "jobsaga": fields},
+        )
+
+    return handle
+
+
+def attach_default_logger(
+    app: App,
+    *,
+    logger: logging.Logger | None = None,
+    levels: Mapping[str, int] | None = None,
+    handler_id: str = DEFAULT_HANDLER_ID,
+) -> str:
+    """Log every event of ``app`` through :func:`structured_logging_handler`; returns the
+    handler id (``app.telemetry.detach(id)`` stops it)."""
+    app.telemetry.attach(handler_id, "*", structured_logging_handler(logger, levels))
+    return handler_id
