@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
@@ -9,6 +10,7 @@ import threading
 import click
 
 from ..errors import ConfigError
+from ..telemetry_logging import attach_default_logger
 from .configured import config_options, configured_app, load_config
 from .loading import load_app
 from .options import parse_queues
@@ -84,6 +86,8 @@ def worker_commands(cli: click.Group) -> None:
         }
         config = load_config(config_path, settings, flags)
         app = load_app(config.app, config.url)
+        with contextlib.suppress(ValueError):  # the app attached it itself
+            attach_default_logger(app)
         if migrate:
             app.migrate()
         try:
