@@ -21,6 +21,7 @@ from .results import Cancel, Complete, Discard, Error, Snooze
 from .runtime.executor import PerformError
 from .runtime.node import Node, NodeThread
 from .telemetry import Telemetry, logging_handler
+from .telemetry_logging import attach_default_logger
 from .unique import UniqueSpec
 from .worker import Worker
 from .workflow import (
@@ -73,6 +74,7 @@ __all__ = [
     "UniqueSpec",
     "UnknownWorkerError",
     "Worker",
+    "attach_default_logger",
     "Workflow",
     "WorkflowError",
     "WorkflowWorker",
