@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -16,7 +17,17 @@ from workflows.analytics import (
     seed,
 )
 
-from jobsaga import App, ArgsError, Job, JobState, StepContext, Workflow, WorkflowWorker, step
+from jobsaga import (
+    App,
+    ArgsError,
+    Job,
+    JobState,
+    JobTimeout,
+    StepContext,
+    Workflow,
+    WorkflowWorker,
+    step,
+)
 from jobsaga.errors import ConfigError
 from jobsaga.workflow import WorkflowError, WorkflowOutsideJobError, get_run, list_runs
 from tests.helpers import wait_until
@@ -143,8 +154,6 @@ def test_perform_outside_a_node_is_refused() -> None:
         inserted_at=None,
         scheduled_at=None,  # type: ignore[arg-type]
     )
-    import asyncio
-
     with pytest.raises(WorkflowOutsideJobError, match="needs its App"):
         asyncio.run(RecordingAnalytics().perform(job))
 
@@ -179,3 +188,44 @@ def test_untyped_inputs_and_free_context_without_a_run_log(make_app: Callable[..
     assert list_runs(app) == []  # persist=False keeps no run log
     with pytest.raises(ArgsError, match="'n'"):
         PlainWorker.new({})
+
+
+class Hangs(Workflow, inputs=["order"]):
+    @step
+    def hold(self, order: str) -> str:
+        TIMEOUT_TRAIL.append("hold")
+        return f"h-{order}"
+
+    @hold.undo
+    def unhold(self, result: str) -> None:
+        TIMEOUT_TRAIL.append(f"unhold {result}")
+
+    @step
+    async def wait_forever(self, hold: str) -> None:
+        await asyncio.sleep(60)
+
+
+TIMEOUT_TRAIL: list[str] = []
+timeout_errors: list[BaseException] = []
+
+
+class HangsWorker(WorkflowWorker, workflow=Hangs, name="hangs.worker", max_attempts=1, timeout=0.5):
+    async def on_final_failure(self, job: Job[Any], error: BaseException) -> None:
+        timeout_errors.append(error)
+
+
+def test_a_last_attempt_that_times_out_is_rolled_back_before_the_final_hook(
+    make_app: Callable[..., App],
+) -> None:
+    TIMEOUT_TRAIL.clear()
+    timeout_errors.clear()
+    app = make_app(HangsWorker)
+    job = app.insert(HangsWorker.new({"order": "o-9"}))
+    with app.node({"default": 1}, poll_interval=0.05).start_in_thread():
+        wait_until(lambda: timeout_errors, timeout=15)
+    [error] = timeout_errors
+    assert isinstance(error, WorkflowError) and isinstance(error.error, JobTimeout)
+    assert error.undone == ("hold",)
+    assert TIMEOUT_TRAIL == ["hold", "unhold h-o-9"]
+    [run] = list_runs(app, job_id=job.id)
+    assert run.status == "rolled_back"

@@ -19,20 +19,23 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, create_model
 
 from .. import _context
-from ..errors import ConfigError, JobOrphaned
+from ..errors import ConfigError
 from ..job import Job
 from ..results import Complete
 from ..worker import Worker
 from .dsl import Workflow
-from .errors import WorkflowOutsideJobError
+from .errors import WorkflowError, WorkflowOutsideJobError
 from .records import list_runs
 from .running import aroll_back_run, check_workflow, execute
+
+log = logging.getLogger("jobsaga.workflow")
 
 
 def args_model(workflow: type[Workflow], owner: str) -> type[BaseModel]:
@@ -106,24 +109,35 @@ class WorkflowWorker(Worker):
 
     def on_final_failure(self, job: Job[Any], error: BaseException) -> None:
         """Runs once when the job fails for good, with the ``WorkflowError`` (undo results
-        included). Override it; a job whose node died on its last attempt has its run rolled
-        back first, and the hook gets that rollback's ``WorkflowError`` (``error.error`` is the
-        ``JobOrphaned``)."""
+        included). Override it. When the last attempt ended with the run unfinished (its node
+        died, or it timed out), the run is rolled back first and the hook gets that rollback's
+        ``WorkflowError``, whose ``error`` is the ``JobOrphaned`` or ``JobTimeout``."""
 
-    async def roll_back_orphaned(self, job: Job[Any], error: BaseException) -> BaseException:
-        """The run a dead node left unfinished, rolled back: its WorkflowError, or ``error``
-        when there is no such run (or no app to reach it)."""
+    async def roll_back_unfinished(self, job: Job[Any], error: BaseException) -> BaseException:
+        """Before the final-failure hook: roll back the run this job leaves unfinished (its
+        node died, or its last attempt timed out) and return that rollback's WorkflowError;
+        ``error`` itself when there is no such run. Nothing will resume the run once the job
+        is discarded, so its completed steps are undone now."""
         app = _context.current_app.get()
         if app is None or not self.persist or self.workflow is None:
             return error
-        runs = await asyncio.to_thread(
-            list_runs, app, status=("running", "rolling_back"), job_id=job.id, limit=1
-        )
-        if not runs or runs[0].id is None:
+        try:
+            runs = await asyncio.to_thread(
+                list_runs, app, status=("running", "rolling_back"), job_id=job.id, limit=1
+            )
+            if not runs or runs[0].id is None:
+                return error
+            result = await aroll_back_run(
+                app,
+                runs[0].id,
+                cause=error,
+                workflow=self.workflow,
+                reason=str(error),
+                force=True,  # the job is being discarded: no attempt will resume the run
+            )
+        except Exception:  # the hook still runs, with the original error
+            log.exception("rolling back the unfinished run of job %d failed", job.id)
             return error
-        result = await aroll_back_run(
-            app, runs[0].id, cause=error, workflow=self.workflow, reason=str(error)
-        )
         return result.error or error
 
     async def perform(self, job: Job[Any]) -> Complete:
@@ -150,14 +164,15 @@ class WorkflowWorker(Worker):
 
 
 def _rolling_back_orphans(hook: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap a final-failure hook so that, for a job orphaned on its last attempt, the run is
-    rolled back first and the hook gets that rollback's WorkflowError."""
+    """Wrap a final-failure hook so that, when the job ends with its run unfinished (any error
+    but a WorkflowError: the node died, the attempt timed out), the run is rolled back first
+    and the hook gets that rollback's WorkflowError."""
     if inspect.iscoroutinefunction(hook):
 
         @functools.wraps(hook)
         async def async_wrapped(self: WorkflowWorker, job: Job[Any], error: BaseException) -> Any:
-            if isinstance(error, JobOrphaned):
-                error = await self.roll_back_orphaned(job, error)
+            if not isinstance(error, WorkflowError):
+                error = await self.roll_back_unfinished(job, error)
             return await hook(self, job, error)
 
         async_wrapped._rolls_back_orphans = True  # type: ignore[attr-defined]
@@ -165,9 +180,9 @@ def _rolling_back_orphans(hook: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(hook)
     def wrapped(self: WorkflowWorker, job: Job[Any], error: BaseException) -> Any:
-        if isinstance(error, JobOrphaned):
+        if not isinstance(error, WorkflowError):
             # A sync hook runs in a worker thread, which has no event loop of its own.
-            error = asyncio.run(self.roll_back_orphaned(job, error))
+            error = asyncio.run(self.roll_back_unfinished(job, error))
         return hook(self, job, error)
 
     wrapped._rolls_back_orphans = True  # type: ignore[attr-defined]
