@@ -7,8 +7,10 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+import pytest
+
 import jobsaga
-from jobsaga import App, JobState, Worker
+from jobsaga import App, ConfigError, JobState, Worker
 from jobsaga.plugins.heartbeat import Heartbeat
 from jobsaga.plugins.lifeline import rescue_orphans
 from tests.helpers import wait_until
@@ -26,10 +28,16 @@ class Slow(Worker, name="tests.lifeline.Slow", queue="slow", timeout=None):
         time.sleep(float(job.args["seconds"]))
 
 
+HEARTS: dict[tuple[int, str], Heartbeat] = {}
+
+
 def beat(app: App, name: str, rescue_after: float) -> None:
-    """Write a heartbeat row for a node name without running a node."""
-    node = app.node(name=name, rescue_after=rescue_after, heartbeat_interval=rescue_after / 2)
-    Heartbeat(node, 1.0, rescue_after).beat()
+    """Write a heartbeat row for a node name without running a node (one process per name)."""
+    heart = HEARTS.get((id(app), name))
+    if heart is None:
+        node = app.node(name=name, rescue_after=rescue_after, heartbeat_interval=rescue_after / 2)
+        heart = HEARTS[(id(app), name)] = Heartbeat(node, 1.0, rescue_after)
+    assert heart.beat()
 
 
 def claim(app: App, node: str, n: int, **spec: Any) -> list[int]:
@@ -198,3 +206,16 @@ def test_restart_under_a_fixed_name_rescues_the_dead_process_jobs(
         job = app.get_job(job_id)
         assert job is not None and job.attempt == 2
         assert "same name started" in job.errors[0]["error"]
+
+
+def test_two_live_processes_cannot_share_a_node_name(make_app: Callable[..., App]) -> None:
+    first, second = make_app(Noop), make_app(Noop)
+    options: dict[str, Any] = {"poll_interval": 0.05, "heartbeat_interval": 0.1}
+    with first.node(name="dup", **options).start_in_thread():
+        started = time.monotonic()
+        with pytest.raises(ConfigError, match="node name 'dup' is in use by a live process"):
+            second.node(name="dup", **options).start_in_thread()
+        assert time.monotonic() - started < 2.0
+    # once the first one stopped (its row is gone), the name is free again
+    with second.node(name="dup", **options).start_in_thread():
+        pass

@@ -4,18 +4,28 @@ The heartbeat runs on its own thread, not on the node's event loop: an ``async d
 that hogs the loop, or a burst of work in the database thread pool, must not make a live node
 look dead and get its jobs run twice. Each beat writes the node's own deadline
 (``expires_at = now + rescue_after``), so the rescuer honours each node's settings.
+
+A node name belongs to one live process at a time, identified by a random token. Two live
+processes under one name (a fixed ``name=`` copied to every replica, say) would vouch for each
+other's jobs, and the second would rescue the first's jobs as its own; so a node whose name is
+held by another process watches that holder for two of its heartbeat intervals: if the holder
+still beats, starting fails with a ``ConfigError``; if not, it died (a pod restarted under its
+fixed name), and the new process takes the name over.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
 import threading
+import uuid
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from ..errors import ConfigError
 from ..serialization import dumps
 from .base import queries
 
@@ -33,10 +43,13 @@ class Heartbeat:
         self.interval = interval
         self.rescue_after = rescue_after
         self.beats = 0
+        self.token = uuid.uuid4().hex
+        """This process's claim on the node name (new at every start)."""
+        self.started_at = node.app.clock()
+        """When the node last started: jobs claimed under its name before then are not its own."""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.started_at = node.app.clock()
-        """Set when the node is built (before it can claim anything) and again when it stops."""
+        self._warned = False
 
     def snapshot(self) -> dict[str, Any]:
         """What other tools may want to know about this node (``jobsaga queues`` per node)."""
@@ -47,26 +60,89 @@ class Heartbeat:
                 "paused": producer.paused,
                 "running": len(producer.running),
             }
-        return {"host": socket.gethostname(), "pid": os.getpid(), "queues": queues}
+        return {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "heartbeat_interval": self.interval,
+            "queues": queues,
+        }
 
-    def beat(self) -> None:
+    def _params(self) -> dict[str, Any]:
         app = self.node.app
         engine = app.engine
         now = app.clock()
-        params = {
+        return {
             "name": self.node.name,
+            "token": self.token,
             "started_at": engine.time_param(self.started_at),
             "now": engine.time_param(now),
             "expires_at": engine.time_param(now + timedelta(seconds=self.rescue_after)),
             "meta": dumps(self.snapshot()),
         }
+
+    def beat(self) -> bool:
+        """Write a heartbeat; False when another live process holds the name."""
+        engine = self.node.app.engine
         with engine.transaction() as tx:
-            tx.execute(queries(engine)["heartbeat"], params)
-        self.beats += 1
+            owned = bool(tx.execute(queries(engine)["heartbeat"], self._params()))
+        if owned:
+            self.beats += 1
+        return owned
+
+    def holder(self) -> dict[str, Any] | None:
+        engine = self.node.app.engine
+        with engine.transaction() as tx:
+            found = tx.execute(queries(engine)["node_row"], {"name": self.node.name})
+        return found[0] if found else None
+
+    def take(self, seen: Mapping[str, Any]) -> bool:
+        """Take the name from the holder we watched, if its row is still as we saw it."""
+        engine = self.node.app.engine
+        params = {
+            **self._params(),
+            "old_token": seen["token"],
+            "old_heartbeat": seen["heartbeat_at"],
+        }
+        with engine.transaction() as tx:
+            return bool(tx.execute(queries(engine)["take_node"], params))
+
+    async def claim_name(self) -> None:
+        """Hold the node name before claiming any job under it (see the module docstring)."""
+        run = self.node.run_in_db
+        if await run(self.beat):
+            return
+        seen = await run(self.holder)
+        if seen is not None:
+            meta = self.node.app.engine.json_value(seen["meta"]) or {}
+            interval = float(meta.get("heartbeat_interval") or self.interval)
+            await asyncio.sleep(2 * interval + 0.2)
+            now = await run(self.holder)
+            if now is not None and (
+                now["token"] != seen["token"] or now["heartbeat_at"] != seen["heartbeat_at"]
+            ):
+                where = f"{meta.get('host', '?')} pid {meta.get('pid', '?')}"
+                raise ConfigError(
+                    f"node name {self.node.name!r} is in use by a live process ({where}); every "
+                    "running node needs its own name (the default name is unique)"
+                )
+            if now is not None and await run(self.take, now):
+                log.warning(
+                    "node %s: took its name over from a process that stopped beating",
+                    self.node.name,
+                )
+                self.beats += 1
+                return
+        if not await run(self.beat):
+            raise ConfigError(
+                f"node name {self.node.name!r} was taken by another process while this one "
+                "started; every running node needs its own name"
+            )
 
     async def start(self) -> None:
-        """Write the first beat before the node claims anything, then beat on a thread."""
-        await self.node.run_in_db(self.beat)
+        """Claim the name with a first beat before the node claims anything, then beat on a thread."""
+        self.token = uuid.uuid4().hex
+        self.started_at = self.node.app.clock()
+        await self.claim_name()
         self._stop.clear()
         self._thread = threading.Thread(
             target=self._run, name=f"jobsaga-heartbeat-{self.node.name}", daemon=True
@@ -76,9 +152,17 @@ class Heartbeat:
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             try:
-                self.beat()
+                owned = self.beat()
             except Exception:  # the database is away: keep trying, the deadline tells the rest
                 log.exception("node %s: heartbeat failed", self.node.name)
+                continue
+            if not owned and not self._warned:
+                self._warned = True
+                log.error(
+                    "node %s: another live process now holds this node name (this node was "
+                    "silent past its deadline and its jobs may have been rescued)",
+                    self.node.name,
+                )
 
     async def stop(self) -> None:
         """Stop beating and remove the row: a node that stopped cleanly has no orphans left."""
@@ -86,7 +170,6 @@ class Heartbeat:
         if self._thread is not None:
             await self.node.run_in_db(self._thread.join, 10.0)
             self._thread = None
-        self.started_at = self.node.app.clock()  # a restart of this node object starts anew
         try:
             await self.node.run_in_db(self.forget)
         except Exception:
@@ -95,7 +178,9 @@ class Heartbeat:
     def forget(self) -> None:
         engine = self.node.app.engine
         with engine.transaction() as tx:
-            tx.execute(queries(engine)["forget_node"], {"name": self.node.name})
+            tx.execute(
+                queries(engine)["forget_node"], {"name": self.node.name, "token": self.token}
+            )
 
     def wake(self) -> None:
         """Beats are periodic; nothing to wake."""

@@ -60,6 +60,7 @@ class Leader(Looper):
         params = {
             "scope": SCOPE,
             "node": self.node.name,
+            "token": self.node.plugins.heartbeat.token,
             "now": engine.time_param(now),
             "expires_at": engine.time_param(now + timedelta(seconds=self.lease)),
         }
@@ -73,7 +74,8 @@ class Leader(Looper):
     def resign_in_db(self) -> None:
         engine = self.node.app.engine
         with engine.transaction() as tx:
-            tx.execute(queries(engine)["resign"], {"scope": SCOPE, "node": self.node.name})
+            token = self.node.plugins.heartbeat.token
+            tx.execute(queries(engine)["resign"], {"scope": SCOPE, "token": token})
             engine.notify(tx, {"leader_resigned": self.node.name})
 
     async def run_once(self) -> Counts:

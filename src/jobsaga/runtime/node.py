@@ -176,9 +176,9 @@ class Node:
             self, interval=self.control_interval, status_interval=self.status_interval
         )
         await self.control.start()  # persisted pause/scale apply before the first fetch
+        await self.plugins.start()  # the node name is held (heartbeat) before the first fetch
         for producer in self.producers.values():
             producer.start()
-        await self.plugins.start()
         log.info("node %s started: queues %s", self.name, self.queue_limits)
 
     def _check_schema(self) -> None:

@@ -1,30 +1,46 @@
 -- name: heartbeat
-INSERT INTO jobsaga_nodes (name, started_at, heartbeat_at, expires_at, meta)
-VALUES (%(name)s, %(started_at)s, %(now)s, %(expires_at)s, %(meta)s::jsonb)
+-- Only the process holding the name (its token) may beat under it, unless the row expired.
+INSERT INTO jobsaga_nodes (name, token, started_at, heartbeat_at, expires_at, meta)
+VALUES (%(name)s, %(token)s, %(started_at)s, %(now)s, %(expires_at)s, %(meta)s::jsonb)
 ON CONFLICT (name) DO UPDATE
-SET started_at = EXCLUDED.started_at, heartbeat_at = EXCLUDED.heartbeat_at,
+SET token = EXCLUDED.token, started_at = EXCLUDED.started_at, heartbeat_at = EXCLUDED.heartbeat_at,
     expires_at = EXCLUDED.expires_at, meta = EXCLUDED.meta
+WHERE jobsaga_nodes.token = EXCLUDED.token OR jobsaga_nodes.expires_at < EXCLUDED.heartbeat_at
+RETURNING name
+
+-- name: node_row
+SELECT token, heartbeat_at, expires_at, meta FROM jobsaga_nodes WHERE name = %(name)s
+
+-- name: take_node
+-- Take a name from a process that stopped beating: compare-and-set on the row we watched.
+UPDATE jobsaga_nodes
+SET token = %(token)s, started_at = %(started_at)s, heartbeat_at = %(now)s,
+    expires_at = %(expires_at)s, meta = %(meta)s::jsonb
+WHERE name = %(name)s AND token = %(old_token)s AND heartbeat_at = %(old_heartbeat)s
+RETURNING name
 
 -- name: forget_node
-DELETE FROM jobsaga_nodes WHERE name = %(name)s
+DELETE FROM jobsaga_nodes WHERE name = %(name)s AND token = %(token)s
 
 -- name: list_nodes
 SELECT * FROM jobsaga_nodes ORDER BY name
 
 -- name: lead
--- Take the lease if it is free or expired, renew it if it is ours; no row back means another
--- node leads. The row lock makes concurrent candidates queue up, so only one wins.
-INSERT INTO jobsaga_leader AS l (scope, node, elected_at, expires_at)
-VALUES (%(scope)s, %(node)s, %(now)s, %(expires_at)s)
+-- Take the lease if it is free or expired, renew it if this process (token) holds it; no row
+-- back means another node leads. The row lock makes concurrent candidates queue up, so only
+-- one wins. Renewal goes by token, not node name: two processes that share a name (a
+-- misconfiguration) still cannot both lead.
+INSERT INTO jobsaga_leader AS l (scope, node, token, elected_at, expires_at)
+VALUES (%(scope)s, %(node)s, %(token)s, %(now)s, %(expires_at)s)
 ON CONFLICT (scope) DO UPDATE
-SET node = EXCLUDED.node,
-    elected_at = CASE WHEN l.node = EXCLUDED.node THEN l.elected_at ELSE EXCLUDED.elected_at END,
+SET node = EXCLUDED.node, token = EXCLUDED.token,
+    elected_at = CASE WHEN l.token = EXCLUDED.token THEN l.elected_at ELSE EXCLUDED.elected_at END,
     expires_at = EXCLUDED.expires_at
-WHERE l.node = EXCLUDED.node OR l.expires_at < EXCLUDED.elected_at
+WHERE l.token = EXCLUDED.token OR l.expires_at < EXCLUDED.elected_at
 RETURNING node, elected_at
 
 -- name: resign
-DELETE FROM jobsaga_leader WHERE scope = %(scope)s AND node = %(node)s
+DELETE FROM jobsaga_leader WHERE scope = %(scope)s AND token = %(token)s
 
 -- name: current_leader
 SELECT node, elected_at, expires_at FROM jobsaga_leader WHERE scope = %(scope)s

@@ -1,31 +1,45 @@
 -- name: heartbeat
-INSERT INTO jobsaga_nodes (name, started_at, heartbeat_at, expires_at, meta)
-VALUES (:name, :started_at, :now, :expires_at, json(:meta))
+-- Only the process holding the name (its token) may beat under it, unless the row expired.
+INSERT INTO jobsaga_nodes (name, token, started_at, heartbeat_at, expires_at, meta)
+VALUES (:name, :token, :started_at, :now, :expires_at, json(:meta))
 ON CONFLICT (name) DO UPDATE
-SET started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at,
+SET token = excluded.token, started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at,
     expires_at = excluded.expires_at, meta = excluded.meta
+WHERE jobsaga_nodes.token = excluded.token OR jobsaga_nodes.expires_at < excluded.heartbeat_at
+RETURNING name
+
+-- name: node_row
+SELECT token, heartbeat_at, expires_at, meta FROM jobsaga_nodes WHERE name = :name
+
+-- name: take_node
+-- Take a name from a process that stopped beating: compare-and-set on the row we watched.
+UPDATE jobsaga_nodes
+SET token = :token, started_at = :started_at, heartbeat_at = :now,
+    expires_at = :expires_at, meta = json(:meta)
+WHERE name = :name AND token = :old_token AND heartbeat_at = :old_heartbeat
+RETURNING name
 
 -- name: forget_node
-DELETE FROM jobsaga_nodes WHERE name = :name
+DELETE FROM jobsaga_nodes WHERE name = :name AND token = :token
 
 -- name: list_nodes
 SELECT * FROM jobsaga_nodes ORDER BY name
 
 -- name: lead
--- Take the lease if it is free or expired, renew it if it is ours; no row back means another
--- node (perhaps another process on the file) leads.
-INSERT INTO jobsaga_leader (scope, node, elected_at, expires_at)
-VALUES (:scope, :node, :now, :expires_at)
+-- Take the lease if it is free or expired, renew it if this process (token) holds it; no row
+-- back means another node (perhaps another process on the file) leads.
+INSERT INTO jobsaga_leader (scope, node, token, elected_at, expires_at)
+VALUES (:scope, :node, :token, :now, :expires_at)
 ON CONFLICT (scope) DO UPDATE
-SET node = excluded.node,
-    elected_at = CASE WHEN jobsaga_leader.node = excluded.node
+SET node = excluded.node, token = excluded.token,
+    elected_at = CASE WHEN jobsaga_leader.token = excluded.token
                       THEN jobsaga_leader.elected_at ELSE excluded.elected_at END,
     expires_at = excluded.expires_at
-WHERE jobsaga_leader.node = excluded.node OR jobsaga_leader.expires_at < excluded.elected_at
+WHERE jobsaga_leader.token = excluded.token OR jobsaga_leader.expires_at < excluded.elected_at
 RETURNING node, elected_at
 
 -- name: resign
-DELETE FROM jobsaga_leader WHERE scope = :scope AND node = :node
+DELETE FROM jobsaga_leader WHERE scope = :scope AND token = :token
 
 -- name: current_leader
 SELECT node, elected_at, expires_at FROM jobsaga_leader WHERE scope = :scope

@@ -3,8 +3,10 @@
 
 -- One row per running node. A node writes its own deadline (expires_at = heartbeat + its own
 -- rescue_after), so the rescuer never needs to know another node's settings.
+-- token identifies the process holding the name, so two live processes can never share one.
 CREATE TABLE jobsaga_nodes (
     name          TEXT PRIMARY KEY,
+    token         TEXT NOT NULL,
     started_at    TIMESTAMPTZ NOT NULL,
     heartbeat_at  TIMESTAMPTZ NOT NULL,
     expires_at    TIMESTAMPTZ NOT NULL,
@@ -12,9 +14,11 @@ CREATE TABLE jobsaga_nodes (
 );
 
 -- The leader lease: one row per scope, held by one node until expires_at.
+-- The lease is renewed by token (the holding process), not by node name.
 CREATE TABLE jobsaga_leader (
     scope       TEXT PRIMARY KEY,
     node        TEXT NOT NULL,
+    token       TEXT NOT NULL,
     elected_at  TIMESTAMPTZ NOT NULL,
     expires_at  TIMESTAMPTZ NOT NULL
 );
