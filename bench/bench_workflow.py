@@ -38,15 +38,20 @@ def chain(n: int, sync: bool) -> type[Workflow]:
             namespace["s0"] = step(_noop_first(sync), name="s0")
         else:
             namespace[f"s{i}"] = step(_noop(sync), name=f"s{i}", args={"prev": f"s{i - 1}"})
-    return type(Workflow)(f"Chain{n}", (Workflow,), namespace, name=f"bench.chain{n}")
+    return build(f"Chain{n}", namespace, name=f"bench.chain{n}")
 
 
 def wide(n: int, sync: bool, concurrency: int) -> type[Workflow]:
     namespace: dict[str, Any] = {f"w{i}": step(_noop_first(sync), name=f"w{i}") for i in range(n)}
     namespace["join"] = step(_noop_first(sync), name="join", wait_for=[f"w{i}" for i in range(n)])
-    return type(Workflow)(
-        f"Wide{n}", (Workflow,), namespace, name=f"bench.wide{n}", max_concurrency=concurrency
-    )
+    return build(f"Wide{n}", namespace, name=f"bench.wide{n}", max_concurrency=concurrency)
+
+
+def build(class_name: str, namespace: dict[str, Any], **options: Any) -> type[Workflow]:
+    """A workflow class made at run time, as a class statement would make it."""
+    meta: Any = type(Workflow)
+    workflow: type[Workflow] = meta(class_name, (Workflow,), namespace, **options)
+    return workflow
 
 
 def _noop_first(sync: bool) -> Any:

@@ -253,7 +253,19 @@ class StepDef:
 
 
 @typing.overload
-def step(fn: Callable[..., Any], /) -> StepDef: ...
+def step(
+    fn: Callable[..., Any],
+    /,
+    *,
+    name: str | None = None,
+    max_retries: int = DEFAULT_MAX_RETRIES,
+    retry_on: Iterable[type[BaseException]] = (),
+    backoff: Backoff | None = None,
+    undo_retries: int = DEFAULT_UNDO_RETRIES,
+    wait_for: Iterable[str] = (),
+    args: Mapping[str, str] | None = None,
+    where: Callable[..., Any] | None = None,
+) -> StepDef: ...
 
 
 @typing.overload
