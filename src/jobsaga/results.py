@@ -19,7 +19,7 @@ class Snooze:
     seconds: float
 
     def __post_init__(self) -> None:
-        if not isinstance(self.seconds, (int, float)) or self.seconds < 0:
+        if not isinstance(self.seconds, (int, float)) or not self.seconds >= 0:  # NaN too
             raise ValueError(f"Snooze needs a number of seconds >= 0, got {self.seconds!r}")
 
 

@@ -83,3 +83,26 @@ def test_worker_backoff_sets_the_retry_time(
     assert retry.attempted_at is not None
     delay = (retry.scheduled_at - retry.attempted_at).total_seconds()
     assert expected * 0.85 <= delay <= expected * 1.15 + 1, delay
+
+
+class RunawayBackoff(Worker, max_attempts=5, backoff=lambda attempt: float("inf")):
+    def perform(self, job: Job[Any]) -> None:
+        raise ValueError("x")
+
+
+class NanBackoff(Worker, max_attempts=5, backoff=lambda attempt: float("nan")):
+    def perform(self, job: Job[Any]) -> None:
+        raise ValueError("x")
+
+
+def test_an_endless_or_nan_delay_is_still_written_back(make_app: Callable[..., App]) -> None:
+    """An infinite delay once left the job 'executing' for good (the date overflowed)."""
+    app = make_app(RunawayBackoff, NanBackoff)
+    endless, nan = app.insert_all([RunawayBackoff.new(), NanBackoff.new()])
+    with app.node({"default": 2}, poll_interval=0.05).start_in_thread():
+        endless_retry = wait_state(app, endless.id, JobState.RETRYABLE)
+        nan_retry = wait_state(app, nan.id, JobState.RETRYABLE)
+    assert endless_retry.scheduled_at.year >= endless_retry.inserted_at.year + 99
+    assert nan_retry.attempted_at is not None
+    delay = (nan_retry.scheduled_at - nan_retry.attempted_at).total_seconds()
+    assert 13 <= delay <= 17  # NaN is a broken curve: the default applies

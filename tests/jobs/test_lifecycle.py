@@ -6,6 +6,8 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+import pytest
+
 from jobsaga import App, Cancel, Discard, Error, Job, JobState, Snooze, Worker
 from tests.helpers import wait_until
 from tests.jobs.conftest import SEEN, job, wait_final, wait_state
@@ -54,6 +56,11 @@ class Snoozes(Worker, max_attempts=1):
 class LongSnooze(Worker):
     def perform(self, job: Job[Any]) -> Snooze:
         return Snooze(3600)
+
+
+class SnoozesForever(Worker):
+    def perform(self, job: Job[Any]) -> Snooze:
+        return Snooze(float("inf"))
 
 
 class Discards(Worker, max_attempts=5):
@@ -192,3 +199,19 @@ def test_every_outcome_at_once(make_app: Callable[..., App]) -> None:
         JobState.DISCARDED,
         JobState.CANCELLED,
     ]
+
+
+def test_snooze_forever_is_written_back(make_app: Callable[..., App]) -> None:
+    """``Snooze(inf)`` once overflowed the date and left the job 'executing' for good."""
+    app = make_app(SnoozesForever)
+    stored = app.insert(SnoozesForever.new())
+    with node(app):
+        snoozed = wait_state(app, stored.id, JobState.SCHEDULED)
+    assert snoozed.scheduled_at.year >= snoozed.inserted_at.year + 99
+    assert snoozed.attempt == 0
+
+
+def test_snooze_rejects_nonsense() -> None:
+    for bad in (-1, float("nan"), "10"):
+        with pytest.raises(ValueError, match="Snooze"):
+            Snooze(bad)  # type: ignore[arg-type]

@@ -12,11 +12,12 @@ import asyncio
 import contextvars
 import inspect
 import logging
+import math
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from .. import _context
@@ -153,7 +154,7 @@ class Executor:
                 job.attempt,
                 JobState.SCHEDULED,
                 now,
-                scheduled_at=now + timedelta(seconds=outcome.snooze or 0),
+                scheduled_at=later(now, outcome.snooze or 0.0),
                 attempt_delta=-1,
                 meta={"snoozed": snoozed},
             )
@@ -170,7 +171,7 @@ class Executor:
                 job.attempt,
                 JobState.RETRYABLE,
                 now,
-                scheduled_at=now + timedelta(seconds=delay),
+                scheduled_at=later(now, delay),
                 error=record,
             )
         if worker is not None:
@@ -187,10 +188,23 @@ class Executor:
         if worker is None:
             return default_backoff(job.attempt)
         try:
-            return max(0.0, float(worker.backoff(job)))
+            delay = float(worker.backoff(job))
+            if math.isnan(delay):
+                raise ValueError("backoff returned NaN")
+            return delay
         except Exception:
             log.exception("backoff of %s raised; using the default", job.worker)
             return default_backoff(job.attempt)
+
+
+MAX_DELAY = 100 * 365 * 86400.0
+"""The longest snooze or retry delay written. Longer ones (``Snooze(math.inf)``, a runaway
+backoff curve) are clamped: a date past year 9999 would overflow, and the job would stay
+``executing`` instead of being written back."""
+
+
+def later(now: datetime, seconds: float) -> datetime:
+    return now + timedelta(seconds=min(MAX_DELAY, max(0.0, seconds)))
 
 
 def queue_wait(job: Job[Any]) -> float:
