@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -169,3 +172,29 @@ def test_bulk_forms_by_filter(make_app: Callable[..., App]) -> None:
     assert again is not None and (again.attempt, len(again.errors)) == (2, 2)
     assert sorted(app.delete_jobs(state=["discarded", "available"])) == sorted(discarded + mailers)
     assert app.count_jobs() == {}
+
+
+def test_reads_take_no_write_lock_on_sqlite(tmp_path: Path) -> None:
+    """Listing, counting and each node's control poll must not queue behind (or block) another
+    process's writes on the shared SQLite file (PostgreSQL readers never wait for writers)."""
+    path = tmp_path / "jobs.db"
+    app = App(f"sqlite:///{path}", workers=[w.Noop])
+    app.migrate()
+    app.insert(w.Noop.new({}))
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    try:
+        done = threading.Event()
+
+        def read() -> None:
+            app.list_jobs()
+            app.count_jobs(state="available")
+            app.list_queues()
+            done.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        assert done.wait(5), "a read waited for the write lock"
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+        app.close()

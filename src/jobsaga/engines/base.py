@@ -67,6 +67,11 @@ class Engine(abc.ABC):
     def transaction(self, conn: Any = None) -> AbstractContextManager[Tx]:
         """A write transaction; with ``conn`` (PostgreSQL), run inside the caller's transaction."""
 
+    def read(self) -> AbstractContextManager[Tx]:
+        """A read-only transaction. The same as :meth:`transaction` on PostgreSQL; on SQLite
+        it takes no write lock, so frequent polls do not hold up other processes' writes."""
+        return self.transaction()
+
     @abc.abstractmethod
     def time_param(self, value: datetime) -> Any:
         """A time as this dialect stores it (a datetime for PostgreSQL, unix seconds for SQLite)."""

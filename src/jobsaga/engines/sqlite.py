@@ -80,6 +80,19 @@ class SqliteEngine(Engine):
                 raise
             db.execute("COMMIT")
 
+    @contextmanager
+    def read(self) -> Iterator[_SqliteTx]:
+        with self._lock:
+            db = self._connection()
+            if db.in_transaction:
+                yield _SqliteTx(db)
+                return
+            db.execute("BEGIN DEFERRED")  # a snapshot for several reads, no write lock
+            try:
+                yield _SqliteTx(db)
+            finally:
+                db.execute("COMMIT")
+
     def time_param(self, value: datetime) -> float:
         return value.timestamp()
 

@@ -87,12 +87,12 @@ class JobOperations:
         if offset < 0:
             raise ValueError(f"offset must be >= 0, got {offset}")
         name = "list_jobs_newest" if newest_first else "list_jobs_oldest"
-        with self.engine.transaction() as tx:
+        with self.engine.read() as tx:
             rows = tx.execute(self.sql[name], self._params(flt, limit=limit, offset=offset))
         return [self.engine.row_to_job(row) for row in rows]
 
     def count(self, flt: JobFilter) -> dict[str, int]:
-        with self.engine.transaction() as tx:
+        with self.engine.read() as tx:
             rows = tx.execute(self.sql["count_jobs"], self._params(flt))
         return {str(row["state"]): int(row["n"]) for row in rows}
 

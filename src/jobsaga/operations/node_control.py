@@ -103,7 +103,7 @@ class NodeControl:
     # --- queue controls ----------------------------------------------------------------------
 
     def _read_controls(self) -> list[dict[str, Any]]:
-        with self.engine.transaction() as tx:
+        with self.engine.read() as tx:
             return tx.execute(self.sql["controls_for_node"], {"node": self.node.name})
 
     async def refresh(self) -> None:
@@ -184,7 +184,7 @@ class NodeControl:
 
     def _job_rows(self, ids: list[int]) -> list[dict[str, Any]]:
         param: Any = json.dumps(ids) if self.engine.dialect == "sqlite" else ids
-        with self.engine.transaction() as tx:
+        with self.engine.read() as tx:
             return tx.execute(self.sql["job_rows_for_node"], {"ids": param})
 
     async def check_performing(self) -> None:

@@ -113,7 +113,7 @@ class QueueControl:
     def overview(self) -> list[QueueInfo]:
         engine, sql = self.engine, self.sql
         now = engine.time_param(self.app.clock())
-        with engine.transaction() as tx:
+        with engine.read() as tx:
             counts = tx.execute(sql["queue_state_counts"])
             running_rows = tx.execute(sql["running_by_node"])
             status_rows = tx.execute(sql["live_status"], {"now": now})
