@@ -50,7 +50,7 @@ class TenacityBackoff(Worker, max_attempts=5, backoff=wait_fixed(42)):
 
 class MethodBackoff(Worker, max_attempts=5):
     def backoff(self, job: Job[Any]) -> float:
-        return 7.0 * job.attempt + job.args["extra"]
+        return 7.0 * job.attempt + float(job.args["extra"])
 
     def perform(self, job: Job[Any]) -> None:
         raise ValueError("x")

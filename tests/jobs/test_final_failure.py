@@ -24,7 +24,7 @@ class DoomedAsync(Worker, max_attempts=2, **FAST):
     async def perform(self, job: Job[Any]) -> Error:
         return Error("quota exceeded")
 
-    async def on_final_failure(self, job: Job[Any], error: BaseException) -> None:
+    async def on_final_failure(self, job: Job[Any], error: BaseException) -> None:  # type: ignore[override]
         SEEN.add(("final", job.attempt, type(error).__name__, str(error)))
 
 

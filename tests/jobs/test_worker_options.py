@@ -51,7 +51,7 @@ GOOD = {"task_id": "t1", "count": 2, "actor": {"id": "u1", "role": "admin"}}
 def test_misspelt_option_is_an_error() -> None:
     with pytest.raises(ConfigError, match="max_attempt"):
 
-        class Typo(Worker, max_attempt=3):  # type: ignore[call-arg]
+        class Typo(Worker, max_attempt=3):
             pass
 
 
