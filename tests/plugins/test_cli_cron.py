@@ -37,3 +37,23 @@ def test_cron_list(make_app: Callable[..., App], db_url: str) -> None:
     first = json.loads(as_json.output.splitlines()[0])
     assert first["name"] == "daily-cleanup" and first["timezone"] == "Europe/Paris"
     assert datetime.fromisoformat(first["next_run"]).hour == 2
+
+
+def test_cron_list_counts_ticks(make_app: Callable[..., App], db_url: str) -> None:
+    from .support import FakeClock
+
+    clock = FakeClock()
+    app = make_app(Tick, clock=clock)
+    entries = [CronEntry("* * * * *", Tick, name="minutely")]
+    sync_entries(app, entries)
+    from jobsaga.cli.cron import cron_entries
+    from jobsaga.plugins.cron import insert_due
+
+    (before,) = cron_entries(app)
+    assert before["ticks"] == 0 and before["last_tick"] is None
+    clock.advance(70)
+    assert len(insert_due(app, entries)) == 1
+    clock.advance(60)
+    assert len(insert_due(app, entries)) == 1
+    (after,) = cron_entries(app)
+    assert after["ticks"] == 2 and after["last_tick"] == clock().replace(second=0)  # 12:02:00

@@ -50,7 +50,8 @@ def cron_entries(app: App) -> list[dict[str, Any]]:
                 "timezone": timezone,
                 "queue": detail.get("queue"),
                 "args": detail.get("args") or {},
-                "last_tick": engine.time_value(row["last_tick_at"]),
+                "ticks": int(row["ticks"]),
+                "last_tick": engine.time_value(row["last_tick_at"]) if row["ticks"] else None,
                 "next_run": next_run(row["expression"], timezone, now),
             }
         )
@@ -103,5 +104,6 @@ def cron_commands(cli: click.Group) -> None:
             click.echo(
                 f"{entry['name']:<{width}}  {entry['expression']:<16} {entry['worker']}"
                 f"  next {_when(entry['next_run'])}  last {_when(entry['last_tick'])}"
+                f"  ({entry['ticks']} ticks)"
                 + (f"  queue {entry['queue']}" if entry["queue"] else "")
             )

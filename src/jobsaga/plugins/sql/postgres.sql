@@ -119,7 +119,7 @@ WHERE name NOT IN (SELECT jsonb_array_elements_text(%(names)s::jsonb))
 
 -- name: cron_claim_tick
 -- Compare-and-set: of all the nodes that try, one moves the tick forward and inserts its job.
-UPDATE jobsaga_cron SET last_tick_at = %(tick)s
+UPDATE jobsaga_cron SET last_tick_at = %(tick)s, ticks = ticks + 1
 WHERE name = %(name)s AND last_tick_at < %(tick)s
 RETURNING name
 

@@ -115,7 +115,7 @@ SET expression = excluded.expression, worker = excluded.worker, detail = exclude
 DELETE FROM jobsaga_cron WHERE name NOT IN (SELECT value FROM json_each(:names))
 
 -- name: cron_claim_tick
-UPDATE jobsaga_cron SET last_tick_at = :tick
+UPDATE jobsaga_cron SET last_tick_at = :tick, ticks = ticks + 1
 WHERE name = :name AND last_tick_at < :tick
 RETURNING name
 

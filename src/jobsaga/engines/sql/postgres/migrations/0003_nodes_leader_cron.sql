@@ -31,6 +31,7 @@ CREATE TABLE jobsaga_cron (
     worker        TEXT NOT NULL,
     detail        JSONB NOT NULL DEFAULT '{}',
     last_tick_at  TIMESTAMPTZ NOT NULL,
+    ticks         BIGINT NOT NULL DEFAULT 0,
     updated_at    TIMESTAMPTZ NOT NULL
 );
 

@@ -32,6 +32,7 @@ CREATE TABLE jobsaga_cron (
     worker        TEXT NOT NULL,
     detail        TEXT NOT NULL DEFAULT '{}',
     last_tick_at  REAL NOT NULL,
+    ticks         INTEGER NOT NULL DEFAULT 0,
     updated_at    REAL NOT NULL
 );
 
