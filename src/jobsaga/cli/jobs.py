@@ -87,13 +87,23 @@ def build_filter(app: App, ids: tuple[int, ...], **given: Any) -> JobFilter:
         raise click.UsageError(f"invalid filter: {exc}") from None
 
 
-def job_line(job: Job[Any]) -> str:
-    when = job.attempted_at or job.scheduled_at
-    last = job.errors[-1]["error"] if job.errors else ""
-    return (
-        f"{job.id:>8}  {job.state.value:<10} {job.queue:<14} {job.worker:<36} "
-        f"{job.attempt:>2}/{job.max_attempts:<2}  {when:%Y-%m-%d %H:%M:%S}  {last[:60]}"
-    )
+def jobs_table(jobs: list[Job[Any]]) -> str:
+    """Columns sized to what is shown; times in UTC."""
+    queue_w = max(5, *(len(j.queue) for j in jobs))
+    worker_w = max(6, *(len(j.worker) for j in jobs))
+    lines = [
+        f"{'ID':>8}  {'STATE':<10} {'QUEUE':<{queue_w}} {'WORKER':<{worker_w}} {'TRY':>5}  "
+        f"{'WHEN (UTC)':<19}  LAST ERROR"
+    ]
+    for job in jobs:
+        when = job.attempted_at or job.scheduled_at
+        last = job.errors[-1]["error"] if job.errors else ""
+        tries = f"{job.attempt}/{job.max_attempts}"
+        lines.append(
+            f"{job.id:>8}  {job.state.value:<10} {job.queue:<{queue_w}} {job.worker:<{worker_w}} "
+            f"{tries:>5}  {when:%Y-%m-%d %H:%M:%S}  {last[:60]}".rstrip()
+        )
+    return "\n".join(lines)
 
 
 def job_json(job: Job[Any]) -> dict[str, Any]:
@@ -152,12 +162,7 @@ def jobs_commands(cli: click.Group) -> None:
         if not found:
             click.echo("no jobs match")
             return
-        click.echo(
-            f"{'ID':>8}  {'STATE':<10} {'QUEUE':<14} {'WORKER':<36} {'TRY':>5}  "
-            f"{'WHEN (UTC)':<19}  LAST ERROR"
-        )
-        for job in found:
-            click.echo(job_line(job))
+        click.echo(jobs_table(found))
 
     @jobs.command("show")
     @config_options

@@ -39,9 +39,9 @@ def queues_table(queues: list[QueueInfo]) -> str:
             f"{info.executing:>9}  {control_text(info)}"
         )
         for node in info.nodes:
-            state = "paused" if node.paused else "running"
+            paused = ", paused" if node.paused else ""
             lines.append(
-                f"  node {node.node}: limit {node.concurrency}, running {node.running}, {state}"
+                f"  node {node.node}: limit {node.concurrency}, running {node.running}{paused}"
             )
     return "\n".join(lines)
 
