@@ -607,3 +607,29 @@ def test_a_step_waiting_to_retry_is_not_retried_once_the_workflow_fails(app: App
     assert other.step == "patient" and isinstance(other.error, RetryCancelled)
     assert result.run.step("patient").status == "failed"
     assert result.status is RunStatus.FAILED  # nothing completed, nothing undone
+
+
+class GuardAndDelay(Workflow, inputs=["broken_guard"]):
+    @step(max_retries=2, backoff=30)
+    def polls(self, ctx: StepContext[Any]) -> str:
+        return "done" if ctx.tries == 2 else Retry("soon", delay=0)  # type: ignore[return-value]
+
+    @step
+    def guarded(self, polls: str) -> str:
+        return polls
+
+    @guarded.where
+    def check(self, broken_guard: bool) -> bool:
+        if broken_guard:
+            raise ValueError("guard exploded")
+        return True
+
+
+def test_retry_delay_overrides_backoff_and_a_raising_guard_fails_its_step(app: App) -> None:
+    started = time.monotonic()
+    ok = run(app, GuardAndDelay, {"broken_guard": False})
+    assert ok.value == "done" and time.monotonic() - started < 10
+    [retried] = ok.run.events_of("step.retried")
+    assert retried.detail == {"try": 1, "delay": 0, "reason": "soon"}
+    broken = run(app, GuardAndDelay, {"broken_guard": True})
+    assert broken.error.step == "guarded" and isinstance(broken.error.error, ValueError)
