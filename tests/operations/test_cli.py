@@ -138,3 +138,68 @@ def test_worker_runs_from_a_config_file(
         process.send_signal(signal.SIGTERM)
         _, err = process.communicate(timeout=20)
     assert process.returncode == 0, err
+
+
+def test_pause_scale_and_cancel_reach_a_worker_process(
+    make_app: Callable[..., App], db_url: str, tmp_path: Path
+) -> None:
+    """A real `jobsaga worker` process: the controls reach it by NOTIFY (PostgreSQL) or its
+    poll of the control table (SQLite), and a cancel stops a job it is running."""
+    app = make_app(w.Noop, w.Hold)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "JOBSAGA_APP": "tests.operations.cli_app:app",
+        "JOBSAGA_DATABASE_URL": db_url,
+        "JOBSAGA_CONTROL_INTERVAL": "0.1",
+        "JOBSAGA_POLL_INTERVAL": "0.05",
+        "JOBSAGA_GRACE_PERIOD": "1",
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "jobsaga.cli.main",
+        "-v",
+        "worker",
+        "--name",
+        "proc",
+        "-q",
+        "default=1",
+    ]
+    process = subprocess.Popen(command, env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+
+    def node_state() -> tuple[int, bool] | None:
+        for queue in app.list_queues():
+            for node in queue.nodes:
+                if queue.queue == "default" and node.node == "proc":
+                    return node.concurrency, node.paused
+        return None
+
+    try:
+        wait_until(lambda: node_state() == (1, False), timeout=20)
+        app.pause_queue("default")
+        wait_until(lambda: node_state() == (1, True), timeout=5)
+        waiting = app.insert(w.Noop.new({}))
+        app.scale_queue("default", 2)
+        wait_until(lambda: node_state() == (2, True), timeout=5)
+        assert app.get_job(waiting.id).state is JobState.AVAILABLE  # type: ignore[union-attr]
+        app.resume_queue("default")
+        wait_until(lambda: app.get_job(waiting.id).state is JobState.COMPLETED, timeout=5)  # type: ignore[union-attr]
+
+        held = app.insert(w.Hold.new({}))
+        wait_until(lambda: app.get_job(held.id).state is JobState.EXECUTING, timeout=5)  # type: ignore[union-attr]
+        assert app.cancel_job(held.id, reason="stop it")
+        # The node stops the attempt and frees its slot (the only one, once scaled back).
+        app.scale_queue("default", None)
+        wait_until(lambda: node_state() == (1, False), timeout=5)
+        follow = app.insert(w.Noop.new({}))
+        wait_until(lambda: app.get_job(follow.id).state is JobState.COMPLETED, timeout=5)  # type: ignore[union-attr]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=20)
+    assert process.returncode == 0, err
+    cancelled = app.get_job(held.id)
+    assert cancelled is not None and cancelled.state is JobState.CANCELLED
+    assert [e["error"] for e in cancelled.errors] == ["cancelled: stop it"]
+    assert f"node proc: stopped job {held.id} (cancelled)" in err
+    assert '"event": "job.exception"' not in err  # a cancel is not reported as a failure
