@@ -210,6 +210,12 @@ class Engine(abc.ABC):
 
     # --- the execution path ---------------------------------------------------------------
 
+    def execute_one(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
+        """One statement as its own transaction: the hot path's fetch and acknowledgement.
+        A dialect may run it more cheaply than a full ``transaction()``."""
+        with self.transaction() as tx:
+            return tx.execute(sql, params)
+
     def fetch(self, queue: str, limit: int, node: str) -> list[Job[Any]]:
         """Claim up to ``limit`` available jobs of ``queue`` for ``node``, in fetch order."""
         if limit <= 0:
@@ -220,8 +226,7 @@ class Engine(abc.ABC):
             "node": node,
             "now": self.time_param(self.clock()),
         }
-        with self.transaction() as tx:
-            rows = tx.execute(self.queries["fetch_jobs"], params)
+        rows = self.execute_one(self.queries["fetch_jobs"], params)
         jobs = [self.row_to_job(row) for row in rows]
         jobs.sort(key=lambda j: (j.priority, j.scheduled_at, j.id))
         return jobs
@@ -243,6 +248,9 @@ class Engine(abc.ABC):
             }
             for a in acks
         ]
+        if not any(a.inserts for a in acks):
+            rows = self.execute_one(self.queries["ack_jobs"], {"acks": dumps(payload)})
+            return {int(r["id"]) for r in rows}
         with self.transaction() as tx:
             rows = tx.execute(self.queries["ack_jobs"], {"acks": dumps(payload)})
             written = {int(r["id"]) for r in rows}
