@@ -164,3 +164,33 @@ def test_a_job_inserted_in_a_transaction_runs_once_committed(
 def test_callers_transaction_needs_postgres(app: App) -> None:
     with pytest.raises(ConfigError, match="PostgreSQL"):
         app.insert(Noop.new(), conn=object())
+
+
+@pytest.mark.parametrize("engine_name", ["postgres"], indirect=True)
+def test_callers_connection_with_another_search_path_still_wakes_nodes(
+    make_app: Callable[..., App], db_url: str, pg_admin: psycopg.Connection[Any]
+) -> None:
+    """The NOTIFY channel follows the app's schema, not the caller's current_schema()."""
+    import re
+    from urllib.parse import quote, unquote
+
+    from tests.jobs.conftest import wait_final
+
+    schema = re.search(r"search_path=([a-z0-9_]+)", unquote(db_url))
+    assert schema is not None
+    decoy = f"{schema.group(1)}_decoy"
+    pg_admin.execute(f'CREATE SCHEMA "{decoy}"')
+    try:
+        caller_url = (
+            db_url.split("?")[0] + "?options=" + quote(f"-csearch_path={decoy},{schema.group(1)}")
+        )
+        web = make_app()  # a process that only inserts: its engine has no channel yet
+        worker_app = make_app(Noop)
+        with worker_app.node({"default": 2}, poll_interval=5.0).start_in_thread():
+            with psycopg.connect(caller_url) as conn:
+                assert conn.execute("SELECT current_schema()").fetchone() == (decoy,)
+                stored = web.insert(Noop.new(), conn=conn)
+                conn.commit()
+            assert wait_final(worker_app, stored.id, timeout=3).state is JobState.COMPLETED
+    finally:
+        pg_admin.execute(f'DROP SCHEMA "{decoy}" CASCADE')

@@ -30,8 +30,10 @@ MIGRATION_LOCK = 0x6A6F6273  # "jobs": serializes concurrent migrators on one da
 
 
 class _PgTx:
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+    def __init__(self, conn: psycopg.Connection[Any], *, callers: bool = False) -> None:
         self.conn = conn
+        self.callers = callers
+        """The caller's own connection (``insert(conn=...)``), whose search_path is theirs."""
 
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
         with self.conn.cursor(row_factory=dict_row) as cur:
@@ -74,8 +76,11 @@ class PostgresEngine(Engine):
         return self._channel
 
     def _channel_in(self, tx: Any) -> str:
-        # Looked up on the caller's connection: taking a second pooled connection while
+        # Looked up on the transaction's own pooled connection: taking a second one while
         # holding one deadlocks a pool whose connections are all held by inserting threads.
+        # A caller's connection may have another search_path: the engine's schema decides.
+        if getattr(tx, "callers", False):
+            return self.channel
         if self._channel is None:
             schema = tx.execute("SELECT current_schema() AS s")[0]["s"]
             digest = hashlib.sha1(str(schema).encode()).hexdigest()[:12]
@@ -86,7 +91,7 @@ class PostgresEngine(Engine):
     def transaction(self, conn: Any = None) -> Iterator[_PgTx]:
         if conn is not None:
             # The caller's own transaction: it commits or rolls back, not us.
-            yield _PgTx(conn)
+            yield _PgTx(conn, callers=True)
             return
         with self._get_pool().connection() as pooled, pooled.transaction():
             yield _PgTx(pooled)
