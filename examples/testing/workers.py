@@ -1,0 +1,35 @@
+"""Workers the testing guide (docs/testing.md) tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from jobsaga import Discard, Job, Worker
+
+ACCOUNTS: dict[int, str] = {1: "ada@example.com"}
+SENT: list[str] = []
+
+
+class SendWelcome(Worker, queue="mailers", max_attempts=5):
+    class Args(BaseModel):
+        account_id: int
+
+    def perform(self, job: Job[Any]) -> Any:
+        email = ACCOUNTS.get(job.args.account_id)
+        if email is None:
+            return Discard(f"account {job.args.account_id} does not exist")
+        SENT.append(email)
+        return {"sent_to": email}
+
+
+class Onboard(Worker):
+    class Args(BaseModel):
+        account_id: int
+
+    def perform(self, job: Job[Any]) -> None:
+        from jobsaga._context import current_app
+
+        app = current_app.get()
+        app.insert(SendWelcome.new({"account_id": job.args.account_id}, schedule_in=3600))

@@ -1,0 +1,21 @@
+"""jobsaga's testing toolkit: perform, assert on and drain jobs in a test; the pytest plugin.
+
+Kept out of the top-level package: production code never needs it.
+"""
+
+from __future__ import annotations
+
+from .assertions import all_enqueued, assert_enqueued, refute_enqueued
+from .drain import drain_queue
+from .modes import testing_mode
+from .perform import build_job, perform_job
+
+__all__ = [
+    "all_enqueued",
+    "assert_enqueued",
+    "build_job",
+    "drain_queue",
+    "perform_job",
+    "refute_enqueued",
+    "testing_mode",
+]

@@ -1,0 +1,110 @@
+"""The pytest plugin (entry point ``jobsaga``): app fixtures on SQLite and PostgreSQL, and modes.
+
+- ``jobsaga_app``: a migrated App on a temp SQLite file, or on the engine chosen by
+  ``jobsaga_engine`` (parametrize it, or use ``@pytest.mark.jobsaga_engines("sqlite", "postgres")``
+  to run a test on both).
+- PostgreSQL: each test gets its own schema on ``--jobsaga-pg-url`` / ``JOBSAGA_TEST_PG_URL``,
+  created before and dropped after.
+- ``@pytest.mark.jobsaga_mode("inline" | "manual")``, or the ``jobsaga_mode`` fixture:
+  inserts run at once, or wait for ``drain_queue`` (the default).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+from ..app import App
+from .modes import MODES, testing_mode
+
+DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--jobsaga-pg-url",
+        default=None,
+        help="PostgreSQL URL for jobsaga_app on postgres (default: $JOBSAGA_TEST_PG_URL)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "jobsaga_mode(mode): run the test's inserts 'inline' or 'manual'"
+    )
+    config.addinivalue_line(
+        "markers", "jobsaga_engines(*names): run the test on each engine (sqlite, postgres)"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    marker = metafunc.definition.get_closest_marker("jobsaga_engines")
+    if marker is not None and "jobsaga_engine" in metafunc.fixturenames:
+        names = list(marker.args) or ["sqlite", "postgres"]
+        for name in names:
+            if name not in ("sqlite", "postgres"):
+                raise pytest.UsageError(f"jobsaga_engines: unknown engine {name!r}")
+        metafunc.parametrize("jobsaga_engine", names, indirect=True)
+
+
+@pytest.fixture
+def jobsaga_engine(request: pytest.FixtureRequest) -> str:
+    """The engine ``jobsaga_app`` uses: ``sqlite`` unless parametrized."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+def _pg_url(config: pytest.Config) -> str:
+    return str(
+        config.getoption("--jobsaga-pg-url")
+        or os.environ.get("JOBSAGA_TEST_PG_URL")
+        or DEFAULT_PG_URL
+    )
+
+
+@pytest.fixture
+def jobsaga_db_url(
+    jobsaga_engine: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[str]:
+    """A URL to an empty database of its own on ``jobsaga_engine``."""
+    if jobsaga_engine == "sqlite":
+        yield f"sqlite:///{tmp_path / 'jobsaga.db'}"
+        return
+    import psycopg  # noqa: PLC0415  (only PostgreSQL tests need the driver)
+
+    base = _pg_url(request.config)
+    schema = f"jobsaga_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(base, autocommit=True, connect_timeout=5) as admin:
+        admin.execute(f'CREATE SCHEMA "{schema}"')
+    sep = "&" if "?" in base else "?"
+    try:
+        yield f"{base}{sep}options={quote(f'-csearch_path={schema}')}"
+    finally:
+        with psycopg.connect(base, autocommit=True, connect_timeout=5) as admin:
+            admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture
+def jobsaga_app(jobsaga_db_url: str) -> Iterator[App]:
+    """A migrated App on this test's database; register workers with ``jobsaga_app.register``."""
+    app = App(jobsaga_db_url)
+    app.migrate()
+    try:
+        yield app
+    finally:
+        app.close()
+
+
+@pytest.fixture(autouse=True)
+def jobsaga_mode(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The testing mode of this test, from ``@pytest.mark.jobsaga_mode`` (default ``manual``)."""
+    marker = request.node.get_closest_marker("jobsaga_mode")
+    mode = str(marker.args[0]) if marker and marker.args else getattr(request, "param", "manual")
+    if mode not in MODES:
+        raise pytest.UsageError(f"jobsaga_mode: expected one of {', '.join(MODES)}, got {mode!r}")
+    with testing_mode(mode):
+        yield mode

@@ -1,0 +1,196 @@
+"""The toolkit exercised as a user's suite uses it: a pytester run per scenario."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "testing"
+
+WORKERS = """
+import time
+from typing import Any
+from pydantic import BaseModel
+from jobsaga import Error, Job, Snooze, Worker
+
+class Add(Worker):
+    class Args(BaseModel):
+        a: int
+        b: int
+    def perform(self, job: Job[Any]) -> Any:
+        return job.args.a + job.args.b
+
+class Slow(Worker, timeout=0.1):
+    def perform(self, job: Job[Any]) -> None:
+        time.sleep(1)
+
+class Boom(Worker, max_attempts=1):
+    def perform(self, job: Job[Any]) -> None:
+        raise RuntimeError("boom")
+
+class Bad(Worker):
+    def perform(self, job: Job[Any]) -> Any:
+        return object()
+
+class Nap(Worker):
+    def perform(self, job: Job[Any]) -> Any:
+        return Snooze(60)
+
+class Fail(Worker):
+    def perform(self, job: Job[Any]) -> Any:
+        return Error("try later")
+
+class Fan(Worker):
+    def perform(self, job: Job[Any]) -> Any:
+        from jobsaga import Complete
+        n = job.args["n"]
+        return Complete(enqueue=[Fan.new({"n": n - 1})]) if n > 0 else None
+"""
+
+
+def run(pytester: pytest.Pytester, body: str, *args: str) -> pytest.RunResult:
+    pytester.makepyfile(workers=WORKERS, test_user=body)
+    return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
+
+
+def test_examples_of_the_guide_pass_on_both_engines(pytester: pytest.Pytester) -> None:
+    pkg = pytester.path / "examples_testing"
+    shutil.copytree(EXAMPLES, pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v", str(pkg))
+    result.assert_outcomes(passed=5)
+    result.stdout.fnmatch_lines(["*test_onboarding*[[]postgres[]] PASSED*"])
+
+
+def test_perform_job_returns_raises_times_out_and_rejects(pytester: pytest.Pytester) -> None:
+    body = """
+import pytest
+from jobsaga.errors import ArgsError, JobTimeout
+from jobsaga.runtime.executor import InvalidResult
+from jobsaga.testing import perform_job
+from workers import Add, Bad, Boom, Slow
+
+def test_value():
+    assert perform_job(Add, {"a": 1, "b": 2}) == 3
+
+def test_bad_args():
+    with pytest.raises(ArgsError, match="b"):
+        perform_job(Add, {"a": 1})
+
+def test_raises():
+    with pytest.raises(RuntimeError, match="boom"):
+        perform_job(Boom)
+
+def test_timeout():
+    with pytest.raises(JobTimeout, match="0.1s"):
+        perform_job(Slow)
+
+def test_invalid_result():
+    with pytest.raises(InvalidResult, match="Bad.perform returned <object"):
+        perform_job(Bad)
+"""
+    run(pytester, body).assert_outcomes(passed=5)
+
+
+def test_failed_assertions_list_the_enqueued_jobs(pytester: pytest.Pytester) -> None:
+    body = """
+from jobsaga.testing import assert_enqueued, refute_enqueued
+from workers import Add
+
+def test_missing(jobsaga_app):
+    jobsaga_app.register(Add)
+    jobsaga_app.insert(Add.new({"a": 1, "b": 2}, tags=["math"]))
+    assert_enqueued(jobsaga_app, worker=Add, args={"a": 5})
+
+def test_present(jobsaga_app):
+    jobsaga_app.register(Add)
+    jobsaga_app.insert(Add.new({"a": 1, "b": 2}))
+    refute_enqueued(jobsaga_app, worker=Add)
+"""
+    result = run(pytester, body)
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*expected a matching enqueued job, found none*",
+            "*criteria: {'worker': 'workers.Add', 'args': {'a': 5}}*",
+            "*#1 workers.Add queue=default state=available args={'a': 1, 'b': 2}*tags=[[]'math'[]]*",
+            "*expected no matching enqueued job, found 1*",
+        ]
+    )
+
+
+def test_drain_queue_counts_outcomes_and_propagates_without_safety(
+    pytester: pytest.Pytester,
+) -> None:
+    body = """
+import pytest
+from jobsaga.testing import drain_queue, all_enqueued
+from workers import Add, Boom, Fail, Fan, Nap
+
+@pytest.mark.jobsaga_engines()
+def test_counts(jobsaga_app, jobsaga_engine):
+    jobsaga_app.register(Add, Boom, Fail, Nap)
+    jobsaga_app.insert_all([Add.new({"a": 1, "b": 1}), Boom.new(), Fail.new(), Nap.new()])
+    counts = drain_queue(jobsaga_app)
+    assert counts == {"completed": 1, "retryable": 1, "snoozed": 1, "cancelled": 0,
+                      "discarded": 1}
+    assert len(all_enqueued(jobsaga_app, worker=Fail)) == 1
+
+def test_recursion(jobsaga_app):
+    jobsaga_app.register(Fan)
+    jobsaga_app.insert(Fan.new({"n": 3}))
+    assert drain_queue(jobsaga_app)["completed"] == 1
+    assert drain_queue(jobsaga_app, with_recursion=True)["completed"] == 3
+
+def test_limit(jobsaga_app):
+    jobsaga_app.register(Add)
+    jobsaga_app.insert_all([Add.new({"a": i, "b": 0}) for i in range(5)])
+    assert drain_queue(jobsaga_app, with_limit=2)["completed"] == 2
+
+def test_no_safety(jobsaga_app):
+    jobsaga_app.register(Boom)
+    jobsaga_app.insert(Boom.new())
+    with pytest.raises(RuntimeError, match="boom"):
+        drain_queue(jobsaga_app, with_safety=False)
+"""
+    run(pytester, body).assert_outcomes(passed=5)
+
+
+def test_modes_and_postgres_schema_cleanup(pytester: pytest.Pytester) -> None:
+    body = """
+import psycopg
+import pytest
+from jobsaga.testing import drain_queue, refute_enqueued
+from workers import Add
+
+SCHEMAS = []
+
+@pytest.mark.jobsaga_mode("inline")
+@pytest.mark.jobsaga_engines("postgres")
+def test_inline(jobsaga_app, jobsaga_db_url, jobsaga_mode):
+    SCHEMAS.append(jobsaga_db_url)
+    jobsaga_app.register(Add)
+    job = jobsaga_app.insert(Add.new({"a": 1, "b": 2}))
+    assert (jobsaga_mode, job.state.value, job.attempt) == ("inline", "completed", 1)
+
+def test_manual(jobsaga_app, jobsaga_mode):
+    jobsaga_app.register(Add)
+    job = jobsaga_app.insert(Add.new({"a": 1, "b": 2}))
+    assert (jobsaga_mode, job.state.value) == ("manual", "available")
+
+def test_schema_was_dropped():
+    from urllib.parse import unquote
+    schema = unquote(SCHEMAS[0]).rsplit("search_path=", 1)[1]
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/test") as conn:
+        rows = conn.execute(
+            "SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchall()
+    assert rows == []
+
+@pytest.mark.jobsaga_mode("eager")
+def test_unknown_mode():
+    pass
+"""
+    result = run(pytester, body)
+    result.assert_outcomes(passed=3, errors=1)
+    result.stdout.fnmatch_lines(["*jobsaga_mode: expected one of inline, manual, got 'eager'*"])
