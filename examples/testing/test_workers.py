@@ -5,9 +5,18 @@ from __future__ import annotations
 import pytest
 
 from jobsaga import Discard
-from jobsaga.testing import assert_enqueued, drain_queue, perform_job, refute_enqueued
+from jobsaga.testing import (
+    assert_enqueued,
+    assert_steps,
+    assert_undo_order,
+    drain_queue,
+    perform_job,
+    refute_enqueued,
+    run_workflow,
+)
+from jobsaga.workflow import list_runs
 
-from .workers import SENT, Onboard, SendWelcome
+from .workers import LEDGER, SENT, Onboard, Provision, ProvisionWorker, SendWelcome
 
 
 def test_perform_sends_the_welcome() -> None:
@@ -43,3 +52,22 @@ def test_inline_mode_runs_the_job_at_insert(jobsaga_app) -> None:
     jobsaga_app.register(SendWelcome)
     job = jobsaga_app.insert(SendWelcome.new({"account_id": 404}))
     assert job.state.value == "discarded"
+
+
+def test_a_failed_charge_releases_the_seat() -> None:
+    LEDGER.clear()
+    result = run_workflow(Provision, {"account_id": 7, "plan": "gold"})
+    assert not result.ok and "card declined" in str(result.error)
+    assert_steps(result, undone=["reserve_seat"], failed=["charge"])
+    assert_undo_order(result, ["reserve_seat"])
+    assert LEDGER == ["reserved 7", "released seat-7"]
+
+
+def test_the_worker_runs_the_saga_and_logs_it(jobsaga_app) -> None:
+    LEDGER.clear()
+    jobsaga_app.register(ProvisionWorker)
+    jobsaga_app.insert(ProvisionWorker.new({"account_id": 7, "plan": "basic"}))
+    assert drain_queue(jobsaga_app)["completed"] == 1
+    assert LEDGER == ["reserved 7", "charged basic"]
+    (run,) = list_runs(jobsaga_app)
+    assert run.status == "succeeded" and run.result == "invoice-basic"

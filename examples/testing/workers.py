@@ -33,3 +33,32 @@ class Onboard(Worker):
 
         app = current_app.get()
         app.insert(SendWelcome.new({"account_id": job.args.account_id}, schedule_in=3600))
+
+
+# --- a worker that runs a saga (docs/testing.md, "A worker that runs a workflow") ---------
+
+from jobsaga import Workflow, WorkflowWorker, step  # noqa: E402
+
+LEDGER: list[str] = []
+
+
+class Provision(Workflow, inputs=["account_id", "plan"]):
+    @step
+    def reserve_seat(self, account_id: int) -> str:
+        LEDGER.append(f"reserved {account_id}")
+        return f"seat-{account_id}"
+
+    @reserve_seat.undo
+    def release_seat(self, seat: str) -> None:
+        LEDGER.append(f"released {seat}")
+
+    @step
+    def charge(self, reserve_seat: str, plan: str) -> str:
+        if plan == "gold":
+            raise RuntimeError("card declined")
+        LEDGER.append(f"charged {plan}")
+        return f"invoice-{plan}"
+
+
+class ProvisionWorker(WorkflowWorker, workflow=Provision, max_attempts=1):
+    pass

@@ -59,7 +59,7 @@ def test_examples_of_the_guide_pass_on_both_engines(pytester: pytest.Pytester) -
     pkg = pytester.path / "examples_testing"
     shutil.copytree(EXAMPLES, pkg, ignore=shutil.ignore_patterns("__pycache__"))
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v", str(pkg))
-    result.assert_outcomes(passed=5)
+    result.assert_outcomes(passed=7)
     result.stdout.fnmatch_lines(["*test_onboarding*[[]postgres[]] PASSED*"])
 
 
@@ -194,3 +194,45 @@ def test_unknown_mode():
     result = run(pytester, body)
     result.assert_outcomes(passed=3, errors=1)
     result.stdout.fnmatch_lines(["*jobsaga_mode: expected one of inline, manual, got 'eager'*"])
+
+
+def test_saga_assertion_failures_show_the_step_statuses(pytester: pytest.Pytester) -> None:
+    body = """
+from jobsaga import Workflow, step
+from jobsaga.testing import assert_steps, assert_undo_order, run_workflow
+
+class Trip(Workflow, inputs=["fail"]):
+    @step
+    def flight(self) -> str:
+        return "F1"
+    @flight.undo
+    def cancel_flight(self, booking: str) -> None:
+        pass
+    @step
+    def hotel(self, flight: str, fail: bool) -> str:
+        if fail:
+            raise RuntimeError("no rooms")
+        return "H1"
+
+def test_rolled_back():
+    result = run_workflow(Trip, {"fail": True})
+    assert_steps(result, undone=["flight"], failed=["hotel"])
+    assert_undo_order(result, ["flight"])
+
+def test_wrong_expectation():
+    result = run_workflow(Trip, {"fail": True})
+    assert_steps(result, succeeded=["flight", "hotel"])
+
+def test_wrong_order():
+    assert_undo_order(run_workflow(Trip, {"fail": True}), ["hotel", "flight"])
+"""
+    result = run(pytester, body)
+    result.assert_outcomes(passed=1, failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*workflow test_user.Trip (run rolled_back) steps differ:*",
+            "*succeeded: expected *'flight', 'hotel'*, got *",
+            "*step statuses: {'flight': 'undone', 'hotel': 'failed'}*",
+            "*undo order expected *'hotel', 'flight'*, got *'flight'*",
+        ]
+    )

@@ -9,13 +9,17 @@ from .assertions import all_enqueued, assert_enqueued, refute_enqueued
 from .drain import drain_queue
 from .modes import testing_mode
 from .perform import build_job, perform_job
+from .workflows import assert_steps, assert_undo_order, run_workflow
 
 __all__ = [
     "all_enqueued",
     "assert_enqueued",
+    "assert_steps",
+    "assert_undo_order",
     "build_job",
     "drain_queue",
     "perform_job",
     "refute_enqueued",
+    "run_workflow",
     "testing_mode",
 ]
