@@ -236,3 +236,25 @@ def test_wrong_order():
             "*undo order expected *'hotel', 'flight'*, got *'flight'*",
         ]
     )
+
+
+def test_assert_enqueued_waits_for_another_thread(pytester: pytest.Pytester) -> None:
+    body = """
+import threading
+import pytest
+from jobsaga.testing import assert_enqueued, refute_enqueued
+from workers import Add
+
+def test_wait(jobsaga_app):
+    jobsaga_app.register(Add)
+    timer = threading.Timer(0.2, lambda: jobsaga_app.insert(Add.new({"a": 1, "b": 1})))
+    timer.start()
+    refute_enqueued(jobsaga_app, worker=Add)
+    assert assert_enqueued(jobsaga_app, worker=Add, timeout=5).raw_args == {"a": 1, "b": 1}
+    timer.join()
+
+def test_unknown_criterion(jobsaga_app):
+    with pytest.raises(TypeError, match="unknown enqueued-job criteria: worker_name"):
+        assert_enqueued(jobsaga_app, worker_name="Add")
+"""
+    run(pytester, body).assert_outcomes(passed=2)
