@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from jobsaga import Discard
+from jobsaga import App, Discard
 from jobsaga.testing import (
     assert_enqueued,
     assert_steps,
@@ -30,7 +30,7 @@ def test_missing_account_is_discarded() -> None:
 
 
 @pytest.mark.jobsaga_engines("sqlite", "postgres")
-def test_onboarding_schedules_the_welcome_in_an_hour(jobsaga_app, jobsaga_engine) -> None:
+def test_onboarding_schedules_the_welcome_in_an_hour(jobsaga_app: App, jobsaga_engine: str) -> None:
     jobsaga_app.register(Onboard, SendWelcome)
     jobsaga_app.insert(Onboard.new({"account_id": 1}))
     assert_enqueued(jobsaga_app, worker=Onboard, args={"account_id": 1})
@@ -48,7 +48,7 @@ def test_onboarding_schedules_the_welcome_in_an_hour(jobsaga_app, jobsaga_engine
 
 
 @pytest.mark.jobsaga_mode("inline")
-def test_inline_mode_runs_the_job_at_insert(jobsaga_app) -> None:
+def test_inline_mode_runs_the_job_at_insert(jobsaga_app: App) -> None:
     jobsaga_app.register(SendWelcome)
     job = jobsaga_app.insert(SendWelcome.new({"account_id": 404}))
     assert job.state.value == "discarded"
@@ -63,7 +63,7 @@ def test_a_failed_charge_releases_the_seat() -> None:
     assert LEDGER == ["reserved 7", "released seat-7"]
 
 
-def test_the_worker_runs_the_saga_and_logs_it(jobsaga_app) -> None:
+def test_the_worker_runs_the_saga_and_logs_it(jobsaga_app: App) -> None:
     LEDGER.clear()
     jobsaga_app.register(ProvisionWorker)
     jobsaga_app.insert(ProvisionWorker.new({"account_id": 7, "plan": "basic"}))

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from jobsaga import Discard, Job, Worker
+from jobsaga import Complete, Discard, Job, Worker
 
 ACCOUNTS: dict[int, str] = {1: "ada@example.com"}
 SENT: list[str] = []
@@ -28,11 +28,10 @@ class Onboard(Worker):
     class Args(BaseModel):
         account_id: int
 
-    def perform(self, job: Job[Any]) -> None:
-        from jobsaga._context import current_app
-
-        app = current_app.get()
-        app.insert(SendWelcome.new({"account_id": job.args.account_id}, schedule_in=3600))
+    def perform(self, job: Job[Any]) -> Complete:
+        # the follow-up is inserted with the job's completion, in the same transaction
+        welcome = SendWelcome.new({"account_id": job.args.account_id}, schedule_in=3600)
+        return Complete(enqueue=(welcome,))
 
 
 # --- a worker that runs a saga (docs/testing.md, "A worker that runs a workflow") ---------
