@@ -34,6 +34,43 @@ class Onboard(Worker):
         return Complete(enqueue=(welcome,))
 
 
+# --- a worker with an actor (the guide's "Worker with Actor") ------------------------------
+
+import enum  # noqa: E402
+
+
+class Role(enum.StrEnum):
+    ADMIN = "admin"
+    ANALYST = "analyst"
+
+
+class Actor(BaseModel):
+    """Who asked: typed, so a job with an unknown role is refused at insert."""
+
+    id: int
+    organization_id: int
+    role: Role
+
+
+REPORTS: dict[int, int] = {10: 1}  # report id -> its organization
+SHARED: list[tuple[int, int]] = []
+
+
+class ShareReport(Worker, queue="reports"):
+    class Args(BaseModel):
+        report_id: int
+        actor: Actor
+
+    def perform(self, job: Job[Any]) -> Any:
+        organization = REPORTS.get(job.args.report_id)
+        if organization is None:
+            return Discard("not_found")
+        if organization != job.args.actor.organization_id:
+            return Discard("forbidden")
+        SHARED.append((job.args.report_id, job.args.actor.id))
+        return None
+
+
 # --- a worker that runs a saga (docs/testing.md, "A worker that runs a workflow") ---------
 
 from jobsaga import Workflow, WorkflowWorker, step  # noqa: E402

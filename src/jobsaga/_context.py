@@ -17,3 +17,7 @@ insert_interceptor: ContextVar[Any | None] = ContextVar("jobsaga_insert_intercep
 # The App whose node is running the current job; set by the runtime executor around each
 # perform (and by the testing toolkit), so a WorkflowWorker can reach its app's run log.
 current_app: ContextVar[Any | None] = ContextVar("jobsaga_current_app", default=None)
+
+# Set by the testing toolkit's perform_job when it runs without a database: a
+# WorkflowWorker then keeps its run log in memory instead of writing it.
+run_log_in_memory: ContextVar[bool] = ContextVar("jobsaga_run_log_in_memory", default=False)

@@ -2,65 +2,29 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
 import pytest
 
+from .support import run
+
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "testing"
-
-WORKERS = """
-import time
-from typing import Any
-from pydantic import BaseModel
-from jobsaga import Error, Job, Snooze, Worker
-
-class Add(Worker):
-    class Args(BaseModel):
-        a: int
-        b: int
-    def perform(self, job: Job[Any]) -> Any:
-        return job.args.a + job.args.b
-
-class Slow(Worker, timeout=0.1):
-    def perform(self, job: Job[Any]) -> None:
-        time.sleep(1)
-
-class Boom(Worker, max_attempts=1):
-    def perform(self, job: Job[Any]) -> None:
-        raise RuntimeError("boom")
-
-class Bad(Worker):
-    def perform(self, job: Job[Any]) -> Any:
-        return object()
-
-class Nap(Worker):
-    def perform(self, job: Job[Any]) -> Any:
-        return Snooze(60)
-
-class Fail(Worker):
-    def perform(self, job: Job[Any]) -> Any:
-        return Error("try later")
-
-class Fan(Worker):
-    def perform(self, job: Job[Any]) -> Any:
-        from jobsaga import Complete
-        n = job.args["n"]
-        return Complete(enqueue=[Fan.new({"n": n - 1})]) if n > 0 else None
-"""
-
-
-def run(pytester: pytest.Pytester, body: str, *args: str) -> pytest.RunResult:
-    pytester.makepyfile(workers=WORKERS, test_user=body)
-    return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
 
 
 def test_examples_of_the_guide_pass_on_both_engines(pytester: pytest.Pytester) -> None:
     pkg = pytester.path / "examples_testing"
     shutil.copytree(EXAMPLES, pkg, ignore=shutil.ignore_patterns("__pycache__"))
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v", str(pkg))
-    result.assert_outcomes(passed=7)
-    result.stdout.fnmatch_lines(["*test_onboarding*[[]postgres[]] PASSED*"])
+    result.assert_outcomes(passed=14)
+    result.stdout.fnmatch_lines_random(
+        [
+            "*test_onboarding*[[]postgres[]] PASSED*",
+            "*test_a_job_scheduled_for_new_year[[]postgres[]] PASSED*",
+            "*test_the_worker_performed_with_the_app_leaves_its_run_log PASSED*",
+        ]
+    )
 
 
 def test_perform_job_returns_raises_times_out_and_rejects(pytester: pytest.Pytester) -> None:
@@ -258,3 +222,13 @@ def test_unknown_criterion(jobsaga_app):
         assert_enqueued(jobsaga_app, worker_name="Add")
 """
     run(pytester, body).assert_outcomes(passed=2)
+
+
+def test_every_python_block_of_the_testing_guide_is_in_the_examples() -> None:
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "testing.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", guide, re.S)
+    assert len(blocks) >= 10
+    sources = "\n".join(path.read_text() for path in sorted(EXAMPLES.glob("*.py")))
+    for block in blocks:
+        for part in block.strip().split("\n\n\n"):
+            assert part.strip() in sources, f"docs/testing.md block not in examples:\n{part}"

@@ -231,8 +231,10 @@ class Engine(abc.ABC):
         jobs.sort(key=lambda j: (j.priority, j.scheduled_at, j.id))
         return jobs
 
-    def ack(self, acks: Sequence[Ack]) -> set[int]:
-        """Write a batch of outcomes; returns the ids that were still this attempt's to write."""
+    def ack(self, acks: Sequence[Ack], conn: Any = None) -> set[int]:
+        """Write a batch of outcomes; returns the ids that were still this attempt's to write.
+
+        ``conn``: the caller's open transaction (PostgreSQL), for a job claimed inside it."""
         if not acks:
             return set()
         payload = [
@@ -248,16 +250,41 @@ class Engine(abc.ABC):
             }
             for a in acks
         ]
-        if not any(a.inserts for a in acks):
+        if conn is None and not any(a.inserts for a in acks):
             rows = self.execute_one(self.queries["ack_jobs"], {"acks": dumps(payload)})
             return {int(r["id"]) for r in rows}
-        with self.transaction() as tx:
+        with self.transaction(conn) as tx:
             rows = tx.execute(self.queries["ack_jobs"], {"acks": dumps(payload)})
             written = {int(r["id"]) for r in rows}
             follow_ups = [spec for a in acks if a.inserts and a.id in written for spec in a.inserts]
             if follow_ups:
                 self.insert_in(tx, follow_ups)
         return written
+
+    def claim(self, job_id: int, node: str, attempt: int, conn: Any = None) -> Job[Any] | None:
+        """Mark one given waiting job (available, scheduled or retryable) executing as its
+        ``attempt``-th try, whatever its queue or schedule: how the testing toolkit runs a job
+        at once. None when it is not waiting. The node's path is ``fetch``."""
+        params = {
+            "id": job_id,
+            "node": node,
+            "attempt": attempt,
+            "now": self.time_param(self.clock()),
+        }
+        with self.transaction(conn) as tx:
+            rows = tx.execute(self.queries["claim_job"], params)
+        return self.row_to_job(rows[0]) if rows else None
+
+    def make_due(self, queue: str, except_ids: Sequence[int] = ()) -> None:
+        """Bring ``queue``'s scheduled and retryable jobs (but ``except_ids``) to now; the next
+        ``stage`` makes them available. Used by the testing toolkit's ``drain_queue``."""
+        params = {
+            "queue": queue,
+            "now": self.time_param(self.clock()),
+            "except_ids": dumps(list(except_ids)),
+        }
+        with self.transaction() as tx:
+            tx.execute(self.queries["make_due"], params)
 
     def stage(self) -> set[str]:
         """Make due scheduled and retryable jobs available; returns the queues that got work."""
@@ -276,8 +303,8 @@ class Engine(abc.ABC):
             rows = tx.execute(self.queries["next_due"])
         return self.time_value(rows[0]["at"]) if rows else None
 
-    def get_job(self, job_id: int) -> Job[Any] | None:
-        with self.transaction() as tx:
+    def get_job(self, job_id: int, conn: Any = None) -> Job[Any] | None:
+        with self.transaction(conn) as tx:
             rows = tx.execute(self.queries["get_job"], {"id": job_id})
         return self.row_to_job(rows[0]) if rows else None
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 from .assertions import all_enqueued, assert_enqueued, refute_enqueued
 from .drain import drain_queue
 from .modes import testing_mode
-from .perform import build_job, perform_job
+from .perform import aperform_job, build_job, perform_job
 from .workflows import assert_steps, assert_undo_order, run_workflow
 
 __all__ = [
     "all_enqueued",
+    "aperform_job",
     "assert_enqueued",
     "assert_steps",
     "assert_undo_order",

@@ -3,29 +3,12 @@
 from __future__ import annotations
 
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 
 from ..app import App
 from ..job import JobState
-from ..runtime.executor import Executor
-from .perform import _run, placeholder
+from .runner import run_sync, runner
 
 OUTCOMES = ("completed", "retryable", "snoozed", "cancelled", "discarded")
-
-
-def _make_due(app: App, queue: str) -> None:
-    """Bring scheduled/retryable jobs of ``queue`` to now, then stage them."""
-    sql = (
-        "UPDATE jobsaga_jobs SET scheduled_at = {now} "
-        "WHERE queue = {q} AND state IN ('scheduled', 'retryable')"
-    )
-    ph = placeholder(app)
-    with app.engine.transaction() as tx:
-        tx.execute(
-            sql.format(now=ph("now"), q=ph("queue")),
-            {"now": app.engine.time_param(app.now()), "queue": queue},
-        )
-    app.engine.stage()
 
 
 def drain_queue(
@@ -37,38 +20,42 @@ def drain_queue(
     with_safety: bool = True,
     with_limit: int | None = None,
 ) -> dict[str, int]:
-    """Run available jobs of ``queue`` until none is left; returns counts by outcome.
+    """Run the available jobs of ``queue`` in the test, in fetch order; returns counts by
+    outcome (``completed``, ``retryable``, ``snoozed``, ``cancelled``, ``discarded``).
 
-    ``with_scheduled`` runs scheduled (and retryable) jobs now; ``with_recursion`` keeps
-    draining jobs the drained jobs enqueue (otherwise one pass); ``with_safety=False`` lets a
-    perform's exception propagate; ``with_limit`` caps the number of jobs run.
+    A drain is made of passes: a pass runs, once each, the jobs that were available when it
+    began. Without ``with_recursion`` there is one pass, so the jobs the drained jobs enqueue
+    and the retries they schedule stay enqueued for the test to assert on; with it, passes go
+    on until one finds nothing to run. ``with_scheduled`` makes the queue's scheduled and
+    retryable jobs due at the start of each pass. A job that snoozes runs once per drain: it
+    counts as ``snoozed`` and stays scheduled, so a job that always snoozes cannot make a
+    drain loop forever. ``with_safety=False`` raises a perform's exception in the test (after
+    the failed attempt is written); ``with_limit`` caps how many jobs run.
     """
+    if with_limit is not None and with_limit < 0:
+        raise ValueError(f"with_limit must be 0 or more, got {with_limit}")
     counts: Counter[str] = Counter()
+    snoozed: list[int] = []
     ran = 0
-    with ThreadPoolExecutor(2) as threads:
-        executor = Executor(app, "jobsaga.testing", threads)
-        while True:
+    with runner(app) as run:
+        while with_limit is None or ran < with_limit:
             if with_scheduled:
-                _make_due(app, queue)
-            else:
-                app.engine.stage()
-            limit = 100 if with_limit is None else min(100, with_limit - ran)
-            jobs = app.engine.fetch(queue, limit, "jobsaga.testing") if limit > 0 else []
-            if not jobs:
+                app.engine.make_due(queue, except_ids=snoozed)
+            app.engine.stage()
+            waiting = app.list_jobs(queue=queue, state="available", limit=None)
+            waiting.sort(key=lambda job: (job.priority, job.scheduled_at, job.id))
+            if not waiting:
                 break
-            for job in jobs:
-                outcome, typed, worker = _run(executor.attempt(job))
-                if outcome.error is not None and not with_safety:
-                    raise outcome.error
-                ack = _run(executor.finish(job, outcome, worker))
-                app.engine.ack([ack])
-                key = ack.state.value
-                if ack.state is JobState.SCHEDULED and ack.attempt_delta == -1:
-                    key = "snoozed"
-                counts[key] += 1
+            for job in waiting[: None if with_limit is None else with_limit - ran]:
+                done = run_sync(run.run_stored(job, job.attempt + 1, missing_ok=True))
+                if done is None:  # cancelled or deleted by someone else since the pass began
+                    continue
                 ran += 1
-            if with_limit is not None and ran >= with_limit:
-                break
+                counts[done.outcome_name] += 1
+                if done.ack is not None and done.ack.state is JobState.SCHEDULED:
+                    snoozed.append(job.id)
+                if done.outcome.error is not None and not with_safety:
+                    raise done.outcome.error
             if not with_recursion:
                 break
-    return {k: counts.get(k, 0) for k in OUTCOMES}
+    return {name: counts.get(name, 0) for name in OUTCOMES}

@@ -9,46 +9,28 @@ from typing import Any
 from .. import _context
 from ..app import App
 from ..job import Job, JobSpec
-from ..runtime.executor import Executor
-from .perform import _run, placeholder
+from .runner import run_sync, runner
 
 MODES = ("inline", "manual")
 
 
 def _inline(app: App, specs: Sequence[JobSpec], conn: Any) -> list[Job[Any]]:
-    """Store each job, then run its attempt at once and return it as executed."""
-    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
-
+    """Store each job, then run its attempt at once and return it as executed. With ``conn``
+    (the caller's PostgreSQL transaction) the job is stored, claimed and acknowledged inside
+    that transaction, so it is kept only if the caller commits, as a real insert would be."""
     token = _context.insert_interceptor.set(None)  # the stored insert itself must not recurse
     try:
         stored = app.engine.insert(list(specs), conn=conn)
     finally:
         _context.insert_interceptor.reset(token)
     done: list[Job[Any]] = []
-    with ThreadPoolExecutor(2) as threads:
-        executor = Executor(app, "jobsaga.testing", threads)
+    with runner(app) as run:
         for job in stored:
-            if job.conflict:
-                done.append(job)
-                continue
-            running = _claim(app, job)
-            outcome, _typed, worker = _run(executor.attempt(running))
-            app.engine.ack([_run(executor.finish(running, outcome, worker))])
-            done.append(app.get_job(job.id) or job)
+            if not job.conflict:
+                run_sync(run.run_stored(job, job.attempt + 1, conn=conn))
+                job = app.engine.get_job(job.id, conn=conn) or job
+            done.append(job)
     return done
-
-
-def _claim(app: App, job: Job[Any]) -> Job[Any]:
-    """Mark this one job executing, as a fetch would, whatever its queue or schedule."""
-    ph = placeholder(app)
-    sql = (
-        "UPDATE jobsaga_jobs SET state = 'executing', attempt = attempt + 1, "
-        f"attempted_at = {ph('now')}, attempted_by = 'jobsaga.testing' "
-        f"WHERE id = {ph('id')} RETURNING *"
-    )
-    with app.engine.transaction() as tx:
-        rows = tx.execute(sql, {"now": app.engine.time_param(app.now()), "id": job.id})
-    return app.engine.row_to_job(rows[0])
 
 
 @contextmanager

@@ -6,37 +6,21 @@ round-tripped through JSON), so a test cannot pass what production would refuse.
 
 from __future__ import annotations
 
-import asyncio
+import dataclasses
 import itertools
 import json
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from .. import _context
 from ..app import App
 from ..engines.base import utcnow
 from ..job import Job, JobState
-from ..runtime.executor import Executor, InvalidResult, classify
+from ..runtime.executor import InvalidResult, classify
 from ..worker import Worker
+from .runner import NOT_RETURNED, Attempt, run_sync, runner
 
 _ids = itertools.count(1)
 _VALID = (type(None), bool, int, float, str, list, dict, tuple)
-
-
-def _run(coro: Any) -> Any:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    with ThreadPoolExecutor(1) as pool:  # called from async code: run on a private loop
-        return pool.submit(asyncio.run, coro).result()
-
-
-def placeholder(app: App) -> Callable[[str], str]:
-    """The named-parameter syntax of the app's dialect (our SQL is written per dialect)."""
-    if app.dialect == "postgres":
-        return lambda name: f"%({name})s"
-    return lambda name: f":{name}"
 
 
 def build_job(worker: type[Worker], args: Any = None, *, attempt: int = 1, **opts: Any) -> Job[Any]:
@@ -70,30 +54,69 @@ def perform_job(
     """Run ``worker``'s perform once and return what it returned; exceptions are re-raised.
 
     The worker's timeout is enforced (``JobTimeout``), and a return value that the runtime
-    would not accept as a result raises ``InvalidResult``.
+    would not accept as a result raises ``InvalidResult``. ``opts`` are ``Worker.new``'s.
+
+    Without ``app`` nothing touches a database: the job is built in memory, and a
+    ``WorkflowWorker`` keeps its run log in memory. With ``app`` (migrated) the job is stored
+    and its outcome written as a node writes it, so the test can look at the consequences:
+    the follow-up jobs of ``Complete(enqueue=...)`` are inserted, a workflow's run log is in
+    the database, and the job's row shows its state, errors and snooze counter.
+
+    Call it from synchronous code; from a coroutine (an async test), ``await
+    aperform_job(...)``, which runs an ``async def perform`` on the test's own event loop.
     """
+    return run_sync(aperform_job(worker, args, app=app, attempt=attempt, **opts))
+
+
+async def aperform_job(
+    worker: type[Worker], args: Any = None, *, app: App | None = None, attempt: int = 1, **opts: Any
+) -> Any:
+    """The async form of :func:`perform_job`, for async tests."""
+    if attempt < 1:
+        raise ValueError(f"attempt must be 1 or more, got {attempt}")
     job = build_job(worker, args, attempt=attempt, **opts)
-    app = app if app is not None else App("sqlite:///:memory:", workers=[worker])
-    if worker.name not in app.workers:
-        app.register(worker)
-    with ThreadPoolExecutor(2) as threads:
-        executor = Executor(app, "jobsaga.testing", threads)
-        returned: list[Any] = []
-        original = executor.call
+    if app is None:
+        token = _context.run_log_in_memory.set(True)
+        try:
+            with runner(App("sqlite:///:memory:", workers=[worker])) as run:
+                done = await run.attempt(job)
+        finally:
+            _context.run_log_in_memory.reset(token)
+    else:
+        if worker.name not in app.workers:
+            app.register(worker)
+        stored = _store(app, worker, args, attempt, opts)
+        with runner(app) as run:
+            done = await run.run_stored(stored, attempt)
+    return _returned(worker, done)
 
-        async def capture(fn: Any, *a: Any) -> Any:
-            value = await original(fn, *a)
-            returned.append(value)
-            return value
 
-        executor.call = capture  # type: ignore[method-assign]
-        outcome, _typed, _worker = _run(executor.attempt(job))
-    if outcome.error is not None:
-        if isinstance(outcome.error, InvalidResult):
-            raise outcome.error
-        if not returned:  # raised by perform (or timed out): the test sees the exception
-            raise outcome.error
-    value = returned[0] if returned else None
+def _store(
+    app: App, worker: type[Worker], args: Any, attempt: int, opts: dict[str, Any]
+) -> Job[Any]:
+    """Store the job to perform, as a fresh row: a unique option must not hand back another
+    job, and the attempt count is the test's."""
+    built = worker.new(args, **opts)
+    spec = dataclasses.replace(
+        built,
+        max_attempts=max(built.max_attempts, attempt),
+        unique_key=None,
+        unique_states=None,
+        unique_period=None,
+    )
+    token = _context.insert_interceptor.set(None)  # stored as is, whatever the testing mode
+    try:
+        (stored,) = app.engine.insert([spec])
+    finally:
+        _context.insert_interceptor.reset(token)
+    return stored
+
+
+def _returned(worker: type[Worker], done: Attempt) -> Any:
+    error = done.outcome.error
+    if error is not None and (isinstance(error, InvalidResult) or done.returned is NOT_RETURNED):
+        raise error  # raised by perform, timed out, or not a result: the test sees it
+    value = None if done.returned is NOT_RETURNED else done.returned
     check_result(worker, value)
     classify(value)
     return value

@@ -2,7 +2,8 @@
 
 - ``jobsaga_app``: a migrated App on a temp SQLite file, or on the engine chosen by
   ``jobsaga_engine`` (parametrize it, or use ``@pytest.mark.jobsaga_engines("sqlite", "postgres")``
-  to run a test on both).
+  to run a test on both). The ini option ``jobsaga_engines`` sets the engines of every test
+  that has no marker (default: ``sqlite``).
 - PostgreSQL: each test gets its own schema on ``--jobsaga-pg-url`` / ``JOBSAGA_TEST_PG_URL``,
   created before and dropped after.
 - ``@pytest.mark.jobsaga_mode("inline" | "manual")``, or the ``jobsaga_mode`` fixture:
@@ -23,6 +24,7 @@ from ..app import App
 from .modes import MODES, testing_mode
 
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+ENGINES = ("sqlite", "postgres")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -30,6 +32,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--jobsaga-pg-url",
         default=None,
         help="PostgreSQL URL for jobsaga_app on postgres (default: $JOBSAGA_TEST_PG_URL)",
+    )
+    parser.addini(
+        "jobsaga_engines",
+        type="args",
+        default=["sqlite"],
+        help="engines every jobsaga_app test runs on when it has no jobsaga_engines marker "
+        "(sqlite, postgres)",
     )
 
 
@@ -40,16 +49,34 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "jobsaga_engines(*names): run the test on each engine (sqlite, postgres)"
     )
+    _check_engines(config.getini("jobsaga_engines"), "ini jobsaga_engines")
+
+
+def _check_engines(names: list[str], where: str) -> list[str]:
+    for name in names:
+        if name not in ENGINES:
+            raise pytest.UsageError(
+                f"{where}: unknown engine {name!r} (expected {' or '.join(ENGINES)})"
+            )
+    return names
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "jobsaga_engine" not in metafunc.fixturenames:
+        return
     marker = metafunc.definition.get_closest_marker("jobsaga_engines")
-    if marker is not None and "jobsaga_engine" in metafunc.fixturenames:
-        names = list(marker.args) or ["sqlite", "postgres"]
-        for name in names:
-            if name not in ("sqlite", "postgres"):
-                raise pytest.UsageError(f"jobsaga_engines: unknown engine {name!r}")
-        metafunc.parametrize("jobsaga_engine", names, indirect=True)
+    if marker is not None:
+        names = _check_engines(list(marker.args) or list(ENGINES), "jobsaga_engines marker")
+    else:
+        names = list(metafunc.config.getini("jobsaga_engines"))
+        if names == ["sqlite"]:
+            return  # the default: one unparametrized run, test ids unchanged
+    if any(
+        "jobsaga_engine" in getattr(mark, "args", ("",))[0]
+        for mark in metafunc.definition.iter_markers("parametrize")
+    ):
+        return  # the test parametrizes jobsaga_engine itself
+    metafunc.parametrize("jobsaga_engine", names, indirect=True)
 
 
 @pytest.fixture

@@ -156,7 +156,7 @@ class WorkflowWorker(Worker):
             self.workflow_inputs(job),
             self.workflow_context(job),
             job=job,
-            persist=self.persist,
+            persist=self.persist and not _context.run_log_in_memory.get(),
         )
         if result.error is not None:
             raise result.error

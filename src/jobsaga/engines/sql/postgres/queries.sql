@@ -76,3 +76,17 @@ SELECT * FROM jobsaga_jobs WHERE id = %(id)s
 
 -- name: queue_counts
 SELECT queue, state, count(*) AS n FROM jobsaga_jobs GROUP BY queue, state
+
+-- name: claim_job
+-- The testing toolkit runs one given waiting job at once, whatever its queue or schedule.
+UPDATE jobsaga_jobs
+SET state = 'executing', attempt = %(attempt)s, attempted_at = %(now)s, attempted_by = %(node)s
+WHERE id = %(id)s AND state IN ('available', 'scheduled', 'retryable')
+RETURNING *
+
+-- name: make_due
+-- The testing toolkit's drain_queue(with_scheduled=True): run a queue's waiting jobs now,
+-- except those (snoozed during this drain) it must not run again.
+UPDATE jobsaga_jobs SET scheduled_at = %(now)s
+WHERE queue = %(queue)s AND state IN ('scheduled', 'retryable')
+  AND NOT (id = ANY (SELECT jsonb_array_elements_text(%(except_ids)s::jsonb)::bigint))

@@ -78,3 +78,17 @@ SELECT * FROM jobsaga_jobs WHERE id = :id
 
 -- name: queue_counts
 SELECT queue, state, count(*) AS n FROM jobsaga_jobs GROUP BY queue, state
+
+-- name: claim_job
+-- The testing toolkit runs one given waiting job at once, whatever its queue or schedule.
+UPDATE jobsaga_jobs
+SET state = 'executing', attempt = :attempt, attempted_at = :now, attempted_by = :node
+WHERE id = :id AND state IN ('available', 'scheduled', 'retryable')
+RETURNING *
+
+-- name: make_due
+-- The testing toolkit's drain_queue(with_scheduled=True): run a queue's waiting jobs now,
+-- except those (snoozed during this drain) it must not run again.
+UPDATE jobsaga_jobs SET scheduled_at = :now
+WHERE queue = :queue AND state IN ('scheduled', 'retryable')
+  AND id NOT IN (SELECT value FROM json_each(:except_ids))

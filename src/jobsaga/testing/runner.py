@@ -1,0 +1,123 @@
+"""The runtime's executor, driven one job at a time by a test.
+
+Every helper of the toolkit (``perform_job``, ``drain_queue``, inline mode) goes through the
+same ``Executor`` a node uses, so a test sees the timeout, the result classification, the
+backoff, the snooze counter and the final-failure hook exactly as production applies them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar, overload
+
+from ..app import App
+from ..engines.base import Ack
+from ..job import Job, JobState
+from ..runtime.executor import Executor, Outcome
+
+NODE = "jobsaga.testing"
+NOT_RETURNED: Any = object()
+"""What ``Attempt.returned`` holds when perform raised or timed out."""
+
+T = TypeVar("T")
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` to its end from synchronous test code, even under a running event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with ThreadPoolExecutor(1) as pool:  # called from async code: run on a private loop
+        return pool.submit(asyncio.run, coro).result()
+
+
+class TestExecutor(Executor):
+    """An executor that remembers what ``perform`` returned, before it is classified."""
+
+    __test__ = False  # not a test class, whatever pytest's name patterns say
+
+    def __init__(self, app: App, threads: ThreadPoolExecutor) -> None:
+        super().__init__(app, NODE, threads)
+        self.returned: Any = NOT_RETURNED
+
+    async def call(self, fn: Any, *args: Any) -> Any:
+        value = await super().call(fn, *args)
+        if getattr(fn, "__name__", None) == "perform":
+            self.returned = value
+        return value
+
+
+@dataclass
+class Attempt:
+    job: Job[Any]
+    """The job as it ran (executing, its args typed when the worker has an ``Args`` model)."""
+    outcome: Outcome
+    returned: Any
+    """What perform returned, or ``NOT_RETURNED`` when it raised or timed out."""
+    ack: Ack | None = None
+    """The row update, once ``finish`` ran (``None`` when the job was not stored)."""
+
+    @property
+    def outcome_name(self) -> str:
+        """``completed``, ``retryable``, ``snoozed``, ``cancelled`` or ``discarded``."""
+        if self.ack is not None and self.ack.state is JobState.SCHEDULED:
+            return "snoozed"
+        if self.ack is not None:
+            return self.ack.state.value
+        return "snoozed" if self.outcome.state is JobState.SCHEDULED else self.outcome.state.value
+
+
+class Runner:
+    """Runs attempts of jobs for a test; one thread pool for ``def perform`` per runner."""
+
+    def __init__(self, app: App, threads: ThreadPoolExecutor) -> None:
+        self.app = app
+        self.threads = threads
+
+    async def attempt(self, job: Job[Any]) -> Attempt:
+        """Run one attempt of ``job`` without writing anything."""
+        executor = TestExecutor(self.app, self.threads)
+        outcome, typed, _worker = await executor.attempt(job)
+        return Attempt(typed, outcome, executor.returned)
+
+    async def run(self, job: Job[Any], conn: Any = None) -> Attempt:
+        """Run one attempt of a stored, executing ``job`` and write its outcome as a node
+        would (follow-up jobs, backoff, snooze counter, final-failure hook)."""
+        executor = TestExecutor(self.app, self.threads)
+        outcome, typed, worker = await executor.attempt(job)
+        ack = await executor.finish(job, outcome, worker)
+        self.app.engine.ack([ack], conn=conn)
+        return Attempt(typed, outcome, executor.returned, ack)
+
+    @overload
+    async def run_stored(
+        self, job: Job[Any], attempt: int, conn: Any = None, *, missing_ok: Literal[False] = False
+    ) -> Attempt: ...
+
+    @overload
+    async def run_stored(
+        self, job: Job[Any], attempt: int, conn: Any = None, *, missing_ok: bool
+    ) -> Attempt | None: ...
+
+    async def run_stored(
+        self, job: Job[Any], attempt: int, conn: Any = None, *, missing_ok: bool = False
+    ) -> Attempt | None:
+        """Claim the stored, waiting ``job`` as its ``attempt``-th try, then ``run`` it.
+        ``missing_ok``: None when it is no longer waiting, instead of an error."""
+        claimed = self.app.engine.claim(job.id, NODE, attempt, conn=conn)
+        if claimed is None:
+            if missing_ok:
+                return None
+            raise LookupError(f"job {job.id} is no longer waiting to run")
+        return await self.run(claimed, conn=conn)
+
+
+@contextmanager
+def runner(app: App) -> Iterator[Runner]:
+    with ThreadPoolExecutor(2, thread_name_prefix="jobsaga-testing") as threads:
+        yield Runner(app, threads)
