@@ -18,7 +18,7 @@ from .job import Job, JobSpec, JobState
 from .operations import JobFilter, NodeQueue, QueueInfo
 from .plugins.crontab import CronEntry
 from .results import Cancel, Complete, Discard, Error, Snooze
-from .runtime.executor import PerformError
+from .runtime.executor import InvalidResult, PerformError
 from .runtime.node import Node, NodeThread
 from .telemetry import Telemetry, logging_handler
 from .telemetry_logging import attach_default_logger
@@ -51,6 +51,7 @@ __all__ = [
     "EnqueueInStepError",
     "Error",
     "FilterError",
+    "InvalidResult",
     "Job",
     "JobFilter",
     "JobOrphaned",
