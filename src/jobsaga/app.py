@@ -199,7 +199,9 @@ class App(AppOperations):
     # --- running --------------------------------------------------------------------------
 
     def node(self, queues: Mapping[str, int] | None = None, **options: Any) -> Node:
-        """Build a worker node for this app (start it with ``run()``, ``start()`` or ``start_in_thread()``)."""
+        """Build a worker node for this app (start it with ``run()``, ``start()`` or
+        ``start_in_thread()``). No ``queues`` means ``{"default": 10}``; an empty mapping is an
+        error, not a silent default."""
         from .runtime.node import Node
 
-        return Node(self, queues=queues or {"default": 10}, **options)
+        return Node(self, queues={"default": 10} if queues is None else queues, **options)

@@ -217,6 +217,9 @@ def test_node_options_are_checked(app: App) -> None:
 
     with pytest.raises(ValueError, match="at least one queue"):
         Node(app, {})
+    with pytest.raises(ValueError, match="at least one queue"):
+        app.node({})  # not a silent fallback to the default queue
+    assert app.node().queue_limits == {"default": 10}
     for bad in (0, -1, 2.5, True):
         with pytest.raises(ValueError, match="concurrency limit"):
             app.node({"default": 10, "other": bad})  # type: ignore[dict-item]
