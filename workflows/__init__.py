@@ -1,1 +1,2 @@
-"""Ready-to-run sagas, shaped like real work, that the demo and a worker node can load."""
+"""Ready-to-run sagas, shaped like real work, that a worker node started in the project
+folder can load; their code lives in :mod:`jobsaga.demo`, which ``jobsaga demo`` runs."""

@@ -7,15 +7,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from workflows.analytics import (
-    Actor,
-    AnalyticsAgentWorker,
-    AnalyticsStore,
-    AnalyticsWorkflow,
-    NotifyUser,
-    Role,
-    seed,
-)
 
 from jobsaga import (
     App,
@@ -27,6 +18,15 @@ from jobsaga import (
     Workflow,
     WorkflowWorker,
     step,
+)
+from jobsaga.demo.analytics import (
+    Actor,
+    AnalyticsAgentWorker,
+    AnalyticsStore,
+    AnalyticsWorkflow,
+    NotifyUser,
+    Role,
+    seed,
 )
 from jobsaga.errors import ConfigError
 from jobsaga.workflow import WorkflowError, WorkflowOutsideJobError, get_run, list_runs

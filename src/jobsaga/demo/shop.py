@@ -1,4 +1,4 @@
-"""The workers behind ``jobsaga demo``: a small shop's background work, every outcome shown.
+"""The shop half of ``jobsaga demo``: a small shop's background work, every outcome shown.
 
 Each worker is shaped like a real job (receipts, card charges, a rate-limited inventory
 sync...) and behaves deterministically from its args, so the demo's table is the same every
@@ -15,9 +15,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from .job import Job
-from .results import Cancel, Discard, Snooze
-from .worker import Worker
+from ..job import Job, JobSpec
+from ..results import Cancel, Discard, Snooze
+from ..worker import Worker
 
 FAST_RETRY = {"backoff": lambda attempt: 0.2 * attempt}
 final_failures: list[str] = []
@@ -99,7 +99,7 @@ class ImportCatalog(
         return None
 
 
-DEMO_WORKERS: list[type[Worker]] = [
+SHOP_WORKERS: list[type[Worker]] = [
     SendReceipt,
     ChargeCard,
     SyncInventory,
@@ -109,4 +109,22 @@ DEMO_WORKERS: list[type[Worker]] = [
     ResizeImages,
     ImportCatalog,
 ]
-DEMO_QUEUES = {"default": 10, "mailers": 5, "reports": 2, "media": 2}
+SHOP_QUEUES = {"default": 10, "mailers": 5, "reports": 2, "media": 2}
+
+
+def demo_jobs() -> list[JobSpec]:
+    """One job per outcome (the last ``ImportCatalog`` is the unique duplicate)."""
+    return [
+        SendReceipt.new({"order_id": "o-1001", "email": "ada@example.com"}),
+        SendReceipt.new({"order_id": "o-1002", "email": "grace@example.com"}, priority=0),
+        ChargeCard.new({"order_id": "o-1001", "cents": 4200}),
+        SyncInventory.new({"warehouse": "north"}),
+        FetchExchangeRate.new({"currency": "EUR"}),
+        FetchExchangeRate.new({"currency": "XTS"}),
+        BuildReport.new({"customer": "c-7", "customer_deleted": True}),
+        NotifyPartner.new({"partner": "acme-logistics"}),
+        ResizeImages.new({"seconds": 1.0}),
+        ImportCatalog.new({"supplier": "s-1", "since": "2026-11-01"}),
+        ImportCatalog.new({"supplier": "s-1", "since": "2026-11-02"}),  # duplicate
+        SendReceipt.new({"order_id": "o-1003", "email": "linus@example.com"}, schedule_in=1.0),
+    ]
