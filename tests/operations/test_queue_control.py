@@ -104,6 +104,22 @@ def test_scale_changes_how_many_jobs_run_at_once(make_app: Callable[..., App]) -
     assert ("queue.scale", {"limit": 1, "previous": 4}) in events
 
 
+def test_scaling_beyond_the_thread_pool_runs_that_many_sync_jobs(
+    make_app: Callable[..., App],
+) -> None:
+    app = make_app(w.SyncCount)
+    app.insert_all([w.SyncCount.new({}) for _ in range(9)])
+    with app.node({"default": 2}, **NODE).start_in_thread() as thread:
+        assert thread.node.max_threads == 4  # sized at start: max(4, sum of limits)
+        wait_until(lambda: w.concurrent_now == 2)
+        app.scale_queue("default", 7)
+        wait_until(lambda: w.concurrent_now == 7, timeout=5)
+        assert stays(lambda: w.concurrent_now == 7, 0.3)
+        w.release.set()
+        wait_until(lambda: len(w.finished) == 9, timeout=10)
+    assert w.concurrent_peak == 7
+
+
 def test_scale_one_node_and_validation(make_app: Callable[..., App]) -> None:
     app = make_app(w.Noop)
     with app.node({"default": 2}, name="solo", **NODE).start_in_thread() as thread:

@@ -61,6 +61,22 @@ class SyncHold(Worker, queue="default", timeout=None):
         return "done"
 
 
+class SyncCount(Worker, queue="default", timeout=None):
+    """Sync (runs in a thread): holds until ``release``, counting how many run at once."""
+
+    def perform(self, job: Job[Any]) -> None:
+        global concurrent_now, concurrent_peak
+        with _lock:
+            concurrent_now += 1
+            concurrent_peak = max(concurrent_peak, concurrent_now)
+        try:
+            release.wait(10)
+        finally:
+            with _lock:
+                concurrent_now -= 1
+        finished.append(job.id)
+
+
 class AlwaysDiscard(Worker, queue="default"):
     def perform(self, job: Job[Any]) -> Discard:
         return Discard("no such thing")

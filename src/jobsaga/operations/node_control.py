@@ -153,10 +153,7 @@ class NodeControl:
     def _ensure_threads(self) -> None:
         """Sync performs run in the node's thread pool, sized at start to the sum of the
         limits; grow it so a queue scaled up really runs that many sync jobs at once."""
-        pool = getattr(self.node, "_job_threads", None)
-        wanted = sum(p.limit for p in self.node.producers.values())
-        if pool is not None and pool._max_workers < wanted:
-            pool._max_workers = wanted
+        self.node.grow_job_threads(sum(p.limit for p in self.node.producers.values()))
 
     # --- jobs this node performs -------------------------------------------------------------
 

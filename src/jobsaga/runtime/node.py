@@ -142,6 +142,18 @@ class Node:
         )
         self.stager_wake()
 
+    def grow_job_threads(self, wanted: int) -> None:
+        """Let ``wanted`` sync performs run at once (a queue was scaled up). A thread pool
+        cannot grow, so new work goes to a larger pool; the old one finishes what it runs."""
+        if not self.started or wanted <= self.max_threads:
+            return
+        retired = self._job_threads
+        self.max_threads = wanted
+        self._job_threads = ThreadPoolExecutor(max_workers=wanted, thread_name_prefix="jobsaga-job")
+        self.executor.threads = self._job_threads
+        retired.shutdown(wait=False)  # running performs finish; the pool's threads then exit
+        self._retired_job_threads.append(retired)
+
     # --- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -155,6 +167,7 @@ class Node:
             max_workers=self.max_threads, thread_name_prefix="jobsaga-job"
         )
         await self.run_in_db(self._check_schema)
+        self._retired_job_threads: list[ThreadPoolExecutor] = []
         self.executor = Executor(self.app, self.name, self._job_threads)
         self.acker = Acker(
             self.app.engine.ack,
@@ -249,7 +262,9 @@ class Node:
         for cleanup in self._cleanup:
             cleanup()
         self._cleanup.clear()
-        self._job_threads.shutdown(wait=False, cancel_futures=True)
+        for pool in (self._job_threads, *self._retired_job_threads):
+            pool.shutdown(wait=False, cancel_futures=True)
+        self._retired_job_threads.clear()
         self._db_threads.shutdown(wait=True)
         self.started = False
         log.info("node %s stopped", self.name)
