@@ -106,6 +106,9 @@ class Node:
         self._tasks: list[asyncio.Task[None]] = []
         self._cleanup: list[Callable[[], None]] = []
         self._cancel_reasons: dict[int, str] = {}
+        self._job_threads: ThreadPoolExecutor  # set by start(), with the executor
+        self._retired_job_threads: list[ThreadPoolExecutor] = []
+        self.executor: Executor
         self.started = False
 
     # --- helpers used by producers ---------------------------------------------------------
@@ -167,7 +170,6 @@ class Node:
             max_workers=self.max_threads, thread_name_prefix="jobsaga-job"
         )
         await self.run_in_db(self._check_schema)
-        self._retired_job_threads: list[ThreadPoolExecutor] = []
         self.executor = Executor(self.app, self.name, self._job_threads)
         self.acker = Acker(
             self.app.engine.ack,
