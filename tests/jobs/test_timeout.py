@@ -96,3 +96,36 @@ def test_timed_out_attempt_is_retried(make_app: Callable[..., App]) -> None:
     with node(app):
         wait_state(app, stored.id, JobState.DISCARDED)
     assert len(wait_final(app, stored.id).errors) == 3
+
+
+class Quick(Worker, max_attempts=1):
+    def perform(self, job: Job[Any]) -> str:
+        return "done"
+
+
+class OwnTimeout(Worker, max_attempts=1):
+    """A perform whose own network call timed out: that error, not the worker's timeout."""
+
+    def perform(self, job: Job[Any]) -> None:
+        raise TimeoutError("socket read timed out")
+
+
+def test_stuck_sync_threads_do_not_starve_the_queue(make_app: Callable[..., App]) -> None:
+    app = make_app(SlowSync, Quick)
+    stuck = app.insert_all([SlowSync.new() for _ in range(6)])
+    with app.node({"default": 2}, poll_interval=0.05).start_in_thread() as thread:
+        assert thread.node.max_threads == 4  # fewer threads than there are stuck performs
+        for job in stuck:
+            assert wait_final(app, job.id).state is JobState.DISCARDED
+        quick = app.insert_all([Quick.new() for _ in range(3)])
+        assert [wait_final(app, job.id).state for job in quick] == [JobState.COMPLETED] * 3
+
+
+def test_the_performs_own_timeout_error_is_not_the_workers_timeout(
+    make_app: Callable[..., App],
+) -> None:
+    app = make_app(OwnTimeout)
+    stored = app.insert(OwnTimeout.new())
+    with node(app):
+        done = wait_final(app, stored.id)
+    assert done.errors[0]["error"] == "TimeoutError: socket read timed out"

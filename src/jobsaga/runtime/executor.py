@@ -2,8 +2,9 @@
 
 Plain ``def perform`` runs in the node's bounded thread pool and ``async def perform`` on the
 event loop, so sync user code never blocks other jobs. A sync perform that overruns its
-timeout is recorded as failed at once, but Python cannot stop the thread: it keeps its pool
-slot until it returns, and whatever it returns is ignored.
+timeout is recorded as failed at once, but Python cannot stop the thread: it runs on until it
+returns, whatever it returns is ignored, and the node gives new work a fresh pool so the
+stuck thread's slot is not lost.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import logging
 import math
 import time
 import traceback
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -102,6 +104,8 @@ class Executor:
         self.node_name = node_name
         self.threads = threads
         self._instances: dict[type[Worker], Worker] = {}
+        self.on_thread_abandoned: Callable[[], None] | None = None
+        """Called when a sync perform times out and its thread cannot be taken back."""
 
     def instance(self, worker_cls: type[Worker]) -> Worker:
         found = self._instances.get(worker_cls)
@@ -128,19 +132,36 @@ class Executor:
             typed = job.with_args(worker_cls.parse_args(job.args))
         except Exception as exc:  # unknown worker, args no longer valid: a failed attempt
             return Outcome(JobState.RETRYABLE, error=exc), job, None
+        scope: asyncio.Timeout | None = None
         try:
             timeout = worker.timeout(typed)
-            call = self.call(worker.perform, typed)
-            result = await (asyncio.wait_for(call, timeout) if timeout is not None else call)
+            async with asyncio.timeout(timeout) as scope:
+                result = await self.call(worker.perform, typed)
         except TimeoutError as exc:
+            if scope is None or not scope.expired():  # the perform's own TimeoutError
+                return Outcome(JobState.RETRYABLE, error=exc), typed, worker
             err = JobTimeout(f"perform exceeded the worker's timeout of {timeout}s")
             err.__cause__ = exc
+            if not inspect.iscoroutinefunction(worker.perform):
+                self._abandon_thread(typed)
             return Outcome(JobState.RETRYABLE, error=err), typed, worker
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             return Outcome(JobState.RETRYABLE, error=exc), typed, worker
         return classify(result), typed, worker
+
+    def _abandon_thread(self, job: Job[Any]) -> None:
+        """A sync perform overran its timeout: Python cannot stop its thread, which keeps a
+        pool slot until perform returns. Tell the node, which hands new work to a fresh pool,
+        so a perform that hangs cannot starve the queues or the final-failure hooks."""
+        log.warning(
+            "job %d (%s) overran its timeout; its thread keeps running until perform returns",
+            job.id,
+            job.worker,
+        )
+        if self.on_thread_abandoned is not None:
+            self.on_thread_abandoned()
 
     async def finish(self, job: Job[Any], outcome: Outcome, worker: Worker | None) -> Ack:
         """Turn an outcome into the row update; runs the final-failure hook when due."""

@@ -107,7 +107,6 @@ class Node:
         self._cleanup: list[Callable[[], None]] = []
         self._cancel_reasons: dict[int, str] = {}
         self._job_threads: ThreadPoolExecutor  # set by start(), with the executor
-        self._retired_job_threads: list[ThreadPoolExecutor] = []
         self.executor: Executor
         self.started = False
 
@@ -146,16 +145,23 @@ class Node:
         self.stager_wake()
 
     def grow_job_threads(self, wanted: int) -> None:
-        """Let ``wanted`` sync performs run at once (a queue was scaled up). A thread pool
-        cannot grow, so new work goes to a larger pool; the old one finishes what it runs."""
-        if not self.started or wanted <= self.max_threads:
+        """Let ``wanted`` sync performs run at once (a queue was scaled up)."""
+        if self.started and wanted > self.max_threads:
+            self.max_threads = wanted
+            self._renew_job_threads()
+
+    def _renew_job_threads(self) -> None:
+        """Hand new sync work to a fresh pool of ``max_threads``: a pool cannot grow, nor take
+        back the thread of a perform that overran its timeout. The old pool finishes what it
+        runs, then its threads exit."""
+        if not self.started:
             return
         retired = self._job_threads
-        self.max_threads = wanted
-        self._job_threads = ThreadPoolExecutor(max_workers=wanted, thread_name_prefix="jobsaga-job")
+        self._job_threads = ThreadPoolExecutor(
+            max_workers=self.max_threads, thread_name_prefix="jobsaga-job"
+        )
         self.executor.threads = self._job_threads
-        retired.shutdown(wait=False)  # running performs finish; the pool's threads then exit
-        self._retired_job_threads.append(retired)
+        retired.shutdown(wait=False)
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -171,6 +177,7 @@ class Node:
         )
         await self.run_in_db(self._check_schema)
         self.executor = Executor(self.app, self.name, self._job_threads)
+        self.executor.on_thread_abandoned = self._renew_job_threads
         self.acker = Acker(
             self.app.engine.ack,
             self.run_in_db,
@@ -264,9 +271,7 @@ class Node:
         for cleanup in self._cleanup:
             cleanup()
         self._cleanup.clear()
-        for pool in (self._job_threads, *self._retired_job_threads):
-            pool.shutdown(wait=False, cancel_futures=True)
-        self._retired_job_threads.clear()
+        self._job_threads.shutdown(wait=False, cancel_futures=True)
         self._db_threads.shutdown(wait=True)
         self.started = False
         log.info("node %s stopped", self.name)
