@@ -76,6 +76,7 @@ class App(AppOperations):
         for worker in workers:
             if not (isinstance(worker, type) and issubclass(worker, Worker)):
                 raise ConfigError(f"{worker!r} is not a Worker subclass")
+            worker.check_runnable()
             known = self._workers.get(worker.name)
             if known is not None and known is not worker:
                 raise ConfigError(

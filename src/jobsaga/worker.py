@@ -91,6 +91,26 @@ class WorkerOptions(BaseModel):
         return v
 
 
+def check_tags(tags: Any, owner: str) -> tuple[str, ...]:
+    """Tags are a list of strings; a bare string would become its letters."""
+    if isinstance(tags, str) or not all(isinstance(tag, str) for tag in tags):
+        raise ArgsError(f"{owner}: tags must be a list of strings, got {tags!r}")
+    return tuple(tags)
+
+
+def check_unique_keys(unique: UniqueSpec | None, args_model: type[BaseModel] | None) -> None:
+    """Unique ``keys`` must name fields of the ``Args`` model: a misspelt key would make every
+    job of the worker a duplicate of the first (all would share the key ``None``)."""
+    if unique is None or unique.keys is None or args_model is None:
+        return
+    unknown = sorted(set(unique.keys) - set(args_model.model_fields))
+    if unknown:
+        raise ValueError(
+            f"unique keys {unknown} are not fields of Args "
+            f"(fields: {sorted(args_model.model_fields)})"
+        )
+
+
 def describe_validation_error(owner: str, error: ValidationError) -> str:
     problems = []
     for item in error.errors():
@@ -125,6 +145,17 @@ class Worker:
             isinstance(args_model, type) and issubclass(args_model, BaseModel)
         ):
             raise ConfigError(f"worker {cls.__qualname__}: Args must be a pydantic BaseModel")
+        try:
+            check_unique_keys(cls.options.unique, cls.Args)
+        except ValueError as exc:
+            raise ConfigError(f"worker {cls.__qualname__}: {exc}") from None
+
+    @classmethod
+    def check_runnable(cls) -> None:
+        """A worker without its own ``perform`` (a misspelt ``preform``...) is refused where
+        it is registered or a job of it is built, not when a node first runs one."""
+        if cls.perform is Worker.perform:
+            raise ConfigError(f"worker {cls.__qualname__} has no perform(self, job) method")
 
     # --- building jobs -------------------------------------------------------------------
 
@@ -170,6 +201,7 @@ class Worker:
         unique: Any = None,
     ) -> JobSpec:
         """Build a job for ``app.insert``; args are validated here, so bad input never reaches the table."""
+        cls.check_runnable()
         opts = cls.options
         raw_args = cls.validate_args(args)
         meta_json = dict(ensure_json_object(meta or {}, "meta", cls.name))
@@ -189,6 +221,11 @@ class Worker:
             scheduled_at = scheduled_at.astimezone(UTC)
         q = check_queue_name(queue) if queue is not None else opts.queue
         spec_unique = coerce_unique(unique) if unique is not None else opts.unique
+        if unique is not None:
+            try:
+                check_unique_keys(spec_unique, cls.Args)
+            except ValueError as exc:
+                raise ArgsError(f"{cls.name}: {exc}") from None
         unique_key = (
             spec_unique.key(cls.name, q, raw_args, meta_json) if spec_unique is not None else None
         )
@@ -200,7 +237,7 @@ class Worker:
             max_attempts=(
                 check_max_attempts(max_attempts) if max_attempts is not None else opts.max_attempts
             ),
-            tags=tuple(tags) if tags is not None else opts.tags,
+            tags=check_tags(tags, cls.name) if tags is not None else opts.tags,
             meta=meta_json,
             scheduled_at=scheduled_at,
             schedule_in=float(schedule_in) if schedule_in is not None else None,

@@ -167,6 +167,19 @@ def test_callers_transaction_needs_postgres(app: App) -> None:
 
 
 @pytest.mark.parametrize("engine_name", ["postgres"], indirect=True)
+def test_the_callers_connection_must_be_a_sync_psycopg_connection(app: App, db_url: str) -> None:
+    async def insert_on_an_async_connection() -> None:
+        async with await psycopg.AsyncConnection.connect(db_url) as conn:
+            await app.ainsert(Noop.new(), conn=conn)
+
+    with pytest.raises(ConfigError, match="sync psycopg.Connection"):
+        asyncio.run(insert_on_an_async_connection())
+    with pytest.raises(ConfigError, match="takes a psycopg.Connection, got object"):
+        app.insert(Noop.new(), conn=object())
+    assert count_jobs(app) == 0
+
+
+@pytest.mark.parametrize("engine_name", ["postgres"], indirect=True)
 def test_callers_connection_with_another_search_path_still_wakes_nodes(
     make_app: Callable[..., App], db_url: str, pg_admin: psycopg.Connection[Any]
 ) -> None:

@@ -128,6 +128,27 @@ def test_scheduled_unique_job(app: App) -> None:
     assert app.insert(Minute.new({"a": 1})).id == first.id
 
 
+class WhileScheduled(Worker, unique={"period": 60, "states": ["scheduled"]}):
+    def perform(self, job: Job[Any]) -> None:
+        return None
+
+
+def test_a_job_born_outside_the_states_still_meets_a_holder(make_app: Callable[..., App]) -> None:
+    clock = FakeClock()
+    app = make_app(WhileScheduled, clock=clock)
+    held = app.insert(WhileScheduled.new({"a": 1}, schedule_in=600))
+    # available at birth, so it cannot hold the key itself; the scheduled job still wins
+    duplicate = app.insert(WhileScheduled.new({"a": 1}))
+    assert (duplicate.conflict, duplicate.id) == (True, held.id)
+    free = app.insert(WhileScheduled.new({"a": 2}))
+    assert free.conflict is False and free.state is JobState.AVAILABLE
+    # an available job holds nothing: a second available one is not its duplicate
+    assert app.insert(WhileScheduled.new({"a": 2})).id != free.id
+    clock.advance(61)  # past the period, the holder no longer counts
+    assert app.insert(WhileScheduled.new({"a": 1})).conflict is False
+    assert count_jobs(app) == 4
+
+
 def test_spec_validation() -> None:
     with pytest.raises(ValueError, match="unknown job states"):
         UniqueSpec(states=("avialable",))

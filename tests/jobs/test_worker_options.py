@@ -65,6 +65,40 @@ def test_bad_option_values_are_errors() -> None:
         type("Bad", (Worker,), {}, backoff=5)
 
 
+def test_unique_keys_must_be_fields_of_args() -> None:
+    with pytest.raises(ConfigError, match=r"unique keys \['tsk_id'\] are not fields of Args"):
+
+        class Misspelt(Worker, unique={"keys": ["tsk_id"]}):
+            class Args(BaseModel):
+                task_id: str
+
+            def perform(self, job: Job[Any]) -> None:
+                return None
+
+    with pytest.raises(ArgsError, match="unique keys"):
+        ProcessTask.new(GOOD, unique={"keys": ["task"]})
+    assert ProcessTask.new(GOOD, unique={"keys": ["task_id"]}).unique_key is not None
+
+
+def test_tags_on_new_are_a_list_of_strings() -> None:
+    assert Plain.new({}, tags=["a", "b"]).tags == ("a", "b")
+    for bad in ("abc", ["a", 1]):
+        with pytest.raises(ArgsError, match="tags must be a list of strings"):
+            Plain.new({}, tags=bad)  # type: ignore[arg-type]
+
+
+def test_a_worker_without_perform_is_refused_before_it_runs(app: App) -> None:
+    class Preform(Worker):
+        def preform(self, job: Job[Any]) -> None:  # misspelt
+            return None
+
+    with pytest.raises(ConfigError, match="Preform has no perform"):
+        Preform.new({})
+    with pytest.raises(ConfigError, match="Preform has no perform"):
+        app.register(Preform)
+    assert count_jobs(app) == 0
+
+
 def test_priority_range_on_new() -> None:
     assert ProcessTask.new(GOOD, priority=0).priority == 0
     assert ProcessTask.new(GOOD, priority=9).priority == 9
@@ -132,7 +166,8 @@ def test_stable_name_is_stored_on_the_job(app: App) -> None:
 
 def test_two_workers_under_one_name_are_refused() -> None:
     class Other(Worker, name="billing.charge"):
-        pass
+        def perform(self, job: Job[Any]) -> None:
+            return None
 
     with pytest.raises(ConfigError, match="billing.charge"):
         App("sqlite:///unused.db", workers=[Renamed, Other])

@@ -144,8 +144,11 @@ class Engine(abc.ABC):
             at = now
         state = JobState.SCHEDULED if at > now else JobState.AVAILABLE
         unique_key = spec.unique_key
+        lookup_key = None
         if unique_key is not None and f",{state.value}," not in (spec.unique_states or ""):
-            unique_key = None
+            # Born outside the protected states: the job does not hold the key, but a job that
+            # does (in a protected state) still makes it a duplicate, as in Oban.
+            unique_key, lookup_key = None, unique_key
         return {
             "idx": index,
             "state": state.value,
@@ -160,6 +163,7 @@ class Engine(abc.ABC):
             "scheduled_at": self.time_json(at),
             "unique_key": unique_key,
             "unique_states": spec.unique_states,
+            "lookup_key": lookup_key,
         }
 
     def insert(self, specs: Sequence[JobSpec], conn: Any = None) -> list[Job[Any]]:
@@ -174,7 +178,7 @@ class Engine(abc.ABC):
         now = self.clock()
         rows = [self._spec_row(i, spec, now) for i, spec in enumerate(specs)]
         jobs: dict[int, Job[Any]] = {}
-        plain = [row for row in rows if row["unique_key"] is None]
+        plain = [row for row in rows if row["unique_key"] is None and row["lookup_key"] is None]
         if plain:
             stored = tx.execute(self.queries["insert_jobs"], {"rows": dumps(plain)})
             stored.sort(key=lambda r: int(r["id"]))
@@ -183,6 +187,8 @@ class Engine(abc.ABC):
         for row, spec in zip(rows, specs, strict=True):
             if row["unique_key"] is not None:
                 jobs[row["idx"]] = self._insert_unique(tx, row, spec, now)
+            elif row["lookup_key"] is not None:
+                jobs[row["idx"]] = self._insert_unless_held(tx, row, spec, now)
         created = [job for job in jobs.values() if not job.conflict]
         if created:
             self.notify(tx, wake_payload(created))
@@ -207,6 +213,20 @@ class Engine(abc.ABC):
                 {"id": job.id, "unique_key": row["unique_key"], "before": self.time_param(cutoff)},
             )
         raise RuntimeError("unique insert did not settle; the table is under extreme contention")
+
+    def _insert_unless_held(
+        self, tx: Tx, row: dict[str, Any], spec: JobSpec, now: datetime
+    ) -> Job[Any]:
+        """Insert a unique job that does not hold its key, unless a live holder exists."""
+        existing = tx.execute(self.queries["find_unique"], {"unique_key": row["lookup_key"]})
+        if existing:
+            job = self.row_to_job(existing[0], conflict=True)
+            cutoff = (
+                None if spec.unique_period is None else now - timedelta(seconds=spec.unique_period)
+            )
+            if cutoff is None or job.inserted_at >= cutoff:
+                return job
+        return self.row_to_job(tx.execute(self.queries["insert_jobs"], {"rows": dumps([row])})[0])
 
     # --- the execution path ---------------------------------------------------------------
 

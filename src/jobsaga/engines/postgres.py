@@ -20,7 +20,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
-from ..errors import MigrationError
+from ..errors import ConfigError, MigrationError
 from . import sql as sqlfiles
 from .base import Clock, Engine, Row, WakeCallback, utcnow
 
@@ -91,7 +91,7 @@ class PostgresEngine(Engine):
     def transaction(self, conn: Any = None) -> Iterator[_PgTx]:
         if conn is not None:
             # The caller's own transaction: it commits or rolls back, not us.
-            yield _PgTx(conn, callers=True)
+            yield _PgTx(check_callers_connection(conn), callers=True)
             return
         with self._get_pool().connection() as pooled, pooled.transaction():
             yield _PgTx(pooled)
@@ -200,3 +200,17 @@ class PostgresEngine(Engine):
             if self._pool is not None:
                 self._pool.close()
                 self._pool = None
+
+
+def check_callers_connection(conn: Any) -> psycopg.Connection[Any]:
+    """The engine is synchronous: it can run its statements on a caller's sync connection only.
+    An ``AsyncConnection`` would fail deep in psycopg with an unrelated TypeError."""
+    if isinstance(conn, psycopg.AsyncConnection):
+        raise ConfigError(
+            "conn= takes a sync psycopg.Connection; jobsaga's engine cannot drive a "
+            "psycopg.AsyncConnection. Open a sync connection for the transactional insert, "
+            "or insert once your async transaction has committed"
+        )
+    if not isinstance(conn, psycopg.Connection):
+        raise ConfigError(f"conn= takes a psycopg.Connection, got {type(conn).__name__}")
+    return conn
