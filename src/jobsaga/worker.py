@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from tenacity.wait import wait_base
 
 from .backoff import default_backoff, tenacity_backoff
 from .errors import ArgsError, ConfigError
@@ -260,7 +261,7 @@ class Worker:
         custom: Callable[[int], float] | None = type(self).options.backoff
         if custom is None:
             return default_backoff(job.attempt)
-        if type(custom).__module__.startswith("tenacity"):
+        if isinstance(custom, wait_base):  # tenacity's own strategies and users' subclasses
             return tenacity_backoff(custom)(job.attempt)
         return float(custom(job.attempt))
 

@@ -7,7 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from tenacity import wait_exponential, wait_fixed
+from tenacity import RetryCallState, wait_exponential, wait_fixed
+from tenacity.wait import wait_base
 
 from jobsaga import App, Job, JobState, Worker, default_backoff, tenacity_backoff
 from jobsaga.backoff import CAP
@@ -48,6 +49,18 @@ class TenacityBackoff(Worker, max_attempts=5, backoff=wait_fixed(42)):
         raise ValueError("x")
 
 
+class HalfMinute(wait_base):
+    """A user's own tenacity strategy: a subclass defined outside tenacity's modules."""
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        return 30.0 * retry_state.attempt_number
+
+
+class OwnTenacityBackoff(Worker, max_attempts=5, backoff=HalfMinute()):
+    def perform(self, job: Job[Any]) -> None:
+        raise ValueError("x")
+
+
 class MethodBackoff(Worker, max_attempts=5):
     def backoff(self, job: Job[Any]) -> float:
         return 7.0 * job.attempt + float(job.args["extra"])
@@ -69,6 +82,7 @@ class BrokenBackoff(Worker, max_attempts=5):
     [
         (LinearBackoff, {}, 100.0),
         (TenacityBackoff, {}, 42.0),
+        (OwnTenacityBackoff, {}, 30.0),
         (MethodBackoff, {"extra": 3}, 10.0),
         (BrokenBackoff, {}, 15.0),  # a broken curve falls back to the default
     ],
