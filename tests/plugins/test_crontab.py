@@ -84,6 +84,11 @@ def test_aliases(alias: str, schedule: str) -> None:
         ("0 0 31 2 *", "never fires"),
         ("", "non-empty"),
         ("every day", "2 fields"),
+        ("*/61 * * * *", "minute step /61"),
+        ("0 */24 * * *", "hour step /24"),
+        ("0 0 1-31/0 * *", "day step /0"),
+        ("*/0 * * * * *", "minute step /0"),
+        ("* * * * * */60", "second step /60"),
     ],
 )
 def test_malformed_expression_names_the_entry(expression: str, problem: str) -> None:

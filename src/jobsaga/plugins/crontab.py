@@ -58,6 +58,7 @@ def normalize_expression(expression: str) -> str:
             f"{len(fields)} fields in {text!r}: use five (minute hour day month weekday), "
             "six with seconds last, or an alias such as @daily"
         )
+    check_steps(fields)
     try:
         croniter(text, datetime(2000, 1, 1, tzinfo=UTC)).get_next(datetime)
     except CroniterBadDateError:
@@ -65,6 +66,23 @@ def normalize_expression(expression: str) -> str:
     except (CroniterBadCronError, ValueError, KeyError) as exc:
         raise ValueError(f"{text!r} is not a valid cron expression: {exc}") from None
     return text
+
+
+FIELD_SPANS = (("minute", 60), ("hour", 24), ("day", 31), ("month", 12), ("weekday", 7))
+SECOND_SPAN = ("second", 60)
+
+
+def check_steps(fields: list[str]) -> None:
+    """croniter accepts a step as wide as its field or wider (``*/61`` fires once an hour,
+    at :00), which is almost surely a typo for another schedule: refuse it, naming it."""
+    spans = [*FIELD_SPANS, SECOND_SPAN][: len(fields)]
+    for text, (name, span) in zip(fields, spans, strict=True):
+        for part in text.split(","):
+            _, slash, step = part.partition("/")
+            if slash and step.isdigit() and not 0 < int(step) < span:
+                raise ValueError(
+                    f"{name} step /{step} in {' '.join(fields)!r} must be between 1 and {span - 1}"
+                )
 
 
 @dataclass(frozen=True)
