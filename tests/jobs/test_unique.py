@@ -73,6 +73,31 @@ def test_duplicates_within_one_insert_all(app: App) -> None:
     assert count_jobs(app) == 2
 
 
+def test_a_mixed_insert_all_of_unique_jobs(make_app: Callable[..., App]) -> None:
+    """Held keys, keys repeated in the batch, a holder past its period and plain jobs, in
+    one call: each spec gets the job it would get inserted on its own, in input order."""
+    clock = FakeClock()
+    app = make_app(clock=clock)
+    expired = app.insert(Minute.new({"a": 0}))
+    clock.advance(61)
+    held = app.insert(Minute.new({"a": 1}))
+    specs = [
+        Minute.new({"a": 2}),
+        Minute.new({"a": 1}),  # held before the call
+        Minute.new({"a": 0}),  # its holder's period is over
+        Minute.new({"a": 2}),  # repeats the first spec
+        Forever.new({"a": 9}),
+        Minute.new({"a": 0}),  # repeats the spec that replaces the expired holder
+    ]
+    jobs = app.insert_all(specs)
+    assert [j.conflict for j in jobs] == [False, True, False, True, False, True]
+    assert jobs[1].id == held.id
+    assert jobs[2].id not in (expired.id, held.id) and jobs[5].id == jobs[2].id
+    assert jobs[3].id == jobs[0].id
+    assert [j.raw_args for j in jobs] == [s.args for s in specs]
+    assert count_jobs(app) == 5
+
+
 def test_keys_select_part_of_the_args(app: App) -> None:
     first = app.insert(ByAccount.new({"account": 7, "note": "a"}))
     assert app.insert(ByAccount.new({"account": 7, "note": "b"})).id == first.id

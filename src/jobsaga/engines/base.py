@@ -184,15 +184,49 @@ class Engine(abc.ABC):
             stored.sort(key=lambda r: int(r["id"]))
             for row, db_row in zip(plain, stored, strict=True):
                 jobs[row["idx"]] = self.row_to_job(db_row)
+        unique = [row for row in rows if row["unique_key"] is not None]
+        if unique:
+            jobs.update(self._insert_unique_batch(tx, unique, specs, now))
         for row, spec in zip(rows, specs, strict=True):
-            if row["unique_key"] is not None:
-                jobs[row["idx"]] = self._insert_unique(tx, row, spec, now)
-            elif row["lookup_key"] is not None:
+            if row["lookup_key"] is not None:
                 jobs[row["idx"]] = self._insert_unless_held(tx, row, spec, now)
         created = [job for job in jobs.values() if not job.conflict]
         if created:
             self.notify(tx, wake_payload(created))
         return [jobs[i] for i in range(len(rows))]
+
+    def _insert_unique_batch(
+        self, tx: Tx, rows: list[dict[str, Any]], specs: Sequence[JobSpec], now: datetime
+    ) -> dict[int, Job[Any]]:
+        """Unique jobs in two statements whatever their number: insert them all (the unique
+        index skips each key that is held), then look up the holders of the skipped ones. Only
+        a holder past its period, or one released meanwhile, takes the row-by-row path."""
+        ordered = sorted(rows, key=lambda row: (row["unique_key"], row["idx"]))
+        stored = tx.execute(self.queries["insert_jobs"], {"rows": dumps(ordered)})
+        inserted = {str(r["unique_key"]): self.row_to_job(r) for r in stored}
+        jobs: dict[int, Job[Any]] = {}
+        skipped: list[dict[str, Any]] = []
+        for row in ordered:
+            job = inserted.pop(row["unique_key"], None)
+            if job is not None:  # the first row of its key is the one stored
+                jobs[row["idx"]] = job
+            else:
+                skipped.append(row)
+        if not skipped:
+            return jobs
+        keys = sorted({row["unique_key"] for row in skipped})
+        holders = {
+            str(r["unique_key"]): self.row_to_job(r, conflict=True)
+            for r in tx.execute(self.queries["find_unique_many"], {"keys": dumps(keys)})
+        }
+        for row in skipped:
+            spec = specs[row["idx"]]
+            holder = holders.get(row["unique_key"])
+            if holder is not None and _within_period(holder, spec, now):
+                jobs[row["idx"]] = holder
+            else:
+                jobs[row["idx"]] = self._insert_unique(tx, row, spec, now)
+        return jobs
 
     def _insert_unique(self, tx: Tx, row: dict[str, Any], spec: JobSpec, now: datetime) -> Job[Any]:
         for _ in range(INSERT_UNIQUE_TRIES):
@@ -203,11 +237,10 @@ class Engine(abc.ABC):
             if not existing:
                 continue  # released between our insert and lookup: try again
             job = self.row_to_job(existing[0], conflict=True)
-            if spec.unique_period is None:
+            if _within_period(job, spec, now):
                 return job
+            assert spec.unique_period is not None
             cutoff = now - timedelta(seconds=spec.unique_period)
-            if job.inserted_at >= cutoff:
-                return job
             tx.execute(
                 self.queries["release_unique"],
                 {"id": job.id, "unique_key": row["unique_key"], "before": self.time_param(cutoff)},
@@ -220,12 +253,9 @@ class Engine(abc.ABC):
         """Insert a unique job that does not hold its key, unless a live holder exists."""
         existing = tx.execute(self.queries["find_unique"], {"unique_key": row["lookup_key"]})
         if existing:
-            job = self.row_to_job(existing[0], conflict=True)
-            cutoff = (
-                None if spec.unique_period is None else now - timedelta(seconds=spec.unique_period)
-            )
-            if cutoff is None or job.inserted_at >= cutoff:
-                return job
+            holder = self.row_to_job(existing[0], conflict=True)
+            if _within_period(holder, spec, now):
+                return holder
         return self.row_to_job(tx.execute(self.queries["insert_jobs"], {"rows": dumps([row])})[0])
 
     # --- the execution path ---------------------------------------------------------------
@@ -335,6 +365,13 @@ class Engine(abc.ABC):
         for row in rows:
             counts.setdefault(row["queue"], {})[row["state"]] = int(row["n"])
         return counts
+
+
+def _within_period(holder: Job[Any], spec: JobSpec, now: datetime) -> bool:
+    """Whether an existing job still makes ``spec`` a duplicate (inserted within the period)."""
+    if spec.unique_period is None:
+        return True
+    return holder.inserted_at >= now - timedelta(seconds=spec.unique_period)
 
 
 def wake_payload(jobs: Sequence[Job[Any]]) -> dict[str, Any]:

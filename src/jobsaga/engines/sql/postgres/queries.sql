@@ -9,12 +9,16 @@ FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(
     idx int, state text, queue text, worker text, args jsonb, meta jsonb, tags jsonb,
     max_attempts int, priority int, inserted_at timestamptz, scheduled_at timestamptz,
     unique_key text, unique_states text)
-ORDER BY r.idx
+ORDER BY r.unique_key NULLS FIRST, r.idx  -- unique keys in one order: racing batches cannot deadlock
 ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
 RETURNING *
 
 -- name: find_unique
 SELECT * FROM jobsaga_jobs WHERE unique_key = %(unique_key)s
+
+-- name: find_unique_many
+SELECT * FROM jobsaga_jobs
+WHERE unique_key = ANY (SELECT jsonb_array_elements_text(%(keys)s::jsonb))
 
 -- name: release_unique
 UPDATE jobsaga_jobs SET unique_key = NULL

@@ -18,6 +18,9 @@ RETURNING *
 -- name: find_unique
 SELECT * FROM jobsaga_jobs WHERE unique_key = :unique_key
 
+-- name: find_unique_many
+SELECT * FROM jobsaga_jobs WHERE unique_key IN (SELECT value FROM json_each(:keys))
+
 -- name: release_unique
 UPDATE jobsaga_jobs SET unique_key = NULL
 WHERE id = :id AND unique_key = :unique_key AND inserted_at < :before
