@@ -106,11 +106,12 @@ class SqliteEngine(Engine):
         return json.loads(value) if isinstance(value, (str, bytes)) else value
 
     def applied_migrations(self) -> list[str]:
-        with self.transaction() as tx:
-            tx.execute(
-                "CREATE TABLE IF NOT EXISTS jobsaga_migrations "
-                "(version TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
+        with self.read() as tx:
+            exists = tx.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'jobsaga_migrations'"
             )
+            if not exists:
+                return []
             rows = tx.execute("SELECT version FROM jobsaga_migrations ORDER BY version")
         return [r["version"] for r in rows]
 
