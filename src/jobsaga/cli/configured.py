@@ -1,44 +1,121 @@
-"""Options and app loading for commands that read the layered configuration
-(``--config`` / ``$JOBSAGA_CONFIG`` / ``./jobsaga.toml``, the environment, then flags)."""
+"""Where a command's app and database come from, and opening them ready to use.
+
+Every command that needs an app or a database resolves it the same way, through
+:class:`~jobsaga.config.NodeConfig`: flags (``--app``, ``--url``, ``--set``) over the
+``JOBSAGA_*`` variables over the TOML file (``--config``, ``$JOBSAGA_CONFIG``, else
+``./jobsaga.toml``) over defaults. Commands that read or change jobs, queues, runs or the
+crontab open the database with :meth:`AppSource.open`, which first checks that it exists and
+is migrated: a missing SQLite file or schema is one clear error, and the check creates
+nothing (no empty SQLite file, no table).
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+import os
+import shlex
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import click
 
 from ..app import App
 from ..config import NodeConfig
-from ..errors import ConfigError
+from ..engines import DEFAULT_SQLITE
+from ..engines.schema import known_migrations, missing_migrations
+from ..engines.sqlite import SqliteEngine
+from ..errors import ConfigError, MigrationError
 from .loading import load_app
 
-F = TypeVar("F", bound=Callable[..., Any])
+
+@dataclass(frozen=True)
+class AppSource:
+    """The ``--config``/``--app``/``--url``/``--set`` a command was given."""
+
+    config_path: str | None = None
+    app_spec: str | None = None
+    url: str | None = None
+    settings: tuple[str, ...] = ()
+
+    def config(self, **flags: Any) -> NodeConfig:
+        """The layered configuration; ``flags`` are the command's own (None: not given)."""
+        given = {"app": self.app_spec, "url": self.url, **flags}
+        overrides = {
+            **parse_settings(self.settings),
+            **{key: value for key, value in given.items() if value is not None},
+        }
+        try:
+            return NodeConfig.load(self.config_path, overrides=overrides)
+        except ConfigError as exc:
+            raise click.UsageError(str(exc)) from None
+
+    def app(self, config: NodeConfig | None = None) -> App:
+        """The configured app, not connected (for commands that need no database)."""
+        config = config if config is not None else self.config()
+        return load_app(config.app, config.url)
+
+    @contextmanager
+    def open(self, *, migrated: bool = True) -> Iterator[App]:
+        """The configured app, closed afterwards. With ``migrated`` (the default) the database
+        must exist and hold jobsaga's schema, else the command stops with the remedy."""
+        config = self.config()
+        app = self.app(config)
+        try:
+            if migrated:
+                require_schema(app, defaulted=config.url is None and config.app is None)
+            yield app
+        except (ConfigError, MigrationError) as exc:  # a bad URL; a newer jobsaga's schema
+            raise click.ClickException(str(exc)) from None
+        finally:
+            app.close()
 
 
-def config_options(fn: F) -> F:
-    """--config, --app, --url and --set, read through :class:`NodeConfig` (which also reads
-    JOBSAGA_CONFIG, JOBSAGA_APP, JOBSAGA_DATABASE_URL and the other JOBSAGA_ variables)."""
-    fn = click.option(
-        "--set",
-        "settings",
-        multiple=True,
-        metavar="KEY=VALUE",
-        help="Any configuration key, dotted (e.g. plugins.pruner.max_age=86400); repeatable.",
-    )(fn)
-    fn = click.option(
-        "--url", default=None, help="Database URL (sqlite:///file.db or postgresql://...)."
-    )(fn)
-    fn = click.option("--app", "app_spec", default=None, help="Your App as module:attribute.")(fn)
-    fn = click.option(
-        "--config",
-        "config_path",
-        default=None,
-        type=click.Path(dir_okay=False),
-        help="TOML file (default: $JOBSAGA_CONFIG, else ./jobsaga.toml if present).",
-    )(fn)
-    return fn
+def require_schema(app: App, *, defaulted: bool = False) -> None:
+    """Stop the command unless ``app``'s database exists and has every migration.
+
+    The check reads only: a SQLite file that does not exist is reported, not created.
+    ``defaulted``: no URL was given anywhere, so the database is the embedded default."""
+    engine = app.engine  # not connected yet
+    shown = redact_url(app.url)
+    migrate = f"jobsaga migrate --url {shlex.quote(shown)}"
+    path = engine.path if isinstance(engine, SqliteEngine) else None
+    if path is not None and path != ":memory:" and not os.path.exists(path):
+        hint = (
+            " (the default: no --url, $JOBSAGA_DATABASE_URL or url in a TOML file was given)"
+            if defaulted and app.url == DEFAULT_SQLITE
+            else ""
+        )
+        raise click.ClickException(
+            f"no database at {shown}{hint}: the file {os.path.abspath(path)} does not exist; "
+            f"check the URL, or create the database with `{migrate}`"
+        )
+    missing = missing_migrations(engine)
+    if not missing:
+        return
+    if missing == known_migrations(engine):
+        state = "has no jobsaga tables"
+    else:
+        state = f"is behind this jobsaga (lacks migrations {', '.join(missing)})"
+    raise click.ClickException(f"the database at {shown} {state}: run `{migrate}` first")
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password (in the user part or a ``password=`` parameter) masked."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.password is not None:
+        user, _, host = netloc.rpartition("@")
+        netloc = f"{user.partition(':')[0]}:***@{host}"
+    query = parts.query
+    pairs = parse_qsl(query, keep_blank_values=True)
+    if any(key == "password" for key, _ in pairs):
+        query = urlencode([(k, "***" if k == "password" else v) for k, v in pairs])
+    if (netloc, query) == (parts.netloc, parts.query):
+        return url  # as given: urlunsplit would turn sqlite:///x.db into sqlite:/x.db
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def parse_settings(settings: tuple[str, ...]) -> dict[str, Any]:
@@ -54,20 +131,3 @@ def parse_settings(settings: tuple[str, ...]) -> dict[str, Any]:
             value = raw
         parsed[key.strip()] = value
     return parsed
-
-
-def load_config(
-    config_path: str | None, settings: tuple[str, ...], flags: Mapping[str, Any]
-) -> NodeConfig:
-    overrides = {**parse_settings(settings), **{k: v for k, v in flags.items() if v is not None}}
-    try:
-        return NodeConfig.load(config_path, overrides=overrides)
-    except ConfigError as exc:
-        raise click.UsageError(str(exc)) from None
-
-
-def configured_app(
-    config_path: str | None, app_spec: str | None, url: str | None, settings: tuple[str, ...] = ()
-) -> tuple[App, NodeConfig]:
-    config = load_config(config_path, settings, {"app": app_spec, "url": url})
-    return load_app(config.app, config.url), config

@@ -16,8 +16,8 @@ from ..app import App
 from ..plugins.base import queries
 from ..plugins.crontab import REBOOT, normalize_expression
 from ..plugins.leader import SCOPE
-from .loading import load_app
-from .options import app_options
+from .configured import AppSource
+from .options import config_options
 
 
 def next_run(expression: str, timezone: str, after: datetime) -> datetime | None:
@@ -78,16 +78,13 @@ def cron_commands(cli: click.Group) -> None:
         """Scheduled (cron) jobs."""
 
     @cron.command("list")
-    @app_options
+    @config_options
     @click.option("--json", "as_json", is_flag=True, help="One JSON object per entry.")
-    def list_entries(app_spec: str | None, url: str | None, as_json: bool) -> None:
+    def list_entries(source: AppSource, as_json: bool) -> None:
         """Cron entries the cluster runs, with their next run times."""
-        app = load_app(app_spec, url)
-        try:
+        with source.open() as app:
             entries = cron_entries(app)
             leader = current_leader(app)
-        finally:
-            app.close()
         if as_json:
             for entry in entries:
                 click.echo(json.dumps(entry, default=str))

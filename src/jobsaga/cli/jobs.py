@@ -19,7 +19,8 @@ from ..errors import FilterError
 from ..job import Job, JobState
 from ..operations import JobFilter
 from ..operations.filters import TIME_FIELDS
-from .configured import config_options, configured_app
+from .configured import AppSource
+from .options import NO_LIMIT, config_options, limit_option
 
 F = TypeVar("F", bound=Callable[..., Any])
 DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
@@ -136,25 +137,19 @@ def jobs_commands(cli: click.Group) -> None:
     @jobs.command("list")
     @config_options
     @filter_options
-    @click.option("--limit", type=int, default=50, show_default=True, help="0: no limit.")
+    @limit_option
     @click.option("--oldest-first", is_flag=True, help="Oldest first (default newest first).")
     @click.option("--json", "as_json", is_flag=True, help="One JSON document per line.")
     def list_jobs(
-        config_path: str | None,
-        app_spec: str | None,
-        url: str | None,
-        settings: tuple[str, ...],
-        limit: int,
-        oldest_first: bool,
-        as_json: bool,
-        **given: Any,
+        source: AppSource, limit: int, oldest_first: bool, as_json: bool, **given: Any
     ) -> None:
         """Jobs matching the filters, newest first."""
-        app, _ = configured_app(config_path, app_spec, url, settings)
-        found = app.list_jobs(
-            build_filter(app, (), **given), limit=limit or None, newest_first=not oldest_first
-        )
-        app.close()
+        with source.open() as app:
+            found = app.list_jobs(
+                build_filter(app, (), **given),
+                limit=None if limit == NO_LIMIT else limit,
+                newest_first=not oldest_first,
+            )
         if as_json:
             for job in found:
                 click.echo(json.dumps(job_json(job)))
@@ -168,18 +163,10 @@ def jobs_commands(cli: click.Group) -> None:
     @config_options
     @click.option("--json", "as_json", is_flag=True)
     @click.argument("job_id", type=int)
-    def show(
-        config_path: str | None,
-        app_spec: str | None,
-        url: str | None,
-        settings: tuple[str, ...],
-        as_json: bool,
-        job_id: int,
-    ) -> None:
+    def show(source: AppSource, as_json: bool, job_id: int) -> None:
         """Show one job with its errors."""
-        app, _ = configured_app(config_path, app_spec, url, settings)
-        job = app.get_job(job_id)
-        app.close()
+        with source.open() as app:
+            job = app.get_job(job_id)
         if job is None:
             raise click.ClickException(f"no job {job_id}")
         if as_json:
@@ -213,14 +200,12 @@ def jobs_commands(cli: click.Group) -> None:
 
     @jobs.command("counts")
     @config_options
-    def counts(
-        config_path: str | None, app_spec: str | None, url: str | None, settings: tuple[str, ...]
-    ) -> None:
+    def counts(source: AppSource) -> None:
         """Jobs per queue and state."""
-        app, _ = configured_app(config_path, app_spec, url, settings)
-        for queue, states in sorted(app.engine.queue_counts().items()):
+        with source.open() as app:
+            found = app.engine.queue_counts()
+        for queue, states in sorted(found.items()):
             click.echo(f"{queue}: " + ", ".join(f"{s}={n}" for s, n in sorted(states.items())))
-        app.close()
 
     def bulk_command(
         name: str,
@@ -231,17 +216,13 @@ def jobs_commands(cli: click.Group) -> None:
         with_reason: bool = False,
     ) -> None:
         def command(
-            config_path: str | None,
-            app_spec: str | None,
-            url: str | None,
-            settings: tuple[str, ...],
+            source: AppSource,
             yes: bool,
             ids: tuple[int, ...],
             reason: str | None = None,
             **given: Any,
         ) -> None:
-            app, _ = configured_app(config_path, app_spec, url, settings)
-            try:
+            with source.open() as app:
                 flt = build_filter(app, ids, **given)
                 if flt.is_empty:
                     raise click.UsageError(
@@ -252,8 +233,6 @@ def jobs_commands(cli: click.Group) -> None:
                     matching = sum(app.count_jobs(flt).values())
                     click.confirm(f"{name} up to {matching} matching jobs?", abort=True)
                 changed = act(app, flt, reason)
-            finally:
-                app.close()
             click.echo(f"{verb}: {len(changed)} job(s)" + (f" {changed}" if changed else ""))
             if ids and len(changed) < len(ids):
                 skipped = sorted(set(ids) - set(changed))

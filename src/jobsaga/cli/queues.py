@@ -9,7 +9,8 @@ from typing import Any
 import click
 
 from ..operations import QueueInfo
-from .configured import config_options, configured_app
+from .configured import AppSource
+from .options import config_options
 
 
 def control_text(info: QueueInfo) -> str:
@@ -59,30 +60,17 @@ def queues_commands(cli: click.Group) -> None:
     @config_options
     @click.option("--json", "as_json", is_flag=True, help="One JSON document.")
     @click.pass_context
-    def queues(
-        ctx: click.Context,
-        config_path: str | None,
-        app_spec: str | None,
-        url: str | None,
-        settings: tuple[str, ...],
-        as_json: bool,
-    ) -> None:
+    def queues(ctx: click.Context, source: AppSource, as_json: bool) -> None:
         """Queues across nodes: with no command, list them; or pause, resume, scale."""
         if ctx.invoked_subcommand is None:
-            show_queues(config_path, app_spec, url, settings, as_json)
+            show_queues(source, as_json)
 
     @queues.command("list")
     @config_options
     @click.option("--json", "as_json", is_flag=True, help="One JSON document.")
-    def list_queues(
-        config_path: str | None,
-        app_spec: str | None,
-        url: str | None,
-        settings: tuple[str, ...],
-        as_json: bool,
-    ) -> None:
+    def list_queues(source: AppSource, as_json: bool) -> None:
         """Queues with their controls, job counts, and each live node's limit and running jobs."""
-        show_queues(config_path, app_spec, url, settings, as_json)
+        show_queues(source, as_json)
 
     node_option = click.option(
         "--node", default=None, help="Only this node (default: every node, now and later)."
@@ -92,36 +80,20 @@ def queues_commands(cli: click.Group) -> None:
     @config_options
     @node_option
     @click.argument("queue")
-    def pause(
-        config_path: str | None,
-        app_spec: str | None,
-        url: str | None,
-        settings: tuple[str, ...],
-        node: str | None,
-        queue: str,
-    ) -> None:
+    def pause(source: AppSource, node: str | None, queue: str) -> None:
         """Stop fetching from QUEUE; running jobs finish. Persists until resumed."""
-        app, _ = configured_app(config_path, app_spec, url, settings)
-        _run(lambda: app.pause_queue(queue, node=node))
-        app.close()
+        with source.open() as app:
+            _run(lambda: app.pause_queue(queue, node=node))
         click.echo(f"paused {queue} on {node or 'every node'}")
 
     @queues.command()
     @config_options
     @node_option
     @click.argument("queue")
-    def resume(
-        config_path: str | None,
-        app_spec: str | None,
-        url: str | None,
-        settings: tuple[str, ...],
-        node: str | None,
-        queue: str,
-    ) -> None:
+    def resume(source: AppSource, node: str | None, queue: str) -> None:
         """Fetch from QUEUE again."""
-        app, _ = configured_app(config_path, app_spec, url, settings)
-        _run(lambda: app.resume_queue(queue, node=node))
-        app.close()
+        with source.open() as app:
+            _run(lambda: app.resume_queue(queue, node=node))
         click.echo(f"resumed {queue} on {node or 'every node'}")
 
     @queues.command()
@@ -129,15 +101,7 @@ def queues_commands(cli: click.Group) -> None:
     @node_option
     @click.argument("queue")
     @click.argument("limit")
-    def scale(
-        config_path: str | None,
-        app_spec: str | None,
-        url: str | None,
-        settings: tuple[str, ...],
-        node: str | None,
-        queue: str,
-        limit: str,
-    ) -> None:
+    def scale(source: AppSource, node: str | None, queue: str, limit: str) -> None:
         """Set QUEUE's concurrency LIMIT (a number, or "default" for each node's own)."""
         if limit == "default":
             value: int | None = None
@@ -147,23 +111,15 @@ def queues_commands(cli: click.Group) -> None:
             raise click.BadParameter(
                 f"{limit!r}: give a number >= 1, or 'default'", param_hint="LIMIT"
             )
-        app, _ = configured_app(config_path, app_spec, url, settings)
-        _run(lambda: app.scale_queue(queue, value, node=node))
-        app.close()
+        with source.open() as app:
+            _run(lambda: app.scale_queue(queue, value, node=node))
         shown = limit if value is not None else "each node's own limit"
         click.echo(f"scaled {queue} to {shown} on {node or 'every node'}")
 
 
-def show_queues(
-    config_path: str | None,
-    app_spec: str | None,
-    url: str | None,
-    settings: tuple[str, ...],
-    as_json: bool,
-) -> None:
-    app, _ = configured_app(config_path, app_spec, url, settings)
-    found = app.list_queues()
-    app.close()
+def show_queues(source: AppSource, as_json: bool) -> None:
+    with source.open() as app:
+        found = app.list_queues()
     if as_json:
         click.echo(json.dumps([queue_json(q) for q in found], indent=2))
     elif not found:

@@ -19,10 +19,12 @@ from ..workflow import RunStateError, Workflow, get_run, list_runs, roll_back_ru
 from ..workflow.graph import dag_mermaid, dag_order
 from ..workflow.records import RunRecord, RunStatus
 from ..workflow.running import known_workflows
-from .loading import load_app
-from .options import app_options
+from .configured import AppSource
+from .options import NO_LIMIT, config_options, limit_option
 
 STATUS_CHOICES = [s.value for s in RunStatus]
+EVERY_RUN = 2**63 - 1
+"""``--limit 0``: list_runs takes no None (SQLite refuses ``LIMIT NULL``), so the largest."""
 MARKS = {
     "succeeded": "ok",
     "compensated": "ok (compensated)",
@@ -154,7 +156,7 @@ def runs_commands(cli: click.Group) -> None:
         """Inspect saga runs (the workflow run log)."""
 
     @runs.command("list")
-    @app_options
+    @config_options
     @click.option(
         "--status",
         "statuses",
@@ -165,23 +167,23 @@ def runs_commands(cli: click.Group) -> None:
     )
     @click.option("--workflow", default=None, help="Filter by workflow name.")
     @click.option("--job", "job_id", type=int, default=None, help="Filter by job id.")
-    @click.option("--limit", type=int, default=50, show_default=True)
+    @limit_option
     def list_command(
-        app_spec: str | None,
-        url: str | None,
+        source: AppSource,
         statuses: tuple[str, ...],
         workflow: str | None,
         job_id: int | None,
         limit: int,
     ) -> None:
         """List runs, newest first."""
-        app = load_app(app_spec, url)
-        try:
+        with source.open() as app:
             found = list_runs(
-                app, status=statuses or None, workflow=workflow, job_id=job_id, limit=limit
+                app,
+                status=statuses or None,
+                workflow=workflow,
+                job_id=job_id,
+                limit=EVERY_RUN if limit == NO_LIMIT else limit,
             )
-        finally:
-            app.close()
         if not found:
             click.echo("no runs")
             return
@@ -199,21 +201,18 @@ def runs_commands(cli: click.Group) -> None:
                 )
 
     @runs.command("show")
-    @app_options
+    @config_options
     @click.argument("run_id", type=int)
-    def show_command(app_spec: str | None, url: str | None, run_id: int) -> None:
+    def show_command(source: AppSource, run_id: int) -> None:
         """Show one run: the DAG with each step's outcome, the error, the undo trail."""
-        app = load_app(app_spec, url)
-        try:
+        with source.open() as app:
             run = get_run(app, run_id)
             if run is None:
                 raise click.ClickException(f"no run {run_id}")
             click.echo("\n".join(show_run(run, find_workflow(app, run.workflow))))
-        finally:
-            app.close()
 
     @runs.command("rollback")
-    @app_options
+    @config_options
     @click.argument("run_id", type=int)
     @click.option("--reason", default="rolled back by an operator", show_default=True)
     @click.option(
@@ -222,19 +221,16 @@ def runs_commands(cli: click.Group) -> None:
         help="Roll back even though the run's job is not finished (its next attempt would "
         "otherwise resume the run).",
     )
-    def rollback_command(
-        app_spec: str | None, url: str | None, run_id: int, reason: str, force: bool
-    ) -> None:
+    def rollback_command(source: AppSource, run_id: int, reason: str, force: bool) -> None:
         """Undo the completed steps of an unfinished run nobody will resume, and end it.
 
-        Needs --app: the undo code lives in your workflow classes."""
-        app = load_app(app_spec, url)
-        try:
-            result = roll_back_run(app, run_id, reason=reason, force=force)
-        except RunStateError as exc:
-            raise click.ClickException(str(exc)) from None
-        finally:
-            app.close()
+        Needs the app (--app, or app in the config): the undo code lives in your workflow
+        classes."""
+        with source.open() as app:
+            try:
+                result = roll_back_run(app, run_id, reason=reason, force=force)
+            except RunStateError as exc:
+                raise click.ClickException(str(exc)) from None
         error = result.error
         assert error is not None
         undone = ", ".join(error.undone) or "nothing"
@@ -249,11 +245,12 @@ def runs_commands(cli: click.Group) -> None:
         """Look at workflow definitions."""
 
     @workflow_group.command("graph")
-    @app_options
+    @config_options
     @click.argument("name")
-    def graph_command(app_spec: str | None, url: str | None, name: str) -> None:
-        """Print a workflow's DAG as Mermaid text (NAME: its name, or module:Class)."""
-        app = load_app(app_spec, url)
+    def graph_command(source: AppSource, name: str) -> None:
+        """Print a workflow's DAG as Mermaid text (NAME: its name among the app's workflows,
+        or module:Class). Reads no database."""
+        app = source.app()
         workflow = find_workflow(app, name)
         if workflow is None:
             known = sorted(known_workflows(app))

@@ -9,11 +9,10 @@ import threading
 
 import click
 
-from ..errors import ConfigError
+from ..errors import ConfigError, MigrationError
 from ..telemetry_logging import attach_default_logger
-from .configured import config_options, configured_app, load_config
-from .loading import load_app
-from .options import parse_queues
+from .configured import AppSource, require_schema
+from .options import config_options, parse_queues
 
 
 def exit_past_stuck_threads() -> None:
@@ -62,10 +61,7 @@ def worker_commands(cli: click.Group) -> None:
         help="Apply pending migrations before starting.",
     )
     def worker(
-        config_path: str | None,
-        app_spec: str | None,
-        url: str | None,
-        settings: tuple[str, ...],
+        source: AppSource,
         queues: tuple[str, ...],
         name: str | None,
         grace: float | None,
@@ -76,20 +72,22 @@ def worker_commands(cli: click.Group) -> None:
 
         Settings come from the TOML file, then JOBSAGA_* variables, then these flags
         (see docs/configuration.md)."""
-        flags = {
-            "app": app_spec,
-            "url": url,
-            "queues": parse_queues(queues) or None,
-            "name": name,
-            "grace_period": grace,
-            "poll_interval": poll_interval,
-        }
-        config = load_config(config_path, settings, flags)
-        app = load_app(config.app, config.url)
+        config = source.config(
+            queues=parse_queues(queues) or None,
+            name=name,
+            grace_period=grace,
+            poll_interval=poll_interval,
+        )
+        app = source.app(config)
         with contextlib.suppress(ValueError):  # the app attached it itself
             attach_default_logger(app)
-        if migrate:
-            app.migrate()
+        try:
+            if migrate:
+                app.migrate()
+            else:
+                require_schema(app)
+        except (ConfigError, MigrationError) as exc:
+            raise click.ClickException(str(exc)) from None
         try:
             node = config.node(app)
         except ConfigError as exc:
@@ -104,20 +102,15 @@ def worker_commands(cli: click.Group) -> None:
 
     @cli.command()
     @config_options
-    def migrate(
-        config_path: str | None, app_spec: str | None, url: str | None, settings: tuple[str, ...]
-    ) -> None:
-        """Apply pending schema migrations (idempotent)."""
-        app, _ = configured_app(config_path, app_spec, url, settings)
-        applied = app.migrate()
+    def migrate(source: AppSource) -> None:
+        """Apply pending schema migrations (idempotent); creates a SQLite file if needed."""
+        with source.open(migrated=False) as app:
+            applied = app.migrate()
         click.echo(f"applied: {', '.join(applied)}" if applied else "up to date")
-        app.close()
 
     @cli.command("config")
     @config_options
-    def show_config(
-        config_path: str | None, app_spec: str | None, url: str | None, settings: tuple[str, ...]
-    ) -> None:
+    def show_config(source: AppSource) -> None:
         """Print the effective node configuration (file + environment + flags), as JSON."""
-        config = load_config(config_path, settings, {"app": app_spec, "url": url})
+        config = source.config()
         click.echo(config.model_dump_json(indent=2, exclude_none=True))

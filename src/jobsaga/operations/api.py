@@ -55,7 +55,8 @@ class AppOperations:
         **criteria: Unpack[JobCriteria],
     ) -> list[Job[Any]]:
         """Jobs matching a filter (``state=``, ``queue=``, ``worker=``, ``tags=``,
-        ``since=``/``until=``...), newest first, at most ``limit`` (None: all)."""
+        ``since=``/``until=``...), newest first, at most ``limit`` (>= 1; None: every match,
+        what ``jobsaga jobs list --limit 0`` asks for)."""
         return JobOperations(self._app()).find(
             JobFilter.build(flt, criteria), limit=limit, offset=offset, newest_first=newest_first
         )

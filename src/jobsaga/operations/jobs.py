@@ -82,8 +82,9 @@ class JobOperations:
     def find(
         self, flt: JobFilter, *, limit: int | None, offset: int = 0, newest_first: bool = True
     ) -> list[Job[Any]]:
-        if limit is not None and limit < 0:
-            raise ValueError(f"limit must be >= 0 or None, got {limit}")
+        if limit is not None and (isinstance(limit, bool) or limit < 1):
+            # 0 is refused rather than read as "nothing" (or as "all", as the CLI's --limit 0)
+            raise ValueError(f"limit must be >= 1, or None for every match; got {limit!r}")
         if offset < 0:
             raise ValueError(f"offset must be >= 0, got {offset}")
         name = "list_jobs_newest" if newest_first else "list_jobs_oldest"
