@@ -31,8 +31,7 @@ ENQUEUE_IN_STEP = (
     "inserted by a step cannot be compensated if the saga later rolls back, and a retried "
     "step would enqueue it twice. Workflows run inside jobs instead. To start follow-up work, "
     "call ctx.enqueue_after_success(Worker.new(...)) in the step: the jobs are inserted only "
-    "once the whole workflow has succeeded (on PostgreSQL, in the transaction that completes "
-    "the job)."
+    "once the whole workflow has succeeded, in the same transaction that completes the job."
 )
 
 
