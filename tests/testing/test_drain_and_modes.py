@@ -112,3 +112,20 @@ def test_an_unknown_engine_is_a_usage_error(pytester: pytest.Pytester) -> None:
     result = run(pytester, "def test_x(jobsaga_app):\n    pass\n")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*ini jobsaga_engines: unknown engine 'mysql'*"])
+
+
+def test_inline_mode_stores_follow_ups_without_running_them(pytester: pytest.Pytester) -> None:
+    body = """
+import pytest
+from jobsaga.testing import all_enqueued, drain_queue
+from workers import Fan
+
+@pytest.mark.jobsaga_mode("inline")
+def test_fan(jobsaga_app):
+    jobsaga_app.register(Fan)
+    job = jobsaga_app.insert(Fan.new({"n": 2}))
+    assert job.state.value == "completed"
+    assert [j.raw_args for j in all_enqueued(jobsaga_app, worker=Fan)] == [{"n": 1}]
+    assert drain_queue(jobsaga_app, with_recursion=True)["completed"] == 2
+"""
+    run(pytester, body).assert_outcomes(passed=1)

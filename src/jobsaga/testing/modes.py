@@ -18,11 +18,7 @@ def _inline(app: App, specs: Sequence[JobSpec], conn: Any) -> list[Job[Any]]:
     """Store each job, then run its attempt at once and return it as executed. With ``conn``
     (the caller's PostgreSQL transaction) the job is stored, claimed and acknowledged inside
     that transaction, so it is kept only if the caller commits, as a real insert would be."""
-    token = _context.insert_interceptor.set(None)  # the stored insert itself must not recurse
-    try:
-        stored = app.engine.insert(list(specs), conn=conn)
-    finally:
-        _context.insert_interceptor.reset(token)
+    stored = app.engine.insert(list(specs), conn=conn)  # the engine's insert: no interceptor
     done: list[Job[Any]] = []
     with runner(app) as run:
         for job in stored:
