@@ -107,7 +107,7 @@ def test_runs_and_cron_read_url_and_app_from_the_toml_file(
     shown = run("runs", "show", str(run_id))
     assert shown.exit_code == 0, shown.output
     assert f"run {run_id}  ops.greet  status=succeeded" in shown.output
-    assert "input_who --> hello" in shown.output  # the app from the file knows the workflow
+    assert "input_who --> s_hello" in shown.output  # the app from the file knows the workflow
     cron = run("cron", "list")
     assert cron.exit_code == 0, cron.output
     assert cron.output.splitlines()[1].startswith("nightly  0 2 * * *") and "ops.nightly" in (

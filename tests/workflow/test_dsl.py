@@ -14,6 +14,7 @@ from jobsaga.workflow import (
     WorkflowOutsideJobError,
     run_workflow_in_test_context,
 )
+from jobsaga.workflow.graph import dag_mermaid
 
 
 def test_unknown_name_is_named() -> None:
@@ -165,9 +166,51 @@ def test_mermaid_shows_inputs_edges_and_wait_for() -> None:
     text = W.mermaid()
     assert text.startswith("flowchart TD\n")
     assert "input_user_id([user_id])" in text
-    assert "input_user_id --> load" in text
-    assert "load --> notify" in text
-    assert "notify -.-> audit" in text
+    assert 's_load["load"]' in text
+    assert "input_user_id --> s_load" in text
+    assert "s_load --> s_notify" in text
+    assert "s_notify -.-> s_audit" in text
+
+
+def test_mermaid_node_ids_never_clash_with_keywords() -> None:
+    """``end`` closes a Mermaid block, and graph, subgraph, style, class and click are
+    statements: as raw node ids they break the chart. Ids are prefixed, labels keep names."""
+
+    class W(Workflow, inputs=["x"]):
+        @step
+        def end(self, x: int) -> int:
+            return x
+
+        @step
+        def subgraph(self, end: int) -> int:
+            return end
+
+        @step(wait_for=["end"])
+        def click(self, subgraph: int) -> None: ...
+
+    assert W.graph is not None
+    for text in (W.mermaid(), W.graph.mermaid({"end": "succeeded", "subgraph": "failed"})):
+        lines = text.splitlines()
+        assert lines[0] == "flowchart TD"
+        assert "    input_x --> s_end" in lines
+        assert "    s_end --> s_subgraph" in lines
+        assert "    s_end -.-> s_click" in lines
+        assert "    s_subgraph --> s_click" in lines
+        for line in lines[1:]:  # every statement starts with a prefixed id or a class line
+            assert line.split()[0].startswith(("s_", "input_", "classDef", "class")), line
+    assert '    s_end["end"]' in W.mermaid().splitlines()
+    styled = W.graph.mermaid({"end": "succeeded", "subgraph": "failed"}).splitlines()
+    assert '    s_end["end<br/>succeeded"]' in styled
+    assert "    class s_end succeeded" in styled and "    class s_subgraph failed" in styled
+
+    recorded = dag_mermaid({"end": [], "style": ["end"]}, ["end", "style"], {"end": "undone"})
+    assert recorded.splitlines()[1:] == [
+        '    s_end["end<br/>undone"]',
+        '    s_style["style<br/>pending"]',
+        "    s_end --> s_style",
+        "    classDef undone fill:#e2e3e5",
+        "    class s_end undone",
+    ]
 
 
 class Typed(Workflow):

@@ -100,7 +100,7 @@ def test_cli_runs_list_and_show(db_url: str, make_app: Callable[..., App]) -> No
     assert "undo of 'hold' failed: builtins.OSError: ledger offline" in out
     # the DAG comes from the run log itself: no --app needed
     assert "credit  undone  <- hold" in out and "notify  FAILED  <- credit" in out
-    assert "hold --> credit" in out and "class notify failed" in out
+    assert "s_hold --> s_credit" in out and "class s_notify failed" in out
     trail = out[out.index("trail (in order):") :]
     assert trail.index("step.failed notify") < trail.index("step.undone credit")
     assert trail.index("step.undone credit") < trail.index("step.undo_failed hold")
@@ -122,7 +122,7 @@ def test_cli_show_lays_steps_along_the_dag_when_the_app_knows_the_workflow(
     assert shown.exit_code == 0, shown.output
     assert "credit  undone  <- hold" in shown.output
     # the app knows the workflow: the richer chart, with its inputs
-    assert "input_amount --> hold" in shown.output and "class notify failed" in shown.output
+    assert "input_amount --> s_hold" in shown.output and "class s_notify failed" in shown.output
 
 
 def env_app() -> App:
@@ -139,7 +139,7 @@ def test_cli_workflow_graph(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> N
     )
     assert by_path.exit_code == 0, by_path.output
     assert by_path.output == Refund.mermaid()
-    assert "hold --> credit" in by_path.output
+    assert "s_hold --> s_credit" in by_path.output
     monkeypatch.setenv("JOBSAGA_TEST_APP_URL", url)
     by_name = runner.invoke(
         cli,

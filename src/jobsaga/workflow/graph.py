@@ -82,25 +82,32 @@ class WorkflowGraph:
         return list(nx.lexicographical_topological_sort(self.graph, key=index.__getitem__))
 
     def mermaid(self, outcomes: Mapping[str, str] | None = None) -> str:
-        """Mermaid flowchart text; with ``outcomes`` (step -> status) each node shows its status."""
+        """Mermaid flowchart text; with ``outcomes`` (step -> status) each node shows its status.
+
+        Node ids are prefixed (``s_<step>``, ``input_<input>``) and the label is the name: a
+        step named ``end``, ``graph``, ``style``, ``class``, ``click`` or ``subgraph`` would
+        otherwise be read as a Mermaid keyword (``end`` breaks the chart)."""
         lines = ["flowchart TD"]
         for name in self.inputs:
             lines.append(f"    input_{name}([{name}])")
         for name in self.order:
             label = name if outcomes is None else f"{name}<br/>{outcomes.get(name, 'pending')}"
-            lines.append(f'    {name}["{label}"]')
+            lines.append(f'    {node_id(name)}["{label}"]')
         for name in self.order:
             spec = self.graph.nodes[name]["spec"]
             for argument in (*spec.arguments, *spec.where_arguments):
                 if argument.source in self.inputs:
-                    lines.append(f"    input_{argument.source} --> {name}")
+                    lines.append(f"    input_{argument.source} --> {node_id(name)}")
         for source, target, data in self.graph.edges(data=True):
-            if data.get("kind") == "wait_for":
-                lines.append(f"    {source} -.-> {target}")
-            else:
-                lines.append(f"    {source} --> {target}")
+            arrow = "-.->" if data.get("kind") == "wait_for" else "-->"
+            lines.append(f"    {node_id(source)} {arrow} {node_id(target)}")
         lines += _outcome_styles(self.order, outcomes)
         return "\n".join(dict.fromkeys(lines)) + "\n"
+
+
+def node_id(step: str) -> str:
+    """A step's Mermaid node id: never a keyword, never an input's id (``input_<name>``)."""
+    return f"s_{step}"
 
 
 STYLES = {
@@ -119,7 +126,7 @@ def _outcome_styles(order: Sequence[str], outcomes: Mapping[str, str] | None) ->
         members = [n for n in order if outcomes and outcomes.get(n) == status]
         if members:
             lines.append(f"    classDef {status} {style}")
-            lines.append(f"    class {','.join(members)} {status}")
+            lines.append(f"    class {','.join(node_id(n) for n in members)} {status}")
     return lines
 
 
@@ -139,9 +146,9 @@ def dag_mermaid(
     """Mermaid text for a DAG as the run log recorded it (step -> its dependencies)."""
     lines = ["flowchart TD"]
     for name in order:
-        lines.append(f'    {name}["{name}<br/>{outcomes.get(name, "pending")}"]')
+        lines.append(f'    {node_id(name)}["{name}<br/>{outcomes.get(name, "pending")}"]')
     for name in order:
         for dep in dag.get(name, ()):
-            lines.append(f"    {dep} --> {name}")
+            lines.append(f"    {node_id(dep)} --> {node_id(name)}")
     lines += _outcome_styles(order, outcomes)
     return "\n".join(lines) + "\n"
