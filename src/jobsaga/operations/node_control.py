@@ -174,6 +174,10 @@ class NodeControl:
             if task is None or task.done():
                 return False
             self.stopped[job_id] = why
+            if task.cancelling():
+                # Being cancelled already, and winding down (a workflow rolls its run back
+                # after a cancel): not again at every control round.
+                return True
             task.cancel()
             log.info("node %s: stopped job %d (%s)", self.node.name, job_id, why)
             return True

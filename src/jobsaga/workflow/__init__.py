@@ -6,6 +6,7 @@ See ``docs/workflows.md``. The public names are re-exported from :mod:`jobsaga`.
 from .context import StepContext
 from .dsl import Workflow, step
 from .errors import (
+    JobCancelled,
     RecordedError,
     RetriesExhausted,
     RetryCancelled,
@@ -43,6 +44,7 @@ __all__ = [
     "Continue",
     "EventRecord",
     "FAILED_STATUSES",
+    "JobCancelled",
     "RecordedError",
     "RetriesExhausted",
     "Retry",

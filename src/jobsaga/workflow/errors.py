@@ -13,6 +13,7 @@
     ├── StepArgumentError             a ``name.field`` argument not found in the result
     ├── RecordedError                 an error read back from the run log (a resumed run)
     ├── RunAbandoned                  an operator rolled back a run nobody will resume
+    │   └── JobCancelled              the run's job was cancelled mid-run: it was rolled back
     ├── RunStateError                 a run cannot be rolled back in its current state
     └── WorkflowError                 the saga failed: the step error plus every undo error
 
@@ -89,6 +90,20 @@ class RecordedError(JobsagaError):
 
 class RunAbandoned(JobsagaError):
     """The reason an operator gave for rolling back an unfinished run (``runs rollback``)."""
+
+
+class JobCancelled(RunAbandoned):
+    """The job running the workflow was cancelled mid-run (``app.cancel_job``, ``jobsaga jobs
+    cancel``): the cause recorded for the rollback that followed. ``reason`` is the cancel's
+    reason, ``job_id`` the job."""
+
+    def __init__(self, job_id: int, reason: str) -> None:
+        super().__init__(f"job {job_id} was cancelled: {reason}")
+        self.job_id = job_id
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[object, ...]:  # keep copy/deepcopy working
+        return (type(self), (self.job_id, self.reason))
 
 
 class RunStateError(JobsagaError, RuntimeError):

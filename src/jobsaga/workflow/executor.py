@@ -8,6 +8,11 @@ awaited (and count as completed if they succeed), then every completed step that
 undo is undone once, newest completion first. Undo failures are recorded and the rollback
 goes on. While any of this user code runs, ``jobsaga._context.current_step`` names the step,
 which is how ``App.insert`` refuses to enqueue from inside a step.
+
+:meth:`Execution.stop` ends a run the same way when its job is cancelled mid-run (see
+:mod:`.cancelling`, which decides when): nothing new starts, async steps still running are
+cancelled (they have not completed, so they are not undone), steps in a thread are awaited,
+since Python cannot stop a thread, then the completed steps are undone.
 """
 
 from __future__ import annotations
@@ -46,6 +51,8 @@ if TYPE_CHECKING:
 
 ABANDONED = "(abandoned)"
 """The step name a rollback started by an operator is recorded under."""
+CANCELLED = "(cancelled)"
+"""The step name the rollback of a run whose job was cancelled is recorded under."""
 INTERRUPT_FLUSH_TIMEOUT = 5.0
 """Seconds an interrupted run may spend writing its log before giving up."""
 
@@ -89,6 +96,13 @@ class Execution:
         self._threads: ThreadPoolExecutor | None = None
         self.stopping = asyncio.Event()
         """Set when the run starts failing: steps waiting to retry give up at once."""
+        self.running: dict[asyncio.Task[None], str] = {}
+        """The step tasks under way (while :meth:`forward` runs)."""
+        self.in_threads: set[str] = set()
+        """Steps whose user code runs in a thread right now (it cannot be cancelled)."""
+        self.opened = False
+        self.cancelled: BaseException | None = None
+        """Set by :meth:`stop`: why the run was stopped."""
         self.meta: dict[str, Any] = {
             "workflow": workflow.name,
             "run_id": None,
@@ -175,9 +189,13 @@ class Execution:
                 return await fn(*args, **kwargs)
             ctx = contextvars.copy_context()
             loop = asyncio.get_running_loop()
-            result = await loop.run_in_executor(
-                self.threads(), functools.partial(ctx.run, fn, *args, **kwargs)
-            )
+            self.in_threads.add(step)
+            try:
+                result = await loop.run_in_executor(
+                    self.threads(), functools.partial(ctx.run, fn, *args, **kwargs)
+                )
+            finally:
+                self.in_threads.discard(step)
             if inspect.isawaitable(result):
                 result = await result
             return result
@@ -198,9 +216,12 @@ class Execution:
             dag={name: self.graph.predecessors(name) for name in self.states},
         )
         self.meta["run_id"] = self.log.run_id
+        self.opened = True
         self.emit("workflow.start", {"system_time": time.time()}, resumed=resumed is not None)
         try:
             rolling_back = self.restore(resumed) if resumed is not None else False
+            if self.cancelled is not None:  # stopped while the log was being opened
+                self.record_stop()
             if self.abandon is not None and not rolling_back:
                 # An operator gave up on this run: undo what completed, run nothing more.
                 detail = {"reason": str(self.abandon), "type": type(self.abandon).__name__}
@@ -291,7 +312,7 @@ class Execution:
             )
             if st.waiting == 0:
                 heapq.heappush(ready, (st.position, name))
-        running: dict[asyncio.Task[None], str] = {}
+        running = self.running
         # Finished tasks queue themselves: one wake-up per completion, whatever the fan-out
         # (asyncio.wait would re-register a callback on every running task each time).
         finished: asyncio.Queue[asyncio.Task[None]] = asyncio.Queue()
@@ -309,8 +330,11 @@ class Execution:
                     done.append(finished.get_nowait())
                 for task in done:
                     name = running.pop(task)
-                    task.result()  # run_step handles user errors; anything else is a bug
                     st = self.states[name]
+                    if task.cancelled():  # by stop(): the step did not complete
+                        self.interrupt(st)
+                        continue
+                    task.result()  # run_step handles user errors; anything else is a bug
                     if st.status in DONE:
                         for successor in self.graph.successors(name):
                             nxt = self.states[successor]
@@ -327,6 +351,39 @@ class Execution:
         finally:
             for task in running:
                 task.cancel()
+            running.clear()
+
+    def stop(self, cause: BaseException) -> None:
+        """End the run early, as a step failing for good would, with ``cause`` (the job was
+        cancelled) as the failure when none came first: nothing new starts, steps waiting to
+        retry give up, async steps under way are cancelled (they are recorded interrupted and
+        not undone: whether they took effect is unknown), steps in a thread are awaited (a
+        thread cannot be stopped, and undoing what it depends on while it runs would be
+        worse); then the completed steps are undone. A rollback already under way goes on
+        undisturbed. Call it on the run's event loop."""
+        if self.cancelled is not None:
+            return
+        self.cancelled = cause
+        if self.failure is None:
+            self.failure = (CANCELLED, cause)
+        self.stopping.set()
+        if self.opened:
+            self.record_stop()
+        for task, name in self.running.items():
+            if name not in self.in_threads and self.states[name].status is not StepStatus.RETRIED:
+                task.cancel()  # a step waiting to retry wakes up (stopping) and gives up
+
+    def record_stop(self) -> None:
+        assert self.cancelled is not None
+        detail = {"reason": str(self.cancelled), "type": type(self.cancelled).__name__}
+        self.log.event("run.cancelled", self.now(), detail=detail)
+
+    def interrupt(self, st: StepState) -> None:
+        """A step cut short by :meth:`stop`: pending again, as a rollback of an abandoned run
+        shows a step that was running when its attempt ended."""
+        previous = st.status
+        st.status = StepStatus.PENDING
+        self.record(st, "step.interrupted", {"previous_status": previous.value, "stopped": True})
 
     # --- one step -------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from ..job import JobState
 from ..worker import describe_validation_error
+from .cancelling import DEFAULT_ROLLBACK_TIMEOUT, run_in_job
 from .dsl import Workflow, outside_job_error
 from .errors import (
     RunAbandoned,
@@ -98,9 +99,12 @@ async def execute(
     job: Job[Any] | None,
     attempt: int | None = None,
     persist: bool = True,
+    rollback_timeout: float = DEFAULT_ROLLBACK_TIMEOUT,
     _test_context: bool = False,
 ) -> RunResult:
-    """Run ``workflow`` for ``job`` (what ``WorkflowWorker.perform`` does)."""
+    """Run ``workflow`` for ``job`` (what ``WorkflowWorker.perform`` does). Cancelled while it
+    runs, it rolls the run back if the job was cancelled, within ``rollback_timeout`` seconds,
+    and leaves it for the next attempt otherwise (see :mod:`.cancelling`)."""
     workflow = check_workflow(workflow)
     if job is None and not _test_context:
         raise outside_job_error(workflow)
@@ -111,7 +115,9 @@ async def execute(
     execution = Execution(
         app, workflow, checked_inputs, checked_context, log=log, job=job, attempt=run_attempt
     )
-    return await execution.run()
+    if job is None:
+        return await execution.run()
+    return await run_in_job(app, execution, job, rollback_timeout=rollback_timeout)
 
 
 async def arun_workflow_in_test_context(

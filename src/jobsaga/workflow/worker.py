@@ -11,7 +11,9 @@ pydantic ``Args`` model is built from both, so a job with a missing input or an 
 is rejected at insert. Success completes the job and inserts the follow-up jobs the steps
 registered, in the same transaction; failure (after the rollback) fails the attempt, so the
 job layer retries with backoff, and the final attempt's ``on_final_failure`` gets the
-``WorkflowError`` with its undo results.
+``WorkflowError`` with its undo results. Cancelling the job mid-run rolls the run back at
+once (within ``rollback_timeout`` seconds); a node shutdown or a timeout leaves it for the
+next attempt to resume (see :mod:`.cancelling`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import asyncio
 import functools
 import inspect
 import logging
+import math
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
@@ -30,6 +33,7 @@ from ..errors import ConfigError
 from ..job import Job
 from ..results import Complete
 from ..worker import Worker
+from .cancelling import DEFAULT_ROLLBACK_TIMEOUT
 from .dsl import Workflow
 from .errors import WorkflowError, WorkflowOutsideJobError
 from .records import list_runs
@@ -64,13 +68,21 @@ def args_model(workflow: type[Workflow], owner: str) -> type[BaseModel]:
 
 class WorkflowWorker(Worker):
     """A worker whose perform runs ``workflow`` inside the job. Class options: every worker
-    option plus ``workflow=`` (required) and ``persist=`` (keep the run log, default True)."""
+    option plus ``workflow=`` (required), ``persist=`` (keep the run log, default True) and
+    ``rollback_timeout=`` (seconds the rollback of a run whose job is cancelled mid-run may
+    take, default 60; past it the run is left ``rolling_back`` for ``jobsaga runs rollback``)."""
 
     workflow: ClassVar[type[Workflow] | None] = None
     persist: ClassVar[bool] = True
+    rollback_timeout: ClassVar[float] = DEFAULT_ROLLBACK_TIMEOUT
 
     def __init_subclass__(
-        cls, *, workflow: type[Workflow] | None = None, persist: bool | None = None, **options: Any
+        cls,
+        *,
+        workflow: type[Workflow] | None = None,
+        persist: bool | None = None,
+        rollback_timeout: float | None = None,
+        **options: Any,
     ) -> None:
         own_args = "Args" in cls.__dict__
         super().__init_subclass__(**options)
@@ -81,6 +93,17 @@ class WorkflowWorker(Worker):
                 raise ConfigError(f"worker {cls.__qualname__}: {exc}") from None
         if persist is not None:
             cls.persist = persist
+        if rollback_timeout is not None:
+            if (
+                isinstance(rollback_timeout, bool)
+                or not isinstance(rollback_timeout, (int, float))
+                or not 0 < rollback_timeout < math.inf
+            ):
+                raise ConfigError(
+                    f"worker {cls.__qualname__}: rollback_timeout must be a number of seconds "
+                    f"> 0, got {rollback_timeout!r}"
+                )
+            cls.rollback_timeout = float(rollback_timeout)
         if cls.workflow is None:
             raise ConfigError(
                 f"worker {cls.__qualname__}: a WorkflowWorker needs workflow=YourWorkflow"
@@ -157,6 +180,7 @@ class WorkflowWorker(Worker):
             self.workflow_context(job),
             job=job,
             persist=self.persist and not _context.run_log_in_memory.get(),
+            rollback_timeout=self.rollback_timeout,
         )
         if result.error is not None:
             raise result.error
