@@ -1,7 +1,11 @@
 """Context variables shared by layers that must not import each other.
 
 ``current_step`` is set while a workflow step runs, so that ``App.insert`` can refuse to
-enqueue from inside a step (the workflow layer sets it; the job layer reads it).
+enqueue from inside a step (the workflow layer sets it; the job layer reads it). A thread
+that the step starts itself (``threading.Thread``, its own executor,
+``loop.run_in_executor``) does not inherit context variables, so an insert from there is not
+refused: a known limit, documented in docs/workflows.md ("The rule: steps never enqueue"),
+left open on purpose rather than patching ``threading``.
 """
 
 from __future__ import annotations

@@ -50,4 +50,9 @@ class JobOrphaned(JobsagaError):
 
 
 class EnqueueInStepError(JobsagaError, RuntimeError):
-    """Raised when a workflow step inserts a job: an enqueued job cannot be compensated."""
+    """Raised when a workflow step inserts a job: an enqueued job cannot be compensated.
+
+    The guard follows the step through context variables, so it also covers
+    ``asyncio.to_thread`` and tasks the step creates, but not a thread the step starts itself
+    (``threading.Thread``, its own executor, ``loop.run_in_executor``), which inherits none:
+    an insert from there is not refused, though the rule applies (docs/workflows.md)."""

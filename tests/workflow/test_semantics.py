@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import threading
 import time
 from typing import Any
@@ -442,6 +444,44 @@ def test_inserting_a_job_from_a_step_is_refused(app: App, how: str) -> None:
     assert "ctx.enqueue_after_success(Worker.new(...))" in str(result.error.error)
     assert app.engine.queue_counts() == {}
     assert result.follow_ups == ()
+
+
+class ThreadedInsert(Workflow):
+    @step
+    async def spawn(self) -> dict[str, str]:
+        outcomes: dict[str, str] = {}
+
+        def insert(label: str) -> None:
+            assert APP is not None
+            try:
+                APP.insert(FollowUp.new({"from": label}))
+                outcomes[label] = "inserted"
+            except EnqueueInStepError:
+                outcomes[label] = "refused"
+
+        for label, target in [
+            ("thread", insert),
+            ("copied context", functools.partial(contextvars.copy_context().run, insert)),
+        ]:
+            thread = threading.Thread(target=target, args=(label,))
+            thread.start()
+            thread.join()
+        await asyncio.to_thread(insert, "to_thread")
+        return outcomes
+
+
+def test_the_guard_does_not_reach_a_thread_the_step_starts(app: App) -> None:
+    """The documented limit: a new thread inherits no context variables, so the guard does
+    not see it; asyncio.to_thread and a thread run in a copied context are guarded."""
+    global APP
+    APP = app
+    result = run(app, ThreadedInsert)
+    assert result.value == {
+        "thread": "inserted",
+        "copied context": "refused",
+        "to_thread": "refused",
+    }
+    assert app.engine.queue_counts() == {"default": {"available": 1}}
 
 
 def test_follow_ups_are_returned_only_on_success(app: App) -> None:
