@@ -60,6 +60,7 @@ class App(AppOperations):
         self._workers: dict[str, type[Worker]] = {}
         self._workflows: dict[str, Any] = {}
         self._listeners: list[LocalListener] = []
+        self._control_appliers: list[Callable[[], None]] = []
         self.register(*workers)
         for workflow in workflows:
             self.register_workflow(workflow)
@@ -187,6 +188,12 @@ class App(AppOperations):
     def add_listener(self, listener: LocalListener) -> Callable[[], None]:
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
+
+    def add_control_applier(self, applier: Callable[[], None]) -> Callable[[], None]:
+        """A node of this process applies persisted queue controls through ``applier`` before
+        ``pause_queue``/``resume_queue``/``scale_queue`` return (see AppOperations)."""
+        self._control_appliers.append(applier)
+        return lambda: self._control_appliers.remove(applier)
 
     # --- reading --------------------------------------------------------------------------
 

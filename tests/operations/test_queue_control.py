@@ -52,6 +52,19 @@ def test_pause_stops_fetching_on_every_node_and_resume_restarts_it(
         wait_until(lambda: states(first, ids) == [JobState.COMPLETED] * 6, timeout=10)
 
 
+def test_a_pause_is_in_force_on_this_processs_nodes_when_it_returns(
+    make_app: Callable[..., App],
+) -> None:
+    app = make_app(w.Noop)
+    with app.node({"default": 2}, **NODE).start_in_thread():
+        for _ in range(3):
+            app.pause_queue("default")
+            ids = [job.id for job in app.insert_all([w.Noop.new({}) for _ in range(4)])]
+            assert stays(lambda ids=ids: set(states(app, ids)) == {JobState.AVAILABLE})
+            app.resume_queue("default")
+            wait_until(lambda ids=ids: set(states(app, ids)) == {JobState.COMPLETED})
+
+
 def test_a_node_that_starts_picks_up_the_persisted_pause(make_app: Callable[..., App]) -> None:
     app = make_app(w.Noop)
     app.pause_queue("default")

@@ -38,9 +38,15 @@ class AppOperations:
 
     def signal_local_nodes(self, payload: Mapping[str, Any]) -> None:
         """Deliver a control payload to this process's nodes at once (others hear it by
-        NOTIFY on PostgreSQL or by polling on SQLite)."""
-        for listener in list(self._app()._listeners):
+        NOTIFY on PostgreSQL or by polling on SQLite). A queue control is in force on this
+        process's nodes when this returns: a pause followed by an insert must not let the
+        insert's wake-up fetch first."""
+        app = self._app()
+        for listener in list(app._listeners):
             listener(payload)
+        if payload.get("signal") == "queues":
+            for applier in list(app._control_appliers):
+                applier()
 
     # --- jobs ---------------------------------------------------------------------------------
 

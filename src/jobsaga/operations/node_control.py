@@ -54,6 +54,8 @@ class NodeControl:
         self._task: asyncio.Task[None] | None = None
         self._published = -1e9
         self._dirty = True
+        self._refreshing = asyncio.Lock()
+        """One refresh at a time: an older read applied after a newer one would undo it."""
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -107,6 +109,10 @@ class NodeControl:
             return tx.execute(self.sql["controls_for_node"], {"node": self.node.name})
 
     async def refresh(self) -> None:
+        async with self._refreshing:
+            await self._refresh()
+
+    async def _refresh(self) -> None:
         rows = await self.node.run_in_db(self._read_controls)
         cluster = {r["queue"]: r for r in rows if r["node"] == ""}
         mine = {r["queue"]: r for r in rows if r["node"] != ""}

@@ -144,6 +144,25 @@ class Node:
         )
         self.stager_wake()
 
+    def apply_controls_now(self, timeout: float = 5.0) -> None:
+        """Read and apply the persisted queue controls before returning; called from another
+        thread by this process's ``pause_queue``/``scale_queue``. From the node's own loop (an
+        async perform pausing its queue) it cannot wait: the control signal applies it."""
+        loop = self._loop
+        if loop is None or not self.started or loop.is_closed():
+            return
+        try:
+            if asyncio.get_running_loop() is loop:
+                return
+        except RuntimeError:
+            pass
+        future = asyncio.run_coroutine_threadsafe(self.control.refresh(), loop)
+        try:
+            future.result(timeout)
+        except Exception:  # the node's poll applies it later; the control is persisted
+            future.cancel()
+            log.warning("node %s: applying queue controls now failed", self.name, exc_info=True)
+
     def grow_job_threads(self, wanted: int) -> None:
         """Let ``wanted`` sync performs run at once (a queue was scaled up)."""
         if self.started and wanted > self.max_threads:
@@ -198,6 +217,7 @@ class Node:
             self, interval=self.control_interval, status_interval=self.status_interval
         )
         await self.control.start()  # persisted pause/scale apply before the first fetch
+        self._cleanup.append(self.app.add_control_applier(self.apply_controls_now))
         await self.plugins.start()  # the node name is held (heartbeat) before the first fetch
         for producer in self.producers.values():
             producer.start()
