@@ -6,6 +6,7 @@ from .config import NodeConfig
 from .errors import (
     ArgsError,
     ConfigError,
+    DatabaseUnavailable,
     EnqueueInStepError,
     FilterError,
     JobOrphaned,
@@ -47,6 +48,7 @@ __all__ = [
     "ConfigError",
     "Continue",
     "CronEntry",
+    "DatabaseUnavailable",
     "Discard",
     "EnqueueInStepError",
     "Error",

@@ -36,6 +36,10 @@ class MigrationError(JobsagaError, RuntimeError):
     """The database schema does not match what this version of jobsaga expects."""
 
 
+class DatabaseUnavailable(JobsagaError, ConnectionError):
+    """The database cannot be reached (server down, no such database, refused login)."""
+
+
 class FilterError(JobsagaError, ValueError):
     """A job filter (list, count, bulk cancel/retry/delete) that cannot be applied as given."""
 

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from click.testing import CliRunner, Result
 
-from jobsaga import App, CronEntry
+from jobsaga import App, CronEntry, DatabaseUnavailable
 from jobsaga.cli.configured import redact_url
 from jobsaga.cli.main import cli
 from jobsaga.plugins.cron import sync_entries
@@ -284,3 +284,27 @@ def test_limit_zero_lists_everything_and_the_api_refuses_it(
     assert len(app.list_jobs(limit=None)) == 3 and len(app.list_jobs(limit=2)) == 2
     with pytest.raises(ValueError, match="limit must be >= 1, or None for every match; got 0"):
         app.list_jobs(limit=0)
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("postgresql://postgres:hunter2@127.0.0.1:1/test", "Connection refused"),
+        (
+            "postgresql://postgres@127.0.0.1:5432/jobsaga_no_such_db",
+            'database "jobsaga_no_such_db"',
+        ),
+    ],
+)
+def test_an_unreachable_postgres_is_one_line_with_the_servers_reason(url: str, reason: str) -> None:
+    for command in (
+        ["jobs", "list"],
+        ["runs", "list"],
+        ["worker", "--app", "jobsaga.demo:build_app"],
+    ):
+        result = run(*command, "--url", url)
+        assert result.exit_code == 1, result.output
+        assert "cannot connect to PostgreSQL" in result.output and reason in result.output
+        assert "hunter2" not in result.output and "Traceback" not in result.output
+    with pytest.raises(DatabaseUnavailable, match=reason):
+        App(url).list_jobs()

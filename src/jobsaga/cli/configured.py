@@ -27,7 +27,7 @@ from ..config import NodeConfig
 from ..engines import DEFAULT_SQLITE
 from ..engines.schema import known_migrations, missing_migrations
 from ..engines.sqlite import SqliteEngine
-from ..errors import ConfigError, MigrationError
+from ..errors import ConfigError, DatabaseUnavailable, MigrationError
 from .loading import load_app
 
 
@@ -69,6 +69,8 @@ class AppSource:
             yield app
         except (ConfigError, MigrationError) as exc:  # a bad URL; a newer jobsaga's schema
             raise click.ClickException(str(exc)) from None
+        except DatabaseUnavailable as exc:
+            raise click.ClickException(f"{exc} (at {redact_url(app.url)})") from None
         finally:
             app.close()
 

@@ -9,7 +9,7 @@ import threading
 
 import click
 
-from ..errors import ConfigError, MigrationError
+from ..errors import ConfigError, DatabaseUnavailable, MigrationError
 from ..telemetry_logging import attach_default_logger
 from .configured import AppSource, require_schema
 from .options import config_options, parse_queues
@@ -86,7 +86,7 @@ def worker_commands(cli: click.Group) -> None:
                 app.migrate()
             else:
                 require_schema(app)
-        except (ConfigError, MigrationError) as exc:
+        except (ConfigError, MigrationError, DatabaseUnavailable) as exc:
             raise click.ClickException(str(exc)) from None
         try:
             node = config.node(app)

@@ -20,7 +20,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
-from ..errors import ConfigError, MigrationError
+from ..errors import ConfigError, DatabaseUnavailable, MigrationError
 from . import sql as sqlfiles
 from .base import Clock, Engine, Row, WakeCallback, utcnow
 
@@ -55,6 +55,7 @@ class PostgresEngine(Engine):
     def _get_pool(self) -> ConnectionPool:
         with self._pool_lock:
             if self._pool is None:
+                self._probe()
                 pool = ConnectionPool(
                     self.url,
                     min_size=1,
@@ -63,9 +64,22 @@ class PostgresEngine(Engine):
                     open=False,
                     name="jobsaga",
                 )
-                pool.open(wait=True, timeout=10)
+                try:
+                    pool.open(wait=True, timeout=10)
+                except BaseException:
+                    pool.close()  # else its workers keep retrying in the background
+                    raise
                 self._pool = pool
             return self._pool
+
+    def _probe(self) -> None:
+        """One direct connection first, so an unreachable server or a missing database is
+        reported at once with the server's reason, not as a pool timeout 10 s later."""
+        try:
+            psycopg.connect(self.url, connect_timeout=10).close()
+        except psycopg.OperationalError as exc:
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {reason}") from None
 
     @property
     def channel(self) -> str:

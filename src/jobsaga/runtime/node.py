@@ -225,13 +225,10 @@ class Node:
 
     def _check_schema(self) -> None:
         """Fail at start, with the remedy, rather than on the first query of a missing table."""
-        from ..engines import sql as sqlfiles
+        from ..engines.schema import missing_migrations
         from ..errors import MigrationError
 
-        engine = self.app.engine
-        package = f"{sqlfiles.__name__}.{engine.dialect}"
-        known = {version for version, _ in sqlfiles.load_migrations(package, "migrations")}
-        missing = sorted(known - set(engine.applied_migrations()))
+        missing = missing_migrations(self.app.engine)
         if missing:
             raise MigrationError(
                 f"node {self.name}: the database lacks migrations {missing}; "
