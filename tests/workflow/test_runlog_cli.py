@@ -56,6 +56,11 @@ def test_list_and_get(app: App) -> None:
     assert [r.id for r in list_runs(app, status="rollback_failed")] == [bad.run_id]
     assert list_runs(app, status="rolled_back") == []
     assert [r.id for r in list_runs(app, workflow="billing.refund", limit=1)] == [bad.run_id]
+    more = [run_workflow_in_test_context(app, Refund, {"amount": 1}) for _ in range(50)]
+    assert len(list_runs(app)) == 50  # the default page
+    assert len(list_runs(app, limit=None)) == 52 and more[-1].run_id == list_runs(app)[0].id
+    with pytest.raises(ValueError, match="limit must be a positive number"):
+        list_runs(app, limit=0)
     assert list_runs(app, workflow="nope") == []
     with pytest.raises(ValueError, match="unknown run status 'broken'"):
         list_runs(app, status="broken")

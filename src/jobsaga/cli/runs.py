@@ -23,8 +23,6 @@ from .configured import AppSource
 from .options import NO_LIMIT, config_options, limit_option
 
 STATUS_CHOICES = [s.value for s in RunStatus]
-EVERY_RUN = 2**63 - 1
-"""``--limit 0``: list_runs takes no None (SQLite refuses ``LIMIT NULL``), so the largest."""
 MARKS = {
     "succeeded": "ok",
     "compensated": "ok (compensated)",
@@ -182,7 +180,7 @@ def runs_commands(cli: click.Group) -> None:
                 status=statuses or None,
                 workflow=workflow,
                 job_id=job_id,
-                limit=EVERY_RUN if limit == NO_LIMIT else limit,
+                limit=None if limit == NO_LIMIT else limit,
             )
         if not found:
             click.echo("no runs")

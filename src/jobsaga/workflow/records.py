@@ -203,10 +203,13 @@ def list_runs(
     status: str | Iterable[str] | None = None,
     workflow: str | None = None,
     job_id: int | None = None,
-    limit: int = 50,
+    limit: int | None = 50,
 ) -> list[RunRecord]:
-    """Runs, newest first, without their steps. ``status="failed"`` matches every failed
-    ending (failed, rolled_back, rollback_failed); give the exact statuses to narrow it."""
+    """Runs, newest first, without their steps; at most ``limit`` (None: all).
+    ``status="failed"`` matches every failed ending (failed, rolled_back, rollback_failed);
+    give the exact statuses to narrow it."""
+    if limit is not None and (isinstance(limit, bool) or limit < 1):
+        raise ValueError(f"limit must be a positive number of runs, or None for all; got {limit}")
     statuses: list[str] | None = None
     if status is not None:
         wanted = [status] if isinstance(status, str) else list(status)
@@ -224,7 +227,8 @@ def list_runs(
         else dumps(statuses),
         "workflow": workflow,
         "job_id": job_id,
-        "limit": limit,
+        # no limit: LIMIT NULL on PostgreSQL, LIMIT -1 on SQLite (which refuses NULL)
+        "limit": limit if limit is not None else (None if engine.dialect == "postgres" else -1),
     }
     with engine.transaction() as tx:
         rows = tx.execute(q["list_runs"], params)
