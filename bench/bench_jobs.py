@@ -17,22 +17,13 @@ Processing time runs from the node's start until the last job is written as comp
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import Any
-from urllib.parse import quote
 
-import psycopg
+from common import CONCURRENCY, fresh_database, timed
 
 from jobsaga import App, Job, Worker
-
-PG_URL = os.environ.get("JOBSAGA_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
-CONCURRENCY = 10
 
 
 class AsyncNoop(Worker, queue="async", name="bench.async_noop"):
@@ -43,28 +34,6 @@ class AsyncNoop(Worker, queue="async", name="bench.async_noop"):
 class SyncNoop(Worker, queue="sync", name="bench.sync_noop"):
     def perform(self, job: Job[Any]) -> None:
         return None
-
-
-@contextmanager
-def fresh_database(engine: str) -> Iterator[str]:
-    if engine == "sqlite":
-        with tempfile.TemporaryDirectory(prefix="jobsaga-bench-") as folder:
-            yield f"sqlite:///{folder}/bench.db"
-        return
-    schema = f"bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_URL, autocommit=True) as admin:
-        admin.execute(f'CREATE SCHEMA "{schema}"')
-        try:
-            sep = "&" if "?" in PG_URL else "?"
-            yield f"{PG_URL}{sep}options={quote(f'-csearch_path={schema}')}"
-        finally:
-            admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
-
-
-def timed(fn: Callable[[], Any]) -> float:
-    started = time.perf_counter()
-    fn()
-    return time.perf_counter() - started
 
 
 def unfinished(app: App, queue: str) -> int:
