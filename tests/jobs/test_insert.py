@@ -86,6 +86,15 @@ class StatementCounter:
             return counted()
 
         monkeypatch.setattr(self.engine, "transaction", transaction)
+        one_statement = self.engine.execute_one
+
+        def execute_one(sql: str, params: Any = None) -> Any:
+            """A statement that is its own (autocommitted) transaction."""
+            counter.transactions += 1
+            counter.statements.append(sql)
+            return one_statement(sql, params)
+
+        monkeypatch.setattr(self.engine, "execute_one", execute_one)
 
 
 def test_insert_all_is_one_round_trip(app: App, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -207,3 +216,39 @@ def test_callers_connection_with_another_search_path_still_wakes_nodes(
             assert wait_final(worker_app, stored.id, timeout=3).state is JobState.COMPLETED
     finally:
         pg_admin.execute(f'DROP SCHEMA "{decoy}" CASCADE')
+
+
+@pytest.mark.parametrize("engine_name", ["postgres"], indirect=True)
+def test_a_plain_insert_is_one_statement_that_wakes_listeners(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+    import time
+
+    heard: list[dict[str, Any]] = []
+    got = threading.Event()
+
+    def on_payload(payload: Any) -> None:
+        if "queues" in payload:
+            heard.append(dict(payload))
+            got.set()
+
+    stop = app.engine.listen(on_payload)
+    try:
+        for _ in range(25):  # warm up until the listener's connection hears an insert
+            app.insert(Noop.new())
+            if got.wait(0.2):
+                break
+        assert got.is_set()
+        time.sleep(0.2)  # let any late echo of the warm-up arrive before clearing
+        heard.clear()
+        got.clear()
+        counter = StatementCounter(app.engine)
+        counter.install(monkeypatch)
+        app.insert_all([Noop.new(), Noop.new(queue="mailers"), Noop.new(schedule_in=60)])
+        assert (counter.transactions, len(counter.statements)) == (1, 1)
+        assert "pg_notify" in counter.statements[0]
+        assert got.wait(5)
+        assert heard == [{"queues": ["default", "mailers"], "scheduled": True}]
+    finally:
+        stop()

@@ -11,7 +11,7 @@ import hashlib
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +21,8 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
 from ..errors import ConfigError, DatabaseUnavailable, MigrationError
+from ..job import Job, JobSpec
+from ..serialization import dumps
 from . import sql as sqlfiles
 from .base import Clock, Engine, Row, WakeCallback, utcnow
 
@@ -46,6 +48,9 @@ class PostgresEngine(Engine):
 
     def __init__(self, url: str, clock: Clock = utcnow, *, pool_size: int = 10) -> None:
         super().__init__(clock)
+        self._insert_and_notify = self.queries["insert_jobs_and_notify"].replace(
+            "/* insert_jobs */", self.queries["insert_jobs"]
+        )
         self.url = url
         self.pool_size = pool_size
         self._pool: ConnectionPool | None = None
@@ -169,6 +174,18 @@ class PostgresEngine(Engine):
                 )
                 applied.append(version)
         return applied
+
+    def insert(self, specs: Sequence[JobSpec], conn: Any = None) -> list[Job[Any]]:
+        """Plain jobs outside a caller's transaction are one autocommitted statement (insert
+        and NOTIFY together); unique jobs and ``conn=`` take the transactional path."""
+        if not specs or conn is not None or any(spec.unique_key is not None for spec in specs):
+            return super().insert(specs, conn)
+        now = self.clock()
+        rows = [self._spec_row(i, spec, now) for i, spec in enumerate(specs)]
+        params = {"rows": dumps(rows), "channel": self.channel}
+        stored = self.execute_one(self._insert_and_notify, params)
+        stored.sort(key=lambda row: int(row["id"]))  # ids follow the rows' order
+        return [self.row_to_job(row) for row in stored]
 
     def notify(self, tx: Any, payload: Mapping[str, Any]) -> None:
         tx.execute(

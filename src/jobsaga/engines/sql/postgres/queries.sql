@@ -27,6 +27,22 @@ WHERE id = %(id)s AND unique_key = %(unique_key)s AND inserted_at < %(before)s
 -- name: notify
 SELECT pg_notify(%(channel)s, %(payload)s)
 
+-- name: insert_jobs_and_notify
+-- Plain jobs (no uniqueness) outside a caller's transaction: insert_jobs (spliced into the
+-- first CTE by the engine) and the wake-up NOTIFY in one autocommitted statement, so an insert
+-- is one round trip instead of BEGIN, INSERT, NOTIFY, COMMIT. The payload is wake_payload's.
+WITH ins AS (
+/* insert_jobs */
+),
+woken AS (
+    SELECT pg_notify(%(channel)s, json_build_object(
+        'queues', coalesce(
+            (SELECT json_agg(DISTINCT queue ORDER BY queue) FROM ins WHERE state = 'available'),
+            '[]'::json),
+        'scheduled', EXISTS (SELECT 1 FROM ins WHERE state = 'scheduled'))::text)
+)
+SELECT ins.* FROM ins CROSS JOIN woken
+
 -- name: fetch_jobs
 WITH picked AS (
     SELECT id FROM jobsaga_jobs
