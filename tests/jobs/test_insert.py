@@ -252,3 +252,19 @@ def test_a_plain_insert_is_one_statement_that_wakes_listeners(
         assert heard == [{"queues": ["default", "mailers"], "scheduled": True}]
     finally:
         stop()
+
+
+def test_the_returned_jobs_are_what_was_stored(app: App) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    at = datetime.now(UTC) + timedelta(hours=1)
+    specs = [
+        Noop.new({"n": 1, "nested": {"b": [1, 2], "a": None}}, tags=["x", "y"], meta={"k": "v"}),
+        Noop.new({"n": 2}, queue="mailers", priority=3, max_attempts=4, schedule_in=30),
+        Noop.new({"n": 3}, scheduled_at=at),
+    ]
+    for returned in (app.insert_all(specs), [app.insert(spec) for spec in specs]):
+        stored = [app.get_job(job.id) for job in returned]
+        assert returned == stored
+        assert [job.state for job in returned] == [JobState.AVAILABLE, *[JobState.SCHEDULED] * 2]
+        assert returned[2].scheduled_at == at

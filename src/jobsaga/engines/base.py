@@ -136,12 +136,7 @@ class Engine(abc.ABC):
     # --- insert ---------------------------------------------------------------------------
 
     def _spec_row(self, index: int, spec: JobSpec, now: datetime) -> dict[str, Any]:
-        if spec.scheduled_at is not None:
-            at = spec.scheduled_at
-        elif spec.schedule_in:
-            at = now + timedelta(seconds=spec.schedule_in)
-        else:
-            at = now
+        at = scheduled_time(spec, now)
         state = JobState.SCHEDULED if at > now else JobState.AVAILABLE
         unique_key = spec.unique_key
         lookup_key = None
@@ -365,6 +360,36 @@ class Engine(abc.ABC):
         for row in rows:
             counts.setdefault(row["queue"], {})[row["state"]] = int(row["n"])
         return counts
+
+
+def scheduled_time(spec: JobSpec, now: datetime) -> datetime:
+    """When a job inserted ``now`` becomes due."""
+    if spec.scheduled_at is not None:
+        return spec.scheduled_at
+    if spec.schedule_in:
+        return now + timedelta(seconds=spec.schedule_in)
+    return now
+
+
+def inserted_job(spec: JobSpec, job_id: int, now: datetime) -> Job[Any]:
+    """The job a plain insert of ``spec`` at ``now`` stored, built without reading it back:
+    only its id comes from the database (decoding whole rows was most of a bulk insert)."""
+    at = scheduled_time(spec, now)
+    return Job(
+        id=job_id,
+        state=JobState.SCHEDULED if at > now else JobState.AVAILABLE,
+        queue=spec.queue,
+        worker=spec.worker,
+        args=spec.args,
+        meta=spec.meta,
+        tags=spec.tags,
+        errors=(),
+        attempt=0,
+        max_attempts=spec.max_attempts,
+        priority=spec.priority,
+        inserted_at=now,
+        scheduled_at=at,
+    )
 
 
 def _within_period(holder: Job[Any], spec: JobSpec, now: datetime) -> bool:

@@ -24,7 +24,7 @@ from ..errors import ConfigError, DatabaseUnavailable, MigrationError
 from ..job import Job, JobSpec
 from ..serialization import dumps
 from . import sql as sqlfiles
-from .base import Clock, Engine, Row, WakeCallback, utcnow
+from .base import Clock, Engine, Row, WakeCallback, inserted_job, utcnow
 
 log = logging.getLogger("jobsaga.engines.postgres")
 
@@ -183,9 +183,9 @@ class PostgresEngine(Engine):
         now = self.clock()
         rows = [self._spec_row(i, spec, now) for i, spec in enumerate(specs)]
         params = {"rows": dumps(rows), "channel": self.channel}
-        stored = self.execute_one(self._insert_and_notify, params)
-        stored.sort(key=lambda row: int(row["id"]))  # ids follow the rows' order
-        return [self.row_to_job(row) for row in stored]
+        ids = sorted(int(row["id"]) for row in self.execute_one(self._insert_and_notify, params))
+        # ids follow the rows' order (ORDER BY idx); the rest of each job is its spec
+        return [inserted_job(spec, job_id, now) for spec, job_id in zip(specs, ids, strict=True)]
 
     def notify(self, tx: Any, payload: Mapping[str, Any]) -> None:
         tx.execute(

@@ -31,6 +31,7 @@ SELECT pg_notify(%(channel)s, %(payload)s)
 -- Plain jobs (no uniqueness) outside a caller's transaction: insert_jobs (spliced into the
 -- first CTE by the engine) and the wake-up NOTIFY in one autocommitted statement, so an insert
 -- is one round trip instead of BEGIN, INSERT, NOTIFY, COMMIT. The payload is wake_payload's.
+-- Only ids come back: the engine builds each job from its spec.
 WITH ins AS (
 /* insert_jobs */
 ),
@@ -41,7 +42,7 @@ woken AS (
             '[]'::json),
         'scheduled', EXISTS (SELECT 1 FROM ins WHERE state = 'scheduled'))::text)
 )
-SELECT ins.* FROM ins CROSS JOIN woken
+SELECT ins.id FROM ins CROSS JOIN woken
 
 -- name: fetch_jobs
 WITH picked AS (
