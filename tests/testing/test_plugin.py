@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import shutil
 from pathlib import Path
@@ -225,10 +226,23 @@ def test_unknown_criterion(jobsaga_app):
 
 
 def test_every_python_block_of_the_testing_guide_is_in_the_examples() -> None:
+    """Each block of docs/testing.md is whole definitions of examples/testing, word for word,
+    and no definition is shown twice."""
+    definitions: dict[str, str] = {}
+    for path in sorted(EXAMPLES.glob("*.py")):
+        text = path.read_text()
+        lines = text.splitlines()
+        for node in ast.parse(text).body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                first = node.decorator_list[0].lineno if node.decorator_list else node.lineno
+                definitions[node.name] = "\n".join(lines[first - 1 : node.end_lineno])
     guide = (Path(__file__).resolve().parents[2] / "docs" / "testing.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", guide, re.S)
-    assert len(blocks) >= 10
-    sources = "\n".join(path.read_text() for path in sorted(EXAMPLES.glob("*.py")))
+    shown: list[str] = []
     for block in blocks:
         for part in block.strip().split("\n\n\n"):
-            assert part.strip() in sources, f"docs/testing.md block not in examples:\n{part}"
+            name = re.search(r"^(?:async def|def|class) (\w+)", part, re.M)
+            assert name is not None, f"docs/testing.md block without a definition:\n{part}"
+            assert definitions.get(name[1]) == part.strip(), f"not as in examples: {name[1]}"
+            shown.append(name[1])
+    assert len(shown) == len(set(shown)) >= 15
