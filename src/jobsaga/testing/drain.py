@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections import Counter
 
 from ..app import App
-from ..job import JobState
 from .runner import run_sync, runner
 
 OUTCOMES = ("completed", "retryable", "snoozed", "cancelled", "discarded")
@@ -47,12 +46,12 @@ def drain_queue(
             if not waiting:
                 break
             for job in waiting[: None if with_limit is None else with_limit - ran]:
-                done = run_sync(run.run_stored(job, job.attempt + 1, missing_ok=True))
+                done = run_sync(run.run_stored(job, job.attempt + 1))
                 if done is None:  # cancelled or deleted by someone else since the pass began
                     continue
                 ran += 1
                 counts[done.outcome_name] += 1
-                if done.ack is not None and done.ack.state is JobState.SCHEDULED:
+                if done.outcome_name == "snoozed":
                     snoozed.append(job.id)
                 if done.outcome.error is not None and not with_safety:
                     raise done.outcome.error

@@ -14,7 +14,7 @@ from typing import Any
 from .. import _context
 from ..app import App
 from ..engines.base import utcnow
-from ..job import Job, JobState
+from ..job import Job, JobSpec, JobState
 from ..runtime.executor import InvalidResult, classify
 from ..worker import Worker
 from .runner import NOT_RETURNED, Attempt, run_sync, runner
@@ -25,7 +25,10 @@ _VALID = (type(None), bool, int, float, str, list, dict, tuple)
 
 def build_job(worker: type[Worker], args: Any = None, *, attempt: int = 1, **opts: Any) -> Job[Any]:
     """A job as ``insert`` would store it, with a distinct id and without a database."""
-    spec = worker.new(args, **opts)
+    return _job_from_spec(worker.new(args, **opts), attempt)
+
+
+def _job_from_spec(spec: JobSpec, attempt: int) -> Job[Any]:
     raw = json.loads(json.dumps(spec.args))
     meta = json.loads(json.dumps(spec.meta))
     now = utcnow()
@@ -74,37 +77,35 @@ async def aperform_job(
     """The async form of :func:`perform_job`, for async tests."""
     if attempt < 1:
         raise ValueError(f"attempt must be 1 or more, got {attempt}")
-    job = build_job(worker, args, attempt=attempt, **opts)
+    spec = worker.new(args, **opts)
+    done: Attempt | None
     if app is None:
         token = _context.run_log_in_memory.set(True)
         try:
             with runner(App("sqlite:///:memory:", workers=[worker])) as run:
-                done = await run.attempt(job)
+                done = await run.attempt(_job_from_spec(spec, attempt))
         finally:
             _context.run_log_in_memory.reset(token)
     else:
         if worker.name not in app.workers:
             app.register(worker)
-        stored = _store(app, worker, args, attempt, opts)
         with runner(app) as run:
-            done = await run.run_stored(stored, attempt)
+            done = await run.run_stored(_store(app, spec, attempt), attempt)
+    assert done is not None, "the job was stored just now"
     return _returned(worker, done)
 
 
-def _store(
-    app: App, worker: type[Worker], args: Any, attempt: int, opts: dict[str, Any]
-) -> Job[Any]:
+def _store(app: App, spec: JobSpec, attempt: int) -> Job[Any]:
     """Store the job to perform, as a fresh row: a unique option must not hand back another
     job, and the attempt count is the test's."""
-    built = worker.new(args, **opts)
-    spec = dataclasses.replace(
-        built,
-        max_attempts=max(built.max_attempts, attempt),
+    fresh = dataclasses.replace(
+        spec,
+        max_attempts=max(spec.max_attempts, attempt),
         unique_key=None,
         unique_states=None,
         unique_period=None,
     )
-    (stored,) = app.engine.insert([spec])  # the engine's insert: stored as is in any mode
+    (stored,) = app.engine.insert([fresh])  # the engine's insert: stored as is in any mode
     return stored
 
 

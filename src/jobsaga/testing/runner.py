@@ -12,7 +12,7 @@ from collections.abc import Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar, overload
+from typing import Any, TypeVar
 
 from ..app import App
 from ..engines.base import Ack
@@ -64,12 +64,10 @@ class Attempt:
 
     @property
     def outcome_name(self) -> str:
-        """``completed``, ``retryable``, ``snoozed``, ``cancelled`` or ``discarded``."""
-        if self.ack is not None and self.ack.state is JobState.SCHEDULED:
-            return "snoozed"
-        if self.ack is not None:
-            return self.ack.state.value
-        return "snoozed" if self.outcome.state is JobState.SCHEDULED else self.outcome.state.value
+        """How a written attempt ended: ``completed``, ``retryable``, ``snoozed``,
+        ``cancelled`` or ``discarded``."""
+        assert self.ack is not None, "only a written attempt has an outcome"
+        return "snoozed" if self.ack.state is JobState.SCHEDULED else self.ack.state.value
 
 
 class Runner:
@@ -94,27 +92,11 @@ class Runner:
         self.app.engine.ack([ack], conn=conn)
         return Attempt(typed, outcome, executor.returned, ack)
 
-    @overload
-    async def run_stored(
-        self, job: Job[Any], attempt: int, conn: Any = None, *, missing_ok: Literal[False] = False
-    ) -> Attempt: ...
-
-    @overload
-    async def run_stored(
-        self, job: Job[Any], attempt: int, conn: Any = None, *, missing_ok: bool
-    ) -> Attempt | None: ...
-
-    async def run_stored(
-        self, job: Job[Any], attempt: int, conn: Any = None, *, missing_ok: bool = False
-    ) -> Attempt | None:
-        """Claim the stored, waiting ``job`` as its ``attempt``-th try, then ``run`` it.
-        ``missing_ok``: None when it is no longer waiting, instead of an error."""
+    async def run_stored(self, job: Job[Any], attempt: int, conn: Any = None) -> Attempt | None:
+        """Claim the stored, waiting ``job`` as its ``attempt``-th try, then ``run`` it; None
+        when it is no longer waiting (cancelled or deleted meanwhile)."""
         claimed = self.app.engine.claim(job.id, NODE, attempt, conn=conn)
-        if claimed is None:
-            if missing_ok:
-                return None
-            raise LookupError(f"job {job.id} is no longer waiting to run")
-        return await self.run(claimed, conn=conn)
+        return None if claimed is None else await self.run(claimed, conn=conn)
 
 
 @contextmanager
