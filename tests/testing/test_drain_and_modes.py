@@ -94,15 +94,20 @@ def test_marked(jobsaga_app):
 
 def test_without_an_app():
     pass
+
+@pytest.mark.parametrize("x, jobsaga_engine", [(1, "postgres")], indirect=["jobsaga_engine"])
+def test_own_parametrize(x, jobsaga_app):
+    assert jobsaga_app.dialect == "postgres"
 """
     result = run(pytester, body, "-v")
-    result.assert_outcomes(passed=4)
+    result.assert_outcomes(passed=5)
     result.stdout.fnmatch_lines_random(
         [
             "*test_unmarked[[]sqlite[]] PASSED*",
             "*test_unmarked[[]postgres[]] PASSED*",
             "*test_marked[[]postgres[]] PASSED*",
             "*test_without_an_app PASSED*",
+            "*test_own_parametrize[[]1-postgres[]] PASSED*",
         ]
     )
 

@@ -136,8 +136,7 @@ class Engine(abc.ABC):
     # --- insert ---------------------------------------------------------------------------
 
     def _spec_row(self, index: int, spec: JobSpec, now: datetime) -> dict[str, Any]:
-        at = scheduled_time(spec, now)
-        state = JobState.SCHEDULED if at > now else JobState.AVAILABLE
+        at, state = birth(spec, now)
         unique_key = spec.unique_key
         lookup_key = None
         if unique_key is not None and f",{state.value}," not in (spec.unique_states or ""):
@@ -362,22 +361,24 @@ class Engine(abc.ABC):
         return counts
 
 
-def scheduled_time(spec: JobSpec, now: datetime) -> datetime:
-    """When a job inserted ``now`` becomes due."""
+def birth(spec: JobSpec, now: datetime) -> tuple[datetime, JobState]:
+    """When a job inserted ``now`` becomes due, and so the state it is stored in."""
     if spec.scheduled_at is not None:
-        return spec.scheduled_at
-    if spec.schedule_in:
-        return now + timedelta(seconds=spec.schedule_in)
-    return now
+        at = spec.scheduled_at
+    elif spec.schedule_in:
+        at = now + timedelta(seconds=spec.schedule_in)
+    else:
+        at = now
+    return at, JobState.SCHEDULED if at > now else JobState.AVAILABLE
 
 
 def inserted_job(spec: JobSpec, job_id: int, now: datetime) -> Job[Any]:
     """The job a plain insert of ``spec`` at ``now`` stored, built without reading it back:
     only its id comes from the database (decoding whole rows was most of a bulk insert)."""
-    at = scheduled_time(spec, now)
+    at, state = birth(spec, now)
     return Job(
         id=job_id,
-        state=JobState.SCHEDULED if at > now else JobState.AVAILABLE,
+        state=state,
         queue=spec.queue,
         worker=spec.worker,
         args=spec.args,

@@ -71,12 +71,19 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         names = list(metafunc.config.getini("jobsaga_engines"))
         if names == ["sqlite"]:
             return  # the default: one unparametrized run, test ids unchanged
-    if any(
-        "jobsaga_engine" in getattr(mark, "args", ("",))[0]
-        for mark in metafunc.definition.iter_markers("parametrize")
-    ):
+    if "jobsaga_engine" in _parametrized_names(metafunc):
         return  # the test parametrizes jobsaga_engine itself
     metafunc.parametrize("jobsaga_engine", names, indirect=True)
+
+
+def _parametrized_names(metafunc: pytest.Metafunc) -> set[str]:
+    """The argument names the test's own ``@pytest.mark.parametrize`` marks set."""
+    names: set[str] = set()
+    for mark in metafunc.definition.iter_markers("parametrize"):
+        given = mark.args[0] if mark.args else mark.kwargs.get("argnames", ())
+        parts = given.split(",") if isinstance(given, str) else given
+        names.update(str(part).strip() for part in parts)
+    return names
 
 
 @pytest.fixture
