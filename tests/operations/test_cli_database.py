@@ -305,6 +305,7 @@ def test_an_unreachable_postgres_is_one_line_with_the_servers_reason(url: str, r
         result = run(*command, "--url", url)
         assert result.exit_code == 1, result.output
         assert "cannot connect to PostgreSQL" in result.output and reason in result.output
+        assert f"(at {redact_url(url)})" in result.output  # which database, worker included
         assert "hunter2" not in result.output and "Traceback" not in result.output
     with pytest.raises(DatabaseUnavailable, match=reason):
         App(url).list_jobs()

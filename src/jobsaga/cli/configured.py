@@ -67,12 +67,20 @@ class AppSource:
             if migrated:
                 require_schema(app, defaulted=config.url is None and config.app is None)
             yield app
-        except (ConfigError, MigrationError) as exc:  # a bad URL; a newer jobsaga's schema
-            raise click.ClickException(str(exc)) from None
-        except DatabaseUnavailable as exc:
-            raise click.ClickException(f"{exc} (at {redact_url(app.url)})") from None
+        except (ConfigError, MigrationError, DatabaseUnavailable) as exc:
+            raise command_error(app, exc) from None
         finally:
             app.close()
+
+
+def command_error(
+    app: App, exc: ConfigError | MigrationError | DatabaseUnavailable
+) -> click.ClickException:
+    """One error line: a bad URL, a newer jobsaga's schema, or a database that cannot be
+    reached, then which one (its password masked)."""
+    if isinstance(exc, DatabaseUnavailable):
+        return click.ClickException(f"{exc} (at {redact_url(app.url)})")
+    return click.ClickException(str(exc))
 
 
 def require_schema(app: App, *, defaulted: bool = False) -> None:

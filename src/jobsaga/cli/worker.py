@@ -11,7 +11,7 @@ import click
 
 from ..errors import ConfigError, DatabaseUnavailable, MigrationError
 from ..telemetry_logging import attach_default_logger
-from .configured import AppSource, require_schema
+from .configured import AppSource, command_error, require_schema
 from .options import config_options, parse_queues
 
 
@@ -87,7 +87,7 @@ def worker_commands(cli: click.Group) -> None:
             else:
                 require_schema(app)
         except (ConfigError, MigrationError, DatabaseUnavailable) as exc:
-            raise click.ClickException(str(exc)) from None
+            raise command_error(app, exc) from None
         try:
             node = config.node(app)
         except ConfigError as exc:
