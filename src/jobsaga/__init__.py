@@ -6,7 +6,9 @@ from .config import NodeConfig
 from .errors import (
     ArgsError,
     ConfigError,
+    DatabaseError,
     DatabaseUnavailable,
+    DataRejected,
     EnqueueInStepError,
     FilterError,
     JobOrphaned,
@@ -48,6 +50,8 @@ __all__ = [
     "ConfigError",
     "Continue",
     "CronEntry",
+    "DataRejected",
+    "DatabaseError",
     "DatabaseUnavailable",
     "Discard",
     "EnqueueInStepError",

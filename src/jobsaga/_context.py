@@ -25,3 +25,8 @@ current_app: ContextVar[Any | None] = ContextVar("jobsaga_current_app", default=
 # Set by the testing toolkit's perform_job when it runs without a database: a
 # WorkflowWorker then keeps its run log in memory instead of writing it.
 run_log_in_memory: ContextVar[bool] = ContextVar("jobsaga_run_log_in_memory", default=False)
+
+# The node's bounded pool for sync user code; set by the runtime executor around each
+# perform, so a saga's sync steps share the node's thread limit instead of making a pool of
+# their own. None outside a node (tests): the workflow executor then uses a pool per run.
+job_threads: ContextVar[Any | None] = ContextVar("jobsaga_job_threads", default=None)

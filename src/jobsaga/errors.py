@@ -7,6 +7,9 @@
     ├── ArgsError              job args that fail validation or are not JSON (names the field)
     ├── UnknownWorkerError     a job names a worker the node does not know
     ├── MigrationError         the database schema is missing or newer than this code
+    ├── DatabaseError          the database failed a statement (driver error chained)
+    │   ├── DatabaseUnavailable    cannot be reached right now: transient, retry later
+    │   └── DataRejected           refused this data (bad value): retrying will not help
     ├── JobTimeout             a perform overran its worker's timeout
     ├── JobOrphaned            the node running a job died; the lifeline rescued the job
     ├── FilterError            a job filter with a misspelt or invalid criterion
@@ -36,8 +39,20 @@ class MigrationError(JobsagaError, RuntimeError):
     """The database schema does not match what this version of jobsaga expects."""
 
 
-class DatabaseUnavailable(JobsagaError, ConnectionError):
-    """The database cannot be reached (server down, no such database, refused login)."""
+class DatabaseError(JobsagaError):
+    """The database failed a statement. Raw driver errors (psycopg, sqlite3) never reach a
+    caller of jobsaga's API: they arrive as one of these, the driver's error chained."""
+
+
+class DatabaseUnavailable(DatabaseError, ConnectionError):
+    """The database cannot be reached (server down or restarting, no such database, refused
+    login, a SQLite file that cannot be opened): transient, so the same write may succeed
+    later."""
+
+
+class DataRejected(DatabaseError, ValueError):
+    """The database refused the data itself (a value it cannot store): the same write will
+    fail again, so it must be cleaned or given up, never retried as it is."""
 
 
 class FilterError(JobsagaError, ValueError):
