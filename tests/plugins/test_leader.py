@@ -144,3 +144,44 @@ def test_failing_plugin_run_emits_exception_and_the_loop_goes_on(app: App) -> No
     asyncio.run(main())
     assert seen[0] == ("plugin.flaky.exception", "RuntimeError")
     assert ("plugin.flaky.stop", None) in seen
+
+
+def test_dead_leader_is_replaced_within_its_lease(make_app: Callable[..., App]) -> None:
+    """A leader that dies right after renewing (the worst case) is replaced within the lease,
+    counted from that renewal; never before it.
+
+    The ghost renews shortly after one of the heir's tries, so the heir's regular tries (every
+    lease / 3) would all land just before the expiry: polling alone takes over about 4/3 of a
+    lease after the death. The heir must wake at the expiry it read from the row instead."""
+    import threading
+
+    from jobsaga.plugins.leader import Leader
+
+    lease = 1.5
+    app = make_app()
+    ghost = Leader(app.node(name="ghost", leader_lease=lease), lease)
+    assert ghost.try_lead()
+    heir = app.node(name="heir", poll_interval=0.05, leader_lease=lease)
+    leader = heir.plugins.leader
+    assert leader is not None
+    tries: list[tuple[float, bool]] = []
+    tried = threading.Event()
+    try_lead = leader.try_lead
+
+    def recorded() -> bool:  # the real try, timed
+        won = try_lead()
+        tries.append((time.monotonic(), won))
+        tried.set()
+        return won
+
+    leader.try_lead = recorded  # type: ignore[method-assign]
+    with heir.start_in_thread():
+        assert tried.wait(5) and tries == [(tries[0][0], False)]
+        time.sleep(0.05)  # past the drift of the heir's loop: its 4th try falls before expiry
+        died = time.monotonic()  # the ghost's last renewal, just after the heir's try
+        assert ghost.try_lead()
+        wait_until(lambda: heir.plugins.is_leader, 5)
+        won_at = next(at for at, won in tries if won)
+    takeover = won_at - died
+    assert lease - 0.01 <= takeover <= lease + 0.25, f"took over {takeover:.3f}s after the death"
+    assert sum(1 for _, won in tries if not won) <= 6  # woke at the expiry, did not spin

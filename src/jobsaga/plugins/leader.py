@@ -6,6 +6,11 @@ same on SQLite, where several processes may share one file. Every node tries to 
 the lease every ``lease / 3`` seconds; a leader that stops resigns and notifies, so another
 node takes over at once, and a leader that dies is replaced once its lease expires.
 
+A follower that loses reads the holder's expiry from the row and, when it falls before its
+next regular try, wakes at that moment instead: polling alone would take over up to
+``lease / 3`` late (between 2/3 and 4/3 of a lease after the leader died), whereas waking at
+the expiry bounds takeover by the lease itself, counted from the dead leader's last renewal.
+
 The leader trusts its lease only until the last renewal it saw succeed plus the lease length,
 measured on its own monotonic clock, so a leader cut off from the database stops leading by
 itself about when the others may take over.
@@ -28,6 +33,10 @@ log = logging.getLogger("jobsaga.plugins.leader")
 
 SCOPE = "jobsaga"
 
+EXPIRY_MARGIN = 0.002
+"""Seconds a follower waits past the holder's expiry: the lease is free only once it is
+strictly past (``expires_at < now``), and stored times are precise to the microsecond."""
+
 
 class Leader(Looper):
     name = "leader"
@@ -47,15 +56,22 @@ class Leader(Looper):
         self._leading = False
         self._valid_until = 0.0
         self._attempts = 0
+        self._expires_in: float | None = None
+        """After a lost try: seconds (on the monotonic clock, from the end of the try) until
+        the holder's lease ends; None when unknown."""
 
     @property
     def is_leader(self) -> bool:
         return self._leading and time.monotonic() < self._valid_until
 
     def try_lead(self) -> bool:
-        """Take or renew the lease; True when this node holds it."""
+        """Take or renew the lease; True when this node holds it. On a loss, note when the
+        holder's lease ends, for :meth:`next_delay`."""
         app = self.node.app
         engine = app.engine
+        # The monotonic reading first: the leader's own trust then ends no later than the
+        # expiry it writes, so it never trusts a lease the others may already take.
+        asked = time.monotonic()
         now = app.clock()
         params = {
             "scope": SCOPE,
@@ -64,12 +80,30 @@ class Leader(Looper):
             "now": engine.time_param(now),
             "expires_at": engine.time_param(now + timedelta(seconds=self.lease)),
         }
-        asked = time.monotonic()
+        named = queries(engine)
         with engine.transaction() as tx:
-            won = bool(tx.execute(queries(engine)["lead"], params))
+            won = bool(tx.execute(named["lead"], params))
+            holder = [] if won else tx.execute(named["current_leader"], {"scope": SCOPE})
         if won:
             self._valid_until = asked + self.lease
+            self._expires_in = None
+            return won
+        expires_at = engine.time_value(holder[0]["expires_at"]) if holder else None
+        if expires_at is None:
+            self._expires_in = 0.0  # the holder resigned meanwhile: the lease is free now
+        else:
+            # On this node's clock, as the lead query compares: skew between nodes shifts
+            # the takeover but cannot make this node take a lease it sees unexpired.
+            remaining = (expires_at - now).total_seconds()
+            self._expires_in = remaining - (time.monotonic() - asked)
         return won
+
+    def next_delay(self) -> float:
+        """The regular ``lease / 3``, or less when the holder's lease ends sooner: a follower
+        tries again just past that expiry, so a dead leader is replaced within its lease."""
+        if self._leading or self._expires_in is None:
+            return self.interval
+        return min(self.interval, max(self._expires_in, 0.0) + EXPIRY_MARGIN)
 
     def resign_in_db(self) -> None:
         engine = self.node.app.engine
