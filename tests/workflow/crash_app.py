@@ -2,20 +2,26 @@
 
 Each step writes a row to ``crash_effects`` through its own connection, so the test can
 count, across processes, how often each step really ran. ``slow`` hangs on the first
-attempt, which is where the test kills the process.
+attempt, which is where the test kills the process (but for order ``quick``). With
+``JOBSAGA_CRASH_AFTER_SUCCESS`` set, the process kills itself the moment a run has been
+committed ``succeeded``, before the node acknowledges the job: the window of issue 9's
+fault 1.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import psycopg
 
-from jobsaga import App, Job, StepContext, Workflow, WorkflowError, WorkflowWorker, step
+from jobsaga import App, Job, StepContext, Worker, Workflow, WorkflowError, WorkflowWorker, step
 
 ENV_URL = "JOBSAGA_CRASH_TEST_URL"
+ENV_AFTER_SUCCESS = "JOBSAGA_CRASH_AFTER_SUCCESS"
 
 
 def effect(name: str, ctx: StepContext[Any]) -> None:
@@ -43,16 +49,24 @@ class CrashSaga(Workflow, name="crash_saga", inputs=["order"]):
         return f"c-{reserve['reservation']}"
 
     @step
-    def slow(self, charge: str, ctx: StepContext[Any]) -> str:
+    def slow(self, charge: str, order: str, ctx: StepContext[Any]) -> str:
         effect("slow", ctx)
-        if ctx.attempt == 1:
+        if ctx.attempt == 1 and order != "quick":
             time.sleep(60)  # killed here
         return "shipped"
 
     @step
     def receipt(self, slow: str, charge: str, ctx: StepContext[Any]) -> str:
         effect("receipt", ctx)
+        ctx.enqueue_after_success(Notice.new({"charge": charge}))
         return f"{charge}:{slow}"
+
+
+class Notice(Worker, queue="notices", name="crash.notice"):
+    """The saga's follow-up job; no node here serves its queue, so the test can count it."""
+
+    def perform(self, job: Job[Any]) -> None:
+        pass
 
 
 class CrashWorker(WorkflowWorker, workflow=CrashSaga, queue="crash", name="crash.worker"):
@@ -74,13 +88,25 @@ LIFELINE = {"heartbeat_interval": 0.1, "rescue_after": 0.5, "leader_lease": 0.5}
 
 
 def build_app() -> App:
-    return App(os.environ[ENV_URL], workers=[CrashWorker, LastChanceWorker], workflows=[CrashSaga])
+    return App(
+        os.environ[ENV_URL],
+        workers=[CrashWorker, LastChanceWorker, Notice],
+        workflows=[CrashSaga],
+    )
+
+
+def die(event: str, measurements: Mapping[str, Any], metadata: Mapping[str, Any]) -> None:
+    """``workflow.stop`` is emitted once the run is committed ``succeeded`` and before the
+    perform returns, so the job's completion is never written."""
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def main() -> None:
     """A worker node on the ``crash`` queue, run until it is killed."""
     app = build_app()
     app.migrate()
+    if os.environ.get(ENV_AFTER_SUCCESS):
+        app.telemetry.attach("crash-after-success", "workflow.stop", die)
     app.node({"crash": 2}, poll_interval=0.1, **LIFELINE).run()
 
 

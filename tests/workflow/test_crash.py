@@ -23,6 +23,7 @@ from jobsaga.workflow import get_run, list_runs
 from tests.conftest import pg_schema_url
 from tests.helpers import wait_until
 from tests.workflow.crash_app import (
+    ENV_AFTER_SUCCESS,
     ENV_URL,
     LIFELINE,
     CrashWorker,
@@ -63,17 +64,20 @@ def crash_app(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[App]:
     app.close()
 
 
-def kill_mid_workflow(app: App, pg_url: str, job_id: int) -> None:
-    """Run a worker process until the job's third step is running, then kill -9 it."""
+def start_worker(pg_url: str, **env: str) -> subprocess.Popen[bytes]:
     path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, ENV_URL: pg_url, "PYTHONPATH": path}
-    worker = subprocess.Popen(
+    return subprocess.Popen(
         [sys.executable, "-m", "tests.workflow.crash_app"],
         cwd=ROOT,
-        env=env,
+        env={**os.environ, ENV_URL: pg_url, "PYTHONPATH": path, **env},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
+
+
+def kill_mid_workflow(app: App, pg_url: str, job_id: int) -> None:
+    """Run a worker process until the job's third step is running, then kill -9 it."""
+    worker = start_worker(pg_url)
     try:
         wait_until(lambda: _alive(worker) and ("slow", 1) in effects(pg_url), timeout=30)
         wait_until(lambda: _step_status(app, job_id, "charge") == "succeeded", timeout=10)
@@ -147,6 +151,41 @@ def test_kill_9_on_the_last_attempt_rolls_the_run_back_before_the_final_hook(
         "slow": "pending",
         "receipt": "pending",
     }
+
+
+def test_kill_9_between_the_runs_success_and_the_jobs_completion(
+    crash_app: App, pg_url: str
+) -> None:
+    """Issue 9, fault 1: the process dies after the run log committed ``succeeded`` and
+    before the job's completion is written. The rescued attempt completes the job without
+    running a step, and the follow-up job is inserted once."""
+    app = crash_app
+    job = app.insert(CrashWorker.new({"order": "quick"}))
+    worker = start_worker(pg_url, **{ENV_AFTER_SUCCESS: "1"})
+    try:
+        assert worker.wait(timeout=30) == -signal.SIGKILL  # it killed itself after the run
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    stored = app.get_job(job.id)
+    assert stored is not None and stored.state is JobState.EXECUTING
+    assert [r.status for r in list_runs(app, job_id=job.id)] == ["succeeded"]
+    assert app.list_jobs(worker="crash.notice") == []
+
+    rescuer = app.node({"crash": 2}, poll_interval=0.05, **LIFELINE)
+    with rescuer.start_in_thread():
+        wait_until(lambda: app.get_job(job.id).state is JobState.COMPLETED, timeout=30)  # type: ignore[union-attr]
+
+    steps = [("reserve", 1), ("charge", 1), ("slow", 1), ("receipt", 1)]
+    assert effects(pg_url) == steps  # each once, all by the attempt that died
+    [notice] = app.list_jobs(worker="crash.notice")
+    assert notice.args == {"charge": "c-r-quick"}
+    [run] = list_runs(app, job_id=job.id)
+    full = get_run(app, run.id)  # type: ignore[arg-type]
+    assert full is not None and full.status == "succeeded" and full.attempt == 1
+    assert [(e.kind, e.attempt) for e in full.events if e.attempt == 2] == [
+        ("run.already_succeeded", 2)
+    ]
 
 
 def _alive(worker: subprocess.Popen[bytes]) -> bool:

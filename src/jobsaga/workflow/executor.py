@@ -44,7 +44,16 @@ from .errors import (
 from .records import RunStatus, StepStatus
 from .results import Continue, Retry
 from .runlog import Resumed, RunLog, StepResultError, error_json
-from .state import COMPLETED, DONE, RunResult, StepState, brief, retry_delay, spec_from_json
+from .state import (
+    COMPLETED,
+    DONE,
+    RunResult,
+    StepState,
+    brief,
+    follow_ups_of,
+    retry_delay,
+    spec_from_json,
+)
 
 if TYPE_CHECKING:
     from ..app import App
@@ -216,6 +225,8 @@ class Execution:
             dag={name: self.graph.predecessors(name) for name in self.states},
         )
         self.meta["run_id"] = self.log.run_id
+        if resumed is not None and resumed.status == RunStatus.SUCCEEDED.value:
+            return await self.already_succeeded(resumed)
         self.opened = True
         self.emit("workflow.start", {"system_time": time.time()}, resumed=resumed is not None)
         try:
@@ -301,6 +312,35 @@ class Execution:
             self.failure = failed
             return True
         return False
+
+    async def already_succeeded(self, resumed: Resumed) -> RunResult:
+        """The job's run succeeded in an earlier attempt whose completion was never written
+        (its node died, or lost the database, between the run log's commit and the job's
+        acknowledgement). A succeeded run is final for its job: nothing runs again; the
+        attempt hands back the run's value and the follow-up jobs its steps registered (in
+        completion order, as the run returned them), which the job's completion inserts."""
+        follow_ups = follow_ups_of(resumed.steps.values())
+        final = self.workflow.result_step()
+        record = resumed.steps.get(final)
+        if record is None or record.status == StepStatus.SKIPPED.value:
+            value = None if record is not None else resumed.result
+        else:
+            value = self.states[final].spec.restore(record.result)
+        detail = {
+            "follow_ups": len(follow_ups),
+            "note": "the run had succeeded; the job's completion was not written "
+            "(its node died or lost the database): completed without running a step",
+        }
+        self.log.event("run.already_succeeded", self.now(), detail=detail)
+        await self.log.flush()
+        return RunResult(
+            self.workflow.name,
+            self.log.run_id,
+            RunStatus.SUCCEEDED,
+            value=value,
+            follow_ups=follow_ups,
+            log=self.log,
+        )
 
     async def forward(self) -> None:
         ready: list[tuple[int, str]] = []

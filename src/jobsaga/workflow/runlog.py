@@ -78,12 +78,15 @@ def jsonable(value: Any, what: str) -> Any:
 
 @dataclass(slots=True)
 class Resumed:
-    """An unfinished run of the same job found at start: the next attempt continues it."""
+    """The job's run found at start: an unfinished one, which this attempt continues, or a
+    succeeded one, which is final (the attempt completes the job without running a step)."""
 
     run_id: int
     status: str
+    """``running`` or ``rolling_back`` (resumed), or ``succeeded``: final, nothing runs."""
     error: dict[str, Any] | None
     steps: dict[str, StepRecord]
+    result: Any = None
 
 
 @dataclass(slots=True)
@@ -219,6 +222,30 @@ def _text(value: Any) -> str | None:
     return None if value is None else dumps(value)
 
 
+def append_event(
+    engine: Engine,
+    tx: Any,
+    run_id: int,
+    kind: str,
+    *,
+    attempt: int,
+    at: datetime,
+    detail: Any = None,
+) -> None:
+    """Add one event to a run that no log is writing (one that has ended), in ``tx``."""
+    q = queries(engine.dialect)
+    seq = int(tx.execute(q["max_seq"], {"run_id": run_id})[0]["seq"]) + 1
+    event = {
+        "seq": seq,
+        "at": engine.time_json(at),
+        "attempt": attempt,
+        "step": None,
+        "kind": kind,
+        "detail": _text(detail),
+    }
+    tx.execute(q["insert_events"], {"run_id": run_id, "rows": dumps([event])})
+
+
 @dataclass(slots=True)
 class SqlRunLog(RunLog):
     """The persisted log, on the app's engine (SQLite or PostgreSQL)."""
@@ -276,19 +303,27 @@ class SqlRunLog(RunLog):
             run_id = self.resume_id
             if run_id is None and self.job_id is not None:
                 found = tx.execute(
-                    q["find_resumable"], {"job_id": self.job_id, "workflow": self.workflow}
+                    q["find_run_of_job"], {"job_id": self.job_id, "workflow": self.workflow}
                 )
                 run_id = int(found[0]["id"]) if found else None
             if run_id is not None:
-                tx.execute(
-                    q["resume_run"],
-                    {"id": run_id, "attempt": self.attempt, "now": engine.time_param(now)},
-                )
-                self.run_id = run_id
                 run = read_run(engine, tx, run_id)
                 assert run is not None
+                if run.status != RunStatus.SUCCEEDED.value:
+                    # A succeeded run keeps the attempt that ran it; only its events grow.
+                    tx.execute(
+                        q["resume_run"],
+                        {"id": run_id, "attempt": self.attempt, "now": engine.time_param(now)},
+                    )
+                self.run_id = run_id
                 self.seq = int(tx.execute(q["max_seq"], {"run_id": run_id})[0]["seq"])
-                self.run.update(status=run.status, error=run.error, started_at=run.started_at)
+                self.run.update(
+                    status=run.status,
+                    error=run.error,
+                    result=run.result,
+                    started_at=run.started_at,
+                    finished_at=run.finished_at,
+                )
                 self._written.update(record.step for record in run.steps)
                 for record in run.steps:
                     self.steps[record.step] = {k: getattr(record, k) for k in StepRecord.__slots__}
@@ -297,6 +332,7 @@ class SqlRunLog(RunLog):
                     run.status,
                     run.error,
                     {s.step: s for s in run.steps},
+                    run.result,
                 )
             row = tx.execute(
                 q["insert_run"],

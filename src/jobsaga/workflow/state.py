@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -13,7 +13,7 @@ from ..backoff import tenacity_backoff
 from ..job import JobSpec
 from .dsl import StepDef
 from .errors import RecordedError, WorkflowError
-from .records import RunRecord, RunStatus, StepStatus
+from .records import RunRecord, RunStatus, StepRecord, StepStatus
 from .runlog import RunLog
 
 COMPLETED = (StepStatus.SUCCEEDED, StepStatus.COMPENSATED)
@@ -67,6 +67,18 @@ def spec_from_json(data: Mapping[str, Any]) -> JobSpec:
             "scheduled_at": datetime.fromisoformat(at) if at else None,
         }
     )
+
+
+def follow_ups_of(steps: Iterable[StepRecord]) -> tuple[JobSpec, ...]:
+    """The follow-up jobs a succeeded run registered, as the log holds them (each step's
+    ``enqueue``), in completion order: what the run returned when it succeeded."""
+    done = sorted(
+        (record.completed_seq, record.step, record.enqueue or ())
+        for record in steps
+        if record.completed_seq is not None
+        and record.status in (StepStatus.SUCCEEDED.value, StepStatus.COMPENSATED.value)
+    )
+    return tuple(spec_from_json(data) for _, _, enqueue in done for data in enqueue)
 
 
 @dataclass(slots=True, eq=False)

@@ -24,7 +24,7 @@ import inspect
 import logging
 import math
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, create_model
 
@@ -36,8 +36,13 @@ from ..worker import Worker
 from .cancelling import DEFAULT_ROLLBACK_TIMEOUT
 from .dsl import Workflow
 from .errors import WorkflowError, WorkflowOutsideJobError
-from .records import list_runs
+from .records import get_run, list_runs
+from .runlog import append_event
 from .running import aroll_back_run, check_workflow, execute
+from .state import follow_ups_of
+
+if TYPE_CHECKING:
+    from ..app import App
 
 log = logging.getLogger("jobsaga.workflow")
 
@@ -136,6 +141,15 @@ class WorkflowWorker(Worker):
         died, or it timed out), the run is rolled back first and the hook gets that rollback's
         ``WorkflowError``, whose ``error`` is the ``JobOrphaned`` or ``JobTimeout``."""
 
+    async def settle_orphan(self, job: Job[Any], error: BaseException) -> BaseException | None:
+        """What the final-failure hook of a job that ended without its run ending gets: None
+        when the run had succeeded (the hook is not called: see
+        :meth:`finish_succeeded_orphan`), else the rollback's WorkflowError (see
+        :meth:`roll_back_unfinished`)."""
+        if await self.finish_succeeded_orphan(job):
+            return None
+        return await self.roll_back_unfinished(job, error)
+
     async def roll_back_unfinished(self, job: Job[Any], error: BaseException) -> BaseException:
         """Before the final-failure hook: roll back the run this job leaves unfinished (its
         node died, or its last attempt timed out) and return that rollback's WorkflowError;
@@ -162,6 +176,60 @@ class WorkflowWorker(Worker):
             log.exception("rolling back the unfinished run of job %d failed", job.id)
             return error
         return result.error or error
+
+    async def finish_succeeded_orphan(self, job: Job[Any]) -> bool:
+        """Before the final-failure hook of a job discarded as orphaned: True when the job's
+        run had in fact succeeded (its node died between the run log's commit and the job's
+        completion, on the last attempt, so no attempt is left to complete it). The saga did
+        not fail, so the hook is not called; the follow-up jobs the run registered are
+        inserted now, with a ``run.already_succeeded`` event, in one transaction. Nothing
+        will run this again (the job is discarded), so they are inserted at most once."""
+        app = _context.current_app.get()
+        if app is None or not self.persist or self.workflow is None:
+            return False
+        try:
+            return await asyncio.to_thread(self._finish_succeeded_orphan, app, job)
+        except Exception:
+            log.exception("job %d: inserting the follow-ups of its succeeded run failed", job.id)
+            return True  # the saga succeeded all the same: a failure hook would be wrong
+
+    def _finish_succeeded_orphan(self, app: App, job: Job[Any]) -> bool:
+        assert self.workflow is not None
+        runs = list_runs(
+            app, status="succeeded", workflow=self.workflow.name, job_id=job.id, limit=1
+        )
+        if not runs or runs[0].id is None:
+            return False
+        run = get_run(app, runs[0].id)
+        if run is None or run.id is None:
+            return False
+        follow_ups = follow_ups_of(run.steps)
+        engine = app.engine
+        with engine.transaction() as tx:
+            if follow_ups:
+                engine.insert_in(tx, follow_ups)
+            detail = {
+                "follow_ups": len(follow_ups),
+                "note": "the run had succeeded; its job was discarded as orphaned on its last "
+                "attempt: follow-ups inserted, on_final_failure not called",
+            }
+            append_event(
+                engine,
+                tx,
+                run.id,
+                "run.already_succeeded",
+                attempt=job.attempt,
+                at=app.clock(),
+                detail=detail,
+            )
+        log.warning(
+            "job %d was discarded as orphaned, but its run %d had succeeded: its %d follow-up "
+            "job(s) were inserted and on_final_failure is not called",
+            job.id,
+            run.id,
+            len(follow_ups),
+        )
+        return True
 
     async def perform(self, job: Job[Any]) -> Complete:
         app = _context.current_app.get()
@@ -196,7 +264,10 @@ def _rolling_back_orphans(hook: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(hook)
         async def async_wrapped(self: WorkflowWorker, job: Job[Any], error: BaseException) -> Any:
             if not isinstance(error, WorkflowError):
-                error = await self.roll_back_unfinished(job, error)
+                settled = await self.settle_orphan(job, error)
+                if settled is None:
+                    return None
+                error = settled
             return await hook(self, job, error)
 
         async_wrapped._rolls_back_orphans = True  # type: ignore[attr-defined]
@@ -205,8 +276,18 @@ def _rolling_back_orphans(hook: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(hook)
     def wrapped(self: WorkflowWorker, job: Job[Any], error: BaseException) -> Any:
         if not isinstance(error, WorkflowError):
-            # A sync hook runs in a worker thread, which has no event loop of its own.
-            error = asyncio.run(self.roll_back_unfinished(job, error))
+            # A sync hook runs in a worker thread, which has no event loop of its own. That
+            # thread may be one of the node's pool: the rollback's sync undos must not queue
+            # behind it in the same pool (a full pool would wait on itself), so they get a
+            # pool of their own.
+            token = _context.job_threads.set(None)
+            try:
+                settled = asyncio.run(self.settle_orphan(job, error))
+            finally:
+                _context.job_threads.reset(token)
+            if settled is None:
+                return None
+            error = settled
         return hook(self, job, error)
 
     wrapped._rolls_back_orphans = True  # type: ignore[attr-defined]

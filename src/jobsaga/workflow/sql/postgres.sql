@@ -8,12 +8,14 @@ VALUES (%(workflow)s, %(job_id)s, %(attempt)s, 'running', %(inputs)s::jsonb,
         %(context)s::jsonb, %(dag)s::jsonb, %(now)s, %(now)s)
 RETURNING id
 
--- name: find_resumable
--- The run a rescued or interrupted job left unfinished, if any.
-SELECT id FROM jobsaga_workflow_runs
+-- name: find_run_of_job
+-- The run that decides what the job's next attempt does: its succeeded run if it has one
+-- (final: the attempt completes the job without running a step), else the run it left
+-- unfinished (resumed). A run that ended in failure was rolled back: a new run starts.
+SELECT id, status FROM jobsaga_workflow_runs
 WHERE job_id = %(job_id)s AND workflow = %(workflow)s
-  AND status IN ('running', 'rolling_back')
-ORDER BY id DESC
+  AND status IN ('succeeded', 'running', 'rolling_back')
+ORDER BY status = 'succeeded' DESC, id DESC
 LIMIT 1
 
 -- name: resume_run
