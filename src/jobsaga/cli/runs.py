@@ -36,9 +36,20 @@ MARKS = {
 }
 
 
+def registered_workflow(app: App, name: str) -> type[Workflow] | None:
+    """The workflow the app registered under ``name`` (its stable name, as a run row holds it).
+
+    What a database row names is only ever looked up here, never imported: importing runs a
+    module's top-level code, and the row may have been written by anyone with access to the
+    database (a run named ``this.Zen`` printed the Zen of Python)."""
+    return known_workflows(app).get(name)
+
+
 def find_workflow(app: App, name: str) -> type[Workflow] | None:
-    """A workflow by its stable name among the app's workflows and workflow workers (or its
-    class name), else by import path (``package.module:Class`` or ``package.module.Class``)."""
+    """A workflow the operator named: by stable name among the app's workflows and workflow
+    workers (or its class name), else imported (``package.module:Class`` or
+    ``package.module.Class``). Only for names typed on the command line, never for names
+    read from the database (:func:`registered_workflow`)."""
     known = known_workflows(app)
     if name in known:
         return known[name]
@@ -57,6 +68,27 @@ def find_workflow(app: App, name: str) -> type[Workflow] | None:
     if isinstance(found, type) and issubclass(found, Workflow) and found.graph is not None:
         return found
     return None
+
+
+def typed_workflow(spec: str, run: RunRecord) -> type[Workflow]:
+    """``--workflow module:Class``: the operator's own word for which class drew this run."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise click.BadParameter(f"{spec!r}: use module:Class", param_hint="--workflow")
+    try:
+        found = getattr(importlib.import_module(module_name), attr, None)
+    except ImportError as exc:
+        raise click.BadParameter(
+            f"cannot import {module_name!r}: {exc}", param_hint="--workflow"
+        ) from exc
+    if not (isinstance(found, type) and issubclass(found, Workflow) and found.graph is not None):
+        raise click.BadParameter(f"{spec!r} is not a Workflow class", param_hint="--workflow")
+    if found.name != run.workflow:
+        raise click.ClickException(
+            f"--workflow {spec} is the workflow {found.name!r}, but run {run.id} is a "
+            f"{run.workflow!r} run"
+        )
+    return found
 
 
 def _when(value: datetime | None) -> str:
@@ -143,8 +175,14 @@ def show_run(run: RunRecord, workflow: type[Workflow] | None) -> list[str]:
     graph = workflow.graph if workflow is not None else None
     if graph is not None and set(graph.order) == set(records):
         lines.append(graph.mermaid(run.statuses()).rstrip())  # with inputs and wait_for edges
-    else:
-        lines.append(dag_mermaid(deps, order, run.statuses()).rstrip())
+        return lines
+    if workflow is None:
+        lines.append(
+            f"%% workflow {run.workflow!r} is not registered with the app: the chart is drawn "
+            "from the run log, without its inputs (give --app, or --workflow module:Class, "
+            "for the workflow's own chart)"
+        )
+    lines.append(dag_mermaid(deps, order, run.statuses()).rstrip())
     return lines
 
 
@@ -201,13 +239,26 @@ def runs_commands(cli: click.Group) -> None:
     @runs.command("show")
     @config_options
     @click.argument("run_id", type=int)
-    def show_command(source: AppSource, run_id: int) -> None:
+    @click.option(
+        "--workflow",
+        "workflow_spec",
+        default=None,
+        metavar="MODULE:CLASS",
+        help="The run's workflow class, imported for its full chart when the app does not "
+        "register it. The workflow name stored in the run is never imported.",
+    )
+    def show_command(source: AppSource, run_id: int, workflow_spec: str | None) -> None:
         """Show one run: the DAG with each step's outcome, the error, the undo trail."""
         with source.open() as app:
             run = get_run(app, run_id)
             if run is None:
                 raise click.ClickException(f"no run {run_id}")
-            click.echo("\n".join(show_run(run, find_workflow(app, run.workflow))))
+            workflow = (
+                typed_workflow(workflow_spec, run)
+                if workflow_spec is not None
+                else registered_workflow(app, run.workflow)
+            )
+            click.echo("\n".join(show_run(run, workflow)))
 
     @runs.command("rollback")
     @config_options
