@@ -27,7 +27,7 @@ from ..config import NodeConfig
 from ..engines import DEFAULT_SQLITE
 from ..engines.schema import known_migrations, missing_migrations
 from ..engines.sqlite import SqliteEngine
-from ..errors import ConfigError, DatabaseUnavailable, MigrationError
+from ..errors import ConfigError, DatabaseError, JobsagaError, MigrationError
 from .loading import load_app
 
 
@@ -67,20 +67,21 @@ class AppSource:
             if migrated:
                 require_schema(app, defaulted=config.url is None and config.app is None)
             yield app
-        except (ConfigError, MigrationError, DatabaseUnavailable) as exc:
+        except (ConfigError, MigrationError, DatabaseError) as exc:
             raise command_error(app, exc) from None
         finally:
             app.close()
 
 
-def command_error(
-    app: App, exc: ConfigError | MigrationError | DatabaseUnavailable
-) -> click.ClickException:
-    """One error line: a bad URL, a newer jobsaga's schema, or a database that cannot be
-    reached, then which one (its password masked)."""
-    if isinstance(exc, DatabaseUnavailable):
-        return click.ClickException(f"{exc} (at {redact_url(app.url)})")
-    return click.ClickException(str(exc))
+def command_error(app: App, exc: JobsagaError) -> click.ClickException:
+    """One error line for any jobsaga error: a bad URL, a newer jobsaga's schema, a database
+    that cannot be reached or refused a statement (a SQLite file read-only, corrupt or
+    truncated: the engine's message names the file and the cause), then which database (its
+    password masked). Never the driver's traceback."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, DatabaseError):
+        return click.ClickException(f"{text} (at {redact_url(app.url)})")
+    return click.ClickException(text)
 
 
 def require_schema(app: App, *, defaulted: bool = False) -> None:

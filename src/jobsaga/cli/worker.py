@@ -9,21 +9,33 @@ import threading
 
 import click
 
-from ..errors import ConfigError, DatabaseUnavailable, MigrationError
+from ..errors import ConfigError, DatabaseError, MigrationError
 from ..telemetry_logging import attach_default_logger
 from .configured import AppSource, command_error, require_schema
 from .options import config_options, parse_queues
 
 
-def exit_past_stuck_threads() -> None:
-    """Python joins pool threads at exit, so a sync perform that ignored its timeout would
-    keep a stopped node's process alive; its job was already written back, so leave now."""
+def exit_past_stuck_threads(node: Node) -> None:
+    """Python joins pool threads at exit, so a sync perform that ignored its timeout or the
+    grace period would keep a stopped node's process alive. Leave now: the process exiting is
+    what stops those threads. A job whose perform overran its timeout was already written
+    back; a job still running at shutdown was left executing under this node (``node.held``),
+    and is rescued, attempt counted, once this node's last heartbeat lapses (``rescue_after``):
+    never while its thread could still run."""
     stuck = [
         t.name for t in threading.enumerate() if t.name.startswith("jobsaga-job") and t.is_alive()
     ]
-    if stuck:
+    if stuck or node.lingering:
+        held = sorted(node.held)
         click.echo(
-            f"jobsaga: {len(stuck)} sync job thread(s) still running; exiting anyway", err=True
+            f"jobsaga: {len(stuck)} sync job thread(s) still running; exiting anyway"
+            + (
+                f"; job(s) {held} stay executing until this node's heartbeat lapses, "
+                "then they are rescued"
+                if held
+                else ""
+            ),
+            err=True,
         )
         sys.stderr.flush()
         sys.stdout.flush()
@@ -86,7 +98,7 @@ def worker_commands(cli: click.Group) -> None:
                 app.migrate()
             else:
                 require_schema(app)
-        except (ConfigError, MigrationError, DatabaseUnavailable) as exc:
+        except (ConfigError, MigrationError, DatabaseError) as exc:
             raise command_error(app, exc) from None
         try:
             node = config.node(app)
@@ -97,8 +109,8 @@ def worker_commands(cli: click.Group) -> None:
         )
         node.run()
         click.echo(f"jobsaga node {node.name}: stopped", err=True)
+        exit_past_stuck_threads(node)  # before closing the app its heartbeat may still use
         app.close()
-        exit_past_stuck_threads()
 
     @cli.command()
     @config_options

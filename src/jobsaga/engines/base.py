@@ -9,15 +9,29 @@ from __future__ import annotations
 
 import abc
 import json
+import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from ..errors import ArgsError
 from ..job import Job, JobSpec, JobState
 from ..serialization import dumps
 from . import sql as sqlfiles
+from .rows import (
+    LATEST,
+    UndecodableRow,
+    clean_ack,
+    clean_json,
+    diagnose_row,
+    later_than_latest,
+    needs_cleaning,
+    well_shaped,
+)
+
+log = logging.getLogger("jobsaga.engines")
 
 Clock = Callable[[], datetime]
 Row = dict[str, Any]
@@ -109,21 +123,43 @@ class Engine(abc.ABC):
     # --- decoding -------------------------------------------------------------------------
 
     def row_to_job(self, row: Mapping[str, Any], *, conflict: bool = False) -> Job[Any]:
-        tv = self.time_value
+        """The job a stored row holds; :class:`UndecodableRow` (a DatabaseError naming each
+        bad column) when it holds none, whatever the driver error underneath."""
+        try:
+            return self._decode(row, conflict)
+        except Exception as exc:  # a bad row only: find out exactly what is wrong with it
+            problems = diagnose_row(row, self.json_value, self.time_value)
+            raise UndecodableRow(
+                row.get("id"), problems or [f"{type(exc).__name__}: {exc}"]
+            ) from exc
+
+    def _decode(self, row: Mapping[str, Any], conflict: bool) -> Job[Any]:
+        tv, jv = self.time_value, self.json_value
+        args, meta, tags, errors = (jv(row[c]) for c in ("args", "meta", "tags", "errors"))
+        if not (
+            type(args) is dict
+            and type(meta) is dict
+            and well_shaped("tags", tags)
+            and well_shaped("errors", errors)
+        ):
+            raise TypeError("a JSON column does not have the shape a job needs")
+        inserted_at, scheduled_at = tv(row["inserted_at"]), tv(row["scheduled_at"])
+        if inserted_at is None or scheduled_at is None:
+            raise TypeError("a job needs inserted_at and scheduled_at")
         return Job(
             id=int(row["id"]),
             state=JobState(row["state"]),
             queue=row["queue"],
             worker=row["worker"],
-            args=self.json_value(row["args"]),
-            meta=self.json_value(row["meta"]),
-            tags=tuple(self.json_value(row["tags"])),
-            errors=tuple(self.json_value(row["errors"])),
+            args=args,
+            meta=meta,
+            tags=tuple(tags),
+            errors=tuple(errors),
             attempt=int(row["attempt"]),
             max_attempts=int(row["max_attempts"]),
             priority=int(row["priority"]),
-            inserted_at=tv(row["inserted_at"]),  # type: ignore[arg-type]
-            scheduled_at=tv(row["scheduled_at"]),  # type: ignore[arg-type]
+            inserted_at=inserted_at,
+            scheduled_at=scheduled_at,
             attempted_at=tv(row["attempted_at"]),
             attempted_by=row["attempted_by"],
             completed_at=tv(row["completed_at"]),
@@ -132,6 +168,41 @@ class Engine(abc.ABC):
             unique_key=row["unique_key"],
             conflict=conflict,
         )
+
+    def discard_undecodable(self, bad: Sequence[tuple[Row, UndecodableRow]], node: str) -> None:
+        """Discard claimed jobs whose rows cannot be decoded, each with the reason recorded
+        in its errors. Such a row can never run (retrying decodes the same bytes), and left
+        ``executing`` it would be rescued and fail the same way for ever. Never raises: the
+        caller's other jobs were claimed too and must still run; a job this cannot write
+        stays executing until the lifeline rescues it."""
+        now = self.clock()
+        payload = []
+        for row, exc in bad:
+            try:
+                attempt = int(row["attempt"])
+            except (KeyError, TypeError, ValueError):
+                attempt = 0
+            record: dict[str, Any] = {
+                "attempt": attempt,
+                "at": now.isoformat(),
+                "kind": "undecodable",
+                "error": f"{type(exc).__name__}: {exc}",
+                "traceback": "",
+            }
+            if any(problem.startswith("errors:") for problem in exc.problems):
+                record["previous_errors"] = str(row.get("errors"))[:2000]  # replaced, kept here
+            payload.append({"id": int(row["id"]), "at": self.time_json(now), "error": record})
+            log.error("%s; discarding it (its batch-mates run)", exc)
+        try:
+            self.execute_one(
+                self.queries["discard_undecodable"],
+                {"rows": dumps(clean_json(payload)[0]), "node": node},
+            )
+        except Exception:
+            log.exception(
+                "could not discard undecodable jobs %s; they stay executing until rescued",
+                [item["id"] for item in payload],
+            )
 
     # --- insert ---------------------------------------------------------------------------
 
@@ -271,7 +342,15 @@ class Engine(abc.ABC):
             "now": self.time_param(self.clock()),
         }
         rows = self.execute_one(self.queries["fetch_jobs"], params)
-        jobs = [self.row_to_job(row) for row in rows]
+        jobs: list[Job[Any]] = []
+        bad: list[tuple[Row, UndecodableRow]] = []
+        for row in rows:  # the claim has committed: one bad row must not strand the others
+            try:
+                jobs.append(self.row_to_job(row))
+            except UndecodableRow as exc:
+                bad.append((row, exc))
+        if bad:
+            self.discard_undecodable(bad, node)
         jobs.sort(key=lambda j: (j.priority, j.scheduled_at, j.id))
         return jobs
 
@@ -281,6 +360,9 @@ class Engine(abc.ABC):
         ``conn``: the caller's open transaction (PostgreSQL), for a job claimed inside it."""
         if not acks:
             return set()
+        # Made writable before the first try (NULs stripped, dates capped, reasons recorded):
+        # a refused outcome would otherwise cost the acker a split and a retry.
+        acks = [clean_ack(a) if needs_cleaning(a) else a for a in acks]
         payload = [
             {
                 "id": a.id,
@@ -317,7 +399,14 @@ class Engine(abc.ABC):
         }
         with self.transaction(conn) as tx:
             rows = tx.execute(self.queries["claim_job"], params)
-        return self.row_to_job(rows[0]) if rows else None
+        if not rows:
+            return None
+        try:
+            return self.row_to_job(rows[0])
+        except UndecodableRow as exc:
+            if conn is None:  # claimed for good: discard it, as a fetch would
+                self.discard_undecodable([(rows[0], exc)], node)
+            raise
 
     def make_due(self, queue: str, except_ids: Sequence[int] = ()) -> None:
         """Bring ``queue``'s scheduled and retryable jobs (but ``except_ids``) to now; the next
@@ -342,18 +431,21 @@ class Engine(abc.ABC):
                 self.notify(tx, {"queues": sorted(queues)})
         return queues
 
+    # Polled reads go through read(): on SQLite it takes no write lock, so a stager or an
+    # operator's poll never queues behind (or holds up) another process's writes.
+
     def next_due(self) -> datetime | None:
-        with self.transaction() as tx:
+        with self.read() as tx:
             rows = tx.execute(self.queries["next_due"])
         return self.time_value(rows[0]["at"]) if rows else None
 
     def get_job(self, job_id: int, conn: Any = None) -> Job[Any] | None:
-        with self.transaction(conn) as tx:
+        with self.read() if conn is None else self.transaction(conn) as tx:
             rows = tx.execute(self.queries["get_job"], {"id": job_id})
         return self.row_to_job(rows[0]) if rows else None
 
     def queue_counts(self) -> dict[str, dict[str, int]]:
-        with self.transaction() as tx:
+        with self.read() as tx:
             rows = tx.execute(self.queries["queue_counts"])
         counts: dict[str, dict[str, int]] = {}
         for row in rows:
@@ -362,10 +454,23 @@ class Engine(abc.ABC):
 
 
 def birth(spec: JobSpec, now: datetime) -> tuple[datetime, JobState]:
-    """When a job inserted ``now`` becomes due, and so the state it is stored in."""
+    """When a job inserted ``now`` becomes due, and so the state it is stored in.
+
+    A time past :data:`~jobsaga.engines.rows.LATEST` is refused (ArgsError, before anything
+    is written): it could not be read back, and ``now + 1e12 s`` overflows."""
     if spec.scheduled_at is not None:
         at = spec.scheduled_at
+        if at > LATEST:
+            raise ArgsError(
+                f"{spec.worker}: scheduled_at {at.isoformat()} is past the latest time jobsaga "
+                f"stores ({LATEST.date().isoformat()})"
+            )
     elif spec.schedule_in:
+        if later_than_latest(spec.schedule_in, now):
+            raise ArgsError(
+                f"{spec.worker}: schedule_in={spec.schedule_in!r} s is past the latest time "
+                f"jobsaga stores ({LATEST.date().isoformat()})"
+            )
         at = now + timedelta(seconds=spec.schedule_in)
     else:
         at = now

@@ -77,6 +77,18 @@ FROM jsonb_to_recordset(%(acks)s::jsonb) AS a(
 WHERE j.id = a.id AND j.state = 'executing' AND j.attempt = a.attempt
 RETURNING j.id
 
+-- name: discard_undecodable
+-- Claimed jobs whose rows cannot be decoded (see Engine.discard_undecodable): discarded with
+-- the reason appended to errors, or errors replaced when that column is what is broken.
+UPDATE jobsaga_jobs AS j
+SET state = 'discarded',
+    discarded_at = r.at,
+    errors = CASE WHEN jsonb_typeof(j.errors) = 'array' THEN j.errors || jsonb_build_array(r.error)
+                  ELSE jsonb_build_array(r.error) END
+FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(id bigint, at timestamptz, error jsonb)
+WHERE j.id = r.id AND j.state = 'executing' AND j.attempted_by = %(node)s
+RETURNING j.id
+
 -- name: stage_jobs
 WITH due AS (
     SELECT id FROM jobsaga_jobs

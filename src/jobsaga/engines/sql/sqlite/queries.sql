@@ -63,6 +63,21 @@ WHERE jobsaga_jobs.id = a.id AND jobsaga_jobs.state = 'executing'
   AND jobsaga_jobs.attempt = a.attempt
 RETURNING jobsaga_jobs.id
 
+-- name: discard_undecodable
+-- Claimed jobs whose rows cannot be decoded (see Engine.discard_undecodable): discarded with
+-- the reason appended to errors, or errors replaced when that column is what is broken.
+UPDATE jobsaga_jobs
+SET state = 'discarded',
+    discarded_at = json_extract(r.value, '$.at'),
+    errors = CASE WHEN json_valid(jobsaga_jobs.errors)
+                       AND json_type(jobsaga_jobs.errors) = 'array'
+                  THEN json_insert(jobsaga_jobs.errors, '$[#]', json(json_extract(r.value, '$.error')))
+                  ELSE json_array(json(json_extract(r.value, '$.error'))) END
+FROM json_each(:rows) AS r
+WHERE jobsaga_jobs.id = json_extract(r.value, '$.id') AND jobsaga_jobs.state = 'executing'
+  AND jobsaga_jobs.attempted_by = :node
+RETURNING jobsaga_jobs.id
+
 -- name: stage_jobs
 UPDATE jobsaga_jobs SET state = 'available'
 WHERE id IN (
