@@ -9,6 +9,14 @@ from typing import Any, Generic, TypeVar
 
 A = TypeVar("A")
 
+MAX_DELAY_SECONDS = 100 * 365 * 86400.0
+"""How far ahead a job may be scheduled (``schedule_in``, ``scheduled_at``) and how long a
+unique period may be: 100 years. A later date would overflow Python's datetime (year 9999)
+somewhere down the line, and nothing real waits that long; the executor clamps snoozes and
+retry delays to the same bound."""
+MAX_ATTEMPTS = 2**31 - 1
+"""The largest ``max_attempts``: the column is a 32-bit integer on PostgreSQL."""
+
 
 class JobState(enum.StrEnum):
     """Oban's seven states; only available jobs are fetched."""

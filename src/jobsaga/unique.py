@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from .job import JobState
+from .errors import ConfigError
+from .job import MAX_DELAY_SECONDS, JobState
 
 UniqueField = Literal["worker", "queue", "args", "meta"]
 
@@ -30,7 +32,7 @@ DEFAULT_STATES: tuple[str, ...] = (
 
 
 class UniqueSpec(BaseModel):
-    """``period``: seconds, or ``None`` / ``"infinity"`` for forever."""
+    """``period``: seconds (at most 100 years), or ``None`` / ``"infinity"`` for forever."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -42,15 +44,24 @@ class UniqueSpec(BaseModel):
     @field_validator("period", mode="before")
     @classmethod
     def _forever(cls, value: Any) -> Any:
-        if value in ("infinity", "forever"):
+        if isinstance(value, str) and value in ("infinity", "forever"):
             return None
-        if value is not None and (not isinstance(value, (int, float)) or value <= 0):
-            raise ValueError("period must be a positive number of seconds, or 'infinity'")
+        if value is not None and (
+            not isinstance(value, (int, float))
+            or isinstance(value, bool)
+            or not 0 < value <= MAX_DELAY_SECONDS  # False for NaN; inf and 1e12 overflow
+        ):
+            raise ValueError(
+                f"period must be a number of seconds above 0 and at most {MAX_DELAY_SECONDS:.0f}"
+                f" (100 years), or None / 'infinity' for forever; got {value!r}"
+            )
         return value
 
     @field_validator("states", mode="before")
     @classmethod
     def _states(cls, value: Any) -> Any:
+        if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+            raise ValueError(f"states must be a list of job states, got {value!r}")
         names = tuple(s.value if isinstance(s, JobState) else str(s) for s in value)
         known = {s.value for s in JobState}
         bad = [s for s in names if s not in known]
@@ -85,8 +96,17 @@ def coerce_unique(value: Any) -> UniqueSpec | None:
     if isinstance(value, UniqueSpec):
         return value
     if isinstance(value, dict):
-        return UniqueSpec(**value)
-    raise TypeError(f"unique must be True, a dict or a UniqueSpec, got {type(value).__name__}")
+        try:
+            return UniqueSpec.model_validate(value)
+        except ValidationError as exc:
+            problems = (
+                f"{'.'.join(str(p) for p in item['loc']) or 'spec'}: "
+                + item["msg"].removeprefix("Value error, ")
+                for item in exc.errors()
+            )
+            raise ConfigError("unique: " + "; ".join(problems)) from None
+    # a ValueError (not TypeError) so a pydantic validator reports it like the others
+    raise ConfigError(f"unique must be True, a dict or a UniqueSpec, got {type(value).__name__}")
 
 
 # Stored as ",available,scheduled," so SQL on both engines can test membership with a substring.

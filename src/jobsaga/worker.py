@@ -6,6 +6,7 @@ when the class is created, so a misspelt option fails at import rather than bein
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -16,8 +17,8 @@ from tenacity.wait import wait_base
 
 from .backoff import default_backoff, tenacity_backoff
 from .errors import ArgsError, ConfigError
-from .job import Job, JobSpec
-from .serialization import ensure_json_object
+from .job import MAX_ATTEMPTS, MAX_DELAY_SECONDS, Job, JobSpec
+from .serialization import ensure_json_object, normalize_json, text_problem
 from .unique import UniqueSpec, coerce_unique, encode_states
 
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
@@ -25,7 +26,7 @@ DEFAULT_TIMEOUT = 60.0
 
 
 def check_queue_name(queue: str) -> str:
-    if not isinstance(queue, str) or not QUEUE_NAME.match(queue):
+    if not isinstance(queue, str) or not QUEUE_NAME.fullmatch(queue):  # match() allows "q\n"
         raise ConfigError(f"invalid queue name {queue!r}: use 1-64 letters, digits, '_', '-', '.'")
     return queue
 
@@ -37,9 +38,43 @@ def check_priority(priority: int) -> int:
 
 
 def check_max_attempts(max_attempts: int) -> int:
-    if not isinstance(max_attempts, int) or isinstance(max_attempts, bool) or max_attempts < 1:
-        raise ConfigError(f"max_attempts must be an integer >= 1, got {max_attempts!r}")
+    if (
+        not isinstance(max_attempts, int)
+        or isinstance(max_attempts, bool)
+        or not 1 <= max_attempts <= MAX_ATTEMPTS
+    ):
+        raise ConfigError(
+            f"max_attempts must be an integer from 1 to {MAX_ATTEMPTS} (2**31 - 1), "
+            f"got {max_attempts!r}"
+        )
     return max_attempts
+
+
+def check_worker_name(name: Any) -> str:
+    """A worker's stable name is stored on every job: text the database can hold."""
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"a worker name must be a non-empty string, got {name!r}")
+    problem = text_problem(name)
+    if problem is not None:
+        raise ConfigError(f"worker name {name!r} {problem}")
+    return name
+
+
+def check_delay(seconds: Any, what: str) -> float:
+    """A delay in seconds from now: finite, >= 0 and at most :data:`MAX_DELAY_SECONDS`
+    (NaN passes a plain ``< 0`` test, and inf or 1e12 overflow a datetime at insert)."""
+    if isinstance(seconds, timedelta):
+        seconds = seconds.total_seconds()
+    if (
+        not isinstance(seconds, (int, float))
+        or isinstance(seconds, bool)
+        or not 0 <= seconds <= MAX_DELAY_SECONDS  # False for NaN
+    ):
+        raise ValueError(
+            f"{what} must be a number of seconds from 0 to {MAX_DELAY_SECONDS:.0f} "
+            f"(100 years), got {seconds!r}"
+        )
+    return float(seconds)
 
 
 class WorkerOptions(BaseModel):
@@ -57,10 +92,20 @@ class WorkerOptions(BaseModel):
     backoff: Any = None
     """A callable ``attempt -> seconds``, or a tenacity wait strategy."""
 
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str | None) -> str | None:
+        return None if v is None else check_worker_name(v)
+
     @field_validator("queue")
     @classmethod
     def _queue(cls, v: str) -> str:
         return check_queue_name(v)
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        return check_tags(v, "tags option")
 
     @field_validator("priority")
     @classmethod
@@ -80,7 +125,7 @@ class WorkerOptions(BaseModel):
     @field_validator("timeout")
     @classmethod
     def _timeout(cls, v: float | None) -> float | None:
-        if v is not None and v <= 0:
+        if v is not None and not (v > 0 and math.isfinite(v)):
             raise ValueError("timeout must be a positive number of seconds, or None for no limit")
         return v
 
@@ -94,9 +139,17 @@ class WorkerOptions(BaseModel):
 
 def check_tags(tags: Any, owner: str) -> tuple[str, ...]:
     """Tags are a list of strings; a bare string would become its letters."""
-    if isinstance(tags, str) or not all(isinstance(tag, str) for tag in tags):
+    try:
+        found = tuple(tags) if not isinstance(tags, (str, bytes)) else None
+    except TypeError:  # not iterable
+        found = None
+    if found is None or not all(isinstance(tag, str) for tag in found):
         raise ArgsError(f"{owner}: tags must be a list of strings, got {tags!r}")
-    return tuple(tags)
+    for index, tag in enumerate(found):
+        problem = text_problem(tag)
+        if problem is not None:
+            raise ArgsError(f"{owner}: tags[{index}] {tag!r} {problem}")
+    return tuple(str.__str__(tag) for tag in found) if found else ()
 
 
 def check_unique_keys(unique: UniqueSpec | None, args_model: type[BaseModel] | None) -> None:
@@ -120,6 +173,29 @@ def describe_validation_error(owner: str, error: ValidationError) -> str:
     return f"{owner}: invalid args: " + "; ".join(problems)
 
 
+def check_scheduled_at(at: Any, owner: str) -> datetime:
+    """An aware datetime within :data:`MAX_DELAY_SECONDS` of now, either way, in UTC.
+
+    The bound keeps every engine exact: SQLite stores times as float seconds, which hold
+    microseconds only up to about 2^33 s from 1970, and Python's datetime ends at year 9999
+    (an offset could push a time past it when converted to UTC)."""
+    if not isinstance(at, datetime):
+        raise ArgsError(f"{owner}: scheduled_at must be a datetime, got {type(at).__name__}")
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise ArgsError(f"{owner}: scheduled_at must be timezone-aware (e.g. UTC)")
+    try:
+        utc = at.astimezone(UTC)
+    except (OverflowError, ValueError):
+        utc = None
+    now = datetime.now(UTC)
+    if utc is None or abs((utc - now).total_seconds()) > MAX_DELAY_SECONDS:
+        raise ArgsError(
+            f"{owner}: scheduled_at {at.isoformat()} is more than 100 years from now; "
+            "jobs are scheduled within 100 years"
+        )
+    return utc
+
+
 class Worker:
     """Base class of every worker.
 
@@ -140,7 +216,7 @@ class Worker:
             cls.options = WorkerOptions(**merged)
         except ValidationError as exc:
             raise ConfigError(f"worker {cls.__qualname__}: {exc}") from None
-        cls.name = cls.options.name or f"{cls.__module__}.{cls.__qualname__}"
+        cls.name = check_worker_name(cls.options.name or f"{cls.__module__}.{cls.__qualname__}")
         args_model = cls.__dict__.get("Args")
         if args_model is not None and not (
             isinstance(args_model, type) and issubclass(args_model, BaseModel)
@@ -171,10 +247,14 @@ class Worker:
                 instance = args if isinstance(args, model) else model.model_validate(args)
             except ValidationError as exc:
                 raise ArgsError(describe_validation_error(cls.name, exc)) from None
-            return instance.model_dump(mode="json")
+            dumped: dict[str, Any] = normalize_json(
+                instance.model_dump(mode="json"), "args", cls.name
+            )  # a valid model may still hold NaN, a NUL or 1e16 (which jsonb makes an int)
+            return dumped
         if isinstance(args, BaseModel):
             args = args.model_dump(mode="json")
-        return dict(ensure_json_object(args, "args", cls.name))
+        found = ensure_json_object(args, "args", cls.name)
+        return dict(found) if found is args else found  # the caller's dict is not shared
 
     @classmethod
     def parse_args(cls, raw: dict[str, Any]) -> Any:
@@ -205,27 +285,28 @@ class Worker:
         cls.check_runnable()
         opts = cls.options
         raw_args = cls.validate_args(args)
-        meta_json = dict(ensure_json_object(meta or {}, "meta", cls.name))
+        if meta:
+            found = ensure_json_object(meta, "meta", cls.name)
+            meta_json = dict(found) if found is meta else found
+        else:
+            meta_json = {}
         if schedule_in is not None and scheduled_at is not None:
             raise ArgsError(f"{cls.name}: give schedule_in or scheduled_at, not both")
-        if isinstance(schedule_in, timedelta):
-            schedule_in = schedule_in.total_seconds()
-        if schedule_in is not None and (
-            not isinstance(schedule_in, (int, float)) or schedule_in < 0
-        ):
-            raise ArgsError(f"{cls.name}: schedule_in must be seconds >= 0, got {schedule_in!r}")
+        delay: float | None = None
+        if schedule_in is not None:
+            try:
+                delay = check_delay(schedule_in, "schedule_in")
+            except ValueError as exc:
+                raise ArgsError(f"{cls.name}: {exc}") from None
         if scheduled_at is not None:
-            if not isinstance(scheduled_at, datetime):
-                raise ArgsError(f"{cls.name}: scheduled_at must be a datetime")
-            if scheduled_at.tzinfo is None:
-                raise ArgsError(f"{cls.name}: scheduled_at must be timezone-aware (e.g. UTC)")
-            scheduled_at = scheduled_at.astimezone(UTC)
+            scheduled_at = check_scheduled_at(scheduled_at, cls.name)
         q = check_queue_name(queue) if queue is not None else opts.queue
-        spec_unique = coerce_unique(unique) if unique is not None else opts.unique
+        spec_unique = opts.unique
         if unique is not None:
             try:
+                spec_unique = coerce_unique(unique)
                 check_unique_keys(spec_unique, cls.Args)
-            except ValueError as exc:
+            except ValueError as exc:  # ConfigError from coerce_unique, or unknown keys
                 raise ArgsError(f"{cls.name}: {exc}") from None
         unique_key = (
             spec_unique.key(cls.name, q, raw_args, meta_json) if spec_unique is not None else None
@@ -241,7 +322,7 @@ class Worker:
             tags=check_tags(tags, cls.name) if tags is not None else opts.tags,
             meta=meta_json,
             scheduled_at=scheduled_at,
-            schedule_in=float(schedule_in) if schedule_in is not None else None,
+            schedule_in=delay,
             unique_key=unique_key,
             unique_states=encode_states(spec_unique.states) if spec_unique is not None else None,
             unique_period=spec_unique.period if spec_unique is not None else None,

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import psycopg
 import pytest
+from pydantic import BaseModel
 
-from jobsaga import App, ConfigError, Job, JobState, Worker
+from jobsaga import App, ArgsError, ConfigError, Job, JobState, Worker
 from jobsaga.engines.base import Engine
+from jobsaga.job import MAX_DELAY_SECONDS
+from jobsaga.serialization import MAX_DEPTH
 from tests.jobs.conftest import count_jobs, job, rows
 
 
@@ -255,8 +260,6 @@ def test_a_plain_insert_is_one_statement_that_wakes_listeners(
 
 
 def test_the_returned_jobs_are_what_was_stored(app: App) -> None:
-    from datetime import UTC, datetime, timedelta
-
     at = datetime.now(UTC) + timedelta(hours=1)
     specs = [
         Noop.new({"n": 1, "nested": {"b": [1, 2], "a": None}}, tags=["x", "y"], meta={"k": "v"}),
@@ -268,3 +271,182 @@ def test_the_returned_jobs_are_what_was_stored(app: App) -> None:
         assert returned == stored
         assert [job.state for job in returned] == [JobState.AVAILABLE, *[JobState.SCHEDULED] * 2]
         assert returned[2].scheduled_at == at
+
+
+# --- bad input never reaches the database (issue 9, fault 10) -------------------------------
+
+
+class Typed(Worker):
+    class Args(BaseModel):
+        ratio: float
+        label: str = ""
+
+    def perform(self, job: Job[Any]) -> None:
+        return None
+
+
+def strict(value: Any) -> str:
+    """JSON text that tells 1 from 1.0 and 0.0 from -0.0 (== does not)."""
+    return json.dumps(value, sort_keys=True)
+
+
+@pytest.mark.parametrize(
+    ("build", "field"),
+    [
+        (lambda: Noop.new({"note": "a\x00b"}), "args field 'note' holds a NUL"),
+        (lambda: Noop.new({"items": [1, {"k": "\ud800"}]}), r"'items\[1\]\.k' holds a surrogate"),
+        (lambda: Noop.new({"pair": "\ud83d\ude00"}), "'pair' holds a surrogate"),
+        (lambda: Noop.new({"deep": {"k\x00": 1}}), r"field 'deep' has a key 'k\\x00'"),
+        (lambda: Noop.new({}, meta={"m": ["\x00"]}), r"meta field 'm\[0\]' holds a NUL"),
+        (lambda: Noop.new({}, tags=["ok", "b\x00d"]), r"tags\[1\] 'b\\x00d' holds a NUL"),
+        (lambda: Noop.new({}, tags=["\udcff"]), r"tags\[0\] .* surrogate"),
+        (lambda: Typed.new({"ratio": 1, "label": "\x00"}), "args field 'label' holds a NUL"),
+    ],
+)
+def test_text_the_database_cannot_store_is_refused_naming_the_field(
+    app: App, build: Callable[[], Any], field: str
+) -> None:
+    """PostgreSQL's jsonb refuses NUL and lone surrogates: they used to pass ``new`` and fail
+    in the database; now ``new`` refuses them (on both engines, so both store the same)."""
+    with pytest.raises(ArgsError, match=field):
+        app.insert(build())
+    assert count_jobs(app) == 0
+
+
+def test_a_worker_name_the_database_cannot_store_is_refused() -> None:
+    with pytest.raises(ConfigError, match="worker name 'billing\\\\x00' holds a NUL"):
+        type("Nul", (Worker,), {"perform": lambda self, job: None}, name="billing\x00")
+    with pytest.raises(ConfigError, match="surrogate"):
+        type("Sur", (Worker,), {"perform": lambda self, job: None}, name="b\udc80")
+
+
+@pytest.mark.parametrize(
+    ("build", "field"),
+    [
+        (lambda: Noop.new({"x": float("nan")}), "args field 'x' is nan"),
+        (lambda: Noop.new({"x": [float("-inf")]}), r"args field 'x\[0\]' is -inf"),
+        (lambda: Noop.new({}, meta={"x": float("inf")}), "meta field 'x' is inf"),
+        (lambda: Typed.new({"ratio": float("nan")}), "args field 'ratio' is nan"),
+        (lambda: Typed.new({"ratio": float("inf")}), "args field 'ratio' is inf"),
+        (lambda: Noop.new({"n": 10**5000}), "'n' is an integer of more than 4300 digits"),
+    ],
+)
+def test_numbers_json_cannot_hold_are_refused_naming_the_field(
+    app: App, build: Callable[[], Any], field: str
+) -> None:
+    """A typed float field accepted NaN and inf (pydantic allows them) and the insert failed
+    in the database; a 5000-digit integer failed in json.dumps inside the engine."""
+    with pytest.raises(ArgsError, match=field):
+        app.insert(build())
+    assert count_jobs(app) == 0
+
+
+def nested(depth: int) -> dict[str, Any]:
+    """An args object whose objects nest ``depth`` deep (the args object itself is 1)."""
+    value: dict[str, Any] = {"leaf": 1}
+    for _ in range(depth - 1):
+        value = {"x": value}
+    return value
+
+
+def test_args_nesting_is_bounded(app: App) -> None:
+    """About 1,000 levels raised RecursionError; anything deeper than MAX_DEPTH is refused,
+    and MAX_DEPTH itself round-trips."""
+    with pytest.raises(ArgsError, match=f"more than {MAX_DEPTH} deep"):
+        app.insert(Noop.new(nested(1000)))
+    with pytest.raises(ArgsError, match=f"more than {MAX_DEPTH} deep"):
+        app.insert(Noop.new(nested(MAX_DEPTH + 1)))
+    loop: dict[str, Any] = {}
+    loop["self"] = loop
+    with pytest.raises(ArgsError, match="deep"):
+        Noop.new(loop)
+    assert count_jobs(app) == 0
+    stored = app.insert(Noop.new(nested(MAX_DEPTH)))
+    assert job(app, stored.id).args == nested(MAX_DEPTH) == stored.args
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"schedule_in": float("nan")},
+        {"schedule_in": float("inf")},
+        {"schedule_in": 1e12},
+        {"schedule_in": -1},
+        {"schedule_in": True},
+        {"schedule_in": MAX_DELAY_SECONDS + 1},
+    ],
+)
+def test_schedule_in_is_finite_and_within_a_century(app: App, options: dict[str, Any]) -> None:
+    """NaN slipped past ``< 0`` and 1e12 or inf overflowed a datetime inside the engine."""
+    with pytest.raises(ArgsError, match="schedule_in must be a number of seconds from 0 to"):
+        app.insert(Noop.new({}, **options))
+    assert count_jobs(app) == 0
+
+
+def test_scheduled_at_is_within_a_century(app: App) -> None:
+    far = datetime(9999, 12, 31, 23, tzinfo=timezone(timedelta(hours=-5)))  # past 9999 in UTC
+    for at in (far, datetime(2300, 1, 1, tzinfo=UTC), datetime(1, 1, 2, tzinfo=UTC)):
+        with pytest.raises(ArgsError, match="scheduled_at .* more than 100 years from now"):
+            app.insert(Noop.new({}, scheduled_at=at))
+    assert count_jobs(app) == 0
+    at = datetime.now(UTC).replace(microsecond=123457) + timedelta(days=365 * 99)
+    stored = app.insert(Noop.new({}, scheduled_at=at))
+    assert stored.scheduled_at == at == job(app, stored.id).scheduled_at
+    later = app.insert(Noop.new({}, schedule_in=MAX_DELAY_SECONDS))
+    assert job(app, later.id).scheduled_at == later.scheduled_at
+
+
+def test_max_attempts_fits_the_column(app: App) -> None:
+    with pytest.raises(ConfigError, match=r"max_attempts must be an integer from 1 to 2147483647"):
+        app.insert(Noop.new({}, max_attempts=2**31))
+    with pytest.raises(ConfigError, match="max_attempts"):
+        type("Huge", (Worker,), {}, max_attempts=2**31)
+    assert count_jobs(app) == 0
+    stored = app.insert(Noop.new({}, max_attempts=2**31 - 1))
+    assert job(app, stored.id).max_attempts == 2**31 - 1
+
+
+ROUND_TRIP = {
+    "ints": [0, -1, 2**63, -(2**63) - 1, 10**30, 2**70],
+    "floats": [0.1, -2.5, 1.0, 123.0, 1e-7, 5e-324, 9999999999999998.0, -1234567.891e-300],
+    "text": ["", "é", "😀", "\u2028", "tab\tnew\nline", "\\u0000"],
+    "bools": [True, False, None],
+    "nested": {"a": {"b": [[], {}]}},
+}
+
+
+def test_args_round_trip_exactly_on_both_engines(app: App) -> None:
+    """What is stored is what comes back, types included (docs/jobs.md, "What round-trips")."""
+    stored = app.insert(Noop.new(ROUND_TRIP, meta={"m": ROUND_TRIP}))
+    for found in (stored, job(app, stored.id)):
+        assert strict(found.args) == strict(ROUND_TRIP)
+        assert strict(found.meta) == strict({"m": ROUND_TRIP})
+
+
+def test_numbers_are_normalized_as_jsonb_returns_them(app: App) -> None:
+    """PostgreSQL returned -0.0 as 0.0 and 1e16 as an integer while SQLite kept them: both
+    now store the normalized form, and the job ``insert`` returns is that form too."""
+    given = {"negzero": -0.0, "big": 1e16, "huge": 1.5e300, "neg": -1e23, "tuple": (1, (2.0,))}
+    expected = {
+        "negzero": 0.0,
+        "big": 10**16,
+        "huge": 15 * 10**299,
+        "neg": -(10**23),
+        "tuple": [1, [2.0]],
+    }
+    spec = Noop.new(given)
+    assert strict(spec.args) == strict(expected)
+    for stored in (app.insert(spec), *app.insert_all([Noop.new(given)])):
+        assert strict(stored.args) == strict(expected)
+        assert strict(job(app, stored.id).args) == strict(expected)
+    typed = app.insert(Typed.new({"ratio": -0.0}))
+    assert (
+        strict(job(app, typed.id).args) == strict(typed.args) == strict({"ratio": 0.0, "label": ""})
+    )
+
+
+def test_normalizing_does_not_copy_plain_args() -> None:
+    """The check is one pass over the args; nothing is rebuilt unless a value changes."""
+    inner = {"b": [1, 2.5, "x"]}
+    spec = Noop.new({"a": inner})
+    assert spec.args["a"] is inner

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -15,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from jobsaga import App, ConfigError, Job, JobState, UniqueSpec, Worker
+from jobsaga import App, ArgsError, ConfigError, Job, JobState, UniqueSpec, Worker
+from jobsaga.job import MAX_DELAY_SECONDS
 from tests.jobs.conftest import count_jobs, job, wait_final
 from tests.jobs.sample_app import Unique
 
@@ -181,6 +183,44 @@ def test_spec_validation() -> None:
         UniqueSpec(period=-1)
     with pytest.raises(ConfigError):
         type("Bad", (Worker,), {}, unique={"perod": 5})
+
+
+@pytest.mark.parametrize("period", [math.inf, math.nan, 1e12, MAX_DELAY_SECONDS + 1, 0, True])
+def test_a_period_that_cannot_be_a_date_is_refused_before_any_insert(
+    app: App, period: float
+) -> None:
+    """``period=inf`` was accepted: the first insert worked and every duplicate raised
+    OverflowError computing ``now - period``. Now the spec refuses it, naming the remedy."""
+    with pytest.raises(ConfigError, match=r"period must be .* or None / 'infinity' for forever"):
+        type("Bad", (Worker,), {"perform": lambda self, job: None}, unique={"period": period})
+    with pytest.raises(ArgsError, match="unique: .*period must be"):
+        Minute.new({"a": 1}, unique={"period": period})
+    assert count_jobs(app) == 0
+
+
+def test_the_longest_period_finds_its_duplicate(app: App) -> None:
+    first = app.insert(Minute.new({"a": 1}, unique={"period": MAX_DELAY_SECONDS}))
+    again = app.insert(Minute.new({"a": 1}, unique={"period": MAX_DELAY_SECONDS}))
+    assert again.conflict is True and again.id == first.id
+    forever = app.insert(Minute.new({"a": 2}, unique={"period": "infinity"}))
+    assert app.insert(Minute.new({"a": 2}, unique={"period": None})).id == forever.id
+
+
+def test_a_bad_unique_option_is_a_jobsaga_error() -> None:
+    """A wrong type escaped class creation as a raw TypeError, and ``new`` let pydantic's
+    ValidationError through."""
+    for bad in ("yes", 5, {"states": 5}, {1: 2}):
+        with pytest.raises(ConfigError, match="unique"):
+            type("Bad", (Worker,), {"perform": lambda self, job: None}, unique=bad)
+        with pytest.raises(ArgsError, match="unique"):
+            Minute.new({}, unique=bad)
+
+
+def test_equal_numbers_are_one_key(app: App) -> None:
+    """-0.0 and 0.0 (and a tuple and its list) are stored alike, so they are one job."""
+    first = app.insert(Minute.new({"n": 0.0, "t": [1, 2]}))
+    again = app.insert(Minute.new({"n": -0.0, "t": (1, 2)}))
+    assert again.conflict is True and again.id == first.id
 
 
 def test_fifty_threads_insert_one_job(app: App) -> None:

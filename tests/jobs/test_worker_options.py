@@ -65,6 +65,32 @@ def test_bad_option_values_are_errors() -> None:
         type("Bad", (Worker,), {}, backoff=5)
 
 
+def test_option_values_the_database_or_the_clock_cannot_take_are_errors() -> None:
+    """Each of these passed class creation and failed later: at insert (in the database),
+    at the first timeout (inf), or silently (a queue name ending in a newline)."""
+    perform = {"perform": lambda self, job: None}
+    for options, named in (
+        ({"name": "a\x00b"}, "worker name"),
+        ({"name": ""}, "worker name"),
+        ({"tags": ["ok", "no\x00"]}, "tags"),
+        ({"tags": ["\ud800"]}, "surrogate"),
+        ({"timeout": float("nan")}, "timeout"),
+        ({"timeout": float("inf")}, "timeout"),
+        ({"queue": "mailers\n"}, "queue"),
+        ({"max_attempts": 2**31}, "max_attempts"),
+        ({"unique": "yes"}, "unique"),
+    ):
+        with pytest.raises(ConfigError, match=named):
+            type("Bad", (Worker,), perform, **options)
+
+
+def test_tags_from_an_iterator_are_kept() -> None:
+    """The check used to consume an iterator and store no tags."""
+    assert Plain.new({}, tags=iter(["a", "b"])).tags == ("a", "b")  # type: ignore[arg-type]
+    with pytest.raises(ArgsError, match="tags must be a list of strings"):
+        Plain.new({}, tags=5)  # type: ignore[arg-type]
+
+
 def test_unique_keys_must_be_fields_of_args() -> None:
     with pytest.raises(ConfigError, match=r"unique keys \['tsk_id'\] are not fields of Args"):
 
