@@ -197,6 +197,10 @@ class Nodes:
         except FileNotFoundError:
             return ""
 
+    def logs(self) -> str:
+        """Every node's output so far, each under its name (for failure messages)."""
+        return "\n".join(f"--- node {name} ---\n{self.log(name)}" for name in self.procs)
+
     def alive(self) -> list[str]:
         return [name for name, node in self.procs.items() if node.alive]
 

@@ -1,0 +1,79 @@
+"""kill -9 of a node with jobs in flight: nothing lost, the dead node's jobs run again on a
+survivor (at-least-once), and the survivor's own live jobs are not rescued (run once)."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+
+import pytest
+
+from jobsaga import App
+
+from .chaos_app import Record, read_log
+from .chaos_app import app as chaos_app
+from .nodes import Nodes
+from .probe import Probe, report
+
+pytestmark = [pytest.mark.chaos, pytest.mark.xdist_group("chaos")]
+
+IN_FLIGHT = 20
+SECONDS = 3.0
+
+
+def test_kill9_node_with_jobs_in_flight_loses_nothing_and_rescues_no_live_job(
+    db_url: str, make_app: Callable[..., App], make_nodes: Callable[..., Nodes], engine_name: str
+) -> None:
+    app = make_app(*chaos_app.workers.values())
+    probe = Probe(db_url)
+    nodes = make_nodes(db_url)
+    probe.context = nodes.logs
+    victim_jobs = app.insert_all([Record.new({"seconds": SECONDS}) for _ in range(IN_FLIGHT)])
+    nodes.start("victim", {"work": IN_FLIGHT})
+    probe.wait_for(lambda: probe.states()["executing"] == IN_FLIGHT, 15, "victim busy")
+    nodes.start("survivor", {"work": 2 * IN_FLIGHT})
+    survivor_jobs = app.insert_all([Record.new({"seconds": SECONDS}) for _ in range(IN_FLIGHT)])
+    probe.wait_for(lambda: probe.states()["executing"] == 2 * IN_FLIGHT, 15, "both busy")
+
+    killed = time.monotonic()
+    nodes.kill9("victim")
+    victim_ids = {j.id for j in victim_jobs}
+    probe.wait_for(
+        lambda: all(
+            j["attempt"] == 2 and j["attempted_by"] == "survivor"
+            for j in probe.jobs()
+            if j["id"] in victim_ids
+        ),
+        20,
+        "victim's jobs rescued and started again",
+    )
+    rescued_in = time.monotonic() - killed
+    probe.wait_for(lambda: probe.states() == {"completed": 2 * IN_FLIGHT}, 20, "all completed")
+    completed_in = time.monotonic() - killed
+    assert nodes.alive() == ["survivor"]
+
+    runs = Counter(int(line[1]) for line in read_log(nodes.chaos_log) if line[0] == "run")
+    by_id = {j["id"]: j for j in probe.jobs()}
+    lost = sum(1 for j in by_id.values() if j["state"] != "completed")
+    survivors_rescued = [j.id for j in survivor_jobs if by_id[j.id]["attempt"] != 1]
+    assert lost == 0
+    assert survivors_rescued == [], "a live node's job was rescued"
+    assert all(runs[j.id] == 1 and by_id[j.id]["errors"] == [] for j in survivor_jobs)
+    for job in victim_jobs:  # killed mid-run: ran twice, the first attempt recorded orphaned
+        assert runs[job.id] == 2
+        (orphaned,) = by_id[job.id]["errors"]
+        assert orphaned["kind"] == "orphaned"
+    report(
+        "kill9_node_in_flight",
+        engine=engine_name,
+        jobs=2 * IN_FLIGHT,
+        in_flight_on_killed_node=IN_FLIGHT,
+        lost=lost,
+        live_jobs_rescued=len(survivors_rescued),
+        ran_twice=sum(1 for n in runs.values() if n > 1),
+        rescued_seconds=round(rescued_in, 2),
+        all_completed_seconds=round(completed_in, 2),
+        rescue_after=1.5,
+        heartbeat=0.2,
+    )
