@@ -6,11 +6,12 @@ import os
 
 from ..errors import ConfigError
 from .base import Ack, Clock, Engine, Tx, utcnow
+from .rows import LATEST, UndecodableRow
 
 ENV_URL = "JOBSAGA_DATABASE_URL"
 DEFAULT_SQLITE = "sqlite:///jobsaga.db"
 
-__all__ = ["Ack", "Engine", "Tx", "create_engine", "resolve_url"]
+__all__ = ["LATEST", "Ack", "Engine", "Tx", "UndecodableRow", "create_engine", "resolve_url"]
 
 
 def resolve_url(url: str | None) -> str:

@@ -102,6 +102,16 @@ class Engine(abc.ABC):
     def json_value(self, value: Any) -> Any:
         """A stored JSON column back as Python data."""
 
+    json_as_text = False
+    """Whether the driver returns JSON columns as text (SQLite) rather than parsed (psycopg)."""
+
+    def stored_json(self, value: Any) -> Any:
+        """A job row's JSON column as Python data, parsed once: a jsonb string that holds
+        JSON text (``'"{}"'``) stays the string it is, on both engines."""
+        if self.json_as_text and isinstance(value, (str, bytes)):
+            return json.loads(value)
+        return value
+
     @abc.abstractmethod
     def migrate(self) -> list[str]:
         """Apply pending migrations, idempotently and safely against concurrent migrators."""
@@ -128,13 +138,13 @@ class Engine(abc.ABC):
         try:
             return self._decode(row, conflict)
         except Exception as exc:  # a bad row only: find out exactly what is wrong with it
-            problems = diagnose_row(row, self.json_value, self.time_value)
+            problems = diagnose_row(row, self.stored_json, self.time_value)
             raise UndecodableRow(
                 row.get("id"), problems or [f"{type(exc).__name__}: {exc}"]
             ) from exc
 
     def _decode(self, row: Mapping[str, Any], conflict: bool) -> Job[Any]:
-        tv, jv = self.time_value, self.json_value
+        tv, jv = self.time_value, self.stored_json
         args, meta, tags, errors = (jv(row[c]) for c in ("args", "meta", "tags", "errors"))
         if not (
             type(args) is dict
@@ -190,7 +200,9 @@ class Engine(abc.ABC):
                 "traceback": "",
             }
             if any(problem.startswith("errors:") for problem in exc.problems):
-                record["previous_errors"] = str(row.get("errors"))[:2000]  # replaced, kept here
+                raw = row.get("errors")  # the column is replaced: its text is kept here
+                text = raw if isinstance(raw, str) else json.dumps(raw, default=str)
+                record["previous_errors"] = text[:2000]
             payload.append({"id": int(row["id"]), "at": self.time_json(now), "error": record})
             log.error("%s; discarding it (its batch-mates run)", exc)
         try:

@@ -66,6 +66,7 @@ class _SqliteTx:
 
 class SqliteEngine(Engine):
     dialect = "sqlite"
+    json_as_text = True
 
     def __init__(self, path: str, clock: Clock = utcnow) -> None:
         super().__init__(clock)
