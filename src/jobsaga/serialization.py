@@ -74,6 +74,14 @@ def describe_problem(owner: str, what: str, parts: list[str | int], problem: str
     return f"{owner}: {what} field {path!r} {problem}"
 
 
+def printable(text: str) -> str:
+    """Free text (a cancel reason, an error message) made storable: NUL and surrogates are
+    written as backslash escapes. For text people read; data is refused instead."""
+    if text_problem(text) is None:
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+
+
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else f"{text[:40]}...{text[-16:]}"

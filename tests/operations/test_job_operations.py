@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,85 @@ def test_bad_filters_are_clear_errors(app: App) -> None:
         app.cancel_jobs()
     with pytest.raises(FilterError, match="not both"):
         app.delete_jobs(JobFilter(queue=("q",)), queue="q")
+
+
+BAD_CRITERIA: list[tuple[dict[str, Any], str]] = [
+    ({"ids": [2**63]}, "criterion 'ids'.*job ids run from 1 to 9223372036854775807"),
+    ({"ids": [1, 0]}, "criterion 'ids'"),
+    ({"ids": -1}, "criterion 'ids'"),
+    ({"worker": "billing\x00"}, "criterion 'worker'.*holds a NUL"),
+    ({"tags": ["ok", "\ud800"]}, "criterion 'tags'.*surrogate"),
+    ({"tags": "a\x00"}, "criterion 'tags'.*NUL"),
+    ({"queue": "mailers\n"}, "criterion 'queue'"),
+    ({"since": datetime(9999, 12, 31, 23, tzinfo=timezone(timedelta(hours=-5)))}, "out of range"),
+]
+
+
+@pytest.mark.parametrize(("criteria", "message"), BAD_CRITERIA)
+def test_filter_values_the_database_cannot_take_are_filter_errors(
+    app: App, criteria: dict[str, Any], message: str
+) -> None:
+    """Ids past 2**63 and text holding NUL reached the query and came back as raw psycopg
+    (or sqlite3 OverflowError) errors; each is now a FilterError naming the criterion, from
+    every operation and from ``JobFilter(...)`` itself."""
+    kept = app.insert(w.Noop.new({}))
+    operations: list[Callable[[], Any]] = [
+        lambda: app.list_jobs(**criteria),
+        lambda: app.count_jobs(**criteria),
+        lambda: app.cancel_jobs(**criteria),
+        lambda: app.retry_jobs(**criteria),
+        lambda: app.delete_jobs(**criteria),
+        lambda: JobFilter(**criteria),
+    ]
+    for operation in operations:
+        with pytest.raises(FilterError, match=message):
+            operation()
+    assert state(app, kept.id) is JobState.AVAILABLE
+
+
+def test_the_largest_id_and_page_are_valid_filters(app: App) -> None:
+    kept = app.insert(w.Noop.new({}))
+    assert app.list_jobs(ids=[2**63 - 1]) == []
+    assert app.list_jobs(limit=2**63 - 1, offset=0) == [app.get_job(kept.id)]
+    assert app.list_jobs(offset=2**63 - 1) == []
+    assert not app.cancel_job(2**63 - 1)
+    for page in ({"limit": 2**63}, {"limit": 0}, {"offset": 2**63}, {"offset": -1}):
+        with pytest.raises(FilterError, match=f"{next(iter(page))} must be >= .* at most 9223"):
+            app.list_jobs(**page)  # type: ignore[arg-type]
+    with pytest.raises(FilterError, match="criterion 'ids'"):
+        app.cancel_job(2**63)
+
+
+def test_a_cancel_reason_is_stored_printable(app: App) -> None:
+    """A reason holding a NUL made jsonb refuse the cancel; it is written escaped instead."""
+    job = app.insert(w.Noop.new({}))
+    assert app.cancel_job(job.id, reason="bad\x00byte \udcff and é")
+    stored = app.get_job(job.id)
+    assert stored is not None and stored.state is JobState.CANCELLED
+    assert stored.errors[-1]["error"] == "cancelled: bad\\x00byte \\udcff and é"
+
+
+def test_cli_filters_out_of_range_are_usage_errors(
+    make_app: Callable[..., App], db_url: str
+) -> None:
+    """``jobs list --since 99999999999d`` raised OverflowError with a traceback."""
+    from click.testing import CliRunner
+
+    from jobsaga.cli.main import cli
+
+    app = make_app(w.Noop)
+    kept = app.insert(w.Noop.new({}))
+    for args, message in (
+        (["list", "--since", "99999999999d"], "'99999999999d' reaches back before year 1"),
+        (["list", "--until", f"{'9' * 400}s"], "reaches back before year 1"),
+        (["list", "--since", "9999-12-31T23:00:00-05:00"], "out of range in UTC"),
+        (["cancel", str(2**63), "--yes"], "job ids run from 1 to"),
+        (["delete", "--tag", "\udcff", "--yes"], "surrogate"),
+    ):
+        result = CliRunner().invoke(cli, ["jobs", *args, "--url", db_url])
+        assert result.exit_code == 2, (args, result.output, result.exception)
+        assert message in result.output and "Traceback" not in result.output
+    assert state(app, kept.id) is JobState.AVAILABLE
 
 
 def test_cancel_pending_jobs_records_the_reason(make_app: Callable[..., App]) -> None:

@@ -28,12 +28,20 @@ UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_time(value: str | None, now: datetime) -> datetime | None:
-    """``90s``/``15m``/``2h``/``7d`` ago, or an ISO 8601 time (UTC when it has no offset)."""
+    """``90s``/``15m``/``2h``/``7d`` ago, or an ISO 8601 time (UTC when it has no offset).
+
+    A duration reaching before year 1 (``99999999999d``) is a usage error naming the value,
+    not an OverflowError from the date arithmetic."""
     if value is None:
         return None
     found = DURATION.match(value.strip())
     if found:
-        return now - timedelta(seconds=float(found.group(1)) * UNITS[found.group(2)])
+        try:
+            return now - timedelta(seconds=float(found.group(1)) * UNITS[found.group(2)])
+        except (OverflowError, ValueError):
+            raise click.BadParameter(
+                f"{value!r} reaches back before year 1; give a shorter duration"
+            ) from None
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:

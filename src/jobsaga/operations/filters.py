@@ -3,20 +3,23 @@
 Every criterion is optional and accepts one value or many (``state="discarded"`` or
 ``state=["discarded", "cancelled"]``); criteria combine with AND, values of one criterion
 with OR, except ``tags``, which a job must all carry. A misspelt criterion is an error, never
-an empty filter that would match every job.
+an empty filter that would match every job, and a value the database cannot take (an id
+beyond a 64-bit integer, text holding a NUL) is a :class:`FilterError` naming the criterion,
+never a driver error from the query.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from ..errors import FilterError
 from ..job import JobState
+from ..serialization import text_problem
 from ..worker import Worker, check_queue_name
 
 if TYPE_CHECKING:
@@ -24,6 +27,8 @@ if TYPE_CHECKING:
 
 TimeField = Literal["inserted_at", "scheduled_at", "attempted_at", "finished_at"]
 TIME_FIELDS: tuple[str, ...] = ("inserted_at", "scheduled_at", "attempted_at", "finished_at")
+MAX_ID = 2**63 - 1
+"""Ids are 64-bit integers on both engines; a larger one cannot be bound to the query."""
 
 
 class JobCriteria(TypedDict, total=False):
@@ -42,9 +47,17 @@ class JobCriteria(TypedDict, total=False):
 def _many(value: Any) -> Any:
     if value is None:
         return None
-    if isinstance(value, (str, int, type)) or not isinstance(value, Sequence):
+    if isinstance(value, (str, bytes, int, type, Mapping)) or not isinstance(value, Iterable):
         return (value,)
-    return tuple(value)
+    return tuple(value)  # a list, tuple, set or generator of values
+
+
+def _texts(values: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    for text in values or ():
+        problem = text_problem(text)
+        if problem is not None:
+            raise ValueError(f"{text!r} {problem}, which no job can carry")
+    return values
 
 
 class JobFilter(BaseModel):
@@ -63,6 +76,13 @@ class JobFilter(BaseModel):
     """Only jobs whose ``time_field`` is before this time."""
     time_field: TimeField = "inserted_at"
     """Which time ``since``/``until`` look at; ``finished_at`` is completed/discarded/cancelled."""
+
+    def __init__(self, **criteria: Any) -> None:
+        """``JobFilter(...)`` raises :class:`FilterError`, as the keyword form does."""
+        try:
+            super().__init__(**criteria)
+        except ValidationError as exc:
+            raise FilterError(describe(exc)) from None
 
     @field_validator("ids", "state", "tags", mode="before")
     @classmethod
@@ -86,14 +106,32 @@ class JobFilter(BaseModel):
             return None
         return tuple(w.name if isinstance(w, type) and issubclass(w, Worker) else w for w in found)
 
+    @field_validator("ids")
+    @classmethod
+    def _ids(cls, value: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        for job_id in value or ():
+            if not 1 <= job_id <= MAX_ID:
+                raise ValueError(f"job ids run from 1 to {MAX_ID} (2**63 - 1), got {job_id}")
+        return value
+
+    @field_validator("worker", "tags")
+    @classmethod
+    def _text(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        return _texts(value)
+
     @field_validator("since", "until")
     @classmethod
     def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
             raise ValueError(
                 "give a timezone-aware time (e.g. datetime.now(UTC)); naive is ambiguous"
             )
-        return value
+        try:
+            return value.astimezone(UTC)
+        except (OverflowError, ValueError):  # an offset that moves it past year 1 or 9999
+            raise ValueError(f"{value.isoformat()} is out of range in UTC") from None
 
     @classmethod
     def build(

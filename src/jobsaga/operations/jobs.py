@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..engines.base import Tx
+from ..errors import FilterError
 from ..job import Job
-from .filters import JobFilter
+from ..serialization import printable
+from .filters import MAX_ID, JobFilter
 from .queries import queries
 
 if TYPE_CHECKING:
@@ -44,6 +46,11 @@ class Target:
     attempted_by: str | None
 
 
+def _is_count(value: Any, lowest: int) -> bool:
+    """An int (not a bool) that a 64-bit LIMIT/OFFSET parameter can take."""
+    return isinstance(value, int) and not isinstance(value, bool) and lowest <= value <= MAX_ID
+
+
 def cancel_signal(executing: Sequence[int]) -> dict[str, Any]:
     ids = list(executing) if len(executing) <= SIGNAL_IDS_MAX else None
     return {"signal": "cancel", "job_ids": ids}
@@ -56,7 +63,8 @@ def with_retries(fn: Callable[[], T], tries: int = 5) -> T:
         try:
             return fn()
         except Exception as exc:
-            if getattr(exc, "sqlstate", None) not in TRANSIENT_SQLSTATES or attempt == tries - 1:
+            driver = exc.__cause__ or exc  # engines raise jobsaga errors, the driver's chained
+            if getattr(driver, "sqlstate", None) not in TRANSIENT_SQLSTATES or attempt == tries - 1:
                 raise
             time.sleep(0.01 * 2**attempt)
     raise AssertionError("unreachable")
@@ -82,11 +90,14 @@ class JobOperations:
     def find(
         self, flt: JobFilter, *, limit: int | None, offset: int = 0, newest_first: bool = True
     ) -> list[Job[Any]]:
-        if limit is not None and (isinstance(limit, bool) or limit < 1):
+        if limit is not None and not _is_count(limit, 1):
             # 0 is refused rather than read as "nothing" (or as "all", as the CLI's --limit 0)
-            raise ValueError(f"limit must be >= 1, or None for every match; got {limit!r}")
-        if offset < 0:
-            raise ValueError(f"offset must be >= 0, got {offset}")
+            raise FilterError(
+                f"limit must be >= 1, or None for every match; got {limit!r} "
+                f"(an integer, at most {MAX_ID})"
+            )
+        if not _is_count(offset, 0):
+            raise FilterError(f"offset must be >= 0, got {offset!r} (an integer, at most {MAX_ID})")
         name = "list_jobs_newest" if newest_first else "list_jobs_oldest"
         with self.engine.read() as tx:
             rows = tx.execute(self.sql[name], self._params(flt, limit=limit, offset=offset))
@@ -108,8 +119,12 @@ class JobOperations:
         ]
 
     def cancel(self, flt: JobFilter, *, reason: str = DEFAULT_CANCEL_REASON) -> list[int]:
-        """Cancel every matching job that is not final; returns the ids cancelled."""
+        """Cancel every matching job that is not final; returns the ids cancelled.
+
+        The reason is free text for people: a NUL or a lone surrogate in it (jsonb refuses
+        both) is written escaped rather than failing the cancel."""
         now = self.app.clock()
+        reason = printable(str(reason))
 
         def run() -> list[Target]:
             with self.engine.transaction() as tx:
