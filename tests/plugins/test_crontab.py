@@ -143,3 +143,39 @@ def test_unregistered_worker_name_fails_when_the_node_is_built(tmp_path: object)
     app = jobsaga.App(f"sqlite:///{tmp_path}/x.db", workers=[HealthCheck])
     with pytest.raises(ConfigError, match="cron entry 'ghost'.*tests.Nope"):
         app.node(crontab=[CronEntry("@daily", "tests.Nope", name="ghost")])
+
+
+@pytest.mark.parametrize(
+    ("build", "problem"),
+    [
+        (lambda: CronEntry("* * * * *", HealthCheck, name="bad\x00"), "name must be"),
+        (lambda: CronEntry("* * * * *", HealthCheck, name=""), "name must be"),
+        (lambda: CronEntry("0 2 * * *\x00", HealthCheck), "holds a NUL"),
+        (lambda: CronEntry("0 2 * * \ud800", HealthCheck), "surrogate"),
+        (lambda: CronEntry("* * * * *", HealthCheck, tags=5), "tags must be a list"),  # type: ignore[arg-type]
+        (lambda: CronEntry("* * * * *", HealthCheck, tags=("a\x00",)), "holds a NUL"),
+        (lambda: CronEntry("* * * * *", HealthCheck, args=[1]), "args must be a dict"),  # type: ignore[arg-type]
+        (lambda: CronEntry("* * * * *", DailyCleanup, args={"x": float("nan")}), "'x' is nan"),
+        (lambda: CronEntry("* * * * *", DailyCleanup, max_attempts=2**31), "max_attempts"),
+        (lambda: CronEntry("* * * * *", "by.name", args={"x": "\x00"}), "'x' holds a NUL"),
+        (lambda: CronEntry("* * * * *", "by.name", args={"x": float("inf")}), "'x' is inf"),
+        (lambda: CronEntry("* * * * *", "by.name", queue="a b"), "invalid queue name"),
+        (lambda: CronEntry("* * * * *", "by.name", priority=10), "priority"),
+        (lambda: CronEntry("* * * * *", "by.name", max_attempts=0), "max_attempts"),
+        (lambda: CronEntry("* * * * *", "by\x00name"), "worker name"),
+    ],
+)
+def test_an_entry_the_database_could_not_store_is_refused_when_built(
+    build: object, problem: str
+) -> None:
+    """These passed (or raised a TypeError) and failed at the first tick, in the database or
+    in the leader's registration of the crontab; a worker given by name got no check."""
+    with pytest.raises(ConfigError, match=f"cron entry .*{problem}"):
+        build()  # type: ignore[operator]
+
+
+def test_what_cron_list_shows_is_what_a_tick_inserts() -> None:
+    typed = CronEntry("* * * * *", HealthCheck)
+    assert typed.describe()["args"] == {"target": "db"} == typed.build(HealthCheck).args
+    named = CronEntry("* * * * *", "by.name", args={"n": -0.0, "t": (1, 2)})
+    assert named.describe()["args"] == {"n": 0.0, "t": [1, 2]}

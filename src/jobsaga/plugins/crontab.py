@@ -21,7 +21,15 @@ from croniter import CroniterBadCronError, CroniterBadDateError, croniter
 
 from ..errors import ArgsError, ConfigError
 from ..job import JobSpec
-from ..worker import Worker
+from ..serialization import ensure_json_object, text_problem
+from ..worker import (
+    Worker,
+    check_max_attempts,
+    check_priority,
+    check_queue_name,
+    check_tags,
+    check_worker_name,
+)
 
 if TYPE_CHECKING:
     from ..app import App
@@ -43,6 +51,9 @@ def normalize_expression(expression: str) -> str:
     """The five- or six-field form of an expression (aliases expanded); raises ValueError."""
     if not isinstance(expression, str) or not expression.strip():
         raise ValueError("the expression must be a non-empty string such as '0 2 * * *'")
+    problem = text_problem(expression)
+    if problem is not None:  # it is stored with each job's meta
+        raise ValueError(f"the expression {problem}")
     text = " ".join(expression.split())
     if text.startswith("@"):
         if text == REBOOT:
@@ -93,6 +104,10 @@ class CronEntry:
     config file). ``name`` identifies the entry across restarts and nodes (its ticks are
     counted under it); it defaults to ``"<expression> <worker name>"``, so two entries with
     the same expression and worker need distinct names.
+
+    Everything a tick will insert is checked here, so a bad entry fails when the crontab is
+    built, naming the entry, not at its first tick (or in the database): a worker given by
+    name gets the checks that need no class (JSON args, queue, priority, attempts, tags).
     """
 
     expression: str
@@ -105,9 +120,17 @@ class CronEntry:
     timezone: str = "UTC"
     name: str | None = None
     schedule: str = field(init=False, repr=False, default="")
+    args_json: dict[str, Any] = field(init=False, repr=False, compare=False, default_factory=dict)
+    """The args each tick inserts, as stored (what ``jobsaga cron list`` shows)."""
 
     def __post_init__(self) -> None:
         label = repr(self.name) if self.name else f"{self.expression!r} {self._worker_name()}"
+        if self.name is not None and (
+            not isinstance(self.name, str) or not self.name.strip() or text_problem(self.name)
+        ):
+            raise ConfigError(
+                f"cron entry {label}: name must be a non-empty string of text, got {self.name!r}"
+            )
         try:
             schedule = normalize_expression(self.expression)
         except ValueError as exc:
@@ -127,11 +150,34 @@ class CronEntry:
                 f"cron entry {label}: worker must be a Worker subclass or a worker name, "
                 f"got {self.worker!r}"
             )
+        if self.args is not None and not isinstance(self.args, Mapping):
+            raise ConfigError(f"cron entry {label}: args must be a dict, got {self.args!r}")
+        try:
+            object.__setattr__(self, "tags", check_tags(self.tags, self._worker_name()))
+        except ArgsError as exc:
+            raise ConfigError(f"cron entry {label}: {exc}") from None
         if self.name is None:
             object.__setattr__(self, "name", f"{schedule} {self._worker_name()}")
-        object.__setattr__(self, "tags", tuple(self.tags))
         if isinstance(self.worker, type):
-            self.build(self.worker)  # args, queue, priority checked now, not at the first tick
+            # args, queue, priority checked now, not at the first tick
+            object.__setattr__(self, "args_json", self.build(self.worker).args)
+        else:
+            object.__setattr__(self, "args_json", self._check_by_name(self.worker, label))
+
+    def _check_by_name(self, worker: str, label: str) -> dict[str, Any]:
+        """What ``build`` checks that needs no worker class; returns the args as JSON."""
+        try:
+            check_worker_name(worker)
+            if self.queue is not None:
+                check_queue_name(self.queue)
+            if self.priority is not None:
+                check_priority(self.priority)
+            if self.max_attempts is not None:
+                check_max_attempts(self.max_attempts)
+            args: dict[str, Any] = ensure_json_object(dict(self.args or {}), "args", worker)
+        except (ArgsError, ConfigError) as exc:
+            raise ConfigError(f"cron entry {label}: {exc}") from None
+        return args
 
     def _worker_name(self) -> str:
         worker = self.worker
@@ -198,7 +244,7 @@ class CronEntry:
     def describe(self) -> dict[str, Any]:
         """What ``jobsaga cron list`` shows about the entry (stored by the leader)."""
         return {
-            "args": dict(self.args or {}),
+            "args": self.args_json,
             "queue": self.queue,
             "priority": self.priority,
             "timezone": self.timezone,
