@@ -7,6 +7,8 @@ module level in user code without side effects at import.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
@@ -25,6 +27,8 @@ if TYPE_CHECKING:
     from .runtime.node import Node
 
 LocalListener = Callable[[Mapping[str, Any]], None]
+
+log = logging.getLogger("jobsaga.app")
 
 ENQUEUE_IN_STEP = (
     "workflow step {step!r} tried to insert a job ({worker}). Steps never enqueue jobs: a job "
@@ -169,31 +173,40 @@ class App(AppOperations):
         return await asyncio.to_thread(self.insert_all, specs, conn=conn)
 
     def announce(self, jobs: Sequence[Job[Any]]) -> None:
-        """Wake this process's nodes for new jobs (other processes hear via NOTIFY or polling)."""
+        """Wake this process's nodes for new jobs (other processes hear via NOTIFY or polling).
+
+        Never raises: the jobs are committed when this runs, and a caller that retries on an
+        error would insert them twice. A listener that fails is logged; the nodes' polling
+        finds the jobs anyway."""
         from .engines.base import wake_payload
 
         created = [job for job in jobs if not job.conflict]
         if created and self._listeners:
-            payload = wake_payload(created)
-            for listener in list(self._listeners):
-                listener(payload)
+            self._tell_listeners(wake_payload(created))
 
     def announce_specs(self, specs: Sequence[JobSpec]) -> None:
-        """Wake this process's nodes for jobs inserted outside ``insert`` (follow-ups)."""
+        """Wake this process's nodes for jobs inserted outside ``insert`` (follow-ups); never
+        raises, as :meth:`announce`."""
         if self._listeners:
-            payload = {"queues": sorted({s.queue for s in specs}), "scheduled": True}
-            for listener in list(self._listeners):
+            self._tell_listeners({"queues": sorted({s.queue for s in specs}), "scheduled": True})
+
+    def _tell_listeners(self, payload: Mapping[str, Any]) -> None:
+        for listener in list(self._listeners):
+            try:
                 listener(payload)
+            except Exception:  # after a commit: log, never raise to the caller
+                log.exception("a listener of this app failed to hear %s", payload)
 
     def add_listener(self, listener: LocalListener) -> Callable[[], None]:
+        """Hear this process's wake-ups; returns the function that removes ``listener``."""
         self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener)
+        return lambda: _discard(self._listeners, listener)
 
     def add_control_applier(self, applier: Callable[[], None]) -> Callable[[], None]:
         """A node of this process applies persisted queue controls through ``applier`` before
         ``pause_queue``/``resume_queue``/``scale_queue`` return (see AppOperations)."""
         self._control_appliers.append(applier)
-        return lambda: self._control_appliers.remove(applier)
+        return lambda: _discard(self._control_appliers, applier)
 
     # --- reading --------------------------------------------------------------------------
 
@@ -212,3 +225,9 @@ class App(AppOperations):
         from .runtime.node import Node
 
         return Node(self, queues={"default": 10} if queues is None else queues, **options)
+
+
+def _discard(items: list[Any], item: Any) -> None:
+    """Remove ``item`` once, if it is still there (removing twice is not an error)."""
+    with contextlib.suppress(ValueError):
+        items.remove(item)

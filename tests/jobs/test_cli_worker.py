@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from jobsaga import App, JobSpec, JobState
+from jobsaga.plugins.lifeline import rescue_orphans
 from tests.helpers import wait_until
 from tests.jobs import sample_app as sample
 from tests.jobs.conftest import job, rows
@@ -178,12 +179,13 @@ def test_sigterm_as_the_node_starts_is_graceful(
     assert job(app, stopper.id).state is JobState.COMPLETED
 
 
-@pytest.mark.parametrize("worker", [sample.Sleeps, sample.SleepsSync])
-def test_a_job_that_outlasts_the_grace_period_is_written_back(
-    make_app: Callable[..., App], db_url: str, log_file: Path, worker: Any
+def test_an_async_job_that_outlasts_the_grace_period_is_written_back(
+    make_app: Callable[..., App], db_url: str, log_file: Path
 ) -> None:
+    """Cancelled at the end of the grace period, an async perform really stopped: its job is
+    written back at once, the interrupted attempt not counted."""
     app = make_app(*WORKERS)
-    stuck = app.insert(worker.new({"seconds": 60}))
+    stuck = app.insert(sample.Sleeps.new({"seconds": 60}))
     with worker_process(db_url, log_file, "--grace", "0.5") as process:
         wait_until(lambda: f"start {stuck.id}" in logged(log_file), 15)
         signalled = time.monotonic()
@@ -201,6 +203,46 @@ def test_a_job_that_outlasts_the_grace_period_is_written_back(
     app.engine.stage()  # what any node's stager does: and then it is fetched again
     [again] = app.engine.fetch("default", 10, "another-node")
     assert again.id == stuck.id and again.attempt == 1
+
+
+def test_a_sync_job_still_running_at_the_end_of_the_grace_period_is_never_run_twice(
+    make_app: Callable[..., App], db_url: str, log_file: Path
+) -> None:
+    """Python cannot stop the thread of a sync perform: its job stays executing under the
+    node, so no node may start it while the thread could run. The process exits (which ends
+    the thread), and once its last heartbeat lapses the lifeline rescues the job, this
+    attempt counted: a job that always outlives the grace period uses up its attempts."""
+    app = make_app(*WORKERS)
+    stuck = app.insert(sample.SleepsSync.new({"seconds": 60}))
+    timings = (
+        "--set",
+        "plugins.heartbeat.interval=0.25",
+        "--set",
+        "plugins.lifeline.rescue_after=2",
+    )
+    with worker_process(db_url, log_file, "--grace", "0.5", *timings) as process:
+        wait_until(lambda: f"start {stuck.id}" in logged(log_file), 15)
+        signalled = time.monotonic()
+        code, err = stop(process)
+        took = time.monotonic() - signalled
+        exited = app.now()
+    assert code == 0, err
+    assert took < 8, took
+    assert f"job(s) [{stuck.id}] stay executing" in err
+    held = job(app, stuck.id)
+    assert held.state is JobState.EXECUTING and held.attempt == 1 and not held.errors
+    # Its node's record still vouches for it until its deadline: nothing rescues it before.
+    assert rescue_orphans(app, 2.0, "another-node").jobs == []
+    assert app.engine.fetch("default", 10, "another-node") == []
+    rescued = wait_until(lambda: rescue_orphans(app, 2.0, "another-node").jobs, 10)
+    assert (app.now() - exited).total_seconds() < 3  # within rescue_after of its last beat
+    [back] = rescued
+    assert back.id == stuck.id and back.state is JobState.AVAILABLE
+    assert back.attempt == 1  # counted this time
+    assert [e["kind"] for e in back.errors] == ["orphaned"]
+    [again] = app.engine.fetch("default", 10, "another-node")
+    assert again.id == stuck.id and again.attempt == 2
+    assert logged(log_file) == [f"start {stuck.id}"]  # its first run never ended, nor ran on
 
 
 def test_the_database_url_from_the_environment_applies_to_the_app(db_url: str) -> None:

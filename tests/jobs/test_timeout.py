@@ -111,9 +111,11 @@ class OwnTimeout(Worker, max_attempts=1):
 
 
 def test_stuck_sync_threads_do_not_starve_the_queue(make_app: Callable[..., App]) -> None:
+    """Under the cap on abandoned threads, stuck threads do not hold the pool's slots."""
     app = make_app(SlowSync, Quick)
     stuck = app.insert_all([SlowSync.new() for _ in range(6)])
-    with app.node({"default": 2}, poll_interval=0.05).start_in_thread() as thread:
+    options = {"poll_interval": 0.05, "max_abandoned_threads": 10}
+    with app.node({"default": 2}, **options).start_in_thread() as thread:
         assert thread.node.max_threads == 4  # fewer threads than there are stuck performs
         for job in stuck:
             assert wait_final(app, job.id).state is JobState.DISCARDED

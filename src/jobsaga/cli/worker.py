@@ -6,6 +6,7 @@ import contextlib
 import os
 import sys
 import threading
+from typing import TYPE_CHECKING
 
 import click
 
@@ -13,6 +14,9 @@ from ..errors import ConfigError, DatabaseError, MigrationError
 from ..telemetry_logging import attach_default_logger
 from .configured import AppSource, command_error, require_schema
 from .options import config_options, parse_queues
+
+if TYPE_CHECKING:
+    from ..runtime.node import Node
 
 
 def exit_past_stuck_threads(node: Node) -> None:

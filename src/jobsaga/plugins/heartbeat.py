@@ -11,6 +11,16 @@ other's jobs, and the second would rescue the first's jobs as its own; so a node
 held by another process watches that holder for two of its heartbeat intervals: if the holder
 still beats, starting fails with a ``ConfigError``; if not, it died (a pod restarted under its
 fixed name), and the new process takes the name over.
+
+Each beat also publishes the node's health in its record (``meta``): per queue, how many
+threads of timed-out performs still run and whether the queue stopped fetching because of
+them (``jobsaga queues`` shows it). A change of health is published at once.
+
+A node that stops while some of its jobs still run in threads (a sync perform past the grace
+period) goes on beating for them, on this thread, after the node itself has stopped: its
+row vouches that those jobs are still running, so no other node rescues them. When the last
+of those threads returns, the row's deadline is set to now and the lifeline rescues the
+jobs (attempt counted); if the process exits first, the deadline lapses by itself.
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ from ..serialization import dumps
 from .base import queries
 
 if TYPE_CHECKING:
+    from ..runtime.executor import AttemptThreads
     from ..runtime.node import Node
 
 log = logging.getLogger("jobsaga.plugins.heartbeat")
@@ -47,23 +58,40 @@ class Heartbeat:
         """This process's claim on the node name (new at every start)."""
         self.started_at = node.app.clock()
         """When the node last started: jobs claimed under its name before then are not its own."""
-        self._stop = threading.Event()
+        self._tick = threading.Event()
+        """Set to beat early (a change of health) or to stop."""
+        self._stopping = False
+        self._held: list[AttemptThreads] | None = None
+        """While lingering after the node stopped: the threads it vouches for."""
         self._thread: threading.Thread | None = None
         self._warned = False
 
+    @property
+    def lingering(self) -> bool:
+        """The node stopped, but this keeps beating for jobs whose threads still run."""
+        return self._held is not None and self._thread is not None and self._thread.is_alive()
+
     def snapshot(self) -> dict[str, Any]:
-        """What other tools may want to know about this node (``jobsaga queues`` per node)."""
+        """What other tools may want to know about this node (``jobsaga queues`` per node):
+        its queues, and its health (a queue stalled by threads of timed-out performs)."""
         queues = {}
+        healthy = True
         for producer in tuple(self.node.producers.values()):
+            healthy = healthy and not producer.stalled
             queues[producer.queue] = {
                 "limit": producer.limit,
                 "paused": producer.paused,
                 "running": len(producer.running),
+                "abandoned_threads": producer.abandoned_threads,
+                "abandon_cap": producer.abandon_cap,
+                "stalled": producer.stalled,
             }
         return {
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "heartbeat_interval": self.interval,
+            "healthy": healthy,
+            "held_jobs": sorted(self.node.held),
             "queues": queues,
         }
 
@@ -140,17 +168,32 @@ class Heartbeat:
 
     async def start(self) -> None:
         """Claim the name with a first beat before the node claims anything, then beat on a thread."""
+        if self.lingering:
+            raise RuntimeError(
+                f"node {self.node.name} cannot start again yet: jobs of its last run still "
+                f"run in threads ({sorted(self.node.held)})"
+            )
         self.token = uuid.uuid4().hex
         self.started_at = self.node.app.clock()
+        self._held = None
+        self._stopping = False
+        self._tick.clear()
         await self.claim_name()
-        self._stop.clear()
         self._thread = threading.Thread(
             target=self._run, name=f"jobsaga-heartbeat-{self.node.name}", daemon=True
         )
         self._thread.start()
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+        while True:
+            self._tick.wait(self.interval)
+            self._tick.clear()
+            if self._stopping:
+                return
+            held = self._held
+            if held is not None and not any(threads.live for threads in held):
+                self._release_held()
+                return
             try:
                 owned = self.beat()
             except Exception:  # the database is away: keep trying, the deadline tells the rest
@@ -165,8 +208,20 @@ class Heartbeat:
                 )
 
     async def stop(self) -> None:
-        """Stop beating and remove the row: a node that stopped cleanly has no orphans left."""
-        self._stop.set()
+        """Stop beating and remove the row: a node that stopped cleanly has no orphans left.
+
+        Unless some of its jobs still run in threads (``node.held``): then this goes on
+        beating for them after the node stopped, and ends as described in the module
+        docstring. The node's name stays taken meanwhile."""
+        held = [threads for _, threads in self.node.held.values()]
+        if held and self._thread is not None and self._thread.is_alive():
+            self._held = held
+            for threads in held:
+                threads.watch(lambda _threads: self._tick.set())
+            self._tick.set()  # a thread may have returned already
+            return
+        self._stopping = True
+        self._tick.set()
         if self._thread is not None:
             await self.node.run_in_db(self._thread.join, 10.0)
             self._thread = None
@@ -174,6 +229,28 @@ class Heartbeat:
             await self.node.run_in_db(self.forget)
         except Exception:
             log.exception("node %s: could not remove its heartbeat row", self.node.name)
+
+    def _release_held(self) -> None:
+        """The threads of the jobs held at shutdown have all returned: set the row's deadline
+        to now, so the lifeline rescues those jobs (attempt counted) at its next look."""
+        engine = self.node.app.engine
+        params = {
+            "name": self.node.name,
+            "token": self.token,
+            "now": engine.time_param(self.node.app.clock()),
+        }
+        try:
+            with engine.transaction() as tx:
+                tx.execute(queries(engine)["expire_node"], params)
+        except Exception:  # its deadline lapses by itself
+            log.exception("node %s: could not expire its heartbeat row", self.node.name)
+            return
+        log.warning(
+            "node %s: the threads of the jobs it held at shutdown returned; those jobs "
+            "(%s) will be rescued",
+            self.node.name,
+            sorted(self.node.held),
+        )
 
     def forget(self) -> None:
         engine = self.node.app.engine
@@ -183,7 +260,8 @@ class Heartbeat:
             )
 
     def wake(self) -> None:
-        """Beats are periodic; nothing to wake."""
+        """Beat now (thread-safe): the node's health changed."""
+        self._tick.set()
 
     def notice(self, payload: Mapping[str, Any]) -> None:
         """Beats do not depend on other nodes."""

@@ -90,40 +90,48 @@ Message = Callable[[dict[str, Any], datetime | None, str], str]
 
 def _rescue(app: App, find: str, params: dict[str, Any], rescuer: str, message: Message) -> Rescued:
     engine = app.engine
-    q = queries(engine)
+    with engine.transaction() as tx:
+        found = tx.execute(queries(engine)[find], params)
+        if not found:
+            return Rescued()
+        return rescue_rows(app, tx, found, rescuer, message)
+
+
+def rescue_rows(
+    app: App, tx: Any, found: list[dict[str, Any]], rescuer: str, message: Message
+) -> Rescued:
+    """Put executing jobs back (``available``, or ``discarded`` on their last attempt), the
+    attempt counted and an ``orphaned`` error appended, in the caller's transaction. Each row
+    needs ``id``, ``attempt``, ``max_attempts``, ``attempted_by`` and ``heartbeat_at``; the
+    write is guarded by state and attempt, so a job acknowledged meanwhile is left alone."""
+    engine = app.engine
     now = app.clock()
     rescued = Rescued()
-    with engine.transaction() as tx:
-        found = tx.execute(q[find], params)
-        if not found:
-            return rescued
-        rows = []
-        for row in found:
-            exhausted = int(row["attempt"]) >= int(row["max_attempts"])
-            text = message(row, engine.time_value(row["heartbeat_at"]), rescuer)
-            rows.append(
-                {
-                    "id": int(row["id"]),
+    rows = []
+    for row in found:
+        exhausted = int(row["attempt"]) >= int(row["max_attempts"])
+        text = message(row, engine.time_value(row["heartbeat_at"]), rescuer)
+        rows.append(
+            {
+                "id": int(row["id"]),
+                "attempt": int(row["attempt"]),
+                "state": "discarded" if exhausted else "available",
+                "at": engine.time_json(now),
+                "error": {
                     "attempt": int(row["attempt"]),
-                    "state": "discarded" if exhausted else "available",
-                    "at": engine.time_json(now),
-                    "error": {
-                        "attempt": int(row["attempt"]),
-                        "at": now.isoformat(),
-                        "kind": "orphaned",
-                        "error": text,
-                        "traceback": "",
-                        "node": row["attempted_by"],
-                    },
-                }
-            )
-        for db_row in tx.execute(q["rescue_jobs"], {"rows": dumps(rows)}):
-            job = engine.row_to_job(db_row)
-            (rescued.available if job.state is JobState.AVAILABLE else rescued.discarded).append(
-                job
-            )
-        if rescued.available:
-            engine.notify(tx, {"queues": sorted({j.queue for j in rescued.available})})
+                    "at": now.isoformat(),
+                    "kind": "orphaned",
+                    "error": text,
+                    "traceback": "",
+                    "node": row["attempted_by"],
+                },
+            }
+        )
+    for db_row in tx.execute(queries(engine)["rescue_jobs"], {"rows": dumps(rows)}):
+        job = engine.row_to_job(db_row)
+        (rescued.available if job.state is JobState.AVAILABLE else rescued.discarded).append(job)
+    if rescued.available:
+        engine.notify(tx, {"queues": sorted({j.queue for j in rescued.available})})
     return rescued
 
 

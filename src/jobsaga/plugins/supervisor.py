@@ -3,9 +3,10 @@
 Order matters. On start, the first heartbeat is written before anything else; then the jobs
 that an earlier process under the same node name left executing are rescued (the new
 process's heartbeats would otherwise vouch for them); then the loops start. On stop (after
-the node's jobs are written back), the cluster-wide duties stop first, then the node resigns
-leadership (another node takes over at once), and the heartbeat row goes last: nothing of
-this node is left executing by then.
+the node's jobs are written back), the reconciler and the cluster-wide duties stop first,
+then the node resigns leadership (another node takes over at once), and the heartbeat row
+goes last: nothing of this node is left executing by then, except jobs whose threads still
+run, for which the heartbeat goes on (see ``Heartbeat.stop``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from .heartbeat import Heartbeat
 from .leader import Leader
 from .lifeline import Lifeline
 from .pruner import Pruner
+from .reconciler import Reconciler
 from .stager import Stager
 
 if TYPE_CHECKING:
@@ -90,11 +92,13 @@ class NodePlugins:
         self.heartbeat = Heartbeat(node, options.heartbeat_interval, options.rescue_after)
         self.leader = Leader(node, options.leader_lease, eligible=options.leadership)
         self.stager = Stager(node, options.stage_interval)
-        self.lifeline = Lifeline(
-            node,
-            options.rescue_interval or min(options.heartbeat_interval, options.rescue_after / 4),
-            options.rescue_after,
+        rescue_interval = options.rescue_interval or min(
+            options.heartbeat_interval, options.rescue_after / 4
         )
+        self.lifeline = Lifeline(node, rescue_interval, options.rescue_after)
+        # Every node, as often as the lifeline looks for dead nodes' jobs: a claim whose
+        # reply was lost is given back well within the rescue window.
+        self.reconciler = Reconciler(node, rescue_interval)
         for entry in options.crontab:
             entry.resolve(node.app)  # a worker named by a string must be registered: fail now
         self.cron = Cron(node, options.crontab) if options.crontab else None
@@ -106,7 +110,12 @@ class NodePlugins:
         duties: list[Looper] = [self.lifeline]
         duties += [p for p in (self.cron, self.pruner) if p is not None]
         self.leader_duties: tuple[Looper, ...] = tuple(duties)
-        self.loops: tuple[Looper, ...] = (self.leader, self.stager, *self.leader_duties)
+        self.loops: tuple[Looper, ...] = (
+            self.leader,
+            self.stager,
+            self.reconciler,
+            *self.leader_duties,
+        )
 
     @property
     def is_leader(self) -> bool:
@@ -127,7 +136,7 @@ class NodePlugins:
             await loop.start()
 
     async def stop(self) -> None:
-        for duty in (*self.leader_duties, self.stager):
+        for duty in (self.reconciler, *self.leader_duties, self.stager):
             await duty.stop()
         await self.leader.stop()
         await self.heartbeat.stop()

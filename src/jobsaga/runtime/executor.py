@@ -1,19 +1,24 @@
 """Run one attempt of a job and turn what happened into an :class:`~jobsaga.engines.Ack`.
 
 Plain ``def perform`` runs in the node's bounded thread pool and ``async def perform`` on the
-event loop, so sync user code never blocks other jobs. A sync perform that overruns its
-timeout is recorded as failed at once, but Python cannot stop the thread: it runs on until it
-returns, whatever it returns is ignored, and the node gives new work a fresh pool so the
-stuck thread's slot is not lost.
+event loop, so sync user code never blocks other jobs. Each attempt reaches that pool through
+its own :class:`AttemptThreads`, which counts the threads the attempt's user code still holds
+(its sync perform, a saga's sync steps: ``_context.job_threads`` points the saga at it). A
+perform that overruns its timeout is recorded as failed at once, but Python cannot stop a
+thread: it runs on until it returns, and whatever it returns is ignored. The node is told how
+many threads the attempt left behind, gives new work a fresh pool so their slots are not
+lost, and stops fetching from a queue that has left too many behind (see ``Node``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextvars
 import inspect
 import logging
 import math
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -98,14 +103,58 @@ def classify(result: Any) -> Outcome:
     return Outcome(JobState.COMPLETED, result=result)
 
 
+class AttemptThreads(concurrent.futures.Executor):
+    """The node's thread pool as one attempt sees it: submissions go to the node's current
+    pool (renewed when threads are abandoned), and the attempt knows how many of its threads
+    still run. An attempt cut short (timeout, shutdown) whose count is not zero left user code
+    running that Python cannot stop: the node must not hand its job to anyone else while it
+    runs (shutdown), and counts it against the queue's cap (timeout).
+
+    One small object per attempt; only sync user code pays for the counting."""
+
+    def __init__(self, owner: Executor) -> None:
+        self._owner = owner
+        self._lock = threading.Lock()
+        self.live = 0
+        """Threads of this attempt that have not finished (queued ones included)."""
+        self._watcher: Callable[[AttemptThreads], None] | None = None
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        try:
+            future = self._owner.threads.submit(fn, *args, **kwargs)
+        except RuntimeError:  # the pool was renewed between the read and the submit
+            future = self._owner.threads.submit(fn, *args, **kwargs)
+        with self._lock:
+            self.live += 1
+        future.add_done_callback(self._done)
+        return future
+
+    def _done(self, _future: concurrent.futures.Future[Any]) -> None:
+        with self._lock:
+            self.live -= 1
+            watcher = self._watcher
+        if watcher is not None:
+            watcher(self)
+
+    def watch(self, watcher: Callable[[AttemptThreads], None]) -> int:
+        """Call ``watcher`` (from the finishing thread) each time one of the attempt's
+        threads ends; returns how many run now, so none is missed in between."""
+        with self._lock:
+            self._watcher = watcher
+            return self.live
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """The node's pool outlives attempts: a saga that shuts "its" pool down changes nothing."""
+
+
 class Executor:
     def __init__(self, app: App, node_name: str, threads: ThreadPoolExecutor) -> None:
         self.app = app
         self.node_name = node_name
         self.threads = threads
         self._instances: dict[type[Worker], Worker] = {}
-        self.on_thread_abandoned: Callable[[], None] | None = None
-        """Called when a sync perform times out and its thread cannot be taken back."""
+        self.on_threads_abandoned: Callable[[Job[Any], AttemptThreads], None] | None = None
+        """Called when an attempt timed out while some of its user code still runs in threads."""
 
     def instance(self, worker_cls: type[Worker]) -> Worker:
         found = self._instances.get(worker_cls)
@@ -113,19 +162,32 @@ class Executor:
             found = self._instances[worker_cls] = worker_cls()
         return found
 
+    def attempt_threads(self) -> AttemptThreads:
+        return AttemptThreads(self)
+
     async def call(self, fn: Any, *args: Any) -> Any:
-        """Call user code: coroutine functions on the loop, plain functions in the pool."""
+        """Call user code: coroutine functions on the loop, plain functions in the pool (the
+        attempt's view of it when called within an attempt)."""
         _context.current_app.set(self.app)  # user code may need its app (WorkflowWorker does)
         if inspect.iscoroutinefunction(fn):
             return await fn(*args)
         ctx = contextvars.copy_context()
-        result = await asyncio.get_running_loop().run_in_executor(self.threads, ctx.run, fn, *args)
+        pool = _context.job_threads.get() or self.threads
+        result = await asyncio.get_running_loop().run_in_executor(pool, ctx.run, fn, *args)
         if inspect.isawaitable(result):
             result = await result
         return result
 
-    async def attempt(self, job: Job[Any]) -> tuple[Outcome, Job[Any], Worker | None]:
-        """Run the perform; never raises except for cancellation."""
+    async def attempt(
+        self, job: Job[Any], threads: AttemptThreads | None = None
+    ) -> tuple[Outcome, Job[Any], Worker | None]:
+        """Run the perform; never raises except for cancellation.
+
+        With ``threads`` (a node's attempt), sync user code runs through it, and it is
+        ``_context.job_threads`` for the perform, so a saga's sync steps share the node's
+        bounded pool; without (the testing toolkit), the executor's own pool."""
+        if threads is not None:
+            _context.job_threads.set(threads)  # the job's task context: reset with the task
         try:
             worker_cls = self.app.worker_for(job.worker)
             worker = self.instance(worker_cls)
@@ -142,8 +204,8 @@ class Executor:
                 return Outcome(JobState.RETRYABLE, error=exc), typed, worker
             err = JobTimeout(f"perform exceeded the worker's timeout of {timeout}s")
             err.__cause__ = exc
-            if not inspect.iscoroutinefunction(worker.perform):
-                self._abandon_thread(typed)
+            if threads is not None and threads.live:
+                self._abandon_threads(typed, threads)
             return Outcome(JobState.RETRYABLE, error=err), typed, worker
         except asyncio.CancelledError:
             raise
@@ -151,17 +213,20 @@ class Executor:
             return Outcome(JobState.RETRYABLE, error=exc), typed, worker
         return classify(result), typed, worker
 
-    def _abandon_thread(self, job: Job[Any]) -> None:
-        """A sync perform overran its timeout: Python cannot stop its thread, which keeps a
-        pool slot until perform returns. Tell the node, which hands new work to a fresh pool,
-        so a perform that hangs cannot starve the queues or the final-failure hooks."""
+    def _abandon_threads(self, job: Job[Any], threads: AttemptThreads) -> None:
+        """The attempt overran its timeout with user code still in threads (a sync perform,
+        a saga's sync step): Python cannot stop them, and each keeps a pool slot until it
+        returns. Tell the node, which hands new work to a fresh pool (a perform that hangs
+        cannot starve the queues or the final-failure hooks) and counts them against the
+        queue's cap."""
         log.warning(
-            "job %d (%s) overran its timeout; its thread keeps running until perform returns",
+            "job %d (%s) overran its timeout; %d thread(s) of it keep running until they return",
             job.id,
             job.worker,
+            threads.live,
         )
-        if self.on_thread_abandoned is not None:
-            self.on_thread_abandoned()
+        if self.on_threads_abandoned is not None:
+            self.on_threads_abandoned(job, threads)
 
     async def finish(self, job: Job[Any], outcome: Outcome, worker: Worker | None) -> Ack:
         """Turn an outcome into the row update; runs the final-failure hook when due."""

@@ -3,19 +3,31 @@
 Run it blocking (``node.run()``: SIGTERM and SIGINT stop it gracefully), on your own event
 loop (``await node.start()`` / ``await node.stop()``), or in a background thread
 (``node.start_in_thread()``), which is what tests and embedding in a sync program use.
+
+Two rules keep a job from running twice at once, or from being stranded:
+
+- A start that fails midway is undone completely (listeners, pools, plugins), so the app
+  goes on inserting as if the node had never been built.
+- At shutdown, a job is written back (attempt not counted) only when its user code really
+  stopped. A sync perform (or a saga's sync step) still running in a thread past the grace
+  period cannot be stopped by Python: its job stays ``executing`` under this node, whose
+  heartbeat goes on while such a thread runs; when the last one ends (or the process exits
+  and its heartbeat lapses) the lifeline rescues the job with that attempt counted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 import socket
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..engines import Ack
@@ -23,7 +35,7 @@ from ..job import Job, JobState
 from ..operations.node_control import NodeControl
 from ..plugins.supervisor import NodePlugins, PluginOptions
 from .acker import Acker
-from .executor import Executor, error_record
+from .executor import AttemptThreads, Executor, error_record
 from .producer import QueueProducer
 
 if TYPE_CHECKING:
@@ -31,6 +43,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("jobsaga.runtime.node")
 T = TypeVar("T")
+
+CLAIM_MARGIN = timedelta(seconds=1)
+"""The reconciler leaves alone claims made this close to the start of a fetch still under way
+(a clock stepping back a little must not make a claim of that fetch look older)."""
 
 
 def default_node_name() -> str:
@@ -61,14 +77,25 @@ class Node:
         prune_limit: int = 5000,
         leader_lease: float = 5.0,
         leadership: bool = True,
+        max_abandoned_threads: int | None = None,
     ) -> None:
         if not queues:
             raise ValueError("a node needs at least one queue, e.g. {'default': 10}")
         for queue, limit in queues.items():  # here, before start() opens listeners and pools
             if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
                 raise ValueError(f"queue {queue!r}: concurrency limit must be >= 1, got {limit!r}")
+        if max_abandoned_threads is not None and (
+            not isinstance(max_abandoned_threads, int)
+            or isinstance(max_abandoned_threads, bool)
+            or max_abandoned_threads < 1
+        ):
+            raise ValueError(
+                f"max_abandoned_threads must be an integer >= 1 (or None for each queue's "
+                f"concurrency limit), got {max_abandoned_threads!r}"
+            )
         self.app = app
         self.name = name or default_node_name()
+        self.max_abandoned_threads = max_abandoned_threads
         self.queue_limits = dict(queues)
         self.grace_period = grace_period
         sqlite = app.url.startswith("sqlite")
@@ -106,6 +133,13 @@ class Node:
         self._tasks: list[asyncio.Task[None]] = []
         self._cleanup: list[Callable[[], None]] = []
         self._cancel_reasons: dict[int, str] = {}
+        self._fetches: dict[int, datetime] = {}
+        """Fetches under way (a sequence number -> when it started, on the app's clock)."""
+        self._fetch_seq = 0
+        self.held: dict[int, tuple[Job[Any], AttemptThreads]] = {}
+        """Jobs left executing at shutdown because their user code still runs in a thread."""
+        self.unsettled: dict[int, int] = {}
+        """Jobs that ran but whose outcome could not be written (id -> attempt)."""
         self._job_threads: ThreadPoolExecutor  # set by start(), with the executor
         self.executor: Executor
         self.started = False
@@ -118,6 +152,83 @@ class Node:
 
     def stager_wake(self) -> None:
         self.plugins.stager.wake()
+
+    # --- what this node knows it runs (for the reconciler) ----------------------------------
+
+    def fetch_started(self) -> int:
+        self._fetch_seq += 1
+        self._fetches[self._fetch_seq] = self.app.clock()
+        return self._fetch_seq
+
+    def fetch_ended(self, fetch: int) -> None:
+        self._fetches.pop(fetch, None)
+
+    def claims_known(self) -> tuple[datetime, set[int]]:
+        """On the node's loop: the jobs this node knows it runs, and the time before which
+        every claim under its name is known (no fetch started since then is still under
+        way). A job executing under this node's name, claimed before that time and not in
+        the set, was claimed by a fetch whose reply never arrived."""
+        before = min((*self._fetches.values(), self.app.clock())) - CLAIM_MARGIN
+        known = {job_id for p in self.producers.values() for job_id in p.running}
+        known.update(self.held)
+        return before, known
+
+    # --- health --------------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        """``{"healthy": bool, "stalled": {queue: {"abandoned_threads": n, "cap": c}}}``: a
+        queue is stalled while its timed-out performs leave too many threads running."""
+        stalled = {
+            queue: {"abandoned_threads": p.abandoned_threads, "cap": p.abandon_cap}
+            for queue, p in self.producers.items()
+            if p.stalled
+        }
+        return {"healthy": not stalled, "stalled": stalled}
+
+    def on_stalled(self, producer: QueueProducer, count: int) -> None:
+        """A queue stopped (or resumed) fetching because of abandoned threads."""
+        meta = {"queue": producer.queue, "node": self.name}
+        measures = {"abandoned_threads": count, "cap": producer.abandon_cap}
+        if producer.stalled:
+            log.warning(
+                "node %s is unhealthy: queue %s stopped fetching; %d thread(s) of performs "
+                "that overran their timeout still run (cap %d). It resumes as they return.",
+                self.name,
+                producer.queue,
+                count,
+                producer.abandon_cap,
+            )
+        else:
+            log.warning(
+                "node %s: queue %s fetches again (%d abandoned thread(s) left, cap %d)",
+                self.name,
+                producer.queue,
+                count,
+                producer.abandon_cap,
+            )
+        self.app.telemetry.emit(
+            "queue.stalled" if producer.stalled else "queue.recovered", measures, meta
+        )
+        self.plugins.heartbeat.wake()  # publish the health in the node's record now
+
+    def _on_threads_abandoned(self, job: Job[Any], threads: AttemptThreads) -> None:
+        self._renew_job_threads()
+        producer = self.producers.get(job.queue)
+        if producer is not None:
+            producer.abandon(threads)
+
+    def hold(self, job: Job[Any], threads: AttemptThreads) -> None:
+        """Shutdown cut ``job`` short while a thread of it still runs: leave it executing."""
+        self.held[job.id] = (job, threads)
+        log.warning(
+            "node %s: job %d (%s) still runs in %d thread(s) past the grace period; it stays "
+            "executing under this node until they return (or the process exits), then it is "
+            "rescued with this attempt counted",
+            self.name,
+            job.id,
+            job.worker,
+            threads.live,
+        )
 
     def cancel_reason(self, job_id: int) -> str:
         return self._cancel_reasons.pop(
@@ -172,7 +283,8 @@ class Node:
     def _renew_job_threads(self) -> None:
         """Hand new sync work to a fresh pool of ``max_threads``: a pool cannot grow, nor take
         back the thread of a perform that overran its timeout. The old pool finishes what it
-        runs, then its threads exit."""
+        runs, then its threads exit. (How many threads the old pools keep is bounded by each
+        queue's cap on abandoned threads.)"""
         if not self.started:
             return
         retired = self._job_threads
@@ -185,18 +297,46 @@ class Node:
     # --- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Start the node; if any part fails, undo what was started and raise.
+
+        A failed start leaves nothing behind: no listener on the app (a later ``app.insert``
+        would wake a dead event loop), no thread, no heartbeat row."""
         if self.started:
             raise RuntimeError(f"node {self.name} is already started")
         self.started = True
+        undo: list[Callable[[], Awaitable[None] | None]] = []
+        try:
+            await self._start(undo)
+        except BaseException:
+            await self._undo_start(undo)
+            raise
+
+    async def _undo_start(self, undo: list[Callable[[], Awaitable[None] | None]]) -> None:
+        for step in reversed(undo):
+            try:
+                result = step()
+                if result is not None:
+                    await result
+            except Exception:
+                log.exception("node %s: undoing a failed start", self.name)
+        self.producers.clear()
+        self.started = False
+        log.info("node %s did not start; what it had started is undone", self.name)
+
+    async def _start(self, undo: list[Callable[[], Awaitable[None] | None]]) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop_requested = asyncio.Event()
+        self.held.clear()
+        self.unsettled.clear()
         self._db_threads = ThreadPoolExecutor(max_workers=8, thread_name_prefix="jobsaga-db")
+        undo.append(lambda: self._db_threads.shutdown(wait=True))
         self._job_threads = ThreadPoolExecutor(
             max_workers=self.max_threads, thread_name_prefix="jobsaga-job"
         )
+        undo.append(lambda: self._job_threads.shutdown(wait=False, cancel_futures=True))
         await self.run_in_db(self._check_schema)
         self.executor = Executor(self.app, self.name, self._job_threads)
-        self.executor.on_thread_abandoned = self._renew_job_threads
+        self.executor.on_threads_abandoned = self._on_threads_abandoned
         self.acker = Acker(
             self.app.engine.ack,
             self.run_in_db,
@@ -207,8 +347,16 @@ class Node:
         loop = self._loop
 
         def from_any_thread(payload: Mapping[str, Any]) -> None:
-            loop.call_soon_threadsafe(self._on_notice, payload)
+            # A closed loop: the node stopped, nothing to wake (after an insert's commit).
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._on_notice, payload)
 
+        def cleanup() -> None:
+            for step in self._cleanup:
+                step()
+            self._cleanup.clear()
+
+        undo.append(cleanup)
         self._cleanup.append(self.app.add_listener(from_any_thread))
         self._cleanup.append(self.app.engine.listen(from_any_thread))
         for queue, limit in self.queue_limits.items():
@@ -216,8 +364,10 @@ class Node:
         self.control = NodeControl(
             self, interval=self.control_interval, status_interval=self.status_interval
         )
+        undo.append(self.control.stop)
         await self.control.start()  # persisted pause/scale apply before the first fetch
         self._cleanup.append(self.app.add_control_applier(self.apply_controls_now))
+        undo.append(self.plugins.stop)
         await self.plugins.start()  # the node name is held (heartbeat) before the first fetch
         for producer in self.producers.values():
             producer.start()
@@ -263,7 +413,10 @@ class Node:
         await self._stop_requested.wait()
 
     async def stop(self, grace_period: float | None = None) -> None:
-        """Stop fetching, let running jobs finish up to the grace period, write back the rest."""
+        """Stop fetching, let running jobs finish up to the grace period, then stop the rest:
+        an attempt whose user code stopped (an async perform, cancelled) is written back
+        without counting it; one that still runs in a thread stays executing under this node
+        until that thread returns (see the module docstring)."""
         if not self.started:
             return
         grace = self.grace_period if grace_period is None else grace_period
@@ -281,7 +434,7 @@ class Node:
                 await asyncio.wait(pending, timeout=5.0)
         await self.acker.drain()
         await self.control.stop()
-        await self.plugins.stop()
+        await self.plugins.stop()  # with jobs held, the heartbeat goes on until they end
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -291,7 +444,19 @@ class Node:
         self._job_threads.shutdown(wait=False, cancel_futures=True)
         self._db_threads.shutdown(wait=True)
         self.started = False
+        if self.held:
+            log.warning(
+                "node %s stopped with %d job(s) still running in threads; it keeps "
+                "heartbeating until they return",
+                self.name,
+                len(self.held),
+            )
         log.info("node %s stopped", self.name)
+
+    @property
+    def lingering(self) -> bool:
+        """Stopped, but still vouching (heartbeating) for jobs whose threads run on."""
+        return self.plugins.heartbeat.lingering
 
     async def run_until_stopped(self) -> None:
         await self.start()

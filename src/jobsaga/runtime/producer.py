@@ -3,17 +3,23 @@
 The producer sleeps until woken (an insert in this process, a NOTIFY from another, a slot
 freed) or until its poll interval passes, which is only a safety net on PostgreSQL and the
 way to see other processes' inserts on SQLite.
+
+A queue whose timed-out performs left too many threads running (``abandon_cap``) stops
+fetching until enough of them return: Python cannot stop a thread, so a perform that hangs
+for good would otherwise leak a thread per attempt without bound. It is "stalled", and its
+node reports itself unhealthy.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import TYPE_CHECKING, Any
 
 from ..job import Job, JobState
-from .executor import queue_wait
+from .executor import AttemptThreads, queue_wait
 from .waiting import wait_event
 
 if TYPE_CHECKING:
@@ -33,6 +39,10 @@ class QueueProducer:
         self.running: dict[int, asyncio.Task[None]] = {}
         self.performing: dict[int, int] = {}
         """Jobs inside their perform (id -> attempt): the ones a cancel may still stop."""
+        self.abandoned: set[AttemptThreads] = set()
+        """Timed-out attempts whose threads still run (each counted until its last returns)."""
+        self.stalled = False
+        """Too many abandoned threads: not fetching until some return."""
         self._wake = asyncio.Event()
         self._fetching = True
         self._task: asyncio.Task[None] | None = None
@@ -57,6 +67,47 @@ class QueueProducer:
             raise ValueError(f"queue {self.queue!r}: concurrency limit must be >= 1, got {limit}")
         self.limit = limit
         self._wake.set()
+        self.check_stalled()
+
+    # --- threads left behind by timed-out performs -------------------------------------------
+
+    @property
+    def abandon_cap(self) -> int:
+        """How many abandoned threads the queue tolerates before it stops fetching: the
+        node's ``max_abandoned_threads``, or by default the queue's concurrency limit."""
+        cap = self.node.max_abandoned_threads
+        return self.limit if cap is None else cap
+
+    @property
+    def abandoned_threads(self) -> int:
+        return sum(threads.live for threads in self.abandoned)
+
+    def abandon(self, threads: AttemptThreads) -> None:
+        """A timed-out attempt left ``threads`` running (on the node's loop)."""
+        loop = asyncio.get_running_loop()
+
+        def released(_threads: AttemptThreads) -> None:  # from the thread that returned
+            with contextlib.suppress(RuntimeError):  # a closed loop: the node has stopped
+                loop.call_soon_threadsafe(self.release, threads)
+
+        if threads.watch(released):
+            self.abandoned.add(threads)
+            self.check_stalled()
+
+    def release(self, threads: AttemptThreads) -> None:
+        """One of an abandoned attempt's threads returned (on the node's loop)."""
+        if threads.live == 0:
+            self.abandoned.discard(threads)
+        self.check_stalled()
+
+    def check_stalled(self) -> None:
+        count = self.abandoned_threads
+        stalled = count >= self.abandon_cap
+        if stalled != self.stalled:
+            self.stalled = stalled
+            self.node.on_stalled(self, count)
+            if not stalled:
+                self._wake.set()
 
     async def stop_fetching(self) -> None:
         self._fetching = False
@@ -73,17 +124,25 @@ class QueueProducer:
             except Exception:
                 failures += 1
                 log.exception("queue %s: fetching failed", self.queue)
-                await asyncio.sleep(min(5.0, 0.1 * 2**failures))
+                await asyncio.sleep(min(1.0, 0.1 * 2**failures))  # back within ~1 s of the database
             await wait_event(self._wake, self.node.poll_interval)
 
     async def _dispatch(self) -> None:
-        while self._fetching and not self.paused:
+        node = self.node
+        while self._fetching and not self.paused and not self.stalled:
             free = self.limit - len(self.running)
             if free <= 0:
                 return
-            jobs = await self.node.run_in_db(
-                self.node.app.engine.fetch, self.queue, free, self.node.name
-            )
+            # While the fetch is under way its claims may be committed before this node
+            # knows of them; the node's reconciler leaves claims from then on alone.
+            fetch = node.fetch_started()
+            try:
+                jobs = await node.run_in_db(node.app.engine.fetch, self.queue, free, node.name)
+            except Exception:
+                node.plugins.reconciler.wake()  # a lost reply may have stranded claims
+                raise
+            finally:
+                node.fetch_ended(fetch)
             for job in jobs:
                 self.running[job.id] = asyncio.create_task(
                     self._run(job), name=f"jobsaga-job-{job.id}"
@@ -107,18 +166,26 @@ class QueueProducer:
             telemetry.emit(
                 "job.start", {"system_time": time.time(), "queue_wait": queue_wait(job)}, meta
             )
+        threads = node.executor.attempt_threads()
         try:
             try:
                 self.performing[job.id] = job.attempt
                 try:
-                    outcome, typed, worker = await node.executor.attempt(job)
+                    outcome, typed, worker = await node.executor.attempt(job, threads)
                 finally:
                     self.performing.pop(job.id, None)
+                ack = await node.executor.finish(typed, outcome, worker)
             except asyncio.CancelledError as cancelled:
                 # An operator's cancel (or delete) already wrote the job: drop the attempt.
-                # Otherwise the node is shutting down: write it back, attempt not counted.
+                # Otherwise the node is shutting down: write the job back, attempt not
+                # counted, if its user code really stopped; if a thread of it still runs,
+                # the job stays executing under this node until that thread ends or the
+                # process exits (no other node may start it meanwhile; see Node.stop).
                 stopped = node.control.stopped.pop(job.id, None)
-                if stopped is None:
+                held = stopped is None and threads.live > 0
+                if held:
+                    node.hold(job, threads)
+                elif stopped is None:
                     await node.interrupted(job, reason=node.cancel_reason(job.id))
                 if meta is not None:
                     measures = {
@@ -129,11 +196,18 @@ class QueueProducer:
                         stop_meta = {**meta, "state": "cancelled", "result": None}
                         telemetry.emit("job.stop", measures, {**stop_meta, "stopped": stopped})
                     else:
-                        failed = {**meta, "state": "retryable", "error": cancelled}
+                        state = "executing" if held else "retryable"
+                        failed = {**meta, "state": state, "error": cancelled, "held": held}
                         telemetry.emit("job.exception", measures, {**failed, "interrupted": True})
                 return
-            ack = await node.executor.finish(typed, outcome, worker)
-            written = await node.acker.ack(ack, urgent=ack.state is not JobState.COMPLETED)
+            try:
+                written = await node.acker.ack(ack, urgent=ack.state is not JobState.COMPLETED)
+            except Exception:
+                # The outcome could not be written: the job ran, so if it is still executing
+                # the reconciler rescues it with this attempt counted.
+                log.exception("job %d: its outcome could not be written", job.id)
+                node.unsettled[job.id] = job.attempt
+                return
             if ack.state in (JobState.RETRYABLE, JobState.SCHEDULED):
                 node.stager_wake()
             if written and ack.inserts:

@@ -22,6 +22,28 @@ RETURNING name
 -- name: forget_node
 DELETE FROM jobsaga_nodes WHERE name = %(name)s AND token = %(token)s
 
+-- name: own_claims
+-- The reconciler: jobs executing under this node's name, claimed before every fetch still
+-- under way started. A plain read; the give-back below is guarded instead of locking.
+SELECT id, attempt, max_attempts, attempted_by, queue, NULL::timestamptz AS heartbeat_at
+FROM jobsaga_jobs
+WHERE state = 'executing' AND attempted_by = %(node)s AND attempted_at < %(before)s
+ORDER BY id
+
+-- name: give_back_jobs
+-- A claim whose reply never reached its node: the job never started, so the attempt is not
+-- counted and it keeps its place in the fetch order. Guarded like an acknowledgement.
+UPDATE jobsaga_jobs AS j
+SET state = 'available', attempt = j.attempt - 1
+FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(id bigint, attempt int)
+WHERE j.id = r.id AND j.state = 'executing' AND j.attempt = r.attempt
+  AND j.attempted_by = %(node)s
+RETURNING j.id, j.queue
+
+-- name: expire_node
+-- A stopped node whose last held jobs' threads returned: its jobs may be rescued at once.
+UPDATE jobsaga_nodes SET expires_at = %(now)s WHERE name = %(name)s AND token = %(token)s
+
 -- name: list_nodes
 SELECT * FROM jobsaga_nodes ORDER BY name
 

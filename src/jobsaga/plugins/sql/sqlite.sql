@@ -22,6 +22,31 @@ RETURNING name
 -- name: forget_node
 DELETE FROM jobsaga_nodes WHERE name = :name AND token = :token
 
+-- name: own_claims
+-- The reconciler: jobs executing under this node's name, claimed before every fetch still
+-- under way started. A plain read; the give-back below is guarded instead of locking.
+SELECT id, attempt, max_attempts, attempted_by, queue, NULL AS heartbeat_at
+FROM jobsaga_jobs
+WHERE state = 'executing' AND attempted_by = :node AND attempted_at < :before
+ORDER BY id
+
+-- name: give_back_jobs
+-- A claim whose reply never reached its node: the job never started, so the attempt is not
+-- counted and it keeps its place in the fetch order. Guarded like an acknowledgement.
+UPDATE jobsaga_jobs
+SET state = 'available', attempt = jobsaga_jobs.attempt - 1
+FROM (
+    SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.attempt') AS attempt
+    FROM json_each(:rows)
+) AS r
+WHERE jobsaga_jobs.id = r.id AND jobsaga_jobs.state = 'executing'
+  AND jobsaga_jobs.attempt = r.attempt AND jobsaga_jobs.attempted_by = :node
+RETURNING id, queue
+
+-- name: expire_node
+-- A stopped node whose last held jobs' threads returned: its jobs may be rescued at once.
+UPDATE jobsaga_nodes SET expires_at = :now WHERE name = :name AND token = :token
+
 -- name: list_nodes
 SELECT * FROM jobsaga_nodes ORDER BY name
 
