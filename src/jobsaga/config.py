@@ -35,10 +35,18 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_serializer,
+    field_validator,
+)
 
 from .errors import ConfigError
 from .plugins.crontab import CronEntry, coerce_crontab
+from .redaction import redact_url
 from .worker import check_queue_name
 
 if TYPE_CHECKING:
@@ -158,7 +166,8 @@ class NodeConfig(_Section):
     """
 
     url: str | None = None
-    """Database URL; unset: the app's own (or the embedded SQLite default)."""
+    """Database URL; unset: the app's own (or the embedded SQLite default). Shown with its
+    password masked in JSON (``jobsaga config``) and in the repr; the attribute is whole."""
     app: str | None = None
     """Your App as ``module:attribute``; the CLI imports it to know the workers."""
     name: str | None = None
@@ -179,6 +188,14 @@ class NodeConfig(_Section):
             super().__init__(**data)
         except ValidationError as exc:  # the same clear message, whatever the source
             raise ConfigError(describe(exc, _origin.get())) from None
+
+    @field_serializer("url", when_used="json")
+    def _shown_url(self, url: str | None) -> str | None:
+        return None if url is None else redact_url(url)
+
+    def __repr_args__(self) -> Any:
+        for key, value in super().__repr_args__():
+            yield key, redact_url(value) if key == "url" and isinstance(value, str) else value
 
     @field_validator("queues", mode="before")
     @classmethod
@@ -434,6 +451,8 @@ def describe(error: ValidationError, origin: Mapping[tuple[str, ...], str] | Non
         else:
             message = str(item["msg"]).removeprefix("Value error, ")
             given = item["input"]
+            if path == ("url",) and isinstance(given, str):
+                given = redact_url(given)
             shown = "" if isinstance(given, (list, tuple, dict)) else f" (got {given!r})"
             problems.append(f"{where}: {message}{shown}")
     return "invalid jobsaga configuration: " + "; ".join(problems)

@@ -16,9 +16,8 @@ import os
 import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import click
 
@@ -28,7 +27,11 @@ from ..engines import DEFAULT_SQLITE
 from ..engines.schema import known_migrations, missing_migrations
 from ..engines.sqlite import SqliteEngine
 from ..errors import ConfigError, DatabaseError, JobsagaError, MigrationError
+from ..redaction import redact_url
 from .loading import load_app
+from .redacting import remember_urls
+
+__all__ = ["AppSource", "command_error", "parse_settings", "redact_url", "require_schema"]
 
 
 @dataclass(frozen=True)
@@ -37,8 +40,10 @@ class AppSource:
 
     config_path: str | None = None
     app_spec: str | None = None
-    url: str | None = None
-    settings: tuple[str, ...] = ()
+    url: str | None = field(default=None, repr=False)
+    """As given (its password masked only where shown)."""
+    settings: tuple[str, ...] = field(default=(), repr=False)
+    """``KEY=VALUE`` pairs, which may hold a URL too."""
 
     def config(self, **flags: Any) -> NodeConfig:
         """The layered configuration; ``flags`` are the command's own (None: not given)."""
@@ -47,15 +52,20 @@ class AppSource:
             **parse_settings(self.settings),
             **{key: value for key, value in given.items() if value is not None},
         }
+        remember_urls(self.url, overrides.get("url"))
         try:
-            return NodeConfig.load(self.config_path, overrides=overrides)
+            config = NodeConfig.load(self.config_path, overrides=overrides)
         except ConfigError as exc:
             raise click.UsageError(str(exc)) from None
+        remember_urls(config.url)
+        return config
 
     def app(self, config: NodeConfig | None = None) -> App:
         """The configured app, not connected (for commands that need no database)."""
         config = config if config is not None else self.config()
-        return load_app(config.app, config.url)
+        app = load_app(config.app, config.url)
+        remember_urls(app.url)  # the --app's own URL, when no other was given
+        return app
 
     @contextmanager
     def open(self, *, migrated: bool = True) -> Iterator[App]:
@@ -111,22 +121,6 @@ def require_schema(app: App, *, defaulted: bool = False) -> None:
     else:
         state = f"is behind this jobsaga (lacks migrations {', '.join(missing)})"
     raise click.ClickException(f"the database at {shown} {state}: run `{migrate}` first")
-
-
-def redact_url(url: str) -> str:
-    """``url`` with its password (in the user part or a ``password=`` parameter) masked."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if parts.password is not None:
-        user, _, host = netloc.rpartition("@")
-        netloc = f"{user.partition(':')[0]}:***@{host}"
-    query = parts.query
-    pairs = parse_qsl(query, keep_blank_values=True)
-    if any(key == "password" for key, _ in pairs):
-        query = urlencode([(k, "***" if k == "password" else v) for k, v in pairs])
-    if (netloc, query) == (parts.netloc, parts.query):
-        return url  # as given: urlunsplit would turn sqlite:///x.db into sqlite:/x.db
-    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def parse_settings(settings: tuple[str, ...]) -> dict[str, Any]:

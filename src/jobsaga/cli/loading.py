@@ -10,6 +10,8 @@ import click
 
 from ..app import App
 from ..engines import resolve_url
+from ..redaction import redact_url
+from .redacting import remember_urls
 
 ENV_APP = "JOBSAGA_APP"
 
@@ -37,12 +39,14 @@ def load_app(spec: str | None, url: str | None = None) -> App:
         raise click.BadParameter(
             f"{spec!r} is not a jobsaga.App (found {type(target).__name__})", param_hint="--app"
         )
+    remember_urls(url, target.url)
     if url and resolve_url(url) != target.url:
         # --url (or $JOBSAGA_DATABASE_URL) points the app's workers at that database, so one
         # app module serves every environment; too late once the app has connected.
         if target._engine is not None:
             raise click.BadParameter(
-                f"{spec!r} is already connected to {target.url}; cannot switch to {url}",
+                f"{spec!r} is already connected to {redact_url(target.url)}; "
+                f"cannot switch to {redact_url(url)}",
                 param_hint="--url",
             )
         target.url = resolve_url(url)

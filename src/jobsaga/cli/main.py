@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import click
 
@@ -10,6 +11,7 @@ from .cron import cron_commands
 from .demo import demo_commands
 from .jobs import jobs_commands
 from .queues import queues_commands
+from .redacting import redact_logs, redacted_errors
 from .runs import runs_commands
 from .worker import worker_commands
 
@@ -23,12 +25,22 @@ COMMAND_MODULES = [
 ]
 
 
-@click.group()
+class JobsagaGroup(click.Group):
+    """The root command: whatever a command ends with is shown without database passwords."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with redacted_errors(ctx):
+            return super().invoke(ctx)
+
+
+@click.group(cls=JobsagaGroup)
 @click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
-def cli(verbose: int) -> None:
+@click.pass_context
+def cli(ctx: click.Context, verbose: int) -> None:
     """jobsaga: persistent jobs and saga workflows."""
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    redact_logs(ctx)
 
 
 for register in COMMAND_MODULES:
