@@ -19,6 +19,7 @@ Usage::
         pg.is_running                    # True while the server accepts connections
         pg.ensure_running()              # start it unless it runs (whatever state it was left in)
         pg.port, pg.log_tail()           # its port; the end of its log (for failure messages)
+        pg.configure(fsync="on")         # ALTER SYSTEM SET + reload (persists across restarts)
 
 Settings favour speed over durability against an OS crash (``fsync=off``): a stop, a restart
 or a kill of the server loses no committed transaction (``synchronous_commit`` stays on), only
@@ -137,6 +138,14 @@ class PgCluster:
         with psycopg.connect(self.url, autocommit=True, connect_timeout=5) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.database_url(name)
+
+    def configure(self, **settings: str) -> None:
+        """``ALTER SYSTEM SET`` each setting and reload (settings a reload can change, e.g.
+        ``fsync="on"``); they persist across restarts until set back."""
+        with psycopg.connect(self.url, autocommit=True, connect_timeout=5) as conn:
+            for name, value in settings.items():
+                conn.execute(f"ALTER SYSTEM SET {name} = '{value}'")  # names from the test
+            conn.execute("SELECT pg_reload_conf()")
 
     # --- life cycle ------------------------------------------------------------------------
 
