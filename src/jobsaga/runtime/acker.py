@@ -189,10 +189,10 @@ class Acker:
                 await asyncio.wait_for(asyncio.shield(flusher), deadline)
                 return True
             except TimeoutError:
-                flusher.cancel()
-                await asyncio.wait([flusher], timeout=1.0)
                 abandoned = self._writing + self._pending
                 self._writing, self._pending = [], []
+                flusher.cancel()
+                await asyncio.wait([flusher], timeout=1.0)
                 for _, future in abandoned:
                     if not future.done():
                         future.set_result(False)
