@@ -91,9 +91,10 @@ class Nodes:
         grace: float = FAST["grace"],
         settings: Mapping[str, Any] | None = None,
         env: Mapping[str, str] | None = None,
-        wait: float = 30.0,
+        wait: float | None = 30.0,
     ) -> NodeProc:
-        """Start ``jobsaga worker`` as node ``name`` and wait until it has beaten once."""
+        """Start ``jobsaga worker`` as node ``name`` and wait until it has beaten once (up to
+        ``wait`` seconds; None: do not wait, e.g. for a node meant to die at once)."""
         command = [
             JOBSAGA,
             "worker",
@@ -135,7 +136,8 @@ class Nodes:
             )
         node = NodeProc(name, process, log_path)
         self.procs[name] = node
-        self.wait_ready(node, wait)
+        if wait is not None:
+            self.wait_ready(node, wait)
         return node
 
     def wait_ready(self, node: NodeProc, timeout: float) -> None:
