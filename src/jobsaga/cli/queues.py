@@ -1,16 +1,79 @@
-"""``jobsaga queues``: list queues across nodes; pause, resume and scale them at runtime."""
+"""``jobsaga queues``: list queues across nodes; pause, resume and scale them at runtime.
+
+The listing also shows each live node's health, as the node publishes it in its heartbeat
+record: a queue that stopped fetching because threads of timed-out performs still run
+("stalled"), and a stopped node still vouching for jobs whose threads run on.
+"""
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..operations import QueueInfo
+from ..plugins.base import queries
 from .configured import AppSource
 from .options import config_options
+
+if TYPE_CHECKING:
+    from ..app import App
+
+Health = dict[str, dict[str, Any]]
+"""Node name -> what it published in its heartbeat record (``meta``)."""
+
+
+def node_health(app: App) -> Health:
+    """The published records of the nodes whose heartbeat has not lapsed."""
+    engine = app.engine
+    now = app.clock()
+    with engine.read() as tx:
+        rows = tx.execute(queries(engine)["list_nodes"])
+    found: Health = {}
+    for row in rows:
+        expires = engine.time_value(row["expires_at"])
+        if expires is not None and expires >= now:
+            found[str(row["name"])] = engine.json_value(row["meta"]) or {}
+    return found
+
+
+def queue_health(health: Health, node: str, queue: str) -> dict[str, Any]:
+    found = health.get(node, {}).get("queues", {}).get(queue, {})
+    return found if isinstance(found, dict) else {}
+
+
+def health_text(values: dict[str, Any]) -> str:
+    if values.get("stalled"):
+        return (
+            f", STALLED: {values.get('abandoned_threads', '?')} thread(s) of timed-out "
+            f"performs still run (cap {values.get('abandon_cap', '?')}), not fetching"
+        )
+    if values.get("abandoned_threads"):
+        return f", {values['abandoned_threads']} abandoned thread(s)"
+    return ""
+
+
+def unhealthy_lines(health: Health) -> list[str]:
+    lines = []
+    for node, meta in sorted(health.items()):
+        stalled = sorted(
+            queue
+            for queue, values in (meta.get("queues") or {}).items()
+            if isinstance(values, dict) and values.get("stalled")
+        )
+        if stalled:
+            lines.append(
+                f"UNHEALTHY node {node}: queue(s) {', '.join(stalled)} stopped fetching while "
+                "threads of performs that overran their timeout still run"
+            )
+        if meta.get("held_jobs"):
+            lines.append(
+                f"node {node}: job(s) {meta['held_jobs']} still run in threads past a shutdown; "
+                "they stay executing until those threads return"
+            )
+    return lines
 
 
 def control_text(info: QueueInfo) -> str:
@@ -28,7 +91,7 @@ def control_text(info: QueueInfo) -> str:
     return "; ".join(parts) or "-"
 
 
-def queues_table(queues: list[QueueInfo]) -> str:
+def queues_table(queues: list[QueueInfo], health: Health | None = None) -> str:
     header = (
         f"{'QUEUE':<20} {'AVAILABLE':>9} {'SCHEDULED':>9} {'RETRYABLE':>9} {'EXECUTING':>9}  "
         "CONTROL"
@@ -41,17 +104,23 @@ def queues_table(queues: list[QueueInfo]) -> str:
         )
         for node in info.nodes:
             paused = ", paused" if node.paused else ""
+            sick = health_text(queue_health(health or {}, node.node, info.queue))
             lines.append(
-                f"  node {node.node}: limit {node.concurrency}, running {node.running}{paused}"
+                f"  node {node.node}: limit {node.concurrency}, running {node.running}"
+                f"{paused}{sick}"
             )
+    lines += unhealthy_lines(health or {})
     return "\n".join(lines)
 
 
-def queue_json(info: QueueInfo) -> dict[str, Any]:
+def queue_json(info: QueueInfo, health: Health | None = None) -> dict[str, Any]:
     data = asdict(info)
     for node in data["nodes"]:
         started = node["started_at"]
         node["started_at"] = started.isoformat() if started is not None else None
+        values = queue_health(health or {}, node["node"], info.queue)
+        node["abandoned_threads"] = int(values.get("abandoned_threads") or 0)
+        node["stalled"] = bool(values.get("stalled"))
     return data
 
 
@@ -120,12 +189,13 @@ def queues_commands(cli: click.Group) -> None:
 def show_queues(source: AppSource, as_json: bool) -> None:
     with source.open() as app:
         found = app.list_queues()
+        health = node_health(app)
     if as_json:
-        click.echo(json.dumps([queue_json(q) for q in found], indent=2))
+        click.echo(json.dumps([queue_json(q, health) for q in found], indent=2))
     elif not found:
         click.echo("no queues: no jobs, no live nodes, no controls")
     else:
-        click.echo(queues_table(found))
+        click.echo(queues_table(found, health))
 
 
 def _run(action: Any) -> None:

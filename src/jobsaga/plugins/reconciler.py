@@ -35,6 +35,8 @@ class Reconciled:
     given_back: list[tuple[int, str]] = field(default_factory=list)
     """(id, queue) of the jobs made available again, attempt not counted."""
     rescued: Rescued = field(default_factory=Rescued)
+    seen: set[int] = field(default_factory=set)
+    """Every job found executing under the node's name (known to it or not)."""
 
 
 def unwritten_message(row: dict[str, Any], last_beat: datetime | None, rescuer: str) -> str:
@@ -53,8 +55,8 @@ def reconcile(
     named = queries(engine)
     with engine.read() as tx:
         found = tx.execute(named["own_claims"], {"node": node, "before": engine.time_param(before)})
+    done = Reconciled(seen={int(row["id"]) for row in found})
     strays = [row for row in found if int(row["id"]) not in known]
-    done = Reconciled()
     if not strays:
         return done
     ran = [row for row in strays if unsettled.get(int(row["id"])) == int(row["attempt"])]
@@ -81,10 +83,14 @@ class Reconciler(Looper):
     async def run_once(self) -> Counts:
         node = self.node
         before, known = node.claims_known()
-        unsettled = dict(node.unsettled)
+        entries = dict(node.unsettled)
+        unsettled = {job_id: attempt for job_id, (attempt, _) in entries.items()}
         done = await node.run_in_db(reconcile, node.app, node.name, before, known, unsettled)
-        for job_id, attempt in unsettled.items():  # rescued now, or no longer executing
-            if node.unsettled.get(job_id) == attempt:
+        for job_id, (attempt, claimed) in entries.items():
+            # Rescued now, or no longer executing (it would have been seen, claimed before
+            # ``before``); kept while a fetch under way since before its claim hides it.
+            settled = job_id in done.seen or claimed is None or claimed < before
+            if settled and node.unsettled.get(job_id, (None, None))[0] == attempt:
                 del node.unsettled[job_id]
         if done.given_back:
             log.warning(

@@ -138,8 +138,8 @@ class Node:
         self._fetch_seq = 0
         self.held: dict[int, tuple[Job[Any], AttemptThreads]] = {}
         """Jobs left executing at shutdown because their user code still runs in a thread."""
-        self.unsettled: dict[int, int] = {}
-        """Jobs that ran but whose outcome could not be written (id -> attempt)."""
+        self.unsettled: dict[int, tuple[int, datetime | None]] = {}
+        """Jobs that ran but whose outcome was not written (id -> attempt, claimed at)."""
         self._job_threads: ThreadPoolExecutor  # set by start(), with the executor
         self.executor: Executor
         self.started = False

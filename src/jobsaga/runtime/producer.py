@@ -203,11 +203,13 @@ class QueueProducer:
             try:
                 written = await node.acker.ack(ack, urgent=ack.state is not JobState.COMPLETED)
             except Exception:
-                # The outcome could not be written: the job ran, so if it is still executing
-                # the reconciler rescues it with this attempt counted.
                 log.exception("job %d: its outcome could not be written", job.id)
-                node.unsettled[job.id] = job.attempt
-                return
+                written = False
+            if not written:
+                # Moved on meanwhile (cancelled, rescued), or the outcome could not be written
+                # at all: the job ran, so if it is still executing as this attempt, the
+                # reconciler rescues it with the attempt counted (not given back as unstarted).
+                node.unsettled[job.id] = (job.attempt, job.attempted_at)
             if ack.state in (JobState.RETRYABLE, JobState.SCHEDULED):
                 node.stager_wake()
             if written and ack.inserts:
