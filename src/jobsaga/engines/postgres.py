@@ -3,6 +3,15 @@
 Fetching uses ``FOR UPDATE SKIP LOCKED`` so any number of nodes can claim jobs from one
 table without ever handing the same job to two of them. Inserts and staging send one
 ``NOTIFY`` per transaction, which wakes idle queues on every node within milliseconds.
+
+Outages: psycopg errors never leave this module raw; :func:`database_error` sorts them into
+jobsaga's tree (``DatabaseUnavailable``, ``DataRejected``, ``DatabaseError``), the driver's
+error chained. The pool is never left to find its own way back through psycopg_pool's
+reconnect backoff (1, 2, 4, 8... s: one insert blocked 29 s after a 15 s outage). A pooled
+connection is looked at before use (an idle one the server dropped is readable), and once a
+connection is found dead the next caller probes the server with one direct connection: if it
+refuses, the caller gets ``DatabaseUnavailable`` with the server's reason at once and the pool
+is closed (no retries behind); if it answers, a fresh pool replaces the old one at once.
 """
 
 from __future__ import annotations
@@ -10,7 +19,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import select
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
@@ -18,9 +29,15 @@ from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolClosed
 
-from ..errors import ConfigError, DatabaseUnavailable, MigrationError
+from ..errors import (
+    ConfigError,
+    DatabaseError,
+    DatabaseUnavailable,
+    DataRejected,
+    MigrationError,
+)
 from ..job import Job, JobSpec
 from ..serialization import dumps
 from . import sql as sqlfiles
@@ -29,6 +46,15 @@ from .base import Clock, Engine, Row, WakeCallback, inserted_job, utcnow
 log = logging.getLogger("jobsaga.engines.postgres")
 
 MIGRATION_LOCK = 0x6A6F6273  # "jobs": serializes concurrent migrators on one database
+CONNECT_TIMEOUT = 5
+"""Seconds a new connection may take (libpq counts at least 2). A server that is down
+refuses at once; this bounds a host that does not answer at all."""
+POOL_TIMEOUT = 30.0
+"""Seconds a caller waits for a free pooled connection while the server is up (every
+connection busy); an outage is reported before that, by the probe."""
+LISTEN_RETRY = (0.05, 0.5)
+"""The LISTEN connection's reconnect delay: first, then doubling up to the cap, so a node
+hears of new jobs within about half a second of the server's return."""
 
 
 class _PgTx:
@@ -55,36 +81,106 @@ class PostgresEngine(Engine):
         self.pool_size = pool_size
         self._pool: ConnectionPool | None = None
         self._pool_lock = threading.Lock()
+        self._suspect = False
+        """A connection of the current pool died: probe, then renew the pool, before use."""
+        self._down: tuple[float, str, BaseException | None] | None = None
+        """The last failed probe (when it ended, its message, its cause) while down."""
         self._channel: str | None = None
 
     def _get_pool(self) -> ConnectionPool:
+        """The pool, opened on first use and again after a connection was found dead.
+
+        Either time the server is probed first with one direct connection, so that an
+        unreachable server is ``DatabaseUnavailable`` at once with its reason rather than a
+        pool timeout later. Callers that queued behind a probe which failed after they
+        arrived share its answer instead of probing one after another."""
+        arrived = time.monotonic()
         with self._pool_lock:
-            if self._pool is None:
+            pool = self._pool
+            if pool is not None and not self._suspect:
+                return pool
+            if self._down is not None and self._down[0] >= arrived:
+                raise DatabaseUnavailable(self._down[1]) from self._down[2]
+            try:
                 self._probe()
-                pool = ConnectionPool(
-                    self.url,
-                    min_size=1,
-                    max_size=self.pool_size,
-                    kwargs={"autocommit": False},
-                    open=False,
-                    name="jobsaga",
-                )
-                try:
-                    pool.open(wait=True, timeout=10)
-                except BaseException:
-                    pool.close()  # else its workers keep retrying in the background
-                    raise
-                self._pool = pool
-            return self._pool
+                fresh = self._open_pool()
+            except DatabaseUnavailable as exc:
+                if self._down is None:
+                    log.warning("%s", exc)
+                self._down = (time.monotonic(), str(exc), exc.__cause__)
+                self._pool = None  # a closed pool makes no reconnect attempts behind us
+                _close_soon(pool)
+                raise
+            if self._down is not None:
+                log.warning("PostgreSQL is reachable again; connections renewed")
+            self._pool, self._suspect, self._down = fresh, False, None
+        _close_soon(pool)  # its connections are suspect; those in use close when returned
+        return fresh
+
+    def _open_pool(self) -> ConnectionPool:
+        pool = ConnectionPool(
+            self.url,
+            min_size=1,
+            max_size=self.pool_size,
+            kwargs={"autocommit": False, "connect_timeout": CONNECT_TIMEOUT},
+            timeout=POOL_TIMEOUT,
+            open=False,
+            name="jobsaga",
+        )
+        try:
+            pool.open(wait=True, timeout=CONNECT_TIMEOUT * 2)
+        except psycopg.Error as exc:
+            pool.close()  # else its workers keep retrying in the background
+            raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {reason(exc)}") from exc
+        except BaseException:
+            pool.close()
+            raise
+        return pool
 
     def _probe(self) -> None:
-        """One direct connection first, so an unreachable server or a missing database is
-        reported at once with the server's reason, not as a pool timeout 10 s later."""
+        """One direct connection, so an unreachable server or a missing database is
+        reported at once with the server's reason, not as a pool timeout later."""
         try:
-            psycopg.connect(self.url, connect_timeout=10).close()
-        except psycopg.OperationalError as exc:
-            reason = " ".join(str(exc).split()) or type(exc).__name__
-            raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {reason}") from None
+            psycopg.connect(self.url, connect_timeout=CONNECT_TIMEOUT).close()
+        except psycopg.Error as exc:
+            raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {reason(exc)}") from exc
+
+    def _suspect_pool(self, pool: ConnectionPool) -> None:
+        """A connection of ``pool`` died: the next caller probes and renews the pool."""
+        with self._pool_lock:
+            if self._pool is pool:
+                self._suspect = True
+
+    def _checkout(self) -> tuple[ConnectionPool, psycopg.Connection[Any]]:
+        """A live pooled connection, or ``DatabaseUnavailable`` without waiting out a pool
+        timeout when the server is down."""
+        for _ in range(3):
+            pool = self._get_pool()
+            try:
+                conn = pool.getconn()
+            except PoolClosed:
+                continue  # renewed or closed by another caller meanwhile: ask again
+            except psycopg.Error as exc:  # PoolTimeout: every connection busy for so long
+                raise DatabaseUnavailable(
+                    f"no PostgreSQL connection came free within {POOL_TIMEOUT:g} s "
+                    f"(pool_size={self.pool_size}): {reason(exc)}"
+                ) from exc
+            if _usable(conn):
+                return pool, conn
+            self._suspect_pool(pool)
+            conn.close()
+            pool.putconn(conn)  # closed: the pool drops it
+        raise DatabaseUnavailable("PostgreSQL keeps dropping new connections")
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        pool, conn = self._checkout()
+        try:
+            yield conn
+        finally:
+            if conn.broken or conn.closed:
+                self._suspect_pool(pool)
+            pool.putconn(conn)
 
     @property
     def channel(self) -> str:
@@ -110,15 +206,18 @@ class PostgresEngine(Engine):
     def transaction(self, conn: Any = None) -> Iterator[_PgTx]:
         if conn is not None:
             # The caller's own transaction: it commits or rolls back, not us.
-            yield _PgTx(check_callers_connection(conn), callers=True)
+            callers = check_callers_connection(conn)
+            with translated(callers):
+                yield _PgTx(callers, callers=True)
             return
-        with self._get_pool().connection() as pooled, pooled.transaction():
+        # translated() outside transaction(): a failed COMMIT is translated too
+        with self._connection() as pooled, translated(pooled), pooled.transaction():
             yield _PgTx(pooled)
 
     def execute_one(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
         # In autocommit the statement is its own transaction, which saves the BEGIN and
         # COMMIT round trips: about 1.7x more single-statement transactions per second.
-        with self._get_pool().connection() as conn:
+        with self._connection() as conn, translated(conn):
             conn.autocommit = True
             try:
                 return _PgTx(conn).execute(sql, params)
@@ -202,11 +301,20 @@ class PostgresEngine(Engine):
         channel = self.channel
 
         def loop() -> None:
+            delay = LISTEN_RETRY[0]
+            lost_at: float | None = None
             while not stop.is_set():
                 try:
-                    with psycopg.connect(self.url, autocommit=True) as conn:
+                    with psycopg.connect(
+                        self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT
+                    ) as conn:
                         conn.execute(f'LISTEN "{channel}"')
-                        callback({"reconnected": True})
+                        if lost_at is not None:
+                            log.warning(
+                                "listener reconnected after %.1f s", time.monotonic() - lost_at
+                            )
+                        lost_at, delay = None, LISTEN_RETRY[0]
+                        callback({"reconnected": True})  # the node fetches what it missed
                         while not stop.is_set():
                             for note in conn.notifies(timeout=0.5):
                                 try:
@@ -214,8 +322,11 @@ class PostgresEngine(Engine):
                                 except Exception:  # a bad payload must not stop listening
                                     log.exception("bad notification payload")
                 except psycopg.Error as exc:
-                    log.warning("listener connection lost (%s); reconnecting", type(exc).__name__)
-                    stop.wait(1.0)
+                    if lost_at is None:  # once per outage, not once per attempt
+                        lost_at = time.monotonic()
+                        log.warning("listener connection lost (%s); reconnecting", reason(exc))
+                    stop.wait(delay)
+                    delay = min(delay * 2, LISTEN_RETRY[1])
 
         thread = threading.Thread(target=loop, name="jobsaga-listen", daemon=True)
         thread.start()
@@ -231,6 +342,84 @@ class PostgresEngine(Engine):
             if self._pool is not None:
                 self._pool.close()
                 self._pool = None
+            self._suspect, self._down = False, None
+
+
+def reason(exc: BaseException) -> str:
+    """The driver's message on one line (the server's own reason when it gave one)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+CONNECTION_LOST = (
+    psycopg.errors.AdminShutdown,  # 57P01 terminating connection due to administrator command
+    psycopg.errors.CrashShutdown,  # 57P02
+    psycopg.errors.CannotConnectNow,  # 57P03 the database system is starting up / shutting down
+    psycopg.errors.IdleSessionTimeout,
+)
+
+
+def database_error(exc: psycopg.Error, *, broken: bool = False) -> DatabaseError:
+    """jobsaga's exception for a psycopg error (the caller chains it with ``from exc``).
+
+    ``DatabaseUnavailable``: the connection is gone or the server cannot serve now, and the
+    transient failures PostgreSQL classes as operational (deadlock, serialization failure,
+    lock or statement timeout), all of which may succeed later. ``DataRejected``: the server
+    (or psycopg, e.g. for a NUL character) refused the values themselves, which the same write
+    would meet again. Anything else (a missing table, a syntax error) is ``DatabaseError``."""
+    message = reason(exc)
+    lost = isinstance(exc, CONNECTION_LOST) or (
+        exc.sqlstate is None and isinstance(exc, psycopg.OperationalError)  # no reply at all
+    )
+    if broken or lost:
+        return DatabaseUnavailable(f"PostgreSQL is unavailable: {message}")
+    if isinstance(exc, (psycopg.DataError, psycopg.IntegrityError)):
+        return DataRejected(f"PostgreSQL refused the data: {message}")
+    if isinstance(exc, psycopg.OperationalError):
+        return DatabaseUnavailable(f"PostgreSQL could not run the statement now: {message}")
+    return DatabaseError(f"PostgreSQL failed the statement: {message}")
+
+
+@contextmanager
+def translated(conn: psycopg.Connection[Any]) -> Iterator[None]:
+    """Re-raise a psycopg error from the block as jobsaga's own, the original chained."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        raise database_error(exc, broken=conn.broken) from exc
+
+
+def _usable(conn: psycopg.Connection[Any]) -> bool:
+    """Whether an idle pooled connection still works, without a round trip in the common case.
+
+    The server says goodbye on an idle connection (an error, then end of file) when it shuts
+    down or ends the session, so an idle connection with anything to read is suspect, and a
+    round trip tells; one with nothing to read is taken as alive (a statement on it that fails
+    is reported, and the pool renewed)."""
+    if conn.closed or conn.broken:
+        return False
+    try:
+        if hasattr(select, "poll"):
+            poller = select.poll()
+            poller.register(conn.fileno(), select.POLLIN)
+            readable = bool(poller.poll(0))
+        else:  # pragma: no cover  (Windows)
+            readable = bool(select.select([conn.fileno()], [], [], 0)[0])
+    except (OSError, ValueError, psycopg.Error):
+        return False
+    if not readable:
+        return True
+    try:
+        ConnectionPool.check_connection(conn)
+    except psycopg.Error:
+        return False
+    return True
+
+
+def _close_soon(pool: ConnectionPool | None) -> None:
+    """Close a pool without making the caller wait for its workers (one may be in the middle
+    of a connection attempt)."""
+    if pool is not None:
+        threading.Thread(target=pool.close, name="jobsaga-pool-close", daemon=True).start()
 
 
 def check_callers_connection(conn: Any) -> psycopg.Connection[Any]:

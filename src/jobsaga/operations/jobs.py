@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ..engines.base import Tx
 from ..errors import FilterError
 from ..job import Job
-from ..serialization import printable
+from ..serialization import printable, short_repr
 from .filters import MAX_ID, JobFilter
 from .queries import queries
 
@@ -93,11 +93,13 @@ class JobOperations:
         if limit is not None and not _is_count(limit, 1):
             # 0 is refused rather than read as "nothing" (or as "all", as the CLI's --limit 0)
             raise FilterError(
-                f"limit must be >= 1, or None for every match; got {limit!r} "
+                f"limit must be >= 1, or None for every match; got {short_repr(limit)} "
                 f"(an integer, at most {MAX_ID})"
             )
         if not _is_count(offset, 0):
-            raise FilterError(f"offset must be >= 0, got {offset!r} (an integer, at most {MAX_ID})")
+            raise FilterError(
+                f"offset must be >= 0, got {short_repr(offset)} (an integer, at most {MAX_ID})"
+            )
         name = "list_jobs_newest" if newest_first else "list_jobs_oldest"
         with self.engine.read() as tx:
             rows = tx.execute(self.sql[name], self._params(flt, limit=limit, offset=offset))
