@@ -15,11 +15,11 @@ Line formats (space separated)::
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +70,11 @@ class RecordSync(Worker, name="chaos.record_sync", queue="work", max_attempts=10
             time.sleep(seconds)
 
 
-class FailsWithNul(Worker, name="chaos.fails_with_nul", queue="work", max_attempts=2):
+FAST_RETRY = {"backoff": lambda attempt: 0.05}
+"""Retries at once, so a test sees every attempt in a second."""
+
+
+class FailsWithNul(Worker, name="chaos.fails_with_nul", queue="work", max_attempts=2, **FAST_RETRY):
     """Its error text holds a NUL character, which a PostgreSQL jsonb column refuses."""
 
     def perform(self, job: Job[dict[str, Any]]) -> None:
@@ -78,13 +82,14 @@ class FailsWithNul(Worker, name="chaos.fails_with_nul", queue="work", max_attemp
         raise ValueError("bad byte \x00 in the error text")
 
 
-class FarFollowUp(Worker, name="chaos.far_follow_up", queue="work", max_attempts=2):
-    """Completes with a follow-up job scheduled absurdly far ahead (year 9999)."""
+class FarFollowUp(Worker, name="chaos.far_follow_up", queue="work", max_attempts=2, **FAST_RETRY):
+    """Completes with a follow-up job scheduled absurdly far ahead (past year 9999), built as
+    a caller could build it (``Worker.new`` itself refuses such a delay)."""
 
     def perform(self, job: Job[dict[str, Any]]) -> Complete:
         note("run", job.id, job.attempt, os.getpid())
-        far = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
-        return Complete(enqueue=(Record.new({"far": True}, scheduled_at=far),))
+        far = dataclasses.replace(Record.new({"far": True}), schedule_in=1e12)
+        return Complete(enqueue=(far,))
 
 
 class KillSaga(Workflow, name="chaos.kill_saga", inputs=["order"]):

@@ -83,11 +83,15 @@ class Probe:
                 "state": str(r[1]),
                 "attempt": int(r[2]),
                 "attempted_by": r[3],
-                "errors": _json(r[4]),
-                "args": _json(r[5]),
+                "errors": self._json(r[4]),
+                "args": self._json(r[5]),
             }
             for r in rows
         ]
+
+    def _json(self, value: Any) -> Any:
+        """A JSON column's value (psycopg decodes jsonb itself; SQLite stores text)."""
+        return json.loads(value) if self.sqlite and isinstance(value, str) else value
 
     def wait_for(
         self, predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.1
@@ -104,10 +108,6 @@ class Probe:
                     f"{dict(self.states())}\n{self.context()}"
                 )
             time.sleep(interval)
-
-
-def _json(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, str) else value
 
 
 def report(scenario: str, **figures: Any) -> None:
