@@ -15,6 +15,7 @@
     ├── RunAbandoned                  an operator rolled back a run nobody will resume
     │   └── JobCancelled              the run's job was cancelled mid-run: it was rolled back
     ├── RunStateError                 a run cannot be rolled back in its current state
+    ├── RunLogUnwritable              the run log could not be written: the run was stopped
     └── WorkflowError                 the saga failed: the step error plus every undo error
 
 A :class:`WorkflowError` is what a failed run returns (and what ``WorkflowWorker`` raises):
@@ -108,6 +109,29 @@ class JobCancelled(RunAbandoned):
 
 class RunStateError(JobsagaError, RuntimeError):
     """The run has ended already, or its job may still resume it."""
+
+
+class RunLogUnwritable(JobsagaError):
+    """The run log could not be written (after retrying, or the database refused the data):
+    the run was stopped as a shutdown would stop it, without starting another step or
+    undoing anything, since neither could be recorded. The attempt fails with this error;
+    the job's next attempt resumes the run from what the log holds (a step whose completion
+    was recorded does not run again). ``error`` (also the cause) is the database's error;
+    ``how`` says why the log gave up."""
+
+    def __init__(self, run_id: int | None, error: BaseException, how: str) -> None:
+        super().__init__(
+            f"the run log of run {run_id} could not be written ({how}: "
+            f"{type(error).__name__}: {error}); the run was stopped without starting another "
+            "step, and the job's next attempt resumes it from what was recorded"
+        )
+        self.run_id = run_id
+        self.error = error
+        self.how = how
+        self.__cause__ = error
+
+    def __reduce__(self) -> tuple[object, ...]:  # keep copy/deepcopy working
+        return (type(self), (self.run_id, self.error, self.how))
 
 
 @dataclass(frozen=True, slots=True)

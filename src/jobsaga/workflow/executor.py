@@ -1,7 +1,10 @@
 """Run one workflow: steps as soon as their arguments are ready, then success or rollback.
 
 The run is an asyncio task. ``async def`` steps run on the event loop; plain ``def`` steps
-run in a thread pool of ``max_concurrency`` threads. Ready steps start in declaration order
+run in the node's bounded thread pool (``_context.job_threads``, the attempt's view of it),
+or, outside a node (tests), in a pool of ``max_concurrency`` threads of the run's own. Step
+code never waits on other work of that pool, so sharing it cannot deadlock; a full pool only
+delays a step. Ready steps start in declaration order
 while fewer than ``max_concurrency`` run. The first step that fails for good (after its
 retries and its compensation) stops the run: nothing new starts, the steps still running are
 awaited (and count as completed if they succeed), then every completed step that has an
@@ -18,6 +21,7 @@ since Python cannot stop a thread, then the completed steps are undone.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import contextvars
 import functools
@@ -37,6 +41,7 @@ from .errors import (
     RecordedError,
     RetriesExhausted,
     RetryCancelled,
+    RunLogUnwritable,
     StepArgumentError,
     StepFailure,
     WorkflowError,
@@ -80,6 +85,7 @@ class Execution:
         job: Job[Any] | None,
         attempt: int,
         abandon: BaseException | None = None,
+        threads: concurrent.futures.Executor | None = None,
     ) -> None:
         self.app = app
         self.abandon = abandon
@@ -102,6 +108,8 @@ class Execution:
         self.others: list[StepFailure] = []
         self.previous_undo_errors: list[StepFailure] = []
         self.limit = workflow.options.max_concurrency
+        self.shared_threads = threads
+        """The node's pool (not ours to shut down); None: sync steps get a pool of the run's."""
         self._threads: ThreadPoolExecutor | None = None
         self.stopping = asyncio.Event()
         """Set when the run starts failing: steps waiting to retry give up at once."""
@@ -112,6 +120,9 @@ class Execution:
         self.opened = False
         self.cancelled: BaseException | None = None
         """Set by :meth:`stop`: why the run was stopped."""
+        self.log_failure: RunLogUnwritable | None = None
+        """Set when the run log gave up writing (:meth:`log_broken`): the run stops."""
+        log.on_broken = self.log_broken
         self.meta: dict[str, Any] = {
             "workflow": workflow.name,
             "run_id": None,
@@ -183,10 +194,24 @@ class Execution:
             values[context_param] = ctx
         return values
 
-    def threads(self) -> ThreadPoolExecutor:
+    def threads(self) -> concurrent.futures.Executor:
+        """Where sync step code runs: the node's pool when the run has one, so a node's sync
+        user code stays within its thread limit however many sagas run; else (tests, the
+        CLI's rollback) a pool of ``max_concurrency`` threads made for this run."""
+        if self.shared_threads is not None:
+            return self.shared_threads
         if self._threads is None:
             self._threads = ThreadPoolExecutor(self.limit, thread_name_prefix="jobsaga-step")
         return self._threads
+
+    async def log_allows(self, seq: int = 0) -> bool:
+        """Before user code starts: True once the run log holds every transition up to event
+        ``seq`` (what the code depends on) and no write is failing; it waits while the log
+        writes or retries; False once the log gave up (the run stops). A saga never runs a
+        step it cannot record, nor on a result that is not recorded."""
+        if self.log.ready(seq):
+            return True
+        return await self.log.wait_ready(seq)
 
     async def call(
         self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], step: str
@@ -241,6 +266,8 @@ class Execution:
                 rolling_back = True
             if not rolling_back:
                 await self.forward()
+            if self.log_failure is not None:
+                raise self.log_failure
             if self.failure is None:
                 result = await self.succeed()
             else:
@@ -358,7 +385,12 @@ class Execution:
         finished: asyncio.Queue[asyncio.Task[None]] = asyncio.Queue()
         try:
             while True:
-                while ready and len(running) < self.limit and self.failure is None:
+                while (
+                    ready
+                    and len(running) < self.limit
+                    and self.failure is None
+                    and self.log_failure is None
+                ):
                     _, name = heapq.heappop(ready)
                     task = asyncio.create_task(self.run_step(self.states[name]))
                     task.add_done_callback(finished.put_nowait)
@@ -413,6 +445,20 @@ class Execution:
             if name not in self.in_threads and self.states[name].status is not StepStatus.RETRIED:
                 task.cancel()  # a step waiting to retry wakes up (stopping) and gives up
 
+    def log_broken(self, failure: RunLogUnwritable) -> None:
+        """The run log gave up writing: stop the run as a node shutdown would. Nothing new
+        starts (no step, retry, compensation or undo: none could be recorded), async steps
+        under way are cancelled, steps in a thread are awaited (they cannot be stopped);
+        nothing is rolled back. The run then raises ``failure``: the attempt fails and the
+        job's next attempt resumes the run from what the log holds."""
+        if self.log_failure is not None:
+            return
+        self.log_failure = failure
+        self.stopping.set()
+        for task, name in self.running.items():
+            if name not in self.in_threads:
+                task.cancel()
+
     def record_stop(self) -> None:
         assert self.cancelled is not None
         detail = {"reason": str(self.cancelled), "type": type(self.cancelled).__name__}
@@ -431,6 +477,11 @@ class Execution:
         spec = st.spec
         name = spec.name
         started = time.monotonic()
+        needed = max(
+            (self.states[p].recorded_seq for p in self.graph.predecessors(name)), default=0
+        )
+        if not await self.log_allows(needed):
+            return
         try:
             if spec.where_fn is not None:
                 ctx = self.ctx(st)
@@ -439,6 +490,7 @@ class Execution:
                 if not await self.call(spec.where_fn, args, guard_kw, name):
                     st.status, st.value, st.finished_at = StepStatus.SKIPPED, None, self.now()
                     self.record(st, "step.skipped")
+                    st.recorded_seq = self.log.seq
                     self.emit("workflow.step.stop", {"duration": 0.0}, step=name, status="skipped")
                     return
             arguments = {a.param: self.value_of(a) for a in spec.arguments}
@@ -447,6 +499,8 @@ class Execution:
             self.fail(st, exc, started)
             return
         while True:
+            if not await self.log_allows():
+                return  # the run stops; this try never started
             st.tries += 1
             st.status = StepStatus.RUNNING
             st.started_at = st.started_at or self.now()
@@ -479,7 +533,8 @@ class Execution:
                 if st.tries <= spec.max_retries:
                     if await self.retry_later(st, error, retry):
                         continue
-                    self.fail(st, RetryCancelled(name, error), started)
+                    if self.log_failure is None:
+                        self.fail(st, RetryCancelled(name, error), started)
                     return
                 error = RetriesExhausted(name, spec.max_retries, error)
             assert error is not None
@@ -497,6 +552,8 @@ class Execution:
         once the step has been settled (succeeded with a value, or failed)."""
         spec, name = st.spec, st.spec.name
         started = time.monotonic()
+        if not await self.log_allows():
+            return None  # the run stops: the step is left as the log last recorded it
         ctx = self.ctx(st)
         assert spec.compensate_fn is not None
         try:
@@ -511,7 +568,8 @@ class Execution:
                 self.compensated(st, "retry", original=error)
                 if await self.retry_later(st, error, decision):
                     return "retry"
-                self.fail(st, RetryCancelled(name, error), started)
+                if self.log_failure is None:
+                    self.fail(st, RetryCancelled(name, error), started)
                 return None
             exhausted = RetriesExhausted(name, spec.max_retries, error)
             self.compensated(st, "retry_refused", original=error)
@@ -552,8 +610,9 @@ class Execution:
         self, st: StepState, error: BaseException | None, retry: Retry | None
     ) -> bool:
         """Wait out the backoff; False when the workflow started failing meanwhile (a step
-        waiting to retry has not completed: it is not retried, and there is nothing to undo)."""
-        if self.failure is not None:
+        waiting to retry has not completed: it is not retried, and there is nothing to undo),
+        or the run log gave up (the run stops)."""
+        if self.failure is not None or self.log_failure is not None:
             return False
         delay = (
             retry.delay
@@ -574,7 +633,7 @@ class Execution:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await self.stopping.wait()
-        return self.failure is None
+        return self.failure is None and self.log_failure is None
 
     def succeed_step(
         self,
@@ -593,6 +652,7 @@ class Execution:
         st.error = None
         self.completion.append(st.spec.name)
         self.record(st, f"step.{status.value}", {"try": st.tries})
+        st.recorded_seq = self.log.seq
         self.emit(
             "workflow.step.stop",
             {"duration": time.monotonic() - started},
@@ -638,6 +698,8 @@ class Execution:
         self.log.set_run(
             RunStatus.ROLLING_BACK.value, self.now(), error=self.run_error(failed_step, error, [])
         )
+        # Durable before any undo runs: an attempt that dies mid-rollback is resumed as one.
+        await self.log.flush()
         undo_errors = list(self.previous_undo_errors)
         undone = [n for n, st in self.states.items() if st.status is StepStatus.UNDONE]
         for name in reversed(self.completion):
@@ -679,6 +741,9 @@ class Execution:
         spec, name = st.spec, st.spec.name
         assert spec.undo_fn is not None
         while True:
+            if not await self.log_allows():
+                assert self.log_failure is not None
+                raise self.log_failure  # the rollback stops; the next attempt carries it on
             st.undo_tries += 1
             ctx = self.ctx(st)
             error: BaseException | None = None

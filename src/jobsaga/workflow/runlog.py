@@ -16,16 +16,19 @@ What is read back (:class:`RunRecord` and friends) lives in :mod:`.records`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+import logging
+import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
-from ..errors import MigrationError
+from ..errors import DatabaseUnavailable, DataRejected, MigrationError
 from ..runtime.waiting import wait_event
 from ..serialization import dumps, find_unserializable
+from .errors import RunLogUnwritable
 from .records import (
     EventRecord,
     RunRecord,
@@ -42,8 +45,75 @@ if TYPE_CHECKING:
     from ..engines import Engine
 
 
+log = logging.getLogger("jobsaga.workflow")
+
+LOG_WRITE_TIMEOUT = 30.0
+"""Seconds the run log keeps retrying a write that fails (the database restarting, a lost
+connection) before it stops the run; no new step starts meanwhile."""
+RETRY_FIRST = 0.05
+RETRY_MAX = 1.0
+"""The backoff between retries of a failing write: 50 ms doubling to 1 s."""
+
+
 class StepResultError(TypeError):
     """A step returned a value the run log cannot store as JSON."""
+
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+_ESCAPED_UNSTORABLE = re.compile(r"\\u(?:0000|d[89a-f])")
+
+
+def text_problem(text: str) -> str | None:
+    """Why no engine can store ``text`` alike, or None: PostgreSQL's jsonb refuses a NUL
+    character and a surrogate code point (SQLite would keep them): both engines refuse them."""
+    if text.isascii() and "\x00" not in text:
+        return None
+    found = _UNSTORABLE.search(text)
+    if found is None:
+        return None
+    if found.group() == "\x00":
+        return "holds a NUL character (\\x00)"
+    return f"holds a surrogate code point ({found.group()!r}), which is not Unicode text"
+
+
+def clean_text(text: str) -> str:
+    """``text`` with each NUL character or surrogate code point written as its escape (``\\x00``,
+    ``\\ud800``): how error messages and event details holding them are recorded."""
+    if text.isascii() and "\x00" not in text:
+        return text
+    return _UNSTORABLE.sub(lambda m: m.group().encode("unicode_escape").decode(), text)
+
+
+def _cleaned(value: Any) -> Any:
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, dict):
+        return {clean_text(str(k)): _cleaned(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_cleaned(v) for v in value]
+    return value
+
+
+def _unstorable_text(value: Any, path: str = "") -> tuple[str, str] | None:
+    """The path and problem of the first string (value or key) no engine stores alike."""
+    if isinstance(value, str):
+        problem = text_problem(value)
+        return None if problem is None else (path or "<root>", problem)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            problem = text_problem(str(key))
+            if problem is not None:
+                return where, f"has a key that {problem}"
+            found = _unstorable_text(item, where)
+            if found is not None:
+                return found
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            found = _unstorable_text(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None
 
 
 def error_json(error: BaseException) -> dict[str, Any]:
@@ -69,6 +139,14 @@ def jsonable(value: Any, what: str) -> Any:
             f"{what} is a {type(value).__name__}{where}, which cannot be stored as JSON; "
             "the run log keeps results as JSON so a rescued job can resume from them: "
             "return plain data or a pydantic model"
+        )
+    text = _unstorable_text(data)
+    if text is not None:
+        where, problem = text
+        at = "" if where == "<root>" else f" at {where}"
+        raise StepResultError(
+            f"{what}{at} {problem}, which the run log cannot store (PostgreSQL refuses it); "
+            "the log keeps results so a rescued job can resume from them: encode or strip it"
         )
     return data
 
@@ -102,9 +180,21 @@ class RunLog:
     steps: dict[str, dict[str, Any]] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
     seq: int = 0
+    on_broken: Callable[[RunLogUnwritable], None] | None = None
+    """Called once when the log gives up writing, so the run stops (the executor's)."""
 
     def encode_result(self, value: Any, what: str) -> Any:
         return value
+
+    def ready(self, seq: int) -> bool:
+        """True when every transition up to event ``seq`` is durable and no write is failing:
+        user code may start (always, in memory)."""
+        return True
+
+    async def wait_ready(self, seq: int) -> bool:
+        """Wait until :meth:`ready` (writing what is pending at once); False once the log
+        gave up writing."""
+        return True
 
     async def open(
         self,
@@ -222,6 +312,27 @@ def _text(value: Any) -> str | None:
     return None if value is None else dumps(value)
 
 
+def _safe_text(value: Any) -> str | None:
+    """JSON text of what the log itself writes (errors, event details), with any NUL
+    character or lone surrogate escaped (:func:`clean_text`): an error message may hold
+    them, and a database refusing it would leave the run unrecorded."""
+    text = _text(value)
+    if text is not None and "\\u" in text and _ESCAPED_UNSTORABLE.search(text):
+        text = dumps(_cleaned(value))
+    return text
+
+
+def _refused(error: BaseException) -> bool:
+    """A write the database will refuse however often it is retried: bad data (its
+    SQLSTATE class 22 when the driver's error arrives untranslated) or data this process
+    cannot encode; not a database that is away."""
+    if isinstance(error, DatabaseUnavailable):
+        return False
+    if isinstance(error, (DataRejected, ValueError, TypeError)):
+        return True
+    return str(getattr(error, "sqlstate", "") or "").startswith("22")
+
+
 def append_event(
     engine: Engine,
     tx: Any,
@@ -261,10 +372,38 @@ class SqlRunLog(RunLog):
     """Seconds a flush waits to gather more transitions (none when the run needs it now)."""
     _flusher: asyncio.Task[None] | None = None
     _urgent: asyncio.Event | None = None
-    _failure: BaseException | None = None
+    _failure: RunLogUnwritable | None = None
+    write_timeout: float = LOG_WRITE_TIMEOUT
+    """Seconds a failing write is retried before the log gives up and the run stops."""
+    _trouble: BaseException | None = None
+    """The error of the write being retried, while one is."""
+    _durable_seq: int = 0
+    """Every event up to this one is written."""
+    _progress: asyncio.Event | None = None
+    """Set (and replaced) when a write succeeds or the log gives up: wakes ``wait_ready``."""
 
     def encode_result(self, value: Any, what: str) -> Any:
         return jsonable(value, what)
+
+    def ready(self, seq: int) -> bool:
+        return self._trouble is None and self._failure is None and self._durable_seq >= seq
+
+    async def wait_ready(self, seq: int) -> bool:
+        while self._failure is None and (self._trouble is not None or self._durable_seq < seq):
+            if self._durable_seq < seq and self._trouble is None:
+                if self._urgent is None:
+                    self._urgent = asyncio.Event()
+                self._urgent.set()  # someone waits on it: no gathering
+                self._changed()  # a flusher runs (what is pending made it start already)
+            if self._progress is None:
+                self._progress = asyncio.Event()
+            await self._progress.wait()
+        return self._failure is None
+
+    def _signal(self) -> None:
+        if self._progress is not None:
+            self._progress.set()
+            self._progress = None
 
     @property
     def _engine(self) -> Engine:
@@ -286,7 +425,7 @@ class SqlRunLog(RunLog):
             self, inputs, context, positions, job_id=job_id, attempt=attempt, now=now, dag=dag
         )
         try:
-            return await asyncio.to_thread(self._open, now)
+            return await self._open_retrying(now)
         except Exception as exc:
             text = str(exc)
             if "jobsaga_workflow_runs" in text and ("no such table" in text or "exist" in text):
@@ -295,6 +434,21 @@ class SqlRunLog(RunLog):
                     "`jobsaga migrate`), or pass persist=False to keep the log in memory"
                 ) from exc
             raise
+
+    async def _open_retrying(self, now: datetime) -> Resumed | None:
+        """Open the run, retrying while the database is away (up to ``write_timeout``). A
+        retry after a commit whose reply was lost finds the run it created (by its job)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.write_timeout
+        delay = RETRY_FIRST
+        while True:
+            try:
+                return await asyncio.to_thread(self._open, now)
+            except DatabaseUnavailable:
+                if loop.time() + delay > deadline:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX)
 
     def _open(self, now: datetime) -> Resumed | None:
         engine = self._engine
@@ -317,6 +471,7 @@ class SqlRunLog(RunLog):
                     )
                 self.run_id = run_id
                 self.seq = int(tx.execute(q["max_seq"], {"run_id": run_id})[0]["seq"])
+                self._durable_seq = self.seq
                 self.run.update(
                     status=run.status,
                     error=run.error,
@@ -370,20 +525,72 @@ class SqlRunLog(RunLog):
             self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
 
     async def _flush_loop(self) -> None:
+        """Write what was recorded, one transaction at a time. A failing write is retried
+        with everything recorded since (no user code starts meanwhile: see :meth:`ready`)
+        until it succeeds, the database refuses the data, or ``write_timeout`` passes; then
+        the log gives up (:meth:`_give_up`)."""
         if self._urgent is None:
             self._urgent = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        delay, since = RETRY_FIRST, 0.0
         while (self._dirty_steps or self._new_events or self._run_dirty) and self._failure is None:
-            if not self._urgent.is_set():
+            if not self._urgent.is_set() and self._trouble is None:
                 await wait_event(self._urgent, self.flush_delay)
-            steps = [self._wire(self.steps[name]) for name in self._dirty_steps]
-            self._written.update(self._dirty_steps)
-            events = [self._wire_event(e) for e in self._new_events]
-            run = self._wire_run() if self._run_dirty else None
+            names, new_events, run_dirty = self._dirty_steps, self._new_events, self._run_dirty
             self._dirty_steps, self._new_events, self._run_dirty = set(), [], False
             try:
+                steps = [self._wire(self.steps[name]) for name in names]
+                events = [self._wire_event(e) for e in new_events]
+                run = self._wire_run() if run_dirty else None
                 await asyncio.to_thread(self._write, steps, events, run)
-            except Exception as exc:  # surfaced by flush(): the attempt fails, the job retries
-                self._failure = exc
+            except Exception as exc:
+                # Nothing of it was written (one transaction): it goes out with the next try.
+                self._dirty_steps |= names
+                self._new_events[:0] = new_events
+                self._run_dirty = self._run_dirty or run_dirty
+                if self._trouble is None:
+                    since = loop.time()
+                    log.warning(
+                        "run %s: writing the run log failed (%s: %s); retrying for up to %gs, "
+                        "and no step starts meanwhile",
+                        self.run_id,
+                        type(exc).__name__,
+                        exc,
+                        self.write_timeout,
+                    )
+                self._trouble = exc
+                waited = loop.time() - since
+                if _refused(exc):
+                    self._give_up(exc, "the database refused its data")
+                elif waited + delay > self.write_timeout:
+                    self._give_up(exc, f"writes still failed after {waited:.1f}s of retries")
+                else:
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, RETRY_MAX)
+                continue
+            self._written.update(names)
+            if events:
+                self._durable_seq = max(self._durable_seq, int(events[-1]["seq"]))
+            if self._trouble is not None:
+                log.warning(
+                    "run %s: the run log is written again after %.2fs",
+                    self.run_id,
+                    loop.time() - since,
+                )
+                self._trouble, delay = None, RETRY_FIRST
+            self._signal()
+
+    def _give_up(self, error: BaseException, how: str) -> None:
+        """Stop writing: ``flush`` raises :class:`RunLogUnwritable` from now on, and the
+        executor (``on_broken``) stops the run: no new step, no rollback (neither could be
+        recorded); the next attempt resumes the run from what was written."""
+        failure = RunLogUnwritable(self.run_id, error, how)
+        self._failure = failure
+        self._trouble = None
+        self._signal()
+        log.error("%s", failure)
+        if self.on_broken is not None:
+            self.on_broken(failure)
 
     def _write(
         self, steps: list[dict[str, Any]], events: list[dict[str, Any]], run: dict[str, Any] | None
@@ -403,7 +610,7 @@ class SqlRunLog(RunLog):
         return {
             **row,
             "result": _text(row["result"]),
-            "error": _text(row["error"]),
+            "error": _safe_text(row["error"]),
             "enqueue": _text(row["enqueue"]),
             "started_at": tj(row["started_at"]) if row["started_at"] else None,
             "finished_at": tj(row["finished_at"]) if row["finished_at"] else None,
@@ -413,7 +620,7 @@ class SqlRunLog(RunLog):
         return {
             **event,
             "at": self._engine.time_json(event["at"]),
-            "detail": _text(event["detail"]),
+            "detail": _safe_text(event["detail"]),
         }
 
     def _wire_run(self) -> dict[str, Any]:
@@ -422,7 +629,7 @@ class SqlRunLog(RunLog):
             "id": self.run_id,
             "status": run["status"],
             "result": _text(run["result"]),
-            "error": _text(run["error"]),
+            "error": _safe_text(run["error"]),
             "now": tp(run["updated_at"]),
             "finished_at": tp(run["finished_at"]) if run["finished_at"] else None,
         }

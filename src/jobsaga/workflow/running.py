@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
+from .. import _context
 from ..job import JobState
 from ..worker import describe_validation_error
 from .cancelling import DEFAULT_ROLLBACK_TIMEOUT, run_in_job
@@ -26,7 +27,7 @@ from .errors import (
 )
 from .executor import Execution
 from .records import RunStatus, get_run
-from .runlog import RunLog, SqlRunLog
+from .runlog import LOG_WRITE_TIMEOUT, RunLog, SqlRunLog
 from .state import RunResult
 
 if TYPE_CHECKING:
@@ -100,20 +101,36 @@ async def execute(
     attempt: int | None = None,
     persist: bool = True,
     rollback_timeout: float = DEFAULT_ROLLBACK_TIMEOUT,
+    log_write_timeout: float = LOG_WRITE_TIMEOUT,
     _test_context: bool = False,
 ) -> RunResult:
     """Run ``workflow`` for ``job`` (what ``WorkflowWorker.perform`` does). Cancelled while it
     runs, it rolls the run back if the job was cancelled, within ``rollback_timeout`` seconds,
-    and leaves it for the next attempt otherwise (see :mod:`.cancelling`)."""
+    and leaves it for the next attempt otherwise (see :mod:`.cancelling`). A run log write
+    that still fails after ``log_write_timeout`` seconds of retries stops the run
+    (``RunLogUnwritable``), leaving it for the next attempt too."""
     workflow = check_workflow(workflow)
     if job is None and not _test_context:
         raise outside_job_error(workflow)
     checked_inputs = validate_inputs(workflow, inputs)
     checked_context = validate_context(workflow, context)
-    log: RunLog = SqlRunLog(workflow.name, engine=app.engine) if persist else RunLog(workflow.name)
+    log: RunLog = (
+        SqlRunLog(workflow.name, engine=app.engine, write_timeout=log_write_timeout)
+        if persist
+        else RunLog(workflow.name)
+    )
     run_attempt = attempt if attempt is not None else (job.attempt if job is not None else 1)
     execution = Execution(
-        app, workflow, checked_inputs, checked_context, log=log, job=job, attempt=run_attempt
+        app,
+        workflow,
+        checked_inputs,
+        checked_context,
+        log=log,
+        job=job,
+        attempt=run_attempt,
+        # On a node, sync steps share its bounded pool; the test entry point runs outside
+        # any node (even when called from a job's code) and uses a pool of its own.
+        threads=None if _test_context else _context.job_threads.get(),
     )
     if job is None:
         return await execution.run()
@@ -241,6 +258,7 @@ async def aroll_back_run(
         job=None,
         attempt=run.attempt,
         abandon=cause or RunAbandoned(reason),
+        threads=_context.job_threads.get(),  # set on a node (an async final-failure hook)
     )
     execution.meta["job_id"] = run.job_id
     result = await execution.run()

@@ -98,6 +98,9 @@ class StepState:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     waiting: int = 0
+    recorded_seq: int = 0
+    """The run log event that recorded how this step ended: its dependents start once it
+    is durable, so no step runs on a result a crash could make the step produce again."""
 
     def row(self) -> dict[str, Any]:
         return {

@@ -37,7 +37,7 @@ from .cancelling import DEFAULT_ROLLBACK_TIMEOUT
 from .dsl import Workflow
 from .errors import WorkflowError, WorkflowOutsideJobError
 from .records import get_run, list_runs
-from .runlog import append_event
+from .runlog import LOG_WRITE_TIMEOUT, append_event
 from .running import aroll_back_run, check_workflow, execute
 from .state import follow_ups_of
 
@@ -73,13 +73,16 @@ def args_model(workflow: type[Workflow], owner: str) -> type[BaseModel]:
 
 class WorkflowWorker(Worker):
     """A worker whose perform runs ``workflow`` inside the job. Class options: every worker
-    option plus ``workflow=`` (required), ``persist=`` (keep the run log, default True) and
+    option plus ``workflow=`` (required), ``persist=`` (keep the run log, default True),
     ``rollback_timeout=`` (seconds the rollback of a run whose job is cancelled mid-run may
-    take, default 60; past it the run is left ``rolling_back`` for ``jobsaga runs rollback``)."""
+    take, default 60; past it the run is left ``rolling_back`` for ``jobsaga runs rollback``)
+    and ``log_write_timeout=`` (seconds a failing run log write is retried, no step starting
+    meanwhile, before the run stops and the attempt fails; default 30)."""
 
     workflow: ClassVar[type[Workflow] | None] = None
     persist: ClassVar[bool] = True
     rollback_timeout: ClassVar[float] = DEFAULT_ROLLBACK_TIMEOUT
+    log_write_timeout: ClassVar[float] = LOG_WRITE_TIMEOUT
 
     def __init_subclass__(
         cls,
@@ -87,6 +90,7 @@ class WorkflowWorker(Worker):
         workflow: type[Workflow] | None = None,
         persist: bool | None = None,
         rollback_timeout: float | None = None,
+        log_write_timeout: float | None = None,
         **options: Any,
     ) -> None:
         own_args = "Args" in cls.__dict__
@@ -99,16 +103,9 @@ class WorkflowWorker(Worker):
         if persist is not None:
             cls.persist = persist
         if rollback_timeout is not None:
-            if (
-                isinstance(rollback_timeout, bool)
-                or not isinstance(rollback_timeout, (int, float))
-                or not 0 < rollback_timeout < math.inf
-            ):
-                raise ConfigError(
-                    f"worker {cls.__qualname__}: rollback_timeout must be a number of seconds "
-                    f"> 0, got {rollback_timeout!r}"
-                )
-            cls.rollback_timeout = float(rollback_timeout)
+            cls.rollback_timeout = _seconds(cls, "rollback_timeout", rollback_timeout)
+        if log_write_timeout is not None:
+            cls.log_write_timeout = _seconds(cls, "log_write_timeout", log_write_timeout)
         if cls.workflow is None:
             raise ConfigError(
                 f"worker {cls.__qualname__}: a WorkflowWorker needs workflow=YourWorkflow"
@@ -249,10 +246,19 @@ class WorkflowWorker(Worker):
             job=job,
             persist=self.persist and not _context.run_log_in_memory.get(),
             rollback_timeout=self.rollback_timeout,
+            log_write_timeout=self.log_write_timeout,
         )
         if result.error is not None:
             raise result.error
         return Complete(value=None, enqueue=result.follow_ups)
+
+
+def _seconds(cls: type, option: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+        raise ConfigError(
+            f"worker {cls.__qualname__}: {option} must be a number of seconds > 0, got {value!r}"
+        )
+    return float(value)
 
 
 def _rolling_back_orphans(hook: Callable[..., Any]) -> Callable[..., Any]:

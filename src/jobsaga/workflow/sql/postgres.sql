@@ -45,10 +45,12 @@ SET status = excluded.status, result = excluded.result, error = excluded.error,
     started_at = excluded.started_at, finished_at = excluded.finished_at
 
 -- name: insert_events
+-- A write retried after its commit's reply was lost finds its events there: kept as they are.
 INSERT INTO jobsaga_workflow_events (run_id, seq, at, attempt, step, kind, detail)
 SELECT %(run_id)s, r.seq, r.at, r.attempt, r.step, r.kind, r.detail::jsonb
 FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(
     seq int, at timestamptz, attempt int, step text, kind text, detail text)
+ON CONFLICT (run_id, seq) DO NOTHING
 
 -- name: get_run
 SELECT id, workflow, job_id, attempt, status, inputs::text AS inputs,

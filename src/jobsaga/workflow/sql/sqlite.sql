@@ -46,11 +46,14 @@ SET status = excluded.status, result = excluded.result, error = excluded.error,
     started_at = excluded.started_at, finished_at = excluded.finished_at
 
 -- name: insert_events
+-- A write retried after its commit's reply was lost finds its events there: kept as they are.
 INSERT INTO jobsaga_workflow_events (run_id, seq, at, attempt, step, kind, detail)
 SELECT :run_id, json_extract(value, '$.seq'), json_extract(value, '$.at'),
        json_extract(value, '$.attempt'), json_extract(value, '$.step'),
        json_extract(value, '$.kind'), json_extract(value, '$.detail')
 FROM json_each(:rows)
+WHERE true
+ON CONFLICT (run_id, seq) DO NOTHING
 
 -- name: get_run
 SELECT id, workflow, job_id, attempt, status, inputs, context, dag, result, error,
