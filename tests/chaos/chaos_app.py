@@ -92,6 +92,13 @@ class FarFollowUp(Worker, name="chaos.far_follow_up", queue="work", max_attempts
         return Complete(enqueue=(far,))
 
 
+class UniqueJob(Worker, name="chaos.unique", queue="unique", unique={"period": None}):
+    """One job per args, ever: what racing inserters must not duplicate."""
+
+    def perform(self, job: Job[dict[str, Any]]) -> None:
+        return None
+
+
 class KillSaga(Workflow, name="chaos.kill_saga", inputs=["order"]):
     """Three steps with side effects, a follow-up job on success. On its first attempt the
     node is SIGKILLed right after the run is recorded ``succeeded`` (see :func:`kill_on_stop`),
@@ -130,7 +137,7 @@ def kill_on_stop(event: str, measurements: Mapping[str, Any], meta: Mapping[str,
 
 
 app = App(
-    workers=[Record, RecordSync, FailsWithNul, FarFollowUp, KillSagaWorker],
+    workers=[Record, RecordSync, FailsWithNul, FarFollowUp, UniqueJob, KillSagaWorker],
     workflows=[KillSaga],
 )
 if os.environ.get("JOBSAGA_CHAOS_KILL_ON_STOP") == "1":
