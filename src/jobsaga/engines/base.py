@@ -145,13 +145,19 @@ class Engine(abc.ABC):
 
     def _decode(self, row: Mapping[str, Any], conflict: bool) -> Job[Any]:
         tv, jv = self.time_value, self.stored_json
-        args, meta, tags, errors = (jv(row[c]) for c in ("args", "meta", "tags", "errors"))
-        if not (
-            type(args) is dict
-            and type(meta) is dict
-            and well_shaped("tags", tags)
-            and well_shaped("errors", errors)
-        ):
+        args, meta, tags, errors = (
+            jv(row["args"]),
+            jv(row["meta"]),
+            jv(row["tags"]),
+            jv(row["errors"]),
+        )
+        # The shapes a job needs, checked inline (this runs for every fetched row); which
+        # check failed is found again by diagnose_row, for a bad row only.
+        if type(args) is not dict or type(meta) is not dict or type(tags) is not list:
+            raise TypeError("a JSON column does not have the shape a job needs")
+        if type(errors) is not list or (tags and not well_shaped("tags", tags)):
+            raise TypeError("a JSON column does not have the shape a job needs")
+        if errors and not well_shaped("errors", errors):
             raise TypeError("a JSON column does not have the shape a job needs")
         inserted_at, scheduled_at = tv(row["inserted_at"]), tv(row["scheduled_at"])
         if inserted_at is None or scheduled_at is None:
