@@ -58,3 +58,13 @@ def make_nodes(tmp_path: Path) -> Iterator[Callable[..., Nodes]]:
     yield build
     for group in groups:
         group.stop_all()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test under tests/chaos carries the ``chaos`` marker (``-m 'not chaos'`` skips
+    the suite); those that run worker processes or take a server down also declare
+    ``xdist_group("chaos")`` themselves, so ``--dist loadgroup`` runs them one at a time."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.chaos)
