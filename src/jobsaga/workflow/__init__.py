@@ -5,6 +5,7 @@ See ``docs/workflows.md``. The public names are re-exported from :mod:`jobsaga`.
 
 from .context import StepContext
 from .dsl import Workflow, step
+from .encoding import StepResultError
 from .errors import (
     JobCancelled,
     RecordedError,
@@ -31,7 +32,6 @@ from .records import (
     list_runs,
 )
 from .results import Continue, Retry
-from .runlog import StepResultError
 from .running import (
     aroll_back_run,
     arun_workflow_in_test_context,

@@ -37,6 +37,7 @@ from .. import _context
 from ..job import Job
 from .context import StepContext
 from .dsl import Argument, Workflow
+from .encoding import StepResultError, error_json
 from .errors import (
     RecordedError,
     RetriesExhausted,
@@ -48,7 +49,7 @@ from .errors import (
 )
 from .records import RunStatus, StepStatus
 from .results import Continue, Retry
-from .runlog import Resumed, RunLog, StepResultError, error_json
+from .runlog import Resumed, RunLog
 from .state import (
     COMPLETED,
     DONE,

@@ -10,24 +10,23 @@ Before the run reports success or failure, everything is flushed.
 
 ``persist=False`` uses the base :class:`RunLog`, which keeps the same records in memory
 (no crash recovery, no ``jobsaga runs``), for callers that measure or do not need the log.
-What is read back (:class:`RunRecord` and friends) lives in :mod:`.records`.
+What is read back (:class:`RunRecord` and friends) lives in :mod:`.records`; how values
+become storable JSON, in :mod:`.encoding`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from pydantic_core import PydanticSerializationError, to_jsonable_python
-
 from ..errors import DatabaseUnavailable, DataRejected, MigrationError
 from ..runtime.waiting import wait_event
-from ..serialization import dumps, find_unserializable
+from ..serialization import dumps
+from .encoding import json_text, jsonable, safe_json_text
 from .errors import RunLogUnwritable
 from .records import (
     EventRecord,
@@ -53,102 +52,6 @@ connection) before it stops the run; no new step starts meanwhile."""
 RETRY_FIRST = 0.05
 RETRY_MAX = 1.0
 """The backoff between retries of a failing write: 50 ms doubling to 1 s."""
-
-
-class StepResultError(TypeError):
-    """A step returned a value the run log cannot store as JSON."""
-
-
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-_ESCAPED_UNSTORABLE = re.compile(r"\\u(?:0000|d[89a-f])")
-
-
-def text_problem(text: str) -> str | None:
-    """Why no engine can store ``text`` alike, or None: PostgreSQL's jsonb refuses a NUL
-    character and a surrogate code point (SQLite would keep them): both engines refuse them."""
-    if text.isascii() and "\x00" not in text:
-        return None
-    found = _UNSTORABLE.search(text)
-    if found is None:
-        return None
-    if found.group() == "\x00":
-        return "holds a NUL character (\\x00)"
-    return f"holds a surrogate code point ({found.group()!r}), which is not Unicode text"
-
-
-def clean_text(text: str) -> str:
-    """``text`` with each NUL character or surrogate code point written as its escape (``\\x00``,
-    ``\\ud800``): how error messages and event details holding them are recorded."""
-    if text.isascii() and "\x00" not in text:
-        return text
-    return _UNSTORABLE.sub(lambda m: m.group().encode("unicode_escape").decode(), text)
-
-
-def _cleaned(value: Any) -> Any:
-    if isinstance(value, str):
-        return clean_text(value)
-    if isinstance(value, dict):
-        return {clean_text(str(k)): _cleaned(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_cleaned(v) for v in value]
-    return value
-
-
-def _unstorable_text(value: Any, path: str = "") -> tuple[str, str] | None:
-    """The path and problem of the first string (value or key) no engine stores alike."""
-    if isinstance(value, str):
-        problem = text_problem(value)
-        return None if problem is None else (path or "<root>", problem)
-    if isinstance(value, dict):
-        for key, item in value.items():
-            where = f"{path}.{key}" if path else str(key)
-            problem = text_problem(str(key))
-            if problem is not None:
-                return where, f"has a key that {problem}"
-            found = _unstorable_text(item, where)
-            if found is not None:
-                return found
-    elif isinstance(value, (list, tuple)):
-        for index, item in enumerate(value):
-            found = _unstorable_text(item, f"{path}[{index}]")
-            if found is not None:
-                return found
-    return None
-
-
-def error_json(error: BaseException) -> dict[str, Any]:
-    import traceback
-
-    return {
-        "type": f"{type(error).__module__}.{type(error).__qualname__}",
-        "message": str(error),
-        "traceback": "".join(traceback.format_exception(error)) if error.__traceback__ else "",
-    }
-
-
-def jsonable(value: Any, what: str) -> Any:
-    """``value`` as plain JSON data (pydantic models, dataclasses, datetimes included)."""
-    try:
-        data = to_jsonable_python(value)
-    except PydanticSerializationError:
-        data = value
-    bad = find_unserializable(data)
-    if bad is not None:
-        where = "" if bad == "<root>" else f" (at {bad})"
-        raise StepResultError(
-            f"{what} is a {type(value).__name__}{where}, which cannot be stored as JSON; "
-            "the run log keeps results as JSON so a rescued job can resume from them: "
-            "return plain data or a pydantic model"
-        )
-    text = _unstorable_text(data)
-    if text is not None:
-        where, problem = text
-        at = "" if where == "<root>" else f" at {where}"
-        raise StepResultError(
-            f"{what}{at} {problem}, which the run log cannot store (PostgreSQL refuses it); "
-            "the log keeps results so a rescued job can resume from them: encode or strip it"
-        )
-    return data
 
 
 # --- writing ------------------------------------------------------------------------------
@@ -308,20 +211,6 @@ def _step_row(name: str, position: int, status: str) -> dict[str, Any]:
     }
 
 
-def _text(value: Any) -> str | None:
-    return None if value is None else dumps(value)
-
-
-def _safe_text(value: Any) -> str | None:
-    """JSON text of what the log itself writes (errors, event details), with any NUL
-    character or lone surrogate escaped (:func:`clean_text`): an error message may hold
-    them, and a database refusing it would leave the run unrecorded."""
-    text = _text(value)
-    if text is not None and "\\u" in text and _ESCAPED_UNSTORABLE.search(text):
-        text = dumps(_cleaned(value))
-    return text
-
-
 def _refused(error: BaseException) -> bool:
     """A write the database will refuse however often it is retried: bad data (its
     SQLSTATE class 22 when the driver's error arrives untranslated) or data this process
@@ -352,7 +241,7 @@ def append_event(
         "attempt": attempt,
         "step": None,
         "kind": kind,
-        "detail": _text(detail),
+        "detail": json_text(detail),
     }
     tx.execute(q["insert_events"], {"run_id": run_id, "rows": dumps([event])})
 
@@ -496,8 +385,8 @@ class SqlRunLog(RunLog):
                     "job_id": self.job_id,
                     "attempt": self.attempt,
                     "inputs": dumps(jsonable(self.run["inputs"], "the workflow inputs")),
-                    "context": _text(jsonable(self.run["context"], "the workflow context")),
-                    "dag": _text(self.run["dag"]),
+                    "context": json_text(jsonable(self.run["context"], "the workflow context")),
+                    "dag": json_text(self.run["dag"]),
                     "now": engine.time_param(now),
                 },
             )
@@ -609,9 +498,9 @@ class SqlRunLog(RunLog):
         tj = self._engine.time_json
         return {
             **row,
-            "result": _text(row["result"]),
-            "error": _safe_text(row["error"]),
-            "enqueue": _text(row["enqueue"]),
+            "result": json_text(row["result"]),
+            "error": safe_json_text(row["error"]),
+            "enqueue": json_text(row["enqueue"]),
             "started_at": tj(row["started_at"]) if row["started_at"] else None,
             "finished_at": tj(row["finished_at"]) if row["finished_at"] else None,
         }
@@ -620,7 +509,7 @@ class SqlRunLog(RunLog):
         return {
             **event,
             "at": self._engine.time_json(event["at"]),
-            "detail": _safe_text(event["detail"]),
+            "detail": safe_json_text(event["detail"]),
         }
 
     def _wire_run(self) -> dict[str, Any]:
@@ -628,8 +517,8 @@ class SqlRunLog(RunLog):
         return {
             "id": self.run_id,
             "status": run["status"],
-            "result": _text(run["result"]),
-            "error": _safe_text(run["error"]),
+            "result": json_text(run["result"]),
+            "error": safe_json_text(run["error"]),
             "now": tp(run["updated_at"]),
             "finished_at": tp(run["finished_at"]) if run["finished_at"] else None,
         }
