@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolClosed
 
@@ -47,8 +48,9 @@ log = logging.getLogger("jobsaga.engines.postgres")
 
 MIGRATION_LOCK = 0x6A6F6273  # "jobs": serializes concurrent migrators on one database
 CONNECT_TIMEOUT = 5
-"""Seconds a new connection may take (libpq counts at least 2). A server that is down
-refuses at once; this bounds a host that does not answer at all."""
+"""Seconds a new connection may take (libpq counts at least 2), unless the URL sets its own
+``connect_timeout``. A server that is down refuses at once; this bounds a host that does not
+answer at all."""
 POOL_TIMEOUT = 30.0
 """Seconds a caller waits for a free pooled connection while the server is up (every
 connection busy); an outage is reported before that, by the probe."""
@@ -86,6 +88,12 @@ class PostgresEngine(Engine):
         self._down: tuple[float, str, BaseException | None] | None = None
         """The last failed probe (when it ended, its message, its cause) while down."""
         self._channel: str | None = None
+        given = url_connect_timeout(url)
+        self._connect: dict[str, Any] = (
+            {} if given is not None else {"connect_timeout": CONNECT_TIMEOUT}
+        )
+        """Options for every new connection: the URL's own connect_timeout wins."""
+        self._open_timeout = 2.0 * (CONNECT_TIMEOUT if given is None else given) or 30.0
 
     def _get_pool(self) -> ConnectionPool:
         """The pool, opened on first use and again after a connection was found dead.
@@ -122,13 +130,13 @@ class PostgresEngine(Engine):
             self.url,
             min_size=1,
             max_size=self.pool_size,
-            kwargs={"autocommit": False, "connect_timeout": CONNECT_TIMEOUT},
+            kwargs={"autocommit": False, **self._connect},
             timeout=POOL_TIMEOUT,
             open=False,
             name="jobsaga",
         )
         try:
-            pool.open(wait=True, timeout=CONNECT_TIMEOUT * 2)
+            pool.open(wait=True, timeout=self._open_timeout)
         except psycopg.Error as exc:
             pool.close()  # else its workers keep retrying in the background
             raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {reason(exc)}") from exc
@@ -141,7 +149,7 @@ class PostgresEngine(Engine):
         """One direct connection, so an unreachable server or a missing database is
         reported at once with the server's reason, not as a pool timeout later."""
         try:
-            psycopg.connect(self.url, connect_timeout=CONNECT_TIMEOUT).close()
+            psycopg.connect(self.url, **self._connect).close()
         except psycopg.Error as exc:
             raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {reason(exc)}") from exc
 
@@ -305,9 +313,7 @@ class PostgresEngine(Engine):
             lost_at: float | None = None
             while not stop.is_set():
                 try:
-                    with psycopg.connect(
-                        self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT
-                    ) as conn:
+                    with psycopg.connect(self.url, autocommit=True, **self._connect) as conn:
                         conn.execute(f'LISTEN "{channel}"')
                         if lost_at is not None:
                             log.warning(
@@ -343,6 +349,15 @@ class PostgresEngine(Engine):
                 self._pool.close()
                 self._pool = None
             self._suspect, self._down = False, None
+
+
+def url_connect_timeout(url: str) -> int | None:
+    """The URL's own ``connect_timeout`` (0: wait for ever), or None when it sets none."""
+    try:
+        given = conninfo_to_dict(url).get("connect_timeout")
+        return None if given is None else int(str(given))
+    except (psycopg.Error, ValueError):  # malformed: the first connection reports it
+        return None
 
 
 def reason(exc: BaseException) -> str:
