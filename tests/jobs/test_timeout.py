@@ -1,13 +1,25 @@
-"""A perform that overruns its timeout is a recorded failure, async or sync."""
+"""A perform that overruns its timeout is a recorded failure, async or sync.
+
+Python cannot stop a thread, so a sync perform that hangs leaves its thread behind: each
+queue counts those, and past a cap stops fetching (the node reports itself unhealthy) until
+they return (issue 9, fault 6: a hung perform at timeout 0.2 s and concurrency 2 had left 60
+threads after 6 s).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-from jobsaga import App, Job, JobState, Worker
+from click.testing import CliRunner
+
+from jobsaga import App, Job, JobState, Worker, _context
+from jobsaga.cli.main import cli
+from jobsaga.cli.queues import node_health
+from tests.helpers import wait_until
 from tests.jobs.conftest import SEEN, wait_final, wait_state
 
 FAST = {"backoff": lambda attempt: 0.0}
@@ -131,3 +143,95 @@ def test_the_performs_own_timeout_error_is_not_the_workers_timeout(
     with node(app):
         done = wait_final(app, stored.id)
     assert done.errors[0]["error"] == "TimeoutError: socket read timed out"
+
+
+class Hangs(Worker, timeout=0.2, max_attempts=1):
+    """Hangs until the test opens the gate (then returns at once)."""
+
+    def perform(self, job: Job[Any]) -> None:
+        SEEN.add(job.id)
+        SEEN.gate.wait(30)
+
+
+def job_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("jobsaga-job") and t.is_alive()]
+
+
+def test_threads_of_hung_performs_are_capped_and_the_queue_resumes_when_they_return(
+    make_app: Callable[..., App], db_url: str
+) -> None:
+    app = make_app(Hangs)
+    events: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
+    app.telemetry.attach(
+        "health", ["queue.stalled", "queue.recovered"], lambda e, m, d: events.append((e, m, d))
+    )
+    stored = app.insert_all([Hangs.new() for _ in range(12)])
+    options = {"poll_interval": 0.05, "heartbeat_interval": 0.1, "rescue_after": 1.0}
+    with app.node({"default": 2}, **options).start_in_thread() as thread:
+        node = thread.node
+        wait_until(lambda: not node.health()["healthy"], 5)
+        time.sleep(1.0)  # five timeouts' worth: a leaking node would have started ten threads
+        # The queue stalls when its second thread is abandoned (the cap is its limit, 2); a
+        # job fetched into the slot the first one freed may still be running then, and
+        # be abandoned too: at most cap + limit - 1 threads, never more.
+        hung = len(SEEN.items())
+        assert hung in (2, 3)
+        assert node.health() == {
+            "healthy": False,
+            "stalled": {"default": {"abandoned_threads": hung, "cap": 2}},
+        }
+        # The hung threads, and at most the idle threads of the node's current pool.
+        assert len(job_threads()) <= hung + node.max_threads
+        assert [(e, m) for e, m, _ in events] == [
+            ("queue.stalled", {"abandoned_threads": 2, "cap": 2})
+        ]
+        # The node's record says so, and so does `jobsaga queues`.
+        wait_until(lambda: node_health(app)[node.name].get("healthy") is False)
+        published = node_health(app)[node.name]["queues"]["default"]
+        assert published["stalled"] and published["abandoned_threads"] == hung
+        listed = CliRunner().invoke(cli, ["queues", "--url", db_url], catch_exceptions=False)
+        assert listed.exit_code == 0, listed.output
+        assert f"STALLED: {hung} thread(s) of timed-out performs still run (cap 2)" in (
+            listed.output
+        )
+        assert f"UNHEALTHY node {node.name}: queue(s) default stopped fetching" in listed.output
+
+        SEEN.gate.set()  # the hung threads return: the queue fetches again
+        done = [wait_final(app, j.id) for j in stored]
+        assert node.health() == {"healthy": True, "stalled": {}}
+    assert [e for e, _, _ in events] == ["queue.stalled", "queue.recovered"]
+    states = sorted(j.state.value for j in done)
+    assert states == ["completed"] * (12 - hung) + ["discarded"] * hung  # those timed out
+    assert len(SEEN.items()) == 12
+
+
+class UsesTheNodesThreads(Worker, timeout=0.2, max_attempts=1):
+    """An async perform handing sync work to ``_context.job_threads``, as a saga's sync
+    steps do: the node's bounded pool, counted for the attempt."""
+
+    async def perform(self, job: Job[Any]) -> str:
+        pool = _context.job_threads.get()
+        assert pool is not None
+        loop = asyncio.get_running_loop()
+        name = await loop.run_in_executor(pool, lambda: threading.current_thread().name)
+        SEEN.add(name)
+        if job.args.get("hang"):
+            await loop.run_in_executor(pool, SEEN.gate.wait, 30)
+        return name
+
+
+def test_sync_work_of_an_async_perform_runs_in_the_nodes_pool_and_counts(
+    make_app: Callable[..., App],
+) -> None:
+    app = make_app(UsesTheNodesThreads)
+    quick = app.insert(UsesTheNodesThreads.new())
+    options = {"poll_interval": 0.05, "max_abandoned_threads": 1}
+    with app.node({"default": 3}, **options).start_in_thread() as thread:
+        assert wait_final(app, quick.id).state is JobState.COMPLETED
+        hung = app.insert(UsesTheNodesThreads.new({"hang": True}))
+        assert wait_final(app, hung.id).state is JobState.DISCARDED  # timed out
+        wait_until(lambda: thread.node.producers["default"].stalled, 5)
+        assert thread.node.producers["default"].abandoned_threads == 1
+        SEEN.gate.set()
+        wait_until(lambda: not thread.node.producers["default"].stalled, 5)
+    assert [name.startswith("jobsaga-job") for name in SEEN.items()] == [True, True]

@@ -303,6 +303,11 @@ class Node:
         would wake a dead event loop), no thread, no heartbeat row."""
         if self.started:
             raise RuntimeError(f"node {self.name} is already started")
+        if self.lingering:
+            raise RuntimeError(
+                f"node {self.name} cannot start again yet: jobs of its last run still run "
+                f"in threads ({sorted(self.held)})"
+            )
         self.started = True
         undo: list[Callable[[], Awaitable[None] | None]] = []
         try:
