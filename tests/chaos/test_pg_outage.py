@@ -152,6 +152,36 @@ def test_the_first_call_after_an_idle_restart_succeeds(
     assert took < BACK
 
 
+def test_a_caller_waiting_for_a_pooled_connection_is_answered_at_once_too(
+    chaos_pg_url: str, pg_cluster: PgCluster
+) -> None:
+    """Its pool's only connection is busy when the server goes down: the waiting caller is
+    released with DatabaseUnavailable, not left to the 30 s pool timeout."""
+    app = App(chaos_pg_url, workers=[Quick], pool_size=1)
+    try:
+        app.migrate()
+        holder = threading.Thread(target=lambda: concurrently(slow_statement(app), threads=1))
+        holder.start()
+        wait_until(lambda: sessions_running(pg_cluster, "pg_sleep") == 1, timeout=10)
+        waiter = threading.Thread(
+            target=lambda: waited.extend(concurrently(lambda: app.list_jobs(), threads=1))
+        )
+        waited: list[tuple[float, Exception | None]] = []
+        waiter.start()
+        time.sleep(0.3)  # the waiter is queued for the busy connection
+        pg_cluster.stop("fast")
+        stopped = time.monotonic()
+        waiter.join(60)
+        released = time.monotonic() - stopped
+        holder.join(60)
+        [(_, error)] = waited
+        print(f"\nwaiting caller released {released * 1000:.0f} ms after the stop: {error}")
+        assert isinstance(error, DatabaseUnavailable), repr(error)
+        assert released < FAIL_FAST + 0.5  # pg_ctl stop itself takes a moment
+    finally:
+        app.close()
+
+
 @pytest.mark.parametrize(("how", "busy"), [("fast", True), ("immediate", True), ("fast", False)])
 def test_a_running_node_resumes_within_a_second_or_two_of_the_return(
     app: App, pg_cluster: PgCluster, how: Outage, busy: bool
@@ -284,6 +314,19 @@ def concurrently(call: Callable[[], object], threads: int) -> list[tuple[float, 
     for worker in workers:
         worker.join(60)
     return results
+
+
+def slow_statement(app: App) -> Callable[[], object]:
+    return lambda: app.engine.execute_one("SELECT pg_sleep(30)")  # type: ignore[attr-defined]
+
+
+def sessions_running(cluster: PgCluster, text: str) -> int:
+    with psycopg.connect(cluster.url, autocommit=True) as admin:
+        row = admin.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE %s AND pid <> pg_backend_pid()",
+            [f"%{text}%"],
+        ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def terminate_sessions(cluster: PgCluster, url: str) -> None:

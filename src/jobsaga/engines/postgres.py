@@ -8,10 +8,11 @@ Outages: psycopg errors never leave this module raw; :func:`database_error` sort
 jobsaga's tree (``DatabaseUnavailable``, ``DataRejected``, ``DatabaseError``), the driver's
 error chained. The pool is never left to find its own way back through psycopg_pool's
 reconnect backoff (1, 2, 4, 8... s: one insert blocked 29 s after a 15 s outage). A pooled
-connection is looked at before use (an idle one the server dropped is readable), and once a
-connection is found dead the next caller probes the server with one direct connection: if it
-refuses, the caller gets ``DatabaseUnavailable`` with the server's reason at once and the pool
-is closed (no retries behind); if it answers, a fresh pool replaces the old one at once.
+connection is looked at before use (an idle one the server dropped is readable). Once a
+connection is found dead its pool is closed (no reconnect attempts behind, and callers waiting
+for one of its connections are released) and the next caller probes the server with one
+direct connection: if it refuses, that caller gets ``DatabaseUnavailable`` with the server's
+reason at once; if it answers, a fresh pool is opened at once.
 """
 
 from __future__ import annotations
@@ -83,8 +84,6 @@ class PostgresEngine(Engine):
         self.pool_size = pool_size
         self._pool: ConnectionPool | None = None
         self._pool_lock = threading.Lock()
-        self._suspect = False
-        """A connection of the current pool died: probe, then renew the pool, before use."""
         self._down: tuple[float, str, BaseException | None] | None = None
         """The last failed probe (when it ended, its message, its cause) while down."""
         self._channel: str | None = None
@@ -96,7 +95,8 @@ class PostgresEngine(Engine):
         self._open_timeout = 2.0 * (CONNECT_TIMEOUT if given is None else given) or 30.0
 
     def _get_pool(self) -> ConnectionPool:
-        """The pool, opened on first use and again after a connection was found dead.
+        """The pool, opened on first use and again after a connection was found dead (which
+        retires the pool: see :meth:`_retire`).
 
         Either time the server is probed first with one direct connection, so that an
         unreachable server is ``DatabaseUnavailable`` at once with its reason rather than a
@@ -104,9 +104,8 @@ class PostgresEngine(Engine):
         arrived share its answer instead of probing one after another."""
         arrived = time.monotonic()
         with self._pool_lock:
-            pool = self._pool
-            if pool is not None and not self._suspect:
-                return pool
+            if self._pool is not None:
+                return self._pool
             if self._down is not None and self._down[0] >= arrived:
                 raise DatabaseUnavailable(self._down[1]) from self._down[2]
             try:
@@ -116,13 +115,10 @@ class PostgresEngine(Engine):
                 if self._down is None:
                     log.warning("%s", exc)
                 self._down = (time.monotonic(), str(exc), exc.__cause__)
-                self._pool = None  # a closed pool makes no reconnect attempts behind us
-                _close_soon(pool)
                 raise
             if self._down is not None:
                 log.warning("PostgreSQL is reachable again; connections renewed")
-            self._pool, self._suspect, self._down = fresh, False, None
-        _close_soon(pool)  # its connections are suspect; those in use close when returned
+            self._pool, self._down = fresh, None
         return fresh
 
     def _open_pool(self) -> ConnectionPool:
@@ -153,11 +149,16 @@ class PostgresEngine(Engine):
         except psycopg.Error as exc:
             raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {reason(exc)}") from exc
 
-    def _suspect_pool(self, pool: ConnectionPool) -> None:
-        """A connection of ``pool`` died: the next caller probes and renews the pool."""
+    def _retire(self, pool: ConnectionPool) -> None:
+        """A connection of ``pool`` died, so the others may have too: the next caller probes
+        and opens a fresh pool. The old one is closed at once, which stops its reconnect
+        attempts and sends its waiting callers back to probe too (they would otherwise wait
+        for a connection it may never make); its connections in use close when returned."""
         with self._pool_lock:
-            if self._pool is pool:
-                self._suspect = True
+            if self._pool is not pool:
+                return  # already retired
+            self._pool = None
+        _close_soon(pool)
 
     def _checkout(self) -> tuple[ConnectionPool, psycopg.Connection[Any]]:
         """A live pooled connection, or ``DatabaseUnavailable`` without waiting out a pool
@@ -175,7 +176,7 @@ class PostgresEngine(Engine):
                 ) from exc
             if _usable(conn):
                 return pool, conn
-            self._suspect_pool(pool)
+            self._retire(pool)
             conn.close()
             pool.putconn(conn)  # closed: the pool drops it
         raise DatabaseUnavailable("PostgreSQL keeps dropping new connections")
@@ -187,7 +188,7 @@ class PostgresEngine(Engine):
             yield conn
         finally:
             if conn.broken or conn.closed:
-                self._suspect_pool(pool)
+                self._retire(pool)
             pool.putconn(conn)
 
     @property
@@ -348,7 +349,7 @@ class PostgresEngine(Engine):
             if self._pool is not None:
                 self._pool.close()
                 self._pool = None
-            self._suspect, self._down = False, None
+            self._down = None
 
 
 def url_connect_timeout(url: str) -> int | None:
