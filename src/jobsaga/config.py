@@ -179,6 +179,7 @@ class NodeConfig(_Section):
     control_interval: Seconds | None = None
     status_interval: Seconds | None = None
     max_threads: Annotated[int, Field(ge=1)] | None = None
+    max_abandoned_threads: Annotated[int, Field(ge=1)] | None = None
     ack_batch: Annotated[int, Field(ge=1)] | None = None
     ack_delay: NonNegativeSeconds | None = None
     plugins: PluginsConfig = PluginsConfig()
@@ -228,6 +229,7 @@ class NodeConfig(_Section):
             "control_interval": self.control_interval,
             "status_interval": self.status_interval,
             "max_threads": self.max_threads,
+            "max_abandoned_threads": self.max_abandoned_threads,
             "ack_batch": self.ack_batch,
             "ack_delay": self.ack_delay,
             "stage_interval": plugins.stager.interval,
