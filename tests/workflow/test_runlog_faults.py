@@ -39,6 +39,7 @@ class Fault:
         self.app: App | None = None
         self.action: Callable[[], None] = lambda: None
         self.failures_left = 0
+        self.tries = 0
         self.cleared_at: float | None = None
         self.c_started_at: float | None = None
         self.lock = threading.Lock()
@@ -188,6 +189,7 @@ class FaultyTx:
     def execute(self, sql: str, params: Any = None) -> Any:
         if "INSERT INTO jobsaga_workflow_steps" in sql:
             with FAULT.lock:
+                FAULT.tries += 1
                 if FAULT.failures_left > 0:
                     FAULT.failures_left -= 1
                     if FAULT.failures_left == 0:
@@ -236,6 +238,49 @@ def test_a_transient_write_failure_is_retried_and_no_step_starts_meanwhile(
     assert full is not None and full.status == "succeeded"
     assert [e.seq for e in full.events] == list(range(1, len(full.events) + 1))  # no gap
     assert full.statuses() == {"a": "succeeded", "b": "succeeded", "c": "succeeded"}
+
+
+class Hangs(Workflow, name="faults.hangs", inputs=["order"]):
+    @step
+    def a(self, order: str) -> str:
+        FAULT.failures_left = 10**9  # from now on the log cannot write
+        return order
+
+    @step
+    async def b(self, a: str) -> str:
+        return a
+
+
+class HangsWorker(
+    WorkflowWorker,
+    workflow=Hangs,
+    queue="ledger",
+    name="faults.hangs.worker",
+    max_attempts=2,
+    backoff=lambda job: 60,
+    timeout=0.5,
+    log_write_timeout=10,
+):
+    pass
+
+
+def test_an_attempt_cut_short_stops_retrying_its_writes(
+    make_app: Callable[..., App], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the timeout, the interrupted run writes what it can for a bounded time, then
+    drops the rest: a write retried for longer could land after the job's next attempt
+    (maybe on another node) took the run over."""
+    monkeypatch.setattr("jobsaga.workflow.executor.INTERRUPT_FLUSH_TIMEOUT", 0.2)
+    app = make_app(HangsWorker)
+    flaky_transactions(app, monkeypatch)
+    job = app.insert(HangsWorker.new({"order": "o-5"}))
+    with app.node({"ledger": 1}, poll_interval=0.05).start_in_thread():
+        wait_until(lambda: app.get_job(job.id).state is JobState.RETRYABLE, timeout=15)  # type: ignore[union-attr]
+        tries = FAULT.tries
+        time.sleep(0.6)  # the backoff would have retried several times by now
+        assert FAULT.tries == tries
+    done = app.get_job(job.id)
+    assert done is not None and "JobTimeout" in done.errors[0]["error"]
 
 
 # --- data the log can never write -------------------------------------------------------

@@ -280,6 +280,7 @@ class Execution:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(INTERRUPT_FLUSH_TIMEOUT):
                     await self.log.flush()
+            self.log.close()
             raise
         finally:
             if self._threads is not None:
@@ -348,16 +349,15 @@ class Execution:
         attempt hands back the run's value and the follow-up jobs its steps registered (in
         completion order, as the run returned them), which the job's completion inserts."""
         follow_ups = follow_ups_of(resumed.steps.values())
-        final = self.workflow.result_step()
-        record = resumed.steps.get(final)
-        if record is None or record.status == StepStatus.SKIPPED.value:
-            value = None if record is not None else resumed.result
-        else:
-            value = self.states[final].spec.restore(record.result)
+        value = resumed.result
+        record = resumed.steps.get(self.workflow.result_step())
+        if record is not None and record.status != StepStatus.SKIPPED.value:
+            with contextlib.suppress(Exception):  # a changed annotation: the JSON form then
+                value = self.states[record.step].spec.restore(record.result)
         detail = {
             "follow_ups": len(follow_ups),
-            "note": "the run had succeeded; the job's completion was not written "
-            "(its node died or lost the database): completed without running a step",
+            "note": "the run had succeeded; the job's completion was lost (its node died or "
+            "lost the database) or the job was retried: completed without running a step",
         }
         self.log.event("run.already_succeeded", self.now(), detail=detail)
         await self.log.flush()

@@ -170,6 +170,9 @@ class RunLog:
     async def flush(self) -> None:
         """Wait until everything recorded is durable (nothing to do in memory)."""
 
+    def close(self) -> None:
+        """The attempt is over (cut short): write nothing more."""
+
     async def record(self, app: App) -> RunRecord:
         """The run as a record, the same shape ``get_run`` reads from the database."""
         run = self.run
@@ -270,6 +273,7 @@ class SqlRunLog(RunLog):
     """Every event up to this one is written."""
     _progress: asyncio.Event | None = None
     """Set (and replaced) when a write succeeds or the log gives up: wakes ``wait_ready``."""
+    _closed: bool = False
 
     def encode_result(self, value: Any, what: str) -> Any:
         return jsonable(value, what)
@@ -278,7 +282,11 @@ class SqlRunLog(RunLog):
         return self._trouble is None and self._failure is None and self._durable_seq >= seq
 
     async def wait_ready(self, seq: int) -> bool:
-        while self._failure is None and (self._trouble is not None or self._durable_seq < seq):
+        while (
+            self._failure is None
+            and not self._closed
+            and (self._trouble is not None or self._durable_seq < seq)
+        ):
             if self._durable_seq < seq and self._trouble is None:
                 if self._urgent is None:
                     self._urgent = asyncio.Event()
@@ -287,7 +295,16 @@ class SqlRunLog(RunLog):
             if self._progress is None:
                 self._progress = asyncio.Event()
             await self._progress.wait()
-        return self._failure is None
+        return self._failure is None and not self._closed
+
+    def close(self) -> None:
+        """The attempt was cut short and has written what it could: stop. A write still
+        being retried is dropped, so that it cannot land after the job's next attempt
+        (perhaps on another node) has taken the run over."""
+        self._closed = True
+        if self._flusher is not None and not self._flusher.done():
+            self._flusher.cancel()
+        self._signal()
 
     def _signal(self) -> None:
         if self._progress is not None:
@@ -410,7 +427,7 @@ class SqlRunLog(RunLog):
             self._run_dirty = True
             if self.run["finished_at"] is not None:
                 self._dirty_steps.update(set(self.steps) - self._written)
-        if self._flusher is None or self._flusher.done():
+        if not self._closed and (self._flusher is None or self._flusher.done()):
             self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
 
     async def _flush_loop(self) -> None:

@@ -215,6 +215,7 @@ async def aroll_back_run(
     force: bool = False,
     cause: BaseException | None = None,
     workflow: type[Workflow] | None = None,
+    log_write_timeout: float = LOG_WRITE_TIMEOUT,
 ) -> RunResult:
     """Roll back an unfinished run that nobody will resume, and end it.
 
@@ -248,7 +249,9 @@ async def aroll_back_run(
                 f"run {run_id} belongs to job {job.id}, which is {job.state.value}: its next "
                 "attempt resumes the run. Cancel the job first, or force the rollback."
             )
-    log = SqlRunLog(workflow.name, engine=app.engine, resume_id=run_id)
+    log = SqlRunLog(
+        workflow.name, engine=app.engine, resume_id=run_id, write_timeout=log_write_timeout
+    )
     execution = Execution(
         app,
         workflow,

@@ -168,6 +168,7 @@ class WorkflowWorker(Worker):
                 workflow=self.workflow,
                 reason=str(error),
                 force=True,  # the job is being discarded: no attempt will resume the run
+                log_write_timeout=self.log_write_timeout,
             )
         except Exception:  # the hook still runs, with the original error
             log.exception("rolling back the unfinished run of job %d failed", job.id)
