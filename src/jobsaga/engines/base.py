@@ -185,6 +185,21 @@ class Engine(abc.ABC):
             conflict=conflict,
         )
 
+    def decode_rows(
+        self, rows: Sequence[Mapping[str, Any]]
+    ) -> tuple[list[Job[Any]], list[tuple[Row, UndecodableRow]]]:
+        """The jobs ``rows`` hold, and apart the rows that hold none (with why): how a
+        caller holding a batch (the fetch, a rescue, a listing) keeps one bad row from
+        failing the others."""
+        jobs: list[Job[Any]] = []
+        bad: list[tuple[Row, UndecodableRow]] = []
+        for row in rows:
+            try:
+                jobs.append(self.row_to_job(row))
+            except UndecodableRow as exc:
+                bad.append((dict(row), exc))
+        return jobs, bad
+
     def discard_undecodable(self, bad: Sequence[tuple[Row, UndecodableRow]], node: str) -> None:
         """Discard claimed jobs whose rows cannot be decoded, each with the reason recorded
         in its errors. Such a row can never run (retrying decodes the same bytes), and left
@@ -360,13 +375,7 @@ class Engine(abc.ABC):
             "now": self.time_param(self.clock()),
         }
         rows = self.execute_one(self.queries["fetch_jobs"], params)
-        jobs: list[Job[Any]] = []
-        bad: list[tuple[Row, UndecodableRow]] = []
-        for row in rows:  # the claim has committed: one bad row must not strand the others
-            try:
-                jobs.append(self.row_to_job(row))
-            except UndecodableRow as exc:
-                bad.append((row, exc))
+        jobs, bad = self.decode_rows(rows)  # the claim has committed: none may be stranded
         if bad:
             self.discard_undecodable(bad, node)
         jobs.sort(key=lambda j: (j.priority, j.scheduled_at, j.id))
