@@ -3,10 +3,17 @@
 Writes are group-committed: the executor records transitions without waiting, and one
 background flush at a time writes everything recorded so far in a single transaction (the
 latest row of each step that changed, plus all new events). A run therefore costs about
-one round trip per burst of activity rather than several per step, and nothing is lost
-that matters: a transition not yet written when a node dies is a step whose outcome the
-next attempt does not know, so it runs that step again, exactly as it would have anyway.
-Before the run reports success or failure, everything is flushed.
+one round trip per burst of activity rather than several per step. What must be durable
+first is waited for: a step starts only once the outcomes of the steps it depends on are
+written (:meth:`RunLog.wait_ready`), an undo only once the rollback's cause is, and the run
+reports success or failure only after everything is flushed. So a transition not yet
+written when a node dies is a step whose outcome the next attempt does not know, and it runs
+that step again, but never a step that used it.
+
+A write that fails is retried (with everything recorded since) while no user code starts;
+when the database refuses the data, or the writes still fail after ``write_timeout``, the
+log gives up (:class:`RunLogUnwritable`) and the executor stops the run for the next attempt
+to resume (docs/workflows.md, "When the run log cannot be written").
 
 ``persist=False`` uses the base :class:`RunLog`, which keeps the same records in memory
 (no crash recovery, no ``jobsaga runs``), for callers that measure or do not need the log.
