@@ -14,10 +14,11 @@ lifeline would. Every write is guarded by state and attempt, like an acknowledge
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ..serialization import dumps
@@ -28,6 +29,10 @@ if TYPE_CHECKING:
     from ..app import App
 
 log = logging.getLogger("jobsaga.plugins.reconciler")
+
+CLAIM_MARGIN = timedelta(seconds=1)
+"""Claims made this close to the start of a fetch still under way are left alone: a clock
+stepping back a little must not make a claim of that fetch look older than its start."""
 
 
 @dataclass
@@ -107,6 +112,11 @@ class Reconciler(Looper):
         await node.plugins.lifeline.settle(done.rescued)
         return {"given_back": len(done.given_back), "rescued": len(done.rescued.jobs)}
 
+    def look_again_soon(self) -> None:
+        """A fetch failed (on the node's loop): its claims, if it committed any, are given
+        back as soon as they are older than the margin the reconciler leaves for clocks."""
+        asyncio.get_running_loop().call_later(CLAIM_MARGIN.total_seconds() + 0.05, self.wake)
+
     def notice(self, payload: Mapping[str, Any]) -> None:
         if payload.get("reconnected"):  # a fetch may have lost its reply with the connection
-            self.wake()
+            self.look_again_soon()

@@ -27,12 +27,13 @@ import threading
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..engines import Ack
 from ..job import Job, JobState
 from ..operations.node_control import NodeControl
+from ..plugins.reconciler import CLAIM_MARGIN
 from ..plugins.supervisor import NodePlugins, PluginOptions
 from .acker import Acker
 from .executor import AttemptThreads, Executor, error_record
@@ -43,10 +44,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("jobsaga.runtime.node")
 T = TypeVar("T")
-
-CLAIM_MARGIN = timedelta(seconds=1)
-"""The reconciler leaves alone claims made this close to the start of a fetch still under way
-(a clock stepping back a little must not make a claim of that fetch look older)."""
 
 
 def default_node_name() -> str:

@@ -139,7 +139,7 @@ class QueueProducer:
             try:
                 jobs = await node.run_in_db(node.app.engine.fetch, self.queue, free, node.name)
             except Exception:
-                node.plugins.reconciler.wake()  # a lost reply may have stranded claims
+                node.plugins.reconciler.look_again_soon()  # a lost reply may have stranded claims
                 raise
             finally:
                 node.fetch_ended(fetch)
