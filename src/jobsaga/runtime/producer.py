@@ -80,7 +80,8 @@ class QueueProducer:
 
     @property
     def abandoned_threads(self) -> int:
-        return sum(threads.live for threads in self.abandoned)
+        """(Read by the heartbeat's thread too: the copy is taken at once, under the GIL.)"""
+        return sum(threads.live for threads in tuple(self.abandoned))
 
     def abandon(self, threads: AttemptThreads) -> None:
         """A timed-out attempt left ``threads`` running (on the node's loop)."""
