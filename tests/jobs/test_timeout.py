@@ -9,6 +9,7 @@ threads after 6 s).
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -195,6 +196,9 @@ def test_threads_of_hung_performs_are_capped_and_the_queue_resumes_when_they_ret
             listed.output
         )
         assert f"UNHEALTHY node {node.name}: queue(s) default stopped fetching" in listed.output
+        as_json = CliRunner().invoke(cli, ["queues", "--json", "--url", db_url])
+        [entry] = [n for q in json.loads(as_json.output) for n in q["nodes"]]
+        assert entry["stalled"] is True and entry["abandoned_threads"] == hung
 
         SEEN.gate.set()  # the hung threads return: the queue fetches again
         done = [wait_final(app, j.id) for j in stored]
