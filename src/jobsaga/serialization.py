@@ -82,9 +82,19 @@ def printable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
 
 
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else f"{text[:40]}...{text[-16:]}"
+def short_repr(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` for an error message, cut in the middle past ``limit`` characters.
+
+    Never raises: the repr of an integer of more than 4300 digits (or of a list holding
+    one) raises ValueError, which would replace the clear error being built."""
+    try:
+        text = repr(value)
+    except Exception:
+        return f"<{type(value).__name__} too large to show>"
+    if len(text) <= limit:
+        return text
+    keep = (limit - 3) // 2
+    return f"{text[:keep]}...{text[-keep:]}"
 
 
 def _big_float(value: float) -> int:
@@ -147,13 +157,13 @@ def _container(value: Any, depth: int) -> Any:
         for key, item in value.items():
             if type(key) is not str and not isinstance(key, str):
                 raise _Invalid(
-                    f"has a key {_short(key)} of type {type(key).__name__}; "
+                    f"has a key {short_repr(key, 60)} of type {type(key).__name__}; "
                     "JSON object keys are strings"
                 )
             if not key.isascii() or "\x00" in key:
                 problem = text_problem(key)
                 if problem is not None:
-                    raise _Invalid(f"has a key {_short(key)} that {problem}")
+                    raise _Invalid(f"has a key {short_repr(key, 60)} that {problem}")
             try:
                 new = _clean(item, depth)
             except _Invalid as exc:

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from .errors import ConfigError
 from .job import MAX_DELAY_SECONDS, JobState
+from .serialization import short_repr
 
 UniqueField = Literal["worker", "queue", "args", "meta"]
 
@@ -53,7 +54,7 @@ class UniqueSpec(BaseModel):
         ):
             raise ValueError(
                 f"period must be a number of seconds above 0 and at most {MAX_DELAY_SECONDS:.0f}"
-                f" (100 years), or None / 'infinity' for forever; got {value!r}"
+                f" (100 years), or None / 'infinity' for forever; got {short_repr(value)}"
             )
         return value
 
@@ -61,7 +62,7 @@ class UniqueSpec(BaseModel):
     @classmethod
     def _states(cls, value: Any) -> Any:
         if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
-            raise ValueError(f"states must be a list of job states, got {value!r}")
+            raise ValueError(f"states must be a list of job states, got {short_repr(value)}")
         names = tuple(s.value if isinstance(s, JobState) else str(s) for s in value)
         known = {s.value for s in JobState}
         bad = [s for s in names if s not in known]

@@ -18,7 +18,7 @@ from tenacity.wait import wait_base
 from .backoff import default_backoff, tenacity_backoff
 from .errors import ArgsError, ConfigError
 from .job import MAX_ATTEMPTS, MAX_DELAY_SECONDS, Job, JobSpec
-from .serialization import ensure_json_object, normalize_json, text_problem
+from .serialization import ensure_json_object, normalize_json, short_repr, text_problem
 from .unique import UniqueSpec, coerce_unique, encode_states
 
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
@@ -27,13 +27,17 @@ DEFAULT_TIMEOUT = 60.0
 
 def check_queue_name(queue: str) -> str:
     if not isinstance(queue, str) or not QUEUE_NAME.fullmatch(queue):  # match() allows "q\n"
-        raise ConfigError(f"invalid queue name {queue!r}: use 1-64 letters, digits, '_', '-', '.'")
+        raise ConfigError(
+            f"invalid queue name {short_repr(queue)}: use 1-64 letters, digits, '_', '-', '.'"
+        )
     return queue
 
 
 def check_priority(priority: int) -> int:
     if not isinstance(priority, int) or isinstance(priority, bool) or not 0 <= priority <= 9:
-        raise ConfigError(f"priority must be an integer from 0 (highest) to 9, got {priority!r}")
+        raise ConfigError(
+            f"priority must be an integer from 0 (highest) to 9, got {short_repr(priority)}"
+        )
     return priority
 
 
@@ -45,7 +49,7 @@ def check_max_attempts(max_attempts: int) -> int:
     ):
         raise ConfigError(
             f"max_attempts must be an integer from 1 to {MAX_ATTEMPTS} (2**31 - 1), "
-            f"got {max_attempts!r}"
+            f"got {short_repr(max_attempts)}"
         )
     return max_attempts
 
@@ -53,10 +57,10 @@ def check_max_attempts(max_attempts: int) -> int:
 def check_worker_name(name: Any) -> str:
     """A worker's stable name is stored on every job: text the database can hold."""
     if not isinstance(name, str) or not name.strip():
-        raise ConfigError(f"a worker name must be a non-empty string, got {name!r}")
+        raise ConfigError(f"a worker name must be a non-empty string, got {short_repr(name)}")
     problem = text_problem(name)
     if problem is not None:
-        raise ConfigError(f"worker name {name!r} {problem}")
+        raise ConfigError(f"worker name {short_repr(name)} {problem}")
     return name
 
 
@@ -72,7 +76,7 @@ def check_delay(seconds: Any, what: str) -> float:
     ):
         raise ValueError(
             f"{what} must be a number of seconds from 0 to {MAX_DELAY_SECONDS:.0f} "
-            f"(100 years), got {seconds!r}"
+            f"(100 years), got {short_repr(seconds)}"
         )
     return float(seconds)
 
@@ -144,11 +148,11 @@ def check_tags(tags: Any, owner: str) -> tuple[str, ...]:
     except TypeError:  # not iterable
         found = None
     if found is None or not all(isinstance(tag, str) for tag in found):
-        raise ArgsError(f"{owner}: tags must be a list of strings, got {tags!r}")
+        raise ArgsError(f"{owner}: tags must be a list of strings, got {short_repr(tags)}")
     for index, tag in enumerate(found):
         problem = text_problem(tag)
         if problem is not None:
-            raise ArgsError(f"{owner}: tags[{index}] {tag!r} {problem}")
+            raise ArgsError(f"{owner}: tags[{index}] {short_repr(tag)} {problem}")
     return tuple(str.__str__(tag) for tag in found) if found else ()
 
 

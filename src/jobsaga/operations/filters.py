@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from ..errors import FilterError
 from ..job import JobState
-from ..serialization import text_problem
+from ..serialization import short_repr, text_problem
 from ..worker import Worker, check_queue_name
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ def _texts(values: tuple[str, ...] | None) -> tuple[str, ...] | None:
     for text in values or ():
         problem = text_problem(text)
         if problem is not None:
-            raise ValueError(f"{text!r} {problem}, which no job can carry")
+            raise ValueError(f"{short_repr(text)} {problem}, which no job can carry")
     return values
 
 
@@ -111,7 +111,9 @@ class JobFilter(BaseModel):
     def _ids(cls, value: tuple[int, ...] | None) -> tuple[int, ...] | None:
         for job_id in value or ():
             if not 1 <= job_id <= MAX_ID:
-                raise ValueError(f"job ids run from 1 to {MAX_ID} (2**63 - 1), got {job_id}")
+                raise ValueError(
+                    f"job ids run from 1 to {MAX_ID} (2**63 - 1), got {short_repr(job_id)}"
+                )
         return value
 
     @field_validator("worker", "tags")
@@ -187,5 +189,5 @@ def describe(error: ValidationError) -> str:
             known = ", ".join(JobFilter.model_fields)
             problems.append(f"unknown criterion {where!r} (known: {known})")
         else:
-            problems.append(f"criterion {where!r}: {item['input']!r}: {item['msg']}")
+            problems.append(f"criterion {where!r}: {short_repr(item['input'])}: {item['msg']}")
     return "invalid job filter: " + "; ".join(problems)

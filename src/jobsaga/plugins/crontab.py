@@ -21,7 +21,7 @@ from croniter import CroniterBadCronError, CroniterBadDateError, croniter
 
 from ..errors import ArgsError, ConfigError
 from ..job import JobSpec
-from ..serialization import ensure_json_object, text_problem
+from ..serialization import ensure_json_object, short_repr, text_problem
 from ..worker import (
     Worker,
     check_max_attempts,
@@ -124,12 +124,16 @@ class CronEntry:
     """The args each tick inserts, as stored (what ``jobsaga cron list`` shows)."""
 
     def __post_init__(self) -> None:
-        label = repr(self.name) if self.name else f"{self.expression!r} {self._worker_name()}"
+        label = (
+            short_repr(self.name)
+            if self.name
+            else f"{short_repr(self.expression)} {self._worker_name()}"
+        )
         if self.name is not None and (
             not isinstance(self.name, str) or not self.name.strip() or text_problem(self.name)
         ):
             raise ConfigError(
-                f"cron entry {label}: name must be a non-empty string of text, got {self.name!r}"
+                f"cron entry {label}: name must be a non-empty string of text, got {short_repr(self.name)}"
             )
         try:
             schedule = normalize_expression(self.expression)
@@ -140,7 +144,7 @@ class CronEntry:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError, TypeError):
             raise ConfigError(
-                f"cron entry {label}: unknown timezone {self.timezone!r} (use an IANA name "
+                f"cron entry {label}: unknown timezone {short_repr(self.timezone)} (use an IANA name "
                 "such as 'Europe/Paris' or 'UTC')"
             ) from None
         if not isinstance(self.worker, str) and not (
@@ -148,10 +152,12 @@ class CronEntry:
         ):
             raise ConfigError(
                 f"cron entry {label}: worker must be a Worker subclass or a worker name, "
-                f"got {self.worker!r}"
+                f"got {short_repr(self.worker)}"
             )
         if self.args is not None and not isinstance(self.args, Mapping):
-            raise ConfigError(f"cron entry {label}: args must be a dict, got {self.args!r}")
+            raise ConfigError(
+                f"cron entry {label}: args must be a dict, got {short_repr(self.args)}"
+            )
         try:
             object.__setattr__(self, "tags", check_tags(self.tags, self._worker_name()))
         except ArgsError as exc:
@@ -269,7 +275,7 @@ def coerce_entry(item: Any, index: int) -> CronEntry:
             raise ConfigError(f"crontab entry #{index} ({item[0]!r}): {exc}") from None
     raise ConfigError(
         f"crontab entry #{index}: expected CronEntry(...) or (expression, Worker[, options]), "
-        f"got {item!r}"
+        f"got {short_repr(item)}"
     )
 
 
