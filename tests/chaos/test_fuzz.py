@@ -123,7 +123,7 @@ def _fields(job: Job[Any]) -> dict[str, Any]:
     return {name: getattr(job, name) for name in job.__dataclass_fields__}
 
 
-# --- the reference model of what can be stored (docs/jobs.md, "What round-trips") --------
+# --- the reference model: docs/jobs.md, "What can be stored, and what comes back" ---------
 
 
 class Refused(Exception):

@@ -416,7 +416,8 @@ ROUND_TRIP = {
 
 
 def test_args_round_trip_exactly_on_both_engines(app: App) -> None:
-    """What is stored is what comes back, types included (docs/jobs.md, "What round-trips")."""
+    """What is stored is what comes back, types included (docs/jobs.md, "What can be stored,
+    and what comes back")."""
     stored = app.insert(Noop.new(ROUND_TRIP, meta={"m": ROUND_TRIP}))
     for found in (stored, job(app, stored.id)):
         assert strict(found.args) == strict(ROUND_TRIP)
