@@ -182,19 +182,24 @@ def test_a_log_that_cannot_be_written_stops_the_run_and_the_next_attempt_resumes
 # --- a transient fault: the steps table's writes fail a few times, then work --------------
 
 
+def inject(sql: str) -> None:
+    """Raise for a write to the steps table while the test asks for failures."""
+    if "INSERT INTO jobsaga_workflow_steps" in sql:
+        with FAULT.lock:
+            FAULT.tries += 1
+            if FAULT.failures_left > 0:
+                FAULT.failures_left -= 1
+                if FAULT.failures_left == 0:
+                    FAULT.cleared_at = time.monotonic()
+                raise DatabaseUnavailable("injected: the server is restarting")
+
+
 class FaultyTx:
     def __init__(self, tx: Any) -> None:
         self.tx = tx
 
     def execute(self, sql: str, params: Any = None) -> Any:
-        if "INSERT INTO jobsaga_workflow_steps" in sql:
-            with FAULT.lock:
-                FAULT.tries += 1
-                if FAULT.failures_left > 0:
-                    FAULT.failures_left -= 1
-                    if FAULT.failures_left == 0:
-                        FAULT.cleared_at = time.monotonic()
-                    raise DatabaseUnavailable("injected: the server is restarting")
+        inject(sql)
         return self.tx.execute(sql, params)
 
     def __getattr__(self, name: str) -> Any:
@@ -202,15 +207,22 @@ class FaultyTx:
 
 
 def flaky_transactions(app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The engine's statements, in a transaction or on their own (PostgreSQL writes the log
+    in one statement), fail as the test says."""
     engine = app.engine
-    real = engine.transaction
+    real_transaction, real_execute_one = engine.transaction, engine.execute_one
 
     @contextlib.contextmanager
     def transaction(conn: Any = None) -> Iterator[Any]:
-        with real(conn) as tx:
+        with real_transaction(conn) as tx:
             yield FaultyTx(tx)
 
+    def execute_one(sql: str, params: Any = None) -> Any:
+        inject(sql)
+        return real_execute_one(sql, params)
+
     monkeypatch.setattr(engine, "transaction", transaction)
+    monkeypatch.setattr(engine, "execute_one", execute_one)
 
 
 def test_a_transient_write_failure_is_retried_and_no_step_starts_meanwhile(

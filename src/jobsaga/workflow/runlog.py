@@ -510,6 +510,17 @@ class SqlRunLog(RunLog):
     ) -> None:
         engine = self._engine
         q = queries(engine.dialect)
+        if "write_log" in q:  # PostgreSQL: one statement, one round trip
+            params = {
+                "run_id": self.run_id,
+                "steps": dumps(steps),
+                "events": dumps(events),
+                "update_run": run is not None,
+                **(run or dict.fromkeys(("status", "result", "error", "now", "finished_at"))),
+            }
+            params.pop("id", None)
+            engine.execute_one(q["write_log"], params)
+            return
         with engine.transaction() as tx:
             if steps:
                 tx.execute(q["upsert_steps"], {"run_id": self.run_id, "rows": dumps(steps)})
