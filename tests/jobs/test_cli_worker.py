@@ -263,3 +263,17 @@ def test_the_database_url_from_the_environment_applies_to_the_app(db_url: str) -
     assert done.returncode == 0, done.stderr
     assert "applied: 0001" in done.stdout
     assert App(db_url).engine.applied_migrations()[0].startswith("0001")
+
+
+def test_a_worker_that_cannot_start_says_why_in_one_line(
+    make_app: Callable[..., App], db_url: str, log_file: Path
+) -> None:
+    """Its node name is held by a live node: the start is undone and the command fails with
+    one line, not a traceback."""
+    app = make_app(*WORKERS)
+    holder = app.node(name="taken", poll_interval=0.05, heartbeat_interval=0.1, rescue_after=1)
+    with holder.start_in_thread(), worker_process(db_url, log_file, "--name", "taken") as process:
+        _, err = process.communicate(timeout=30)
+    assert process.returncode == 1, err
+    assert "Error: node name 'taken' is in use by a live process" in err
+    assert "Traceback" not in err

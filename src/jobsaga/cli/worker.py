@@ -111,7 +111,12 @@ def worker_commands(cli: click.Group) -> None:
         click.echo(
             f"jobsaga node {node.name}: queues {node.queue_limits} on {app.dialect}", err=True
         )
-        node.run()
+        try:
+            node.run()
+        except (ConfigError, MigrationError, DatabaseError) as exc:
+            # The start failed (a node name held by a live process, the database away): it
+            # was undone; one line, not a traceback.
+            raise command_error(app, exc) from None
         click.echo(f"jobsaga node {node.name}: stopped", err=True)
         exit_past_stuck_threads(node)  # before closing the app its heartbeat may still use
         app.close()
