@@ -39,6 +39,7 @@ class Fault:
         self.app: App | None = None
         self.action: Callable[[], None] = lambda: None
         self.failures_left = 0
+        self.target = "INSERT INTO jobsaga_workflow_steps"
         self.tries = 0
         self.cleared_at: float | None = None
         self.c_started_at: float | None = None
@@ -183,8 +184,8 @@ def test_a_log_that_cannot_be_written_stops_the_run_and_the_next_attempt_resumes
 
 
 def inject(sql: str) -> None:
-    """Raise for a write to the steps table while the test asks for failures."""
-    if "INSERT INTO jobsaga_workflow_steps" in sql:
+    """Raise for a write to the target table while the test asks for failures."""
+    if FAULT.target in sql:
         with FAULT.lock:
             FAULT.tries += 1
             if FAULT.failures_left > 0:
@@ -250,6 +251,22 @@ def test_a_transient_write_failure_is_retried_and_no_step_starts_meanwhile(
     assert full is not None and full.status == "succeeded"
     assert [e.seq for e in full.events] == list(range(1, len(full.events) + 1))  # no gap
     assert full.statuses() == {"a": "succeeded", "b": "succeeded", "c": "succeeded"}
+
+
+def test_opening_a_run_rides_out_an_unavailable_database(
+    make_app: Callable[..., App], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = make_app(PatientLedgerWorker)
+    FAULT.app = app
+    flaky_transactions(app, monkeypatch)
+    FAULT.target = "INSERT INTO jobsaga_workflow_runs"
+    FAULT.failures_left = 2
+    job = app.insert(PatientLedgerWorker.new({"order": "o-6"}))
+    with app.node({"ledger": 1}, poll_interval=0.05).start_in_thread():
+        wait_until(lambda: app.get_job(job.id).state.is_final, timeout=15)  # type: ignore[union-attr]
+    done = app.get_job(job.id)
+    assert done is not None and done.state is JobState.COMPLETED and done.attempt == 1
+    assert FAULT.tries == 3 and len(list_runs(app, job_id=job.id)) == 1
 
 
 class Hangs(Workflow, name="faults.hangs", inputs=["order"]):
