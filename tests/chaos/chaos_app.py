@@ -51,13 +51,19 @@ def read_log(path: Path | str) -> list[list[str]]:
 
 
 class Record(Worker, name="chaos.record", queue="work", max_attempts=10, timeout=None):
-    """Notes its run, then sleeps ``args["seconds"]`` (default 0): the job under every test."""
+    """Notes its run, then sleeps ``args["seconds"]`` (default 0), and, given
+    ``args["until"]`` (a file path), waits until that file exists (at most a minute): a test
+    holds jobs in flight for exactly as long as it needs, however loaded the machine is."""
 
     async def perform(self, job: Job[dict[str, Any]]) -> None:
         note("run", job.id, job.attempt, os.getpid())
         seconds = float(job.args.get("seconds", 0))
         if seconds:
             await asyncio.sleep(seconds)
+        until = job.args.get("until")
+        deadline = time.monotonic() + 60
+        while until and not os.path.exists(until) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
 
 
 class RecordSync(Worker, name="chaos.record_sync", queue="work", max_attempts=10, timeout=None):
