@@ -18,7 +18,7 @@ from jobsaga import App, ConfigError, Job, JobState, MigrationError, Worker
 from jobsaga.engines.schema import missing_migrations
 from tests.jobs.conftest import SEEN, count_jobs, wait_final
 
-FAST = {"poll_interval": 0.05, "heartbeat_interval": 0.1, "rescue_after": 1.0}
+FAST: dict[str, Any] = {"poll_interval": 0.05, "heartbeat_interval": 0.1, "rescue_after": 1.0}
 
 
 class Noted(Worker):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from jobsaga import App, DatabaseUnavailable, Job, JobState, Worker
@@ -114,7 +114,7 @@ def test_a_fetch_whose_reply_is_late_is_not_given_back_under_it(
     pass: giving them back would let them run twice when the reply arrives."""
     app = make_app(Records)
     slow = LosesReplies(app, delay=1.0)  # ten rounds of the reconciler
-    events: list[tuple[str, dict[str, Any]]] = []
+    events: list[tuple[str, Mapping[str, Any]]] = []
     app.telemetry.attach("rounds", "plugin.reconciler.stop", lambda e, m, _: events.append((e, m)))
     stored = app.insert_all([Records.new({"n": n}) for n in range(3)])
     with app.node({"default": 5}, **FAST).start_in_thread():
@@ -142,7 +142,7 @@ def test_a_job_that_ran_but_whose_outcome_was_not_written_is_rescued_counted(
     write = app.engine.ack
     refused: list[int] = []
 
-    def ack(acks: list[Any], conn: Any = None) -> set[int]:
+    def ack(acks: Sequence[Any], conn: Any = None) -> set[int]:
         if any(a.id == stored.id and a.attempt == 1 for a in acks):
             refused.append(stored.id)
             return set()  # as if the job had moved on: nothing written

@@ -12,7 +12,7 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from click.testing import CliRunner
@@ -162,7 +162,7 @@ def test_threads_of_hung_performs_are_capped_and_the_queue_resumes_when_they_ret
     make_app: Callable[..., App], db_url: str
 ) -> None:
     app = make_app(Hangs)
-    events: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
+    events: list[tuple[str, Mapping[str, Any], Mapping[str, Any]]] = []
     app.telemetry.attach(
         "health", ["queue.stalled", "queue.recovered"], lambda e, m, d: events.append((e, m, d))
     )
