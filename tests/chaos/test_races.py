@@ -26,7 +26,7 @@ pytestmark = [pytest.mark.chaos, pytest.mark.xdist_group("chaos")]
 
 PROCESSES = 4
 THREADS = 50
-KEYS = 20
+KEYS = 10
 
 
 def test_four_processes_of_fifty_threads_insert_one_row_per_unique_key(
