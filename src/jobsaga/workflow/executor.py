@@ -4,18 +4,25 @@ The run is an asyncio task. ``async def`` steps run on the event loop; plain ``d
 run in the node's bounded thread pool (``_context.job_threads``, the attempt's view of it),
 or, outside a node (tests), in a pool of ``max_concurrency`` threads of the run's own. Step
 code never waits on other work of that pool, so sharing it cannot deadlock; a full pool only
-delays a step. Ready steps start in declaration order
-while fewer than ``max_concurrency`` run. The first step that fails for good (after its
-retries and its compensation) stops the run: nothing new starts, the steps still running are
-awaited (and count as completed if they succeed), then every completed step that has an
-undo is undone once, newest completion first. Undo failures are recorded and the rollback
-goes on. While any of this user code runs, ``jobsaga._context.current_step`` names the step,
-which is how ``App.insert`` refuses to enqueue from inside a step.
+delays a step. Ready steps start in declaration order while fewer than ``max_concurrency``
+run. The first step that fails for good (after its retries and its compensation) stops the
+run: nothing new starts, the steps still running are awaited (and count as completed if they
+succeed), then every completed step that has an undo is undone once, newest completion
+first. Undo failures are recorded and the rollback goes on. While any of this user code
+runs, ``jobsaga._context.current_step`` names the step, which is how ``App.insert`` refuses
+to enqueue from inside a step.
 
 :meth:`Execution.stop` ends a run the same way when its job is cancelled mid-run (see
 :mod:`.cancelling`, which decides when): nothing new starts, async steps still running are
 cancelled (they have not completed, so they are not undone), steps in a thread are awaited,
 since Python cannot stop a thread, then the completed steps are undone.
+
+User code starts only when the run log allows (:meth:`Execution.log_allows`): a step once
+its predecessors' outcomes are written, an undo once everything before it is; meanwhile a
+failing write is being retried. When the log gives up, :meth:`Execution.log_broken` stops
+the run as a shutdown would, and it raises :class:`RunLogUnwritable` for the next attempt
+to resume it. A run the log shows ``succeeded`` is not run again
+(:meth:`Execution.already_succeeded`).
 """
 
 from __future__ import annotations
@@ -742,8 +749,11 @@ class Execution:
         spec, name = st.spec, st.spec.name
         assert spec.undo_fn is not None
         while True:
-            if not await self.log_allows():
-                assert self.log_failure is not None
+            # Each undo starts once what came before is written (the previous undo's
+            # outcome included): after a crash, only the undo that was running runs again.
+            if not await self.log_allows(self.log.seq):
+                if self.log_failure is None:  # the log was closed: the attempt is over
+                    raise asyncio.CancelledError
                 raise self.log_failure  # the rollback stops; the next attempt carries it on
             st.undo_tries += 1
             ctx = self.ctx(st)
