@@ -18,7 +18,7 @@ from . import _context
 from .engines import Engine, create_engine, resolve_url
 from .engines.base import Clock, utcnow
 from .errors import ConfigError, EnqueueInStepError, UnknownWorkerError
-from .job import Job, JobSpec
+from .job import MAX_JOB_ID, Job, JobSpec
 from .operations.api import AppOperations
 from .telemetry import Telemetry
 from .worker import Worker
@@ -211,6 +211,10 @@ class App(AppOperations):
     # --- reading --------------------------------------------------------------------------
 
     def get_job(self, job_id: int) -> Job[Any] | None:
+        """The stored job, or None. An id no job can have (outside 1..2**63-1) is None
+        without a query: SQLite's driver cannot even bind it."""
+        if not 1 <= job_id <= MAX_JOB_ID:
+            return None
         return self.engine.get_job(job_id)
 
     def now(self) -> datetime:

@@ -16,6 +16,8 @@ somewhere down the line, and nothing real waits that long; the executor clamps s
 retry delays to the same bound."""
 MAX_ATTEMPTS = 2**31 - 1
 """The largest ``max_attempts``: the column is a 32-bit integer on PostgreSQL."""
+MAX_JOB_ID = 2**63 - 1
+"""Job ids are 64-bit integers on both engines: no job has an id outside 1..MAX_JOB_ID."""
 
 
 class JobState(enum.StrEnum):

@@ -451,3 +451,12 @@ def test_normalizing_does_not_copy_plain_args() -> None:
     inner = {"b": [1, 2.5, "x"]}
     spec = Noop.new({"a": inner})
     assert spec.args["a"] is inner
+
+
+def test_an_id_no_job_can_have_is_none(app: App) -> None:
+    """SQLite's driver cannot bind an id past 2**63-1 (DataRejected), PostgreSQL answered
+    None: both now answer None without a query, as for any missing id."""
+    stored = app.insert(Noop.new())
+    for missing in (2**63, -(2**63) - 1, 0, -1, 2**63 - 1, stored.id + 1):
+        assert app.get_job(missing) is None
+    assert app.get_job(stored.id) == stored

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypedDict
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from ..errors import FilterError
-from ..job import JobState
+from ..job import MAX_JOB_ID, JobState
 from ..serialization import short_repr, text_problem
 from ..worker import Worker, check_queue_name
 
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 TimeField = Literal["inserted_at", "scheduled_at", "attempted_at", "finished_at"]
 TIME_FIELDS: tuple[str, ...] = ("inserted_at", "scheduled_at", "attempted_at", "finished_at")
-MAX_ID = 2**63 - 1
+MAX_ID = MAX_JOB_ID
 """Ids are 64-bit integers on both engines; a larger one cannot be bound to the query."""
 
 
