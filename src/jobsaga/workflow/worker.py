@@ -14,6 +14,12 @@ job layer retries with backoff, and the final attempt's ``on_final_failure`` get
 ``WorkflowError`` with its undo results. Cancelling the job mid-run rolls the run back at
 once (within ``rollback_timeout`` seconds); a node shutdown or a timeout leaves it for the
 next attempt to resume (see :mod:`.cancelling`).
+
+A run that succeeded is final for its job: if the job's completion was lost (the process
+died between the run log's commit and the job's acknowledgement), the next attempt completes
+the job from the log without running a step, and on the last attempt (the lifeline discards
+the job) the follow-ups are inserted instead of the final-failure hook being told the saga
+failed. A run that ended in failure was rolled back, so the next attempt starts a new one.
 """
 
 from __future__ import annotations
