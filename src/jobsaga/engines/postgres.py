@@ -41,6 +41,7 @@ from ..errors import (
     MigrationError,
 )
 from ..job import Job, JobSpec
+from ..redaction import redact_text, url_secrets
 from ..serialization import dumps
 from . import sql as sqlfiles
 from .base import Clock, Engine, Row, WakeCallback, inserted_job, utcnow
@@ -135,7 +136,7 @@ class PostgresEngine(Engine):
             pool.open(wait=True, timeout=self._open_timeout)
         except psycopg.Error as exc:
             pool.close()  # else its workers keep retrying in the background
-            raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {reason(exc)}") from exc
+            raise self._connect_error(exc) from self._cause(exc)
         except BaseException:
             pool.close()
             raise
@@ -147,7 +148,19 @@ class PostgresEngine(Engine):
         try:
             psycopg.connect(self.url, **self._connect).close()
         except psycopg.Error as exc:
-            raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {reason(exc)}") from exc
+            raise self._connect_error(exc) from self._cause(exc)
+
+    def _connect_error(self, exc: psycopg.Error) -> DatabaseUnavailable:
+        """The server's reason, with the URL's password masked: libpq quotes a malformed URL
+        back, password included, in its error."""
+        text = redact_text(reason(exc), url_secrets(self.url))
+        return DatabaseUnavailable(f"cannot connect to PostgreSQL: {text}")
+
+    def _cause(self, exc: psycopg.Error) -> psycopg.Error | None:
+        """The driver's error to chain, unless it quotes the password (then none is chained,
+        so no traceback shows it)."""
+        secrets = url_secrets(self.url)
+        return None if secrets and redact_text(str(exc), secrets) != str(exc) else exc
 
     def _retire(self, pool: ConnectionPool) -> None:
         """A connection of ``pool`` died, so the others may have too: the next caller probes
