@@ -721,6 +721,9 @@ OPERATIONS: dict[str, Callable[..., Any]] = {
 def test_api_filters_are_refused_or_applied(
     fuzz_app: App, criteria: dict[str, Any], operation: str, page: dict[str, Any]
 ) -> None:
+    for job_id in as_list(criteria.get("ids", [])):  # any int: a job, or None, never an error
+        found = fuzz_app.get_job(job_id)
+        assert found is None or found.id == job_id
     valid = valid_criteria(criteria)
     if operation == "list":
         valid = valid and valid_int(page.get("limit", 1), 1, MAX_ID)
