@@ -128,3 +128,37 @@ def test_the_testing_claim_discards_an_undecodable_row_too(make_app: Callable[..
         app.engine.claim(job.id, "tester", 1)
     [row] = rows(app, f"id = {job.id}")
     assert row["state"] == "discarded"
+
+
+def test_a_rescue_is_not_rolled_back_by_one_undecodable_row(
+    make_app: Callable[..., App],
+) -> None:
+    """The lifeline decodes the rows it put back: one bad row used to raise inside its
+    transaction, so no job of the batch was ever rescued, round after round."""
+    from datetime import timedelta
+
+    from jobsaga.plugins.lifeline import rescue_own_orphans
+
+    app = make_app(Records)
+    jobs = app.insert_all([Records.new({"n": i}) for i in range(3)])
+    assert len(app.engine.fetch("default", 10, "crashed-node")) == 3
+    corrupt(app, jobs[1].id, "tags", "5")
+
+    rescued = rescue_own_orphans(app, "crashed-node", app.clock() + timedelta(seconds=1))
+
+    assert sorted(j.id for j in rescued.available) == [jobs[0].id, jobs[2].id]
+    assert {r["state"] for r in rows(app, "1 = 1")} == {"available"}
+    # The next fetch discards the bad row, with why, and hands out the others.
+    assert [j.id for j in app.engine.fetch("default", 10, "n")] == [jobs[0].id, jobs[2].id]
+    [bad] = rows(app, f"id = {jobs[1].id}")
+    assert bad["state"] == "discarded"
+
+
+def test_a_listing_leaves_out_an_undecodable_row_only(make_app: Callable[..., App]) -> None:
+    app = make_app(Records)
+    jobs = app.insert_all([Records.new({"n": i}) for i in range(3)])
+    corrupt(app, jobs[1].id, "args", "[1, 2]")
+
+    listed = app.list_jobs()
+
+    assert sorted(j.id for j in listed) == [jobs[0].id, jobs[2].id]

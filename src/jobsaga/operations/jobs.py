@@ -11,6 +11,7 @@ other processes on SQLite see it within their control interval.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from .queries import queries
 if TYPE_CHECKING:
     from ..app import App
 
+log = logging.getLogger("jobsaga.operations.jobs")
 T = TypeVar("T")
 
 CANCELLABLE = ("available", "scheduled", "retryable", "executing")
@@ -103,7 +105,10 @@ class JobOperations:
         name = "list_jobs_newest" if newest_first else "list_jobs_oldest"
         with self.engine.read() as tx:
             rows = tx.execute(self.sql[name], self._params(flt, limit=limit, offset=offset))
-        return [self.engine.row_to_job(row) for row in rows]
+        jobs, bad = self.engine.decode_rows(rows)
+        for row, exc in bad:  # one corrupt row must not hide every other job from a listing
+            log.warning("job %s left out of the listing: %s", row.get("id"), exc)
+        return jobs
 
     def count(self, flt: JobFilter) -> dict[str, int]:
         with self.engine.read() as tx:

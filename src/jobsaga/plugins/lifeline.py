@@ -127,8 +127,14 @@ def rescue_rows(
                 },
             }
         )
-    for db_row in tx.execute(queries(engine)["rescue_jobs"], {"rows": dumps(rows)}):
-        job = engine.row_to_job(db_row)
+    written = tx.execute(queries(engine)["rescue_jobs"], {"rows": dumps(rows)})
+    # One row that cannot be decoded must not roll back the rescue of the others (every
+    # round, for ever): it is put back all the same, and the fetch that claims it next
+    # discards it with the reason recorded.
+    jobs, bad = engine.decode_rows(written)
+    for row, exc in bad:
+        log.warning("rescued job %s, whose row cannot be decoded: %s", row.get("id"), exc)
+    for job in jobs:
         (rescued.available if job.state is JobState.AVAILABLE else rescued.discarded).append(job)
     if rescued.available:
         engine.notify(tx, {"queues": sorted({j.queue for j in rescued.available})})
