@@ -53,7 +53,7 @@ class Probe:
                 conn.commit()
                 return rows
         with psycopg.connect(self.url, connect_timeout=3, autocommit=True) as conn:
-            cursor = conn.execute(sql, tuple(params))  # type: ignore[arg-type]
+            cursor = conn.execute(sql, tuple(params))
             return cursor.fetchall() if cursor.description else []
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
