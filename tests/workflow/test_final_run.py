@@ -205,3 +205,22 @@ def test_a_succeeded_run_on_the_last_attempt_is_not_reported_as_a_failure(
     assert full is not None and full.status == "succeeded"
     [event] = full.events_of("run.already_succeeded")
     assert event.detail is not None and event.detail["follow_ups"] == 2
+
+
+def test_a_completed_job_retried_by_hand_runs_its_saga_again(
+    make_app: Callable[..., App],
+) -> None:
+    """The rule covers lost completions, not an operator's wish: ``retry_job`` on a completed
+    saga job runs the saga again, as a retried job runs again in Oban."""
+    app = make_app(ShipmentWorker, Receipt)
+    job = app.insert(ShipmentWorker.new({"order": "o-4"}))
+    assert run_on_a_node(app, job.id).state is JobState.COMPLETED
+
+    app.retry_job(job.id)
+    finished = run_on_a_node(app, job.id)
+
+    assert finished.state is JobState.COMPLETED and finished.attempt == 2
+    assert TRAIL == ["reserve@1", "charge@1", "ship@1", "reserve@2", "charge@2", "ship@2"]
+    runs = list_runs(app, job_id=job.id)
+    assert [(r.attempt, r.status) for r in runs] == [(2, "succeeded"), (1, "succeeded")]
+    assert len(receipts(app)) == 4  # each run's follow-ups, once each

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
@@ -115,7 +116,12 @@ async def execute(
     checked_inputs = validate_inputs(workflow, inputs)
     checked_context = validate_context(workflow, context)
     log: RunLog = (
-        SqlRunLog(workflow.name, engine=app.engine, write_timeout=log_write_timeout)
+        SqlRunLog(
+            workflow.name,
+            engine=app.engine,
+            write_timeout=log_write_timeout,
+            retried_at=retried_by_hand(app, job),
+        )
         if persist
         else RunLog(workflow.name)
     )
@@ -135,6 +141,18 @@ async def execute(
     if job is None:
         return await execution.run()
     return await run_in_job(app, execution, job, rollback_timeout=rollback_timeout)
+
+
+def retried_by_hand(app: App, job: Job[Any] | None) -> datetime | None:
+    """When an operator last retried ``job`` (``retried_at`` in its meta, set by
+    ``retry_job``): a run that succeeded before then is not final, the job runs again."""
+    stamp = job.meta.get("retried_at") if job is not None else None
+    if stamp is None:
+        return None
+    try:
+        return app.engine.time_value(stamp)
+    except (TypeError, ValueError, OverflowError):  # hand-edited meta: treat as no retry
+        return None
 
 
 async def arun_workflow_in_test_context(

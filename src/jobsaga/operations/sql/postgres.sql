@@ -54,7 +54,8 @@ WHERE id = ANY(%(ids)s::bigint[])
 UPDATE jobsaga_jobs
 SET state = 'available', scheduled_at = %(now)s,
     max_attempts = CASE WHEN attempt >= max_attempts THEN attempt + 1 ELSE max_attempts END,
-    completed_at = NULL, discarded_at = NULL, cancelled_at = NULL
+    completed_at = NULL, discarded_at = NULL, cancelled_at = NULL,
+    meta = jsonb_set(meta, '{retried_at}', to_jsonb(%(now)s::timestamptz))
 WHERE id = ANY(%(ids)s::bigint[])
   AND state IN ('retryable', 'completed', 'discarded', 'cancelled')
 

@@ -54,7 +54,8 @@ WHERE id IN (SELECT value FROM json_each(:ids))
 UPDATE jobsaga_jobs
 SET state = 'available', scheduled_at = :now,
     max_attempts = CASE WHEN attempt >= max_attempts THEN attempt + 1 ELSE max_attempts END,
-    completed_at = NULL, discarded_at = NULL, cancelled_at = NULL
+    completed_at = NULL, discarded_at = NULL, cancelled_at = NULL,
+    meta = json_set(meta, '$.retried_at', :now)
 WHERE id IN (SELECT value FROM json_each(:ids))
   AND state IN ('retryable', 'completed', 'discarded', 'cancelled')
 

@@ -11,10 +11,12 @@ RETURNING id
 -- name: find_run_of_job
 -- The run that decides what the job's next attempt does: its succeeded run if it has one
 -- (final: the attempt completes the job without running a step), else the run it left
--- unfinished (resumed). A run that ended in failure was rolled back: a new run starts.
+-- unfinished (resumed). A run that ended in failure was rolled back: a new run starts. A run
+-- that succeeded before an operator retried the job by hand is not final: the job runs again.
 SELECT id, status FROM jobsaga_workflow_runs
 WHERE job_id = %(job_id)s AND workflow = %(workflow)s
   AND status IN ('succeeded', 'running', 'rolling_back')
+  AND (status <> 'succeeded' OR %(retried_at)s::timestamptz IS NULL OR finished_at >= %(retried_at)s::timestamptz)
 ORDER BY status = 'succeeded' DESC, id DESC
 LIMIT 1
 
