@@ -164,6 +164,18 @@ def _container(value: Any, depth: int) -> Any:
                 problem = text_problem(key)
                 if problem is not None:
                     raise _Invalid(f"has a key {short_repr(key, 60)} that {problem}")
+            kind = type(item)  # plain leaves, tested inline: most of a bulk insert's check
+            if kind is str:
+                if item.isascii() and "\x00" not in item:
+                    continue
+            elif kind is int:
+                if item.bit_length() <= _INT_SAFE_BITS:
+                    continue
+            elif kind is float:
+                if -_BIG_FLOAT < item < _BIG_FLOAT and (item or math.copysign(1.0, item) > 0):
+                    continue
+            elif item is None or kind is bool:
+                continue
             try:
                 new = _clean(item, depth)
             except _Invalid as exc:
@@ -176,6 +188,18 @@ def _container(value: Any, depth: int) -> Any:
         return value if out is None else out
     items: list[Any] | None = None if type(value) is list else list(value)
     for index, item in enumerate(value):
+        kind = type(item)
+        if kind is str:
+            if item.isascii() and "\x00" not in item:
+                continue
+        elif kind is int:
+            if item.bit_length() <= _INT_SAFE_BITS:
+                continue
+        elif kind is float:
+            if -_BIG_FLOAT < item < _BIG_FLOAT and (item or math.copysign(1.0, item) > 0):
+                continue
+        elif item is None or kind is bool:
+            continue
         try:
             new = _clean(item, depth)
         except _Invalid as exc:

@@ -147,13 +147,19 @@ def check_tags(tags: Any, owner: str) -> tuple[str, ...]:
         found = tuple(tags) if not isinstance(tags, (str, bytes)) else None
     except TypeError:  # not iterable
         found = None
-    if found is None or not all(isinstance(tag, str) for tag in found):
+    if found is None:
         raise ArgsError(f"{owner}: tags must be a list of strings, got {short_repr(tags)}")
+    exact = True
     for index, tag in enumerate(found):
-        problem = text_problem(tag)
-        if problem is not None:
-            raise ArgsError(f"{owner}: tags[{index}] {short_repr(tag)} {problem}")
-    return tuple(str.__str__(tag) for tag in found) if found else ()
+        if type(tag) is not str:
+            if not isinstance(tag, str):
+                raise ArgsError(f"{owner}: tags must be a list of strings, got {short_repr(tags)}")
+            exact = False
+        if not tag.isascii() or "\x00" in tag:
+            problem = text_problem(tag)
+            if problem is not None:
+                raise ArgsError(f"{owner}: tags[{index}] {short_repr(tag)} {problem}")
+    return found if exact else tuple(str.__str__(tag) for tag in found)
 
 
 def check_unique_keys(unique: UniqueSpec | None, args_model: type[BaseModel] | None) -> None:
