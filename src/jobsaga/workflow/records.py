@@ -193,7 +193,7 @@ def _fields(run: RunRecord) -> dict[str, Any]:
 
 def get_run(app: App, run_id: int) -> RunRecord | None:
     """One run with its steps (in declaration order) and its events (in the order they happened)."""
-    with app.engine.transaction() as tx:
+    with app.engine.read() as tx:  # a poll: on SQLite, no write lock
         return read_run(app.engine, tx, run_id)
 
 
@@ -230,6 +230,6 @@ def list_runs(
         # no limit: LIMIT NULL on PostgreSQL, LIMIT -1 on SQLite (which refuses NULL)
         "limit": limit if limit is not None else (None if engine.dialect == "postgres" else -1),
     }
-    with engine.transaction() as tx:
+    with engine.read() as tx:
         rows = tx.execute(q["list_runs"], params)
     return [_run_from_row(engine, row) for row in rows]
