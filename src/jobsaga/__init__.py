@@ -3,6 +3,7 @@
 from .app import App
 from .backoff import default_backoff, tenacity_backoff
 from .config import NodeConfig
+from .engines.rows import UndecodableRow
 from .errors import (
     ArgsError,
     ConfigError,
@@ -30,6 +31,7 @@ from .worker import Worker
 from .workflow import (
     Continue,
     Retry,
+    RunLogUnwritable,
     RunRecord,
     RunResult,
     StepContext,
@@ -73,11 +75,13 @@ __all__ = [
     "PerformError",
     "QueueInfo",
     "Retry",
+    "RunLogUnwritable",
     "RunRecord",
     "RunResult",
     "Snooze",
     "StepContext",
     "Telemetry",
+    "UndecodableRow",
     "UniqueSpec",
     "UnknownWorkerError",
     "Worker",

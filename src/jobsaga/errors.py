@@ -9,11 +9,14 @@
     ├── MigrationError         the database schema is missing or newer than this code
     ├── DatabaseError          the database failed a statement (driver error chained)
     │   ├── DatabaseUnavailable    cannot be reached right now: transient, retry later
-    │   └── DataRejected           refused this data (bad value): retrying will not help
+    │   ├── DataRejected           refused this data (bad value): retrying will not help
+    │   └── UndecodableRow         a stored job row changed by hand (engines/rows.py)
     ├── JobTimeout             a perform overran its worker's timeout
     ├── JobOrphaned            the node running a job died; the lifeline rescued the job
     ├── FilterError            a job filter with a misspelt or invalid criterion
-    └── EnqueueInStepError     a workflow step tried to insert a job (see docs/workflows.md)
+    ├── EnqueueInStepError     a workflow step tried to insert a job (see docs/workflows.md)
+    └── RunLogUnwritable       a saga's run log could not be written; the run was stopped
+                               for the next attempt to resume (workflow/errors.py)
 """
 
 from __future__ import annotations
