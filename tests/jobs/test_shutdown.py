@@ -131,3 +131,35 @@ class Sleeps(Worker, timeout=None):
     async def perform(self, job: Job[Any]) -> None:
         SEEN.add(("start", job.attempted_by, job.attempt, time.monotonic()))
         await asyncio.sleep(30)
+
+
+class FailsForGood(Worker, timeout=None, max_attempts=1):
+    """Fails on its only attempt; its final-failure hook outlives the grace period."""
+
+    def perform(self, job: Job[Any]) -> None:
+        SEEN.add(("perform", job.attempt))
+        raise RuntimeError("the last attempt failed")
+
+    async def on_final_failure(self, job: Job[Any], error: BaseException) -> None:
+        SEEN.add(("hook", job.attempt))
+        await asyncio.sleep(30)
+
+
+def test_a_shutdown_during_the_final_failure_hook_still_discards_the_job(
+    make_app: Callable[..., App],
+) -> None:
+    """The perform had returned: its attempt counts. Written back as not started, the job
+    ran once more past its max_attempts, and its hook ran twice."""
+    app = make_app(FailsForGood)
+    stored = app.insert(FailsForGood.new())
+    with app.node({"default": 2}, **FAST).start_in_thread():
+        wait_until(lambda: ("hook", 1) in SEEN.items())
+
+    final = job(app, stored.id)
+    assert final.state is JobState.DISCARDED and final.attempt == 1
+    [error] = final.errors
+    assert error["kind"] == "error" and "the last attempt failed" in error["error"]
+    assert "interrupted" in error["final_failure_hook_error"]
+    with app.node({"default": 2}, **FAST).start_in_thread():
+        time.sleep(0.3)  # a node that would fetch it again, if it were available
+    assert sorted(SEEN.items()) == [("hook", 1), ("perform", 1)]

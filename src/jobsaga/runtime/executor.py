@@ -263,6 +263,17 @@ class Executor:
         if worker is not None:
             try:
                 await self.call(worker.on_final_failure, job, error)
+            except asyncio.CancelledError:
+                # The node is shutting down while the hook runs. The job's attempts are used
+                # up all the same: it is discarded, never written back to run once more
+                # (which would also run the hook a second time). Said on the job.
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()
+                log.warning("job %d: on_final_failure interrupted by shutdown", job.id)
+                record["final_failure_hook_error"] = (
+                    "interrupted: the node shut down while on_final_failure ran"
+                )
             except Exception as hook_error:  # recorded, never lost, never fatal
                 log.exception("on_final_failure of %s raised", job.worker)
                 record["final_failure_hook_error"] = f"{type(hook_error).__name__}: {hook_error}"

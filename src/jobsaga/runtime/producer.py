@@ -175,7 +175,6 @@ class QueueProducer:
                     outcome, typed, worker = await node.executor.attempt(job, threads)
                 finally:
                     self.performing.pop(job.id, None)
-                ack = await node.executor.finish(typed, outcome, worker)
             except asyncio.CancelledError as cancelled:
                 # An operator's cancel (or delete) already wrote the job: drop the attempt.
                 # Otherwise the node is shutting down: write the job back, attempt not
@@ -201,6 +200,9 @@ class QueueProducer:
                         failed = {**meta, "state": state, "error": cancelled, "held": held}
                         telemetry.emit("job.exception", measures, {**failed, "interrupted": True})
                 return
+            # The perform has returned: from here on the attempt counts, whatever happens. A
+            # shutdown during the final-failure hook still discards the job (Executor.finish).
+            ack = await node.executor.finish(typed, outcome, worker)
             try:
                 written = await node.acker.ack(ack, urgent=ack.state is not JobState.COMPLETED)
             except Exception:
