@@ -224,3 +224,50 @@ def test_a_completed_job_retried_by_hand_runs_its_saga_again(
     runs = list_runs(app, job_id=job.id)
     assert [(r.attempt, r.status) for r in runs] == [(2, "succeeded"), (1, "succeeded")]
     assert len(receipts(app)) == 4  # each run's follow-ups, once each
+
+
+def test_retrying_a_retryable_job_by_hand_keeps_its_succeeded_run_final(
+    make_app: Callable[..., App],
+) -> None:
+    """A retryable job's retry only brings its next attempt forward; its saga had succeeded
+    (the attempt then failed writing, say), so that attempt still runs no step."""
+    from tests.plugins.support import update_job
+
+    app = make_app(ShipmentWorker, Receipt)
+    job = app.insert(ShipmentWorker.new({"order": "o-5"}))
+    die_after_the_run(app, job.id)
+    update_job(app, job.id, state="retryable")
+
+    assert app.retry_job(job.id)
+    stored = app.get_job(job.id)
+    assert stored is not None and "retried_after_attempt" not in stored.meta
+    finished = run_on_a_node(app, job.id)
+
+    assert finished.state is JobState.COMPLETED
+    assert TRAIL == ["reserve@1", "charge@1", "ship@1"]
+    assert len(receipts(app)) == 2
+
+
+def test_after_a_retry_by_hand_the_old_succeeded_run_does_not_settle_an_orphan(
+    make_app: Callable[..., App],
+) -> None:
+    """The last attempt after a retry by hand dies: its own run is the one to settle (roll
+    back, hook), not the run that succeeded before the retry (its follow-ups were inserted
+    when it completed; inserting them again would duplicate them)."""
+    import asyncio
+
+    from jobsaga import _context
+
+    app = make_app(ShipmentWorker, Receipt)
+    job = app.insert(ShipmentWorker.new({"order": "o-6"}))
+    assert run_on_a_node(app, job.id).state is JobState.COMPLETED
+    assert app.retry_job(job.id)
+    retried = app.get_job(job.id)
+    assert retried is not None and retried.meta["retried_after_attempt"] == 1
+
+    async def settle() -> bool:
+        _context.current_app.set(app)
+        return await ShipmentWorker().finish_succeeded_orphan(retried)
+
+    assert asyncio.run(settle()) is False
+    assert len(receipts(app)) == 2  # only the first run's, inserted at its completion

@@ -263,8 +263,9 @@ class SqlRunLog(RunLog):
     engine: Engine | None = None
     resume_id: int | None = None
     """Take over this unfinished run (``runs rollback``) instead of looking one up by job."""
-    retried_at: datetime | None = None
-    """When the job was last retried by hand: a run that succeeded before is not final."""
+    retried_after: int | None = None
+    """The attempt after which the job was retried by hand: a run that succeeded at or before
+    it is not final (``running.retried_after``)."""
     _dirty_steps: set[str] = field(default_factory=set)
     _written: set[str] = field(default_factory=set)
     _new_events: list[dict[str, Any]] = field(default_factory=list)
@@ -371,13 +372,12 @@ class SqlRunLog(RunLog):
         with engine.transaction() as tx:
             run_id = self.resume_id
             if run_id is None and self.job_id is not None:
-                retried = self.retried_at
                 found = tx.execute(
                     q["find_run_of_job"],
                     {
                         "job_id": self.job_id,
                         "workflow": self.workflow,
-                        "retried_at": None if retried is None else engine.time_param(retried),
+                        "retried_after": self.retried_after,
                     },
                 )
                 run_id = int(found[0]["id"]) if found else None

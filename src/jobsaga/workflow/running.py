@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
@@ -120,7 +119,7 @@ async def execute(
             workflow.name,
             engine=app.engine,
             write_timeout=log_write_timeout,
-            retried_at=retried_by_hand(app, job),
+            retried_after=retried_after(job),
         )
         if persist
         else RunLog(workflow.name)
@@ -143,16 +142,13 @@ async def execute(
     return await run_in_job(app, execution, job, rollback_timeout=rollback_timeout)
 
 
-def retried_by_hand(app: App, job: Job[Any] | None) -> datetime | None:
-    """When an operator last retried ``job`` (``retried_at`` in its meta, set by
-    ``retry_job``): a run that succeeded before then is not final, the job runs again."""
-    stamp = job.meta.get("retried_at") if job is not None else None
-    if stamp is None:
-        return None
-    try:
-        return app.engine.time_value(stamp)
-    except (TypeError, ValueError, OverflowError):  # hand-edited meta: treat as no retry
-        return None
+def retried_after(job: Job[Any] | None) -> int | None:
+    """The attempt after which an operator retried ``job`` once it had finished
+    (``retry_job`` stamps it in the job's meta): its runs up to that attempt are not final,
+    the saga runs again. Attempt numbers, not times, so clocks of different hosts cannot
+    disagree about it."""
+    stamp = job.meta.get("retried_after_attempt") if job is not None else None
+    return stamp if isinstance(stamp, int) and not isinstance(stamp, bool) else None
 
 
 async def arun_workflow_in_test_context(

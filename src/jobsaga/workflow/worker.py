@@ -44,7 +44,7 @@ from .dsl import Workflow
 from .errors import WorkflowError, WorkflowOutsideJobError
 from .records import get_run, list_runs
 from .runlog import LOG_WRITE_TIMEOUT, append_event
-from .running import aroll_back_run, check_workflow, execute
+from .running import aroll_back_run, check_workflow, execute, retried_after
 from .state import follow_ups_of
 
 if TYPE_CHECKING:
@@ -204,6 +204,9 @@ class WorkflowWorker(Worker):
         )
         if not runs or runs[0].id is None:
             return False
+        retried = retried_after(job)
+        if retried is not None and runs[0].attempt <= retried:
+            return False  # succeeded before a retry by hand: this attempt's run is the one
         run = get_run(app, runs[0].id)
         if run is None or run.id is None:
             return False

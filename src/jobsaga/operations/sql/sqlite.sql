@@ -55,7 +55,11 @@ UPDATE jobsaga_jobs
 SET state = 'available', scheduled_at = :now,
     max_attempts = CASE WHEN attempt >= max_attempts THEN attempt + 1 ELSE max_attempts END,
     completed_at = NULL, discarded_at = NULL, cancelled_at = NULL,
-    meta = json_set(meta, '$.retried_at', :now)
+    -- A finished saga job retried by hand runs its saga again: its runs up to this attempt
+    -- are not final for the attempts after it (workflow/sql, find_run_of_job).
+    meta = CASE WHEN state IN ('completed', 'discarded', 'cancelled')
+                THEN json_set(meta, '$.retried_after_attempt', attempt)
+                ELSE meta END
 WHERE id IN (SELECT value FROM json_each(:ids))
   AND state IN ('retryable', 'completed', 'discarded', 'cancelled')
 

@@ -12,11 +12,12 @@ RETURNING id
 -- The run that decides what the job's next attempt does: its succeeded run if it has one
 -- (final: the attempt completes the job without running a step), else the run it left
 -- unfinished (resumed). A run that ended in failure was rolled back: a new run starts. A run
--- that succeeded before an operator retried the job by hand is not final: the job runs again.
+-- that succeeded at or before the attempt an operator retried the finished job after
+-- (retried_after) is not final: the job runs its saga again.
 SELECT id, status FROM jobsaga_workflow_runs
 WHERE job_id = %(job_id)s AND workflow = %(workflow)s
   AND status IN ('succeeded', 'running', 'rolling_back')
-  AND (status <> 'succeeded' OR %(retried_at)s::timestamptz IS NULL OR finished_at >= %(retried_at)s::timestamptz)
+  AND (status <> 'succeeded' OR %(retried_after)s::int IS NULL OR attempt > %(retried_after)s::int)
 ORDER BY status = 'succeeded' DESC, id DESC
 LIMIT 1
 
