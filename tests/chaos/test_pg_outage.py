@@ -228,6 +228,9 @@ def test_a_database_error_is_sorted_by_what_retrying_can_do(app: App) -> None:
         ("SELECT %(v)s::text", {"v": "a\x00b"}, DataRejected, psycopg.DataError),  # client-side
         (raising("57P01"), None, DatabaseUnavailable, psycopg.errors.AdminShutdown),
         (raising("40P01"), None, DatabaseUnavailable, psycopg.errors.DeadlockDetected),
+        (raising("25006"), None, DatabaseUnavailable, psycopg.errors.ReadOnlySqlTransaction),
+        (raising("54000"), None, DataRejected, psycopg.errors.ProgramLimitExceeded),
+        (raising("57014"), None, DatabaseError, psycopg.errors.QueryCanceled),
         ("SELECT * FROM no_such_table", None, DatabaseError, psycopg.errors.UndefinedTable),
     ]
     for sql, params, expected, cause in cases:

@@ -392,17 +392,24 @@ def database_error(exc: psycopg.Error, *, broken: bool = False) -> DatabaseError
 
     ``DatabaseUnavailable``: the connection is gone or the server cannot serve now, and the
     transient failures PostgreSQL classes as operational (deadlock, serialization failure,
-    lock or statement timeout), all of which may succeed later. ``DataRejected``: the server
-    (or psycopg, e.g. for a NUL character) refused the values themselves, which the same write
-    would meet again. Anything else (a missing table, a syntax error) is ``DatabaseError``."""
+    lock timeout), and a server that became read-only (a failover under way), all of which
+    may succeed later. ``DataRejected``: the server (or psycopg, e.g. for a NUL character)
+    refused the values themselves, or they exceed one of its limits (class 54: a value too
+    large, too many elements), which the same write would meet again. Anything else (a
+    missing table, a syntax error, a statement cancelled by ``statement_timeout``, which may
+    well recur) is ``DatabaseError``, which a retry loop must bound."""
     message = reason(exc)
     lost = isinstance(exc, CONNECTION_LOST) or (
         exc.sqlstate is None and isinstance(exc, psycopg.OperationalError)  # no reply at all
     )
-    if broken or lost:
+    if broken or lost or isinstance(exc, psycopg.errors.ReadOnlySqlTransaction):
         return DatabaseUnavailable(f"PostgreSQL is unavailable: {message}")
-    if isinstance(exc, (psycopg.DataError, psycopg.IntegrityError)):
+    if isinstance(exc, (psycopg.DataError, psycopg.IntegrityError)) or (
+        exc.sqlstate or ""
+    ).startswith("54"):
         return DataRejected(f"PostgreSQL refused the data: {message}")
+    if isinstance(exc, psycopg.errors.QueryCanceled):
+        return DatabaseError(f"PostgreSQL cancelled the statement: {message}")
     if isinstance(exc, psycopg.OperationalError):
         return DatabaseUnavailable(f"PostgreSQL could not run the statement now: {message}")
     return DatabaseError(f"PostgreSQL failed the statement: {message}")
