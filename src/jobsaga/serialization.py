@@ -133,8 +133,8 @@ def _clean(value: Any, depth: int) -> Any:
     if isinstance(value, (dict, list, tuple)):
         return _container(value, depth)
     raise _Invalid(
-        f"is of type {type(value).__name__}, which is not JSON-serializable (jobs store JSON "
-        "only; convert it, e.g. to a string or a pydantic model)"
+        f"is of type {type(value).__name__}, which cannot be stored as JSON (convert it, e.g. "
+        "to a string or a pydantic model)"
     )
 
 
@@ -228,29 +228,6 @@ def normalize_json(value: Any, what: str, owner: str) -> Any:
             f"{owner}: {what} nests objects and arrays more than {MAX_DEPTH} deep "
             "(or refers to itself)"
         ) from None
-
-
-def find_unserializable(value: Any, path: str = "") -> str | None:
-    """Return the dotted path of the first value JSON cannot encode, or None."""
-    if value is None or isinstance(value, (str, bool, int)):
-        return None
-    if isinstance(value, float):
-        return None if value == value and value not in (float("inf"), float("-inf")) else path
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                return f"{path}.{key!r}" if path else repr(key)
-            found = find_unserializable(item, f"{path}.{key}" if path else key)
-            if found is not None:
-                return found
-        return None
-    if isinstance(value, (list, tuple)):
-        for index, item in enumerate(value):
-            found = find_unserializable(item, f"{path}[{index}]")
-            if found is not None:
-                return found
-        return None
-    return path or "<root>"
 
 
 def ensure_json_object(value: Any, what: str, owner: str) -> dict[str, Any]:

@@ -525,6 +525,27 @@ def test_a_result_that_is_not_json_fails_the_step_clearly(app: App) -> None:
     assert "cannot be stored as JSON" in str(result.error.error)
 
 
+class HugeOrDeep(Workflow, inputs=["kind"]):
+    @step
+    def bad(self, kind: str) -> object:
+        if kind == "huge":
+            return {"n": 10**5000}  # more digits than Python turns into text by default
+        deep: list[object] = []
+        for _ in range(1000):
+            deep = [deep]
+        return deep
+
+
+@pytest.mark.parametrize("kind", ["huge", "deep"])
+def test_a_result_too_large_or_deep_for_json_fails_the_step_clearly(app: App, kind: str) -> None:
+    """Checked as job args are: the step fails with StepResultError (and the saga rolls
+    back), rather than the log's write failing later or the run crashing."""
+    result = run_workflow_in_test_context(app, HugeOrDeep, {"kind": kind})
+    assert result.error is not None and result.error.step == "bad"
+    assert isinstance(result.error.error, StepResultError)
+    assert "the run log" in str(result.error.error)
+
+
 def test_concurrency_limit_and_declaration_order(app: App) -> None:
     active: list[int] = []
     peak: list[int] = [0]

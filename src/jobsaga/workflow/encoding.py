@@ -15,28 +15,17 @@ from typing import Any
 
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
-from ..serialization import dumps, find_unserializable
+from ..errors import ArgsError
+from ..serialization import dumps, normalize_json
 
 
 class StepResultError(TypeError):
     """A step returned a value the run log cannot store as JSON."""
 
 
+OWNER = "the run log"
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 _ESCAPED_UNSTORABLE = re.compile(r"\\u(?:0000|d[89a-f])")
-
-
-def text_problem(text: str) -> str | None:
-    """Why no engine can store ``text`` alike, or None: PostgreSQL's jsonb refuses a NUL
-    character and a surrogate code point (SQLite would keep them): both engines refuse them."""
-    if text.isascii() and "\x00" not in text:
-        return None
-    found = _UNSTORABLE.search(text)
-    if found is None:
-        return None
-    if found.group() == "\x00":
-        return "holds a NUL character (\\x00)"
-    return f"holds a surrogate code point ({found.group()!r}), which is not Unicode text"
 
 
 def clean_text(text: str) -> str:
@@ -57,28 +46,6 @@ def _cleaned(value: Any) -> Any:
     return value
 
 
-def unstorable_text(value: Any, path: str = "") -> tuple[str, str] | None:
-    """The path and problem of the first string (value or key) no engine stores alike."""
-    if isinstance(value, str):
-        problem = text_problem(value)
-        return None if problem is None else (path or "<root>", problem)
-    if isinstance(value, dict):
-        for key, item in value.items():
-            where = f"{path}.{key}" if path else str(key)
-            problem = text_problem(str(key))
-            if problem is not None:
-                return where, f"has a key that {problem}"
-            found = unstorable_text(item, where)
-            if found is not None:
-                return found
-    elif isinstance(value, (list, tuple)):
-        for index, item in enumerate(value):
-            found = unstorable_text(item, f"{path}[{index}]")
-            if found is not None:
-                return found
-    return None
-
-
 def error_json(error: BaseException) -> dict[str, Any]:
     return {
         "type": f"{type(error).__module__}.{type(error).__qualname__}",
@@ -88,28 +55,21 @@ def error_json(error: BaseException) -> dict[str, Any]:
 
 
 def jsonable(value: Any, what: str) -> Any:
-    """``value`` as plain JSON data (pydantic models, dataclasses, datetimes included)."""
+    """``value`` as plain JSON data (pydantic models, dataclasses, datetimes included), checked
+    and normalized by the same single pass as job args (``serialization.normalize_json``), so
+    a result no engine stores alike fails its step here, and both engines hand a resumed run
+    the same value."""
     try:
         data = to_jsonable_python(value)
-    except PydanticSerializationError:
+    except (PydanticSerializationError, ValueError):  # not JSON, or nested too deep for it
         data = value
-    bad = find_unserializable(data)
-    if bad is not None:
-        where = "" if bad == "<root>" else f" (at {bad})"
+    try:
+        return normalize_json(data, what, OWNER)
+    except ArgsError as exc:
         raise StepResultError(
-            f"{what} is a {type(value).__name__}{where}, which cannot be stored as JSON; "
-            "the run log keeps results as JSON so a rescued job can resume from them: "
-            "return plain data or a pydantic model"
-        )
-    text = unstorable_text(data)
-    if text is not None:
-        where, problem = text
-        at = "" if where == "<root>" else f" at {where}"
-        raise StepResultError(
-            f"{what}{at} {problem}, which the run log cannot store (PostgreSQL refuses it); "
-            "the log keeps results so a rescued job can resume from them: encode or strip it"
-        )
-    return data
+            f"{str(exc).removeprefix(OWNER + ': ')}; the run log keeps results as JSON so a "
+            "rescued job can resume from them: return plain data or a pydantic model"
+        ) from None
 
 
 def json_text(value: Any) -> str | None:
