@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import unquote
 
 MASK = "***"
 
@@ -21,35 +21,21 @@ MIN_SECRET = 4
 """Passwords shorter than this are not scrubbed from free text (masking every "ab" would
 garble messages); URLs themselves are masked whatever the password's length."""
 
-_USERINFO = re.compile(r"(?P<head>://[^/?#@:]*):(?P<password>[^/?#]*)@")
-_PASSWORD_PARAM = re.compile(r"(?P<head>[?&]password=)(?P<password>[^&#]*)", re.IGNORECASE)
+# libpq's own rule: the user part runs from ``://`` to the first ``@`` before any ``/``, so a
+# password may hold ``#`` or ``?`` (which a generic URL parser reads as a fragment or query).
+_USERINFO = re.compile(r"(?P<head>://[^/@:]*):(?P<password>[^/@]*)@")
+_PASSWORD_PARAM = re.compile(r"(?P<head>[?&](?:ssl)?password=)(?P<password>[^&#]*)", re.IGNORECASE)
 
 
 def redact_url(url: str) -> str:
-    """``url`` with its password (in the user part or a ``password=`` parameter) masked.
+    """``url`` with its password (in the user part, or a ``password=`` or ``sslpassword=``
+    parameter) masked, and every other character as given.
 
-    Never raises: a URL too malformed to parse (``postgresql://u:pw@[bad/db``) is masked by
-    pattern instead, since the error that reports it must not be the one that leaks it."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return _redact_by_pattern(url)
-    netloc = parts.netloc
-    if password is not None:
-        user, _, host = netloc.rpartition("@")
-        netloc = f"{user.partition(':')[0]}:{MASK}@{host}"
-    query = parts.query
-    pairs = parse_qsl(query, keep_blank_values=True)
-    if any(key.lower() == "password" for key, _ in pairs):
-        query = urlencode([(k, MASK if k.lower() == "password" else v) for k, v in pairs], safe="*")
-    if (netloc, query) == (parts.netloc, parts.query):
-        return url  # as given: urlunsplit would turn sqlite:///x.db into sqlite:/x.db
-    return urlunsplit(parts._replace(netloc=netloc, query=query))
-
-
-def _redact_by_pattern(url: str) -> str:
-    url = _USERINFO.sub(lambda m: f"{m['head']}:{MASK}@", url)
+    Masked by pattern, following libpq's reading of a URL rather than a generic URL parser's
+    (``postgresql://u:se#cret@h/db`` connects, with the password ``se#cret``), and never
+    raises: a URL too malformed to parse is masked all the same, since the error that reports
+    it must not be the one that leaks it."""
+    url = _USERINFO.sub(lambda m: f"{m['head']}:{MASK}@", url, count=1)
     return _PASSWORD_PARAM.sub(lambda m: f"{m['head']}{MASK}", url)
 
 

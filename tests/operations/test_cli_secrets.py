@@ -263,6 +263,12 @@ def test_reprs_and_config_dumps_mask_the_password() -> None:
         ("postgresql://u:pw@h/db?Password=pw", "postgresql://u:***@h/db?Password=***"),
         ("postgresql://u@h/db", "postgresql://u@h/db"),
         ("sqlite:///jobs.db", "sqlite:///jobs.db"),
+        # libpq reads the password up to the @: '#' and '?' are part of it
+        ("postgresql://u:se#cret@h/db", "postgresql://u:***@h/db"),
+        ("postgresql://u:a?b=c@h/db", "postgresql://u:***@h/db"),
+        ("postgresql:///db?password=pw", "postgresql:///db?password=***"),
+        ("postgresql://u@h/db?sslpassword=pw", "postgresql://u@h/db?sslpassword=***"),
+        ("postgresql://h:5432/db", "postgresql://h:5432/db"),
     ],
 )
 def test_redact_url(url: str, shown: str) -> None:
@@ -277,4 +283,5 @@ def test_secrets_of_a_url_and_scrubbing() -> None:
     url = "postgresql://u:s3cr%40t%zz@h/db?password=an0ther"
     assert url_secrets(url) >= {"s3cr%40t%zz", "s3cr@t%zz", "an0ther"}
     assert url_secrets("postgresql://u:ab@h/db") == set()  # too short to scrub from text
+    assert "se#cret" in url_secrets("postgresql://u:se#cret@h/db")
     assert redact_text('token "s3cr@t%zz" and an0ther', url_secrets(url)) == 'token "***" and ***'
