@@ -162,3 +162,18 @@ def test_a_listing_leaves_out_an_undecodable_row_only(make_app: Callable[..., Ap
     listed = app.list_jobs()
 
     assert sorted(j.id for j in listed) == [jobs[0].id, jobs[2].id]
+
+
+def test_json_nested_too_deep_to_parse_fails_alone(make_app: Callable[..., App]) -> None:
+    """Python's parser gives up (RecursionError) on JSON nested thousands deep, which both
+    databases store: on PostgreSQL it was raised from inside the driver's fetch, after the
+    claim had committed, stranding the batch for ever."""
+    app = make_app(Records)
+    jobs = app.insert_all([Records.new({"n": i}) for i in range(3)])
+    corrupt(app, jobs[1].id, "meta", "[" * 5000 + "]" * 5000)
+
+    fetched = app.engine.fetch("default", 10, "node-1")
+
+    assert [j.id for j in fetched] == [jobs[0].id, jobs[2].id]
+    [row] = rows(app, f"id = {jobs[1].id}")
+    assert row["state"] == "discarded"

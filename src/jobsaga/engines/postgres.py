@@ -31,6 +31,7 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
+from psycopg.types.json import set_json_loads
 from psycopg_pool import ConnectionPool, PoolClosed
 
 from ..errors import (
@@ -128,6 +129,7 @@ class PostgresEngine(Engine):
             min_size=1,
             max_size=self.pool_size,
             kwargs={"autocommit": False, **self._connect},
+            configure=_configure,
             timeout=POOL_TIMEOUT,
             open=False,
             name="jobsaga",
@@ -372,6 +374,24 @@ def url_connect_timeout(url: str) -> int | None:
         return None if given is None else int(str(given))
     except (psycopg.Error, ValueError):  # malformed: the first connection reports it
         return None
+
+
+class Unparsable(str):
+    """The text of a stored JSON value too deeply nested for Python to parse: handed on as
+    text (a row holding one fails alone as undecodable) rather than raising from inside
+    the driver's fetch, after an autocommitted claim had committed."""
+
+
+def _loads(data: str | bytes) -> Any:
+    try:
+        return json.loads(data)
+    except RecursionError:
+        return Unparsable(data if isinstance(data, str) else data.decode())
+
+
+def _configure(conn: psycopg.Connection[Any]) -> None:
+    """Each pooled connection parses json/jsonb with :func:`_loads`."""
+    set_json_loads(_loads, conn)
 
 
 def reason(exc: BaseException) -> str:

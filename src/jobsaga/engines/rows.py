@@ -98,7 +98,7 @@ def diagnose_row(
             continue
         try:
             value = json_value(row[column])
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, RecursionError) as exc:
             problems.append(f"{column}: not JSON ({exc}): {_shown(row[column])}")
             continue
         if not ok(value):
