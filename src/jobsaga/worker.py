@@ -295,7 +295,7 @@ class Worker:
         cls.check_runnable()
         opts = cls.options
         raw_args = cls.validate_args(args)
-        if meta:
+        if meta is not None:  # meta=[] or "" is an error, not an empty meta
             found = ensure_json_object(meta, "meta", cls.name)
             meta_json = dict(found) if found is meta else found
         else:

@@ -460,3 +460,9 @@ def test_an_id_no_job_can_have_is_none(app: App) -> None:
     for missing in (2**63, -(2**63) - 1, 0, -1, 2**63 - 1, stored.id + 1):
         assert app.get_job(missing) is None
     assert app.get_job(stored.id) == stored
+
+
+@pytest.mark.parametrize("meta", [[], "", 0])
+def test_meta_that_is_not_a_dict_is_refused_even_when_empty(meta: Any) -> None:
+    with pytest.raises(ArgsError, match="meta must be a dict"):
+        Noop.new({}, meta=meta)

@@ -285,3 +285,12 @@ def test_secrets_of_a_url_and_scrubbing() -> None:
     assert url_secrets("postgresql://u:ab@h/db") == set()  # too short to scrub from text
     assert "se#cret" in url_secrets("postgresql://u:se#cret@h/db")
     assert redact_text('token "s3cr@t%zz" and an0ther', url_secrets(url)) == 'token "***" and ***'
+
+
+def test_a_malformed_setting_does_not_echo_a_password() -> None:
+    """``--set`` without ``=``: the text is not known as a URL yet, so nothing scrubbed it."""
+    result = CliRunner().invoke(
+        cli, ["config", "--set", f"url postgresql://u:{SECRET}@h/db"], catch_exceptions=False
+    )
+    assert result.exit_code == 2
+    assert "use KEY=VALUE" in result.output and SECRET not in result.output

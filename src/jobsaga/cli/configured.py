@@ -129,7 +129,9 @@ def parse_settings(settings: tuple[str, ...]) -> dict[str, Any]:
     for setting in settings:
         key, sep, raw = setting.partition("=")
         if not sep or not key.strip():
-            raise click.BadParameter(f"{setting!r}: use KEY=VALUE", param_hint="--set")
+            # Not yet known as a URL, so its password is not among those scrubbed: mask it.
+            shown = redact_url(setting)
+            raise click.BadParameter(f"{shown!r}: use KEY=VALUE", param_hint="--set")
         try:
             value: Any = json.loads(raw)
         except json.JSONDecodeError:
