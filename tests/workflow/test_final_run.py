@@ -271,3 +271,24 @@ def test_after_a_retry_by_hand_the_old_succeeded_run_does_not_settle_an_orphan(
 
     assert asyncio.run(settle()) is False
     assert len(receipts(app)) == 2  # only the first run's, inserted at its completion
+
+
+def test_a_succeeded_run_completes_its_job_even_when_its_event_cannot_be_written(
+    make_app: Callable[..., App], db_url: str
+) -> None:
+    """``run.already_succeeded`` only explains: an events table refusing it must not fail
+    the attempt of a saga that succeeded (nor keep it waiting on the log's retries)."""
+    from tests.workflow.test_runlog_faults import refuse_step_writes
+
+    app = make_app(ShipmentWorker, Receipt)
+    job = app.insert(ShipmentWorker.new({"order": "o-7"}))
+    die_after_the_run(app, job.id)
+    restore = refuse_step_writes(db_url, "jobsaga_workflow_events")
+    try:
+        finished = run_on_a_node(app, job.id)
+    finally:
+        restore()
+
+    assert finished.state is JobState.COMPLETED and finished.attempt == 2
+    assert TRAIL == ["reserve@1", "charge@1", "ship@1"]
+    assert len(receipts(app)) == 2

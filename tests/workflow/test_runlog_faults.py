@@ -116,16 +116,16 @@ class PatientLedgerWorker(
 # --- a DB-level fault: the database refuses every write to the steps table ----------------
 
 
-def refuse_step_writes(url: str) -> Callable[[], None]:
-    """Install a trigger refusing writes to the steps table; returns what removes it."""
+def refuse_step_writes(url: str, table: str = "jobsaga_workflow_steps") -> Callable[[], None]:
+    """Install a trigger refusing writes to ``table`` (the steps table); returns what
+    removes it."""
     if url.startswith("sqlite"):
         path = url.removeprefix("sqlite:///")
         with contextlib.closing(sqlite3.connect(path, timeout=10)) as conn, conn:
             for event in ("INSERT", "UPDATE"):
                 conn.execute(
-                    f"CREATE TRIGGER refuse_{event.lower()} BEFORE {event} ON "
-                    "jobsaga_workflow_steps BEGIN SELECT RAISE(ABORT, 'injected: the steps "
-                    "table refuses writes'); END"
+                    f"CREATE TRIGGER refuse_{event.lower()} BEFORE {event} ON {table} "
+                    "BEGIN SELECT RAISE(ABORT, 'injected: the table refuses writes'); END"
                 )
 
         def remove_sqlite() -> None:
@@ -137,17 +137,17 @@ def refuse_step_writes(url: str) -> Callable[[], None]:
     with psycopg.connect(url, autocommit=True) as pg:
         pg.execute(
             "CREATE FUNCTION refuse_writes() RETURNS trigger AS $$ BEGIN "
-            "RAISE EXCEPTION 'injected: the steps table refuses writes'; END $$ "
+            "RAISE EXCEPTION 'injected: the table refuses writes'; END $$ "
             "LANGUAGE plpgsql"
         )
         pg.execute(
-            "CREATE TRIGGER refuse_writes BEFORE INSERT OR UPDATE ON jobsaga_workflow_steps "
+            f"CREATE TRIGGER refuse_writes BEFORE INSERT OR UPDATE ON {table} "
             "FOR EACH ROW EXECUTE FUNCTION refuse_writes()"
         )
 
     def remove_pg() -> None:
         with psycopg.connect(url, autocommit=True) as pg:
-            pg.execute("DROP TRIGGER refuse_writes ON jobsaga_workflow_steps")
+            pg.execute(f"DROP TRIGGER refuse_writes ON {table}")
 
     return remove_pg
 

@@ -34,6 +34,7 @@ import contextvars
 import functools
 import heapq
 import inspect
+import logging
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -70,6 +71,8 @@ from .state import (
 
 if TYPE_CHECKING:
     from ..app import App
+
+logger = logging.getLogger("jobsaga.workflow")
 
 ABANDONED = "(abandoned)"
 """The step name a rollback started by an operator is recorded under."""
@@ -367,7 +370,20 @@ class Execution:
             "lost the database) or the job was retried: completed without running a step",
         }
         self.log.event("run.already_succeeded", self.now(), detail=detail)
-        await self.log.flush()
+        try:
+            # The event only explains; the completion must not hang on it, nor fail the
+            # attempt of a saga that succeeded. Written within the bound of an interrupt.
+            async with asyncio.timeout(INTERRUPT_FLUSH_TIMEOUT):
+                await self.log.flush()
+        except (Exception, asyncio.CancelledError) as exc:
+            self.log.close()  # nothing more from this attempt lands later
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            logger.warning(
+                "run %s: its run.already_succeeded event was not written (%s)",
+                self.log.run_id,
+                exc,
+            )
         return RunResult(
             self.workflow.name,
             self.log.run_id,
