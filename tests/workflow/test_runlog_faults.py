@@ -357,3 +357,31 @@ def test_an_error_text_the_database_would_refuse_is_recorded_cleaned(app: App) -
     assert message == "bad byte \\x00 and a lone surrogate \\ud800 in the message"
     [failed] = result.run.events_of("step.failed")
     assert failed.detail is not None and "\\x00" in failed.detail["error"]["message"]
+
+
+async def _stale_write(app: App) -> tuple[int, Any]:
+    from jobsaga.workflow.runlog import SqlRunLog, _step_row
+
+    now = app.clock()
+    old = SqlRunLog("faults.stale", engine=app.engine)
+    await old.open({}, None, ["a"], job_id=None, attempt=1, now=now)
+    assert old.run_id is not None
+    new = SqlRunLog("faults.stale", engine=app.engine, resume_id=old.run_id)
+    await new.open({}, None, ["a"], job_id=None, attempt=2, now=now)  # the takeover
+
+    late = {**_step_row("a", 0, "succeeded"), "tries": 1, "result": "from the old attempt"}
+    old.step(late, "step.succeeded", now)  # the cut-short attempt's write lands late
+    await old.flush()
+    return old.run_id, get_run(app, old.run_id)
+
+
+def test_a_write_of_an_attempt_that_was_taken_over_changes_nothing(app: App) -> None:
+    """A write of an attempt cut short (stuck on a slow connection past its bounded flush)
+    that lands after the job's next attempt took the run over is fenced off by attempt, so it
+    cannot set back a step the new attempt runs or has finished."""
+    import asyncio
+
+    run_id, run = asyncio.run(_stale_write(app))
+    assert run is not None and run.attempt == 2
+    assert [s.status for s in run.steps if s.step == "a"] in ([], ["pending"])
+    assert not run.events_of("step.succeeded")

@@ -309,8 +309,9 @@ class SqlRunLog(RunLog):
 
     def close(self) -> None:
         """The attempt was cut short and has written what it could: stop. A write still
-        being retried is dropped, so that it cannot land after the job's next attempt
-        (perhaps on another node) has taken the run over."""
+        being retried is dropped; one already sent (a thread cannot be stopped) is fenced by
+        attempt in the database (:meth:`_write`), so neither lands after the job's next
+        attempt (perhaps on another node) has taken the run over."""
         self._closed = True
         if self._flusher is not None and not self._flusher.done():
             self._flusher.cancel()
@@ -521,6 +522,7 @@ class SqlRunLog(RunLog):
         if "write_log" in q:  # PostgreSQL: one statement, one round trip
             params = {
                 "run_id": self.run_id,
+                "attempt": self.attempt,
                 "steps": dumps(steps),
                 "events": dumps(events),
                 "update_run": run is not None,
@@ -529,7 +531,10 @@ class SqlRunLog(RunLog):
             params.pop("id", None)
             engine.execute_one(q["write_log"], params)
             return
-        with engine.transaction() as tx:
+        with engine.transaction() as tx:  # BEGIN IMMEDIATE: the fence holds till COMMIT
+            fence = tx.execute(q["run_attempt"], {"id": self.run_id})
+            if not fence or int(fence[0]["attempt"]) > self.attempt:
+                return  # a later attempt took the run over: this one's writes are stale
             if steps:
                 tx.execute(q["upsert_steps"], {"run_id": self.run_id, "rows": dumps(steps)})
             if events:

@@ -61,7 +61,14 @@ ON CONFLICT (run_id, seq) DO NOTHING
 -- A step waits for its predecessors' outcomes to be written, so on a chain of steps this is
 -- paid once per step. SQLite runs the three statements above in one transaction instead
 -- (no round trips to save).
-WITH written_steps AS (
+-- Fenced by attempt: a write of an attempt that was cut short, landing after the job's next
+-- attempt took the run over (resume_run raised its attempt), changes nothing. The row lock
+-- orders the two: a write that got it first happened before the takeover.
+WITH fence AS (
+    SELECT id FROM jobsaga_workflow_runs
+    WHERE id = %(run_id)s AND attempt <= %(attempt)s
+    FOR UPDATE
+), written_steps AS (
     INSERT INTO jobsaga_workflow_steps (run_id, step, position, status, result, error, tries,
                                         undo_tries, completed_seq, enqueue, started_at,
                                         finished_at)
@@ -71,6 +78,7 @@ WITH written_steps AS (
         step text, position int, status text, result text, error text, tries int,
         undo_tries int, completed_seq int, enqueue text, started_at timestamptz,
         finished_at timestamptz)
+    WHERE EXISTS (SELECT 1 FROM fence)
     ON CONFLICT (run_id, step) DO UPDATE
     SET status = excluded.status, result = excluded.result, error = excluded.error,
         tries = excluded.tries, undo_tries = excluded.undo_tries,
@@ -81,12 +89,13 @@ WITH written_steps AS (
     SELECT %(run_id)s, r.seq, r.at, r.attempt, r.step, r.kind, r.detail::jsonb
     FROM jsonb_to_recordset(%(events)s::jsonb) AS r(
         seq int, at timestamptz, attempt int, step text, kind text, detail text)
+    WHERE EXISTS (SELECT 1 FROM fence)
     ON CONFLICT (run_id, seq) DO NOTHING
 )
 UPDATE jobsaga_workflow_runs
 SET status = %(status)s, result = %(result)s::jsonb, error = %(error)s::jsonb,
     updated_at = %(now)s, finished_at = %(finished_at)s
-WHERE %(update_run)s AND id = %(run_id)s
+WHERE %(update_run)s AND id IN (SELECT id FROM fence)
 
 -- name: get_run
 SELECT id, workflow, job_id, attempt, status, inputs::text AS inputs,

@@ -21,6 +21,10 @@ WHERE job_id = :job_id AND workflow = :workflow
 ORDER BY status = 'succeeded' DESC, id DESC
 LIMIT 1
 
+-- name: run_attempt
+-- The fence of a flush: a write of an attempt older than this one is stale (runlog._write).
+SELECT attempt FROM jobsaga_workflow_runs WHERE id = :id
+
 -- name: resume_run
 UPDATE jobsaga_workflow_runs SET attempt = :attempt, updated_at = :now WHERE id = :id
 
