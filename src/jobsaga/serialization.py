@@ -133,8 +133,8 @@ def _clean(value: Any, depth: int) -> Any:
     if isinstance(value, (dict, list, tuple)):
         return _container(value, depth)
     raise _Invalid(
-        f"is of type {type(value).__name__}, which cannot be stored as JSON (convert it, e.g. "
-        "to a string or a pydantic model)"
+        f"is of type {type(value).__name__}, which is not JSON-serializable: it cannot be "
+        "stored as JSON (convert it, e.g. to a string or a pydantic model)"
     )
 
 
