@@ -206,31 +206,22 @@ class SqliteEngine(Engine):
     def transaction(self, conn: Any = None) -> Iterator[_SqliteTx]:
         if conn is not None:
             raise ConfigError("inserting in the caller's transaction needs PostgreSQL")
-        with self._lock:
-            db = self._connection()
-            if self._depth:  # re-entered from inside a transaction of ours: join it
-                yield from self._nested(db)
-                return
-            self._start(db, "BEGIN IMMEDIATE")
-            db = self._connection()
-            self._depth = 1
-            try:
-                yield _SqliteTx(db, self)
-            except BaseException:
-                self._depth = 0
-                self._rollback(db)
-                raise
-            self._depth = 0
-            self._commit(db)
+        yield from self._scope("BEGIN IMMEDIATE")
 
     @contextmanager
     def read(self) -> Iterator[_SqliteTx]:
+        yield from self._scope("BEGIN DEFERRED")  # a snapshot for several reads, no write lock
+
+    def _scope(self, begin: str) -> Iterator[_SqliteTx]:
+        """One transaction of ours started by ``begin``, or, re-entered from inside one, that
+        one joined (the depth counter, not ``in_transaction``, tells: a transaction left open
+        by a failed COMMIT is not ours to join)."""
         with self._lock:
             db = self._connection()
             if self._depth:
                 yield from self._nested(db)
                 return
-            self._start(db, "BEGIN DEFERRED")  # a snapshot for several reads, no write lock
+            self._start(db, begin)
             db = self._connection()
             self._depth = 1
             try:
