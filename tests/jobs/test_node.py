@@ -228,3 +228,29 @@ def test_node_options_are_checked(app: App) -> None:
         app.node({"default": 0}).start_in_thread()
     # refused before anything started: no listener or pool thread is left behind
     assert {t.name for t in threading.enumerate()} <= before
+
+
+def test_a_failed_fetch_is_tried_again_without_waiting_for_the_poll(
+    make_app: Callable[..., App], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fetch that a wake-up (an insert, a start) asked for fails (the database away a
+    moment, say): the producer tries again within its backoff, not at its next poll, which
+    may be far off (30 s here) while no further wake-up comes for the waiting jobs."""
+    from jobsaga import DatabaseUnavailable
+
+    app = make_app(Measured)
+    stored = app.insert(Measured.new())
+    engine = app.engine
+    real_fetch = engine.fetch
+    failures = [1]
+
+    def failing_once(queue: str, limit: int, node: str) -> list[Job[Any]]:
+        if failures and queue == "default":
+            failures.pop()
+            raise DatabaseUnavailable("injected: the server is restarting")
+        return real_fetch(queue, limit, node)
+
+    monkeypatch.setattr(engine, "fetch", failing_once)
+    with app.node({"default": 1}, poll_interval=30.0).start_in_thread():
+        done = wait_final(app, stored.id, timeout=5)
+    assert done.state is JobState.COMPLETED and failures == []

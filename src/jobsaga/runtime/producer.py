@@ -126,6 +126,9 @@ class QueueProducer:
                 failures += 1
                 log.exception("queue %s: fetching failed", self.queue)
                 await asyncio.sleep(min(1.0, 0.1 * 2**failures))  # back within ~1 s of the database
+                # Try again now: the jobs that woke this fetch are still there, and no
+                # wake-up may come for them before the poll (30 s, if configured so).
+                continue
             await wait_event(self._wake, self.node.poll_interval)
 
     async def _dispatch(self) -> None:
