@@ -25,28 +25,6 @@ LIMIT 1
 UPDATE jobsaga_workflow_runs SET attempt = %(attempt)s, updated_at = %(now)s
 WHERE id = %(id)s
 
--- name: update_run
-UPDATE jobsaga_workflow_runs
-SET status = %(status)s, result = %(result)s::jsonb, error = %(error)s::jsonb,
-    updated_at = %(now)s, finished_at = %(finished_at)s
-WHERE id = %(id)s
-
--- name: upsert_steps
-INSERT INTO jobsaga_workflow_steps (run_id, step, position, status, result, error, tries,
-                                    undo_tries, completed_seq, enqueue, started_at,
-                                    finished_at)
-SELECT %(run_id)s, r.step, r.position, r.status, r.result::jsonb, r.error::jsonb, r.tries,
-       r.undo_tries, r.completed_seq, r.enqueue::jsonb, r.started_at, r.finished_at
-FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(
-    step text, position int, status text, result text, error text, tries int,
-    undo_tries int, completed_seq int, enqueue text, started_at timestamptz,
-    finished_at timestamptz)
-ON CONFLICT (run_id, step) DO UPDATE
-SET status = excluded.status, result = excluded.result, error = excluded.error,
-    tries = excluded.tries, undo_tries = excluded.undo_tries,
-    completed_seq = excluded.completed_seq, enqueue = excluded.enqueue,
-    started_at = excluded.started_at, finished_at = excluded.finished_at
-
 -- name: insert_events
 -- A write retried after its commit's reply was lost finds its events there: kept as they are.
 INSERT INTO jobsaga_workflow_events (run_id, seq, at, attempt, step, kind, detail)
@@ -59,8 +37,8 @@ ON CONFLICT (run_id, seq) DO NOTHING
 -- One flush of the log (steps, events, the run's row) as one statement: one round trip and
 -- its own transaction, where BEGIN, two or three statements and COMMIT took four or five.
 -- A step waits for its predecessors' outcomes to be written, so on a chain of steps this is
--- paid once per step. SQLite runs the three statements above in one transaction instead
--- (no round trips to save).
+-- paid once per step. SQLite runs upsert_steps, insert_events and update_run in one
+-- transaction instead (no round trips to save); insert_events below serves append_event.
 -- Fenced by attempt: a write of an attempt that was cut short, landing after the job's next
 -- attempt took the run over (resume_run raised its attempt), changes nothing. The row lock
 -- orders the two: a write that got it first happened before the takeover.
