@@ -6,8 +6,10 @@ what a perform observes goes into :data:`SEEN`, cleared before each test.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -87,3 +89,15 @@ def wait_final(app: App, job_id: int, timeout: float = 10.0) -> Job[Any]:
     return wait_state(
         app, job_id, JobState.COMPLETED, JobState.DISCARDED, JobState.CANCELLED, timeout=timeout
     )
+
+
+@contextmanager
+def sqlite_write_locked(url: str) -> Iterator[None]:
+    """Another connection holds the SQLite file's write lock (BEGIN IMMEDIATE) meanwhile."""
+    other = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    finally:
+        other.execute("ROLLBACK")
+        other.close()

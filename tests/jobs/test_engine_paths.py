@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from jobsaga import App, DatabaseError, DatabaseUnavailable, DataRejected, Job, Worker
-from tests.jobs.conftest import count_jobs
+from tests.jobs.conftest import count_jobs, sqlite_write_locked
 
 
 class Noop(Worker):
@@ -45,13 +45,8 @@ def writes_blocked(app: App, url: str) -> Iterator[None]:
     """Another connection holds what writers need: SQLite's write lock, or on PostgreSQL an
     EXCLUSIVE lock on the job table (it blocks writers, not plain readers)."""
     if app.dialect == "sqlite":
-        other = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
-        other.execute("BEGIN IMMEDIATE")
-        try:
+        with sqlite_write_locked(url):
             yield
-        finally:
-            other.execute("ROLLBACK")
-            other.close()
         return
     with psycopg.connect(url) as conn:
         conn.execute("LOCK TABLE jobsaga_jobs IN EXCLUSIVE MODE")

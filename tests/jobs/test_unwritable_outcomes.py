@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,7 +26,7 @@ import pytest
 from jobsaga import App, Complete, Job, JobState, Worker
 from jobsaga.engines import LATEST, Ack
 from jobsaga.runtime.acker import Acker
-from tests.jobs.conftest import job, rows, wait_final
+from tests.jobs.conftest import job, rows, sqlite_write_locked, wait_final
 
 
 class Quick(Worker):
@@ -154,13 +153,8 @@ def database_blocked(app: App, url: str, job_id: int) -> Iterator[None]:
     engine's short busy timeout then raises DatabaseUnavailable) or the job's row lock on
     PostgreSQL (the UPDATE waits)."""
     if app.dialect == "sqlite":
-        other = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
-        other.execute("BEGIN IMMEDIATE")
-        try:
+        with sqlite_write_locked(url):
             yield
-        finally:
-            other.execute("ROLLBACK")
-            other.close()
         return
     with psycopg.connect(url) as conn:
         conn.execute("SELECT id FROM jobsaga_jobs WHERE id = %s FOR UPDATE", (job_id,))
