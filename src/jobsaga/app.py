@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from . import _context
 from .engines import Engine, create_engine, resolve_url
 from .engines.base import Clock, utcnow
-from .errors import ConfigError, EnqueueInStepError, UnknownWorkerError
+from .errors import ConfigError, EnqueueInStepError, NotAJobError, UnknownWorkerError
 from .job import MAX_JOB_ID, Job, JobSpec
 from .operations.api import AppOperations
 from .telemetry import Telemetry
@@ -116,13 +116,8 @@ class App(AppOperations):
     def engine(self) -> Engine:
         with self._engine_lock:
             if self._engine is None:
-                options = {} if self.url.startswith("sqlite") else {"pool_size": self._pool_size}
-                self._engine = create_engine(self.url, self.clock, **options)
+                self._engine = create_engine(self.url, self.clock, pool_size=self._pool_size)
             return self._engine
-
-    @property
-    def dialect(self) -> str:
-        return self.engine.dialect
 
     def migrate(self) -> list[str]:
         """Apply pending schema migrations; safe to call on every start and from many nodes."""
@@ -155,7 +150,7 @@ class App(AppOperations):
         specs = list(specs)
         for spec in specs:
             if not isinstance(spec, JobSpec):
-                raise TypeError(f"insert expects jobs built by Worker.new(...), got {spec!r}")
+                raise NotAJobError(f"insert expects jobs built by Worker.new(...), got {spec!r}")
         step = _context.current_step.get()
         if step is not None and specs:
             raise EnqueueInStepError(ENQUEUE_IN_STEP.format(step=step, worker=specs[0].worker))

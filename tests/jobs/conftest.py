@@ -53,7 +53,7 @@ def seen() -> Iterator[Seen]:
 
 def param(app: App, name: str) -> str:
     """A named SQL parameter in the app's dialect."""
-    return f"%({name})s" if app.dialect == "postgres" else f":{name}"
+    return f"%({name})s" if app.engine.dialect == "postgres" else f":{name}"
 
 
 def rows(

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from jobsaga import App, DatabaseError, Job, JobState, Worker
-from jobsaga.engines import UndecodableRow
+from jobsaga.errors import UndecodableRow
 from tests.jobs.conftest import SEEN, param, rows, wait_final
 
 
@@ -26,7 +26,7 @@ class Records(Worker):
 def corrupt(app: App, job_id: int, column: str, stored: str) -> None:
     """Store ``stored`` (JSON text, or any text on SQLite) in a JSON column, as a hand-made
     UPDATE would."""
-    cast = "::jsonb" if app.dialect == "postgres" else ""
+    cast = "::jsonb" if app.engine.dialect == "postgres" else ""
     with app.engine.transaction() as tx:
         tx.execute(
             f"UPDATE jobsaga_jobs SET {column} = {param(app, 'v')}{cast} "

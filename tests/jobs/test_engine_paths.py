@@ -44,7 +44,7 @@ def test_execute_one_then_transactions_still_roll_back(make_app: Callable[..., A
 def writes_blocked(app: App, url: str) -> Iterator[None]:
     """Another connection holds what writers need: SQLite's write lock, or on PostgreSQL an
     EXCLUSIVE lock on the job table (it blocks writers, not plain readers)."""
-    if app.dialect == "sqlite":
+    if app.engine.dialect == "sqlite":
         with sqlite_write_locked(url):
             yield
         return

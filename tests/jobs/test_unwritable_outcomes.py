@@ -152,7 +152,7 @@ def database_blocked(app: App, url: str, job_id: int) -> Iterator[None]:
     """Another connection holds what the acknowledgement needs: SQLite's write lock (the
     engine's short busy timeout then raises DatabaseUnavailable) or the job's row lock on
     PostgreSQL (the UPDATE waits)."""
-    if app.dialect == "sqlite":
+    if app.engine.dialect == "sqlite":
         with sqlite_write_locked(url):
             yield
         return
@@ -168,7 +168,7 @@ def test_drain_gives_up_at_its_deadline_while_the_database_is_blocked(
     db_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     app = App(db_url, workers=[Quick])
-    if app.dialect == "sqlite":
+    if app.engine.dialect == "sqlite":
         app.engine.busy_timeout = 0.05  # type: ignore[attr-defined]
     try:
         app.migrate()

@@ -19,7 +19,7 @@ from jobsaga import App, CronEntry, DatabaseUnavailable
 from jobsaga.cli.configured import redact_url
 from jobsaga.cli.main import cli
 from jobsaga.plugins.cron import sync_entries
-from jobsaga.workflow import run_workflow_in_test_context
+from jobsaga.testing import run_workflow
 
 from . import cli_saga
 from . import workers as w
@@ -89,7 +89,7 @@ def test_every_database_command_takes_the_same_configuration_options() -> None:
 def saga_database(make_app: Callable[..., App]) -> tuple[App, int]:
     """A migrated database holding one saga run and one recorded cron entry."""
     app = make_app(cli_saga.Nightly, cli_saga.GreetWorker)
-    result = run_workflow_in_test_context(app, cli_saga.Greet, {"who": "ops"})
+    result = run_workflow(cli_saga.Greet, {"who": "ops"}, app=app)
     assert result.run_id is not None
     sync_entries(app, [CronEntry("0 2 * * *", cli_saga.Nightly, name="nightly")])
     return app, result.run_id
@@ -191,7 +191,7 @@ def test_a_database_behind_this_jobsaga_names_the_missing_migrations(
     make_app: Callable[..., App], db_url: str
 ) -> None:
     app = make_app()
-    param = "%(v)s" if app.dialect == "postgres" else ":v"
+    param = "%(v)s" if app.engine.dialect == "postgres" else ":v"
     with app.engine.transaction() as tx:
         tx.execute(
             f"DELETE FROM jobsaga_migrations WHERE version = {param}", {"v": "0004_queue_control"}
@@ -267,7 +267,7 @@ def test_limit_zero_lists_everything_and_the_api_refuses_it(
     app = make_app(w.Noop, cli_saga.GreetWorker)
     app.insert_all([w.Noop.new({"n": n}) for n in range(3)])
     for who in ("a", "b"):
-        run_workflow_in_test_context(app, cli_saga.Greet, {"who": who})
+        run_workflow(cli_saga.Greet, {"who": who}, app=app)
 
     def ids(output: str) -> list[str]:
         return [line.split()[0] for line in output.splitlines()[1:] if line.strip()]

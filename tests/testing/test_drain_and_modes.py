@@ -86,18 +86,18 @@ def test_ini_engines_run_every_unmarked_test_on_each(pytester: pytest.Pytester) 
 import pytest
 
 def test_unmarked(jobsaga_app, jobsaga_engine):
-    assert jobsaga_app.dialect == jobsaga_engine
+    assert jobsaga_app.engine.dialect == jobsaga_engine
 
 @pytest.mark.jobsaga_engines("postgres")
 def test_marked(jobsaga_app):
-    assert jobsaga_app.dialect == "postgres"
+    assert jobsaga_app.engine.dialect == "postgres"
 
 def test_without_an_app():
     pass
 
 @pytest.mark.parametrize("x, jobsaga_engine", [(1, "postgres")], indirect=["jobsaga_engine"])
 def test_own_parametrize(x, jobsaga_app):
-    assert jobsaga_app.dialect == "postgres"
+    assert jobsaga_app.engine.dialect == "postgres"
 """
     result = run(pytester, body, "-v")
     result.assert_outcomes(passed=5)

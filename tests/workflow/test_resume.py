@@ -14,15 +14,8 @@ from pydantic import BaseModel
 
 from jobsaga import App, Job, StepContext, Workflow, WorkflowWorker, step
 from jobsaga.cli.main import cli
-from jobsaga.workflow import (
-    RecordedError,
-    RunAbandoned,
-    RunStateError,
-    RunStatus,
-    get_run,
-    list_runs,
-    roll_back_run,
-)
+from jobsaga.errors import RecordedError, RunAbandoned, RunStateError
+from jobsaga.workflow import RunStatus, get_run, list_runs, roll_back_run
 from jobsaga.workflow.running import execute
 from tests.workflow.conftest import TRAIL
 
@@ -163,7 +156,7 @@ def test_an_abandoned_run_is_rolled_back_by_an_operator(app: App) -> None:
 
     with pytest.raises(RunStateError, match="which is available: its next attempt resumes"):
         roll_back_run(app, run.id)  # type: ignore[arg-type]
-    param = "%(id)s" if app.dialect == "postgres" else ":id"
+    param = "%(id)s" if app.engine.dialect == "postgres" else ":id"
     with app.engine.transaction() as tx:  # as the lifeline does after a crash on the last attempt
         tx.execute(
             f"UPDATE jobsaga_jobs SET state = 'discarded' WHERE id = {param}", {"id": job.id}

@@ -11,7 +11,8 @@ from click.testing import CliRunner
 
 from jobsaga import App, Workflow, WorkflowWorker, step
 from jobsaga.cli.main import cli
-from jobsaga.workflow import get_run, list_runs, run_workflow_in_test_context
+from jobsaga.testing import run_workflow
+from jobsaga.workflow import get_run, list_runs
 from jobsaga.workflow.running import execute
 
 
@@ -48,15 +49,15 @@ def app_factory(url: str) -> App:
 
 
 def test_list_and_get(app: App) -> None:
-    ok = run_workflow_in_test_context(app, Refund, {"amount": 5})
-    bad = run_workflow_in_test_context(app, Refund, {"amount": 500})
+    ok = run_workflow(Refund, {"amount": 5}, app=app)
+    bad = run_workflow(Refund, {"amount": 500}, app=app)
     assert [r.id for r in list_runs(app)] == [bad.run_id, ok.run_id]
     assert [r.id for r in list_runs(app, status="succeeded")] == [ok.run_id]
     assert [r.id for r in list_runs(app, status="failed")] == [bad.run_id]
     assert [r.id for r in list_runs(app, status="rollback_failed")] == [bad.run_id]
     assert list_runs(app, status="rolled_back") == []
     assert [r.id for r in list_runs(app, workflow="billing.refund", limit=1)] == [bad.run_id]
-    more = [run_workflow_in_test_context(app, Refund, {"amount": 1}) for _ in range(50)]
+    more = [run_workflow(Refund, {"amount": 1}, app=app) for _ in range(50)]
     assert len(list_runs(app)) == 50  # the default page
     assert len(list_runs(app, limit=None)) == 52 and more[-1].run_id == list_runs(app)[0].id
     with pytest.raises(ValueError, match="limit must be a positive number"):
@@ -78,7 +79,7 @@ def test_runs_are_deleted_with_their_job(app: App) -> None:
     job = app.insert(RefundWorker.new({"amount": 500}))
     result = asyncio.run(execute(app, Refund, {"amount": 500}, job=job))
     assert result.run_id is not None and list_runs(app, job_id=job.id)
-    param = "%(id)s" if app.dialect == "postgres" else ":id"
+    param = "%(id)s" if app.engine.dialect == "postgres" else ":id"
     with app.engine.transaction() as tx:
         tx.execute(f"DELETE FROM jobsaga_jobs WHERE id = {param}", {"id": job.id})
     assert get_run(app, result.run_id) is None
@@ -89,7 +90,7 @@ def test_runs_are_deleted_with_their_job(app: App) -> None:
 
 def test_cli_runs_list_and_show(db_url: str, make_app: Callable[..., App]) -> None:
     app = make_app(RefundWorker)
-    bad = run_workflow_in_test_context(app, Refund, {"amount": 500})
+    bad = run_workflow(Refund, {"amount": 500}, app=app)
     runner = CliRunner()
     listed = runner.invoke(cli, ["runs", "list", "--status", "failed", "--url", db_url])
     assert listed.exit_code == 0, listed.output
@@ -118,7 +119,7 @@ def test_cli_show_lays_steps_along_the_dag_when_the_app_knows_the_workflow(
     db_url: str, make_app: Callable[..., App], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     app = make_app(RefundWorker)
-    bad = run_workflow_in_test_context(app, Refund, {"amount": 500})
+    bad = run_workflow(Refund, {"amount": 500}, app=app)
     monkeypatch.setenv("JOBSAGA_TEST_APP_URL", db_url)
     runner = CliRunner()
     shown = runner.invoke(

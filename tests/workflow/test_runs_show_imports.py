@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from jobsaga import App
 from jobsaga.cli.main import cli
-from jobsaga.workflow import run_workflow_in_test_context
+from jobsaga.testing import run_workflow
 
 from .test_runlog_cli import Refund, RefundWorker
 
@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def name_run(app: App, run_id: int, workflow: str) -> None:
     """Set a run's workflow name, as anyone with write access to the database could."""
-    param = "%(w)s" if app.dialect == "postgres" else ":w"
-    where = "%(id)s" if app.dialect == "postgres" else ":id"
+    param = "%(w)s" if app.engine.dialect == "postgres" else ":w"
+    where = "%(id)s" if app.engine.dialect == "postgres" else ":id"
     with app.engine.transaction() as tx:
         tx.execute(
             f"UPDATE jobsaga_workflow_runs SET workflow = {param} WHERE id = {where}",
@@ -55,7 +55,7 @@ def test_runs_show_and_list_import_nothing_a_row_names(
     db_url: str, make_app: Callable[..., App], tmp_path: Path, named: str
 ) -> None:
     app = make_app()
-    run = run_workflow_in_test_context(app, Refund, {"amount": 5})
+    run = run_workflow(Refund, {"amount": 5}, app=app)
     assert run.run_id is not None
     name_run(app, run.run_id, named)
     mark = tmp_path / "imported"
@@ -81,7 +81,7 @@ def test_runs_show_imports_the_workflow_the_operator_names(
     db_url: str, make_app: Callable[..., App]
 ) -> None:
     app = make_app()
-    run = run_workflow_in_test_context(app, Refund, {"amount": 5})
+    run = run_workflow(Refund, {"amount": 5}, app=app)
     assert run.run_id is not None
     runner = CliRunner()
     typed = runner.invoke(
@@ -119,7 +119,7 @@ def test_runs_show_uses_the_workflow_registered_with_the_app(
     db_url: str, make_app: Callable[..., App], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     app = make_app(RefundWorker)
-    run = run_workflow_in_test_context(app, Refund, {"amount": 5})
+    run = run_workflow(Refund, {"amount": 5}, app=app)
     monkeypatch.setenv("JOBSAGA_TEST_APP_URL", db_url)
     shown = CliRunner().invoke(
         cli, ["runs", "show", str(run.run_id), "--app", "tests.workflow.test_runlog_cli:env_app"]

@@ -13,7 +13,6 @@ from typing import Any
 import click
 
 from ..app import App
-from ..plugins.base import queries
 from ..plugins.crontab import REBOOT, normalize_expression
 from ..plugins.leader import SCOPE
 from .configured import AppSource
@@ -37,7 +36,7 @@ def cron_entries(app: App) -> list[dict[str, Any]]:
     engine = app.engine
     now = app.clock()
     with engine.transaction() as tx:
-        found = tx.execute(queries(engine)["cron_list"])
+        found = tx.execute(engine.queries["cron_list"])
     entries = []
     for row in found:
         detail = engine.json_value(row["detail"]) or {}
@@ -61,7 +60,7 @@ def cron_entries(app: App) -> list[dict[str, Any]]:
 def current_leader(app: App) -> str | None:
     engine = app.engine
     with engine.transaction() as tx:
-        found = tx.execute(queries(engine)["current_leader"], {"scope": SCOPE})
+        found = tx.execute(engine.queries["current_leader"], {"scope": SCOPE})
     if not found:
         return None
     expires = engine.time_value(found[0]["expires_at"])

@@ -12,6 +12,7 @@ import click
 
 from .. import demo
 from ..app import App
+from ..engines import embedded_url
 from ..job import Job, JobState
 from ..workflow import RunRecord, get_run, list_runs
 
@@ -94,7 +95,7 @@ def demo_commands(cli: click.Group) -> None:
             if os.path.exists(db + suffix):
                 os.remove(db + suffix)
         demo.reset()
-        url = f"sqlite:///{db}"
+        url = embedded_url(db)
         app = demo.build_app(url)
         app.migrate()
         inserted = app.insert_all(demo.demo_jobs())

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..operations import QueueInfo
-from ..plugins.base import queries
 from .configured import AppSource
 from .options import config_options
 
@@ -30,7 +29,7 @@ def node_health(app: App) -> Health:
     engine = app.engine
     now = app.clock()
     with engine.read() as tx:
-        rows = tx.execute(queries(engine)["list_nodes"])
+        rows = tx.execute(engine.queries["list_nodes"])
     found: Health = {}
     for row in rows:
         expires = engine.time_value(row["expires_at"])

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ..errors import ConfigError, DatabaseError, MigrationError
+from ..redaction import redact_url
 from ..telemetry_logging import attach_default_logger
 from .configured import AppSource, command_error, require_schema
 from .options import config_options, parse_queues
@@ -109,7 +110,8 @@ def worker_commands(cli: click.Group) -> None:
         except ConfigError as exc:
             raise click.UsageError(str(exc)) from None
         click.echo(
-            f"jobsaga node {node.name}: queues {node.queue_limits} on {app.dialect}", err=True
+            f"jobsaga node {node.name}: queues {node.queue_limits} on {redact_url(app.url)}",
+            err=True,
         )
         try:
             node.run()

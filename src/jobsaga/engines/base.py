@@ -16,13 +16,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from ..errors import ArgsError
+from ..errors import ArgsError, UndecodableRow, UniqueInsertContention
 from ..job import Job, JobSpec, JobState
 from ..serialization import dumps
 from . import sql as sqlfiles
 from .rows import (
     LATEST,
-    UndecodableRow,
     clean_ack,
     clean_json,
     diagnose_row,
@@ -73,7 +72,8 @@ class Engine(abc.ABC):
 
     def __init__(self, clock: Clock = utcnow) -> None:
         self.clock = clock
-        self.queries = sqlfiles.load_queries(f"{sqlfiles.__name__}.{self.dialect}", "queries.sql")
+        self.queries = sqlfiles.dialect_queries(self.dialect)
+        """Every named query of this dialect (jobs, operations, plugins, workflow)."""
 
     # --- primitives each dialect provides -------------------------------------------------
 
@@ -91,6 +91,11 @@ class Engine(abc.ABC):
         """A time as this dialect stores it (a datetime for PostgreSQL, unix seconds for SQLite)."""
 
     @abc.abstractmethod
+    def list_param(self, values: Sequence[Any]) -> Any:
+        """A list of scalars as one query parameter (an array on PostgreSQL, JSON text that
+        ``json_each`` reads on SQLite)."""
+
+    @abc.abstractmethod
     def time_json(self, value: datetime) -> Any:
         """A time inside a JSON parameter."""
 
@@ -101,6 +106,11 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def json_value(self, value: Any) -> Any:
         """A stored JSON column back as Python data."""
+
+    hears_other_processes = True
+    """Whether :meth:`listen` hears other processes' notifications (PostgreSQL's NOTIFY).
+    Without it a node learns of other processes' inserts and controls only by polling, so
+    it polls more often."""
 
     json_as_text = False
     """Whether the driver returns JSON columns as text (SQLite) rather than parsed (psycopg)."""
@@ -343,7 +353,9 @@ class Engine(abc.ABC):
                 self.queries["release_unique"],
                 {"id": job.id, "unique_key": row["unique_key"], "before": self.time_param(cutoff)},
             )
-        raise RuntimeError("unique insert did not settle; the table is under extreme contention")
+        raise UniqueInsertContention(
+            "unique insert did not settle; the table is under extreme contention"
+        )
 
     def _insert_unless_held(
         self, tx: Tx, row: dict[str, Any], spec: JobSpec, now: datetime

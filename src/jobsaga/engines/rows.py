@@ -6,7 +6,7 @@ Both are seams where one bad value used to stop far more than itself (docs/archi
 - A stored row that cannot be decoded (``tags`` that is not a list, args that are a JSON
   string, text that is not JSON) raised a bare ``TypeError`` after the fetch's claim had
   committed, stranding the whole batch. :func:`diagnose_row` says what is wrong with it, in
-  the :class:`UndecodableRow` the engine raises and records on the job.
+  the :class:`~jobsaga.errors.UndecodableRow` the engine raises and records on the job.
 - An outcome the database refuses (PostgreSQL's jsonb rejects ``\\u0000`` and lone
   surrogates; a date past year 9999 overflows) was retried for ever by the acker, blocking
   every later acknowledgement. :func:`clean_ack` makes an outcome writable cheaply before its
@@ -23,7 +23,6 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from ..errors import DatabaseError
 from ..job import JobSpec, JobState
 
 if TYPE_CHECKING:
@@ -40,18 +39,6 @@ them and UTF-8 cannot encode them). A Python str never holds a valid surrogate p
 
 MAX_SALVAGED_TEXT = 2000
 """How much of an error's text a salvaged outcome keeps."""
-
-
-class UndecodableRow(DatabaseError):
-    """A stored job row that cannot be read back as a job: a JSON column of the wrong shape
-    or not JSON at all, a number column holding text. Nothing jobsaga writes looks like
-    that, so the row was changed by hand or by another program; retrying cannot fix it, so
-    a fetch discards such a job with this error recorded, and its batch-mates run."""
-
-    def __init__(self, job_id: Any, problems: list[str]) -> None:
-        self.job_id = job_id
-        self.problems = problems
-        super().__init__(f"job {job_id} cannot be decoded: {'; '.join(problems)}")
 
 
 # --- reading rows ---------------------------------------------------------------------------

@@ -12,8 +12,7 @@ from .base import Engine
 
 def known_migrations(engine: Engine) -> list[str]:
     """Versions this jobsaga ships for the engine's dialect, in order."""
-    package = f"{sqlfiles.__name__}.{engine.dialect}"
-    return [version for version, _ in sqlfiles.load_migrations(package, "migrations")]
+    return [version for version, _ in sqlfiles.load_migrations(engine.dialect)]
 
 
 def missing_migrations(engine: Engine) -> list[str]:

@@ -21,7 +21,7 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from typing import Any
@@ -67,6 +67,7 @@ class _SqliteTx:
 class SqliteEngine(Engine):
     dialect = "sqlite"
     json_as_text = True
+    hears_other_processes = False
 
     def __init__(self, path: str, clock: Clock = utcnow) -> None:
         super().__init__(clock)
@@ -243,6 +244,9 @@ class SqliteEngine(Engine):
     def time_param(self, value: datetime) -> float:
         return value.timestamp()
 
+    def list_param(self, values: Sequence[Any]) -> str:
+        return json.dumps(list(values))
+
     def time_json(self, value: datetime) -> float:
         return value.timestamp()
 
@@ -264,7 +268,7 @@ class SqliteEngine(Engine):
 
     def migrate(self) -> list[str]:
         applied: list[str] = []
-        migrations = sqlfiles.load_migrations(f"{sqlfiles.__name__}.sqlite", "migrations")
+        migrations = sqlfiles.load_migrations(self.dialect)
         with self.transaction() as tx:
             tx.execute(
                 "CREATE TABLE IF NOT EXISTS jobsaga_migrations "

@@ -56,7 +56,7 @@ def _texts(values: tuple[str, ...] | None) -> tuple[str, ...] | None:
     for text in values or ():
         problem = text_problem(text)
         if problem is not None:
-            raise ValueError(f"{short_repr(text)} {problem}, which no job can carry")
+            raise FilterError(f"{short_repr(text)} {problem}, which no job can carry")
     return values
 
 
@@ -111,7 +111,7 @@ class JobFilter(BaseModel):
     def _ids(cls, value: tuple[int, ...] | None) -> tuple[int, ...] | None:
         for job_id in value or ():
             if not 1 <= job_id <= MAX_ID:
-                raise ValueError(
+                raise FilterError(
                     f"job ids run from 1 to {MAX_ID} (2**63 - 1), got {short_repr(job_id)}"
                 )
         return value
@@ -127,13 +127,13 @@ class JobFilter(BaseModel):
         if value is None:
             return None
         if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError(
+            raise FilterError(
                 "give a timezone-aware time (e.g. datetime.now(UTC)); naive is ambiguous"
             )
         try:
             return value.astimezone(UTC)
         except (OverflowError, ValueError):  # an offset that moves it past year 1 or 9999
-            raise ValueError(f"{value.isoformat()} is out of range in UTC") from None
+            raise FilterError(f"{value.isoformat()} is out of range in UTC") from None
 
     @classmethod
     def build(
@@ -160,14 +160,12 @@ class JobFilter(BaseModel):
         )
 
     def params(self, engine: Engine) -> dict[str, Any]:
-        """The filter as query parameters for ``engine``'s dialect (lists or JSON arrays)."""
-        sqlite = engine.dialect == "sqlite"
+        """The filter as query parameters for ``engine``."""
 
         def listing(values: tuple[Any, ...] | None) -> Any:
             if values is None:
                 return None
-            plain = [v.value if isinstance(v, JobState) else v for v in values]
-            return json.dumps(plain) if sqlite else plain
+            return engine.list_param([v.value if isinstance(v, JobState) else v for v in values])
 
         return {
             "ids": listing(self.ids),

@@ -10,7 +10,6 @@ other processes on SQLite see it within their control interval.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -22,7 +21,6 @@ from ..errors import FilterError
 from ..job import Job
 from ..serialization import printable, short_repr
 from .filters import MAX_ID, JobFilter
-from .queries import queries
 
 if TYPE_CHECKING:
     from ..app import App
@@ -76,16 +74,16 @@ class JobOperations:
     def __init__(self, app: App) -> None:
         self.app = app
         self.engine = app.engine
-        self.sql = queries(self.engine)
+        self.sql = self.engine.queries
 
     def _params(self, flt: JobFilter, **extra: Any) -> dict[str, Any]:
         return {**flt.params(self.engine), **extra}
 
     def _ids(self, ids: Sequence[int]) -> Any:
-        return json.dumps(list(ids)) if self.engine.dialect == "sqlite" else list(ids)
+        return self.engine.list_param(ids)
 
     def _states(self, states: Sequence[str]) -> Any:
-        return json.dumps(list(states)) if self.engine.dialect == "sqlite" else list(states)
+        return self.engine.list_param(states)
 
     # --- reading ----------------------------------------------------------------------------
 

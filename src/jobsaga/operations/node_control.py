@@ -19,8 +19,8 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from ..errors import ConfigError
 from ..runtime.waiting import wait_event
-from .queries import queries
 
 if TYPE_CHECKING:
     from ..runtime.node import Node
@@ -41,12 +41,12 @@ def first(*values: Any) -> Any:
 class NodeControl:
     def __init__(self, node: Node, *, interval: float, status_interval: float) -> None:
         if interval <= 0 or status_interval <= 0:
-            raise ValueError("control_interval and status_interval must be > 0 seconds")
+            raise ConfigError("control_interval and status_interval must be > 0 seconds")
         self.node = node
         self.interval = interval
         self.status_interval = status_interval
         self.engine = node.app.engine
-        self.sql = queries(self.engine)
+        self.sql = self.engine.queries
         self.stopped: dict[int, str] = {}
         """Jobs whose attempt this control stopped, and why; the producer takes the entry."""
         self.started_at = node.app.clock()
@@ -190,9 +190,8 @@ class NodeControl:
         return False
 
     def _job_rows(self, ids: list[int]) -> list[dict[str, Any]]:
-        param: Any = json.dumps(ids) if self.engine.dialect == "sqlite" else ids
         with self.engine.read() as tx:
-            return tx.execute(self.sql["job_rows_for_node"], {"ids": param})
+            return tx.execute(self.sql["job_rows_for_node"], {"ids": self.engine.list_param(ids)})
 
     async def check_performing(self) -> None:
         performing = self.performing()

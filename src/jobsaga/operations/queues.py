@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from ..errors import ConfigError
 from ..worker import check_queue_name
 from .jobs import with_retries
-from .queries import queries
 
 if TYPE_CHECKING:
     from ..app import App
@@ -58,7 +58,7 @@ def check_node(node: str | None) -> str:
     if node is None:
         return ALL_NODES
     if not isinstance(node, str) or not node.strip():
-        raise ValueError(f"node must be a node name or None for every node, got {node!r}")
+        raise ConfigError(f"node must be a node name or None for every node, got {node!r}")
     return node
 
 
@@ -66,26 +66,19 @@ class QueueControl:
     def __init__(self, app: App) -> None:
         self.app = app
         self.engine = app.engine
-        self.sql = queries(self.engine)
-
-    def _bool(self, value: bool | None) -> Any:
-        if value is None or self.engine.dialect != "sqlite":
-            return value
-        return int(value)
+        self.sql = self.engine.queries
 
     def set_paused(self, queue: str, paused: bool, node: str | None) -> None:
         check_queue_name(queue)
         target = check_node(node)
-        self._write(
-            queue, target, "set_paused", {"paused": self._bool(paused)}, "clear_node_paused"
-        )
+        self._write(queue, target, "set_paused", {"paused": paused}, "clear_node_paused")
 
     def set_concurrency(self, queue: str, limit: int | None, node: str | None) -> None:
         check_queue_name(queue)
         if limit is not None and (
             not isinstance(limit, int) or isinstance(limit, bool) or limit < 1
         ):
-            raise ValueError(
+            raise ConfigError(
                 f"queue {queue!r}: limit must be an integer >= 1 (or None), got {limit!r}"
             )
         target = check_node(node)

@@ -16,11 +16,10 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from ..engines.sql import load_queries
+from ..errors import ConfigError
 from ..runtime.waiting import wait_event
 
 if TYPE_CHECKING:
-    from ..engines import Engine
     from ..runtime.node import Node
 
 log = logging.getLogger("jobsaga.plugins")
@@ -42,19 +41,6 @@ class Plugin(Protocol):
     def notice(self, payload: Mapping[str, Any]) -> None: ...
 
 
-_QUERIES: dict[str, dict[str, str]] = {}
-
-
-def queries(engine: Engine) -> dict[str, str]:
-    """The plugins' named SQL for the engine's dialect (loaded once per process)."""
-    found = _QUERIES.get(engine.dialect)
-    if found is None:
-        found = _QUERIES[engine.dialect] = load_queries(
-            __package__ + ".sql", f"{engine.dialect}.sql"
-        )
-    return found
-
-
 class Looper:
     """Call :meth:`run_once` in a loop on the node's event loop, sleeping in between.
 
@@ -71,7 +57,7 @@ class Looper:
 
     def __init__(self, node: Node, interval: float) -> None:
         if interval <= 0:
-            raise ValueError(f"{self.name}: interval must be > 0 seconds, got {interval!r}")
+            raise ConfigError(f"{self.name}: interval must be > 0 seconds, got {interval!r}")
         self.node = node
         self.interval = interval
         self._wake: asyncio.Event | None = None

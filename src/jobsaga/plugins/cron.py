@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..job import Job, JobSpec
 from ..serialization import dumps
-from .base import Counts, Looper, queries
+from .base import Counts, Looper
 from .crontab import CronEntry, next_after
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ MAX_SLEEP = 30.0
 
 def _register(engine: Engine, tx: Tx, entry: CronEntry, now: datetime) -> None:
     tx.execute(
-        queries(engine)["cron_register"],
+        engine.queries["cron_register"],
         {
             "name": entry.key,
             "expression": entry.expression,
@@ -52,9 +52,7 @@ def sync_entries(app: App, entries: Sequence[CronEntry]) -> None:
     with engine.transaction() as tx:
         for entry in entries:
             _register(engine, tx, entry, now)
-        tx.execute(
-            queries(engine)["cron_forget_others"], {"names": dumps([e.key for e in entries])}
-        )
+        tx.execute(engine.queries["cron_forget_others"], {"names": dumps([e.key for e in entries])})
 
 
 def insert_due(
@@ -66,7 +64,7 @@ def insert_due(
 ) -> list[Job[Any]]:
     """Insert the job of every tick due since the entry's last one; returns the new jobs."""
     engine = app.engine
-    q = queries(engine)
+    q = engine.queries
     now = app.clock()
     horizon = now - timedelta(seconds=catch_up)
     with engine.transaction() as tx:

@@ -50,22 +50,22 @@ MAX_TICKS_PER_RUN = 1000
 def normalize_expression(expression: str) -> str:
     """The five- or six-field form of an expression (aliases expanded); raises ValueError."""
     if not isinstance(expression, str) or not expression.strip():
-        raise ValueError("the expression must be a non-empty string such as '0 2 * * *'")
+        raise ConfigError("the expression must be a non-empty string such as '0 2 * * *'")
     problem = text_problem(expression)
     if problem is not None:  # it is stored with each job's meta
-        raise ValueError(f"the expression {problem}")
+        raise ConfigError(f"the expression {problem}")
     text = " ".join(expression.split())
     if text.startswith("@"):
         if text == REBOOT:
             return REBOOT
         if text not in ALIASES:
-            raise ValueError(
+            raise ConfigError(
                 f"unknown alias {text!r}; known: {', '.join([*sorted(ALIASES), REBOOT])}"
             )
         return ALIASES[text]
     fields = text.split(" ")
     if len(fields) not in (5, 6):
-        raise ValueError(
+        raise ConfigError(
             f"{len(fields)} fields in {text!r}: use five (minute hour day month weekday), "
             "six with seconds last, or an alias such as @daily"
         )
@@ -73,9 +73,9 @@ def normalize_expression(expression: str) -> str:
     try:
         croniter(text, datetime(2000, 1, 1, tzinfo=UTC)).get_next(datetime)
     except CroniterBadDateError:
-        raise ValueError(f"{text!r} never fires (no such date)") from None
+        raise ConfigError(f"{text!r} never fires (no such date)") from None
     except (CroniterBadCronError, ValueError, KeyError) as exc:
-        raise ValueError(f"{text!r} is not a valid cron expression: {exc}") from None
+        raise ConfigError(f"{text!r} is not a valid cron expression: {exc}") from None
     return text
 
 
@@ -91,7 +91,7 @@ def check_steps(fields: list[str]) -> None:
         for part in text.split(","):
             _, slash, step = part.partition("/")
             if slash and step.isdigit() and not 0 < int(step) < span:
-                raise ValueError(
+                raise ConfigError(
                     f"{name} step /{step} in {' '.join(fields)!r} must be between 1 and {span - 1}"
                 )
 

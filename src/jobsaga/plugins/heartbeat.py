@@ -35,9 +35,8 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, NodeStateError
 from ..serialization import dumps
-from .base import queries
 
 if TYPE_CHECKING:
     from ..runtime.executor import AttemptThreads
@@ -112,7 +111,7 @@ class Heartbeat:
         """Write a heartbeat; False when another live process holds the name."""
         engine = self.node.app.engine
         with engine.transaction() as tx:
-            owned = bool(tx.execute(queries(engine)["heartbeat"], self._params()))
+            owned = bool(tx.execute(engine.queries["heartbeat"], self._params()))
         if owned:
             self.beats += 1
         return owned
@@ -120,7 +119,7 @@ class Heartbeat:
     def holder(self) -> dict[str, Any] | None:
         engine = self.node.app.engine
         with engine.transaction() as tx:
-            found = tx.execute(queries(engine)["node_row"], {"name": self.node.name})
+            found = tx.execute(engine.queries["node_row"], {"name": self.node.name})
         return found[0] if found else None
 
     def take(self, seen: Mapping[str, Any]) -> bool:
@@ -132,7 +131,7 @@ class Heartbeat:
             "old_heartbeat": seen["heartbeat_at"],
         }
         with engine.transaction() as tx:
-            return bool(tx.execute(queries(engine)["take_node"], params))
+            return bool(tx.execute(engine.queries["take_node"], params))
 
     async def claim_name(self) -> None:
         """Hold the node name before claiming any job under it (see the module docstring)."""
@@ -169,7 +168,7 @@ class Heartbeat:
     async def start(self) -> None:
         """Claim the name with a first beat before the node claims anything, then beat on a thread."""
         if self.lingering:
-            raise RuntimeError(
+            raise NodeStateError(
                 f"node {self.node.name} cannot start again yet: jobs of its last run still "
                 f"run in threads ({sorted(self.node.held)})"
             )
@@ -241,7 +240,7 @@ class Heartbeat:
         }
         try:
             with engine.transaction() as tx:
-                tx.execute(queries(engine)["expire_node"], params)
+                tx.execute(engine.queries["expire_node"], params)
         except Exception:  # its deadline lapses by itself
             log.exception("node %s: could not expire its heartbeat row", self.node.name)
             return
@@ -255,9 +254,7 @@ class Heartbeat:
     def forget(self) -> None:
         engine = self.node.app.engine
         with engine.transaction() as tx:
-            tx.execute(
-                queries(engine)["forget_node"], {"name": self.node.name, "token": self.token}
-            )
+            tx.execute(engine.queries["forget_node"], {"name": self.node.name, "token": self.token})
 
     def wake(self) -> None:
         """Beat now (thread-safe): the node's health changed."""

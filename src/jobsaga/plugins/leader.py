@@ -24,7 +24,8 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from .base import Counts, Looper, queries
+from ..errors import ConfigError
+from .base import Counts, Looper
 
 if TYPE_CHECKING:
     from ..runtime.node import Node
@@ -45,7 +46,7 @@ class Leader(Looper):
 
     def __init__(self, node: Node, lease: float, *, eligible: bool = True) -> None:
         if lease <= 0:
-            raise ValueError(f"leader_lease must be > 0 seconds, got {lease!r}")
+            raise ConfigError(f"leader_lease must be > 0 seconds, got {lease!r}")
         super().__init__(node, lease / 3)
         self.lease = lease
         self.eligible = eligible
@@ -80,7 +81,7 @@ class Leader(Looper):
             "now": engine.time_param(now),
             "expires_at": engine.time_param(now + timedelta(seconds=self.lease)),
         }
-        named = queries(engine)
+        named = engine.queries
         with engine.transaction() as tx:
             won = bool(tx.execute(named["lead"], params))
             holder = [] if won else tx.execute(named["current_leader"], {"scope": SCOPE})
@@ -109,7 +110,7 @@ class Leader(Looper):
         engine = self.node.app.engine
         with engine.transaction() as tx:
             token = self.node.plugins.heartbeat.token
-            tx.execute(queries(engine)["resign"], {"scope": SCOPE, "token": token})
+            tx.execute(engine.queries["resign"], {"scope": SCOPE, "token": token})
             engine.notify(tx, {"leader_resigned": self.node.name})
 
     async def run_once(self) -> Counts:

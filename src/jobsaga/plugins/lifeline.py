@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import JobOrphaned
 from ..job import Job, JobState
 from ..serialization import dumps
-from .base import Counts, Looper, queries
+from .base import Counts, Looper
 
 if TYPE_CHECKING:
     from ..app import App
@@ -91,7 +91,7 @@ Message = Callable[[dict[str, Any], datetime | None, str], str]
 def _rescue(app: App, find: str, params: dict[str, Any], rescuer: str, message: Message) -> Rescued:
     engine = app.engine
     with engine.transaction() as tx:
-        found = tx.execute(queries(engine)[find], params)
+        found = tx.execute(engine.queries[find], params)
         if not found:
             return Rescued()
         return rescue_rows(app, tx, found, rescuer, message)
@@ -127,7 +127,7 @@ def rescue_rows(
                 },
             }
         )
-    written = tx.execute(queries(engine)["rescue_jobs"], {"rows": dumps(rows)})
+    written = tx.execute(engine.queries["rescue_jobs"], {"rows": dumps(rows)})
     # One row that cannot be decoded must not roll back the rescue of the others (every
     # round, for ever): it is put back all the same, and the fetch that claims it next
     # discards it with the reason recorded.
@@ -145,7 +145,7 @@ def forget_dead_nodes(app: App) -> None:
     engine = app.engine
     before = app.clock() - FORGET_NODES_AFTER
     with engine.transaction() as tx:
-        tx.execute(queries(engine)["forget_dead_nodes"], {"before": engine.time_param(before)})
+        tx.execute(engine.queries["forget_dead_nodes"], {"before": engine.time_param(before)})
 
 
 class Lifeline(Looper):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from .base import Counts, Looper, queries
+from .base import Counts, Looper
 
 if TYPE_CHECKING:
     from ..app import App
@@ -26,7 +26,7 @@ def prune_jobs(app: App, max_age: float, limit: int) -> int:
     before = app.clock() - timedelta(seconds=max_age)
     with engine.transaction() as tx:
         rows = tx.execute(
-            queries(engine)["prune_jobs"], {"before": engine.time_param(before), "limit": limit}
+            engine.queries["prune_jobs"], {"before": engine.time_param(before), "limit": limit}
         )
     return len(rows)
 

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ..serialization import dumps
-from .base import Counts, Looper, queries
+from .base import Counts, Looper
 from .lifeline import Rescued, rescue_rows
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ def reconcile(
     """Find the jobs executing under ``node``, claimed before ``before``, that are not in
     ``known``; give them back, or rescue those in ``unsettled`` (id -> attempt that ran)."""
     engine = app.engine
-    named = queries(engine)
+    named = engine.queries
     with engine.read() as tx:
         found = tx.execute(named["own_claims"], {"node": node, "before": engine.time_param(before)})
     done = Reconciled(seen={int(row["id"]) for row in found})

@@ -31,6 +31,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..engines import Ack
+from ..errors import ConfigError, NodeStateError, NodeStopTimeout
 from ..job import Job, JobState
 from ..operations.node_control import NodeControl
 from ..plugins.reconciler import CLAIM_MARGIN
@@ -77,16 +78,16 @@ class Node:
         max_abandoned_threads: int | None = None,
     ) -> None:
         if not queues:
-            raise ValueError("a node needs at least one queue, e.g. {'default': 10}")
+            raise ConfigError("a node needs at least one queue, e.g. {'default': 10}")
         for queue, limit in queues.items():  # here, before start() opens listeners and pools
             if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
-                raise ValueError(f"queue {queue!r}: concurrency limit must be >= 1, got {limit!r}")
+                raise ConfigError(f"queue {queue!r}: concurrency limit must be >= 1, got {limit!r}")
         if max_abandoned_threads is not None and (
             not isinstance(max_abandoned_threads, int)
             or isinstance(max_abandoned_threads, bool)
             or max_abandoned_threads < 1
         ):
-            raise ValueError(
+            raise ConfigError(
                 f"max_abandoned_threads must be an integer >= 1 (or None for each queue's "
                 f"concurrency limit), got {max_abandoned_threads!r}"
             )
@@ -95,9 +96,10 @@ class Node:
         self.max_abandoned_threads = max_abandoned_threads
         self.queue_limits = dict(queues)
         self.grace_period = grace_period
-        sqlite = app.url.startswith("sqlite")
+        # Without NOTIFY from other processes (SQLite), polling is how they are heard.
+        polled = not app.engine.hears_other_processes
         self.poll_interval = (
-            poll_interval if poll_interval is not None else (0.2 if sqlite else 1.0)
+            poll_interval if poll_interval is not None else (0.2 if polled else 1.0)
         )
         self.stage_interval = stage_interval
         self.max_threads = max_threads or max(4, sum(self.queue_limits.values()))
@@ -106,7 +108,7 @@ class Node:
         # Queue controls and cancels arrive at once by NOTIFY on PostgreSQL (polling is a
         # safety net); on SQLite other processes are seen by this poll.
         self.control_interval = (
-            control_interval if control_interval is not None else (1.0 if sqlite else 5.0)
+            control_interval if control_interval is not None else (1.0 if polled else 5.0)
         )
         self.status_interval = status_interval
         self.plugins = NodePlugins(
@@ -299,9 +301,9 @@ class Node:
         A failed start leaves nothing behind: no listener on the app (a later ``app.insert``
         would wake a dead event loop), no thread, no heartbeat row."""
         if self.started:
-            raise RuntimeError(f"node {self.name} is already started")
+            raise NodeStateError(f"node {self.name} is already started")
         if self.lingering:
-            raise RuntimeError(
+            raise NodeStateError(
                 f"node {self.name} cannot start again yet: jobs of its last run still run "
                 f"in threads ({sorted(self.held)})"
             )
@@ -533,7 +535,7 @@ class NodeThread:
         self.node.request_stop()
         self._thread.join(timeout)
         if self._thread.is_alive():
-            raise TimeoutError(f"node {self.node.name} did not stop within {timeout}s")
+            raise NodeStopTimeout(f"node {self.node.name} did not stop within {timeout}s")
 
     @property
     def alive(self) -> bool:

@@ -13,18 +13,14 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 
 from ..app import App
+from ..engines import KINDS, LOCAL_TEST_SERVER, scratch_database
 from .modes import MODES, testing_mode
-
-DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
-ENGINES = ("sqlite", "postgres")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -36,7 +32,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini(
         "jobsaga_engines",
         type="args",
-        default=["sqlite"],
+        default=[KINDS[0]],
         help="engines every jobsaga_app test runs on when it has no jobsaga_engines marker "
         "(sqlite, postgres)",
     )
@@ -54,9 +50,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _check_engines(names: list[str], where: str) -> list[str]:
     for name in names:
-        if name not in ENGINES:
+        if name not in KINDS:
             raise pytest.UsageError(
-                f"{where}: unknown engine {name!r} (expected {' or '.join(ENGINES)})"
+                f"{where}: unknown engine {name!r} (expected {' or '.join(KINDS)})"
             )
     return names
 
@@ -66,11 +62,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     marker = metafunc.definition.get_closest_marker("jobsaga_engines")
     if marker is not None:
-        names = _check_engines(list(marker.args) or list(ENGINES), "jobsaga_engines marker")
+        names = _check_engines(list(marker.args) or list(KINDS), "jobsaga_engines marker")
     else:
         names = list(metafunc.config.getini("jobsaga_engines"))
-        if names == ["sqlite"]:
-            return  # the default: one unparametrized run, test ids unchanged
+        if len(names) == 1:
+            return  # one engine: one unparametrized run, test ids unchanged
     if "jobsaga_engine" in _parametrized_names(metafunc):
         return  # the test parametrizes jobsaga_engine itself
     metafunc.parametrize("jobsaga_engine", names, indirect=True)
@@ -88,15 +84,15 @@ def _parametrized_names(metafunc: pytest.Metafunc) -> set[str]:
 
 @pytest.fixture
 def jobsaga_engine(request: pytest.FixtureRequest) -> str:
-    """The engine ``jobsaga_app`` uses: ``sqlite`` unless parametrized."""
-    return str(getattr(request, "param", "sqlite"))
+    """The engine ``jobsaga_app`` uses: the first of ``jobsaga_engines`` unless parametrized."""
+    return str(getattr(request, "param", request.config.getini("jobsaga_engines")[0]))
 
 
-def _pg_url(config: pytest.Config) -> str:
+def _server_url(config: pytest.Config) -> str:
     return str(
         config.getoption("--jobsaga-pg-url")
         or os.environ.get("JOBSAGA_TEST_PG_URL")
-        or DEFAULT_PG_URL
+        or LOCAL_TEST_SERVER
     )
 
 
@@ -105,21 +101,8 @@ def jobsaga_db_url(
     jobsaga_engine: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[str]:
     """A URL to an empty database of its own on ``jobsaga_engine``."""
-    if jobsaga_engine == "sqlite":
-        yield f"sqlite:///{tmp_path / 'jobsaga.db'}"
-        return
-    import psycopg  # noqa: PLC0415  (only PostgreSQL tests need the driver)
-
-    base = _pg_url(request.config)
-    schema = f"jobsaga_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(base, autocommit=True, connect_timeout=5) as admin:
-        admin.execute(f'CREATE SCHEMA "{schema}"')
-    sep = "&" if "?" in base else "?"
-    try:
-        yield f"{base}{sep}options={quote(f'-csearch_path={schema}')}"
-    finally:
-        with psycopg.connect(base, autocommit=True, connect_timeout=5) as admin:
-            admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    with scratch_database(jobsaga_engine, tmp_path, _server_url(request.config)) as url:
+        yield url
 
 
 @pytest.fixture

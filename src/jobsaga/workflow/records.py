@@ -7,15 +7,13 @@ what the test entry point returns, so tests assert on exactly what an operator w
 from __future__ import annotations
 
 import enum
-import functools
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ..engines.sql import load_queries
-from ..serialization import dumps
+from ..errors import FilterError, UnknownStepError
 
 if TYPE_CHECKING:
     from ..app import App
@@ -103,7 +101,7 @@ class RunRecord:
         for record in self.steps:
             if record.step == name:
                 return record
-        raise KeyError(f"run {self.id} has no step {name!r}")
+        raise UnknownStepError(f"run {self.id} has no step {name!r}")
 
     def statuses(self) -> dict[str, str]:
         return {s.step: s.status for s in self.steps}
@@ -117,11 +115,6 @@ class RunRecord:
     def undo_order(self) -> list[str]:
         """The steps whose undo ran (for good or not), in the order the rollback took."""
         return [e.step for e in self.events_of("step.undone", "step.undo_failed") if e.step]
-
-
-@functools.lru_cache(maxsize=4)
-def queries(dialect: str) -> dict[str, str]:
-    return load_queries("jobsaga.workflow.sql", f"{dialect}.sql")
 
 
 def _load(value: Any) -> Any:
@@ -151,7 +144,7 @@ def _run_from_row(engine: Engine, row: Mapping[str, Any]) -> RunRecord:
 
 
 def read_run(engine: Engine, tx: Any, run_id: int) -> RunRecord | None:
-    q = queries(engine.dialect)
+    q = engine.queries
     rows = tx.execute(q["get_run"], {"id": run_id})
     if not rows:
         return None
@@ -209,7 +202,7 @@ def list_runs(
     ``status="failed"`` matches every failed ending (failed, rolled_back, rollback_failed);
     give the exact statuses to narrow it."""
     if limit is not None and (isinstance(limit, bool) or limit < 1):
-        raise ValueError(f"limit must be a positive number of runs, or None for all; got {limit}")
+        raise FilterError(f"limit must be a positive number of runs, or None for all; got {limit}")
     statuses: list[str] | None = None
     if status is not None:
         wanted = [status] if isinstance(status, str) else list(status)
@@ -217,18 +210,15 @@ def list_runs(
         for item in wanted:
             valid = {s.value for s in RunStatus}
             if item not in valid:
-                raise ValueError(f"unknown run status {item!r}; use one of {sorted(valid)}")
+                raise FilterError(f"unknown run status {item!r}; use one of {sorted(valid)}")
             statuses += [s.value for s in FAILED_STATUSES] if item == "failed" else [item]
     engine = app.engine
-    q = queries(engine.dialect)
+    q = engine.queries
     params: dict[str, Any] = {
-        "statuses": statuses
-        if engine.dialect == "postgres" or statuses is None
-        else dumps(statuses),
+        "statuses": None if statuses is None else engine.list_param(statuses),
         "workflow": workflow,
         "job_id": job_id,
-        # no limit: LIMIT NULL on PostgreSQL, LIMIT -1 on SQLite (which refuses NULL)
-        "limit": limit if limit is not None else (None if engine.dialect == "postgres" else -1),
+        "limit": limit,  # None: no limit
     }
     with engine.read() as tx:
         rows = tx.execute(q["list_runs"], params)

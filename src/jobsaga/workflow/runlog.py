@@ -30,11 +30,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ..errors import DatabaseUnavailable, DataRejected, MigrationError
+from ..errors import DatabaseUnavailable, DataRejected, MigrationError, RunLogUnwritable
 from ..runtime.waiting import wait_event
 from ..serialization import dumps
 from .encoding import json_text, jsonable, safe_json_text
-from .errors import RunLogUnwritable
 from .records import (
     EventRecord,
     RunRecord,
@@ -42,7 +41,6 @@ from .records import (
     StepRecord,
     StepStatus,
     get_run,
-    queries,
     read_run,
 )
 
@@ -243,7 +241,7 @@ def append_event(
     detail: Any = None,
 ) -> None:
     """Add one event to a run that no log is writing (one that has ended), in ``tx``."""
-    q = queries(engine.dialect)
+    q = engine.queries
     seq = int(tx.execute(q["max_seq"], {"run_id": run_id})[0]["seq"]) + 1
     event = {
         "seq": seq,
@@ -369,7 +367,7 @@ class SqlRunLog(RunLog):
 
     def _open(self, now: datetime) -> Resumed | None:
         engine = self._engine
-        q = queries(engine.dialect)
+        q = engine.queries
         with engine.transaction() as tx:
             run_id = self.resume_id
             if run_id is None and self.job_id is not None:
@@ -518,7 +516,7 @@ class SqlRunLog(RunLog):
         self, steps: list[dict[str, Any]], events: list[dict[str, Any]], run: dict[str, Any] | None
     ) -> None:
         engine = self._engine
-        q = queries(engine.dialect)
+        q = engine.queries
         if "write_log" in q:  # PostgreSQL: one statement, one round trip
             params = {
                 "run_id": self.run_id,

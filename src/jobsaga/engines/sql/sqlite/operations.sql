@@ -56,7 +56,7 @@ SET state = 'available', scheduled_at = :now,
     max_attempts = CASE WHEN attempt >= max_attempts THEN attempt + 1 ELSE max_attempts END,
     completed_at = NULL, discarded_at = NULL, cancelled_at = NULL,
     -- A finished saga job retried by hand runs its saga again: its runs up to this attempt
-    -- are not final for the attempts after it (workflow/sql, find_run_of_job).
+    -- are not final for the attempts after it (workflow.sql, find_run_of_job).
     meta = CASE WHEN state IN ('completed', 'discarded', 'cancelled')
                 THEN json_set(meta, '$.retried_after_attempt', attempt)
                 ELSE meta END

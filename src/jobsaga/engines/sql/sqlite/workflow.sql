@@ -84,7 +84,7 @@ WHERE (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
   AND (:workflow IS NULL OR workflow = :workflow)
   AND (:job_id IS NULL OR job_id = :job_id)
 ORDER BY id DESC
-LIMIT :limit
+LIMIT coalesce(:limit, -1)
 
 -- name: max_seq
 SELECT coalesce(max(seq), 0) AS seq FROM jobsaga_workflow_events WHERE run_id = :run_id
