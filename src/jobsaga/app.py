@@ -1,232 +1,130 @@
-"""The App: one database, the workers and workflows it knows, and the ways to use them.
+"""The App: the facade a user builds over one database.
 
-Creating an App opens nothing; the engine connects on first use, so an App can live at
-module level in user code without side effects at import.
+An :class:`App` is the :class:`~jobsaga.core.AppCore` every layer shares (workers,
+workflows, inserting jobs) plus what a user calls on it: job operations and queue control
+(docs/operations.md), and the nodes that run its queues. It sits above the runtime and the
+operations, which take an ``AppCore``, so nothing below imports it.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any, Unpack
 
-from . import _context
-from .engines import Engine, create_engine, resolve_url
-from .engines.base import Clock, utcnow
-from .errors import ConfigError, EnqueueInStepError, NotAJobError, UnknownWorkerError
-from .job import MAX_JOB_ID, Job, JobSpec
-from .operations.api import AppOperations
-from .telemetry import Telemetry
-from .worker import Worker
+from .core import AppCore
+from .errors import FilterError
+from .job import Job
+from .operations.filters import JobCriteria, JobFilter
+from .operations.jobs import DEFAULT_CANCEL_REASON, JobOperations
+from .operations.queues import QueueControl, QueueInfo
+from .runtime.node import Node
 
-if TYPE_CHECKING:
-    from .runtime.node import Node
-
-LocalListener = Callable[[Mapping[str, Any]], None]
-
-log = logging.getLogger("jobsaga.app")
-
-ENQUEUE_IN_STEP = (
-    "workflow step {step!r} tried to insert a job ({worker}). Steps never enqueue jobs: a job "
-    "inserted by a step cannot be compensated if the saga later rolls back, and a retried "
-    "step would enqueue it twice. Workflows run inside jobs instead. To start follow-up work, "
-    "call ctx.enqueue_after_success(Worker.new(...)) in the step: the jobs are inserted only "
-    "once the whole workflow has succeeded, in the same transaction that completes the job."
-)
+__all__ = ["App"]
 
 
-class App(AppOperations):
+class App(AppCore):
     """Entry point of jobsaga: ``App()`` is an embedded SQLite file; ``App("postgresql://...")``.
 
-    Job operations and queue control (``list_jobs``, ``cancel_job``, ``pause_queue``...)
-    come from :class:`~jobsaga.operations.api.AppOperations`.
+    Register workers and workflows, insert jobs, list and act on them, control queues, and
+    build nodes that run them.
     """
-
-    def __init__(
-        self,
-        url: str | None = None,
-        *,
-        workers: Iterable[type[Worker]] = (),
-        workflows: Iterable[Any] = (),
-        clock: Clock = utcnow,
-        pool_size: int = 10,
-    ) -> None:
-        self.url = resolve_url(url)
-        self.clock = clock
-        self.telemetry = Telemetry()
-        self._pool_size = pool_size
-        self._engine: Engine | None = None
-        self._engine_lock = threading.Lock()
-        self._workers: dict[str, type[Worker]] = {}
-        self._workflows: dict[str, Any] = {}
-        self._listeners: list[LocalListener] = []
-        self._control_appliers: list[Callable[[], None]] = []
-        self.register(*workers)
-        for workflow in workflows:
-            self.register_workflow(workflow)
-
-    def __repr__(self) -> str:
-        scheme = self.url.split(":", 1)[0]
-        return f"<jobsaga.App {scheme} workers={len(self._workers)}>"
-
-    # --- registry -------------------------------------------------------------------------
-
-    def register(self, *workers: type[Worker]) -> None:
-        """Make workers known by their stable names; a different class under a taken name is an error."""
-        for worker in workers:
-            if not (isinstance(worker, type) and issubclass(worker, Worker)):
-                raise ConfigError(f"{worker!r} is not a Worker subclass")
-            worker.check_runnable()
-            known = self._workers.get(worker.name)
-            if known is not None and known is not worker:
-                raise ConfigError(
-                    f"two workers share the name {worker.name!r}: {known.__qualname__} and "
-                    f"{worker.__qualname__}; give one a name= option"
-                )
-            self._workers[worker.name] = worker
-
-    def register_workflow(self, workflow: Any) -> None:
-        name = getattr(workflow, "name", None) or f"{workflow.__module__}.{workflow.__qualname__}"
-        self._workflows[name] = workflow
-
-    @property
-    def workers(self) -> Mapping[str, type[Worker]]:
-        return dict(self._workers)
-
-    @property
-    def workflows(self) -> Mapping[str, Any]:
-        return dict(self._workflows)
-
-    def worker_for(self, name: str) -> type[Worker]:
-        try:
-            return self._workers[name]
-        except KeyError:
-            raise UnknownWorkerError(
-                f"no worker named {name!r} is registered on this app "
-                f"(known: {sorted(self._workers) or 'none'})"
-            ) from None
-
-    # --- engine ---------------------------------------------------------------------------
-
-    @property
-    def engine(self) -> Engine:
-        with self._engine_lock:
-            if self._engine is None:
-                self._engine = create_engine(self.url, self.clock, pool_size=self._pool_size)
-            return self._engine
-
-    def migrate(self) -> list[str]:
-        """Apply pending schema migrations; safe to call on every start and from many nodes."""
-        return self.engine.migrate()
-
-    def close(self) -> None:
-        with self._engine_lock:
-            if self._engine is not None:
-                self._engine.close()
-                self._engine = None
-
-    def __enter__(self) -> App:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    # --- insert ---------------------------------------------------------------------------
-
-    def insert(self, spec: JobSpec, *, conn: Any = None) -> Job[Any]:
-        """Store one job and return it (``conflict=True`` if a unique duplicate was found).
-
-        With ``conn`` (a psycopg connection, PostgreSQL only) the job is written in the
-        caller's transaction and exists only if that transaction commits.
-        """
-        return self.insert_all([spec], conn=conn)[0]
-
-    def insert_all(self, specs: Sequence[JobSpec], *, conn: Any = None) -> list[Job[Any]]:
-        """Store many jobs in one round trip; returns them in the order given."""
-        specs = list(specs)
-        for spec in specs:
-            if not isinstance(spec, JobSpec):
-                raise NotAJobError(f"insert expects jobs built by Worker.new(...), got {spec!r}")
-        step = _context.current_step.get()
-        if step is not None and specs:
-            raise EnqueueInStepError(ENQUEUE_IN_STEP.format(step=step, worker=specs[0].worker))
-        interceptor = _context.insert_interceptor.get()
-        if interceptor is not None:
-            return list(interceptor(self, specs, conn))
-        jobs = self.engine.insert(specs, conn=conn)
-        self.announce(jobs)
-        return jobs
-
-    async def ainsert(self, spec: JobSpec, *, conn: Any = None) -> Job[Any]:
-        return (await self.ainsert_all([spec], conn=conn))[0]
-
-    async def ainsert_all(self, specs: Sequence[JobSpec], *, conn: Any = None) -> list[Job[Any]]:
-        return await asyncio.to_thread(self.insert_all, specs, conn=conn)
-
-    def announce(self, jobs: Sequence[Job[Any]]) -> None:
-        """Wake this process's nodes for new jobs (other processes hear via NOTIFY or polling).
-
-        Never raises: the jobs are committed when this runs, and a caller that retries on an
-        error would insert them twice. A listener that fails is logged; the nodes' polling
-        finds the jobs anyway."""
-        from .engines.base import wake_payload
-
-        created = [job for job in jobs if not job.conflict]
-        if created and self._listeners:
-            self._tell_listeners(wake_payload(created))
-
-    def announce_specs(self, specs: Sequence[JobSpec]) -> None:
-        """Wake this process's nodes for jobs inserted outside ``insert`` (follow-ups); never
-        raises, as :meth:`announce`."""
-        if self._listeners:
-            self._tell_listeners({"queues": sorted({s.queue for s in specs}), "scheduled": True})
-
-    def _tell_listeners(self, payload: Mapping[str, Any]) -> None:
-        for listener in list(self._listeners):
-            try:
-                listener(payload)
-            except Exception:  # after a commit: log, never raise to the caller
-                log.exception("a listener of this app failed to hear %s", payload)
-
-    def add_listener(self, listener: LocalListener) -> Callable[[], None]:
-        """Hear this process's wake-ups; returns the function that removes ``listener``."""
-        self._listeners.append(listener)
-        return lambda: _discard(self._listeners, listener)
-
-    def add_control_applier(self, applier: Callable[[], None]) -> Callable[[], None]:
-        """A node of this process applies persisted queue controls through ``applier`` before
-        ``pause_queue``/``resume_queue``/``scale_queue`` return (see AppOperations)."""
-        self._control_appliers.append(applier)
-        return lambda: _discard(self._control_appliers, applier)
-
-    # --- reading --------------------------------------------------------------------------
-
-    def get_job(self, job_id: int) -> Job[Any] | None:
-        """The stored job, or None. An id no job can have (outside 1..2**63-1) is None
-        without a query: SQLite's driver cannot even bind it."""
-        if not 1 <= job_id <= MAX_JOB_ID:
-            return None
-        return self.engine.get_job(job_id)
-
-    def now(self) -> datetime:
-        return self.clock()
-
-    # --- running --------------------------------------------------------------------------
 
     def node(self, queues: Mapping[str, int] | None = None, **options: Any) -> Node:
         """Build a worker node for this app (start it with ``run()``, ``start()`` or
         ``start_in_thread()``). No ``queues`` means ``{"default": 10}``; an empty mapping is an
         error, not a silent default."""
-        from .runtime.node import Node
-
         return Node(self, queues={"default": 10} if queues is None else queues, **options)
 
+    # --- jobs ---------------------------------------------------------------------------------
 
-def _discard(items: list[Any], item: Any) -> None:
-    """Remove ``item`` once, if it is still there (removing twice is not an error)."""
-    with contextlib.suppress(ValueError):
-        items.remove(item)
+    def list_jobs(
+        self,
+        flt: JobFilter | None = None,
+        /,
+        *,
+        limit: int | None = 100,
+        offset: int = 0,
+        newest_first: bool = True,
+        **criteria: Unpack[JobCriteria],
+    ) -> list[Job[Any]]:
+        """Jobs matching a filter (``state=``, ``queue=``, ``worker=``, ``tags=``,
+        ``since=``/``until=``...), newest first, at most ``limit`` (>= 1; None: every match,
+        what ``jobsaga jobs list --limit 0`` asks for)."""
+        return JobOperations(self).find(
+            JobFilter.build(flt, criteria), limit=limit, offset=offset, newest_first=newest_first
+        )
+
+    def count_jobs(
+        self, flt: JobFilter | None = None, /, **criteria: Unpack[JobCriteria]
+    ) -> dict[str, int]:
+        """How many jobs match, per state."""
+        return JobOperations(self).count(JobFilter.build(flt, criteria))
+
+    def cancel_job(self, job_id: int, *, reason: str = DEFAULT_CANCEL_REASON) -> bool:
+        """Cancel one job; an executing one is stopped on its node. False if it was final."""
+        return bool(self.cancel_jobs(ids=[job_id], reason=reason))
+
+    def cancel_jobs(
+        self,
+        flt: JobFilter | None = None,
+        /,
+        *,
+        reason: str = DEFAULT_CANCEL_REASON,
+        **criteria: Unpack[JobCriteria],
+    ) -> list[int]:
+        """Cancel every matching job that is not final; returns the ids cancelled."""
+        found = _mutation_filter("cancel_jobs", flt, criteria)
+        return JobOperations(self).cancel(found, reason=reason)
+
+    def retry_job(self, job_id: int) -> bool:
+        """Give a retryable, completed, discarded or cancelled job another attempt now."""
+        return bool(self.retry_jobs(ids=[job_id]))
+
+    def retry_jobs(
+        self, flt: JobFilter | None = None, /, **criteria: Unpack[JobCriteria]
+    ) -> list[int]:
+        """Make matching non-running, non-pending jobs available now (max_attempts is raised
+        by one when their attempts are used up); returns the ids."""
+        found = _mutation_filter("retry_jobs", flt, criteria)
+        return JobOperations(self).retry(found)
+
+    def delete_job(self, job_id: int) -> bool:
+        """Delete one job unless it is executing (cancel it first)."""
+        return bool(self.delete_jobs(ids=[job_id]))
+
+    def delete_jobs(
+        self, flt: JobFilter | None = None, /, **criteria: Unpack[JobCriteria]
+    ) -> list[int]:
+        """Delete matching jobs that are not executing; returns the ids."""
+        found = _mutation_filter("delete_jobs", flt, criteria)
+        return JobOperations(self).delete(found)
+
+    # --- queues -------------------------------------------------------------------------------
+
+    def pause_queue(self, queue: str, *, node: str | None = None) -> None:
+        """Stop fetching from ``queue`` on every node (or on ``node``); running jobs finish."""
+        QueueControl(self).set_paused(queue, True, node)
+
+    def resume_queue(self, queue: str, *, node: str | None = None) -> None:
+        """Fetch from ``queue`` again on every node (or on ``node``)."""
+        QueueControl(self).set_paused(queue, False, node)
+
+    def scale_queue(self, queue: str, limit: int | None, *, node: str | None = None) -> None:
+        """Set the concurrency limit of ``queue`` on every node (or ``node``); None goes back
+        to each node's configured limit."""
+        QueueControl(self).set_concurrency(queue, limit, node)
+
+    def list_queues(self) -> list[QueueInfo]:
+        """Every queue with jobs, live nodes or controls: counts, controls, per-node limits
+        and running jobs."""
+        return QueueControl(self).overview()
+
+
+def _mutation_filter(operation: str, flt: JobFilter | None, criteria: JobCriteria) -> JobFilter:
+    found = JobFilter.build(flt, criteria)
+    if found.is_empty:
+        raise FilterError(
+            f"{operation} needs at least one criterion (ids, state, queue, worker, tags, "
+            "since, until); to act on every job, name every state"
+        )
+    return found

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from .telemetry import Handler
 
 if TYPE_CHECKING:
-    from .app import App
+    from .core import AppCore
 
 DEFAULT_HANDLER_ID = "jobsaga-default-logger"
 
@@ -110,7 +110,7 @@ def structured_logging_handler(
 
 
 def attach_default_logger(
-    app: App,
+    app: AppCore,
     *,
     logger: logging.Logger | None = None,
     levels: Mapping[str, int] | None = None,

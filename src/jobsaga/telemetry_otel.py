@@ -23,7 +23,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 if TYPE_CHECKING:
-    from .app import App
+    from .core import AppCore
 
 HANDLER_ID = "jobsaga-otel"
 EVENTS = ("job.start", "job.stop", "job.exception", "workflow.*")
@@ -41,7 +41,7 @@ except Exception:  # pragma: no cover - not installed as a distribution
 class OtelBridge:
     """Turns telemetry events into spans; :meth:`detach` ends any still open."""
 
-    def __init__(self, app: App, tracer_provider: trace.TracerProvider | None = None) -> None:
+    def __init__(self, app: AppCore, tracer_provider: trace.TracerProvider | None = None) -> None:
         self.app = app
         self.tracer = trace.get_tracer("jobsaga", _VERSION, tracer_provider=tracer_provider)
         self._jobs: dict[tuple[int, int], Span] = {}
@@ -199,7 +199,7 @@ def _describe(error: Any) -> str:
     return str(error) if error is not None else "error"
 
 
-def attach_otel(app: App, *, tracer_provider: trace.TracerProvider | None = None) -> OtelBridge:
+def attach_otel(app: AppCore, *, tracer_provider: trace.TracerProvider | None = None) -> OtelBridge:
     """Emit OpenTelemetry spans for ``app``'s jobs, workflow runs and steps."""
     bridge = OtelBridge(app, tracer_provider)
     app.telemetry.attach(HANDLER_ID, EVENTS, bridge)

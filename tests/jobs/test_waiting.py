@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from jobsaga.runtime.waiting import wait_event
+from jobsaga.waiting import wait_event
 
 
 def test_cancelled_as_the_event_is_set_still_cancels() -> None:

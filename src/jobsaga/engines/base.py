@@ -69,6 +69,9 @@ STAGE_BATCH = 5000
 
 class Engine(abc.ABC):
     dialect: str = ""
+    own_queries: frozenset[str] = frozenset()
+    """Named queries only this dialect has, used by the methods it overrides (PostgreSQL's
+    one-statement run log write, say); every other name exists in every dialect."""
 
     def __init__(self, clock: Clock = utcnow) -> None:
         self.clock = clock
@@ -482,6 +485,28 @@ class Engine(abc.ABC):
         with self.read() if conn is None else self.transaction(conn) as tx:
             rows = tx.execute(self.queries["get_job"], {"id": job_id})
         return self.row_to_job(rows[0]) if rows else None
+
+    def write_run_log(
+        self,
+        run_id: int,
+        attempt: int,
+        steps: Sequence[Mapping[str, Any]],
+        events: Sequence[Mapping[str, Any]],
+        run: Mapping[str, Any] | None,
+    ) -> None:
+        """Write a batch of a saga's run log (step rows, events, the run's status) at once,
+        fenced by attempt: when a later attempt has taken the run over, this one's writes are
+        stale and nothing is written. Rows come as the run log encodes them."""
+        with self.transaction() as tx:  # the fence's read holds till COMMIT
+            fence = tx.execute(self.queries["run_attempt"], {"id": run_id})
+            if not fence or int(fence[0]["attempt"]) > attempt:
+                return
+            if steps:
+                tx.execute(self.queries["upsert_steps"], {"run_id": run_id, "rows": dumps(steps)})
+            if events:
+                tx.execute(self.queries["insert_events"], {"run_id": run_id, "rows": dumps(events)})
+            if run is not None:
+                tx.execute(self.queries["update_run"], run)
 
     def queue_counts(self) -> dict[str, dict[str, int]]:
         with self.read() as tx:

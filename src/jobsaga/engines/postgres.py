@@ -78,6 +78,7 @@ class _PgTx:
 
 class PostgresEngine(Engine):
     dialect = "postgres"
+    own_queries = frozenset({"insert_jobs_and_notify", "notify", "write_log"})
 
     def __init__(self, url: str, clock: Clock = utcnow, *, pool_size: int = 10) -> None:
         super().__init__(clock)
@@ -253,6 +254,26 @@ class PostgresEngine(Engine):
 
     def time_param(self, value: datetime) -> datetime:
         return value
+
+    def write_run_log(
+        self,
+        run_id: int,
+        attempt: int,
+        steps: Sequence[Mapping[str, Any]],
+        events: Sequence[Mapping[str, Any]],
+        run: Mapping[str, Any] | None,
+    ) -> None:
+        """One statement, one round trip; the fence locks the run row (``write_log``)."""
+        params = {
+            "run_id": run_id,
+            "attempt": attempt,
+            "steps": dumps(steps),
+            "events": dumps(events),
+            "update_run": run is not None,
+            **(run or dict.fromkeys(("status", "result", "error", "now", "finished_at"))),
+        }
+        params.pop("id", None)
+        self.execute_one(self.queries["write_log"], params)
 
     def list_param(self, values: Sequence[Any]) -> list[Any]:
         return list(values)

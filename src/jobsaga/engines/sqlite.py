@@ -66,6 +66,7 @@ class _SqliteTx:
 
 class SqliteEngine(Engine):
     dialect = "sqlite"
+    own_queries = frozenset({"has_available", "run_attempt", "update_run", "upsert_steps"})
     json_as_text = True
     hears_other_processes = False
 

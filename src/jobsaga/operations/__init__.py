@@ -1,7 +1,6 @@
-"""Operating jobsaga at runtime: job operations, queue control, and a node's side of both.
-
-``App`` gets its operations methods from :class:`~jobsaga.operations.api.AppOperations`;
-see docs/operations.md.
+"""Operating jobsaga: job operations (list, count, cancel, retry, delete) and queue control
+(pause, resume, scale, list), over an :class:`~jobsaga.core.AppCore`. ``App`` exposes them as
+its methods (docs/operations.md); a node's side of queue control is ``runtime/control.py``.
 """
 
 from .filters import JobCriteria, JobFilter

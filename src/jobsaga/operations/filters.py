@@ -2,7 +2,9 @@
 
 Every criterion is optional and accepts one value or many (``state="discarded"`` or
 ``state=["discarded", "cancelled"]``); criteria combine with AND, values of one criterion
-with OR, except ``tags``, which a job must all carry. A misspelt criterion is an error, never
+with OR, except ``tags``, which a job must all carry, and ``args`` and ``meta``, objects a
+job's own must contain (a subset match: nested objects are matched the same way, any other
+value, arrays included, must be equal as JSON). A misspelt criterion is an error, never
 an empty filter that would match every job, and a value the database cannot take (an id
 beyond a 64-bit integer, text holding a NUL) is a :class:`FilterError` naming the criterion,
 never a driver error from the query.
@@ -15,11 +17,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
+from pydantic_core import PydanticSerializationError, to_jsonable_python
 
-from ..errors import FilterError
+from ..errors import ArgsError, FilterError
 from ..job import MAX_JOB_ID, JobState
-from ..serialization import short_repr, text_problem
+from ..serialization import dumps, normalize_json, short_repr, text_problem
 from ..worker import Worker, check_queue_name
 
 if TYPE_CHECKING:
@@ -39,6 +42,9 @@ class JobCriteria(TypedDict, total=False):
     queue: str | Sequence[str]
     worker: str | type[Worker] | Sequence[str | type[Worker]]
     tags: str | Sequence[str]
+    priority: int | Sequence[int]
+    args: Mapping[str, object] | BaseModel
+    meta: Mapping[str, object] | BaseModel
     since: datetime
     until: datetime
     time_field: TimeField
@@ -70,6 +76,11 @@ class JobFilter(BaseModel):
     queue: tuple[str, ...] | None = None
     worker: tuple[str, ...] | None = None
     tags: tuple[str, ...] | None = None
+    priority: tuple[int, ...] | None = None
+    args: dict[str, object] | None = None
+    """Only jobs whose args contain these (a subset match, see the module's docstring)."""
+    meta: dict[str, object] | None = None
+    """Only jobs whose meta contains these (a subset match)."""
     since: datetime | None = None
     """Only jobs whose ``time_field`` is at or after this time."""
     until: datetime | None = None
@@ -105,6 +116,37 @@ class JobFilter(BaseModel):
         if found is None:
             return None
         return tuple(w.name if isinstance(w, type) and issubclass(w, Worker) else w for w in found)
+
+    @field_validator("priority", mode="before")
+    @classmethod
+    def _priorities(cls, value: Any) -> Any:
+        found = _many(value)
+        for priority in found or ():
+            if type(priority) is not int or not 0 <= priority <= 9:
+                raise FilterError(
+                    f"priorities run from 0 (highest) to 9, got {short_repr(priority)}"
+                )
+        return found
+
+    @field_validator("args", "meta", mode="before")
+    @classmethod
+    def _json_object(cls, value: Any, info: ValidationInfo) -> Any:
+        """The object as stored JSON: a pydantic model (an ``Args`` instance, or one nested
+        in a dict) is dumped as ``Worker.new`` dumps it, so it compares with what is stored."""
+        if value is None:
+            return None
+        try:
+            plain = to_jsonable_python(value)
+        except PydanticSerializationError as exc:
+            raise FilterError(f"not JSON: {exc}") from None
+        if not isinstance(plain, dict):
+            raise FilterError(
+                f"expected an object (a dict or a pydantic model), got {type(value).__name__}"
+            )
+        try:
+            return normalize_json(plain, str(info.field_name), "job filter")
+        except ArgsError as exc:
+            raise FilterError(str(exc)) from None
 
     @field_validator("ids")
     @classmethod
@@ -156,7 +198,18 @@ class JobFilter(BaseModel):
         """True when no criterion narrows the selection (``time_field`` alone does not)."""
         return all(
             getattr(self, name) is None
-            for name in ("ids", "state", "queue", "worker", "tags", "since", "until")
+            for name in (
+                "ids",
+                "state",
+                "queue",
+                "worker",
+                "tags",
+                "priority",
+                "args",
+                "meta",
+                "since",
+                "until",
+            )
         )
 
     def params(self, engine: Engine) -> dict[str, Any]:
@@ -173,6 +226,9 @@ class JobFilter(BaseModel):
             "queues": listing(self.queue),
             "workers": listing(self.worker),
             "tags": None if self.tags is None else json.dumps(list(self.tags)),
+            "priorities": listing(self.priority),
+            "args_subset": None if self.args is None else dumps(self.args),
+            "meta_subset": None if self.meta is None else dumps(self.meta),
             "since": None if self.since is None else engine.time_param(self.since),
             "until": None if self.until is None else engine.time_param(self.until),
             "time_field": self.time_field,

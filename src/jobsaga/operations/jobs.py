@@ -23,7 +23,7 @@ from ..serialization import printable, short_repr
 from .filters import MAX_ID, JobFilter
 
 if TYPE_CHECKING:
-    from ..app import App
+    from ..core import AppCore
 
 log = logging.getLogger("jobsaga.operations.jobs")
 T = TypeVar("T")
@@ -71,7 +71,7 @@ def with_retries(fn: Callable[[], T], tries: int = 5) -> T:
 
 
 class JobOperations:
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: AppCore) -> None:
         self.app = app
         self.engine = app.engine
         self.sql = self.engine.queries

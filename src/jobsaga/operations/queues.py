@@ -20,7 +20,7 @@ from ..worker import check_queue_name
 from .jobs import with_retries
 
 if TYPE_CHECKING:
-    from ..app import App
+    from ..core import AppCore
 
 ALL_NODES = ""
 
@@ -63,7 +63,7 @@ def check_node(node: str | None) -> str:
 
 
 class QueueControl:
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: AppCore) -> None:
         self.app = app
         self.engine = app.engine
         self.sql = self.engine.queries

@@ -13,18 +13,83 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from collections.abc import Callable, Mapping, Sized
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 from ..errors import ConfigError
-from ..runtime.waiting import wait_event
+from ..waiting import wait_event
 
 if TYPE_CHECKING:
-    from ..runtime.node import Node
+    from ..core import AppCore
+    from ..job import Job
+    from .supervisor import NodePlugins
+
+T = TypeVar("T")
 
 log = logging.getLogger("jobsaga.plugins")
 
 Counts = dict[str, int]
+
+
+class QueueView(Protocol):
+    """What a plugin sees of one of its node's queues: the heartbeat publishes it, the
+    stager and the reconciler wake it."""
+
+    @property
+    def queue(self) -> str: ...
+    @property
+    def limit(self) -> int: ...
+    @property
+    def paused(self) -> bool: ...
+    @property
+    def running(self) -> Sized: ...
+    @property
+    def abandoned_threads(self) -> int: ...
+    @property
+    def abandon_cap(self) -> int: ...
+    @property
+    def stalled(self) -> bool: ...
+    def wake(self) -> None:
+        """Fetch now (work was staged or given back)."""
+
+
+class WatchedThreads(Protocol):
+    """The threads of one attempt whose user code may still run (a sync perform)."""
+
+    @property
+    def live(self) -> int: ...
+    def watch(self, watcher: Callable[[Any], None]) -> int: ...
+
+
+class PluginHost(Protocol):
+    """What a plugin needs from the node that runs it. The node (``runtime/node.py``) is
+    one; the plugins sit below the runtime and know it only through this."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def app(self) -> AppCore: ...
+    @property
+    def plugins(self) -> NodePlugins: ...
+    @property
+    def producers(self) -> Mapping[str, QueueView]: ...
+    @property
+    def held(self) -> Mapping[int, tuple[Job[Any], WatchedThreads]]:
+        """Jobs left executing at shutdown because their user code still runs in a thread."""
+
+    @property
+    def unsettled(self) -> dict[int, tuple[int, datetime | None]]:
+        """Jobs that ran but whose outcome was not written (id -> attempt, claimed at); the
+        reconciler removes those it settled."""
+
+    async def run_in_db(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run blocking database work off the node's event loop."""
+
+    def claims_known(self) -> tuple[datetime, set[int]]: ...
+
+    async def run_final_failure(self, job: Job[Any], error: BaseException) -> None:
+        """Run the worker's final-failure hook for ``job`` as the node's executor would."""
 
 
 class Plugin(Protocol):
@@ -55,7 +120,7 @@ class Looper:
     emits: ClassVar[bool] = True
     """Whether runs emit ``plugin.<name>.*`` events (the leader emits ``leader.*`` instead)."""
 
-    def __init__(self, node: Node, interval: float) -> None:
+    def __init__(self, node: PluginHost, interval: float) -> None:
         if interval <= 0:
             raise ConfigError(f"{self.name}: interval must be > 0 seconds, got {interval!r}")
         self.node = node

@@ -22,10 +22,10 @@ from .base import Counts, Looper
 from .crontab import CronEntry, next_after
 
 if TYPE_CHECKING:
-    from ..app import App
+    from ..core import AppCore
     from ..engines import Engine
     from ..engines.base import Tx
-    from ..runtime.node import Node
+    from .base import PluginHost
 
 CATCH_UP = 60.0
 """Seconds of missed ticks a new leader still inserts (late) after a leader change."""
@@ -45,7 +45,7 @@ def _register(engine: Engine, tx: Tx, entry: CronEntry, now: datetime) -> None:
     )
 
 
-def sync_entries(app: App, entries: Sequence[CronEntry]) -> None:
+def sync_entries(app: AppCore, entries: Sequence[CronEntry]) -> None:
     """Record the crontab (for ``jobsaga cron list``); entries no longer in it are dropped."""
     engine = app.engine
     now = app.clock()
@@ -56,7 +56,7 @@ def sync_entries(app: App, entries: Sequence[CronEntry]) -> None:
 
 
 def insert_due(
-    app: App,
+    app: AppCore,
     entries: Sequence[CronEntry],
     *,
     reboot: bool = False,
@@ -95,7 +95,7 @@ class Cron(Looper):
     name = "cron"
     leader_only = True
 
-    def __init__(self, node: Node, entries: Sequence[CronEntry]) -> None:
+    def __init__(self, node: PluginHost, entries: Sequence[CronEntry]) -> None:
         super().__init__(node, MAX_SLEEP)
         self.entries = tuple(entries)
         self._term = 0

@@ -32,7 +32,7 @@ from ..worker import (
 )
 
 if TYPE_CHECKING:
-    from ..app import App
+    from ..core import AppCore
 
 ALIASES = {
     "@yearly": "0 0 1 1 *",
@@ -202,7 +202,7 @@ class CronEntry:
     def is_reboot(self) -> bool:
         return self.schedule == REBOOT
 
-    def resolve(self, app: App) -> type[Worker]:
+    def resolve(self, app: AppCore) -> type[Worker]:
         """The worker class; a name must be registered on the app."""
         if isinstance(self.worker, type):
             return self.worker

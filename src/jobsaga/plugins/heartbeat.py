@@ -39,8 +39,7 @@ from ..errors import ConfigError, NodeStateError
 from ..serialization import dumps
 
 if TYPE_CHECKING:
-    from ..runtime.executor import AttemptThreads
-    from ..runtime.node import Node
+    from .base import PluginHost, WatchedThreads
 
 log = logging.getLogger("jobsaga.plugins.heartbeat")
 
@@ -48,7 +47,7 @@ log = logging.getLogger("jobsaga.plugins.heartbeat")
 class Heartbeat:
     name = "heartbeat"
 
-    def __init__(self, node: Node, interval: float, rescue_after: float) -> None:
+    def __init__(self, node: PluginHost, interval: float, rescue_after: float) -> None:
         self.node = node
         self.interval = interval
         self.rescue_after = rescue_after
@@ -60,7 +59,7 @@ class Heartbeat:
         self._tick = threading.Event()
         """Set to beat early (a change of health) or to stop."""
         self._stopping = False
-        self._held: list[AttemptThreads] | None = None
+        self._held: list[WatchedThreads] | None = None
         """While lingering after the node stopped: the threads it vouches for."""
         self._thread: threading.Thread | None = None
         self._warned = False

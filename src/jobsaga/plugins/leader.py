@@ -28,7 +28,7 @@ from ..errors import ConfigError
 from .base import Counts, Looper
 
 if TYPE_CHECKING:
-    from ..runtime.node import Node
+    from .base import PluginHost
 
 log = logging.getLogger("jobsaga.plugins.leader")
 
@@ -44,7 +44,7 @@ class Leader(Looper):
     leader_only = False
     emits = False  # a renewal every lease / 3 is no event; elections and resignations are
 
-    def __init__(self, node: Node, lease: float, *, eligible: bool = True) -> None:
+    def __init__(self, node: PluginHost, lease: float, *, eligible: bool = True) -> None:
         if lease <= 0:
             raise ConfigError(f"leader_lease must be > 0 seconds, got {lease!r}")
         super().__init__(node, lease / 3)

@@ -24,8 +24,8 @@ from ..serialization import dumps
 from .base import Counts, Looper
 
 if TYPE_CHECKING:
-    from ..app import App
-    from ..runtime.node import Node
+    from ..core import AppCore
+    from .base import PluginHost
 
 log = logging.getLogger("jobsaga.plugins.lifeline")
 
@@ -64,7 +64,7 @@ def restart_message(row: dict[str, Any], last_beat: datetime | None, rescuer: st
 
 
 def rescue_orphans(
-    app: App, rescue_after: float, rescuer: str, limit: int = RESCUE_BATCH
+    app: AppCore, rescue_after: float, rescuer: str, limit: int = RESCUE_BATCH
 ) -> Rescued:
     """One batch: find orphaned executing jobs and put them back (or discard them)."""
     engine = app.engine
@@ -77,7 +77,7 @@ def rescue_orphans(
     return _rescue(app, "find_orphans", params, rescuer, orphan_message)
 
 
-def rescue_own_orphans(app: App, node: str, started_at: datetime) -> Rescued:
+def rescue_own_orphans(app: AppCore, node: str, started_at: datetime) -> Rescued:
     """Jobs left executing under ``node``'s name by a process that died before this one
     started (claimed before ``started_at``): rescued at start, without waiting."""
     engine = app.engine
@@ -88,7 +88,9 @@ def rescue_own_orphans(app: App, node: str, started_at: datetime) -> Rescued:
 Message = Callable[[dict[str, Any], datetime | None, str], str]
 
 
-def _rescue(app: App, find: str, params: dict[str, Any], rescuer: str, message: Message) -> Rescued:
+def _rescue(
+    app: AppCore, find: str, params: dict[str, Any], rescuer: str, message: Message
+) -> Rescued:
     engine = app.engine
     with engine.transaction() as tx:
         found = tx.execute(engine.queries[find], params)
@@ -98,7 +100,7 @@ def _rescue(app: App, find: str, params: dict[str, Any], rescuer: str, message: 
 
 
 def rescue_rows(
-    app: App, tx: Any, found: list[dict[str, Any]], rescuer: str, message: Message
+    app: AppCore, tx: Any, found: list[dict[str, Any]], rescuer: str, message: Message
 ) -> Rescued:
     """Put executing jobs back (``available``, or ``discarded`` on their last attempt), the
     attempt counted and an ``orphaned`` error appended, in the caller's transaction. Each row
@@ -141,7 +143,7 @@ def rescue_rows(
     return rescued
 
 
-def forget_dead_nodes(app: App) -> None:
+def forget_dead_nodes(app: AppCore) -> None:
     engine = app.engine
     before = app.clock() - FORGET_NODES_AFTER
     with engine.transaction() as tx:
@@ -152,7 +154,7 @@ class Lifeline(Looper):
     name = "lifeline"
     leader_only = True
 
-    def __init__(self, node: Node, interval: float, rescue_after: float) -> None:
+    def __init__(self, node: PluginHost, interval: float, rescue_after: float) -> None:
         super().__init__(node, interval)
         self.rescue_after = rescue_after
 
@@ -200,11 +202,5 @@ class Lifeline(Looper):
     async def final_failure(self, job: Job[Any]) -> None:
         """Run the worker's final-failure hook for a job discarded as orphaned (best effort:
         a worker this node does not know, or a hook that raises, is logged)."""
-        executor = self.node.executor
-        try:
-            worker_cls = self.node.app.worker_for(job.worker)
-            typed = job.with_args(worker_cls.parse_args(job.args))
-            error = JobOrphaned(job.errors[-1]["error"] if job.errors else "orphaned")
-            await executor.call(executor.instance(worker_cls).on_final_failure, typed, error)
-        except Exception:
-            log.exception("on_final_failure of orphaned job %d (%s) failed", job.id, job.worker)
+        error = JobOrphaned(job.errors[-1]["error"] if job.errors else "orphaned")
+        await self.node.run_final_failure(job, error)

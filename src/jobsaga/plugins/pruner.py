@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING
 from .base import Counts, Looper
 
 if TYPE_CHECKING:
-    from ..app import App
-    from ..runtime.node import Node
+    from ..core import AppCore
+    from .base import PluginHost
 
 MAX_BATCHES = 20
 
 
-def prune_jobs(app: App, max_age: float, limit: int) -> int:
+def prune_jobs(app: AppCore, max_age: float, limit: int) -> int:
     """Delete one batch of finished jobs older than ``max_age`` seconds; returns how many."""
     engine = app.engine
     before = app.clock() - timedelta(seconds=max_age)
@@ -35,7 +35,7 @@ class Pruner(Looper):
     name = "pruner"
     leader_only = True
 
-    def __init__(self, node: Node, interval: float, max_age: float, limit: int) -> None:
+    def __init__(self, node: PluginHost, interval: float, max_age: float, limit: int) -> None:
         super().__init__(node, interval)
         self.max_age = max_age
         self.limit = limit

@@ -26,7 +26,7 @@ from .base import Counts, Looper
 from .lifeline import Rescued, rescue_rows
 
 if TYPE_CHECKING:
-    from ..app import App
+    from ..core import AppCore
 
 log = logging.getLogger("jobsaga.plugins.reconciler")
 
@@ -52,7 +52,7 @@ def unwritten_message(row: dict[str, Any], last_beat: datetime | None, rescuer: 
 
 
 def reconcile(
-    app: App, node: str, before: datetime, known: set[int], unsettled: Mapping[int, int]
+    app: AppCore, node: str, before: datetime, known: set[int], unsettled: Mapping[int, int]
 ) -> Reconciled:
     """Find the jobs executing under ``node``, claimed before ``before``, that are not in
     ``known``; give them back, or rescue those in ``unsettled`` (id -> attempt that ran)."""

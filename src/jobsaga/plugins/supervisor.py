@@ -28,7 +28,7 @@ from .reconciler import Reconciler
 from .stager import Stager
 
 if TYPE_CHECKING:
-    from ..runtime.node import Node
+    from .base import PluginHost
 
 
 SECONDS = (
@@ -86,7 +86,7 @@ class PluginOptions:
 
 
 class NodePlugins:
-    def __init__(self, node: Node, options: PluginOptions) -> None:
+    def __init__(self, node: PluginHost, options: PluginOptions) -> None:
         self.node = node
         self.options = options
         self.heartbeat = Heartbeat(node, options.heartbeat_interval, options.rescue_after)

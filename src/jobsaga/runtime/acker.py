@@ -29,7 +29,7 @@ from typing import Any
 from ..engines import Ack
 from ..engines.rows import salvage
 from ..errors import DatabaseUnavailable
-from .waiting import wait_event
+from ..waiting import wait_event
 
 log = logging.getLogger("jobsaga.runtime.acker")
 

@@ -29,27 +29,19 @@ from typing import TYPE_CHECKING, Any
 
 from .. import _context
 from ..engines import Ack
-from ..errors import JobsagaError, JobTimeout
+from ..errors import InvalidResult, JobTimeout, PerformError
 from ..job import Job, JobSpec, JobState
 from ..results import Cancel, Complete, Discard, Error, Snooze
 from ..worker import Worker
 
 if TYPE_CHECKING:
-    from ..app import App
+    from ..core import AppCore
 
 log = logging.getLogger("jobsaga.runtime.executor")
 
 
-class PerformError(JobsagaError):
-    """A perform returned ``Error(reason)``; handed to ``on_final_failure`` like an exception."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class InvalidResult(JobsagaError, TypeError):
-    """A perform returned something that is not a result (a class instead of an instance...)."""
+NOT_RETURNED: Any = object()
+"""What ``Outcome.returned`` holds when the perform raised or timed out."""
 
 
 @dataclass(slots=True)
@@ -62,6 +54,9 @@ class Outcome:
     snooze: float | None = None
     reason: str | None = None
     enqueue: tuple[JobSpec, ...] = ()
+    returned: Any = NOT_RETURNED
+    """What the perform returned, before it was classified: the testing toolkit hands it to
+    the test as is (``perform_job``), and it tells a raise from an ``Error`` result."""
 
 
 def error_record(
@@ -148,7 +143,7 @@ class AttemptThreads(concurrent.futures.Executor):
 
 
 class Executor:
-    def __init__(self, app: App, node_name: str, threads: ThreadPoolExecutor) -> None:
+    def __init__(self, app: AppCore, node_name: str, threads: ThreadPoolExecutor) -> None:
         self.app = app
         self.node_name = node_name
         self.threads = threads
@@ -211,7 +206,9 @@ class Executor:
             raise
         except Exception as exc:
             return Outcome(JobState.RETRYABLE, error=exc), typed, worker
-        return classify(result), typed, worker
+        outcome = classify(result)
+        outcome.returned = result
+        return outcome, typed, worker
 
     def _abandon_threads(self, job: Job[Any], threads: AttemptThreads) -> None:
         """The attempt overran its timeout with user code still in threads (a sync perform,

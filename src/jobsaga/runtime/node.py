@@ -33,15 +33,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ..engines import Ack
 from ..errors import ConfigError, NodeStateError, NodeStopTimeout
 from ..job import Job, JobState
-from ..operations.node_control import NodeControl
 from ..plugins.reconciler import CLAIM_MARGIN
 from ..plugins.supervisor import NodePlugins, PluginOptions
 from .acker import Acker
+from .control import NodeControl
 from .executor import AttemptThreads, Executor, error_record
 from .producer import QueueProducer
 
 if TYPE_CHECKING:
-    from ..app import App
+    from ..core import AppCore
 
 log = logging.getLogger("jobsaga.runtime.node")
 T = TypeVar("T")
@@ -54,7 +54,7 @@ def default_node_name() -> str:
 class Node:
     def __init__(
         self,
-        app: App,
+        app: AppCore,
         queues: Mapping[str, int],
         *,
         name: str | None = None,
@@ -151,6 +151,18 @@ class Node:
 
     def stager_wake(self) -> None:
         self.plugins.stager.wake()
+
+    async def run_final_failure(self, job: Job[Any], error: BaseException) -> None:
+        """Run the worker's final-failure hook for a job that ended elsewhere than in this
+        node's executor (the lifeline discards orphans): best effort, a worker this node does
+        not know or a hook that raises is logged."""
+        executor = self.executor
+        try:
+            worker_cls = self.app.worker_for(job.worker)
+            typed = job.with_args(worker_cls.parse_args(job.args))
+            await executor.call(executor.instance(worker_cls).on_final_failure, typed, error)
+        except Exception:
+            log.exception("on_final_failure of job %d (%s) failed", job.id, job.worker)
 
     # --- what this node knows it runs (for the reconciler) ----------------------------------
 

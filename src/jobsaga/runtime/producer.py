@@ -18,9 +18,10 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from ..errors import ConfigError
 from ..job import Job, JobState
+from ..waiting import wait_event
 from .executor import AttemptThreads, queue_wait
-from .waiting import wait_event
 
 if TYPE_CHECKING:
     from .node import Node
@@ -31,7 +32,7 @@ log = logging.getLogger("jobsaga.runtime.producer")
 class QueueProducer:
     def __init__(self, node: Node, queue: str, limit: int) -> None:
         if limit < 1:
-            raise ValueError(f"queue {queue!r}: concurrency limit must be >= 1, got {limit}")
+            raise ConfigError(f"queue {queue!r}: concurrency limit must be >= 1, got {limit}")
         self.node = node
         self.queue = queue
         self.limit = limit
@@ -64,7 +65,7 @@ class QueueProducer:
     def scale(self, limit: int) -> None:
         """Change the concurrency limit; lowering it lets running jobs finish."""
         if limit < 1:
-            raise ValueError(f"queue {self.queue!r}: concurrency limit must be >= 1, got {limit}")
+            raise ConfigError(f"queue {self.queue!r}: concurrency limit must be >= 1, got {limit}")
         self.limit = limit
         self._wake.set()
         self.check_stalled()

@@ -34,13 +34,13 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
+from ..errors import JobCancelled
 from ..job import JobState
-from .errors import JobCancelled
 from .executor import INTERRUPT_FLUSH_TIMEOUT, Execution
 from .state import RunResult
 
 if TYPE_CHECKING:
-    from ..app import App
+    from ..core import AppCore
     from ..job import Job
 
 log = logging.getLogger("jobsaga.workflow")
@@ -53,7 +53,7 @@ DEFAULT_ROLLBACK_TIMEOUT = 60.0
 
 
 async def run_in_job(
-    app: App, execution: Execution, job: Job[Any], *, rollback_timeout: float
+    app: AppCore, execution: Execution, job: Job[Any], *, rollback_timeout: float
 ) -> RunResult:
     """Run ``execution`` for ``job``; when the perform is cancelled, roll the run back if the
     job was cancelled (then re-raise), else interrupt it so the next attempt resumes it."""
@@ -83,7 +83,7 @@ async def run_in_job(
         raise
 
 
-async def cancel_cause(app: App, job: Job[Any]) -> JobCancelled | None:
+async def cancel_cause(app: AppCore, job: Job[Any]) -> JobCancelled | None:
     """A :class:`JobCancelled` carrying the cancel's reason when the job's row says it was
     cancelled; None otherwise (a shutdown or a timeout), or when the row cannot be read."""
     read = asyncio.create_task(asyncio.to_thread(app.get_job, job.id))

@@ -42,19 +42,20 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from .. import _context
-from ..job import Job
-from .context import StepContext
-from .dsl import Argument, Workflow
-from .encoding import StepResultError, error_json
-from .errors import (
+from ..errors import (
     RecordedError,
     RetriesExhausted,
     RetryCancelled,
     RunLogUnwritable,
     StepArgumentError,
     StepFailure,
+    StepResultError,
     WorkflowError,
 )
+from ..job import Job
+from .context import StepContext
+from .dsl import Argument, Workflow
+from .encoding import error_json
 from .records import RunStatus, StepStatus
 from .results import Continue, Retry
 from .runlog import Resumed, RunLog
@@ -70,7 +71,7 @@ from .state import (
 )
 
 if TYPE_CHECKING:
-    from ..app import App
+    from ..core import AppCore
 
 logger = logging.getLogger("jobsaga.workflow")
 
@@ -87,7 +88,7 @@ class Execution:
 
     def __init__(
         self,
-        app: App,
+        app: AppCore,
         workflow: type[Workflow],
         inputs: Mapping[str, Any],
         context: Any,

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import FilterError, UnknownStepError
 
 if TYPE_CHECKING:
-    from ..app import App
+    from ..core import AppCore
     from ..engines import Engine
 
 
@@ -184,14 +184,14 @@ def _fields(run: RunRecord) -> dict[str, Any]:
     return {name: getattr(run, name) for name in RunRecord.__slots__}
 
 
-def get_run(app: App, run_id: int) -> RunRecord | None:
+def get_run(app: AppCore, run_id: int) -> RunRecord | None:
     """One run with its steps (in declaration order) and its events (in the order they happened)."""
     with app.engine.read() as tx:  # a poll: on SQLite, no write lock
         return read_run(app.engine, tx, run_id)
 
 
 def list_runs(
-    app: App,
+    app: AppCore,
     *,
     status: str | Iterable[str] | None = None,
     workflow: str | None = None,

@@ -31,8 +31,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DatabaseUnavailable, DataRejected, MigrationError, RunLogUnwritable
-from ..runtime.waiting import wait_event
 from ..serialization import dumps
+from ..waiting import wait_event
 from .encoding import json_text, jsonable, safe_json_text
 from .records import (
     EventRecord,
@@ -45,7 +45,7 @@ from .records import (
 )
 
 if TYPE_CHECKING:
-    from ..app import App
+    from ..core import AppCore
     from ..engines import Engine
 
 
@@ -178,7 +178,7 @@ class RunLog:
     def close(self) -> None:
         """The attempt is over (cut short): write nothing more."""
 
-    async def record(self, app: App) -> RunRecord:
+    async def record(self, app: AppCore) -> RunRecord:
         """The run as a record, the same shape ``get_run`` reads from the database."""
         run = self.run
         return RunRecord(
@@ -515,30 +515,8 @@ class SqlRunLog(RunLog):
     def _write(
         self, steps: list[dict[str, Any]], events: list[dict[str, Any]], run: dict[str, Any] | None
     ) -> None:
-        engine = self._engine
-        q = engine.queries
-        if "write_log" in q:  # PostgreSQL: one statement, one round trip
-            params = {
-                "run_id": self.run_id,
-                "attempt": self.attempt,
-                "steps": dumps(steps),
-                "events": dumps(events),
-                "update_run": run is not None,
-                **(run or dict.fromkeys(("status", "result", "error", "now", "finished_at"))),
-            }
-            params.pop("id", None)
-            engine.execute_one(q["write_log"], params)
-            return
-        with engine.transaction() as tx:  # BEGIN IMMEDIATE: the fence holds till COMMIT
-            fence = tx.execute(q["run_attempt"], {"id": self.run_id})
-            if not fence or int(fence[0]["attempt"]) > self.attempt:
-                return  # a later attempt took the run over: this one's writes are stale
-            if steps:
-                tx.execute(q["upsert_steps"], {"run_id": self.run_id, "rows": dumps(steps)})
-            if events:
-                tx.execute(q["insert_events"], {"run_id": self.run_id, "rows": dumps(events)})
-            if run is not None:
-                tx.execute(q["update_run"], run)
+        assert self.run_id is not None  # writes start once the run is opened
+        self._engine.write_run_log(self.run_id, self.attempt, steps, events, run)
 
     def _wire(self, row: dict[str, Any]) -> dict[str, Any]:
         tj = self._engine.time_json
@@ -578,7 +556,7 @@ class SqlRunLog(RunLog):
         if self._failure is not None:
             raise self._failure
 
-    async def record(self, app: App) -> RunRecord:
+    async def record(self, app: AppCore) -> RunRecord:
         await self.flush()
         assert self.run_id is not None
         found = await asyncio.to_thread(get_run, app, self.run_id)

@@ -1,8 +1,8 @@
-"""The two ways into a workflow run: inside a job (``WorkflowWorker``), or the test entry point.
+"""The two ways into a workflow run: inside a job (``WorkflowWorker``), or a test's run.
 
 A saga started from a request handler or a script has nobody to retry it, rescue it from a
 dead node or hold its follow-up jobs until it succeeds, so starting one outside a job is
-refused. Tests are the exception, through :func:`run_workflow_in_test_context`.
+refused. Tests are the exception, through ``jobsaga.testing.run_workflow``.
 """
 
 from __future__ import annotations
@@ -14,28 +14,27 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ValidationError
 
 from .. import _context
-from ..job import JobState
-from ..worker import describe_validation_error
-from .cancelling import DEFAULT_ROLLBACK_TIMEOUT, run_in_job
-from .dsl import Workflow, outside_job_error
-from .errors import (
+from ..errors import (
     RunAbandoned,
     RunStateError,
     WorkflowDefinitionError,
     WorkflowInputError,
-    WorkflowOutsideJobError,
 )
+from ..job import JobState
+from ..worker import describe_validation_error
+from .cancelling import DEFAULT_ROLLBACK_TIMEOUT, run_in_job
+from .dsl import Workflow, outside_job_error
 from .executor import Execution
 from .records import RunStatus, get_run
 from .runlog import LOG_WRITE_TIMEOUT, RunLog, SqlRunLog
 from .state import RunResult
 
 if TYPE_CHECKING:
-    from ..app import App
+    from ..core import AppCore
     from ..job import Job
 
 
-def known_workflows(app: App) -> dict[str, type[Workflow]]:
+def known_workflows(app: AppCore) -> dict[str, type[Workflow]]:
     """The workflows an app knows by name: registered ones and those of its workflow workers."""
     candidates: list[Any] = list(app.workflows.values())
     candidates += [getattr(worker, "workflow", None) for worker in app.workers.values()]
@@ -92,7 +91,7 @@ def validate_context(workflow: type[Workflow], context: Any) -> Any:
 
 
 async def execute(
-    app: App,
+    app: AppCore,
     workflow: type[Workflow],
     inputs: Any = None,
     context: Any = None,
@@ -102,15 +101,18 @@ async def execute(
     persist: bool = True,
     rollback_timeout: float = DEFAULT_ROLLBACK_TIMEOUT,
     log_write_timeout: float = LOG_WRITE_TIMEOUT,
-    _test_context: bool = False,
+    test_run: bool = False,
 ) -> RunResult:
     """Run ``workflow`` for ``job`` (what ``WorkflowWorker.perform`` does). Cancelled while it
     runs, it rolls the run back if the job was cancelled, within ``rollback_timeout`` seconds,
     and leaves it for the next attempt otherwise (see :mod:`.cancelling`). A run log write
     that still fails after ``log_write_timeout`` seconds of retries stops the run
-    (``RunLogUnwritable``), leaving it for the next attempt too."""
+    (``RunLogUnwritable``), leaving it for the next attempt too.
+
+    ``test_run`` is the testing toolkit's run (``jobsaga.testing.run_workflow``): the only
+    run allowed without a job."""
     workflow = check_workflow(workflow)
-    if job is None and not _test_context:
+    if job is None and not test_run:
         raise outside_job_error(workflow)
     checked_inputs = validate_inputs(workflow, inputs)
     checked_context = validate_context(workflow, context)
@@ -135,7 +137,7 @@ async def execute(
         attempt=run_attempt,
         # On a node, sync steps share its bounded pool; the test entry point runs outside
         # any node (even when called from a job's code) and uses a pool of its own.
-        threads=None if _test_context else _context.job_threads.get(),
+        threads=None if test_run else _context.job_threads.get(),
     )
     if job is None:
         return await execution.run()
@@ -151,78 +153,8 @@ def retried_after(job: Job[Any] | None) -> int | None:
     return stamp if isinstance(stamp, int) and not isinstance(stamp, bool) else None
 
 
-async def arun_workflow_in_test_context(
-    app: App,
-    workflow: type[Workflow],
-    inputs: Any = None,
-    context: Any = None,
-    *,
-    attempt: int = 1,
-    persist: bool = True,
-) -> RunResult:
-    """The async form of :func:`run_workflow_in_test_context`, for async tests."""
-    result = await execute(
-        app,
-        workflow,
-        inputs,
-        context,
-        job=None,
-        attempt=attempt,
-        persist=persist,
-        _test_context=True,
-    )
-    assert result.log is not None
-    result.run = await result.log.record(app)
-    return result
-
-
-def run_workflow_in_test_context(
-    app: App,
-    workflow: type[Workflow],
-    inputs: Any = None,
-    context: Any = None,
-    *,
-    attempt: int = 1,
-    persist: bool = True,
-) -> RunResult:
-    """Run a workflow to its end in a test, without a job, and return how it went.
-
-    This is the one sanctioned way to run a workflow outside a job (everywhere else that is
-    refused). It behaves exactly as a run inside a ``WorkflowWorker`` would: inputs and the
-    ``Context`` model are validated first (``WorkflowInputError`` names a missing input),
-    steps run concurrently with retries, compensation and undo, enqueueing from a step raises
-    ``EnqueueInStepError``, and telemetry is emitted on ``app.telemetry``. The differences:
-    ``ctx.job`` is None and ``ctx.attempt`` is ``attempt``; the run has no job id (so no
-    crash recovery); follow-up jobs are returned, not inserted.
-
-    ``persist=True`` (needs ``app.migrate()``) writes the run log to the app's database, as
-    production does; ``persist=False`` keeps it in memory. Either way the returned
-    :class:`RunResult` carries ``value`` or ``error`` (a ``WorkflowError``, never raised
-    here: call ``result.unwrap()`` to raise it), ``status``, ``follow_ups`` and ``run``, the
-    :class:`RunRecord` with every step's status, result, error and tries and the ordered
-    events (``run.undo_order()``, ``run.steps_with("undone")``...).
-
-    It starts its own event loop, so call it from synchronous code; from a coroutine, await
-    :func:`arun_workflow_in_test_context` instead.
-    """
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        pass
-    else:
-        raise WorkflowOutsideJobError(
-            "run_workflow_in_test_context was called on a running event loop; "
-            "await arun_workflow_in_test_context(...) there instead"
-        )
-    return asyncio.run(
-        arun_workflow_in_test_context(
-            app, workflow, inputs, context, attempt=attempt, persist=persist
-        )
-    )
-
-
 async def aroll_back_run(
-    app: App,
+    app: AppCore,
     run_id: int,
     *,
     reason: str = "rolled back by an operator",
@@ -284,7 +216,7 @@ async def aroll_back_run(
 
 
 def roll_back_run(
-    app: App, run_id: int, *, reason: str = "rolled back by an operator", force: bool = False
+    app: AppCore, run_id: int, *, reason: str = "rolled back by an operator", force: bool = False
 ) -> RunResult:
     """The synchronous form of :func:`aroll_back_run` (what ``jobsaga runs rollback`` calls)."""
     return asyncio.run(aroll_back_run(app, run_id, reason=reason, force=force))

@@ -35,20 +35,19 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import BaseModel, ConfigDict, create_model
 
 from .. import _context
-from ..errors import ConfigError
+from ..errors import ConfigError, WorkflowError, WorkflowOutsideJobError
 from ..job import Job
 from ..results import Complete
 from ..worker import Worker
 from .cancelling import DEFAULT_ROLLBACK_TIMEOUT
 from .dsl import Workflow
-from .errors import WorkflowError, WorkflowOutsideJobError
 from .records import get_run, list_runs
 from .runlog import LOG_WRITE_TIMEOUT, append_event
 from .running import aroll_back_run, check_workflow, execute, retried_after
 from .state import follow_ups_of
 
 if TYPE_CHECKING:
-    from ..app import App
+    from ..core import AppCore
 
 log = logging.getLogger("jobsaga.workflow")
 
@@ -197,7 +196,7 @@ class WorkflowWorker(Worker):
             log.exception("job %d: inserting the follow-ups of its succeeded run failed", job.id)
             return True  # the saga succeeded all the same: a failure hook would be wrong
 
-    def _finish_succeeded_orphan(self, app: App, job: Job[Any]) -> bool:
+    def _finish_succeeded_orphan(self, app: AppCore, job: Job[Any]) -> bool:
         assert self.workflow is not None
         runs = list_runs(
             app, status="succeeded", workflow=self.workflow.name, job_id=job.id, limit=1
@@ -244,8 +243,7 @@ class WorkflowWorker(Worker):
             raise WorkflowOutsideJobError(
                 f"{type(self).__qualname__}.perform runs a workflow and needs its App: it runs "
                 "on a node (app.node(...)), which provides it. In tests use "
-                "jobsaga.testing's perform_job, or run_workflow_in_test_context for the "
-                "workflow alone."
+                "jobsaga.testing's perform_job, or its run_workflow for the workflow alone."
             )
         assert self.workflow is not None
         result = await execute(

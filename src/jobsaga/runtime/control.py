@@ -20,13 +20,13 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
-from ..runtime.waiting import wait_event
+from ..waiting import wait_event
 
 if TYPE_CHECKING:
-    from ..runtime.node import Node
-    from ..runtime.producer import QueueProducer
+    from .node import Node
+    from .producer import QueueProducer
 
-log = logging.getLogger("jobsaga.operations.node_control")
+log = logging.getLogger("jobsaga.runtime.control")
 
 STATUS_TTL_INTERVALS = 3
 """A node's published status expires after this many status intervals without a refresh."""
