@@ -3,6 +3,8 @@ layers above, through them) never finds a query missing on one dialect."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from jobsaga.engines import KINDS
 from jobsaga.engines.postgres import PostgresEngine
 from jobsaga.engines.sql import dialect_queries
@@ -37,3 +39,14 @@ def test_fragments_are_spliced_and_not_queries() -> None:
         assert "job_filter" not in queries
         assert "/*job_filter*/" not in queries["list_jobs_newest"]
         assert "state" in queries["list_jobs_newest"]
+
+
+def test_every_named_query_is_used() -> None:
+    """A query no code names is dead SQL that still has to be kept true to the schema."""
+    import jobsaga
+
+    package = Path(jobsaga.__file__).parent
+    code = "\n".join(path.read_text("utf-8") for path in package.rglob("*.py"))
+    for dialect in ENGINES:
+        unused = [name for name in dialect_queries(dialect) if f'"{name}"' not in code]
+        assert unused == [], dialect

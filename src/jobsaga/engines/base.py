@@ -594,6 +594,3 @@ def iter_statements(script: str) -> Iterator[str]:
     if rest and not all(ln.strip().startswith("--") or not ln.strip() for ln in rest.splitlines()):
         yield rest
 
-
-def loads_json(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, (str, bytes)) else value

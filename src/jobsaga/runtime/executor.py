@@ -19,7 +19,6 @@ import inspect
 import logging
 import math
 import threading
-import time
 import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -306,6 +305,3 @@ def queue_wait(job: Job[Any]) -> float:
         return 0.0
     return max(0.0, (job.attempted_at - job.scheduled_at).total_seconds())
 
-
-def monotonic() -> float:
-    return time.monotonic()

@@ -474,13 +474,6 @@ class Node:
         """Stopped, but still vouching (heartbeating) for jobs whose threads run on."""
         return self.plugins.heartbeat.lingering
 
-    async def run_until_stopped(self) -> None:
-        await self.start()
-        try:
-            await self.wait_stopped()
-        finally:
-            await self.stop()
-
     def run(self) -> None:
         """Run in the foreground until SIGTERM or SIGINT, then shut down gracefully."""
 
