@@ -3,7 +3,6 @@
 from .app import App
 from .backoff import default_backoff, tenacity_backoff
 from .config import NodeConfig
-from .engines.rows import UndecodableRow
 from .errors import (
     ArgsError,
     ConfigError,
@@ -12,17 +11,21 @@ from .errors import (
     DataRejected,
     EnqueueInStepError,
     FilterError,
+    InvalidResult,
     JobOrphaned,
     JobsagaError,
     JobTimeout,
     MigrationError,
+    PerformError,
+    RunLogUnwritable,
+    UndecodableRow,
     UnknownWorkerError,
+    WorkflowError,
 )
 from .job import Job, JobSpec, JobState
 from .operations import JobFilter, NodeQueue, QueueInfo
 from .plugins.crontab import CronEntry
 from .results import Cancel, Complete, Discard, Error, Snooze
-from .runtime.executor import InvalidResult, PerformError
 from .runtime.node import Node, NodeThread
 from .telemetry import Telemetry, logging_handler
 from .telemetry_logging import attach_default_logger
@@ -31,14 +34,11 @@ from .worker import Worker
 from .workflow import (
     Continue,
     Retry,
-    RunLogUnwritable,
     RunRecord,
     RunResult,
     StepContext,
     Workflow,
-    WorkflowError,
     WorkflowWorker,
-    run_workflow_in_test_context,
     step,
 )
 
@@ -91,7 +91,6 @@ __all__ = [
     "attach_default_logger",
     "default_backoff",
     "logging_handler",
-    "run_workflow_in_test_context",
     "step",
     "tenacity_backoff",
 ]

@@ -115,19 +115,19 @@ class CronConfig(_Section):
         if value is None:
             return None
         if not isinstance(value, (list, tuple)):
-            raise ValueError("crontab must be a list of entries")
+            raise ConfigError("crontab must be a list of entries")
         items = []
         for index, item in enumerate(value):
             if isinstance(item, Mapping):
                 options = dict(item)
                 unknown = set(options) - CRON_KEYS
                 if unknown:
-                    raise ValueError(
+                    raise ConfigError(
                         f"entry #{index}: unknown key {sorted(unknown)[0]!r} "
                         f"(known: {', '.join(sorted(CRON_KEYS))})"
                     )
                 if "expression" not in options or "worker" not in options:
-                    raise ValueError(f"entry #{index}: needs 'expression' and 'worker'")
+                    raise ConfigError(f"entry #{index}: needs 'expression' and 'worker'")
                 item = (options.pop("expression"), options.pop("worker"), options)
             items.append(item)
         entries: tuple[CronEntry, ...] = coerce_crontab(items)
@@ -205,7 +205,7 @@ class NodeConfig(_Section):
             value = parse_queue_list(value)
         if isinstance(value, Mapping):
             if not value:
-                raise ValueError("give at least one queue, e.g. default = 10")
+                raise ConfigError("give at least one queue, e.g. default = 10")
             for queue in value:
                 check_queue_name(queue)
         return value
@@ -214,7 +214,7 @@ class NodeConfig(_Section):
     @classmethod
     def _name(cls, value: str | None) -> str | None:
         if value is not None and not value.strip():
-            raise ValueError("node name must not be blank")
+            raise ConfigError("node name must not be blank")
         return value
 
     # --- building ---------------------------------------------------------------------------
@@ -288,7 +288,7 @@ def parse_queue_list(text: str) -> dict[str, int]:
     for part in filter(None, (p.strip() for p in text.split(","))):
         name, sep, limit = part.partition("=")
         if not sep or not limit.strip().isdigit():
-            raise ValueError(f"{part!r}: use NAME=LIMIT, e.g. default=10")
+            raise ConfigError(f"{part!r}: use NAME=LIMIT, e.g. default=10")
         queues[name.strip()] = int(limit)
     return queues
 

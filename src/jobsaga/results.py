@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import ConfigError, NotAJobError
 from .job import JobSpec
 
 
@@ -20,7 +21,7 @@ class Snooze:
 
     def __post_init__(self) -> None:
         if not isinstance(self.seconds, (int, float)) or not self.seconds >= 0:  # NaN too
-            raise ValueError(f"Snooze needs a number of seconds >= 0, got {self.seconds!r}")
+            raise ConfigError(f"Snooze needs a number of seconds >= 0, got {self.seconds!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +54,7 @@ class Complete:
         specs = tuple(self.enqueue)
         for spec in specs:
             if not isinstance(spec, JobSpec):
-                raise TypeError(
+                raise NotAJobError(
                     f"Complete(enqueue=...) takes jobs built by Worker.new(), got {spec!r}"
                 )
         object.__setattr__(self, "enqueue", specs)

@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+from .errors import ConfigError
+
 log = logging.getLogger("jobsaga.telemetry")
 
 Handler = Callable[[str, Mapping[str, Any], Mapping[str, Any]], None]
@@ -30,7 +32,7 @@ class Telemetry:
         names = (events,) if isinstance(events, str) else tuple(events)
         with self._lock:
             if handler_id in self._handlers:
-                raise ValueError(f"a telemetry handler is already attached as {handler_id!r}")
+                raise ConfigError(f"a telemetry handler is already attached as {handler_id!r}")
             self._handlers[handler_id] = (names, handler)
             self._snapshot = tuple(self._handlers.values())
 

@@ -52,7 +52,7 @@ class UniqueSpec(BaseModel):
             or isinstance(value, bool)
             or not 0 < value <= MAX_DELAY_SECONDS  # False for NaN; inf and 1e12 overflow
         ):
-            raise ValueError(
+            raise ConfigError(
                 f"period must be a number of seconds above 0 and at most {MAX_DELAY_SECONDS:.0f}"
                 f" (100 years), or None / 'infinity' for forever; got {short_repr(value)}"
             )
@@ -62,14 +62,14 @@ class UniqueSpec(BaseModel):
     @classmethod
     def _states(cls, value: Any) -> Any:
         if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
-            raise ValueError(f"states must be a list of job states, got {short_repr(value)}")
+            raise ConfigError(f"states must be a list of job states, got {short_repr(value)}")
         names = tuple(s.value if isinstance(s, JobState) else str(s) for s in value)
         known = {s.value for s in JobState}
         bad = [s for s in names if s not in known]
         if bad:
-            raise ValueError(f"unknown job states {bad}; known: {sorted(known)}")
+            raise ConfigError(f"unknown job states {bad}; known: {sorted(known)}")
         if not names:
-            raise ValueError("states must name at least one state")
+            raise ConfigError("states must name at least one state")
         return names
 
     def key(self, worker: str, queue: str, args: dict[str, Any], meta: dict[str, Any]) -> str:

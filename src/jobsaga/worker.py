@@ -74,7 +74,7 @@ def check_delay(seconds: Any, what: str) -> float:
         or isinstance(seconds, bool)
         or not 0 <= seconds <= MAX_DELAY_SECONDS  # False for NaN
     ):
-        raise ValueError(
+        raise ConfigError(
             f"{what} must be a number of seconds from 0 to {MAX_DELAY_SECONDS:.0f} "
             f"(100 years), got {short_repr(seconds)}"
         )
@@ -130,14 +130,14 @@ class WorkerOptions(BaseModel):
     @classmethod
     def _timeout(cls, v: float | None) -> float | None:
         if v is not None and not (v > 0 and math.isfinite(v)):
-            raise ValueError("timeout must be a positive number of seconds, or None for no limit")
+            raise ConfigError("timeout must be a positive number of seconds, or None for no limit")
         return v
 
     @field_validator("backoff")
     @classmethod
     def _backoff(cls, v: Any) -> Any:
         if v is not None and not callable(v):
-            raise ValueError("backoff must be callable (attempt -> seconds) or a tenacity wait")
+            raise ConfigError("backoff must be callable (attempt -> seconds) or a tenacity wait")
         return v
 
 
@@ -169,7 +169,7 @@ def check_unique_keys(unique: UniqueSpec | None, args_model: type[BaseModel] | N
         return
     unknown = sorted(set(unique.keys) - set(args_model.model_fields))
     if unknown:
-        raise ValueError(
+        raise ConfigError(
             f"unique keys {unknown} are not fields of Args "
             f"(fields: {sorted(args_model.model_fields)})"
         )

@@ -9,7 +9,8 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ from typing import Any
 import pytest
 
 from jobsaga import App, ArgsError, ConfigError, Job, JobState, UniqueSpec, Worker
+from jobsaga.engines import Tx
+from jobsaga.errors import DatabaseError, UniqueInsertContention
 from jobsaga.job import MAX_DELAY_SECONDS
 from tests.jobs.conftest import count_jobs, job, wait_final
 from tests.jobs.sample_app import Unique
@@ -323,3 +326,39 @@ def test_several_processes_insert_one_job(app: App, db_url: str) -> None:
     assert count_jobs(app) == 1
     again = app.insert(Unique.new({"order": 44}))
     assert again.conflict is True and job(app, again.id).args == {"order": 44}
+
+
+class Contended:
+    """A transaction in which each insert of a unique job finds its key held and each lookup
+    finds it released again: how one inserter sees a storm of inserts and releases on a key."""
+
+    def __init__(self, tx: Tx, queries: Mapping[str, str]) -> None:
+        self.tx = tx
+        self.lost = {queries[name] for name in ("insert_jobs", "find_unique", "find_unique_many")}
+
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Any]:
+        return [] if sql in self.lost else self.tx.execute(sql, params)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.tx, name)
+
+
+def test_a_unique_insert_that_never_settles_is_a_transient_database_error(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It was a bare RuntimeError, outside the tree; it still is a RuntimeError."""
+    engine = app.engine
+    transaction = engine.transaction
+
+    @contextmanager
+    def contended(conn: Any = None) -> Iterator[Any]:
+        with transaction(conn) as tx:
+            yield Contended(tx, engine.queries)
+
+    monkeypatch.setattr(engine, "transaction", contended)
+    with pytest.raises(UniqueInsertContention, match="did not settle") as caught:
+        app.insert(Minute.new({"n": 1}))
+    assert isinstance(caught.value, DatabaseError) and isinstance(caught.value, RuntimeError)
+    monkeypatch.undo()
+    assert count_jobs(app) == 0
+    assert app.insert(Minute.new({"n": 1})).conflict is False  # the same insert, later

@@ -13,15 +13,8 @@ from typing import Any
 import pytest
 
 from jobsaga import App, Job, JobState, Workflow, WorkflowWorker, step
-from jobsaga.workflow import (
-    JobCancelled,
-    RecordedError,
-    RunRecord,
-    RunStatus,
-    get_run,
-    list_runs,
-    roll_back_run,
-)
+from jobsaga.errors import JobCancelled, RecordedError
+from jobsaga.workflow import RunRecord, RunStatus, get_run, list_runs, roll_back_run
 from jobsaga.workflow.running import execute
 from tests.helpers import wait_until
 from tests.workflow.conftest import TRAIL
@@ -113,7 +106,7 @@ def test_a_cancelled_job_rolls_its_run_back(
     run = run_of(app, job.id)
     assert run.status == "rolled_back"
     assert run.error is not None and run.error["step"] == "(cancelled)"
-    assert run.error["type"] == "jobsaga.workflow.errors.JobCancelled"
+    assert run.error["type"] == "jobsaga.errors.JobCancelled"
     assert run.error["message"] == f"job {job.id} was cancelled: customer changed their mind"
     assert run.statuses() == {
         "reserve": "undone",
@@ -281,7 +274,7 @@ def test_a_rollback_past_its_bound_is_left_to_the_operator(make_app: Callable[..
     assert TRAIL[-2:] == ["release r-o-5", "released"]  # the interrupted undo ran again
     cause = result.error.error if result.error is not None else None
     assert isinstance(cause, RecordedError)  # read back from the log of the cancelled attempt
-    assert cause.type_name == "jobsaga.workflow.errors.JobCancelled"
+    assert cause.type_name == "jobsaga.errors.JobCancelled"
     assert cause.message == f"job {job.id} was cancelled: cancelled by an operator"
 
 
@@ -330,7 +323,7 @@ def test_a_cancel_with_nothing_to_undo_ends_the_run_failed(app: App) -> None:
 def test_job_cancelled_is_a_run_abandoned_and_copies() -> None:
     import copy
 
-    from jobsaga.workflow import RunAbandoned
+    from jobsaga.errors import RunAbandoned
 
     error = JobCancelled(7, "no longer needed")
     assert isinstance(error, RunAbandoned)

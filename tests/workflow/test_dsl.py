@@ -8,12 +8,8 @@ import pytest
 from pydantic import BaseModel
 
 from jobsaga import App, StepContext, Workflow, step
-from jobsaga.workflow import (
-    WorkflowDefinitionError,
-    WorkflowInputError,
-    WorkflowOutsideJobError,
-    run_workflow_in_test_context,
-)
+from jobsaga.errors import WorkflowDefinitionError, WorkflowInputError, WorkflowOutsideJobError
+from jobsaga.workflow import run_workflow_in_test_context
 from jobsaga.workflow.graph import dag_mermaid
 
 

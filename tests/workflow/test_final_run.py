@@ -16,9 +16,10 @@ from collections.abc import Callable
 from typing import Any
 
 from jobsaga import App, Job, JobState, StepContext, Worker, Workflow, WorkflowWorker, step
+from jobsaga.errors import WorkflowError
 from jobsaga.plugins.lifeline import rescue_own_orphans
 from jobsaga.testing.runner import run_sync, runner
-from jobsaga.workflow import WorkflowError, get_run, list_runs
+from jobsaga.workflow import get_run, list_runs
 from tests.helpers import wait_until
 from tests.workflow.conftest import TRAIL
 

@@ -26,8 +26,8 @@ import psycopg
 import pytest
 
 from jobsaga import App, JobState, StepContext, Workflow, WorkflowWorker, step
-from jobsaga.errors import DatabaseUnavailable
-from jobsaga.workflow import StepResultError, get_run, list_runs, run_workflow_in_test_context
+from jobsaga.errors import DatabaseUnavailable, StepResultError
+from jobsaga.workflow import get_run, list_runs, run_workflow_in_test_context
 from tests.helpers import wait_until
 from tests.workflow.conftest import TRAIL
 

@@ -28,8 +28,8 @@ from jobsaga.demo.analytics import (
     Role,
     seed,
 )
-from jobsaga.errors import ConfigError
-from jobsaga.workflow import WorkflowError, WorkflowOutsideJobError, get_run, list_runs
+from jobsaga.errors import ConfigError, WorkflowError, WorkflowOutsideJobError
+from jobsaga.workflow import get_run, list_runs
 from tests.helpers import wait_until
 
 ACTOR = Actor(id="u-1", organization_id="org-1", role=Role.ANALYST)

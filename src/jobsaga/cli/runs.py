@@ -15,7 +15,8 @@ from typing import Any
 import click
 
 from ..app import App
-from ..workflow import RunStateError, Workflow, get_run, list_runs, roll_back_run
+from ..errors import RunStateError
+from ..workflow import Workflow, get_run, list_runs, roll_back_run
 from ..workflow.graph import dag_mermaid, dag_order
 from ..workflow.records import RunRecord, RunStatus
 from ..workflow.running import known_workflows

@@ -33,9 +33,10 @@ from typing import Any
 from pydantic import BaseModel
 
 from ..app import App
+from ..errors import WorkflowError
 from ..job import Job, JobSpec
 from ..worker import Worker
-from ..workflow import Continue, StepContext, Workflow, WorkflowError, WorkflowWorker, step
+from ..workflow import Continue, StepContext, Workflow, WorkflowWorker, step
 
 __all__ = [
     "Actor",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from ..app import App
+from ..errors import ConfigError
 from .runner import run_sync, runner
 
 OUTCOMES = ("completed", "retryable", "snoozed", "cancelled", "discarded")
@@ -32,7 +33,7 @@ def drain_queue(
     the failed attempt is written); ``with_limit`` caps how many jobs run.
     """
     if with_limit is not None and with_limit < 0:
-        raise ValueError(f"with_limit must be 0 or more, got {with_limit}")
+        raise ConfigError(f"with_limit must be 0 or more, got {with_limit}")
     counts: Counter[str] = Counter()
     snoozed: list[int] = []
     ran = 0

@@ -8,6 +8,7 @@ from typing import Any
 
 from .. import _context
 from ..app import App
+from ..errors import ConfigError
 from ..job import Job, JobSpec
 from .runner import run_sync, runner
 
@@ -33,7 +34,7 @@ def _inline(app: App, specs: Sequence[JobSpec], conn: Any) -> list[Job[Any]]:
 def testing_mode(mode: str) -> Iterator[None]:
     """Within the block, inserts follow ``mode`` (``"inline"`` or ``"manual"``)."""
     if mode not in MODES:
-        raise ValueError(f"testing mode must be one of {', '.join(MODES)}, got {mode!r}")
+        raise ConfigError(f"testing mode must be one of {', '.join(MODES)}, got {mode!r}")
     token = _context.insert_interceptor.set(_inline if mode == "inline" else None)
     try:
         yield

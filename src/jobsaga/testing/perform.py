@@ -14,8 +14,9 @@ from typing import Any
 from .. import _context
 from ..app import App
 from ..engines.base import utcnow
+from ..errors import ConfigError, InvalidResult
 from ..job import Job, JobSpec, JobState
-from ..runtime.executor import InvalidResult, classify
+from ..runtime.executor import classify
 from ..worker import Worker
 from .runner import NOT_RETURNED, Attempt, run_sync, runner
 
@@ -76,7 +77,7 @@ async def aperform_job(
 ) -> Any:
     """The async form of :func:`perform_job`, for async tests."""
     if attempt < 1:
-        raise ValueError(f"attempt must be 1 or more, got {attempt}")
+        raise ConfigError(f"attempt must be 1 or more, got {attempt}")
     spec = worker.new(args, **opts)
     done: Attempt | None
     if app is None:

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from ..errors import NotAJobError
 from ..job import Job, JobSpec
 
 C = TypeVar("C")
@@ -52,7 +53,7 @@ class StepContext(Generic[C]):
         """
         for spec in jobs:
             if not isinstance(spec, JobSpec):
-                raise TypeError(
+                raise NotAJobError(
                     f"enqueue_after_success takes jobs built by Worker.new(...), got {spec!r}"
                 )
         self.follow_ups.extend(jobs)

@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, field_validator
 
-from .errors import WorkflowDefinitionError, WorkflowOutsideJobError
+from ..errors import WorkflowDefinitionError, WorkflowOutsideJobError
 
 DEFAULT_MAX_RETRIES = 5
 DEFAULT_UNDO_RETRIES = 5
@@ -327,14 +327,14 @@ class WorkflowOptions(BaseModel):
     @classmethod
     def _limit(cls, v: int) -> int:
         if v < 1:
-            raise ValueError("max_concurrency must be >= 1")
+            raise WorkflowDefinitionError("max_concurrency must be >= 1")
         return v
 
     @field_validator("inputs", mode="before")
     @classmethod
     def _inputs(cls, v: Any) -> Any:
         if isinstance(v, str):
-            raise ValueError("inputs takes a list of names, e.g. inputs=['order_id']")
+            raise WorkflowDefinitionError("inputs takes a list of names, e.g. inputs=['order_id']")
         return v
 
 

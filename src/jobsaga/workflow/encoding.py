@@ -15,13 +15,8 @@ from typing import Any
 
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
-from ..errors import ArgsError
+from ..errors import ArgsError, StepResultError
 from ..serialization import dumps, normalize_json
-
-
-class StepResultError(TypeError):
-    """A step returned a value the run log cannot store as JSON."""
-
 
 OWNER = "the run log"
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import networkx as nx
 
-from .errors import WorkflowDefinitionError
+from ..errors import WorkflowDefinitionError
 
 if TYPE_CHECKING:
     from .dsl import StepDef

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import ConfigError
+
 
 @dataclass(frozen=True, slots=True)
 class Retry:
@@ -21,7 +23,7 @@ class Retry:
 
     def __post_init__(self) -> None:
         if self.delay is not None and (not isinstance(self.delay, (int, float)) or self.delay < 0):
-            raise ValueError(f"Retry delay must be seconds >= 0, got {self.delay!r}")
+            raise ConfigError(f"Retry delay must be seconds >= 0, got {self.delay!r}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,9 +10,9 @@ from typing import Any
 from tenacity import wait_exponential, wait_random
 
 from ..backoff import tenacity_backoff
+from ..errors import RecordedError, WorkflowError
 from ..job import JobSpec
 from .dsl import StepDef
-from .errors import RecordedError, WorkflowError
 from .records import RunRecord, RunStatus, StepRecord, StepStatus
 from .runlog import RunLog
 
