@@ -15,11 +15,11 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Self
+from typing import Any, ClassVar, Protocol, Self
 
 from . import _context
 from .engines import Engine, create_engine, resolve_url
-from .engines.base import Clock, utcnow
+from .engines.base import CallerConnection, Clock, utcnow
 from .errors import ConfigError, EnqueueInStepError, NotAJobError, UnknownWorkerError
 from .job import MAX_JOB_ID, Job, JobSpec
 from .telemetry import Telemetry
@@ -38,6 +38,14 @@ ENQUEUE_IN_STEP = (
 )
 
 
+class NamedWorkflow(Protocol):
+    """What the registry needs of a workflow class: its stable name (every
+    :class:`~jobsaga.Workflow` subclass has one). A protocol, so this layer need not import
+    the workflow layer above it, and a user's type checker still refuses a non-workflow."""
+
+    name: ClassVar[str]
+
+
 class AppCore:
     """A database, the workers and workflows stored jobs name, and inserting jobs.
 
@@ -50,7 +58,7 @@ class AppCore:
         url: str | None = None,
         *,
         workers: Iterable[type[Worker]] = (),
-        workflows: Iterable[Any] = (),
+        workflows: Iterable[type[NamedWorkflow]] = (),
         clock: Clock = utcnow,
         pool_size: int = 10,
     ) -> None:
@@ -61,7 +69,7 @@ class AppCore:
         self._engine: Engine | None = None
         self._engine_lock = threading.Lock()
         self._workers: dict[str, type[Worker]] = {}
-        self._workflows: dict[str, Any] = {}
+        self._workflows: dict[str, type[NamedWorkflow]] = {}
         self._listeners: list[LocalListener] = []
         self._control_appliers: list[Callable[[], None]] = []
         self.register(*workers)
@@ -88,7 +96,8 @@ class AppCore:
                 )
             self._workers[worker.name] = worker
 
-    def register_workflow(self, workflow: Any) -> None:
+    def register_workflow(self, workflow: type[NamedWorkflow]) -> None:
+        """Make a workflow known by its stable name (``jobsaga runs show`` draws it)."""
         name = getattr(workflow, "name", None) or f"{workflow.__module__}.{workflow.__qualname__}"
         self._workflows[name] = workflow
 
@@ -97,7 +106,7 @@ class AppCore:
         return dict(self._workers)
 
     @property
-    def workflows(self) -> Mapping[str, Any]:
+    def workflows(self) -> Mapping[str, type[NamedWorkflow]]:
         return dict(self._workflows)
 
     def worker_for(self, name: str) -> type[Worker]:
@@ -136,7 +145,7 @@ class AppCore:
 
     # --- insert ---------------------------------------------------------------------------
 
-    def insert(self, spec: JobSpec, *, conn: Any = None) -> Job[Any]:
+    def insert(self, spec: JobSpec, *, conn: CallerConnection | None = None) -> Job[Any]:
         """Store one job and return it (``conflict=True`` if a unique duplicate was found).
 
         With ``conn`` (a psycopg connection, PostgreSQL only) the job is written in the
@@ -144,7 +153,9 @@ class AppCore:
         """
         return self.insert_all([spec], conn=conn)[0]
 
-    def insert_all(self, specs: Sequence[JobSpec], *, conn: Any = None) -> list[Job[Any]]:
+    def insert_all(
+        self, specs: Sequence[JobSpec], *, conn: CallerConnection | None = None
+    ) -> list[Job[Any]]:
         """Store many jobs in one round trip; returns them in the order given."""
         specs = list(specs)
         for spec in specs:
@@ -160,10 +171,12 @@ class AppCore:
         self.announce(jobs)
         return jobs
 
-    async def ainsert(self, spec: JobSpec, *, conn: Any = None) -> Job[Any]:
+    async def ainsert(self, spec: JobSpec, *, conn: CallerConnection | None = None) -> Job[Any]:
         return (await self.ainsert_all([spec], conn=conn))[0]
 
-    async def ainsert_all(self, specs: Sequence[JobSpec], *, conn: Any = None) -> list[Job[Any]]:
+    async def ainsert_all(
+        self, specs: Sequence[JobSpec], *, conn: CallerConnection | None = None
+    ) -> list[Job[Any]]:
         return await asyncio.to_thread(self.insert_all, specs, conn=conn)
 
     def announce(self, jobs: Sequence[Job[Any]]) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 from ..errors import ArgsError, UndecodableRow, UniqueInsertContention
 from ..job import Job, JobSpec, JobState
@@ -30,9 +30,15 @@ from .rows import (
     well_shaped,
 )
 
+if TYPE_CHECKING:
+    import psycopg
+
 log = logging.getLogger("jobsaga.engines")
 
 Clock = Callable[[], datetime]
+CallerConnection: TypeAlias = "psycopg.Connection[Any]"
+"""A caller's own open connection, for a write inside the caller's transaction (``conn=``);
+only PostgreSQL's engine takes one."""
 Row = dict[str, Any]
 WakeCallback = Callable[[Mapping[str, Any]], None]
 
@@ -81,7 +87,7 @@ class Engine(abc.ABC):
     # --- primitives each dialect provides -------------------------------------------------
 
     @abc.abstractmethod
-    def transaction(self, conn: Any = None) -> AbstractContextManager[Tx]:
+    def transaction(self, conn: CallerConnection | None = None) -> AbstractContextManager[Tx]:
         """A write transaction; with ``conn`` (PostgreSQL), run inside the caller's transaction."""
 
     def read(self) -> AbstractContextManager[Tx]:
@@ -277,7 +283,9 @@ class Engine(abc.ABC):
             "lookup_key": lookup_key,
         }
 
-    def insert(self, specs: Sequence[JobSpec], conn: Any = None) -> list[Job[Any]]:
+    def insert(
+        self, specs: Sequence[JobSpec], conn: CallerConnection | None = None
+    ) -> list[Job[Any]]:
         """Store jobs in one transaction; unique ones that conflict come back marked ``conflict``."""
         if not specs:
             return []
@@ -396,7 +404,7 @@ class Engine(abc.ABC):
         jobs.sort(key=lambda j: (j.priority, j.scheduled_at, j.id))
         return jobs
 
-    def ack(self, acks: Sequence[Ack], conn: Any = None) -> set[int]:
+    def ack(self, acks: Sequence[Ack], conn: CallerConnection | None = None) -> set[int]:
         """Write a batch of outcomes; returns the ids that were still this attempt's to write.
 
         ``conn``: the caller's open transaction (PostgreSQL), for a job claimed inside it."""
@@ -429,7 +437,9 @@ class Engine(abc.ABC):
                 self.insert_in(tx, follow_ups)
         return written
 
-    def claim(self, job_id: int, node: str, attempt: int, conn: Any = None) -> Job[Any] | None:
+    def claim(
+        self, job_id: int, node: str, attempt: int, conn: CallerConnection | None = None
+    ) -> Job[Any] | None:
         """Mark one given waiting job (available, scheduled or retryable) executing as its
         ``attempt``-th try, whatever its queue or schedule: how the testing toolkit runs a job
         at once. None when it is not waiting. The node's path is ``fetch``."""
@@ -481,7 +491,7 @@ class Engine(abc.ABC):
             rows = tx.execute(self.queries["next_due"])
         return self.time_value(rows[0]["at"]) if rows else None
 
-    def get_job(self, job_id: int, conn: Any = None) -> Job[Any] | None:
+    def get_job(self, job_id: int, conn: CallerConnection | None = None) -> Job[Any] | None:
         with self.read() if conn is None else self.transaction(conn) as tx:
             rows = tx.execute(self.queries["get_job"], {"id": job_id})
         return self.row_to_job(rows[0]) if rows else None
@@ -593,4 +603,3 @@ def iter_statements(script: str) -> Iterator[str]:
     rest = "".join(buffer).strip()
     if rest and not all(ln.strip().startswith("--") or not ln.strip() for ln in rest.splitlines()):
         yield rest
-

@@ -47,7 +47,7 @@ from ..job import Job, JobSpec
 from ..redaction import redact_text, url_secrets
 from ..serialization import dumps
 from . import sql as sqlfiles
-from .base import Clock, Engine, Row, WakeCallback, inserted_job, utcnow
+from .base import CallerConnection, Clock, Engine, Row, WakeCallback, inserted_job, utcnow
 
 log = logging.getLogger("jobsaga.engines.postgres")
 
@@ -230,7 +230,7 @@ class PostgresEngine(Engine):
         return self._channel
 
     @contextmanager
-    def transaction(self, conn: Any = None) -> Iterator[_PgTx]:
+    def transaction(self, conn: CallerConnection | None = None) -> Iterator[_PgTx]:
         if conn is not None:
             # The caller's own transaction: it commits or rolls back, not us.
             callers = check_callers_connection(conn)
@@ -324,7 +324,9 @@ class PostgresEngine(Engine):
                 applied.append(version)
         return applied
 
-    def insert(self, specs: Sequence[JobSpec], conn: Any = None) -> list[Job[Any]]:
+    def insert(
+        self, specs: Sequence[JobSpec], conn: CallerConnection | None = None
+    ) -> list[Job[Any]]:
         """Plain jobs outside a caller's transaction are one autocommitted statement (insert
         and NOTIFY together); unique jobs and ``conn=`` take the transactional path."""
         if not specs or conn is not None or any(spec.unique_key is not None for spec in specs):

@@ -28,7 +28,7 @@ from typing import Any
 
 from ..errors import ConfigError, DatabaseError, DatabaseUnavailable, DataRejected, MigrationError
 from . import sql as sqlfiles
-from .base import Clock, Engine, Row, WakeCallback, iter_statements, utcnow
+from .base import CallerConnection, Clock, Engine, Row, WakeCallback, iter_statements, utcnow
 
 log = logging.getLogger("jobsaga.engines.sqlite")
 
@@ -205,7 +205,7 @@ class SqliteEngine(Engine):
                 conn.close()
 
     @contextmanager
-    def transaction(self, conn: Any = None) -> Iterator[_SqliteTx]:
+    def transaction(self, conn: CallerConnection | None = None) -> Iterator[_SqliteTx]:
         if conn is not None:
             raise ConfigError("inserting in the caller's transaction needs PostgreSQL")
         yield from self._scope("BEGIN IMMEDIATE")

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, field_validator
+from tenacity.wait import wait_base
 
 from ..errors import WorkflowDefinitionError, WorkflowOutsideJobError
 
@@ -36,7 +37,7 @@ DEFAULT_UNDO_RETRIES = 5
 DEFAULT_MAX_CONCURRENCY = 8
 CONTEXT_PARAM = "ctx"
 
-Backoff = float | Callable[[int], float] | Any
+Backoff = float | Callable[[int], float] | wait_base
 """Seconds before retry N: a number, a callable ``try -> seconds``, or a tenacity wait."""
 
 
@@ -474,6 +475,6 @@ def outside_job_error(workflow: type[Workflow]) -> WorkflowOutsideJobError:
         f"workflow {workflow.name} cannot run outside a job: a saga started from a request "
         "handler dies with it and cannot be retried or rescued. Declare "
         f"`class MyWorker(WorkflowWorker, workflow={workflow.__qualname__}, queue=...)` and "
-        "insert a job; in tests use jobsaga.workflow.run_workflow_in_test_context(app, "
-        f"{workflow.__qualname__}, inputs, context)."
+        "insert a job; in tests use jobsaga.testing.run_workflow("
+        f"{workflow.__qualname__}, inputs, context, app=app)."
     )
