@@ -9,11 +9,12 @@ from .assertions import all_enqueued, assert_enqueued, refute_enqueued
 from .drain import drain_queue
 from .modes import testing_mode
 from .perform import aperform_job, build_job, perform_job
-from .workflows import assert_steps, assert_undo_order, run_workflow
+from .workflows import arun_workflow, assert_steps, assert_undo_order, run_workflow
 
 __all__ = [
     "all_enqueued",
     "aperform_job",
+    "arun_workflow",
     "assert_enqueued",
     "assert_steps",
     "assert_undo_order",

@@ -1,4 +1,8 @@
-"""Assertions over the jobs an app has enqueued; a failure lists what is enqueued."""
+"""Assertions over the jobs an app has enqueued; a failure lists what is enqueued.
+
+They select with the operations' :class:`~jobsaga.operations.JobFilter` (``app.list_jobs``),
+so a criterion means in a test what it means to ``jobsaga jobs list`` and the bulk operations.
+"""
 
 from __future__ import annotations
 
@@ -7,74 +11,48 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ..app import App
-from ..job import Job
-from ..worker import Worker
+from ..job import Job, JobState
+from ..operations import JobFilter
 
-ENQUEUED = ("available", "scheduled", "retryable")
-
-
-def _subset(expected: Any, actual: Any) -> bool:
-    if isinstance(expected, dict):
-        return isinstance(actual, dict) and all(
-            k in actual and _subset(v, actual[k]) for k, v in expected.items()
-        )
-    return bool(expected == actual)
-
-
-def _jobs(app: App) -> list[Job[Any]]:
-    sql = "SELECT * FROM jobsaga_jobs WHERE state IN ('available', 'scheduled', 'retryable') ORDER BY id"
-    with app.engine.read() as tx:
-        return [app.engine.row_to_job(r) for r in tx.execute(sql)]
+ENQUEUED = (JobState.AVAILABLE, JobState.SCHEDULED, JobState.RETRYABLE)
+CRITERIA = ("worker", "queue", "args", "meta", "priority", "tags")
+"""Criteria handed to the job filter as they are."""
+WINDOW = ("scheduled_at", "schedule_in", "delta")
+"""Criteria that make the filter's ``scheduled_at`` window."""
+FINEST = timedelta(microseconds=1)
+"""The finest time either engine keeps: the filter's ``until`` is exclusive, the window's
+end is not."""
 
 
-def _matches(job: Job[Any], app: App, crit: dict[str, Any]) -> bool:
-    worker = crit.get("worker")
-    if worker is not None:
-        name = worker.name if isinstance(worker, type) and issubclass(worker, Worker) else worker
-        if job.worker != name:
-            return False
-    if "queue" in crit and job.queue != crit["queue"]:
-        return False
-    if "priority" in crit and job.priority != crit["priority"]:
-        return False
-    if "args" in crit and not _subset(crit["args"], job.raw_args):
-        return False
-    if "meta" in crit and not _subset(crit["meta"], job.meta):
-        return False
-    if "tags" in crit and not set(crit["tags"]) <= set(job.tags):
-        return False
-    when: datetime | None = crit.get("scheduled_at")
-    if "schedule_in" in crit:
-        when = app.now() + timedelta(seconds=float(crit["schedule_in"]))
-    delta = float(crit.get("delta", 1.0))
-    return not (when is not None and abs((job.scheduled_at - when).total_seconds()) > delta)
+def enqueued_filter(app: App, criteria: dict[str, Any]) -> JobFilter:
+    """The job filter selecting the enqueued jobs that match ``criteria``."""
+    unknown = set(criteria) - set(CRITERIA) - set(WINDOW)
+    if unknown:
+        raise TypeError(f"unknown enqueued-job criteria: {', '.join(sorted(unknown))}")
+    given = {name: criteria[name] for name in CRITERIA if criteria.get(name) is not None}
+    when: datetime | None = criteria.get("scheduled_at")
+    if "schedule_in" in criteria:
+        when = app.now() + timedelta(seconds=float(criteria["schedule_in"]))
+    if when is not None:
+        delta = timedelta(seconds=float(criteria.get("delta", 1.0)))
+        given.update(since=when - delta, until=when + delta + FINEST, time_field="scheduled_at")
+    return JobFilter(state=ENQUEUED, **given)
 
 
 def all_enqueued(app: App, **criteria: Any) -> list[Job[Any]]:
-    """Jobs waiting to run (available, scheduled, retryable) that match every criterion given.
+    """Jobs waiting to run (available, scheduled, retryable) that match every criterion given,
+    oldest first.
 
     Criteria: ``worker`` (class or name), ``queue``, ``args`` and ``meta`` (subset match),
     ``priority``, ``tags`` (all present), ``scheduled_at`` or ``schedule_in`` (seconds from now)
-    within ``delta`` seconds (default 1).
+    within ``delta`` seconds (default 1). ``worker``, ``queue`` and ``priority`` also take
+    several values (any of them).
     """
-    unknown = set(criteria) - {
-        "worker",
-        "queue",
-        "args",
-        "meta",
-        "priority",
-        "tags",
-        "scheduled_at",
-        "schedule_in",
-        "delta",
-    }
-    if unknown:
-        raise TypeError(f"unknown enqueued-job criteria: {', '.join(sorted(unknown))}")
-    return [j for j in _jobs(app) if _matches(j, app, criteria)]
+    return app.list_jobs(enqueued_filter(app, criteria), limit=None, newest_first=False)
 
 
 def _describe(app: App, criteria: dict[str, Any]) -> str:
-    jobs = _jobs(app)
+    jobs = app.list_jobs(state=ENQUEUED, limit=None, newest_first=False)
     shown = {k: (getattr(v, "name", v) if isinstance(v, type) else v) for k, v in criteria.items()}
     lines = [f"criteria: {shown}", f"enqueued jobs ({len(jobs)}):"]
     lines += [
@@ -89,8 +67,8 @@ def _describe(app: App, criteria: dict[str, Any]) -> str:
 def assert_enqueued(app: App, *, timeout: float = 0.0, **criteria: Any) -> Job[Any]:
     """Fail unless a matching job is enqueued (waiting up to ``timeout`` seconds); returns it."""
     deadline = time.monotonic() + timeout
-    while True:
-        found = all_enqueued(app, **criteria)
+    while True:  # the filter is made again each time: ``schedule_in`` counts from now
+        found = app.list_jobs(enqueued_filter(app, criteria), limit=1, newest_first=False)
         if found:
             return found[0]
         if time.monotonic() >= deadline:

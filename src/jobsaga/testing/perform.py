@@ -13,12 +13,14 @@ from typing import Any
 
 from .. import _context
 from ..app import App
-from ..engines.base import utcnow
+from ..engines import IN_MEMORY_URL
+from ..engines.base import inserted_job, utcnow
 from ..errors import ConfigError, InvalidResult
 from ..job import Job, JobSpec, JobState
-from ..runtime.executor import classify
+from ..runtime.executor import NOT_RETURNED
+from ..serialization import dumps
 from ..worker import Worker
-from .runner import NOT_RETURNED, Attempt, run_sync, runner
+from .runner import NODE, Attempt, run_sync, runner
 
 _ids = itertools.count(1)
 _VALID = (type(None), bool, int, float, str, list, dict, tuple)
@@ -30,25 +32,19 @@ def build_job(worker: type[Worker], args: Any = None, *, attempt: int = 1, **opt
 
 
 def _job_from_spec(spec: JobSpec, attempt: int) -> Job[Any]:
-    raw = json.loads(json.dumps(spec.args))
-    meta = json.loads(json.dumps(spec.meta))
-    now = utcnow()
-    return Job(
-        id=next(_ids),
-        state=JobState.EXECUTING,
-        queue=spec.queue,
-        worker=spec.worker,
-        args=raw,
-        meta=meta,
-        tags=spec.tags,
-        errors=(),
-        attempt=attempt,
+    """The job an insert of ``spec`` would store (the engines' own builder, its args and meta
+    round-tripped through JSON as storing them does), then claimed as its ``attempt``-th try
+    as ``Engine.claim`` marks it."""
+    stored = dataclasses.replace(
+        spec,
+        args=json.loads(dumps(spec.args)),
+        meta=json.loads(dumps(spec.meta)),
         max_attempts=max(spec.max_attempts, attempt),
-        priority=spec.priority,
-        inserted_at=now,
-        scheduled_at=now,
-        attempted_at=now,
-        attempted_by="jobsaga.testing",
+    )
+    now = utcnow()
+    inserted = inserted_job(stored, next(_ids), now)
+    return dataclasses.replace(
+        inserted, state=JobState.EXECUTING, attempt=attempt, attempted_at=now, attempted_by=NODE
     )
 
 
@@ -83,7 +79,7 @@ async def aperform_job(
     if app is None:
         token = _context.run_log_in_memory.set(True)
         try:
-            with runner(App("sqlite:///:memory:", workers=[worker])) as run:
+            with runner(App(IN_MEMORY_URL, workers=[worker])) as run:
                 done = await run.attempt(_job_from_spec(spec, attempt))
         finally:
             _context.run_log_in_memory.reset(token)
@@ -111,12 +107,10 @@ def _store(app: App, spec: JobSpec, attempt: int) -> Job[Any]:
 
 
 def _returned(worker: type[Worker], done: Attempt) -> Any:
-    error = done.outcome.error
-    if error is not None and (isinstance(error, InvalidResult) or done.returned is NOT_RETURNED):
+    error, value = done.outcome.error, done.outcome.returned
+    if error is not None and (isinstance(error, InvalidResult) or value is NOT_RETURNED):
         raise error  # raised by perform, timed out, or not a result: the test sees it
-    value = None if done.returned is NOT_RETURNED else done.returned
     check_result(worker, value)
-    classify(value)
     return value
 
 

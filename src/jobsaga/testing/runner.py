@@ -2,7 +2,8 @@
 
 Every helper of the toolkit (``perform_job``, ``drain_queue``, inline mode) goes through the
 same ``Executor`` a node uses, so a test sees the timeout, the result classification, the
-backoff, the snooze counter and the final-failure hook exactly as production applies them.
+backoff, the snooze counter and the final-failure hook exactly as production applies them;
+what perform returned comes from the executor's own ``Outcome.returned``.
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ from ..job import Job, JobState
 from ..runtime.executor import Executor, Outcome
 
 NODE = "jobsaga.testing"
-NOT_RETURNED: Any = object()
-"""What ``Attempt.returned`` holds when perform raised or timed out."""
+"""The node name a test's attempts are claimed under (``attempted_by``)."""
 
 T = TypeVar("T")
 
@@ -36,29 +36,13 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
         return pool.submit(asyncio.run, coro).result()
 
 
-class TestExecutor(Executor):
-    """An executor that remembers what ``perform`` returned, before it is classified."""
-
-    __test__ = False  # not a test class, whatever pytest's name patterns say
-
-    def __init__(self, app: App, threads: ThreadPoolExecutor) -> None:
-        super().__init__(app, NODE, threads)
-        self.returned: Any = NOT_RETURNED
-
-    async def call(self, fn: Any, *args: Any) -> Any:
-        value = await super().call(fn, *args)
-        if getattr(fn, "__name__", None) == "perform":
-            self.returned = value
-        return value
-
-
 @dataclass
 class Attempt:
     job: Job[Any]
     """The job as it ran (executing, its args typed when the worker has an ``Args`` model)."""
     outcome: Outcome
-    returned: Any
-    """What perform returned, or ``NOT_RETURNED`` when it raised or timed out."""
+    """The executor's outcome; ``outcome.returned`` is what perform returned, or
+    ``runtime.executor.NOT_RETURNED`` when it raised or timed out."""
     ack: Ack | None = None
     """The row update, once ``finish`` ran (``None`` when the job was not stored)."""
 
@@ -71,26 +55,29 @@ class Attempt:
 
 
 class Runner:
-    """Runs attempts of jobs for a test; one thread pool for ``def perform`` per runner."""
+    """Runs attempts of jobs for a test with a node's executor; one thread pool for
+    ``def perform`` per runner."""
 
     def __init__(self, app: App, threads: ThreadPoolExecutor) -> None:
         self.app = app
-        self.threads = threads
+        self.executor = Executor(app, NODE, threads)
 
     async def attempt(self, job: Job[Any]) -> Attempt:
         """Run one attempt of ``job`` without writing anything."""
-        executor = TestExecutor(self.app, self.threads)
-        outcome, typed, _worker = await executor.attempt(job)
-        return Attempt(typed, outcome, executor.returned)
+        outcome, typed, _worker = await self.executor.attempt(job)
+        return Attempt(typed, outcome)
 
     async def run(self, job: Job[Any], conn: Any = None) -> Attempt:
         """Run one attempt of a stored, executing ``job`` and write its outcome as a node
         would (follow-up jobs, backoff, snooze counter, final-failure hook)."""
-        executor = TestExecutor(self.app, self.threads)
-        outcome, typed, worker = await executor.attempt(job)
-        ack = await executor.finish(job, outcome, worker)
-        self.app.engine.ack([ack], conn=conn)
-        return Attempt(typed, outcome, executor.returned, ack)
+        outcome, typed, worker = await self.executor.attempt(job)
+        ack = await self.executor.finish(job, outcome, worker)
+        written = self.app.engine.ack([ack], conn=conn)
+        if conn is None and ack.inserts and ack.id in written:
+            # as a node does: this process's nodes hear of the follow-ups at once (within the
+            # caller's transaction there is nothing to hear of until it commits)
+            self.app.announce_specs(ack.inserts)
+        return Attempt(typed, outcome, ack)
 
     async def run_stored(self, job: Job[Any], attempt: int, conn: Any = None) -> Attempt | None:
         """Claim the stored, waiting ``job`` as its ``attempt``-th try, then ``run`` it; None
