@@ -18,7 +18,8 @@ from datetime import timedelta
 from _support import describe, settled, temporary_app, wait_until
 from tenacity import wait_exponential
 
-from jobsaga import Job, Worker, default_backoff
+from jobsaga import Job, Worker
+from jobsaga.backoff import default_backoff
 from jobsaga.testing import build_job
 
 

@@ -17,7 +17,8 @@ from datetime import UTC, datetime
 from _support import temporary_app, wait_until
 from pydantic import BaseModel
 
-from jobsaga import ConfigError, CronEntry, Job, JobState, Worker
+from jobsaga import CronEntry, Job, JobState, Worker
+from jobsaga.errors import ConfigError
 
 
 class DailyCleanup(Worker, queue="maintenance", name="examples.daily_cleanup"):

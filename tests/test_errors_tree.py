@@ -26,11 +26,12 @@ from typing import Any
 import pytest
 
 import jobsaga
-from jobsaga import App, Complete, Job, Snooze, Telemetry, Worker, errors
+from jobsaga import App, Complete, Job, Snooze, Worker, errors
 from jobsaga.engines import IN_MEMORY_URL
 from jobsaga.errors import JobsagaError
 from jobsaga.plugins.crontab import normalize_expression
 from jobsaga.runtime.node import Node
+from jobsaga.telemetry import Telemetry
 from jobsaga.testing import modes
 from jobsaga.workflow import Retry, RunRecord, list_runs
 

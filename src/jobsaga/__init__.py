@@ -1,46 +1,31 @@
-"""jobsaga: persistent background jobs and saga workflows on PostgreSQL and SQLite."""
+"""jobsaga: persistent background jobs and saga workflows on PostgreSQL and SQLite.
+
+The top level holds what application code writes: the app, workers and what ``perform``
+returns, workflows and what steps return, and the exceptions an application catches around
+an insert or an operation. Everything else lives in a named submodule: the node and its
+thread (:mod:`jobsaga.runtime`), node configuration from files and the environment
+(:mod:`jobsaga.config`), retry curves (:mod:`jobsaga.backoff`), telemetry
+(:mod:`jobsaga.telemetry`, :mod:`jobsaga.telemetry_logging`), run records
+(:mod:`jobsaga.workflow`), queue listings (:mod:`jobsaga.operations`), every exception
+(:mod:`jobsaga.errors`) and the test toolkit (:mod:`jobsaga.testing`).
+"""
 
 from .app import App
-from .backoff import default_backoff, tenacity_backoff
-from .config import NodeConfig
 from .errors import (
     ArgsError,
-    ConfigError,
     DatabaseError,
     DatabaseUnavailable,
-    DataRejected,
-    EnqueueInStepError,
     FilterError,
-    InvalidResult,
-    JobOrphaned,
     JobsagaError,
-    JobTimeout,
-    MigrationError,
-    PerformError,
-    RunLogUnwritable,
-    UndecodableRow,
-    UnknownWorkerError,
     WorkflowError,
 )
 from .job import Job, JobSpec, JobState
-from .operations import JobFilter, NodeQueue, QueueInfo
+from .operations import JobFilter
 from .plugins.crontab import CronEntry
 from .results import Cancel, Complete, Discard, Error, Snooze
-from .runtime.node import Node, NodeThread
-from .telemetry import Telemetry, logging_handler
-from .telemetry_logging import attach_default_logger
 from .unique import UniqueSpec
 from .worker import Worker
-from .workflow import (
-    Continue,
-    Retry,
-    RunRecord,
-    RunResult,
-    StepContext,
-    Workflow,
-    WorkflowWorker,
-    step,
-)
+from .workflow import Continue, Retry, StepContext, Workflow, WorkflowWorker, step
 
 __version__ = "0.1.0"
 
@@ -49,48 +34,25 @@ __all__ = [
     "ArgsError",
     "Cancel",
     "Complete",
-    "ConfigError",
     "Continue",
     "CronEntry",
-    "DataRejected",
     "DatabaseError",
     "DatabaseUnavailable",
     "Discard",
-    "EnqueueInStepError",
     "Error",
     "FilterError",
-    "InvalidResult",
     "Job",
     "JobFilter",
-    "JobOrphaned",
     "JobSpec",
     "JobState",
-    "JobTimeout",
     "JobsagaError",
-    "MigrationError",
-    "Node",
-    "NodeConfig",
-    "NodeQueue",
-    "NodeThread",
-    "PerformError",
-    "QueueInfo",
     "Retry",
-    "RunLogUnwritable",
-    "RunRecord",
-    "RunResult",
     "Snooze",
     "StepContext",
-    "Telemetry",
-    "UndecodableRow",
     "UniqueSpec",
-    "UnknownWorkerError",
     "Worker",
     "Workflow",
     "WorkflowError",
     "WorkflowWorker",
-    "attach_default_logger",
-    "default_backoff",
-    "logging_handler",
     "step",
-    "tenacity_backoff",
 ]

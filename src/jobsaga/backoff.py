@@ -6,6 +6,8 @@ import random
 from collections.abc import Callable
 from typing import Any
 
+__all__ = ["default_backoff", "tenacity_backoff"]
+
 # Delay before retry N (N = the attempt that just failed), as the guide lists them.
 GUIDE_STEPS: tuple[float, ...] = (15.0, 120.0, 600.0, 3600.0)
 GROWTH = 2.0

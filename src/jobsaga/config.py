@@ -53,6 +53,8 @@ if TYPE_CHECKING:
     from .app import App
     from .runtime.node import Node
 
+__all__ = ["NodeConfig"]
+
 _origin: ContextVar[Mapping[tuple[str, ...], str] | None] = ContextVar(
     "jobsaga_config_origin", default=None
 )

@@ -62,6 +62,43 @@ from typing import TypeVar
 
 E = TypeVar("E", bound=BaseException)
 
+__all__ = [
+    "ArgsError",
+    "ConfigError",
+    "DataRejected",
+    "DatabaseError",
+    "DatabaseUnavailable",
+    "EnqueueInStepError",
+    "FilterError",
+    "InvalidResult",
+    "JobCancelled",
+    "JobOrphaned",
+    "JobTimeout",
+    "JobsagaError",
+    "MigrationError",
+    "NodeStateError",
+    "NodeStopTimeout",
+    "NotAJobError",
+    "PerformError",
+    "RecordedError",
+    "RetriesExhausted",
+    "RetryCancelled",
+    "RunAbandoned",
+    "RunLogUnwritable",
+    "RunStateError",
+    "StepArgumentError",
+    "StepFailure",
+    "StepResultError",
+    "UndecodableRow",
+    "UniqueInsertContention",
+    "UnknownStepError",
+    "UnknownWorkerError",
+    "WorkflowDefinitionError",
+    "WorkflowError",
+    "WorkflowInputError",
+    "WorkflowOutsideJobError",
+]
+
 
 class JobsagaError(Exception):
     """Root of jobsaga's own exceptions, so callers can catch them as a family."""

@@ -17,6 +17,8 @@ from urllib.parse import unquote
 
 MASK = "***"
 
+__all__ = ["RedactingFilter", "redact_text", "redact_url", "url_secrets"]
+
 MIN_SECRET = 4
 """Passwords shorter than this are not scrubbed from free text (masking every "ab" would
 garble messages); URLs themselves are masked whatever the password's length."""

@@ -18,6 +18,8 @@ from .errors import ConfigError
 
 log = logging.getLogger("jobsaga.telemetry")
 
+__all__ = ["Handler", "Telemetry", "logging_handler"]
+
 Handler = Callable[[str, Mapping[str, Any], Mapping[str, Any]], None]
 
 

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 DEFAULT_HANDLER_ID = "jobsaga-default-logger"
 
+__all__ = ["LEVELS", "attach_default_logger", "structured_logging_handler"]
+
 LEVELS: dict[str, int] = {
     "job.start": logging.DEBUG,
     "job.stop": logging.DEBUG,

@@ -25,6 +25,8 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 if TYPE_CHECKING:
     from .core import AppCore
 
+__all__ = ["OtelBridge", "attach_otel"]
+
 HANDLER_ID = "jobsaga-otel"
 EVENTS = ("job.start", "job.stop", "job.exception", "workflow.*")
 MAX_OPEN = 100_000

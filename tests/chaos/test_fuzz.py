@@ -37,7 +37,6 @@ from pydantic import BaseModel
 from jobsaga import (
     App,
     ArgsError,
-    ConfigError,
     CronEntry,
     DatabaseError,
     FilterError,
@@ -48,6 +47,7 @@ from jobsaga import (
     Worker,
 )
 from jobsaga.cli.jobs import build_filter
+from jobsaga.errors import ConfigError
 from jobsaga.job import MAX_ATTEMPTS, MAX_DELAY_SECONDS
 from jobsaga.plugins.cron import sync_entries
 from jobsaga.serialization import MAX_DEPTH, MAX_INT_DIGITS

@@ -19,15 +19,8 @@ from typing import Any, Literal
 import psycopg
 import pytest
 
-from jobsaga import (
-    App,
-    DatabaseError,
-    DatabaseUnavailable,
-    DataRejected,
-    Job,
-    JobState,
-    Worker,
-)
+from jobsaga import App, DatabaseError, DatabaseUnavailable, Job, JobState, Worker
+from jobsaga.errors import DataRejected
 from jobsaga.operations.jobs import with_retries
 
 from ..helpers import wait_until

@@ -8,8 +8,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from jobsaga import App, DatabaseUnavailable, DataRejected, Job, JobState, Worker
+from jobsaga import App, DatabaseUnavailable, Job, JobState, Worker
 from jobsaga.engines import Ack
+from jobsaga.errors import DataRejected
 from jobsaga.runtime.acker import Acker
 from tests.jobs.conftest import wait_final
 

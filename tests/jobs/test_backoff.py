@@ -10,8 +10,8 @@ import pytest
 from tenacity import RetryCallState, wait_exponential, wait_fixed
 from tenacity.wait import wait_base
 
-from jobsaga import App, Job, JobState, Worker, default_backoff, tenacity_backoff
-from jobsaga.backoff import CAP
+from jobsaga import App, Job, JobState, Worker
+from jobsaga.backoff import CAP, default_backoff, tenacity_backoff
 from tests.jobs.conftest import wait_state
 
 

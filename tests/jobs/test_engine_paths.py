@@ -14,7 +14,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from jobsaga import App, DatabaseError, DatabaseUnavailable, DataRejected, Job, Worker
+from jobsaga import App, DatabaseError, DatabaseUnavailable, Job, Worker
+from jobsaga.errors import DataRejected
 from tests.jobs.conftest import count_jobs, sqlite_write_locked
 
 

@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from jobsaga import App, ConfigError, Job, JobState, MigrationError, Worker
+from jobsaga import App, Job, JobState, Worker
 from jobsaga.engines.schema import missing_migrations
+from jobsaga.errors import ConfigError, MigrationError
 from tests.jobs.conftest import SEEN, count_jobs, wait_final
 
 FAST: dict[str, Any] = {"poll_interval": 0.05, "heartbeat_interval": 0.1, "rescue_after": 1.0}

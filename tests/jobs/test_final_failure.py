@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from jobsaga import App, Error, Job, JobState, PerformError, Worker
+from jobsaga import App, Error, Job, JobState, Worker
+from jobsaga.errors import PerformError
 from tests.jobs.conftest import SEEN, wait_final
 
 FAST = {"backoff": lambda attempt: 0.0}

@@ -12,8 +12,9 @@ import psycopg
 import pytest
 from pydantic import BaseModel
 
-from jobsaga import App, ArgsError, ConfigError, Job, JobState, Worker
+from jobsaga import App, ArgsError, Job, JobState, Worker
 from jobsaga.engines.base import Engine
+from jobsaga.errors import ConfigError
 from jobsaga.job import MAX_DELAY_SECONDS
 from jobsaga.serialization import MAX_DEPTH
 from tests.jobs.conftest import count_jobs, job, rows

@@ -213,7 +213,7 @@ def test_a_failing_telemetry_handler_does_not_fail_jobs(make_app: Callable[..., 
 
 
 def test_node_options_are_checked(app: App) -> None:
-    from jobsaga import Node
+    from jobsaga.runtime import Node
 
     with pytest.raises(ValueError, match="at least one queue"):
         Node(app, {})

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from jobsaga import App, ArgsError, ConfigError, Job, JobState, UniqueSpec, Worker
+from jobsaga import App, ArgsError, Job, JobState, UniqueSpec, Worker
 from jobsaga.engines import Tx
-from jobsaga.errors import DatabaseError, UniqueInsertContention
+from jobsaga.errors import ConfigError, DatabaseError, UniqueInsertContention
 from jobsaga.job import MAX_DELAY_SECONDS
 from tests.jobs.conftest import count_jobs, job, wait_final
 from tests.jobs.sample_app import Unique

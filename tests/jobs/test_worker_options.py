@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from jobsaga import App, ArgsError, ConfigError, Job, JobState, Worker
+from jobsaga import App, ArgsError, Job, JobState, Worker
+from jobsaga.errors import ConfigError
 from tests.jobs.conftest import SEEN, count_jobs, wait_final
 
 

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from jobsaga import App, ConfigError, NodeConfig
+from jobsaga import App
+from jobsaga.config import NodeConfig
+from jobsaga.errors import ConfigError
 
 from . import workers as w
 

@@ -8,7 +8,8 @@ import pytest
 from pydantic import BaseModel
 
 import jobsaga
-from jobsaga import ConfigError, CronEntry, Worker
+from jobsaga import CronEntry, Worker
+from jobsaga.errors import ConfigError
 from jobsaga.plugins.crontab import coerce_crontab
 
 

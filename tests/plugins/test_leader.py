@@ -82,7 +82,7 @@ def test_expired_lease_is_taken_over(make_app: Callable[..., App]) -> None:
 def test_unmigrated_database_is_a_clear_error(db_url: str) -> None:
     import pytest
 
-    from jobsaga import MigrationError
+    from jobsaga.errors import MigrationError
 
     app = App(db_url)
     try:
@@ -95,7 +95,7 @@ def test_unmigrated_database_is_a_clear_error(db_url: str) -> None:
 def test_plugin_options_are_checked(app: App) -> None:
     import pytest
 
-    from jobsaga import ConfigError
+    from jobsaga.errors import ConfigError
 
     with pytest.raises(ConfigError, match="at least twice heartbeat_interval"):
         app.node(heartbeat_interval=5, rescue_after=6)

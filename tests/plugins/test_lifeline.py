@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 import jobsaga
-from jobsaga import App, ConfigError, JobState, Worker
+from jobsaga import App, JobState, Worker
+from jobsaga.errors import ConfigError
 from jobsaga.plugins.heartbeat import Heartbeat
 from jobsaga.plugins.lifeline import rescue_orphans
 from tests.helpers import wait_until

@@ -32,7 +32,7 @@ def test_perform_job_returns_raises_times_out_and_rejects(pytester: pytest.Pytes
     body = """
 import pytest
 from jobsaga.errors import ArgsError, JobTimeout
-from jobsaga import InvalidResult
+from jobsaga.errors import InvalidResult
 from jobsaga.testing import perform_job
 from workers import Add, Bad, Boom, Slow
 

@@ -269,7 +269,7 @@ def test_a_step_method_cannot_shadow_a_workflow_attribute() -> None:
 
 
 def test_an_unmigrated_database_gets_a_clear_error(tmp_path: Any) -> None:
-    from jobsaga import MigrationError
+    from jobsaga.errors import MigrationError
 
     app = App(f"sqlite:///{tmp_path / 'empty.db'}")
     with pytest.raises(MigrationError, match=r"app.migrate\(\)"):

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from jobsaga import App, EnqueueInStepError, Job, StepContext, Worker, Workflow, step
-from jobsaga.errors import RetriesExhausted, RetryCancelled, StepResultError
+from jobsaga import App, Job, StepContext, Worker, Workflow, step
+from jobsaga.errors import EnqueueInStepError, RetriesExhausted, RetryCancelled, StepResultError
 from jobsaga.workflow import Continue, Retry, RunStatus, run_workflow_in_test_context
 from tests.workflow.conftest import TRAIL
 

@@ -8,17 +8,7 @@ from typing import Any
 
 import pytest
 
-from jobsaga import (
-    App,
-    ArgsError,
-    Job,
-    JobState,
-    JobTimeout,
-    StepContext,
-    Workflow,
-    WorkflowWorker,
-    step,
-)
+from jobsaga import App, ArgsError, Job, JobState, StepContext, Workflow, WorkflowWorker, step
 from jobsaga.demo.analytics import (
     Actor,
     AnalyticsAgentWorker,
@@ -28,7 +18,7 @@ from jobsaga.demo.analytics import (
     Role,
     seed,
 )
-from jobsaga.errors import ConfigError, WorkflowError, WorkflowOutsideJobError
+from jobsaga.errors import ConfigError, JobTimeout, WorkflowError, WorkflowOutsideJobError
 from jobsaga.workflow import get_run, list_runs
 from tests.helpers import wait_until
 
