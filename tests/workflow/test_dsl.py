@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from jobsaga import App, StepContext, Workflow, step
 from jobsaga.errors import WorkflowDefinitionError, WorkflowInputError, WorkflowOutsideJobError
-from jobsaga.workflow import run_workflow_in_test_context
+from jobsaga.testing import run_workflow
 from jobsaga.workflow.graph import dag_mermaid
 
 
@@ -223,10 +223,10 @@ def test_missing_input_fails_before_any_step(tmp_path: Any) -> None:
     app = App(f"sqlite:///{tmp_path / 'x.db'}")
     app.migrate()
     with pytest.raises(WorkflowInputError, match="'quantity'"):
-        run_workflow_in_test_context(app, Typed, {"order_id": "o1"})
+        run_workflow(Typed, {"order_id": "o1"}, app=app)
     with app.engine.transaction() as tx:
         assert tx.execute("SELECT count(*) AS n FROM jobsaga_workflow_runs")[0]["n"] == 0
-    result = run_workflow_in_test_context(app, Typed, {"order_id": "o1", "quantity": "3"})
+    result = run_workflow(Typed, {"order_id": "o1", "quantity": "3"}, app=app)
     assert result.value == "o1:3"
     app.close()
 
@@ -273,8 +273,6 @@ def test_an_unmigrated_database_gets_a_clear_error(tmp_path: Any) -> None:
 
     app = App(f"sqlite:///{tmp_path / 'empty.db'}")
     with pytest.raises(MigrationError, match=r"app.migrate\(\)"):
-        run_workflow_in_test_context(app, Typed, {"order_id": "o", "quantity": 1})
-    assert run_workflow_in_test_context(
-        app, Typed, {"order_id": "o", "quantity": 1}, persist=False
-    ).ok
+        run_workflow(Typed, {"order_id": "o", "quantity": 1}, app=app)
+    assert run_workflow(Typed, {"order_id": "o", "quantity": 1}).ok
     app.close()

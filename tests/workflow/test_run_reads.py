@@ -8,7 +8,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from jobsaga import App, StepContext, Workflow, run_workflow_in_test_context, step
+from jobsaga import App, StepContext, Workflow, step
+from jobsaga.testing import run_workflow
 from jobsaga.workflow import get_run, list_runs
 from tests.jobs.test_engine_paths import writes_blocked
 
@@ -21,7 +22,7 @@ class Tiny(Workflow, name="reads.tiny", inputs=["n"]):
 
 def test_reading_runs_does_not_wait_for_writers(make_app: Callable[..., App], db_url: str) -> None:
     app = make_app(workflows=[Tiny])
-    run = run_workflow_in_test_context(app, Tiny, {"n": 2}).run
+    run = run_workflow(Tiny, {"n": 2}, app=app).run
     assert run is not None and run.id is not None
     got: dict[str, Any] = {}
 

@@ -27,7 +27,8 @@ import pytest
 
 from jobsaga import App, JobState, StepContext, Workflow, WorkflowWorker, step
 from jobsaga.errors import DatabaseUnavailable, StepResultError
-from jobsaga.workflow import get_run, list_runs, run_workflow_in_test_context
+from jobsaga.testing import run_workflow
+from jobsaga.workflow import get_run, list_runs
 from tests.helpers import wait_until
 from tests.workflow.conftest import TRAIL
 
@@ -341,7 +342,7 @@ def test_a_result_the_log_cannot_store_fails_its_step_clearly(app: App) -> None:
     """A NUL character cannot be stored in PostgreSQL's jsonb: the step fails with
     StepResultError (on both engines alike) and the saga rolls back, rather than the log
     failing its writes for ever."""
-    result = run_workflow_in_test_context(app, Nul, {"order": "o-3"})
+    result = run_workflow(Nul, {"order": "o-3"}, app=app)
     assert not result.ok and result.error is not None
     assert result.error.step == "nul_result"
     assert isinstance(result.error.error, StepResultError)
@@ -351,7 +352,7 @@ def test_a_result_the_log_cannot_store_fails_its_step_clearly(app: App) -> None:
 
 
 def test_an_error_text_the_database_would_refuse_is_recorded_cleaned(app: App) -> None:
-    result = run_workflow_in_test_context(app, NulError, {"order": "o-4"})
+    result = run_workflow(NulError, {"order": "o-4"}, app=app)
     assert result.run is not None and result.run.status == "failed"
     message = result.run.step("explode").error["message"]  # type: ignore[index]
     assert message == "bad byte \\x00 and a lone surrogate \\ud800 in the message"

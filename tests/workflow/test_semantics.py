@@ -13,12 +13,13 @@ import pytest
 
 from jobsaga import App, Job, StepContext, Worker, Workflow, step
 from jobsaga.errors import EnqueueInStepError, RetriesExhausted, RetryCancelled, StepResultError
-from jobsaga.workflow import Continue, Retry, RunStatus, run_workflow_in_test_context
+from jobsaga.testing import run_workflow
+from jobsaga.workflow import Continue, Retry, RunStatus
 from tests.workflow.conftest import TRAIL
 
 
 def run(app: App, workflow: type[Workflow], inputs: Any = None, context: Any = None) -> Any:
-    return run_workflow_in_test_context(app, workflow, inputs, context)
+    return run_workflow(workflow, inputs, context, app=app)
 
 
 class Chain(Workflow, inputs=["x"]):
@@ -533,7 +534,7 @@ class HugeOrDeep(Workflow, inputs=["kind"]):
 def test_a_result_too_large_or_deep_for_json_fails_the_step_clearly(app: App, kind: str) -> None:
     """Checked as job args are: the step fails with StepResultError (and the saga rolls
     back), rather than the log's write failing later or the run crashing."""
-    result = run_workflow_in_test_context(app, HugeOrDeep, {"kind": kind})
+    result = run_workflow(HugeOrDeep, {"kind": kind}, app=app)
     assert result.error is not None and result.error.step == "bad"
     assert isinstance(result.error.error, StepResultError)
     assert "the run log" in str(result.error.error)
@@ -584,7 +585,7 @@ def test_telemetry_events(app: App) -> None:
 
 
 def test_memory_mode_keeps_the_same_log(app: App) -> None:
-    result = run_workflow_in_test_context(app, Undos, {"undo_mode": "raise"}, persist=False)
+    result = run_workflow(Undos, {"undo_mode": "raise"})
     assert result.run.id is None
     assert result.run.statuses() == {"one": "undone", "two": "undo_failed", "three": "failed"}
     assert result.run.undo_order() == ["two", "one"]

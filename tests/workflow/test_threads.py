@@ -31,8 +31,8 @@ from jobsaga import (
     _context,
     step,
 )
-from jobsaga.testing import perform_job
-from jobsaga.workflow import list_runs, run_workflow_in_test_context
+from jobsaga.testing import perform_job, run_workflow
+from jobsaga.workflow import list_runs
 from tests.helpers import wait_until
 
 
@@ -134,7 +134,7 @@ def test_the_pool_given_through_the_context_is_used_and_never_shut_down(app: App
 
 
 def test_the_test_entry_point_uses_a_pool_of_its_own(app: App) -> None:
-    result = run_workflow_in_test_context(app, Fan, {"n": 1})
+    result = run_workflow(Fan, {"n": 1}, app=app)
     assert result.ok and result.value == ["w1", "w2", "w3", "w4"]
     assert GAUGE.peak == 4  # max_concurrency threads of the run's own
     assert all(name.startswith("jobsaga-step") for name in GAUGE.threads)
