@@ -179,7 +179,6 @@ class NodeConfig(_Section):
     grace_period: NonNegativeSeconds | None = None
     poll_interval: Seconds | None = None
     control_interval: Seconds | None = None
-    status_interval: Seconds | None = None
     max_threads: Annotated[int, Field(ge=1)] | None = None
     max_abandoned_threads: Annotated[int, Field(ge=1)] | None = None
     ack_batch: Annotated[int, Field(ge=1)] | None = None
@@ -229,7 +228,6 @@ class NodeConfig(_Section):
             "grace_period": self.grace_period,
             "poll_interval": self.poll_interval,
             "control_interval": self.control_interval,
-            "status_interval": self.status_interval,
             "max_threads": self.max_threads,
             "max_abandoned_threads": self.max_abandoned_threads,
             "ack_batch": self.ack_batch,

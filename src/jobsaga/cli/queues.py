@@ -1,8 +1,10 @@
 """``jobsaga queues``: list queues across nodes; pause, resume and scale them at runtime.
 
-The listing also shows each live node's health, as the node publishes it in its heartbeat
-record: a queue that stopped fetching because threads of timed-out performs still run
-("stalled"), and a stopped node still vouching for jobs whose threads run on.
+Everything a node says comes from its heartbeat record, the one liveness record
+(``jobsaga_nodes``), read as live while its deadline has not passed: per queue its limit,
+whether it is paused, and its health (a queue that stopped fetching because threads of
+timed-out performs still run, "stalled"); and a stopped node still vouching for jobs whose
+threads run on.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..operations import QueueInfo
+from ..operations import NodeQueue, QueueInfo
+from ..operations.queues import QueueControl
 from .configured import AppSource
 from .options import config_options
 
@@ -21,36 +24,22 @@ if TYPE_CHECKING:
     from ..app import App
 
 Health = dict[str, dict[str, Any]]
-"""Node name -> what it published in its heartbeat record (``meta``)."""
+"""Node name -> its last beat's record (``meta``)."""
 
 
 def node_health(app: App) -> Health:
-    """The published records of the nodes whose heartbeat has not lapsed."""
-    engine = app.engine
-    now = app.clock()
-    with engine.read() as tx:
-        rows = tx.execute(engine.queries["list_nodes"])
-    found: Health = {}
-    for row in rows:
-        expires = engine.time_value(row["expires_at"])
-        if expires is not None and expires >= now:
-            found[str(row["name"])] = engine.json_value(row["meta"]) or {}
-    return found
+    """The records of the nodes whose heartbeat deadline has not passed."""
+    return {node.name: node.record for node in QueueControl(app).live_nodes()}
 
 
-def queue_health(health: Health, node: str, queue: str) -> dict[str, Any]:
-    found = health.get(node, {}).get("queues", {}).get(queue, {})
-    return found if isinstance(found, dict) else {}
-
-
-def health_text(values: dict[str, Any]) -> str:
-    if values.get("stalled"):
+def health_text(node: NodeQueue) -> str:
+    if node.stalled:
         return (
-            f", STALLED: {values.get('abandoned_threads', '?')} thread(s) of timed-out "
-            f"performs still run (cap {values.get('abandon_cap', '?')}), not fetching"
+            f", STALLED: {node.abandoned_threads} thread(s) of timed-out performs still run "
+            f"(cap {node.abandon_cap}), not fetching"
         )
-    if values.get("abandoned_threads"):
-        return f", {values['abandoned_threads']} abandoned thread(s)"
+    if node.abandoned_threads:
+        return f", {node.abandoned_threads} abandoned thread(s)"
     return ""
 
 
@@ -103,23 +92,19 @@ def queues_table(queues: list[QueueInfo], health: Health | None = None) -> str:
         )
         for node in info.nodes:
             paused = ", paused" if node.paused else ""
-            sick = health_text(queue_health(health or {}, node.node, info.queue))
             lines.append(
                 f"  node {node.node}: limit {node.concurrency}, running {node.running}"
-                f"{paused}{sick}"
+                f"{paused}{health_text(node)}"
             )
     lines += unhealthy_lines(health or {})
     return "\n".join(lines)
 
 
-def queue_json(info: QueueInfo, health: Health | None = None) -> dict[str, Any]:
+def queue_json(info: QueueInfo) -> dict[str, Any]:
     data = asdict(info)
     for node in data["nodes"]:
         started = node["started_at"]
         node["started_at"] = started.isoformat() if started is not None else None
-        values = queue_health(health or {}, node["node"], info.queue)
-        node["abandoned_threads"] = int(values.get("abandoned_threads") or 0)
-        node["stalled"] = bool(values.get("stalled"))
     return data
 
 
@@ -188,9 +173,9 @@ def queues_commands(cli: click.Group) -> None:
 def show_queues(source: AppSource, as_json: bool) -> None:
     with source.open() as app:
         found = app.list_queues()
-        health = node_health(app)
+        health = {} if as_json else node_health(app)
     if as_json:
-        click.echo(json.dumps([queue_json(q, health) for q in found], indent=2))
+        click.echo(json.dumps([queue_json(q) for q in found], indent=2))
     elif not found:
         click.echo("no queues: no jobs, no live nodes, no controls")
     else:

@@ -6,6 +6,11 @@ of this process) and poll the small table as a safety net, which is how nodes in
 processes on SQLite learn of it. A control for every node clears the per-node overrides of
 the same setting, so the last word wins. Pausing stops fetching; jobs already running finish.
 Each node emits ``queue.pause``/``queue.resume``/``queue.scale`` when it applies a change.
+
+What each node runs is read from its heartbeat record (``jobsaga_nodes``), the one liveness
+record: a node's queues are listed exactly while its own deadline has not passed, the same
+test by which the lifeline leaves its jobs alone, so a killed node's queues disappear when
+its jobs become rescuable, not on a timer of their own.
 """
 
 from __future__ import annotations
@@ -21,19 +26,49 @@ from .jobs import with_retries
 
 if TYPE_CHECKING:
     from ..core import AppCore
+    from ..engines import Tx
 
 ALL_NODES = ""
 
 
 @dataclass(frozen=True, slots=True)
 class NodeQueue:
-    """One queue as one live node runs it."""
+    """One queue as one live node runs it: as its last heartbeat described it, with
+    ``running`` counted from the jobs table (exact, whenever the node last beat)."""
 
     node: str
     concurrency: int
     paused: bool
     running: int
     started_at: datetime | None
+    """When the node started."""
+    abandoned_threads: int
+    """Threads of this queue's timed-out sync performs that still run."""
+    abandon_cap: int
+    """How many such threads stall the queue (``max_abandoned_threads``)."""
+    stalled: bool
+    """The queue stopped fetching until some of those threads return."""
+
+
+@dataclass(frozen=True, slots=True)
+class LiveNode:
+    """A node whose heartbeat deadline has not passed, and what its last beat said."""
+
+    name: str
+    started_at: datetime | None
+    heartbeat_at: datetime | None
+    expires_at: datetime | None
+    record: dict[str, Any]
+    """The beat's ``meta``: ``host``, ``pid``, ``healthy``, ``held_jobs``, and per queue
+    ``limit``, ``paused``, ``running``, ``abandoned_threads``, ``abandon_cap``, ``stalled``."""
+
+    def queues(self) -> dict[str, dict[str, Any]]:
+        """Per queue what the node said (an entry that is not an object is skipped: a
+        record is read, never trusted to be well formed)."""
+        found = self.record.get("queues")
+        if not isinstance(found, dict):
+            return {}
+        return {str(q): v for q, v in found.items() if isinstance(v, dict)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,29 +138,54 @@ class QueueControl:
         with_retries(run)
         self.app.signal_local_nodes(signal)
 
+    def live_nodes(self) -> list[LiveNode]:
+        """Every node whose heartbeat deadline has not passed, by name."""
+        with self.engine.read() as tx:
+            return self._live_nodes(tx)
+
+    def _live_nodes(self, tx: Tx) -> list[LiveNode]:
+        engine = self.engine
+        rows = tx.execute(self.sql["live_nodes"], {"now": engine.time_param(self.app.clock())})
+        found = []
+        for row in rows:
+            record = engine.json_value(row["meta"])
+            found.append(
+                LiveNode(
+                    name=str(row["name"]),
+                    started_at=engine.time_value(row["started_at"]),
+                    heartbeat_at=engine.time_value(row["heartbeat_at"]),
+                    expires_at=engine.time_value(row["expires_at"]),
+                    record=record if isinstance(record, dict) else {},
+                )
+            )
+        return found
+
     def overview(self) -> list[QueueInfo]:
         engine, sql = self.engine, self.sql
-        now = engine.time_param(self.app.clock())
         with engine.read() as tx:
             counts = tx.execute(sql["queue_state_counts"])
             running_rows = tx.execute(sql["running_by_node"])
-            status_rows = tx.execute(sql["live_status"], {"now": now})
+            live = self._live_nodes(tx)
             control_rows = tx.execute(sql["all_controls"])
         states: dict[str, dict[str, int]] = defaultdict(dict)
         for row in counts:
             states[row["queue"]][row["state"]] = int(row["n"])
         running = {(r["queue"], r["node"]): int(r["n"]) for r in running_rows}
         nodes: dict[str, list[NodeQueue]] = defaultdict(list)
-        for row in status_rows:
-            nodes[row["queue"]].append(
-                NodeQueue(
-                    node=row["node"],
-                    concurrency=int(row["concurrency"]),
-                    paused=bool(row["paused"]),
-                    running=running.get((row["queue"], row["node"]), 0),
-                    started_at=engine.time_value(row["started_at"]),
+        for node in live:
+            for queue, values in sorted(node.queues().items()):
+                nodes[queue].append(
+                    NodeQueue(
+                        node=node.name,
+                        concurrency=_count(values.get("limit")),
+                        paused=bool(values.get("paused")),
+                        running=running.get((queue, node.name), 0),
+                        started_at=node.started_at,
+                        abandoned_threads=_count(values.get("abandoned_threads")),
+                        abandon_cap=_count(values.get("abandon_cap")),
+                        stalled=bool(values.get("stalled")),
+                    )
                 )
-            )
         cluster: dict[str, dict[str, Any]] = {}
         per_node: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
         for row in control_rows:
@@ -152,3 +212,8 @@ class QueueControl:
             )
             for name in names
         ]
+
+
+def _count(value: object) -> int:
+    """A count from a node's record (0 when absent or not a count)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0

@@ -12,13 +12,19 @@ held by another process watches that holder for two of its heartbeat intervals: 
 still beats, starting fails with a ``ConfigError``; if not, it died (a pod restarted under its
 fixed name), and the new process takes the name over.
 
-Each beat also publishes the node's health in its record (``meta``): per queue, how many
-threads of timed-out performs still run and whether the queue stopped fetching because of
-them (``jobsaga queues`` shows it). A change of health is published at once.
+The row is the node's one liveness record: the lifeline, queue listings (``App.list_queues``,
+``jobsaga queues``) and anything else that asks which nodes run what read it, and all of them
+take a node for live exactly while its deadline has not passed. Each beat writes, in ``meta``,
+what the node runs: per queue its limit, whether it is paused, how many jobs it runs, and its
+health (how many threads of timed-out performs still run, and whether the queue stopped
+fetching because of them). The node's other parts never write a status of their own: a change
+that must show at once (a pause or scale applied, a queue stalling or recovering) asks for an
+early beat with :meth:`Heartbeat.wake`.
 
 A node that stops while some of its jobs still run in threads (a sync perform past the grace
 period) goes on beating for them, on this thread, after the node itself has stopped: its
-row vouches that those jobs are still running, so no other node rescues them. When the last
+row vouches that those jobs are still running, so no other node rescues them, and lists no
+queues (it fetches nothing any more), only those jobs (``held_jobs``). When the last
 of those threads returns, the row's deadline is set to now and the lifeline rescues the
 jobs (attempt counted); if the process exits first, the deadline lapses by itself.
 """
@@ -57,7 +63,7 @@ class Heartbeat:
         self.started_at = node.app.clock()
         """When the node last started: jobs claimed under its name before then are not its own."""
         self._tick = threading.Event()
-        """Set to beat early (a change of health) or to stop."""
+        """Set to beat early (what the record says changed) or to stop."""
         self._stopping = False
         self._held: list[WatchedThreads] | None = None
         """While lingering after the node stopped: the threads it vouches for."""
@@ -70,11 +76,13 @@ class Heartbeat:
         return self._held is not None and self._thread is not None and self._thread.is_alive()
 
     def snapshot(self) -> dict[str, Any]:
-        """What other tools may want to know about this node (``jobsaga queues`` per node):
-        its queues, and its health (a queue stalled by threads of timed-out performs)."""
+        """The record's ``meta``: what the node runs (per queue, for ``App.list_queues`` and
+        ``jobsaga queues``), and its health (a queue stalled by threads of timed-out
+        performs). A stopped node that lingers for its held jobs runs no queue."""
         queues = {}
         healthy = True
-        for producer in tuple(self.node.producers.values()):
+        producers = () if self._held is not None else tuple(self.node.producers.values())
+        for producer in producers:
             healthy = healthy and not producer.stalled
             queues[producer.queue] = {
                 "limit": producer.limit,
@@ -256,7 +264,9 @@ class Heartbeat:
             tx.execute(engine.queries["forget_node"], {"name": self.node.name, "token": self.token})
 
     def wake(self) -> None:
-        """Beat now (thread-safe): the node's health changed."""
+        """Beat now (thread-safe): what the record says changed (a control was applied, a
+        queue stalled or recovered), and readers should not wait a whole interval to see it.
+        Wakes that come while a beat is being written are served by one more beat."""
         self._tick.set()
 
     def notice(self, payload: Mapping[str, Any]) -> None:

@@ -31,7 +31,10 @@ log = logging.getLogger("jobsaga.plugins.lifeline")
 
 RESCUE_BATCH = 1000
 FORGET_NODES_AFTER = timedelta(hours=1)
-"""Rows of dead nodes linger this long after their deadline, for ``jobsaga queues`` and such."""
+"""The one place dead nodes are forgotten: a node's record (``jobsaga_nodes``) is deleted this
+long after its deadline, once none of its jobs is executing. Readers (``App.list_queues``,
+``jobsaga queues``) stop listing it at the deadline itself; until it goes, the row keeps the
+node's last beat for a rescue's error message and for whoever looks into what happened."""
 
 
 @dataclass

@@ -6,17 +6,19 @@ is how nodes in other processes on SQLite (no NOTIFY) learn of a change. The sam
 checks the jobs this node is performing against the database: one that is no longer
 executing as this attempt was cancelled, deleted or taken over, so its attempt is stopped
 (an async perform is cancelled; a sync perform's thread cannot be stopped, so its result is
-ignored). Finally it publishes what it runs to ``jobsaga_queue_nodes`` for ``jobsaga queues``.
+ignored).
+
+It publishes no status of its own: what the node runs is in its heartbeat record, the one
+liveness record every reader uses (``plugins/heartbeat.py``). A control it applies asks the
+heartbeat to beat at once, so ``App.list_queues`` shows a pause or a scale within
+milliseconds rather than at the next beat.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import time
 from collections.abc import Mapping
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
@@ -28,41 +30,32 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("jobsaga.runtime.control")
 
-STATUS_TTL_INTERVALS = 3
-"""A node's published status expires after this many status intervals without a refresh."""
-FORGET_AFTER = timedelta(minutes=10)
-"""Status rows of nodes that died without withdrawing them are deleted this long after expiry."""
-
 
 def first(*values: Any) -> Any:
     return next((v for v in values if v is not None), None)
 
 
 class NodeControl:
-    def __init__(self, node: Node, *, interval: float, status_interval: float) -> None:
-        if interval <= 0 or status_interval <= 0:
-            raise ConfigError("control_interval and status_interval must be > 0 seconds")
+    def __init__(self, node: Node, *, interval: float) -> None:
+        if interval <= 0:
+            raise ConfigError(f"control_interval must be > 0 seconds, got {interval!r}")
         self.node = node
         self.interval = interval
-        self.status_interval = status_interval
         self.engine = node.app.engine
         self.sql = self.engine.queries
         self.stopped: dict[int, str] = {}
         """Jobs whose attempt this control stopped, and why; the producer takes the entry."""
-        self.started_at = node.app.clock()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._published = -1e9
-        self._dirty = True
         self._refreshing = asyncio.Lock()
         """One refresh at a time: an older read applied after a newer one would undo it."""
 
     # --- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Apply the persisted controls (before any fetch), publish, then watch."""
+        """Apply the persisted controls (before any fetch, and before the node's first beat
+        describes its queues), then watch."""
         await self.refresh()
-        await self.publish()
         self._task = asyncio.create_task(self._loop(), name="jobsaga-control")
 
     async def stop(self) -> None:
@@ -70,10 +63,6 @@ class NodeControl:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
-        try:
-            await self.node.run_in_db(self._withdraw)
-        except Exception:
-            log.exception("node %s: withdrawing its queue status failed", self.node.name)
 
     def wake(self) -> None:
         self._wake.set()
@@ -97,8 +86,6 @@ class NodeControl:
             try:
                 await self.refresh()
                 await self.check_performing()
-                if self._dirty or time.monotonic() - self._published >= self.status_interval:
-                    await self.publish()
             except Exception:
                 log.exception("node %s: queue control round failed", self.node.name)
 
@@ -129,6 +116,8 @@ class NodeControl:
             self.apply(producer, paused=paused, limit=limit)
 
     def apply(self, producer: QueueProducer, *, paused: bool, limit: int) -> None:
+        """Bring ``producer`` to the wanted state; a change is told (log, telemetry) and
+        written into the node's heartbeat record at once by an early beat."""
         telemetry = self.node.app.telemetry
         meta = {"queue": producer.queue, "node": self.node.name}
         if paused != producer.paused:
@@ -136,7 +125,7 @@ class NodeControl:
                 producer.pause()
             else:
                 producer.resume()
-            self._dirty = True
+            self.node.plugins.heartbeat.wake()
             log.info(
                 "node %s: queue %s %s",
                 self.node.name,
@@ -149,7 +138,7 @@ class NodeControl:
             previous = producer.limit
             producer.scale(limit)
             self._ensure_threads()
-            self._dirty = True
+            self.node.plugins.heartbeat.wake()
             log.info(
                 "node %s: queue %s scaled %d -> %d", self.node.name, producer.queue, previous, limit
             )
@@ -214,34 +203,3 @@ class NodeControl:
             else:
                 why = f"taken over (now {row['state']})"
             self.stop_job(job_id, why, attempt)
-
-    # --- status --------------------------------------------------------------------------------
-
-    async def publish(self) -> None:
-        queues = [
-            {"queue": q, "concurrency": p.limit, "paused": p.paused}
-            for q, p in self.node.producers.items()
-        ]
-        self._dirty = False
-        await self.node.run_in_db(self._publish, queues)
-        self._published = time.monotonic()
-
-    def _publish(self, queues: list[dict[str, Any]]) -> None:
-        now = self.node.app.clock()
-        ttl = timedelta(seconds=self.status_interval * STATUS_TTL_INTERVALS)
-        tp = self.engine.time_param
-        with self.engine.transaction() as tx:
-            tx.execute(
-                self.sql["publish_status"],
-                {
-                    "node": self.node.name,
-                    "queues": json.dumps(queues),
-                    "started_at": tp(self.started_at),
-                    "expires_at": tp(now + ttl),
-                },
-            )
-            tx.execute(self.sql["forget_expired_status"], {"before": tp(now - FORGET_AFTER)})
-
-    def _withdraw(self) -> None:
-        with self.engine.transaction() as tx:
-            tx.execute(self.sql["withdraw_status"], {"node": self.node.name})

@@ -65,7 +65,6 @@ class Node:
         ack_batch: int = 200,
         ack_delay: float = 0.005,
         control_interval: float | None = None,
-        status_interval: float = 5.0,
         heartbeat_interval: float = 5.0,
         rescue_after: float = 60.0,
         rescue_interval: float | None = None,
@@ -110,7 +109,6 @@ class Node:
         self.control_interval = (
             control_interval if control_interval is not None else (1.0 if polled else 5.0)
         )
-        self.status_interval = status_interval
         self.plugins = NodePlugins(
             self,
             PluginOptions.build(
@@ -377,9 +375,7 @@ class Node:
         self._cleanup.append(self.app.engine.listen(from_any_thread))
         for queue, limit in self.queue_limits.items():
             self.producers[queue] = QueueProducer(self, queue, limit)
-        self.control = NodeControl(
-            self, interval=self.control_interval, status_interval=self.status_interval
-        )
+        self.control = NodeControl(self, interval=self.control_interval)
         undo.append(self.control.stop)
         await self.control.start()  # persisted pause/scale apply before the first fetch
         self._cleanup.append(self.app.add_control_applier(self.apply_controls_now))

@@ -129,24 +129,13 @@ WHERE node IN ('', %(node)s)
 SELECT queue, node, paused, concurrency, updated_at FROM jobsaga_queue_controls
 ORDER BY queue, node
 
--- name: publish_status
-INSERT INTO jobsaga_queue_nodes (node, queue, concurrency, paused, started_at, expires_at)
-SELECT %(node)s, q.queue, q.concurrency, q.paused, %(started_at)s, %(expires_at)s
-FROM jsonb_to_recordset(%(queues)s::jsonb) AS q(queue text, concurrency int, paused boolean)
-ON CONFLICT (node, queue) DO UPDATE
-SET concurrency = excluded.concurrency, paused = excluded.paused,
-    expires_at = excluded.expires_at
-
--- name: forget_expired_status
-DELETE FROM jobsaga_queue_nodes WHERE expires_at < %(before)s
-
--- name: withdraw_status
-DELETE FROM jobsaga_queue_nodes WHERE node = %(node)s
-
--- name: live_status
-SELECT node, queue, concurrency, paused, started_at, expires_at FROM jobsaga_queue_nodes
+-- name: live_nodes
+-- The nodes whose own deadline has not passed: the one test of liveness, the complement of
+-- the lifeline's (it rescues a node's jobs once expires_at < now). Each row's meta is the
+-- node's last beat: its queues (limit, paused, running, health) and its held jobs.
+SELECT name, started_at, heartbeat_at, expires_at, meta FROM jobsaga_nodes
 WHERE expires_at >= %(now)s
-ORDER BY queue, node
+ORDER BY name
 
 -- name: queue_state_counts
 SELECT queue, state, count(*) AS n FROM jobsaga_jobs

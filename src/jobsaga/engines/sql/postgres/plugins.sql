@@ -44,9 +44,6 @@ RETURNING j.id, j.queue
 -- A stopped node whose last held jobs' threads returned: its jobs may be rescued at once.
 UPDATE jobsaga_nodes SET expires_at = %(now)s WHERE name = %(name)s AND token = %(token)s
 
--- name: list_nodes
-SELECT * FROM jobsaga_nodes ORDER BY name
-
 -- name: lead
 -- Take the lease if it is free or expired, renew it if this process (token) holds it; no row
 -- back means another node leads. The row lock makes concurrent candidates queue up, so only

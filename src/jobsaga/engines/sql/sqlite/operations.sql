@@ -149,26 +149,13 @@ SELECT queue, node, paused, concurrency FROM jobsaga_queue_controls WHERE node I
 SELECT queue, node, paused, concurrency, updated_at FROM jobsaga_queue_controls
 ORDER BY queue, node
 
--- name: publish_status
-INSERT INTO jobsaga_queue_nodes (node, queue, concurrency, paused, started_at, expires_at)
-SELECT :node, json_extract(value, '$.queue'), json_extract(value, '$.concurrency'),
-       json_extract(value, '$.paused'), :started_at, :expires_at
-FROM json_each(:queues)
-WHERE true
-ON CONFLICT (node, queue) DO UPDATE
-SET concurrency = excluded.concurrency, paused = excluded.paused,
-    expires_at = excluded.expires_at
-
--- name: forget_expired_status
-DELETE FROM jobsaga_queue_nodes WHERE expires_at < :before
-
--- name: withdraw_status
-DELETE FROM jobsaga_queue_nodes WHERE node = :node
-
--- name: live_status
-SELECT node, queue, concurrency, paused, started_at, expires_at FROM jobsaga_queue_nodes
+-- name: live_nodes
+-- The nodes whose own deadline has not passed: the one test of liveness, the complement of
+-- the lifeline's (it rescues a node's jobs once expires_at < now). Each row's meta is the
+-- node's last beat: its queues (limit, paused, running, health) and its held jobs.
+SELECT name, started_at, heartbeat_at, expires_at, meta FROM jobsaga_nodes
 WHERE expires_at >= :now
-ORDER BY queue, node
+ORDER BY name
 
 -- name: queue_state_counts
 SELECT queue, state, count(*) AS n FROM jobsaga_jobs

@@ -47,9 +47,6 @@ RETURNING id, queue
 -- A stopped node whose last held jobs' threads returned: its jobs may be rescued at once.
 UPDATE jobsaga_nodes SET expires_at = :now WHERE name = :name AND token = :token
 
--- name: list_nodes
-SELECT * FROM jobsaga_nodes ORDER BY name
-
 -- name: lead
 -- Take the lease if it is free or expired, renew it if this process (token) holds it; no row
 -- back means another node (perhaps another process on the file) leads.
