@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable, Mapping, Sized
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 from ..errors import ConfigError
+from ..telemetry import NO_SPAN
 from ..waiting import wait_event
 
 if TYPE_CHECKING:
@@ -173,25 +173,17 @@ class Looper:
             await wait_event(self._wake, max(0.001, delay))
 
     async def run_timed(self) -> Counts:
-        """One run with its telemetry; tests call this to run a duty on demand."""
-        telemetry = self.node.app.telemetry
-        meta = {"plugin": self.name, "node": self.node.name}
-        started = time.monotonic()
-        try:
-            counts = await self.run_once()
-        except Exception as exc:
-            if not self.emits:
-                raise
-            telemetry.emit(
-                f"plugin.{self.name}.exception",
-                {"duration": time.monotonic() - started},
-                {**meta, "error": exc, "kind": type(exc).__name__},
+        """One run with its telemetry (``plugin.<name>.stop`` with its counts, or
+        ``.exception``; no start event); tests call this to run a duty on demand."""
+        span = (
+            self.node.app.telemetry.span(
+                f"plugin.{self.name}", {"plugin": self.name, "node": self.node.name}, start=False
             )
-            raise
-        self.runs += 1
-        if not self.emits:
-            return counts
-        telemetry.emit(
-            f"plugin.{self.name}.stop", {"duration": time.monotonic() - started, **counts}, meta
+            if self.emits
+            else NO_SPAN
         )
+        with span:
+            counts = await self.run_once()
+            self.runs += 1
+            span.stop(counts)
         return counts

@@ -15,11 +15,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from ..job import Job, JobState
+from ..telemetry import NO_SPAN, Span, Telemetry
 from ..waiting import wait_event
 from .executor import AttemptThreads, queue_wait
 
@@ -157,20 +157,7 @@ class QueueProducer:
 
     async def _run(self, job: Job[Any]) -> None:
         node = self.node
-        telemetry = node.app.telemetry
-        started = time.monotonic()
-        meta: dict[str, Any] | None = None
-        if telemetry.active:
-            meta = {
-                "job": job,
-                "worker": job.worker,
-                "queue": job.queue,
-                "attempt": job.attempt,
-                "node": node.name,
-            }
-            telemetry.emit(
-                "job.start", {"system_time": time.time(), "queue_wait": queue_wait(job)}, meta
-            )
+        span = job_span(node.app.telemetry, job, node.name)
         threads = node.executor.attempt_threads()
         try:
             try:
@@ -191,18 +178,11 @@ class QueueProducer:
                     node.hold(job, threads)
                 elif stopped is None:
                     await node.interrupted(job, reason=node.cancel_reason(job.id))
-                if meta is not None:
-                    measures = {
-                        "duration": time.monotonic() - started,
-                        "queue_wait": queue_wait(job),
-                    }
-                    if stopped is not None:
-                        stop_meta = {**meta, "state": "cancelled", "result": None}
-                        telemetry.emit("job.stop", measures, {**stop_meta, "stopped": stopped})
-                    else:
-                        state = "executing" if held else "retryable"
-                        failed = {**meta, "state": state, "error": cancelled, "held": held}
-                        telemetry.emit("job.exception", measures, {**failed, "interrupted": True})
+                if stopped is not None:
+                    span.stop(state="cancelled", result=None, stopped=stopped)
+                else:
+                    state = "executing" if held else "retryable"
+                    span.fail(cancelled, state=state, held=held, interrupted=True)
                 return
             # The perform has returned: from here on the attempt counts, whatever happens. A
             # shutdown during the final-failure hook still discards the job (Executor.finish).
@@ -221,30 +201,26 @@ class QueueProducer:
                 node.stager_wake()
             if written and ack.inserts:
                 node.app.announce_specs(ack.inserts)
-            if meta is not None:
-                measures = {"duration": time.monotonic() - started, "queue_wait": queue_wait(job)}
-                if outcome.error is not None:
-                    telemetry.emit(
-                        "job.exception",
-                        measures,
-                        {
-                            **meta,
-                            "state": ack.state.value,
-                            "error": outcome.error,
-                            "written": written,
-                        },
-                    )
-                else:
-                    telemetry.emit(
-                        "job.stop",
-                        measures,
-                        {
-                            **meta,
-                            "state": ack.state.value,
-                            "result": outcome.result,
-                            "written": written,
-                        },
-                    )
+            span.add(state=ack.state.value, written=written)
+            if outcome.error is not None:
+                span.fail(outcome.error)
+            else:
+                span.stop(result=outcome.result)
         finally:
             self.running.pop(job.id, None)
             self._wake.set()
+
+
+def job_span(telemetry: Telemetry, job: Job[Any], node: str) -> Span:
+    """The span of one attempt (``job.start``, then ``job.stop`` or ``job.exception``). Its
+    metadata is built only while someone listens: a node runs thousands of jobs a second."""
+    if not telemetry.active:
+        return NO_SPAN
+    metadata = {
+        "job": job,
+        "worker": job.worker,
+        "queue": job.queue,
+        "attempt": job.attempt,
+        "node": node,
+    }
+    return telemetry.span("job", metadata, {"queue_wait": queue_wait(job)})

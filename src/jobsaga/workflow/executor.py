@@ -35,7 +35,6 @@ import functools
 import heapq
 import inspect
 import logging
-import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -53,6 +52,7 @@ from ..errors import (
     WorkflowError,
 )
 from ..job import Job
+from ..telemetry import Span
 from .context import StepContext
 from .dsl import Argument, Workflow
 from .encoding import error_json
@@ -150,6 +150,16 @@ class Execution:
     def emit(self, event: str, measurements: dict[str, Any], **metadata: Any) -> None:
         if self.telemetry.active:
             self.telemetry.emit(event, measurements, {**self.meta, **metadata})
+
+    def step_span(self, st: StepState, *, start: bool = True) -> Span:
+        """A try of a step: ``workflow.step.start``, then ``.stop`` (settled with a value),
+        ``.retry`` (to be tried again) or ``.exception`` (failed for good). A step settled
+        outside a try (skipped by its guard, its guard or arguments raised, its retry cancelled
+        while waiting) gets a span without a start."""
+        metadata = {**self.meta, "step": st.spec.name}
+        if start:
+            metadata["tries"] = st.tries
+        return self.telemetry.span("workflow.step", metadata, start=start)
 
     def record(self, st: StepState, kind: str, detail: Any = None) -> None:
         self.log.step(st.row(), kind, self.now(), detail)
@@ -251,7 +261,6 @@ class Execution:
     # --- the run --------------------------------------------------------------------------
 
     async def run(self) -> RunResult:
-        started = time.monotonic()
         resumed = await self.log.open(
             self.inputs,
             self.context,
@@ -265,7 +274,7 @@ class Execution:
         if resumed is not None and resumed.status == RunStatus.SUCCEEDED.value:
             return await self.already_succeeded(resumed)
         self.opened = True
-        self.emit("workflow.start", {"system_time": time.time()}, resumed=resumed is not None)
+        span = self.telemetry.span("workflow", {**self.meta, "resumed": resumed is not None})
         try:
             rolling_back = self.restore(resumed) if resumed is not None else False
             if self.cancelled is not None:  # stopped while the log was being opened
@@ -296,17 +305,11 @@ class Execution:
         finally:
             if self._threads is not None:
                 self._threads.shutdown(wait=False)
-        duration = time.monotonic() - started
+        span.add(status=result.status.value)
         if result.error is None:
-            self.emit("workflow.stop", {"duration": duration}, status=result.status.value)
-        else:
-            self.emit(
-                "workflow.exception",
-                {"duration": duration},
-                status=result.status.value,
-                error=result.error,
-                kind=type(result.error.error).__name__,
-            )
+            span.stop()
+        else:  # the kind of the step's error: the WorkflowError only carries it
+            span.fail(result.error, kind=type(result.error.error).__name__)
         return result
 
     def restore(self, resumed: Resumed) -> bool:
@@ -501,12 +504,12 @@ class Execution:
     async def run_step(self, st: StepState) -> None:
         spec = st.spec
         name = spec.name
-        started = time.monotonic()
         needed = max(
             (self.states[p].recorded_seq for p in self.graph.predecessors(name)), default=0
         )
         if not await self.log_allows(needed):
             return
+        span = self.step_span(st, start=False)  # the guard and arguments are not a try
         try:
             if spec.where_fn is not None:
                 ctx = self.ctx(st)
@@ -516,12 +519,12 @@ class Execution:
                     st.status, st.value, st.finished_at = StepStatus.SKIPPED, None, self.now()
                     self.record(st, "step.skipped")
                     st.recorded_seq = self.log.seq
-                    self.emit("workflow.step.stop", {"duration": 0.0}, step=name, status="skipped")
+                    span.stop(status="skipped")
                     return
             arguments = {a.param: self.value_of(a) for a in spec.arguments}
         except Exception as exc:
             st.tries = max(st.tries, 1)
-            self.fail(st, exc, started)
+            self.fail(st, exc, span)
             return
         while True:
             if not await self.log_allows():
@@ -530,9 +533,7 @@ class Execution:
             st.status = StepStatus.RUNNING
             st.started_at = st.started_at or self.now()
             self.record(st, "step.started", {"try": st.tries})
-            self.emit(
-                "workflow.step.start", {"system_time": time.time()}, step=name, tries=st.tries
-            )
+            span = self.step_span(st)
             ctx = self.ctx(st)
             kwargs = dict(arguments)
             if spec.context_param is not None:
@@ -552,31 +553,31 @@ class Execution:
                     except StepResultError as exc:
                         error = exc
                     else:
-                        self.succeed_step(st, value, stored, ctx, StepStatus.SUCCEEDED, started)
+                        self.succeed_step(st, value, stored, ctx, StepStatus.SUCCEEDED, span)
                         return
             if retry is not None or isinstance(error, spec.retry_on):
                 if st.tries <= spec.max_retries:
-                    if await self.retry_later(st, error, retry):
+                    if await self.retry_later(st, error, retry, span):
                         continue
                     if self.log_failure is None:
-                        self.fail(st, RetryCancelled(name, error), started)
+                        self.fail(st, RetryCancelled(name, error), span)
                     return
                 error = RetriesExhausted(name, spec.max_retries, error)
             assert error is not None
             if spec.compensate_fn is None:
-                self.fail(st, error, started)
+                self.fail(st, error, span)
                 return
-            outcome = await self.compensate(st, error)
+            outcome = await self.compensate(st, error, span)
             if outcome == "retry":
                 continue
             if outcome is None:
                 return
 
-    async def compensate(self, st: StepState, error: BaseException) -> str | None:
-        """Ask the step's compensation; returns "retry" to run the step again, else None
-        once the step has been settled (succeeded with a value, or failed)."""
+    async def compensate(self, st: StepState, error: BaseException, span: Span) -> str | None:
+        """Ask the step's compensation (part of the try, ``span``); returns "retry" to run the
+        step again, else None once the step has been settled (succeeded with a value, or
+        failed)."""
         spec, name = st.spec, st.spec.name
-        started = time.monotonic()
         if not await self.log_allows():
             return None  # the run stops: the step is left as the log last recorded it
         ctx = self.ctx(st)
@@ -586,19 +587,19 @@ class Execution:
             decision = await self.call(spec.compensate_fn, (self.instance, error), kwargs, name)
         except Exception as exc:
             self.compensated(st, "raised", error=exc, original=error)
-            self.fail(st, exc, started)
+            self.fail(st, exc, span)
             return None
         if isinstance(decision, Retry):
             if st.tries <= spec.max_retries:
                 self.compensated(st, "retry", original=error)
-                if await self.retry_later(st, error, decision):
+                if await self.retry_later(st, error, decision, span):
                     return "retry"
                 if self.log_failure is None:
-                    self.fail(st, RetryCancelled(name, error), started)
+                    self.fail(st, RetryCancelled(name, error), span)
                 return None
             exhausted = RetriesExhausted(name, spec.max_retries, error)
             self.compensated(st, "retry_refused", original=error)
-            self.fail(st, exhausted, started)
+            self.fail(st, exhausted, span)
             return None
         if isinstance(decision, Continue):
             try:
@@ -606,13 +607,13 @@ class Execution:
                     decision.value, f"the value compensation of step {name!r} continued with"
                 )
             except StepResultError as exc:
-                self.fail(st, exc, started)
+                self.fail(st, exc, span)
                 return None
             self.compensated(st, "continue", original=error)
-            self.succeed_step(st, decision.value, stored, ctx, StepStatus.COMPENSATED, started)
+            self.succeed_step(st, decision.value, stored, ctx, StepStatus.COMPENSATED, span)
             return None
         self.compensated(st, "fail", original=error)
-        self.fail(st, error, started)
+        self.fail(st, error, span)
         return None
 
     def compensated(
@@ -632,11 +633,12 @@ class Execution:
         )
 
     async def retry_later(
-        self, st: StepState, error: BaseException | None, retry: Retry | None
+        self, st: StepState, error: BaseException | None, retry: Retry | None, span: Span
     ) -> bool:
-        """Wait out the backoff; False when the workflow started failing meanwhile (a step
-        waiting to retry has not completed: it is not retried, and there is nothing to undo),
-        or the run log gave up (the run stops)."""
+        """End the try (``span``) with ``workflow.step.retry`` and wait out the backoff; False
+        when the workflow started failing meanwhile (a step waiting to retry has not
+        completed: it is not retried, and there is nothing to undo), or the run log gave up
+        (the run stops)."""
         if self.failure is not None or self.log_failure is not None:
             return False
         delay = (
@@ -651,9 +653,7 @@ class Execution:
         if retry is not None and retry.reason:
             detail["reason"] = retry.reason
         self.record(st, "step.retried", detail)
-        self.emit(
-            "workflow.step.retry", {"delay": delay}, step=st.spec.name, tries=st.tries, error=error
-        )
+        span.end("retry", {"delay": delay}, error=error)
         if delay > 0:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
@@ -667,7 +667,7 @@ class Execution:
         stored: Any,
         ctx: StepContext[Any],
         status: StepStatus,
-        started: float,
+        span: Span,
     ) -> None:
         self.completed_count += 1
         st.status, st.value, st.stored = status, value, stored
@@ -678,26 +678,18 @@ class Execution:
         self.completion.append(st.spec.name)
         self.record(st, f"step.{status.value}", {"try": st.tries})
         st.recorded_seq = self.log.seq
-        self.emit(
-            "workflow.step.stop",
-            {"duration": time.monotonic() - started},
-            step=st.spec.name,
-            status=status.value,
-            tries=st.tries,
-        )
+        span.stop(status=status.value, tries=st.tries)
 
-    def fail(self, st: StepState, error: BaseException, started: float) -> None:
+    def fail(self, st: StepState, error: BaseException, span: Span) -> None:
+        """Fail the step for good, ending its try (``span``) with ``workflow.step.exception``;
+        a try that already ended (a retry cancelled while waiting) leaves the step failing
+        outside a try."""
         st.status, st.exc, st.error = StepStatus.FAILED, error, error_json(error)
         st.finished_at = self.now()
         self.record(st, "step.failed", {"try": st.tries, "error": brief(error)})
-        self.emit(
-            "workflow.step.exception",
-            {"duration": time.monotonic() - started},
-            step=st.spec.name,
-            error=error,
-            kind=type(error).__name__,
-            tries=st.tries,
-        )
+        if span.ended:
+            span = self.step_span(st, start=False)
+        span.fail(error, tries=st.tries)
 
     # --- endings --------------------------------------------------------------------------
 
