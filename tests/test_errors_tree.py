@@ -193,6 +193,24 @@ def test_the_docstring_draws_exactly_the_tree() -> None:
         assert others == place.builtins, f"{name}: bases {others}, drawn {place.builtins}"
 
 
+def test_errors_exports_the_whole_tree() -> None:
+    assert set(errors.__all__) == set(tree_classes()) | {"StepFailure"}
+
+
+def test_no_other_submodule_exports_an_exception() -> None:
+    """One place to import an error from: ``jobsaga.errors`` (the top level re-exports the
+    few an application catches, as the facade)."""
+    for name, _ in modules():
+        if name in ("jobsaga", errors.__name__):
+            continue
+        module = importlib.import_module(name)
+        for exported in getattr(module, "__all__", ()):
+            value = getattr(module, exported)
+            assert getattr(value, "__module__", None) != errors.__name__, (
+                f"{name} re-exports {exported}: import it from jobsaga.errors"
+            )
+
+
 def test_errors_imports_nothing_from_jobsaga() -> None:
     """The bottom of the layering: every module may raise from it."""
     tree = ast.parse((PACKAGE / "errors.py").read_text())
