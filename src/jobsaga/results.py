@@ -9,19 +9,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ConfigError, NotAJobError
+from .backoff import Delay, delay_seconds
+from .errors import NotAJobError
 from .job import JobSpec
 
 
 @dataclass(frozen=True, slots=True)
 class Snooze:
-    """Run the job again after ``seconds`` without using up an attempt."""
+    """Run the job again after ``delay`` (seconds or a timedelta) without using up an
+    attempt. A delay past 100 years (``math.inf``) is written as 100 years."""
 
-    seconds: float
+    delay: float
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.seconds, (int, float)) or not self.seconds >= 0:  # NaN too
-            raise ConfigError(f"Snooze needs a number of seconds >= 0, got {self.seconds!r}")
+    def __init__(self, delay: Delay) -> None:
+        object.__setattr__(self, "delay", delay_seconds(delay, "Snooze(delay)"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,13 +9,13 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from tenacity.wait import wait_base
 
-from .backoff import default_backoff, tenacity_backoff
+from .backoff import Delay, delay_seconds, retry_delay
 from .errors import ArgsError, ConfigError
 from .job import MAX_ATTEMPTS, MAX_DELAY_SECONDS, Job, JobSpec
 from .serialization import ensure_json_object, normalize_json, short_repr, text_problem
@@ -64,21 +64,20 @@ def check_worker_name(name: Any) -> str:
     return name
 
 
-def check_delay(seconds: Any, what: str) -> float:
-    """A delay in seconds from now: finite, >= 0 and at most :data:`MAX_DELAY_SECONDS`
-    (NaN passes a plain ``< 0`` test, and inf or 1e12 overflow a datetime at insert)."""
-    if isinstance(seconds, timedelta):
-        seconds = seconds.total_seconds()
-    if (
-        not isinstance(seconds, (int, float))
-        or isinstance(seconds, bool)
-        or not 0 <= seconds <= MAX_DELAY_SECONDS  # False for NaN
-    ):
+def check_delay(delay: Any, what: str) -> float:
+    """A delay from now (seconds or a timedelta) as seconds: finite, >= 0 and at most
+    :data:`MAX_DELAY_SECONDS` (NaN passes a plain ``< 0`` test, and inf or 1e12 overflow a
+    datetime at insert)."""
+    try:
+        seconds = delay_seconds(delay, what)
+    except ConfigError:
+        seconds = math.inf
+    if seconds > MAX_DELAY_SECONDS:
         raise ConfigError(
             f"{what} must be a number of seconds from 0 to {MAX_DELAY_SECONDS:.0f} "
-            f"(100 years), got {short_repr(seconds)}"
+            f"(100 years) or a timedelta, got {short_repr(delay)}"
         )
-    return float(seconds)
+    return seconds
 
 
 class WorkerOptions(BaseModel):
@@ -93,8 +92,8 @@ class WorkerOptions(BaseModel):
     tags: tuple[str, ...] = ()
     unique: UniqueSpec | None = None
     timeout: float | None = DEFAULT_TIMEOUT
-    backoff: Any = None
-    """A callable ``attempt -> seconds``, or a tenacity wait strategy."""
+    backoff: Callable[[int], float] | wait_base | None = None
+    """A callable ``attempt -> seconds``, or a tenacity wait strategy (see ``jobsaga.backoff``)."""
 
     @field_validator("name")
     @classmethod
@@ -135,7 +134,9 @@ class WorkerOptions(BaseModel):
 
     @field_validator("backoff")
     @classmethod
-    def _backoff(cls, v: Any) -> Any:
+    def _backoff(
+        cls, v: Callable[[int], float] | wait_base | None
+    ) -> Callable[[int], float] | wait_base | None:
         if v is not None and not callable(v):
             raise ConfigError("backoff must be callable (attempt -> seconds) or a tenacity wait")
         return v
@@ -285,7 +286,7 @@ class Worker:
         queue: str | None = None,
         priority: int | None = None,
         max_attempts: int | None = None,
-        schedule_in: float | timedelta | None = None,
+        delay: Delay | None = None,
         scheduled_at: datetime | None = None,
         tags: list[str] | tuple[str, ...] | None = None,
         meta: dict[str, Any] | None = None,
@@ -300,12 +301,12 @@ class Worker:
             meta_json = dict(found) if found is meta else found
         else:
             meta_json = {}
-        if schedule_in is not None and scheduled_at is not None:
-            raise ArgsError(f"{cls.name}: give schedule_in or scheduled_at, not both")
-        delay: float | None = None
-        if schedule_in is not None:
+        if delay is not None and scheduled_at is not None:
+            raise ArgsError(f"{cls.name}: give delay or scheduled_at, not both")
+        seconds: float | None = None
+        if delay is not None:
             try:
-                delay = check_delay(schedule_in, "schedule_in")
+                seconds = check_delay(delay, "delay")
             except ValueError as exc:
                 raise ArgsError(f"{cls.name}: {exc}") from None
         if scheduled_at is not None:
@@ -332,7 +333,7 @@ class Worker:
             tags=check_tags(tags, cls.name) if tags is not None else opts.tags,
             meta=meta_json,
             scheduled_at=scheduled_at,
-            schedule_in=delay,
+            delay=seconds,
             unique_key=unique_key,
             unique_states=encode_states(spec_unique.states) if spec_unique is not None else None,
             unique_period=spec_unique.period if spec_unique is not None else None,
@@ -348,13 +349,9 @@ class Worker:
         return type(self).options.timeout
 
     def backoff(self, job: Job[Any]) -> float:
-        """Seconds until the next attempt after ``job.attempt`` failed."""
-        custom: Callable[[int], float] | None = type(self).options.backoff
-        if custom is None:
-            return default_backoff(job.attempt)
-        if isinstance(custom, wait_base):  # tenacity's own strategies and users' subclasses
-            return tenacity_backoff(custom)(job.attempt)
-        return float(custom(job.attempt))
+        """Seconds until the next attempt after ``job.attempt`` failed: the ``backoff`` option,
+        else the guide's curve (``jobsaga.backoff.default_backoff``)."""
+        return retry_delay(type(self).options.backoff, job.attempt)
 
     def on_final_failure(self, job: Job[Any], error: BaseException) -> None:
         """Runs once, when the last attempt failed and the job is about to be discarded."""

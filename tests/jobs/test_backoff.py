@@ -1,17 +1,23 @@
-"""Retry delays: the guide's default curve with jitter, a custom callable, tenacity waits."""
+"""Retry delays: the guide's default curve with jitter, a custom callable, tenacity waits;
+one function turns any backoff into seconds for jobs and steps, and a wait is a ``delay``
+(seconds or a timedelta) wherever it is given."""
 
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from tenacity import RetryCallState, wait_exponential, wait_fixed
 from tenacity.wait import wait_base
 
-from jobsaga import App, Job, JobState, Worker
-from jobsaga.backoff import CAP, default_backoff, tenacity_backoff
+from jobsaga import App, Job, JobState, Retry, Snooze, StepContext, Worker, Workflow, step
+from jobsaga.backoff import CAP, STEP_BACKOFF, default_backoff, retry_delay
+from jobsaga.errors import ConfigError, WorkflowDefinitionError
+from jobsaga.testing import run_workflow
 from tests.jobs.conftest import wait_state
 
 
@@ -34,9 +40,18 @@ def test_default_grows_to_a_cap() -> None:
 
 
 def test_tenacity_waits_adapt() -> None:
-    assert tenacity_backoff(wait_fixed(42))(3) == 42
-    exponential = tenacity_backoff(wait_exponential(multiplier=1, max=60))
-    assert [exponential(a) for a in (1, 2, 3, 10)] == [1, 2, 4, 60]
+    assert retry_delay(wait_fixed(42), 3) == 42
+    exponential = wait_exponential(multiplier=1, max=60)
+    assert [retry_delay(exponential, a) for a in (1, 2, 3, 10)] == [1, 2, 4, 60]
+
+
+def test_one_function_reads_every_form_of_backoff() -> None:
+    assert retry_delay(None, 1, default=lambda attempt: 7.0 * attempt) == 7.0
+    assert 0.1 <= retry_delay(None, 1, default=STEP_BACKOFF) <= 0.15  # a step's default
+    assert 13.5 <= retry_delay(None, 1) <= 16.5  # a job's default: the guide's curve
+    assert retry_delay(5, 9) == 5.0 and retry_delay(timedelta(minutes=1), 9) == 60.0
+    assert retry_delay(lambda attempt: -3.0, 1) == 0.0  # a curve cannot ask to go back in time
+    assert retry_delay(HalfMinute(), 2) == 60.0  # a user's own wait_base subclass
 
 
 class LinearBackoff(Worker, max_attempts=5, backoff=lambda attempt: 100.0 * attempt):
@@ -120,3 +135,61 @@ def test_an_endless_or_nan_delay_is_still_written_back(make_app: Callable[..., A
     assert nan_retry.attempted_at is not None
     delay = (nan_retry.scheduled_at - nan_retry.attempted_at).total_seconds()
     assert 13 <= delay <= 17  # NaN is a broken curve: the default applies
+
+
+class QuickHalfMinute(wait_base):
+    """A user's own tenacity strategy for a step (defined outside tenacity's modules)."""
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        return 0.01 * retry_state.attempt_number
+
+
+class OwnStrategyStep(Workflow):
+    @step(max_retries=2, backoff=QuickHalfMinute())
+    def flaky(self, ctx: StepContext[Any]) -> str:
+        return "done" if ctx.tries == 3 else Retry("not yet")  # type: ignore[return-value]
+
+
+def test_a_step_takes_a_users_own_tenacity_strategy_as_a_worker_does() -> None:
+    """Steps once told a tenacity wait by its module name, so a user's own ``wait_base``
+    subclass was called like a plain callable and failed the step; jobs did it right."""
+    result = run_workflow(OwnStrategyStep, {})
+    assert result.value == "done"
+    delays = [e.detail["delay"] for e in result.run.events_of("step.retried")]
+    assert delays == [0.01, 0.02]
+
+
+class DelayedStep(Workflow):
+    @step(max_retries=1, backoff=timedelta(milliseconds=10))
+    def once_more(self, ctx: StepContext[Any]) -> str:
+        if ctx.tries == 1:
+            return Retry("again", delay=timedelta(milliseconds=20))  # type: ignore[return-value]
+        return "done"
+
+
+def test_a_wait_is_a_delay_in_seconds_or_a_timedelta_everywhere() -> None:
+    assert Snooze(60).delay == 60.0 and Snooze(timedelta(minutes=2)).delay == 120.0
+    assert Retry(delay=timedelta(seconds=1.5)).delay == 1.5 and Retry().delay is None
+    assert Snooze(float("inf")).delay == float("inf")  # written as 100 years, not refused
+    for bad in (-1, float("nan"), "10", True, timedelta(seconds=-1)):
+        with pytest.raises(ConfigError, match=r"Snooze\(delay\)"):
+            Snooze(bad)  # type: ignore[arg-type]
+        with pytest.raises(ConfigError, match=r"Retry\(delay=\)"):
+            Retry(delay=bad)  # type: ignore[arg-type]
+    started = time.monotonic()
+    result = run_workflow(DelayedStep, {})
+    assert result.value == "done" and time.monotonic() - started < 5
+    [retried] = result.run.events_of("step.retried")
+    assert retried.detail["delay"] == 0.02
+
+
+def test_a_steps_constant_backoff_is_a_delay_too() -> None:
+    with pytest.raises(WorkflowDefinitionError, match="backoff must be a delay"):
+
+        @step(backoff=-1)
+        def backwards(self: Any) -> None: ...
+
+    with pytest.raises(WorkflowDefinitionError, match="backoff must be a delay"):
+
+        @step(backoff="soon")  # type: ignore[call-overload]
+        def later(self: Any) -> None: ...

@@ -91,7 +91,7 @@ def test_every_outcome_through_the_cli(
         ),
     }
     with worker_process(db_url, log_file, "--queue", "default=10") as process:
-        scheduled = app.insert(sample.Completes.new({"later": True}, schedule_in=0.3))
+        scheduled = app.insert(sample.Completes.new({"later": True}, delay=0.3))
         duplicate = app.insert(sample.Unique.new({"k": 1}))
         settled = [j for name, j in jobs.items() if name != "unknown"] + [scheduled]
         wait_until(lambda: all(job(app, j.id).state.is_final for j in settled), 30)

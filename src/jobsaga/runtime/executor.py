@@ -80,7 +80,7 @@ def classify(result: Any) -> Outcome:
     if isinstance(result, Complete):
         return Outcome(JobState.COMPLETED, result=result.value, enqueue=result.enqueue)
     if isinstance(result, Snooze):
-        return Outcome(JobState.SCHEDULED, snooze=float(result.seconds))
+        return Outcome(JobState.SCHEDULED, snooze=result.delay)
     if isinstance(result, Discard):
         return Outcome(JobState.DISCARDED, reason=result.reason)
     if isinstance(result, Cancel):

@@ -28,17 +28,14 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, field_validator
-from tenacity.wait import wait_base
 
-from ..errors import WorkflowDefinitionError, WorkflowOutsideJobError
+from ..backoff import Backoff, delay_seconds
+from ..errors import ConfigError, WorkflowDefinitionError, WorkflowOutsideJobError
 
 DEFAULT_MAX_RETRIES = 5
 DEFAULT_UNDO_RETRIES = 5
 DEFAULT_MAX_CONCURRENCY = 8
 CONTEXT_PARAM = "ctx"
-
-Backoff = float | Callable[[int], float] | wait_base
-"""Seconds before retry N: a number, a callable ``try -> seconds``, or a tenacity wait."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,8 +150,14 @@ class StepDef:
                 raise WorkflowDefinitionError(
                     f"{where_label}: retry_on takes exception classes, got {kind!r}"
                 )
-        if backoff is not None and not (callable(backoff) or isinstance(backoff, (int, float))):
-            raise WorkflowDefinitionError(f"{where_label}: backoff must be seconds or callable")
+        if backoff is not None and not callable(backoff):
+            try:  # the same delay before every retry
+                delay_seconds(backoff, "backoff")
+            except ConfigError:
+                raise WorkflowDefinitionError(
+                    f"{where_label}: backoff must be a delay (seconds or a timedelta), a "
+                    f"callable (try -> seconds) or a tenacity wait, got {backoff!r}"
+                ) from None
         self.backoff = backoff
         self.wait_for = tuple(wait_for)
         if isinstance(wait_for, str):

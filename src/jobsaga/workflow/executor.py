@@ -41,6 +41,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from .. import _context
+from ..backoff import STEP_BACKOFF, retry_delay
 from ..errors import (
     RecordedError,
     RetriesExhausted,
@@ -66,7 +67,6 @@ from .state import (
     StepState,
     brief,
     follow_ups_of,
-    retry_delay,
     spec_from_json,
 )
 
@@ -644,7 +644,7 @@ class Execution:
         delay = (
             retry.delay
             if retry is not None and retry.delay is not None
-            else retry_delay(st.spec.backoff, st.tries)
+            else retry_delay(st.spec.backoff, st.tries, default=STEP_BACKOFF)
         )
         st.status = StepStatus.RETRIED
         detail: dict[str, Any] = {"try": st.tries, "delay": delay}
@@ -784,7 +784,7 @@ class Execution:
                     delay = (
                         outcome.delay
                         if outcome.delay is not None
-                        else retry_delay(spec.backoff, st.undo_tries)
+                        else retry_delay(spec.backoff, st.undo_tries, default=STEP_BACKOFF)
                     )
                     detail: dict[str, Any] = {"undo_tries": st.undo_tries, "delay": delay}
                     if outcome.reason:

@@ -11,19 +11,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ConfigError
+from ..backoff import Delay, delay_seconds
 
 
 @dataclass(frozen=True, slots=True)
 class Retry:
-    """Run this step (or undo) again; ``delay`` overrides the step's backoff for this retry."""
+    """Run this step (or undo) again; ``delay`` (seconds or a timedelta) overrides the step's
+    backoff for this retry."""
 
     reason: str | None = None
     delay: float | None = None
 
-    def __post_init__(self) -> None:
-        if self.delay is not None and (not isinstance(self.delay, (int, float)) or self.delay < 0):
-            raise ConfigError(f"Retry delay must be seconds >= 0, got {self.delay!r}")
+    def __init__(self, reason: str | None = None, delay: Delay | None = None) -> None:
+        object.__setattr__(self, "reason", reason)
+        seconds = None if delay is None else delay_seconds(delay, "Retry(delay=)")
+        object.__setattr__(self, "delay", seconds)
 
 
 @dataclass(frozen=True, slots=True)

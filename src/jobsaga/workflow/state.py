@@ -7,9 +7,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from tenacity import wait_exponential, wait_random
-
-from ..backoff import tenacity_backoff
 from ..errors import RecordedError, WorkflowError
 from ..job import JobSpec
 from .dsl import StepDef
@@ -22,26 +19,10 @@ DONE = (*COMPLETED, StepStatus.SKIPPED)
 """Statuses that let dependents start."""
 
 
-DEFAULT_BACKOFF = wait_exponential(multiplier=0.1, max=5.0) + wait_random(0, 0.05)
-"""Before retry N of a step (or undo): 0.1 s doubling to 5 s, plus up to 50 ms of jitter so
-steps that failed together (a shared dependency down) do not retry in lockstep."""
-
-
-def default_backoff(tries: int) -> float:
-    return tenacity_backoff(DEFAULT_BACKOFF)(tries)
-
-
-def retry_delay(backoff: Any, tries: int) -> float:
-    if backoff is None:
-        return default_backoff(tries)
-    if isinstance(backoff, (int, float)):
-        return float(backoff)
-    if type(backoff).__module__.startswith("tenacity"):
-        return tenacity_backoff(backoff)(tries)
-    return max(0.0, float(backoff(tries)))
-
-
 def spec_to_json(spec: JobSpec) -> dict[str, Any]:
+    """A follow-up job as the run log stores it. ``delay`` is stored under its earlier name,
+    ``schedule_in``: the stored form is not the API, and run logs already written stay
+    readable without a migration."""
     return {
         "worker": spec.worker,
         "queue": spec.queue,
@@ -51,7 +32,7 @@ def spec_to_json(spec: JobSpec) -> dict[str, Any]:
         "tags": list(spec.tags),
         "meta": spec.meta,
         "scheduled_at": spec.scheduled_at.isoformat() if spec.scheduled_at else None,
-        "schedule_in": spec.schedule_in,
+        "schedule_in": spec.delay,
         "unique_key": spec.unique_key,
         "unique_states": spec.unique_states,
         "unique_period": spec.unique_period,
@@ -59,12 +40,15 @@ def spec_to_json(spec: JobSpec) -> dict[str, Any]:
 
 
 def spec_from_json(data: Mapping[str, Any]) -> JobSpec:
-    at = data.get("scheduled_at")
+    fields = dict(data)
+    delay = fields.pop("schedule_in", None)
+    at = fields.get("scheduled_at")
     return JobSpec(
         **{
-            **data,
-            "tags": tuple(data.get("tags", ())),
+            **fields,
+            "tags": tuple(fields.get("tags", ())),
             "scheduled_at": datetime.fromisoformat(at) if at else None,
+            "delay": delay,
         }
     )
 
