@@ -10,6 +10,7 @@ Usage::
     nodes = Nodes(url, tmp_path)                  # or the ``nodes`` fixture (stops all after)
     nodes.start("a", {"work": 20})                # waits until its heartbeat row exists
     nodes.start("b", {"work": 20}, rescue_after=30, settings={"ack_batch": 50})
+    nodes.start_together(["c", "d"], {"work": 20})  # both start at once, then both beat
     nodes.kill9("a")                              # SIGKILL, reaped
     code = nodes.stop("b")                        # SIGTERM, waits, returns the exit code
     nodes.log("b")                                # its stderr so far
@@ -26,7 +27,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,6 +140,16 @@ class Nodes:
         if wait is not None:
             self.wait_ready(node, wait)
         return node
+
+    def start_together(
+        self, names: Iterable[str], queues: Mapping[str, int], wait: float = 30.0, **options: Any
+    ) -> list[NodeProc]:
+        """Start several nodes alike (keywords as :meth:`start`) side by side, then wait until
+        each has beaten: their start-ups overlap instead of adding up."""
+        started = [self.start(name, queues, wait=None, **options) for name in names]
+        for node in started:
+            self.wait_ready(node, wait)
+        return started
 
     def wait_ready(self, node: NodeProc, timeout: float) -> None:
         """Until the node's heartbeat row names this process (its pid in the row's meta)."""

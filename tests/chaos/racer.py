@@ -1,8 +1,10 @@
-"""One racing inserter process: ``python -m tests.chaos.racer URL START_AT KEYS THREADS``.
+"""One racing inserter process: ``python -m tests.chaos.racer URL KEYS THREADS``.
 
-Its threads wait for the wall-clock ``START_AT`` (so several processes start together), then
-each inserts a unique job for every key 0..KEYS-1 in its own shuffled order. Prints one JSON
-line: how many inserts each key created (not a conflict), and any errors raised.
+Once connected, with its threads started, it prints ``ready`` and waits for a line on stdin
+(the test sends it to every racer once all are ready, so the processes start together, with no
+guessed head start); then each thread inserts a unique job for every key 0..KEYS-1 in its own
+shuffled order. Prints one JSON line: how many inserts each key created (not a conflict), and
+any errors raised.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import json
 import random
 import sys
 import threading
-import time
 from collections import Counter
 
 from jobsaga import App
@@ -20,25 +21,20 @@ from .chaos_app import UniqueJob
 
 
 def main() -> None:
-    url, start_at, keys, threads = (
-        sys.argv[1],
-        float(sys.argv[2]),
-        int(sys.argv[3]),
-        int(sys.argv[4]),
-    )
+    url, keys, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     app = App(url, workers=[UniqueJob])
     app.engine.get_job(0)  # connect before the start line
     created: Counter[int] = Counter()
     errors: list[str] = []
     lock = threading.Lock()
-    ready = threading.Barrier(threads)
+    ready = threading.Barrier(threads + 1)
+    go = threading.Event()
 
     def insert(seed: int) -> None:
         order = list(range(keys))
         random.Random(seed).shuffle(order)
         ready.wait()
-        while time.time() < start_at:
-            time.sleep(0.0005)
+        go.wait()
         for key in order:
             try:
                 job = app.insert(UniqueJob.new({"key": key}))
@@ -53,6 +49,10 @@ def main() -> None:
     workers = [threading.Thread(target=insert, args=(i,)) for i in range(threads)]
     for worker in workers:
         worker.start()
+    ready.wait()
+    print("ready", flush=True)
+    sys.stdin.readline()
+    go.set()
     for worker in workers:
         worker.join()
     app.close()

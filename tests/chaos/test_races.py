@@ -33,32 +33,34 @@ def test_four_processes_of_fifty_threads_insert_one_row_per_unique_key(
     db_url: str, make_app: Callable[..., App], engine_name: str
 ) -> None:
     make_app(*chaos_app.workers.values())  # migrated before the race
-    start_at = time.time() + 4.0
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     }
+    command = [sys.executable, "-m", "tests.chaos.racer", db_url, str(KEYS), str(THREADS)]
     racers = [
         subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.chaos.racer",
-                db_url,
-                str(start_at),
-                str(KEYS),
-                str(THREADS),
-            ],
+            command,
             cwd=ROOT,
             env=env,
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
         for _ in range(PROCESSES)
     ]
+    for racer in racers:  # each connected, its threads waiting at the start line
+        assert racer.stdout is not None
+        line = racer.stdout.readline()
+        assert line.strip() == "ready", (line, racer.stderr.read() if racer.stderr else "")
+    started = time.monotonic()
+    for racer in racers:  # the start line, to all of them at once
+        assert racer.stdin is not None
+        racer.stdin.write("go\n")
+        racer.stdin.flush()
     outputs = [racer.communicate(timeout=120) for racer in racers]
-    took = time.time() - start_at
+    took = time.monotonic() - started
     for racer, (_out, err) in zip(racers, outputs, strict=True):
         assert racer.returncode == 0, err
     results = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
@@ -95,8 +97,7 @@ def test_two_nodes_on_one_sqlite_file_run_every_job_exactly_once(
     probe = Probe(url)
     nodes = make_nodes(url)
     probe.context = nodes.logs
-    for name in ("a", "b"):
-        nodes.start(name, {"work": 10})
+    nodes.start_together(["a", "b"], {"work": 10})
     jobs = 2000
     started = time.monotonic()
     app.insert_all([Record.new({"seconds": 0.002}) for _ in range(jobs)])

@@ -45,8 +45,7 @@ def test_storm_of_immediate_restarts_loses_nothing_strands_nothing(
     insert(url, JOBS)  # no-op jobs: many fetches a second, each a window for a lost reply
     nodes = make_nodes(url)
     probe.context = nodes.logs
-    for name in ("a", "b"):
-        nodes.start(name, {"work": 10}, rescue_after=RESCUE_AFTER)
+    nodes.start_together(["a", "b"], {"work": 10}, rescue_after=RESCUE_AFTER)
     probe.wait_for(lambda: probe.states()["completed"] >= 500, 30, "work under way")
 
     rng = random.Random(9)
