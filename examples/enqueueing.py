@@ -6,7 +6,7 @@ Run it from the repository root: ``python examples/enqueueing.py``
 guide's ``MyWorker.new() |> Oban.insert()``); options given to ``new`` override the worker's
 class options for that one job. ``app.insert_all`` stores many jobs in one round trip. A queue
 runs its available jobs by priority (0 first), then scheduled time, then insertion order.
-For the actor context see actor_worker.py; for ``delay``/``scheduled_at``,
+For the actor context see actor_worker.py; for ``schedule_in``/``scheduled_at``,
 scheduled_jobs.py; for uniqueness, unique_jobs.py.
 """
 

@@ -3,7 +3,7 @@
 
 Run it from the repository root: ``python examples/scheduled_jobs.py``
 
-``delay`` is how long to wait, in seconds (or a ``timedelta``); ``scheduled_at`` an absolute,
+``schedule_in`` is how long to wait, in seconds (or a ``timedelta``); ``scheduled_at`` an absolute,
 timezone-aware time. Either way the job is stored ``scheduled`` and becomes ``available``
 when due: the node's stager sleeps exactly until the next job is due, so a job never starts
 early and starts promptly. The delays here are a second or two so the example is quick; the
@@ -42,9 +42,9 @@ def main() -> None:
     with temporary_app(NotificationWorker, ReportWorker) as app:
         start = datetime.now(UTC)
         jobs = [
-            # a delay (seconds): the guide's schedule_in: 300, and a short one
-            app.insert(NotificationWorker.new({"notification_id": "n-1"}, delay=300)),
-            app.insert(NotificationWorker.new({"notification_id": "n-2"}, delay=1.0)),
+            # relative (seconds): the guide's schedule_in: 300, and a short one
+            app.insert(NotificationWorker.new({"notification_id": "n-1"}, schedule_in=300)),
+            app.insert(NotificationWorker.new({"notification_id": "n-2"}, schedule_in=1.0)),
             # absolute time (an aware datetime): a far one, and one 1.5 s from now
             app.insert(
                 ReportWorker.new(

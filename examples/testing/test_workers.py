@@ -75,7 +75,7 @@ def test_onboarding_schedules_the_welcome_in_an_hour(jobsaga_app: App, jobsaga_e
     assert drain_queue(jobsaga_app, "default")["completed"] == 1
 
     job = assert_enqueued(
-        jobsaga_app, worker=SendWelcome, queue="mailers", args={"account_id": 1}, delay=3600
+        jobsaga_app, worker=SendWelcome, queue="mailers", args={"account_id": 1}, schedule_in=3600
     )
     assert job.state.value == "scheduled"
     SENT.clear()

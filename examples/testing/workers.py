@@ -30,7 +30,7 @@ class Onboard(Worker):
 
     def perform(self, job: Job[Any]) -> Complete:
         # the follow-up is inserted with the job's completion, in the same transaction
-        welcome = SendWelcome.new({"account_id": job.args.account_id}, delay=3600)
+        welcome = SendWelcome.new({"account_id": job.args.account_id}, schedule_in=3600)
         return Complete(enqueue=(welcome,))
 
 

@@ -10,7 +10,7 @@ from typing import Any, Generic, TypeVar
 A = TypeVar("A")
 
 MAX_DELAY_SECONDS = 100 * 365 * 86400.0
-"""How far ahead a job may be scheduled (``delay``, ``scheduled_at``) and how long a
+"""How far ahead a job may be scheduled (``schedule_in``, ``scheduled_at``) and how long a
 unique period may be: 100 years. A later date would overflow Python's datetime (year 9999)
 somewhere down the line, and nothing real waits that long; the executor clamps snoozes and
 retry delays to the same bound."""
@@ -51,8 +51,8 @@ class JobSpec:
     tags: tuple[str, ...] = ()
     meta: dict[str, Any] = field(default_factory=dict)
     scheduled_at: datetime | None = None
-    delay: float | None = None
-    """Seconds from the insert until the job is due (``Worker.new(delay=...)``)."""
+    schedule_in: float | None = None
+    """Seconds from the insert until the job is due (``Worker.new(schedule_in=...)``)."""
     unique_key: str | None = None
     unique_states: str | None = None
     """Encoded as ``,state,state,`` (see ``unique.encode_states``)."""

@@ -286,7 +286,7 @@ class Worker:
         queue: str | None = None,
         priority: int | None = None,
         max_attempts: int | None = None,
-        delay: Delay | None = None,
+        schedule_in: Delay | None = None,
         scheduled_at: datetime | None = None,
         tags: list[str] | tuple[str, ...] | None = None,
         meta: dict[str, Any] | None = None,
@@ -301,12 +301,12 @@ class Worker:
             meta_json = dict(found) if found is meta else found
         else:
             meta_json = {}
-        if delay is not None and scheduled_at is not None:
-            raise ArgsError(f"{cls.name}: give delay or scheduled_at, not both")
+        if schedule_in is not None and scheduled_at is not None:
+            raise ArgsError(f"{cls.name}: give schedule_in or scheduled_at, not both")
         seconds: float | None = None
-        if delay is not None:
+        if schedule_in is not None:
             try:
-                seconds = check_delay(delay, "delay")
+                seconds = check_delay(schedule_in, "schedule_in")
             except ValueError as exc:
                 raise ArgsError(f"{cls.name}: {exc}") from None
         if scheduled_at is not None:
@@ -333,7 +333,7 @@ class Worker:
             tags=check_tags(tags, cls.name) if tags is not None else opts.tags,
             meta=meta_json,
             scheduled_at=scheduled_at,
-            delay=seconds,
+            schedule_in=seconds,
             unique_key=unique_key,
             unique_states=encode_states(spec_unique.states) if spec_unique is not None else None,
             unique_period=spec_unique.period if spec_unique is not None else None,

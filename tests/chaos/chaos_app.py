@@ -94,7 +94,7 @@ class FarFollowUp(Worker, name="chaos.far_follow_up", queue="work", max_attempts
 
     def perform(self, job: Job[dict[str, Any]]) -> Complete:
         note("run", job.id, job.attempt, os.getpid())
-        far = dataclasses.replace(Record.new({"far": True}), delay=1e12)
+        far = dataclasses.replace(Record.new({"far": True}), schedule_in=1e12)
         return Complete(enqueue=(far,))
 
 

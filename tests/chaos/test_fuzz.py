@@ -396,7 +396,7 @@ valid_options = st.fixed_dictionaries(
     {
         "max_attempts": st.one_of(st.none(), st.integers(1, MAX_ATTEMPTS)),
         "priority": st.one_of(st.none(), st.integers(0, 9)),
-        "delay": st.one_of(
+        "schedule_in": st.one_of(
             st.none(),
             st.floats(0, MAX_DELAY_SECONDS),
             st.integers(0, 10**6),
@@ -422,7 +422,7 @@ any_options = st.fixed_dictionaries(
     {
         "max_attempts": st.one_of(st.none(), st.integers(1, 50), ints_any, st.just(True)),
         "priority": st.one_of(st.none(), st.integers(0, 9), ints_any, st.just(False)),
-        "delay": delays,
+        "schedule_in": delays,
         "tags": st.one_of(
             st.none(),
             st.lists(text_valid, max_size=3),
@@ -447,11 +447,11 @@ def test_worker_options_are_refused_or_stored(
         options["tags"],
         options["unique"],
     )
-    delay = options["delay"]
+    schedule_in = options["schedule_in"]
     valid = (
         (max_attempts is None or valid_int(max_attempts, 1, MAX_ATTEMPTS))
         and (priority is None or valid_int(priority, 0, 9))
-        and (delay is None or valid_delay(delay))
+        and (schedule_in is None or valid_delay(schedule_in))
         and (tags is None or (isinstance(tags, list) and all(valid_text(t) for t in tags)))
         and (queue is None or (isinstance(queue, str) and QUEUE.fullmatch(queue) is not None))
         and valid_unique(unique)

@@ -91,7 +91,7 @@ def test_every_outcome_through_the_cli(
         ),
     }
     with worker_process(db_url, log_file, "--queue", "default=10") as process:
-        scheduled = app.insert(sample.Completes.new({"later": True}, delay=0.3))
+        scheduled = app.insert(sample.Completes.new({"later": True}, schedule_in=0.3))
         duplicate = app.insert(sample.Unique.new({"k": 1}))
         settled = [j for name, j in jobs.items() if name != "unknown"] + [scheduled]
         wait_until(lambda: all(job(app, j.id).state.is_final for j in settled), 30)
@@ -150,7 +150,9 @@ def test_sigterm_lets_the_running_job_finish_and_fetches_nothing_more(
     running, waiting = app.insert_all(
         [sample.Sleeps.new({"seconds": 1.0}), sample.Sleeps.new({"seconds": 0})]
     )
-    with worker_process(db_url, log_file, "--queue", "default=1", "--grace", "10") as process:
+    with worker_process(
+        db_url, log_file, "--queue", "default=1", "--grace-period", "10"
+    ) as process:
         wait_until(lambda: f"start {running.id}" in logged(log_file), 15)
         signalled = time.monotonic()
         process.send_signal(signal.SIGTERM)
@@ -186,7 +188,7 @@ def test_an_async_job_that_outlasts_the_grace_period_is_written_back(
     written back at once, the interrupted attempt not counted."""
     app = make_app(*WORKERS)
     stuck = app.insert(sample.Sleeps.new({"seconds": 60}))
-    with worker_process(db_url, log_file, "--grace", "0.5") as process:
+    with worker_process(db_url, log_file, "--grace-period", "0.5") as process:
         wait_until(lambda: f"start {stuck.id}" in logged(log_file), 15)
         signalled = time.monotonic()
         code, err = stop(process)
@@ -216,11 +218,11 @@ def test_a_sync_job_still_running_at_the_end_of_the_grace_period_is_never_run_tw
     stuck = app.insert(sample.SleepsSync.new({"seconds": 60}))
     timings = (
         "--set",
-        "plugins.heartbeat.interval=0.25",
+        "heartbeat_interval=0.25",
         "--set",
-        "plugins.lifeline.rescue_after=2",
+        "rescue_after=2",
     )
-    with worker_process(db_url, log_file, "--grace", "0.5", *timings) as process:
+    with worker_process(db_url, log_file, "--grace-period", "0.5", *timings) as process:
         wait_until(lambda: f"start {stuck.id}" in logged(log_file), 15)
         signalled = time.monotonic()
         code, err = stop(process)

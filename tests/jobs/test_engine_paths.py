@@ -62,7 +62,7 @@ def test_polled_reads_do_not_wait_for_writers(make_app: Callable[..., App], db_u
     write lock (BEGIN IMMEDIATE) and so queued behind another process's writes (issue 9,
     fault 14)."""
     app = make_app(Noop)
-    job = app.insert(Noop.new({}, delay=60))
+    job = app.insert(Noop.new({}, schedule_in=60))
     engine = app.engine
     got: dict[str, Any] = {}
 

@@ -43,7 +43,7 @@ def test_insert_all_keeps_the_order_given(app: App) -> None:
     specs = [
         Noop.new({"n": 0}),
         UniqueNoop.new({"n": 1}),
-        Noop.new({"n": 2}, delay=60),
+        Noop.new({"n": 2}, schedule_in=60),
         UniqueNoop.new({"n": 3}),
         Noop.new({"n": 4}, priority=5),
     ]
@@ -251,7 +251,7 @@ def test_a_plain_insert_is_one_statement_that_wakes_listeners(
         got.clear()
         counter = StatementCounter(app.engine)
         counter.install(monkeypatch)
-        app.insert_all([Noop.new(), Noop.new(queue="mailers"), Noop.new(delay=60)])
+        app.insert_all([Noop.new(), Noop.new(queue="mailers"), Noop.new(schedule_in=60)])
         assert (counter.transactions, len(counter.statements)) == (1, 1)
         assert "pg_notify" in counter.statements[0]
         assert got.wait(5)
@@ -264,7 +264,7 @@ def test_the_returned_jobs_are_what_was_stored(app: App) -> None:
     at = datetime.now(UTC) + timedelta(hours=1)
     specs = [
         Noop.new({"n": 1, "nested": {"b": [1, 2], "a": None}}, tags=["x", "y"], meta={"k": "v"}),
-        Noop.new({"n": 2}, queue="mailers", priority=3, max_attempts=4, delay=30),
+        Noop.new({"n": 2}, queue="mailers", priority=3, max_attempts=4, schedule_in=30),
         Noop.new({"n": 3}, scheduled_at=at),
     ]
     for returned in (app.insert_all(specs), [app.insert(spec) for spec in specs]):
@@ -369,17 +369,17 @@ def test_args_nesting_is_bounded(app: App) -> None:
 @pytest.mark.parametrize(
     "options",
     [
-        {"delay": float("nan")},
-        {"delay": float("inf")},
-        {"delay": 1e12},
-        {"delay": -1},
-        {"delay": True},
-        {"delay": MAX_DELAY_SECONDS + 1},
+        {"schedule_in": float("nan")},
+        {"schedule_in": float("inf")},
+        {"schedule_in": 1e12},
+        {"schedule_in": -1},
+        {"schedule_in": True},
+        {"schedule_in": MAX_DELAY_SECONDS + 1},
     ],
 )
-def test_delay_is_finite_and_within_a_century(app: App, options: dict[str, Any]) -> None:
+def test_schedule_in_is_finite_and_within_a_century(app: App, options: dict[str, Any]) -> None:
     """NaN slipped past ``< 0`` and 1e12 or inf overflowed a datetime inside the engine."""
-    with pytest.raises(ArgsError, match="delay must be a number of seconds from 0 to"):
+    with pytest.raises(ArgsError, match="schedule_in must be a number of seconds from 0 to"):
         app.insert(Noop.new({}, **options))
     assert count_jobs(app) == 0
 
@@ -393,7 +393,7 @@ def test_scheduled_at_is_within_a_century(app: App) -> None:
     at = datetime.now(UTC).replace(microsecond=123457) + timedelta(days=365 * 99)
     stored = app.insert(Noop.new({}, scheduled_at=at))
     assert stored.scheduled_at == at == job(app, stored.id).scheduled_at
-    later = app.insert(Noop.new({}, delay=MAX_DELAY_SECONDS))
+    later = app.insert(Noop.new({}, schedule_in=MAX_DELAY_SECONDS))
     assert job(app, later.id).scheduled_at == later.scheduled_at
 
 

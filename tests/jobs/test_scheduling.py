@@ -71,7 +71,7 @@ def test_scheduled_job_starts_on_time(make_app: Callable[..., App]) -> None:
     app = make_app(Timed)
     with app.node({"default": 2}, poll_interval=0.05, stage_interval=1.0).start_in_thread():
         inserted = time.time()
-        stored = app.insert(Timed.new({"label": "later"}, delay=0.4))
+        stored = app.insert(Timed.new({"label": "later"}, schedule_in=0.4))
         assert stored.state is JobState.SCHEDULED
         time.sleep(0.2)
         assert job(app, stored.id).state is JobState.SCHEDULED  # not before its time
@@ -96,8 +96,8 @@ def test_scheduled_jobs_wait_for_their_own_times(make_app: Callable[..., App]) -
     """A job due later does not hold back one due sooner, nor start with it."""
     app = make_app(Records)
     with app.node({"default": 4}, poll_interval=0.05).start_in_thread():
-        late = app.insert(Records.new({"label": "late"}, delay=30))
-        soon = app.insert(Records.new({"label": "soon"}, delay=0.2))
+        late = app.insert(Records.new({"label": "late"}, schedule_in=30))
+        soon = app.insert(Records.new({"label": "soon"}, schedule_in=0.2))
         wait_final(app, soon.id)
         time.sleep(0.1)
         assert job(app, late.id).state is JobState.SCHEDULED
@@ -106,9 +106,9 @@ def test_scheduled_jobs_wait_for_their_own_times(make_app: Callable[..., App]) -
 
 def test_schedule_options_are_checked() -> None:
     with pytest.raises(ArgsError, match="not both"):
-        Records.new(delay=1, scheduled_at=datetime.now(UTC))
+        Records.new(schedule_in=1, scheduled_at=datetime.now(UTC))
     with pytest.raises(ArgsError, match="timezone"):
         Records.new(scheduled_at=datetime.now())
-    with pytest.raises(ArgsError, match="delay"):
-        Records.new(delay=-1)
-    assert Records.new(delay=timedelta(minutes=1)).delay == 60.0
+    with pytest.raises(ArgsError, match="schedule_in"):
+        Records.new(schedule_in=-1)
+    assert Records.new(schedule_in=timedelta(minutes=1)).schedule_in == 60.0

@@ -153,7 +153,7 @@ def test_a_new_job_once_the_old_leaves_the_unique_states(make_app: Callable[...,
 
 
 def test_scheduled_unique_job(app: App) -> None:
-    first = app.insert(Minute.new({"a": 1}, delay=600))
+    first = app.insert(Minute.new({"a": 1}, schedule_in=600))
     assert first.state is JobState.SCHEDULED
     assert app.insert(Minute.new({"a": 1})).id == first.id
 
@@ -166,7 +166,7 @@ class WhileScheduled(Worker, unique={"period": 60, "states": ["scheduled"]}):
 def test_a_job_born_outside_the_states_still_meets_a_holder(make_app: Callable[..., App]) -> None:
     clock = FakeClock()
     app = make_app(WhileScheduled, clock=clock)
-    held = app.insert(WhileScheduled.new({"a": 1}, delay=600))
+    held = app.insert(WhileScheduled.new({"a": 1}, schedule_in=600))
     # available at birth, so it cannot hold the key itself; the scheduled job still wins
     duplicate = app.insert(WhileScheduled.new({"a": 1}))
     assert (duplicate.conflict, duplicate.id) == (True, held.id)

@@ -42,7 +42,7 @@ class NulError(Worker, max_attempts=1):
 class FarFollowUp(Worker):
     def perform(self, job: Job[Any]) -> Complete:
         # built as a caller could (Worker.new may refuse the delay itself): past year 9999
-        follow_up = dataclasses.replace(Quick.new({"after": job.id}), delay=1e12)
+        follow_up = dataclasses.replace(Quick.new({"after": job.id}), schedule_in=1e12)
         return Complete(enqueue=(follow_up,))
 
 
@@ -241,8 +241,8 @@ def test_an_absurd_schedule_is_refused_before_anything_is_written(
 
     app = make_app(Quick)
     for spec in (
-        dataclasses.replace(Quick.new({}), delay=1e12),
-        dataclasses.replace(Quick.new({}), delay=float("inf")),
+        dataclasses.replace(Quick.new({}), schedule_in=1e12),
+        dataclasses.replace(Quick.new({}), schedule_in=float("inf")),
         dataclasses.replace(Quick.new({}), scheduled_at=LATEST + timedelta(days=1)),
     ):
         with pytest.raises(ArgsError, match="past the latest time jobsaga stores"):

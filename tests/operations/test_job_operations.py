@@ -28,7 +28,7 @@ def test_list_and_count_by_every_criterion(make_app: Callable[..., App]) -> None
     app = make_app(w.Noop, w.Hold)
     a = app.insert(w.Noop.new({}, tags=["billing", "eu"]))
     b = app.insert(w.Noop.new({}, queue="mailers", tags=["billing"]))
-    c = app.insert(w.Hold.new({}, delay=600))
+    c = app.insert(w.Hold.new({}, schedule_in=600))
     assert [j.id for j in app.list_jobs()] == [c.id, b.id, a.id]  # newest first
     assert [j.id for j in app.list_jobs(newest_first=False, limit=2)] == [a.id, b.id]
     assert [j.id for j in app.list_jobs(limit=1, offset=1)] == [b.id]
@@ -147,7 +147,7 @@ def test_cancel_pending_jobs_records_the_reason(make_app: Callable[..., App]) ->
         "t", "job.cancel", lambda e, m, meta: events.append((e, dict(m), dict(meta)))
     )
     now = app.insert(w.Noop.new({}))
-    later = app.insert(w.Noop.new({}, delay=600))
+    later = app.insert(w.Noop.new({}, schedule_in=600))
     assert app.cancel_job(now.id, reason="customer left")
     assert app.cancel_jobs(state="scheduled") == [later.id]
     assert not app.cancel_job(now.id)  # already final

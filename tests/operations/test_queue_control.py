@@ -151,7 +151,7 @@ def test_list_queues_shows_limits_running_and_available_per_node(
 ) -> None:
     first, second = make_app(w.Hold), make_app(w.Hold)
     first.insert_all([w.Hold.new({}) for _ in range(5)])
-    first.insert(w.Hold.new({}, queue="idle", delay=3600))
+    first.insert(w.Hold.new({}, queue="idle", schedule_in=3600))
     with (
         first.node({"default": 2}, name="n1", **NODE).start_in_thread(),
         second.node({"default": 1, "idle": 3}, name="n2", **NODE).start_in_thread(),

@@ -29,7 +29,7 @@ def test_scheduled_job_runs_when_due_not_at_the_next_poll(make_app: Callable[...
         time.sleep(0.2)
         idle_runs = len(runs)
         inserted = time.monotonic()
-        job = app.insert(Once.new(delay=0.5))
+        job = app.insert(Once.new(schedule_in=0.5))
         wait_until(lambda: app.get_job(job.id).state is JobState.COMPLETED, 5)  # type: ignore[union-attr]
         took = time.monotonic() - inserted
         snoozer = app.insert(Once.new({"snooze": True}))

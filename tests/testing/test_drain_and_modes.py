@@ -26,7 +26,7 @@ def test_one_pass_runs_every_waiting_job_but_not_what_they_enqueue(jobsaga_app, 
 
 def test_a_job_that_always_snoozes_ends_the_drain(jobsaga_app, jobsaga_engine):
     jobsaga_app.register(Nap, Add)
-    jobsaga_app.insert_all([Nap.new(), Add.new({"a": 1, "b": 1}, delay=600)])
+    jobsaga_app.insert_all([Nap.new(), Add.new({"a": 1, "b": 1}, schedule_in=600)])
     counts = drain_queue(jobsaga_app, with_scheduled=True, with_recursion=True)
     assert (counts["snoozed"], counts["completed"]) == (1, 1)
     (nap,) = all_enqueued(jobsaga_app, worker=Nap)

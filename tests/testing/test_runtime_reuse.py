@@ -83,7 +83,7 @@ def test_what_perform_returned_whatever_its_name(app: App) -> None:
 
 
 def test_a_built_job_is_the_one_an_insert_stores_claimed_for_its_attempt() -> None:
-    job = build_job(Aliased, {"a": 1, "b": (2,)}, attempt=2, delay=60, meta={"k": [1]})
+    job = build_job(Aliased, {"a": 1, "b": (2,)}, attempt=2, schedule_in=60, meta={"k": [1]})
     assert (job.state, job.attempt, job.attempted_by) == (JobState.EXECUTING, 2, "jobsaga.testing")
     assert job.scheduled_at == job.inserted_at + timedelta(seconds=60)
     assert job.attempted_at == job.inserted_at
@@ -95,7 +95,7 @@ def test_assertions_take_the_filters_criteria(app: App) -> None:
     app.register(Aliased, Share)
     actor = Actor(id=5, role="admin")
     first = app.insert(Aliased.new({"a": 1, "b": [1, 2]}, priority=2, meta={"by": {"id": 5}}))
-    second = app.insert(Share.new({"report": 10, "actor": actor}, delay=300))
+    second = app.insert(Share.new({"report": 10, "actor": actor}, schedule_in=300))
     assert all_enqueued(app, priority=[2, 3]) == [first]
     assert all_enqueued(app, worker=[Aliased, Share]) == [first, second]
     assert all_enqueued(app, queue=["reports", "mailers"]) == [second]
@@ -106,7 +106,7 @@ def test_assertions_take_the_filters_criteria(app: App) -> None:
     # the scheduled window is inclusive, to the microsecond, on both engines
     assert assert_enqueued(app, scheduled_at=second.scheduled_at, delta=0) == second
     refute_enqueued(app, scheduled_at=second.scheduled_at + timedelta(microseconds=1), delta=0)
-    assert assert_enqueued(app, delay=300, delta=5) == second
+    assert assert_enqueued(app, schedule_in=300, delta=5) == second
     with pytest.raises(AssertionError, match=r"(?s)found none.*#1 .*Aliased.*priority=2"):
         assert_enqueued(app, priority=7)
     with pytest.raises(TypeError, match="unknown enqueued-job criteria: prio"):

@@ -126,5 +126,5 @@ def demo_jobs() -> list[JobSpec]:
         ResizeImages.new({"seconds": 1.0}),
         ImportCatalog.new({"supplier": "s-1", "since": "2026-11-01"}),
         ImportCatalog.new({"supplier": "s-1", "since": "2026-11-02"}),  # duplicate
-        SendReceipt.new({"order_id": "o-1003", "email": "linus@example.com"}, delay=1.0),
+        SendReceipt.new({"order_id": "o-1003", "email": "linus@example.com"}, schedule_in=1.0),
     ]

@@ -539,13 +539,13 @@ def birth(spec: JobSpec, now: datetime) -> tuple[datetime, JobState]:
                 f"{spec.worker}: scheduled_at {at.isoformat()} is past the latest time jobsaga "
                 f"stores ({LATEST.date().isoformat()})"
             )
-    elif spec.delay:
-        if later_than_latest(spec.delay, now):
+    elif spec.schedule_in:
+        if later_than_latest(spec.schedule_in, now):
             raise ArgsError(
-                f"{spec.worker}: delay={spec.delay!r} s is past the latest time "
+                f"{spec.worker}: schedule_in={spec.schedule_in!r} s is past the latest time "
                 f"jobsaga stores ({LATEST.date().isoformat()})"
             )
-        at = now + timedelta(seconds=spec.delay)
+        at = now + timedelta(seconds=spec.schedule_in)
     else:
         at = now
     return at, JobState.SCHEDULED if at > now else JobState.AVAILABLE

@@ -171,9 +171,9 @@ def cap_spec(spec: JobSpec, now: datetime) -> tuple[JobSpec, list[str]]:
             f"follow-up {spec.worker} scheduled at {spec.scheduled_at.isoformat()} moved to "
             f"{LATEST.isoformat()}"
         ]
-    if spec.delay is not None and not _due_in_range(spec.delay, now):
-        return dataclasses.replace(spec, delay=None, scheduled_at=LATEST), [
-            f"follow-up {spec.worker} scheduled in {spec.delay!r}s moved to "
+    if spec.schedule_in is not None and not _due_in_range(spec.schedule_in, now):
+        return dataclasses.replace(spec, schedule_in=None, scheduled_at=LATEST), [
+            f"follow-up {spec.worker} scheduled in {spec.schedule_in!r}s moved to "
             f"{LATEST.isoformat()}"
         ]
     return spec, []

@@ -18,7 +18,7 @@ from ..operations import JobFilter
 ENQUEUED = (JobState.AVAILABLE, JobState.SCHEDULED, JobState.RETRYABLE)
 CRITERIA = ("worker", "queue", "args", "meta", "priority", "tags")
 """Criteria handed to the job filter as they are."""
-WINDOW = ("scheduled_at", "delay", "delta")
+WINDOW = ("scheduled_at", "schedule_in", "delta")
 """Criteria that make the filter's ``scheduled_at`` window."""
 FINEST = timedelta(microseconds=1)
 """The finest time either engine keeps: the filter's ``until`` is exclusive, the window's
@@ -32,8 +32,8 @@ def enqueued_filter(app: App, criteria: dict[str, Any]) -> JobFilter:
         raise TypeError(f"unknown enqueued-job criteria: {', '.join(sorted(unknown))}")
     given = {name: criteria[name] for name in CRITERIA if criteria.get(name) is not None}
     when: datetime | None = criteria.get("scheduled_at")
-    if "delay" in criteria:
-        when = app.now() + timedelta(seconds=delay_seconds(criteria["delay"], "delay"))
+    if "schedule_in" in criteria:
+        when = app.now() + timedelta(seconds=delay_seconds(criteria["schedule_in"], "schedule_in"))
     if when is not None:
         delta = timedelta(seconds=float(criteria.get("delta", 1.0)))
         given.update(since=when - delta, until=when + delta + FINEST, time_field="scheduled_at")
@@ -45,7 +45,7 @@ def all_enqueued(app: App, **criteria: Any) -> list[Job[Any]]:
     oldest first.
 
     Criteria: ``worker`` (class or name), ``queue``, ``args`` and ``meta`` (subset match),
-    ``priority``, ``tags`` (all present), ``scheduled_at`` or ``delay`` (seconds or a
+    ``priority``, ``tags`` (all present), ``scheduled_at`` or ``schedule_in`` (seconds or a
     timedelta from now) within ``delta`` seconds (default 1). ``worker``, ``queue`` and ``priority`` also take
     several values (any of them).
     """
@@ -68,7 +68,7 @@ def _describe(app: App, criteria: dict[str, Any]) -> str:
 def assert_enqueued(app: App, *, timeout: float = 0.0, **criteria: Any) -> Job[Any]:
     """Fail unless a matching job is enqueued (waiting up to ``timeout`` seconds); returns it."""
     deadline = time.monotonic() + timeout
-    while True:  # the filter is made again each time: ``delay`` counts from now
+    while True:  # the filter is made again each time: ``schedule_in`` counts from now
         found = app.list_jobs(enqueued_filter(app, criteria), limit=1, newest_first=False)
         if found:
             return found[0]

@@ -20,9 +20,7 @@ DONE = (*COMPLETED, StepStatus.SKIPPED)
 
 
 def spec_to_json(spec: JobSpec) -> dict[str, Any]:
-    """A follow-up job as the run log stores it. ``delay`` is stored under its earlier name,
-    ``schedule_in``: the stored form is not the API, and run logs already written stay
-    readable without a migration."""
+    """A follow-up job as the run log stores it."""
     return {
         "worker": spec.worker,
         "queue": spec.queue,
@@ -32,7 +30,7 @@ def spec_to_json(spec: JobSpec) -> dict[str, Any]:
         "tags": list(spec.tags),
         "meta": spec.meta,
         "scheduled_at": spec.scheduled_at.isoformat() if spec.scheduled_at else None,
-        "schedule_in": spec.delay,
+        "schedule_in": spec.schedule_in,
         "unique_key": spec.unique_key,
         "unique_states": spec.unique_states,
         "unique_period": spec.unique_period,
@@ -41,14 +39,12 @@ def spec_to_json(spec: JobSpec) -> dict[str, Any]:
 
 def spec_from_json(data: Mapping[str, Any]) -> JobSpec:
     fields = dict(data)
-    delay = fields.pop("schedule_in", None)
     at = fields.get("scheduled_at")
     return JobSpec(
         **{
             **fields,
             "tags": tuple(fields.get("tags", ())),
             "scheduled_at": datetime.fromisoformat(at) if at else None,
-            "delay": delay,
         }
     )
 
