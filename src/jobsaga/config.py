@@ -1,5 +1,12 @@
 """Configuration of a node from Python, a TOML file, environment variables and CLI flags.
 
+One set of names: a node option is called what ``Node`` (and ``App.node``) calls it, in every
+source. The TOML key, the environment variable (``JOBSAGA_`` + the key in capitals) and the
+``jobsaga worker`` flag (``--`` + the key with dashes) of ``prune_after`` are ``prune_after``,
+``JOBSAGA_PRUNE_AFTER`` and ``--prune-after``. Besides the node's options there are ``url``
+(the database; ``JOBSAGA_DATABASE_URL``, the variable ``App()`` itself reads), ``app`` (which
+App the CLI imports) and ``queues``.
+
 Sources are layered, later ones winning key by key: defaults < TOML file < environment <
 explicit overrides (CLI flags, or keywords in Python). ``queues`` is replaced whole by the
 source that gives it (the set of queues a node runs is one decision). Every source is
@@ -12,16 +19,12 @@ defaults, so there is one place where a default lives.
     url = "postgresql://localhost/shop"
     app = "shop.jobs:app"
     grace_period = 30
+    prune_after = 604800
+    crontab = [{ expression = "0 2 * * *", worker = "shop.jobs.DailyCleanup" }]
 
     [queues]
     default = 10
     mailers = 5
-
-    [plugins.pruner]
-    max_age = 604800
-
-    [plugins.cron]
-    crontab = [{ expression = "0 2 * * *", worker = "shop.jobs.DailyCleanup" }]
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import difflib
 import json
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -40,10 +43,12 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidatorFunctionWrapHandler,
     field_serializer,
     field_validator,
 )
 
+from .engines import ENV_URL
 from .errors import ConfigError
 from .plugins.crontab import CronEntry, coerce_crontab
 from .redaction import redact_url
@@ -66,124 +71,104 @@ DEFAULT_FILE = "jobsaga.toml"
 
 Seconds = Annotated[float, Field(gt=0)]
 NonNegativeSeconds = Annotated[float, Field(ge=0)]
+Count = Annotated[int, Field(ge=1)]
+
+NOT_NODE_OPTIONS = ("url", "app", "queues")
+"""The keys that are not keyword options of ``Node``: where the database is, which app, and
+the queues (``Node``'s positional argument)."""
+
+FORMER_KEYS: dict[str, str] = {
+    "plugins.stager.interval": "stage_interval",
+    "plugins.heartbeat.interval": "heartbeat_interval",
+    "plugins.lifeline.rescue_after": "rescue_after",
+    "plugins.lifeline.interval": "rescue_interval",
+    "plugins.pruner.max_age": "prune_after",
+    "plugins.pruner.interval": "prune_interval",
+    "plugins.pruner.limit": "prune_limit",
+    "plugins.leader.enabled": "leadership",
+    "plugins.leader.lease": "leader_lease",
+    "plugins.cron.crontab": "crontab",
+}
+"""Keys from before the node's options had one set of names, and the name each has now. They
+are errors, never read: a deployment that still sets one is told the new name instead of
+silently running without it (a worker that stops pruning, or leads when it should not)."""
+
+FORMER_ENV: dict[str, str] = {
+    old: new
+    for old, new in [
+        ("JOBSAGA_NODE_NAME", "JOBSAGA_NAME"),
+        *(
+            (ENV_PREFIX + "_".join(key.split(".")[1:]).upper(), ENV_PREFIX + now.upper())
+            for key, now in FORMER_KEYS.items()
+        ),
+    ]
+    if old != new  # JOBSAGA_HEARTBEAT_INTERVAL and JOBSAGA_LEADER_LEASE kept their names
+}
+"""The environment variables of :data:`FORMER_KEYS` (``JOBSAGA_PRUNER_MAX_AGE``...)."""
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class StagerConfig(_Section):
-    interval: Seconds | None = None
-    """Node(stage_interval=): the longest the stager sleeps between looks for due jobs."""
-
-
-class HeartbeatConfig(_Section):
-    interval: Seconds | None = None
-    """Node(heartbeat_interval=)."""
-
-
-class LifelineConfig(_Section):
-    rescue_after: Seconds | None = None
-    """Node(rescue_after=): silence after which a node's executing jobs are rescued."""
-    interval: Seconds | None = None
-    """Node(rescue_interval=)."""
-
-
-class PrunerConfig(_Section):
-    max_age: Seconds | None = None
-    """Node(prune_after=): finished jobs older than this are deleted; unset: no pruning."""
-    interval: Seconds | None = None
-    """Node(prune_interval=)."""
-    limit: Annotated[int, Field(ge=1)] | None = None
-    """Node(prune_limit=): rows deleted per batch."""
-
-
-class LeaderConfig(_Section):
-    enabled: bool | None = None
-    """Node(leadership=): False keeps this node out of leader elections."""
-    lease: Seconds | None = None
-    """Node(leader_lease=)."""
-
-
-class CronConfig(_Section):
-    crontab: Any = None
-    """Entries as tables ``{expression, worker, args, queue, priority, max_attempts, tags,
-    timezone, name}`` or lists ``[expression, worker]`` / ``[expression, worker, {options}]``;
-    the worker by its registered name."""
-
-    @field_validator("crontab", mode="before")
-    @classmethod
-    def _entries(cls, value: Any) -> Any:
-        if value is None:
-            return None
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError("crontab must be a list of entries")
-        items = []
-        for index, item in enumerate(value):
-            if isinstance(item, Mapping):
-                options = dict(item)
-                unknown = set(options) - CRON_KEYS
-                if unknown:
-                    raise ConfigError(
-                        f"entry #{index}: unknown key {sorted(unknown)[0]!r} "
-                        f"(known: {', '.join(sorted(CRON_KEYS))})"
-                    )
-                if "expression" not in options or "worker" not in options:
-                    raise ConfigError(f"entry #{index}: needs 'expression' and 'worker'")
-                item = (options.pop("expression"), options.pop("worker"), options)
-            items.append(item)
-        entries: tuple[CronEntry, ...] = coerce_crontab(items)
-        return entries
-
-
-CRON_KEYS = frozenset(
-    {
-        "expression",
-        "worker",
-        "args",
-        "queue",
-        "priority",
-        "max_attempts",
-        "tags",
-        "timezone",
-        "name",
-    }
-)
-
-
-class PluginsConfig(_Section):
-    stager: StagerConfig = StagerConfig()
-    heartbeat: HeartbeatConfig = HeartbeatConfig()
-    lifeline: LifelineConfig = LifelineConfig()
-    pruner: PrunerConfig = PrunerConfig()
-    leader: LeaderConfig = LeaderConfig()
-    cron: CronConfig = CronConfig()
-
-
-class NodeConfig(_Section):
+class NodeConfig(BaseModel):
     """Everything a node needs: where the database is, which app, which queues, how it runs.
 
-    Build it directly (``NodeConfig(queues={"default": 10})``), or with :meth:`load` from a
-    TOML file, the environment and overrides. ``None`` means "Node's default".
+    Build it directly (``NodeConfig(queues={"default": 10}, prune_after=86400)``), or with
+    :meth:`load` from a TOML file, the environment and overrides. ``None`` means "Node's
+    default". Every field but ``url``, ``app`` and ``queues`` is a keyword of ``Node`` under
+    the same name, in the same order (``tests/operations/test_config.py`` checks it).
     """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
     url: str | None = None
     """Database URL; unset: the app's own (or the embedded SQLite default). Shown with its
     password masked in JSON (``jobsaga config``) and in the repr; the attribute is whole."""
     app: str | None = None
     """Your App as ``module:attribute``; the CLI imports it to know the workers."""
-    name: str | None = None
-    """Node name; unset: host-pid-random."""
-    queues: dict[str, Annotated[int, Field(ge=1)]] | None = None
+    queues: dict[str, Count] | None = None
     """Queue name -> concurrency limit; unset: ``{"default": 10}``."""
+
+    # --- Node's keyword options, under Node's names ------------------------------------------
+    name: str | None = None
+    """Node name (default: host-pid-random)."""
     grace_period: NonNegativeSeconds | None = None
+    """Seconds running jobs may finish after SIGTERM/SIGINT (default 15)."""
     poll_interval: Seconds | None = None
-    control_interval: Seconds | None = None
-    max_threads: Annotated[int, Field(ge=1)] | None = None
-    max_abandoned_threads: Annotated[int, Field(ge=1)] | None = None
-    ack_batch: Annotated[int, Field(ge=1)] | None = None
+    """Seconds between safety polls for new jobs (default 0.2 on SQLite, 1.0 on PostgreSQL)."""
+    stage_interval: Seconds | None = None
+    """Longest the stager sleeps between looks for due scheduled jobs (default 1)."""
+    max_threads: Count | None = None
+    """Threads for sync performs and steps (default max(4, sum of queue limits))."""
+    ack_batch: Count | None = None
+    """Most outcomes written in one statement (default 200)."""
     ack_delay: NonNegativeSeconds | None = None
-    plugins: PluginsConfig = PluginsConfig()
+    """Longest an outcome waits for others to share its write (default 0.005)."""
+    control_interval: Seconds | None = None
+    """Seconds between looks at queue controls and cancels (default 1 on SQLite, 5 on
+    PostgreSQL, where NOTIFY brings them at once)."""
+    heartbeat_interval: Seconds | None = None
+    """Seconds between the node's heartbeats (default 5)."""
+    rescue_after: Seconds | None = None
+    """Seconds of silence after which a node's executing jobs are rescued (default 60; at
+    least twice heartbeat_interval)."""
+    rescue_interval: Seconds | None = None
+    """Seconds between the lifeline's looks for dead nodes' jobs (default: derived)."""
+    crontab: tuple[CronEntry, ...] | None = None
+    """Cron entries: tables ``{expression, worker, args, queue, priority, max_attempts, tags,
+    timezone, name}`` or lists ``[expression, worker]`` / ``[expression, worker, {options}]``;
+    the worker by its registered name."""
+    prune_after: Seconds | None = None
+    """Seconds after which finished jobs are deleted (default: never)."""
+    prune_interval: Seconds | None = None
+    """Seconds between prunes (default 30)."""
+    prune_limit: Count | None = None
+    """Most jobs deleted per prune (default 5000)."""
+    leader_lease: Seconds | None = None
+    """Seconds a leader's lease lasts unless renewed (default 5)."""
+    leadership: bool | None = None
+    """Whether this node may lead the cluster-wide duties: lifeline, cron, pruner (default
+    true)."""
+    max_abandoned_threads: Count | None = None
+    """Threads of timed-out sync performs a queue may leave running before it stops fetching
+    (default: the queue's concurrency limit)."""
 
     def __init__(self, **data: Any) -> None:
         try:
@@ -195,13 +180,13 @@ class NodeConfig(_Section):
     def _shown_url(self, url: str | None) -> str | None:
         return None if url is None else redact_url(url)
 
-    def __repr_args__(self) -> Any:
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         for key, value in super().__repr_args__():
             yield key, redact_url(value) if key == "url" and isinstance(value, str) else value
 
     @field_validator("queues", mode="before")
     @classmethod
-    def _queues(cls, value: Any) -> Any:
+    def _queues(cls, value: object) -> object:
         if isinstance(value, str):
             value = parse_queue_list(value)
         if isinstance(value, Mapping):
@@ -218,31 +203,19 @@ class NodeConfig(_Section):
             raise ConfigError("node name must not be blank")
         return value
 
+    @field_validator("crontab", mode="wrap")
+    @classmethod
+    def _crontab(
+        cls, value: object, handler: ValidatorFunctionWrapHandler
+    ) -> tuple[CronEntry, ...] | None:
+        """Entries are built (and checked) by the crontab's own code, not field by field."""
+        return None if value is None else parse_crontab(value)
+
     # --- building ---------------------------------------------------------------------------
 
     def node_options(self) -> dict[str, Any]:
         """Keyword arguments for ``App.node(queues, **options)`` (only what was set)."""
-        plugins = self.plugins
-        options = {
-            "name": self.name,
-            "grace_period": self.grace_period,
-            "poll_interval": self.poll_interval,
-            "control_interval": self.control_interval,
-            "max_threads": self.max_threads,
-            "max_abandoned_threads": self.max_abandoned_threads,
-            "ack_batch": self.ack_batch,
-            "ack_delay": self.ack_delay,
-            "stage_interval": plugins.stager.interval,
-            "heartbeat_interval": plugins.heartbeat.interval,
-            "rescue_after": plugins.lifeline.rescue_after,
-            "rescue_interval": plugins.lifeline.interval,
-            "prune_after": plugins.pruner.max_age,
-            "prune_interval": plugins.pruner.interval,
-            "prune_limit": plugins.pruner.limit,
-            "leadership": plugins.leader.enabled,
-            "leader_lease": plugins.leader.lease,
-            "crontab": plugins.cron.crontab,
-        }
+        options = {key: getattr(self, key) for key in node_option_names()}
         return {key: value for key, value in options.items() if value is not None}
 
     def node(self, app: App) -> Node:
@@ -260,8 +233,8 @@ class NodeConfig(_Section):
         overrides: Mapping[str, Any] | None = None,
         discover: bool = True,
     ) -> NodeConfig:
-        """Layer a TOML file, the environment and ``overrides`` (nested dicts or dotted keys,
-        e.g. ``{"plugins.pruner.max_age": 3600}``); later layers win.
+        """Layer a TOML file, the environment and ``overrides`` (``{"prune_after": 3600}``);
+        later layers win.
 
         ``path`` defaults to ``$JOBSAGA_CONFIG``, then to ``./jobsaga.toml`` if it exists
         (unless ``discover=False``). ``env`` defaults to ``os.environ``.
@@ -279,7 +252,48 @@ class NodeConfig(_Section):
         return build(layers, env_origin)
 
 
+def node_option_names() -> tuple[str, ...]:
+    """NodeConfig's keys that are ``Node``'s keyword options, in ``Node``'s order."""
+    return tuple(key for key in NodeConfig.model_fields if key not in NOT_NODE_OPTIONS)
+
+
 # --- helpers ----------------------------------------------------------------------------------
+
+CRON_KEYS = frozenset(
+    {
+        "expression",
+        "worker",
+        "args",
+        "queue",
+        "priority",
+        "max_attempts",
+        "tags",
+        "timezone",
+        "name",
+    }
+)
+
+
+def parse_crontab(value: object) -> tuple[CronEntry, ...]:
+    """Crontab entries as a file or the environment gives them (tables or lists), or as
+    Python does (``CronEntry`` objects, tuples)."""
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError("crontab must be a list of entries")
+    items = []
+    for index, item in enumerate(value):
+        if isinstance(item, Mapping):
+            options = dict(item)
+            unknown = set(options) - CRON_KEYS
+            if unknown:
+                raise ConfigError(
+                    f"entry #{index}: unknown key {sorted(unknown)[0]!r} "
+                    f"(known: {', '.join(sorted(CRON_KEYS))})"
+                )
+            if "expression" not in options or "worker" not in options:
+                raise ConfigError(f"entry #{index}: needs 'expression' and 'worker'")
+            item = (options.pop("expression"), options.pop("worker"), options)
+        items.append(item)
+    return coerce_crontab(items)
 
 
 def parse_queue_list(text: str) -> dict[str, int]:
@@ -310,25 +324,15 @@ def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
     return document
 
 
-def _env_names() -> dict[str, tuple[str, ...]]:
-    """Each configuration key's environment variable: top-level keys as JOBSAGA_<KEY>, plugin
-    options as JOBSAGA_<PLUGIN>_<KEY> (JOBSAGA_PRUNER_MAX_AGE)."""
-    names: dict[str, tuple[str, ...]] = {}
-    for field in NodeConfig.model_fields:
-        if field != "plugins":
-            names[ENV_PREFIX + field.upper()] = (field,)
-    for section, info in PluginsConfig.model_fields.items():
-        model = info.annotation
-        assert isinstance(model, type) and issubclass(model, BaseModel)
-        for key in model.model_fields:
-            names[f"{ENV_PREFIX}{section.upper()}_{key.upper()}"] = ("plugins", section, key)
-    # The names the CLI has always read.
-    names["JOBSAGA_DATABASE_URL"] = names.pop("JOBSAGA_URL")
-    names["JOBSAGA_NODE_NAME"] = names.pop("JOBSAGA_NAME")
+def env_names() -> dict[str, str]:
+    """Each key's environment variable: ``JOBSAGA_`` + the key in capitals, but ``url``'s,
+    which is ``JOBSAGA_DATABASE_URL`` (what ``App()`` itself reads)."""
+    names = {ENV_PREFIX + key.upper(): key for key in NodeConfig.model_fields}
+    names[ENV_URL] = names.pop(ENV_PREFIX + "URL")
     return names
 
 
-ENV_NAMES = _env_names()
+ENV_NAMES = env_names()
 ENV_OTHER = frozenset({ENV_CONFIG})
 """JOBSAGA_ variables that are not configuration keys but are known (not misspellings)."""
 
@@ -336,16 +340,22 @@ ENV_OTHER = frozenset({ENV_CONFIG})
 def from_env(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[tuple[str, ...], str]]:
     """The configuration the environment sets, and which variable set each key.
 
-    A JOBSAGA_ variable that is not a key but is close to one is an error (a misspelling
-    silently ignored would be the worst outcome); others (e.g. a test suite's) are ignored.
+    A JOBSAGA_ variable that is not a key but is close to one, or that is a key's former
+    name, is an error (a misspelling silently ignored would be the worst outcome); others
+    (e.g. a test suite's) are ignored.
     """
     layer: dict[str, Any] = {}
     origin: dict[tuple[str, ...], str] = {}
     for variable, raw in environ.items():
         if not variable.startswith(ENV_PREFIX) or variable in ENV_OTHER:
             continue
-        path = ENV_NAMES.get(variable)
-        if path is None:
+        key = ENV_NAMES.get(variable)
+        if key is None:
+            if variable in FORMER_ENV:
+                raise ConfigError(
+                    f"environment variable {variable} is now {FORMER_ENV[variable]} "
+                    "(node options have Node's names everywhere; see docs/configuration.md)"
+                )
             close = difflib.get_close_matches(variable, [*ENV_NAMES, *ENV_OTHER], n=1, cutoff=0.85)
             if close:
                 raise ConfigError(
@@ -358,53 +368,32 @@ def from_env(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[tuple[str
                 value = json.loads(raw)
             except json.JSONDecodeError as exc:
                 raise ConfigError(f"{variable}: not valid JSON: {exc}") from None
-        _put(layer, path, value)
-        origin[path] = variable
+        layer[key] = value
+        origin[(key,)] = variable
     return layer, origin
 
 
 def unflatten(values: dict[str, Any]) -> dict[str, Any]:
-    """``{"plugins.pruner.max_age": 1}`` -> nested dicts; nested input is kept as it is."""
+    """Overrides as the model takes them: unset (``None``) values dropped; a dotted key (a
+    former name, ``plugins.pruner.max_age``) made nested, so it is reported by that name."""
     nested: dict[str, Any] = {}
     for key, value in values.items():
         if value is None:
             continue
-        path = tuple(key.split("."))
-        if isinstance(value, Mapping) and key != "queues":
-            for inner, inner_value in unflatten(dict(value)).items():
-                _put(nested, (*path, *inner.split(".")), inner_value)
-        else:
-            _put(nested, path, value)
+        *parents, last = key.split(".")
+        target = nested
+        for part in parents:
+            found = target.setdefault(part, {})
+            if not isinstance(found, dict):
+                raise ConfigError(f"{key}: {part!r} is a value, not a table")
+            target = found
+        target[last] = value
     return nested
 
 
-def _put(target: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
-    for part in path[:-1]:
-        found = target.setdefault(part, {})
-        if not isinstance(found, dict):
-            raise ConfigError(f"{'.'.join(path)}: {part!r} is a value, not a table")
-        target = found
-    target[path[-1]] = value
-
-
-def _walk(data: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
-    paths: list[tuple[str, ...]] = []
-    for key, value in data.items():
-        path = (*prefix, key)
-        paths.append(path)
-        if isinstance(value, Mapping) and key != "queues" and path[:2] != ("plugins", "cron"):
-            paths.extend(_walk(value, path))
-    return paths
-
-
 def merge(base: dict[str, Any], layer: Mapping[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in layer.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), dict) and key != "queues":
-            merged[key] = merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
+    """``layer`` over ``base``, key by key (a value, ``queues`` included, replaces whole)."""
+    return {**base, **layer}
 
 
 def build(
@@ -413,7 +402,8 @@ def build(
     merged: dict[str, Any] = {}
     origin: dict[tuple[str, ...], str] = {}
     for source, layer in layers:
-        for path in _walk(layer):
+        for key in layer:
+            path = (key,)
             origin[path] = env_origin.get(path, source) if source == "environment" else source
         merged = merge(merged, layer)
     token = _origin.set(origin)
@@ -423,15 +413,17 @@ def build(
         _origin.reset(token)
 
 
-def _known_at(path: tuple[str, ...]) -> list[str]:
-    model: type[BaseModel] = NodeConfig
-    for part in path[:-1]:
-        info = model.model_fields.get(part)
-        annotation = info.annotation if info is not None else None
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-            return []
-        model = annotation
-    return list(model.model_fields)
+def _former(path: tuple[str, ...], given: object) -> list[str]:
+    """For an unknown ``plugins`` table: each former key in it and its name now."""
+    if path != ("plugins",) or not isinstance(given, Mapping):
+        return []
+    found = []
+    for section, options in given.items():
+        for key in options if isinstance(options, Mapping) else ():
+            now = FORMER_KEYS.get(f"plugins.{section}.{key}")
+            if now is not None:
+                found.append(f"plugins.{section}.{key} is now {now}")
+    return found
 
 
 def describe(error: ValidationError, origin: Mapping[tuple[str, ...], str] | None = None) -> str:
@@ -446,9 +438,15 @@ def describe(error: ValidationError, origin: Mapping[tuple[str, ...], str] | Non
         )
         where = f"{key} (from {source})" if source else key
         if item["type"] == "extra_forbidden":
-            known = _known_at(path)
+            former = _former(path, item["input"])
+            known = list(NodeConfig.model_fields) if len(path) == 1 else []
             close = difflib.get_close_matches(path[-1], known, n=1)
-            hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(known)}"
+            if former:
+                hint = "; ".join(former) + " (node options have Node's names everywhere)"
+            elif close:
+                hint = f"did you mean {close[0]!r}?"
+            else:
+                hint = f"known: {', '.join(known)}"
             problems.append(f"unknown key {where}: {hint}")
         else:
             message = str(item["msg"]).removeprefix("Value error, ")

@@ -105,16 +105,16 @@ class Nodes:
             self.url,
             "--name",
             name,
-            "--grace",
+            "--grace-period",
             str(grace),
             "--poll-interval",
             str(poll),
-            "--set",
-            f"plugins.heartbeat.interval={heartbeat}",
-            "--set",
-            f"plugins.lifeline.rescue_after={rescue_after}",
-            "--set",
-            f"plugins.leader.lease={lease}",
+            "--heartbeat-interval",
+            str(heartbeat),
+            "--rescue-after",
+            str(rescue_after),
+            "--leader-lease",
+            str(lease),
         ]
         for queue, limit in queues.items():
             command += ["-q", f"{queue}={limit}"]

@@ -90,17 +90,15 @@ def test_jobs_list_show_cancel_retry_delete(make_app: Callable[..., App], db_url
 def test_config_command_shows_the_layers_and_names_mistakes(tmp_path: Path) -> None:
     path = tmp_path / "jobsaga.toml"
     path.write_text('name = "a"\n[queues]\ndefault = 2\n', encoding="utf-8")
-    shown = run("config", "--config", str(path), "--set", "plugins.pruner.max_age=60")
+    shown = run("config", "--config", str(path), "--set", "prune_after=60")
     assert shown.exit_code == 0, shown.output
     data = json.loads(shown.output)
-    assert data["name"] == "a" and data["plugins"]["pruner"]["max_age"] == 60
-    path.write_text(
-        "[queues]\ndefault = 2\n[plugins.lifelin]\nrescue_after = 3\n", encoding="utf-8"
-    )
+    assert data["name"] == "a" and data["prune_after"] == 60
+    path.write_text("rescue_aftr = 3\n[queues]\ndefault = 2\n", encoding="utf-8")
     wrong = run("config", "--config", str(path))
     assert wrong.exit_code == 2
     assert (
-        "unknown key plugins.lifelin" in wrong.output and "did you mean 'lifeline'" in wrong.output
+        "unknown key rescue_aftr" in wrong.output and "did you mean 'rescue_after'" in wrong.output
     )
 
 

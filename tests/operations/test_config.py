@@ -1,15 +1,23 @@
-"""Node configuration from Python, a TOML file, the environment and overrides."""
+"""Node configuration from Python, a TOML file, the environment and overrides; one set of
+names for a node's options: Node's keywords, in every source."""
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import click
 import pytest
 
 from jobsaga import App
-from jobsaga.config import NodeConfig
+from jobsaga.cli.main import cli
+from jobsaga.config import ENV_NAMES, FORMER_KEYS, NOT_NODE_OPTIONS, NodeConfig
 from jobsaga.errors import ConfigError
+from jobsaga.plugins.supervisor import PluginOptions
+from jobsaga.runtime import Node
 
 from . import workers as w
 
@@ -17,20 +25,16 @@ FILE = """
 url = "sqlite:///from-file.db"
 name = "file-node"
 grace_period = 30
-
-[queues]
-default = 10
-mailers = 5
-
-[plugins.pruner]
-max_age = 86400
-limit = 100
-
-[plugins.cron]
+prune_after = 86400
+prune_limit = 100
 crontab = [
     { expression = "*/5 * * * *", worker = "tests.operations.workers.Noop", args = { a = 1 } },
     ["@daily", "tests.operations.workers.Noop", { name = "nightly", queue = "mailers" }],
 ]
+
+[queues]
+default = 10
+mailers = 5
 """
 
 
@@ -44,15 +48,13 @@ def toml_file(tmp_path: Path) -> Path:
 def test_file_then_environment_then_overrides(toml_file: Path) -> None:
     only_file = NodeConfig.load(toml_file, env={})
     assert only_file.grace_period == 30 and only_file.queues == {"default": 10, "mailers": 5}
-    env = {"JOBSAGA_GRACE_PERIOD": "40", "JOBSAGA_QUEUES": "default=3", "JOBSAGA_PRUNER_LIMIT": "7"}
+    env = {"JOBSAGA_GRACE_PERIOD": "40", "JOBSAGA_QUEUES": "default=3", "JOBSAGA_PRUNE_LIMIT": "7"}
     with_env = NodeConfig.load(toml_file, env=env)
     assert with_env.grace_period == 40
     assert with_env.queues == {"default": 3}  # replaced whole, not merged
-    assert with_env.plugins.pruner.limit == 7 and with_env.plugins.pruner.max_age == 86400
-    flags = NodeConfig.load(
-        toml_file, env=env, overrides={"grace_period": 50, "plugins.pruner.max_age": 60}
-    )
-    assert flags.grace_period == 50 and flags.plugins.pruner.max_age == 60
+    assert with_env.prune_limit == 7 and with_env.prune_after == 86400
+    flags = NodeConfig.load(toml_file, env=env, overrides={"grace_period": 50, "prune_after": 60})
+    assert flags.grace_period == 50 and flags.prune_after == 60
     assert flags.url == "sqlite:///from-file.db" and flags.name == "file-node"
 
 
@@ -75,18 +77,18 @@ def test_the_config_file_comes_from_the_environment_or_the_folder(
             "queus = { default = 1 }",
             r"unknown key queus \(from .*jobsaga.toml\): did you mean 'queues'",
         ),
-        ("[plugins.prunner]\nmax_age = 1", r"unknown key plugins.prunner .*did you mean 'pruner'"),
-        ("[plugins.pruner]\nmax_agee = 1", r"unknown key plugins.pruner.max_agee .*'max_age'"),
+        ("prune_aftr = 1", r"unknown key prune_aftr .*did you mean 'prune_after'"),
+        ("rescue_afer = 1", r"unknown key rescue_afer .*'rescue_after'"),
         ("[queues]\ndefault = 0", r"queues.default .*greater than or equal to 1"),
         ("[queues]\n'bad queue' = 1", r"invalid queue name 'bad queue'"),
         ("grace_period = -1", r"grace_period .*greater than or equal to 0"),
         ("poll_interval = 'soon'", r"poll_interval .*valid number"),
         (
-            "[plugins.cron]\ncrontab = [{ expression = '* * *', worker = 'x', name = 'n1' }]",
-            r"plugins.cron.crontab .*: cron entry 'n1': 3 fields",
+            "crontab = [{ expression = '* * *', worker = 'x', name = 'n1' }]",
+            r"crontab .*: cron entry 'n1': 3 fields",
         ),
         (
-            "[plugins.cron]\ncrontab = [{ expresion = '* * * * *', worker = 'x' }]",
+            "crontab = [{ expresion = '* * * * *', worker = 'x' }]",
             r"entry #0: unknown key 'expresion'",
         ),
         ("grace_period = ", r"not valid TOML"),
@@ -115,13 +117,13 @@ def test_mistakes_in_the_environment_and_in_python() -> None:
     assert unrelated == NodeConfig()
     with pytest.raises(ConfigError, match="unknown key queus: did you mean 'queues'"):
         NodeConfig(queus={"default": 1})  # type: ignore[call-arg]
-    with pytest.raises(ConfigError, match="unknown key plugins.lifeline.rescue: did you mean"):
-        NodeConfig(plugins={"lifeline": {"rescue": 3}})  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="unknown key rescue_aftr: did you mean 'rescue_after'"):
+        NodeConfig(rescue_aftr=3)  # type: ignore[call-arg]
 
 
 def test_a_node_built_from_configuration(make_app: Callable[..., App], toml_file: Path) -> None:
     app = make_app(w.Noop)
-    config = NodeConfig.load(toml_file, env={}, overrides={"plugins.lifeline.rescue_after": 30})
+    config = NodeConfig.load(toml_file, env={}, overrides={"rescue_after": 30})
     node = config.node(app)
     assert node.name == "file-node" and node.grace_period == 30
     assert node.queue_limits == {"default": 10, "mailers": 5}
@@ -135,3 +137,57 @@ def test_a_node_built_from_configuration(make_app: Callable[..., App], toml_file
     # Unset options are left to Node's own defaults.
     bare = NodeConfig().node(app)
     assert bare.queue_limits == {"default": 10} and bare.grace_period == 15.0
+
+
+def test_a_node_option_has_one_name_everywhere() -> None:
+    """NodeConfig's keys (TOML, JOBSAGA_<KEY>, --set, the worker's flags) are Node's keyword
+    options under Node's names, in Node's order; the plugins' options are a subset of them."""
+    keywords = [
+        name
+        for name, p in inspect.signature(Node.__init__).parameters.items()
+        if p.kind is p.KEYWORD_ONLY
+    ]
+    node_keys = [key for key in NodeConfig.model_fields if key not in NOT_NODE_OPTIONS]
+    assert node_keys == keywords
+    assert list(inspect.signature(Node.__init__).parameters)[:3] == ["self", "app", "queues"]
+    plugin_options = [f.name for f in dataclasses.fields(PluginOptions)]
+    assert set(plugin_options) <= set(keywords), set(plugin_options) - set(keywords)
+    assert {ENV_NAMES[f"JOBSAGA_{key.upper()}"] for key in node_keys} == set(node_keys)
+    worker = cli.commands["worker"]
+    flags = {opt for p in worker.params if isinstance(p, click.Option) for opt in p.opts}
+    for key in node_keys:
+        if key != "crontab":  # a list: the file, the environment or --set crontab='[...]'
+            assert "--" + key.replace("_", "-") in flags, key
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        (
+            {"env": {"JOBSAGA_PRUNER_MAX_AGE": "60"}},
+            "JOBSAGA_PRUNER_MAX_AGE is now JOBSAGA_PRUNE_AFTER",
+        ),
+        ({"env": {"JOBSAGA_NODE_NAME": "w1"}}, "JOBSAGA_NODE_NAME is now JOBSAGA_NAME"),
+        ({"env": {"JOBSAGA_LEADER_ENABLED": "false"}}, "is now JOBSAGA_LEADERSHIP"),
+        (
+            {"overrides": {"plugins.leader.enabled": False}},
+            r"unknown key plugins \(from overrides\): plugins.leader.enabled is now leadership",
+        ),
+    ],
+)
+def test_a_former_key_is_an_error_naming_its_new_name(source: dict[str, Any], message: str) -> None:
+    """A deployment still setting a former name must not silently run without it."""
+    with pytest.raises(ConfigError, match=message):
+        NodeConfig.load(discover=False, **{"env": {}, **source})
+
+
+def test_a_former_table_in_a_file_names_each_key_now(tmp_path: Path) -> None:
+    path = tmp_path / "jobsaga.toml"
+    path.write_text("[plugins.pruner]\nmax_age = 60\nlimit = 10\n", encoding="utf-8")
+    with pytest.raises(
+        ConfigError,
+        match=r"unknown key plugins \(from .*jobsaga.toml\): plugins.pruner.max_age is now "
+        r"prune_after; plugins.pruner.limit is now prune_limit",
+    ):
+        NodeConfig.load(path, env={})
+    assert set(FORMER_KEYS.values()) <= set(NodeConfig.model_fields)

@@ -91,7 +91,7 @@ def cron_commands(cli: click.Group) -> None:
         if not entries:
             click.echo(
                 "no cron entries recorded: the leader records its crontab when it starts "
-                "(Node(crontab=[...]) or [plugins.cron] in the config)"
+                "(Node(crontab=[...]) or crontab = [...] in the config)"
             )
             return
         click.echo(f"leader: {leader or 'none right now'}")

@@ -1,17 +1,22 @@
 """Options the commands share, declared once.
 
 Every command that needs an app or a database takes :func:`config_options` and receives one
-:class:`~jobsaga.cli.configured.AppSource`; listing commands take :func:`limit_option`.
+:class:`~jobsaga.cli.configured.AppSource`; listing commands take :func:`limit_option`;
+``jobsaga worker`` takes :func:`node_options`, one flag per node option under the option's
+own name (``--prune-after`` sets ``prune_after``), made from
+:class:`~jobsaga.config.NodeConfig` so a new option gets its flag, help included.
 """
 
 from __future__ import annotations
 
 import functools
+import types
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 
 import click
 
+from ..config import NodeConfig, node_option_names
 from .configured import AppSource
 
 R = TypeVar("R")
@@ -70,7 +75,7 @@ CONFIG_OPTIONS = [
         "settings",
         multiple=True,
         metavar="KEY=VALUE",
-        help="Any configuration key, dotted (e.g. plugins.pruner.max_age=86400); repeatable.",
+        help="Any configuration key (e.g. prune_after=86400, crontab='[...]'); repeatable.",
     ),
 ]
 
@@ -96,3 +101,48 @@ def parse_queues(values: tuple[str, ...]) -> dict[str, int]:
             )
         queues[name] = int(limit)
     return queues
+
+
+NO_FLAG = frozenset({"crontab"})
+"""Node options without a flag: a crontab is a list, given in the TOML file, the environment
+or ``--set crontab='[...]'``."""
+
+
+def node_options(fn: Callable[..., R]) -> Callable[..., R]:
+    """A flag per node option (``--grace-period``, ``--prune-after``, ``--leadership/
+    --no-leadership``...), handed to the command as ``node_options``: the options given,
+    under their keys, for :meth:`AppSource.config` (NodeConfig checks the values)."""
+
+    @functools.wraps(fn)
+    def command(*args: Any, **kwargs: Any) -> R:
+        given = {key: kwargs.pop(key) for key in NODE_FLAGS}
+        return fn(*args, node_options=given, **kwargs)
+
+    decorated: Callable[..., R] = command
+    for key in reversed(NODE_FLAGS):
+        decorated = _node_flag(key)(decorated)
+    return decorated
+
+
+NODE_FLAGS = tuple(key for key in node_option_names() if key not in NO_FLAG)
+
+
+def _value_type(key: str) -> type:
+    """The Python type of a node option's value (``float`` for ``Seconds | None``)."""
+    annotation: Any = NodeConfig.model_fields[key].annotation
+    if get_origin(annotation) in (Union, types.UnionType):
+        annotation = next(a for a in get_args(annotation) if a is not type(None))
+    while get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    assert isinstance(annotation, type), (key, annotation)
+    return annotation
+
+
+def _node_flag(key: str) -> Callable[[Callable[..., R]], Callable[..., R]]:
+    flag = "--" + key.replace("_", "-")
+    description = NodeConfig.model_fields[key].description or ""
+    text = " ".join(description.split()).replace("``", "")
+    kind = _value_type(key)
+    if kind is bool:
+        return click.option(f"{flag}/--no-{flag[2:]}", key, default=None, help=text)
+    return click.option(flag, key, type=kind, default=None, help=text)

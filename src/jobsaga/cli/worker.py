@@ -14,7 +14,7 @@ from ..errors import ConfigError, DatabaseError, MigrationError
 from ..redaction import redact_url
 from ..telemetry_logging import attach_default_logger
 from .configured import AppSource, command_error, require_schema
-from .options import config_options, parse_queues
+from .options import config_options, node_options, parse_queues
 
 if TYPE_CHECKING:
     from ..runtime.node import Node
@@ -58,19 +58,7 @@ def worker_commands(cli: click.Group) -> None:
         metavar="NAME=LIMIT",
         help="A queue and its concurrency limit; repeat for more. Default: default=10.",
     )
-    @click.option("--name", default=None, help="Node name (default: host-pid-random).")
-    @click.option(
-        "--grace",
-        type=float,
-        default=None,
-        help="Seconds running jobs may finish after SIGTERM/SIGINT (default 15).",
-    )
-    @click.option(
-        "--poll-interval",
-        type=float,
-        default=None,
-        help="Seconds between safety polls (default 0.2 on SQLite, 1.0 on PostgreSQL).",
-    )
+    @node_options
     @click.option(
         "--migrate/--no-migrate",
         default=True,
@@ -80,21 +68,14 @@ def worker_commands(cli: click.Group) -> None:
     def worker(
         source: AppSource,
         queues: tuple[str, ...],
-        name: str | None,
-        grace: float | None,
-        poll_interval: float | None,
+        node_options: dict[str, object],
         migrate: bool,
     ) -> None:
         """Run a worker node until SIGTERM or SIGINT.
 
-        Settings come from the TOML file, then JOBSAGA_* variables, then these flags
-        (see docs/configuration.md)."""
-        config = source.config(
-            queues=parse_queues(queues) or None,
-            name=name,
-            grace_period=grace,
-            poll_interval=poll_interval,
-        )
+        Settings come from the TOML file, then JOBSAGA_* variables, then these flags, each
+        named as the key it sets (see docs/configuration.md)."""
+        config = source.config(queues=parse_queues(queues) or None, **node_options)
         app = source.app(config)
         with contextlib.suppress(ValueError):  # the app attached it itself
             attach_default_logger(app)

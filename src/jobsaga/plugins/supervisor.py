@@ -52,23 +52,24 @@ def _seconds(name: str, value: Any) -> float:
     return float(value)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PluginOptions:
-    """The node options that configure its plugins (see ``Node``); checked when built."""
+    """The node options that configure its plugins, under ``Node``'s names for them; checked
+    when built. No defaults here: they live in ``Node``'s signature, the one place."""
 
-    stage_interval: float = 1.0
-    heartbeat_interval: float = 5.0
-    rescue_after: float = 60.0
-    rescue_interval: float | None = None
-    crontab: tuple[CronEntry, ...] = ()
-    prune_after: float | None = None
-    prune_interval: float = 30.0
-    prune_limit: int = 5000
-    leader_lease: float = 5.0
-    leadership: bool = True
+    stage_interval: float
+    heartbeat_interval: float
+    rescue_after: float
+    rescue_interval: float | None
+    crontab: tuple[CronEntry, ...]
+    prune_after: float | None
+    prune_interval: float
+    prune_limit: int
+    leader_lease: float
+    leadership: bool
 
     @classmethod
-    def build(cls, crontab: Iterable[Any] | None = (), **options: Any) -> PluginOptions:
+    def build(cls, crontab: Iterable[Any] | None, **options: Any) -> PluginOptions:
         for name in SECONDS:
             if name in options and not (options[name] is None and name in OPTIONAL):
                 options[name] = _seconds(name, options[name])
