@@ -1,7 +1,8 @@
 """How long to wait before something runs again: delays, and the retry curves that make them.
 
-One word for one idea: a **delay** is how long to wait, given as seconds or a ``timedelta``,
-wherever jobsaga takes one (``Snooze(delay)``, ``Retry(delay=...)``, ``Worker.new(delay=...)``).
+One word for one idea: a **delay** is how long to wait before something runs again, given as
+seconds or a ``timedelta`` (``Snooze(delay)``, ``Retry(delay=...)``); a new job's first wait
+keeps Oban's name, ``Worker.new(schedule_in=...)``, and is checked by the same function.
 A **backoff** gives the delay before the next try from how many have failed: a callable
 ``attempt -> seconds`` or a tenacity wait strategy (``wait_exponential(...)``); a step's may
 also be a constant delay. :func:`retry_delay` is the one place a backoff becomes seconds, for
