@@ -48,7 +48,7 @@ class CancelledWhileRunning(Worker, queue="default"):
         with CancelledWhileRunning.app.engine.transaction() as tx:
             tx.execute(
                 "UPDATE jobsaga_jobs SET state = 'cancelled' WHERE id = "
-                + ("%(id)s" if CancelledWhileRunning.app.dialect == "postgres" else ":id"),
+                + ("%(id)s" if CancelledWhileRunning.app.engine.dialect == "postgres" else ":id"),
                 {"id": job.id},
             )
         return Complete(enqueue=(FollowUp.new({"parent": job.id}),))

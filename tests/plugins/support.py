@@ -31,7 +31,7 @@ class FakeClock:
 
 
 def param(app: App, name: str) -> str:
-    return f"%({name})s" if app.dialect == "postgres" else f":{name}"
+    return f"%({name})s" if app.engine.dialect == "postgres" else f":{name}"
 
 
 def update_job(app: App, job_id: int, **columns: Any) -> None:

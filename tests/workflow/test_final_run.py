@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from jobsaga import App, Job, JobState, StepContext, Worker, Workflow, WorkflowWorker, step
 from jobsaga.errors import WorkflowError
 from jobsaga.plugins.lifeline import rescue_own_orphans
@@ -275,12 +277,15 @@ def test_after_a_retry_by_hand_the_old_succeeded_run_does_not_settle_an_orphan(
 
 
 def test_a_succeeded_run_completes_its_job_even_when_its_event_cannot_be_written(
-    make_app: Callable[..., App], db_url: str
+    make_app: Callable[..., App], db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``run.already_succeeded`` only explains: an events table refusing it must not fail
-    the attempt of a saga that succeeded (nor keep it waiting on the log's retries)."""
+    the attempt of a saga that succeeded (nor keep it waiting on the log's retries, which
+    go on for 30 s: the flush is cut at the interrupt bound, shortened here from 5 s)."""
+    from jobsaga.workflow import executor
     from tests.workflow.test_runlog_faults import refuse_step_writes
 
+    monkeypatch.setattr(executor, "INTERRUPT_FLUSH_TIMEOUT", 0.5)
     app = make_app(ShipmentWorker, Receipt)
     job = app.insert(ShipmentWorker.new({"order": "o-7"}))
     die_after_the_run(app, job.id)

@@ -304,4 +304,3 @@ def queue_wait(job: Job[Any]) -> float:
     if job.attempted_at is None:
         return 0.0
     return max(0.0, (job.attempted_at - job.scheduled_at).total_seconds())
-
