@@ -5,20 +5,25 @@ logs go to stderr too) with a URL holding a known password: unreachable, malform
 flag, environment, TOML file or ``password=`` parameter, and reachable (a password in the URL
 of the shared PostgreSQL server, which trusts and ignores it). stdout and stderr must never
 hold the password, while the URL they show still names the database. Passwords only exist in
-PostgreSQL URLs: the SQLite side of the CLI is covered by the other CLI tests."""
+PostgreSQL URLs: the SQLite side of the CLI is covered by the other CLI tests.
+
+The processes are forked from one that imported jobsaga once (``cli_forks``), so thirty-odd
+commands do not each pay an interpreter start-up; the worker that runs until SIGTERM is a
+plain ``python -m jobsaga.cli.main`` process."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -51,27 +56,69 @@ def with_password(url: str, password: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:{quote(password)}@{host}"))
 
 
+class Forks:
+    """The CLI commands of this module, each in a process of its own forked from one that
+    imported jobsaga once (see ``cli_forks``): some thirty commands, without thirty
+    interpreter start-ups and imports."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.lock = threading.Lock()
+        self.count = 0
+        self.server = subprocess.Popen(
+            [sys.executable, "-m", "tests.operations.cli_forks"],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def run(self, args: list[str], env: dict[str, str], cwd: Path) -> tuple[int, str, str]:
+        with self.lock:
+            self.count += 1
+            out, err = self.folder / f"{self.count}.out", self.folder / f"{self.count}.err"
+            request = {"args": args, "env": env, "cwd": str(cwd), "out": str(out), "err": str(err)}
+            assert self.server.stdin is not None and self.server.stdout is not None
+            self.server.stdin.write(json.dumps(request) + "\n")
+            self.server.stdin.flush()
+            code = int(self.server.stdout.readline())
+        return code, out.read_text(encoding="utf-8"), err.read_text(encoding="utf-8")
+
+    def close(self) -> None:
+        assert self.server.stdin is not None
+        self.server.stdin.close()
+        self.server.wait(10)
+
+
+FORKS: list[Forks] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def forks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    FORKS.append(Forks(tmp_path_factory.mktemp("cli")))
+    yield
+    FORKS.pop().close()
+
+
 def jobsaga(
     *args: str, env: dict[str, str] | None = None, cwd: Path = ROOT
 ) -> subprocess.CompletedProcess[str]:
+    """``python -m jobsaga.cli.main -vv ARGS``: the real CLI in a process of its own."""
     environ = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     for name in ("JOBSAGA_DATABASE_URL", "JOBSAGA_APP", "JOBSAGA_CONFIG"):
         if name not in (env or {}):
             environ.pop(name, None)
-    return subprocess.run(
-        [sys.executable, "-m", "jobsaga.cli.main", "-vv", *args],
-        capture_output=True,
-        text=True,
-        env=environ,
-        cwd=cwd,
-        timeout=60,
+    command = ["-vv", *args]
+    code, out, err = FORKS[-1].run(command, environ, cwd)
+    return subprocess.CompletedProcess(
+        [sys.executable, "-m", "jobsaga.cli.main", *command], code, out, err
     )
 
 
 def run_all(commands: list[list[str]], *args: str) -> list[subprocess.CompletedProcess[str]]:
-    """Each command (with ``args``) in its own process, a few at a time."""
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        return list(pool.map(lambda command: jobsaga(*command, *args), commands))
+    """Each command (with ``args``) in its own process."""
+    return [jobsaga(*command, *args) for command in commands]
 
 
 def assert_no_secret(result: subprocess.CompletedProcess[str], *secrets: str) -> None:
