@@ -24,6 +24,7 @@ from tenacity import RetryCallState, wait_exponential, wait_random
 from tenacity.wait import wait_base
 
 from .errors import ConfigError
+from .serialization import short_repr
 
 __all__ = ["Backoff", "Delay", "STEP_BACKOFF", "default_backoff", "retry_delay"]
 
@@ -89,10 +90,10 @@ def delay_seconds(delay: object, what: str) -> float:
     if isinstance(delay, timedelta):
         delay = delay.total_seconds()
     if (
-        not isinstance(delay, (int, float))
-        or isinstance(delay, bool)
-        or math.isnan(delay)
-        or delay < 0
+        not isinstance(delay, (int, float)) or isinstance(delay, bool) or not delay >= 0  # NaN too
     ):
-        raise ConfigError(f"{what} must be seconds >= 0 or a timedelta, got {delay!r}")
-    return float(delay)
+        raise ConfigError(f"{what} must be seconds >= 0 or a timedelta, got {short_repr(delay)}")
+    try:
+        return float(delay)
+    except OverflowError:  # an integer past any float: as long as infinity, bounded by callers
+        return math.inf

@@ -193,3 +193,11 @@ def test_a_steps_constant_backoff_is_a_delay_too() -> None:
 
         @step(backoff="soon")  # type: ignore[call-overload]
         def later(self: Any) -> None: ...
+
+
+def test_an_integer_past_any_float_is_an_endless_delay_not_a_crash() -> None:
+    """Found by the fuzz suite: ``float(10**5000)`` overflows. As a wait it is endless (a
+    snooze is written as 100 years); past that bound an insert refuses it, naming it."""
+    assert Snooze(10**5000).delay == float("inf")
+    with pytest.raises(ConfigError, match="too large to show"):
+        Snooze(-(10**5000))
