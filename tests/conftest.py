@@ -25,7 +25,6 @@ import psycopg
 import pytest
 
 from jobsaga import App
-from tests.cli_forks import Forks
 
 PG_URL = os.environ.get("JOBSAGA_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 ENGINES = ["sqlite", "postgres"]
@@ -122,15 +121,6 @@ class Schemas:
             left, self._spares, self._doomed = self._spares + self._doomed, [], []
         for schema in left:
             admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-
-
-@pytest.fixture(scope="session")
-def cli_forks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Forks]:
-    """Runs ``python -m jobsaga.cli.main`` commands in processes forked from one that
-    imported jobsaga once (see ``tests.cli_forks``)."""
-    forks = Forks(tmp_path_factory.mktemp("cli-forks"))
-    yield forks
-    forks.close()
 
 
 @pytest.fixture(scope="session")

@@ -7,18 +7,20 @@ of the shared PostgreSQL server, which trusts and ignores it). stdout and stderr
 hold the password, while the URL they show still names the database. Passwords only exist in
 PostgreSQL URLs: the SQLite side of the CLI is covered by the other CLI tests.
 
-The processes are forked from one that imported jobsaga once (``tests.cli_forks``), so thirty-odd
+The processes are forked from one that imported jobsaga once (``cli_forks``), so thirty-odd
 commands do not each pay an interpreter start-up; the worker that runs until SIGTERM is a
 plain ``python -m jobsaga.cli.main`` process."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -34,7 +36,6 @@ from jobsaga import App
 from jobsaga.cli.configured import AppSource
 from jobsaga.cli.main import cli
 from jobsaga.config import NodeConfig
-from tests.cli_forks import Forks
 from tests.conftest import PG_URL
 
 SECRET = "Kn0wn-Pa55word"
@@ -55,14 +56,49 @@ def with_password(url: str, password: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:{quote(password)}@{host}"))
 
 
+class Forks:
+    """The CLI commands of this module, each in a process of its own forked from one that
+    imported jobsaga once (see ``cli_forks``): some thirty commands, without thirty
+    interpreter start-ups and imports."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.lock = threading.Lock()
+        self.count = 0
+        self.server = subprocess.Popen(
+            [sys.executable, "-m", "tests.operations.cli_forks"],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def run(self, args: list[str], env: dict[str, str], cwd: Path) -> tuple[int, str, str]:
+        with self.lock:
+            self.count += 1
+            out, err = self.folder / f"{self.count}.out", self.folder / f"{self.count}.err"
+            request = {"args": args, "env": env, "cwd": str(cwd), "out": str(out), "err": str(err)}
+            assert self.server.stdin is not None and self.server.stdout is not None
+            self.server.stdin.write(json.dumps(request) + "\n")
+            self.server.stdin.flush()
+            code = int(self.server.stdout.readline())
+        return code, out.read_text(encoding="utf-8"), err.read_text(encoding="utf-8")
+
+    def close(self) -> None:
+        assert self.server.stdin is not None
+        self.server.stdin.close()
+        self.server.wait(10)
+
+
 FORKS: list[Forks] = []
 
 
-@pytest.fixture(autouse=True)
-def forks(cli_forks: Forks) -> Iterator[None]:
-    FORKS.append(cli_forks)
+@pytest.fixture(scope="module", autouse=True)
+def forks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    FORKS.append(Forks(tmp_path_factory.mktemp("cli")))
     yield
-    FORKS.pop()
+    FORKS.pop().close()
 
 
 def jobsaga(
@@ -73,7 +109,11 @@ def jobsaga(
     for name in ("JOBSAGA_DATABASE_URL", "JOBSAGA_APP", "JOBSAGA_CONFIG"):
         if name not in (env or {}):
             environ.pop(name, None)
-    return FORKS[-1].run(["-vv", *args], environ, cwd)
+    command = ["-vv", *args]
+    code, out, err = FORKS[-1].run(command, environ, cwd)
+    return subprocess.CompletedProcess(
+        [sys.executable, "-m", "jobsaga.cli.main", *command], code, out, err
+    )
 
 
 def run_all(commands: list[list[str]], *args: str) -> list[subprocess.CompletedProcess[str]]:

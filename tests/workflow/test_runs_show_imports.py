@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,7 +19,6 @@ from click.testing import CliRunner
 from jobsaga import App
 from jobsaga.cli.main import cli
 from jobsaga.testing import run_workflow
-from tests.cli_forks import Forks
 
 from .test_runlog_cli import Refund, RefundWorker
 
@@ -37,16 +37,22 @@ def name_run(app: App, run_id: int, workflow: str) -> None:
         )
 
 
-def jobsaga(forks: Forks, *args: str, mark: Path) -> subprocess.CompletedProcess[str]:
-    """The real CLI in a process of its own where nothing but jobsaga is imported yet (forked
-    from one that imported jobsaga's CLI once, see ``tests.cli_forks``)."""
+def jobsaga(*args: str, mark: Path) -> subprocess.CompletedProcess[str]:
+    """The real CLI in a fresh interpreter, where nothing is imported yet."""
     env = {**os.environ, "JOBSAGA_TEST_IMPORT_MARK": str(mark), "PYTHONPATH": str(ROOT)}
-    return forks.run(list(args), env, ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "jobsaga.cli.main", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=60,
+    )
 
 
 @pytest.mark.parametrize("named", [f"{MARKER}:Marked", f"{MARKER}.Marked", "this.Zen"])
 def test_runs_show_and_list_import_nothing_a_row_names(
-    db_url: str, make_app: Callable[..., App], tmp_path: Path, named: str, cli_forks: Forks
+    db_url: str, make_app: Callable[..., App], tmp_path: Path, named: str
 ) -> None:
     app = make_app()
     run = run_workflow(Refund, {"amount": 5}, app=app)
@@ -54,7 +60,7 @@ def test_runs_show_and_list_import_nothing_a_row_names(
     name_run(app, run.run_id, named)
     mark = tmp_path / "imported"
 
-    shown = jobsaga(cli_forks, "runs", "show", str(run.run_id), "--url", db_url, mark=mark)
+    shown = jobsaga("runs", "show", str(run.run_id), "--url", db_url, mark=mark)
     assert shown.returncode == 0, shown.stderr
     assert not mark.exists(), "runs show imported the module a row names"
     assert "Beautiful is better than ugly" not in shown.stdout + shown.stderr
@@ -65,7 +71,7 @@ def test_runs_show_and_list_import_nothing_a_row_names(
     )
     assert "s_hold --> s_credit" in shown.stdout  # the run log's own DAG is still shown
 
-    listed = jobsaga(cli_forks, "runs", "list", "--url", db_url, mark=mark)
+    listed = jobsaga("runs", "list", "--url", db_url, mark=mark)
     assert listed.returncode == 0, listed.stderr
     assert named in listed.stdout and not mark.exists()
     assert "Beautiful is better than ugly" not in listed.stdout + listed.stderr
