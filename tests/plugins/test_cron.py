@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -108,13 +109,21 @@ def test_reboot_entry_and_listing(make_app: Callable[..., App]) -> None:
 
 
 def test_node_runs_cron_and_performs_the_jobs(make_app: Callable[..., App]) -> None:
-    app = make_app(Tick)
+    """The node's cron inserts a tick's job once the app's clock has passed it: a test clock,
+    moved a second at a time, the cron woken rather than waited for."""
+    clock = FakeClock()
+    app = make_app(Tick, clock=clock)
     events: list[tuple[str, dict[str, Any]]] = []
     app.telemetry.attach("t", "plugin.cron.stop", lambda e, m, md: events.append((e, dict(m))))
     crontab = [("* * * * * *", Tick, {"name": "every-second"}), ("@reboot", Tick)]
     node = app.node({"cron": 5}, poll_interval=0.05, crontab=crontab, heartbeat_interval=0.2)
+    cron = node.plugins.cron
+    assert cron is not None
     with node.start_in_thread():
-        wait_until(lambda: node.plugins.is_leader, 5)
+        wait_until(lambda: node.plugins.is_leader and cron.runs >= 1, 5)  # entries registered
+        for _ in range(2):
+            clock.advance(1)
+            cron.wake()
         wait_until(
             lambda: len([j for j in cron_jobs(app) if j.state.value == "completed"]) >= 3, 10
         )
@@ -127,20 +136,33 @@ def test_node_runs_cron_and_performs_the_jobs(make_app: Callable[..., App]) -> N
 
 
 def test_new_leader_catches_up_ticks_of_the_gap(make_app: Callable[..., App]) -> None:
-    """The second node takes over after the first stops and inserts the ticks in between."""
-    first, second = make_app(Tick), make_app(Tick)
+    """The second node takes over after the first stops and inserts the ticks in between.
+
+    A test clock: two ticks pass under the first leader, then three more as it stops (its
+    cron, which just ran, sleeps a real second meanwhile), which the second inserts when it
+    takes over; then one more under it."""
+    clock = FakeClock()
+    first, second = make_app(Tick, clock=clock), make_app(Tick, clock=clock)
     crontab = [CronEntry("* * * * * *", Tick, name="s")]
     options: dict[str, Any] = {"poll_interval": 0.05, "crontab": crontab, "leader_lease": 1.0}
     a = first.node({"other": 1}, name="a", **options)
     b = second.node({"other": 1}, name="b", **options)
+    a_cron, b_cron = a.plugins.cron, b.plugins.cron
+    assert a_cron is not None and b_cron is not None
     with a.start_in_thread() as ta:
-        wait_until(lambda: a.plugins.is_leader, 5)
+        wait_until(lambda: a.plugins.is_leader and a_cron.runs >= 1, 5)  # entry registered
         with b.start_in_thread():
-            wait_until(lambda: len(cron_jobs(first)) >= 2, 5)
+            for count in (1, 2):
+                clock.advance(1)
+                a_cron.wake()
+                wait_until(lambda count=count: len(cron_jobs(first)) == count, 5)
+            clock.advance(3)
             ta.stop()
             wait_until(lambda: b.plugins.is_leader, 5)
-            before = len(cron_jobs(first))
-            wait_until(lambda: len(cron_jobs(first)) >= before + 2, 5)
+            wait_until(lambda: len(cron_jobs(first)) == 5, 5)  # the gap, caught up
+            clock.advance(1)
+            b_cron.wake()
+            wait_until(lambda: len(cron_jobs(first)) == 6, 5)
     ticks = sorted(j.meta["cron_tick"] for j in cron_jobs(first))
     assert len(ticks) == len(set(ticks))
     from datetime import datetime
@@ -148,3 +170,31 @@ def test_new_leader_catches_up_ticks_of_the_gap(make_app: Callable[..., App]) ->
     times = [datetime.fromisoformat(t) for t in ticks]
     gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
     assert all(g == timedelta(seconds=1) for g in gaps), ticks
+    assert times[-1] == clock() and len(times) == 6
+
+
+def test_a_duty_woken_from_another_thread_runs_at_once(make_app: Callable[..., App]) -> None:
+    """A looper reckons its sleep on the app's clock (cron: until the next tick); a test that
+    moves that clock wakes it from the test's thread, and it runs at once, not when the sleep
+    it began (half a minute here) ends, or some other timer happens to stir the loop."""
+    clock = FakeClock()
+    app = make_app(Tick, clock=clock)
+    quiet: dict[str, Any] = {
+        "poll_interval": 30,
+        "stage_interval": 30,
+        "control_interval": 30,
+        "heartbeat_interval": 20,
+        "rescue_after": 60,
+        "leader_lease": 60,
+    }
+    node = app.node({"other": 1}, crontab=[CronEntry("*/5 * * * *", Tick)], **quiet)
+    cron = node.plugins.cron
+    assert cron is not None
+    with node.start_in_thread():
+        wait_until(lambda: cron.runs >= 1, 5)  # registered; the next tick is 300 s away
+        clock.advance(300)
+        woken = time.monotonic()
+        cron.wake()
+        wait_until(lambda: cron_jobs(app), 10)
+        took = time.monotonic() - woken
+    assert took < 0.5, f"the woken cron ran {took:.2f}s later"

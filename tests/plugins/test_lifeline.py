@@ -33,11 +33,13 @@ HEARTS: dict[tuple[int, str], Heartbeat] = {}
 
 
 def beat(app: App, name: str, rescue_after: float) -> None:
-    """Write a heartbeat row for a node name without running a node (one process per name)."""
+    """Write a heartbeat row for a node name without running a node (one process per name).
+    Its row says it beats every 0.25 s: a process that later starts under the name watches it
+    for two such intervals before taking the name over."""
     heart = HEARTS.get((id(app), name))
     if heart is None:
         node = app.node(name=name, rescue_after=rescue_after, heartbeat_interval=rescue_after / 2)
-        heart = HEARTS[(id(app), name)] = Heartbeat(node, 1.0, rescue_after)
+        heart = HEARTS[(id(app), name)] = Heartbeat(node, 0.25, rescue_after)
     assert heart.beat()
 
 
@@ -118,7 +120,7 @@ def test_node_heartbeats_and_rescues_a_crashed_nodes_jobs(make_app: Callable[...
     orphan_ids = claim(app, "crashed", 3)
     events: list[dict[str, Any]] = []
     app.telemetry.attach("t", "plugin.lifeline.stop", lambda e, m, md: events.append(dict(m)))
-    long_job = app.insert(Slow.new({"seconds": 2.0}))
+    long_job = app.insert(Slow.new({"seconds": 1.0}))  # two rescue windows, five lookups
     node = app.node(
         {"default": 5, "slow": 1}, poll_interval=0.05, heartbeat_interval=0.1, rescue_after=0.5
     )

@@ -11,6 +11,7 @@ believe they lead (cron claims ticks by compare-and-set, rescue and prune skip l
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Mapping, Sized
 from datetime import datetime
@@ -126,6 +127,7 @@ class Looper:
         self.node = node
         self.interval = interval
         self._wake: asyncio.Event | None = None
+        self._on: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self.runs = 0
 
@@ -141,6 +143,7 @@ class Looper:
 
     async def start(self) -> None:
         self._wake = asyncio.Event()
+        self._on = asyncio.get_running_loop()
         self._task = asyncio.create_task(self._loop(), name=f"jobsaga-plugin-{self.name}")
 
     async def stop(self) -> None:
@@ -150,8 +153,20 @@ class Looper:
             self._task = None
 
     def wake(self) -> None:
-        if self._wake is not None:
-            self._wake.set()
+        """Run now rather than when the next run is due. Safe from any thread: a test that
+        moved the app's clock wakes a duty so (its sleep was reckoned on that clock)."""
+        event, loop = self._wake, self._on
+        if event is None or loop is None:
+            return
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        if here is loop:
+            event.set()
+        elif not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # closed meanwhile: the loop has stopped
+                loop.call_soon_threadsafe(event.set)
 
     def notice(self, payload: Mapping[str, Any]) -> None:
         """Notifications from other nodes; most plugins ignore them."""
