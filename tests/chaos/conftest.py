@@ -62,8 +62,11 @@ def make_nodes(tmp_path: Path) -> Iterator[Callable[..., Nodes]]:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Every test under tests/chaos carries the ``chaos`` marker (``-m 'not chaos'`` skips
-    the suite); those that run worker processes or take a server down also declare
-    ``xdist_group("chaos")`` themselves, so ``--dist loadgroup`` runs them one at a time."""
+    the suite); those that run worker processes or take a server down also declare an xdist
+    group themselves, so ``--dist loadgroup`` runs the heavy scenarios of a group one at a
+    time: ``chaos-cluster`` for those on the throwaway cluster (one per test process, so the
+    group needs only one), ``chaos-nodes`` for the worker processes on the shared server or a
+    SQLite file. The two groups share nothing, and run side by side."""
     here = Path(__file__).parent
     for item in items:
         if here in Path(str(item.fspath)).parents:

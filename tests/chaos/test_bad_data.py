@@ -23,7 +23,7 @@ from .chaos_app import app as chaos_app
 from .nodes import Nodes
 from .probe import Probe, report
 
-pytestmark = [pytest.mark.chaos, pytest.mark.xdist_group("chaos")]
+pytestmark = [pytest.mark.chaos, pytest.mark.xdist_group("chaos-nodes")]
 
 FINAL_OR_WAITING = {"completed", "discarded", "cancelled", "retryable", "scheduled", "available"}
 

@@ -17,7 +17,7 @@ from .chaos_app import app as chaos_app
 from .nodes import FAST, Nodes
 from .probe import Probe, report
 
-pytestmark = [pytest.mark.chaos, pytest.mark.xdist_group("chaos")]
+pytestmark = [pytest.mark.chaos, pytest.mark.xdist_group("chaos-nodes")]
 
 IN_FLIGHT = 20
 

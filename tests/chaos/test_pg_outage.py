@@ -26,7 +26,7 @@ from jobsaga.operations.jobs import with_retries
 from ..helpers import wait_until
 from .pgcluster import PgCluster
 
-pytestmark = [pytest.mark.chaos, pytest.mark.xdist_group("chaos")]
+pytestmark = [pytest.mark.chaos, pytest.mark.xdist_group("chaos-cluster")]
 
 OUTAGE = 2.0
 """Seconds the server stays down: long enough for psycopg_pool's backoff to reach 2 s."""

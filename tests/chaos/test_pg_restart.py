@@ -19,7 +19,7 @@ from .nodes import Nodes
 from .pgcluster import PgCluster, StopMode
 from .probe import Probe, report
 
-pytestmark = [pytest.mark.chaos, pytest.mark.xdist_group("chaos")]
+pytestmark = [pytest.mark.chaos, pytest.mark.xdist_group("chaos-cluster")]
 
 SLOW_POLL = 30.0
 BUSY_JOBS = 1000

@@ -22,7 +22,7 @@ from .chaos_app import app as chaos_app
 from .nodes import ROOT, Nodes
 from .probe import Probe, report
 
-pytestmark = [pytest.mark.chaos, pytest.mark.xdist_group("chaos")]
+pytestmark = [pytest.mark.chaos, pytest.mark.xdist_group("chaos-nodes")]
 
 PROCESSES = 4
 THREADS = 50

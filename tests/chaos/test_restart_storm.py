@@ -19,7 +19,7 @@ from .pgcluster import PgCluster
 from .probe import Probe, report
 from .test_pg_restart import insert
 
-pytestmark = [pytest.mark.chaos, pytest.mark.xdist_group("chaos")]
+pytestmark = [pytest.mark.chaos, pytest.mark.xdist_group("chaos-cluster")]
 
 JOBS = 20000
 RESTARTS = 15

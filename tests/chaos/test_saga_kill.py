@@ -20,7 +20,7 @@ from .chaos_app import app as chaos_app
 from .nodes import Nodes
 from .probe import Probe, report
 
-pytestmark = [pytest.mark.chaos, pytest.mark.xdist_group("chaos")]
+pytestmark = [pytest.mark.chaos, pytest.mark.xdist_group("chaos-nodes")]
 
 
 def test_kill_between_saga_success_and_job_completion_runs_no_step_twice(
