@@ -30,6 +30,7 @@ PG_URL = os.environ.get("JOBSAGA_TEST_PG_URL", "postgresql://postgres@127.0.0.1:
 ENGINES = ["sqlite", "postgres"]
 
 
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist, which may be off (-p no:xdist)
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     """``-n auto`` (the README's command): two workers per CPU, at most 8 unless there are
     more CPUs than that. Most of a test's time is spent waiting (a node's poll, a lease, a

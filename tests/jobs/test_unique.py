@@ -8,7 +8,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -277,25 +276,29 @@ def test_fifty_threads_with_their_own_apps_insert_one_job(make_app: Callable[...
 
 RACER = textwrap.dedent(
     """
-    import sys, threading, time
+    import sys, threading
     from jobsaga import App
     from tests.jobs.sample_app import Unique
 
-    url, start_at = sys.argv[1], float(sys.argv[2])
+    url = sys.argv[1]
     app = App(url)
     app.engine.get_job(0)  # connect before the start line
-    barrier = threading.Barrier(5)
+    barrier = threading.Barrier(6)
+    go = threading.Event()
     created = []
 
     def insert():
         barrier.wait()
-        while time.time() < start_at:
-            pass
+        go.wait()
         created.append(not app.insert(Unique.new({"order": 44})).conflict)
 
     threads = [threading.Thread(target=insert) for _ in range(5)]
     for t in threads:
         t.start()
+    barrier.wait()
+    print("ready", flush=True)
+    sys.stdin.readline()  # the start line, given to every racer once all are ready
+    go.set()
     for t in threads:
         t.join()
     print(sum(created))
@@ -307,22 +310,28 @@ RACER = textwrap.dedent(
 def test_several_processes_insert_one_job(app: App, db_url: str) -> None:
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": str(root)}
-    start_at = time.time() + 3.0
     racers = [
         subprocess.Popen(
-            [sys.executable, "-c", RACER, db_url, str(start_at)],
+            [sys.executable, "-c", RACER, db_url],
             env=env,
             cwd=root,
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
         for _ in range(4)
     ]
+    for racer in racers:
+        assert racer.stdout is not None and racer.stdout.readline().strip() == "ready"
+    for racer in racers:
+        assert racer.stdin is not None
+        racer.stdin.write("go\n")
+        racer.stdin.flush()
     outputs = [racer.communicate(timeout=60) for racer in racers]
     for racer, (_out, err) in zip(racers, outputs, strict=True):
         assert racer.returncode == 0, err
-    assert sum(int(out.strip()) for out, _ in outputs) == 1  # one process created it
+    assert sum(int(out.strip().splitlines()[-1]) for out, _ in outputs) == 1  # one created it
     assert count_jobs(app) == 1
     again = app.insert(Unique.new({"order": 44}))
     assert again.conflict is True and job(app, again.id).args == {"order": 44}
