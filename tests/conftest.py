@@ -66,6 +66,28 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     return max(cpus, min(2 * cpus, 8))
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep ``xdist_group`` under ``--dist loadgroup``. pytest-xdist tells its scheduler a
+    test's group by suffixing the test's id (``...::test@group``) through a field pytest 9.2's
+    structured ids no longer read, so the groups were silently dropped and the chaos
+    scenarios ran side by side (pytest-xdist issue 1386). Until xdist writes the id itself,
+    this does, as xdist would; where xdist managed it, the suffix is there and this does
+    nothing."""
+    if not getattr(config.option, "loadgroup", False):
+        return
+    for item in items:
+        names = {
+            str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+            for mark in item.iter_markers("xdist_group")
+        }
+        if not names or item.nodeid.rfind("@") > item.nodeid.rfind("]"):
+            continue
+        from _pytest.nodeid import NodeId  # only pytest 9.2's structured ids come this far
+
+        item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(sorted(names))}")  # type: ignore[attr-defined]
+
+
 def pg_schema_url(schema: str) -> str:
     sep = "&" if "?" in PG_URL else "?"
     return f"{PG_URL}{sep}options={quote(f'-csearch_path={schema}')}"

@@ -8,6 +8,7 @@ pattern must match somewhere.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import subprocess
@@ -132,7 +133,10 @@ def example_files() -> list[str]:
     return sorted(p.stem for p in EXAMPLES.glob("*.py") if not p.name.startswith("_"))
 
 
+@functools.cache
 def run_example(name: str) -> str:
+    """The example's output; run once per test process, however many tests read it (those
+    of one example share an xdist group, so they read one run)."""
     env = {k: v for k, v in os.environ.items() if k != "JOBSAGA_DATABASE_URL"}
     done = subprocess.run(
         [sys.executable, str(EXAMPLES / f"{name}.py")],
@@ -146,7 +150,18 @@ def run_example(name: str) -> str:
     return done.stdout
 
 
-@pytest.mark.parametrize("name", sorted(EXPECTED))
+READ_TWICE = ("exponential_backoff", "final_attempt")
+"""Examples that another test below reads too."""
+
+
+def shared(name: str) -> pytest.MarkDecorator:
+    return pytest.mark.xdist_group(f"example-{name}")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(n, marks=shared(n)) if n in READ_TWICE else n for n in sorted(EXPECTED)],
+)
 def test_example_runs_and_shows_its_outcomes(name: str) -> None:
     output = run_example(name)
     flat = " ".join(output.split())
@@ -160,6 +175,7 @@ def test_example_runs_and_shows_its_outcomes(name: str) -> None:
     assert not missing, f"examples/{name}.py output lacks {missing}:\n{output}"
 
 
+@shared("exponential_backoff")
 def test_backoff_example_waits_as_configured() -> None:
     output = run_example("exponential_backoff")
     found = re.search(r"Flaky waited between attempts: ([\d.]+)s, ([\d.]+)s, ([\d.]+)s", output)
@@ -168,6 +184,7 @@ def test_backoff_example_waits_as_configured() -> None:
         assert wanted - 0.01 <= gap < wanted + 1.0, output
 
 
+@shared("final_attempt")
 def test_final_failure_hook_runs_once() -> None:
     assert run_example("final_attempt").count("on_final_failure(") == 1
 
