@@ -17,7 +17,7 @@ from .job import Job
 from .operations.filters import JobCriteria, JobFilter
 from .operations.jobs import DEFAULT_CANCEL_REASON, JobOperations
 from .operations.queues import QueueControl, QueueInfo
-from .runtime.node import Node
+from .runtime.node import Node, NodeOptions
 
 __all__ = ["App"]
 
@@ -29,7 +29,7 @@ class App(AppCore):
     build nodes that run them.
     """
 
-    def node(self, queues: Mapping[str, int] | None = None, **options: Any) -> Node:
+    def node(self, queues: Mapping[str, int] | None = None, **options: Unpack[NodeOptions]) -> Node:
         """Build a worker node for this app (start it with ``run()``, ``start()`` or
         ``start_in_thread()``). No ``queues`` means ``{"default": 10}``; an empty mapping is an
         error, not a silent default."""

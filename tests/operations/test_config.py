@@ -17,7 +17,7 @@ from jobsaga.cli.main import cli
 from jobsaga.config import ENV_NAMES, FORMER_KEYS, NOT_NODE_OPTIONS, NodeConfig
 from jobsaga.errors import ConfigError
 from jobsaga.plugins.supervisor import PluginOptions
-from jobsaga.runtime import Node
+from jobsaga.runtime import Node, NodeOptions
 
 from . import workers as w
 
@@ -149,6 +149,7 @@ def test_a_node_option_has_one_name_everywhere() -> None:
     ]
     node_keys = [key for key in NodeConfig.model_fields if key not in NOT_NODE_OPTIONS]
     assert node_keys == keywords
+    assert list(NodeOptions.__annotations__) == keywords  # app.node(**options), typed
     assert list(inspect.signature(Node.__init__).parameters)[:3] == ["self", "app", "queues"]
     plugin_options = [f.name for f in dataclasses.fields(PluginOptions)]
     assert set(plugin_options) <= set(keywords), set(plugin_options) - set(keywords)

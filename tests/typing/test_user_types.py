@@ -36,6 +36,8 @@ MISTAKES = {
     "a class that is not a workflow": "App(workflows=[int])",
     "a non-connection as conn": "app.insert(Send.new({'to': 'x'}), conn=sqlite3.connect(':memory:'))",
     "a backoff that is neither seconds, a callable nor a tenacity wait": "step(backoff='soon')",
+    "a misspelt node option": "app.node({'default': 5}, grace=3)",
+    "a node option of the wrong type": "app.node({'default': 5}, leadership='no')",
 }
 
 

@@ -279,7 +279,14 @@ def coerce_entry(item: Any, index: int) -> CronEntry:
     )
 
 
-def coerce_crontab(items: Iterable[Any]) -> tuple[CronEntry, ...]:
+CronLine = (
+    CronEntry | tuple[str, type[Worker] | str] | tuple[str, type[Worker] | str, Mapping[str, Any]]
+)
+"""A crontab entry as ``Node(crontab=...)`` takes it: a :class:`CronEntry`, or
+``(expression, worker)`` / ``(expression, worker, options)``."""
+
+
+def coerce_crontab(items: Iterable[CronLine]) -> tuple[CronEntry, ...]:
     entries = tuple(coerce_entry(item, i) for i, item in enumerate(items))
     seen: set[str] = set()
     for entry in entries:

@@ -2,9 +2,9 @@
 acknowledgements and a node's side of queue control (docs/operations.md).
 
 Application code builds a node with ``app.node(queues, **options)``; :class:`Node` and
-:class:`NodeThread` are named here for type hints and for embedding a node in a program.
+:class:`NodeThread` (and :class:`NodeOptions`, its keywords) are named here for type hints and for embedding a node in a program.
 """
 
-from .node import Node, NodeThread
+from .node import Node, NodeOptions, NodeThread
 
-__all__ = ["Node", "NodeThread"]
+__all__ = ["Node", "NodeOptions", "NodeThread"]

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from .. import _context
 from ..engines import Ack
 from ..errors import InvalidResult, JobTimeout, PerformError
-from ..job import Job, JobSpec, JobState
+from ..job import MAX_DELAY_SECONDS, Job, JobSpec, JobState
 from ..results import Cancel, Complete, Discard, Error, Snooze
 from ..worker import Worker
 
@@ -290,14 +290,11 @@ class Executor:
             return default_backoff(job.attempt)
 
 
-MAX_DELAY = 100 * 365 * 86400.0
-"""The longest snooze or retry delay written. Longer ones (``Snooze(math.inf)``, a runaway
-backoff curve) are clamped: a date past year 9999 would overflow, and the job would stay
-``executing`` instead of being written back."""
-
-
 def later(now: datetime, seconds: float) -> datetime:
-    return now + timedelta(seconds=min(MAX_DELAY, max(0.0, seconds)))
+    """``seconds`` after ``now``, clamped to :data:`~jobsaga.job.MAX_DELAY_SECONDS`: a longer
+    snooze or retry delay (``Snooze(math.inf)``, a runaway backoff curve) would reach past
+    year 9999 and overflow, leaving the job ``executing`` instead of written back."""
+    return now + timedelta(seconds=min(MAX_DELAY_SECONDS, max(0.0, seconds)))
 
 
 def queue_wait(job: Job[Any]) -> float:

@@ -28,11 +28,12 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 
 from ..engines import Ack
 from ..errors import ConfigError, NodeStateError, NodeStopTimeout
 from ..job import Job, JobState
+from ..plugins.crontab import CronLine
 from ..plugins.reconciler import CLAIM_MARGIN
 from ..plugins.supervisor import NodePlugins, PluginOptions
 from .acker import Acker
@@ -49,6 +50,31 @@ T = TypeVar("T")
 
 def default_node_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class NodeOptions(TypedDict, total=False):
+    """``Node``'s options as keywords (``app.node(queues, **options)``), so a type checker
+    catches a misspelt or mistyped one; :class:`~jobsaga.config.NodeConfig` uses the same
+    names. Each is documented on ``Node`` and in docs/configuration.md."""
+
+    name: str | None
+    grace_period: float
+    poll_interval: float | None
+    stage_interval: float
+    max_threads: int | None
+    ack_batch: int
+    ack_delay: float
+    control_interval: float | None
+    heartbeat_interval: float
+    rescue_after: float
+    rescue_interval: float | None
+    crontab: Iterable[CronLine]
+    prune_after: float | None
+    prune_interval: float
+    prune_limit: int
+    leader_lease: float
+    leadership: bool
+    max_abandoned_threads: int | None
 
 
 class Node:
@@ -68,7 +94,7 @@ class Node:
         heartbeat_interval: float = 5.0,
         rescue_after: float = 60.0,
         rescue_interval: float | None = None,
-        crontab: Iterable[Any] = (),
+        crontab: Iterable[CronLine] = (),
         prune_after: float | None = None,
         prune_interval: float = 30.0,
         prune_limit: int = 5000,
