@@ -16,26 +16,17 @@ from typing import Any
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from ..errors import ArgsError, StepResultError
-from ..serialization import dumps, normalize_json
+from ..serialization import dumps, normalize_json, printable
 
 OWNER = "the run log"
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 _ESCAPED_UNSTORABLE = re.compile(r"\\u(?:0000|d[89a-f])")
-
-
-def clean_text(text: str) -> str:
-    """``text`` with each NUL character or surrogate code point written as its escape (``\\x00``,
-    ``\\ud800``): how error messages and event details holding them are recorded."""
-    if text.isascii() and "\x00" not in text:
-        return text
-    return _UNSTORABLE.sub(lambda m: m.group().encode("unicode_escape").decode(), text)
 
 
 def _cleaned(value: Any) -> Any:
     if isinstance(value, str):
-        return clean_text(value)
+        return printable(value)
     if isinstance(value, dict):
-        return {clean_text(str(k)): _cleaned(v) for k, v in value.items()}
+        return {printable(str(k)): _cleaned(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_cleaned(v) for v in value]
     return value
@@ -74,8 +65,8 @@ def json_text(value: Any) -> str | None:
 
 def safe_json_text(value: Any) -> str | None:
     """JSON text of what the log itself writes (errors, event details), with any NUL
-    character or lone surrogate escaped (:func:`clean_text`): an error message may hold
-    them, and a database refusing it would leave the run unrecorded."""
+    character or lone surrogate escaped (:func:`~jobsaga.serialization.printable`): an error
+    message may hold them, and a database refusing it would leave the run unrecorded."""
     text = json_text(value)
     if text is not None and "\\u" in text and _ESCAPED_UNSTORABLE.search(text):
         text = dumps(_cleaned(value))
