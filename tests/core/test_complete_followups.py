@@ -30,7 +30,7 @@ def test_follow_ups_are_inserted_with_the_completion(make_app: Callable[..., App
     with app.engine.transaction() as tx:
         rows = tx.execute("SELECT worker, args FROM jobsaga_jobs ORDER BY id")
     assert [r["worker"] for r in rows] == [Parent.name, FollowUp.name]
-    assert app.engine.json_value(rows[1]["args"]) == {"parent": parent.id}
+    assert app.engine.stored_json(rows[1]["args"]) == {"parent": parent.id}
 
 
 def test_complete_rejects_anything_but_built_jobs() -> None:

@@ -102,7 +102,7 @@ def test_every_outcome_through_the_cli(
     assert duplicate.conflict and duplicate.id == jobs["unique"].id
 
     by_id = {int(r["id"]): r for r in rows(app)}
-    decode = app.engine.json_value
+    decode = app.engine.stored_json
 
     def state(name: str) -> str:
         return str(by_id[jobs[name].id]["state"])

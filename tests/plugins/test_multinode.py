@@ -93,7 +93,7 @@ def ticks_of(app: App) -> dict[str, list[datetime]]:
     """The cron ticks inserted so far, by entry name, in order."""
     found: dict[str, list[datetime]] = {name: [] for name, _ in CRON_STEPS}
     for row in rows(app, "SELECT meta FROM jobsaga_jobs"):
-        meta = app.engine.json_value(row["meta"])
+        meta = app.engine.stored_json(row["meta"])
         found[meta["cron_name"]].append(datetime.fromisoformat(meta["cron_tick"]))
     return {name: sorted(ticks) for name, ticks in found.items()}
 

@@ -39,7 +39,7 @@ def cron_entries(app: App) -> list[dict[str, Any]]:
         found = tx.execute(engine.queries["cron_list"])
     entries = []
     for row in found:
-        detail = engine.json_value(row["detail"]) or {}
+        detail = engine.stored_json(row["detail"]) or {}
         timezone = detail.get("timezone") or "UTC"
         entries.append(
             {

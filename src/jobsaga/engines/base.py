@@ -112,10 +112,6 @@ class Engine(abc.ABC):
     def time_value(self, value: Any) -> datetime | None:
         """A stored time back as an aware UTC datetime."""
 
-    @abc.abstractmethod
-    def json_value(self, value: Any) -> Any:
-        """A stored JSON column back as Python data."""
-
     hears_other_processes = True
     """Whether :meth:`listen` hears other processes' notifications (PostgreSQL's NOTIFY).
     Without it a node learns of other processes' inserts and controls only by polling, so
@@ -125,8 +121,8 @@ class Engine(abc.ABC):
     """Whether the driver returns JSON columns as text (SQLite) rather than parsed (psycopg)."""
 
     def stored_json(self, value: Any) -> Any:
-        """A job row's JSON column as Python data, parsed once: a jsonb string that holds
-        JSON text (``'"{}"'``) stays the string it is, on both engines."""
+        """A stored JSON column as Python data, parsed once: a jsonb string that holds JSON
+        text (``'"{}"'``) stays the string it is, on both engines."""
         if self.json_as_text and isinstance(value, (str, bytes)):
             return json.loads(value)
         return value

@@ -292,9 +292,6 @@ class PostgresEngine(Engine):
             value = datetime.fromisoformat(value)
         return value.astimezone(UTC)  # type: ignore[no-any-return]
 
-    def json_value(self, value: Any) -> Any:
-        return json.loads(value) if isinstance(value, (str, bytes)) else value
-
     def applied_migrations(self) -> list[str]:
         with self.transaction() as tx:
             exists = tx.execute("SELECT to_regclass('jobsaga_migrations') AS t")[0]["t"]

@@ -254,9 +254,6 @@ class SqliteEngine(Engine):
     def time_value(self, value: Any) -> datetime | None:
         return None if value is None else datetime.fromtimestamp(float(value), UTC)
 
-    def json_value(self, value: Any) -> Any:
-        return json.loads(value) if isinstance(value, (str, bytes)) else value
-
     def applied_migrations(self) -> list[str]:
         with self.read() as tx:
             exists = tx.execute(

@@ -148,7 +148,7 @@ class QueueControl:
         rows = tx.execute(self.sql["live_nodes"], {"now": engine.time_param(self.app.clock())})
         found = []
         for row in rows:
-            record = engine.json_value(row["meta"])
+            record = engine.stored_json(row["meta"])
             found.append(
                 LiveNode(
                     name=str(row["name"]),

@@ -147,7 +147,7 @@ class Heartbeat:
             return
         seen = await run(self.holder)
         if seen is not None:
-            meta = self.node.app.engine.json_value(seen["meta"]) or {}
+            meta = self.node.app.engine.stored_json(seen["meta"]) or {}
             interval = float(meta.get("heartbeat_interval") or self.interval)
             await asyncio.sleep(2 * interval + 0.2)
             now = await run(self.holder)
