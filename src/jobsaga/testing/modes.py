@@ -8,6 +8,7 @@ from typing import Any
 
 from .. import _context
 from ..app import App
+from ..engines.base import CallerConnection
 from ..errors import ConfigError
 from ..job import Job, JobSpec
 from .runner import run_sync, runner
@@ -15,7 +16,7 @@ from .runner import run_sync, runner
 MODES = ("inline", "manual")
 
 
-def _inline(app: App, specs: Sequence[JobSpec], conn: Any) -> list[Job[Any]]:
+def _inline(app: App, specs: Sequence[JobSpec], conn: CallerConnection | None) -> list[Job[Any]]:
     """Store each job, then run its attempt at once and return it as executed. With ``conn``
     (the caller's PostgreSQL transaction) the job is stored, claimed and acknowledged inside
     that transaction, so it is kept only if the caller commits, as a real insert would be."""

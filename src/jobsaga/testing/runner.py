@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ..app import App
-from ..engines.base import Ack
+from ..engines.base import Ack, CallerConnection
 from ..job import Job, JobState
 from ..runtime.executor import Executor, Outcome
 
@@ -67,7 +67,7 @@ class Runner:
         outcome, typed, _worker = await self.executor.attempt(job)
         return Attempt(typed, outcome)
 
-    async def run(self, job: Job[Any], conn: Any = None) -> Attempt:
+    async def run(self, job: Job[Any], conn: CallerConnection | None = None) -> Attempt:
         """Run one attempt of a stored, executing ``job`` and write its outcome as a node
         would (follow-up jobs, backoff, snooze counter, final-failure hook)."""
         outcome, typed, worker = await self.executor.attempt(job)
@@ -79,7 +79,9 @@ class Runner:
             self.app.announce_specs(ack.inserts)
         return Attempt(typed, outcome, ack)
 
-    async def run_stored(self, job: Job[Any], attempt: int, conn: Any = None) -> Attempt | None:
+    async def run_stored(
+        self, job: Job[Any], attempt: int, conn: CallerConnection | None = None
+    ) -> Attempt | None:
         """Claim the stored, waiting ``job`` as its ``attempt``-th try, then ``run`` it; None
         when it is no longer waiting (cancelled or deleted meanwhile)."""
         claimed = self.app.engine.claim(job.id, NODE, attempt, conn=conn)
