@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Protocol, Self
 
 from . import _context
 from .engines import Engine, create_engine, resolve_url
-from .engines.base import CallerConnection, Clock, utcnow
+from .engines.base import CallerConnection, Clock, utcnow, wake_payload
 from .errors import ConfigError, EnqueueInStepError, NotAJobError, UnknownWorkerError
 from .job import MAX_JOB_ID, Job, JobSpec
 from .telemetry import Telemetry
@@ -185,8 +185,6 @@ class AppCore:
         Never raises: the jobs are committed when this runs, and a caller that retries on an
         error would insert them twice. A listener that fails is logged; the nodes' polling
         finds the jobs anyway."""
-        from .engines.base import wake_payload
-
         created = [job for job in jobs if not job.conflict]
         if created and self._listeners:
             self._tell_listeners(wake_payload(created))

@@ -61,7 +61,7 @@ def test_an_undecodable_row_fails_alone_in_its_fetch(
     assert all(j.state is JobState.EXECUTING for j in fetched)
     [row] = rows(app, f"id = {bad.id}")
     assert row["state"] == "discarded" and row["discarded_at"] is not None
-    errors = app.engine.json_value(row["errors"])
+    errors = app.engine.stored_json(row["errors"])
     record = errors[-1]
     assert record["kind"] == "undecodable" and record["attempt"] == 1
     assert f"job {bad.id} cannot be decoded" in record["error"] and said in record["error"]
@@ -79,7 +79,7 @@ def test_text_that_is_not_json_fails_alone_on_sqlite(tmp_path: Any) -> None:
         corrupt(app, bad.id, "max_attempts", "lots")  # TEXT passes the CHECK (> 0)
         assert [j.id for j in app.engine.fetch("default", 10, "n")] == [good.id]
         [row] = rows(app, f"id = {bad.id}")
-        record = app.engine.json_value(row["errors"])[-1]
+        record = app.engine.stored_json(row["errors"])[-1]
         assert row["state"] == "discarded" and record["attempt"] == 1
         assert "args: not JSON" in record["error"]
         assert "max_attempts: expected an integer, got str 'lots'" in record["error"]
