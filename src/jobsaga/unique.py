@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
@@ -88,7 +88,12 @@ class UniqueSpec(BaseModel):
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def coerce_unique(value: Any) -> UniqueSpec | None:
+UniqueOption = UniqueSpec | bool | Mapping[str, Any] | None
+"""How a worker or an insert asks for uniqueness: ``True``, a dict of :class:`UniqueSpec`'s
+fields, a spec, or ``None``/``False`` for none."""
+
+
+def coerce_unique(value: object) -> UniqueSpec | None:
     """Accept the forms a worker option may take: ``True``, a dict, a spec, or ``None``."""
     if value is None or value is False:
         return None
@@ -96,9 +101,9 @@ def coerce_unique(value: Any) -> UniqueSpec | None:
         return UniqueSpec()
     if isinstance(value, UniqueSpec):
         return value
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):
         try:
-            return UniqueSpec.model_validate(value)
+            return UniqueSpec.model_validate(dict(value))
         except ValidationError as exc:
             problems = (
                 f"{'.'.join(str(p) for p in item['loc']) or 'spec'}: "

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -19,7 +19,7 @@ from .backoff import Delay, delay_seconds, retry_delay
 from .errors import ArgsError, ConfigError
 from .job import MAX_ATTEMPTS, MAX_DELAY_SECONDS, Job, JobSpec
 from .serialization import ensure_json_object, normalize_json, short_repr, text_problem
-from .unique import UniqueSpec, coerce_unique, encode_states
+from .unique import UniqueOption, UniqueSpec, coerce_unique, encode_states
 
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 DEFAULT_TIMEOUT = 60.0
@@ -281,7 +281,7 @@ class Worker:
     @classmethod
     def new(
         cls,
-        args: Any = None,
+        args: Mapping[str, Any] | BaseModel | None = None,
         *,
         queue: str | None = None,
         priority: int | None = None,
@@ -290,7 +290,7 @@ class Worker:
         scheduled_at: datetime | None = None,
         tags: list[str] | tuple[str, ...] | None = None,
         meta: dict[str, Any] | None = None,
-        unique: Any = None,
+        unique: UniqueOption = None,
     ) -> JobSpec:
         """Build a job for ``app.insert``; args are validated here, so bad input never reaches the table."""
         cls.check_runnable()

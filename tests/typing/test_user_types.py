@@ -37,6 +37,8 @@ MISTAKES = {
     "a non-connection as conn": "app.insert(Send.new({'to': 'x'}), conn=sqlite3.connect(':memory:'))",
     "a backoff that is neither seconds, a callable nor a tenacity wait": "step(backoff='soon')",
     "a misspelt node option": "app.node({'default': 5}, grace=3)",
+    "args that are not an object": "Send.new(['a@example.com'])",
+    "a uniqueness that is none of its forms": "Send.new({'to': 'x'}, unique='yes')",
     "a node option of the wrong type": "app.node({'default': 5}, leadership='no')",
 }
 
