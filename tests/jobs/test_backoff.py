@@ -201,3 +201,21 @@ def test_an_integer_past_any_float_is_an_endless_delay_not_a_crash() -> None:
     assert Snooze(10**5000).delay == float("inf")
     with pytest.raises(ConfigError, match="too large to show"):
         Snooze(-(10**5000))
+
+
+class NanCurve(Workflow):
+    @step(max_retries=2, retry_on=(ConnectionError,), backoff=lambda tries: float("nan"))
+    def flaky(self, ctx: StepContext[Any]) -> str:
+        if ctx.tries == 1:
+            raise ConnectionError("first try fails")
+        return "done"
+
+
+def test_a_step_curve_returning_nan_retries_at_once_and_the_run_is_recorded() -> None:
+    """Found in review: the shared retry_delay passes NaN through (the job executor treats it
+    as a broken curve); a step's NaN was written to the run log, which refused it and stopped
+    the run."""
+    result = run_workflow(NanCurve, {})
+    assert result.value == "done"
+    [retried] = result.run.events_of("step.retried")
+    assert retried.detail["delay"] == 0.0

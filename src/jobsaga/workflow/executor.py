@@ -35,13 +35,14 @@ import functools
 import heapq
 import inspect
 import logging
+import math
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from .. import _context
-from ..backoff import STEP_BACKOFF, retry_delay
+from ..backoff import STEP_BACKOFF, Backoff, retry_delay
 from ..errors import (
     RecordedError,
     RetriesExhausted,
@@ -644,7 +645,7 @@ class Execution:
         delay = (
             retry.delay
             if retry is not None and retry.delay is not None
-            else retry_delay(st.spec.backoff, st.tries, default=STEP_BACKOFF)
+            else step_delay(st.spec.backoff, st.tries)
         )
         st.status = StepStatus.RETRIED
         detail: dict[str, Any] = {"try": st.tries, "delay": delay}
@@ -784,7 +785,7 @@ class Execution:
                     delay = (
                         outcome.delay
                         if outcome.delay is not None
-                        else retry_delay(spec.backoff, st.undo_tries, default=STEP_BACKOFF)
+                        else step_delay(spec.backoff, st.undo_tries)
                     )
                     detail: dict[str, Any] = {"undo_tries": st.undo_tries, "delay": delay}
                     if outcome.reason:
@@ -830,3 +831,11 @@ class Execution:
             "undo_errors": [{"step": f.step, **brief(f.error)} for f in undo_errors],
             "other_errors": [{"step": f.step, **brief(f.error)} for f in self.others],
         }
+
+
+def step_delay(backoff: Backoff | None, tries: int) -> float:
+    """Seconds before a step's (or an undo's) next try. A curve that returns NaN retries at
+    once, as it always has for steps: NaN cannot be written to the run log, and a run that
+    cannot be recorded stops."""
+    seconds = retry_delay(backoff, tries, default=STEP_BACKOFF)
+    return 0.0 if math.isnan(seconds) else seconds
