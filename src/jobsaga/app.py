@@ -125,6 +125,7 @@ def _mutation_filter(operation: str, flt: JobFilter | None, criteria: JobCriteri
     if found.is_empty:
         raise FilterError(
             f"{operation} needs at least one criterion (ids, state, queue, worker, tags, "
-            "since, until); to act on every job, name every state"
+            "priority, args, meta, since, until; empty tags, args or meta select every job); "
+            "to act on every job, name every state"
         )
     return found

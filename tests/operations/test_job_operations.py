@@ -61,6 +61,20 @@ def test_bad_filters_are_clear_errors(app: App) -> None:
         app.delete_jobs(JobFilter(queue=("q",)), queue="q")
 
 
+@pytest.mark.parametrize("empty", [{"args": {}}, {"meta": {}}, {"tags": []}])
+def test_an_empty_object_or_tag_list_is_no_criterion_for_a_bulk_change(
+    make_app: Callable[..., App], empty: dict[str, Any]
+) -> None:
+    """Found in review: ``delete_jobs(args={})`` (an empty dict from a variable) deleted every
+    job, while ``delete_jobs()`` is refused. Listing with it still selects every job."""
+    app = make_app(w.Noop)
+    app.insert_all([w.Noop.new({}), w.Noop.new({}, tags=["eu"])])
+    for change in (app.cancel_jobs, app.retry_jobs, app.delete_jobs):
+        with pytest.raises(FilterError, match="needs at least one criterion"):
+            change(**empty)
+    assert len(app.list_jobs(**empty)) == 2
+
+
 BAD_CRITERIA: list[tuple[dict[str, Any], str]] = [
     ({"ids": [2**63]}, "criterion 'ids'.*job ids run from 1 to 9223372036854775807"),
     ({"ids": [1, 0]}, "criterion 'ids'"),

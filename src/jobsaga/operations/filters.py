@@ -195,9 +195,12 @@ class JobFilter(BaseModel):
 
     @property
     def is_empty(self) -> bool:
-        """True when no criterion narrows the selection (``time_field`` alone does not)."""
+        """True when no criterion narrows the selection: ``time_field`` alone does not, nor do
+        empty ``tags``, ``args`` or ``meta`` (every job holds all of nothing), so a bulk
+        cancel or delete given ``args={}`` from a variable is refused, not run on every job."""
         return all(
             getattr(self, name) is None
+            or (name in ("tags", "args", "meta") and not getattr(self, name))
             for name in (
                 "ids",
                 "state",
