@@ -144,5 +144,7 @@ def test_bad_values_are_filter_errors(app: App) -> None:
         app.list_jobs(meta={"a": "nul\x00"})
     with pytest.raises(FilterError, match="criterion 'args'.*not JSON"):
         app.list_jobs(args={"a": object()})
+    with pytest.raises(FilterError, match="criterion 'args'.*double quote"):
+        app.list_jobs(args={"o": [{'k"': 1}]})  # SQLite's JSON paths cannot name it
     assert JobFilter(args={}).is_empty  # matches every job: no criterion for a bulk change
     assert not JobFilter(priority=1).is_empty

@@ -144,9 +144,18 @@ class JobFilter(BaseModel):
                 f"expected an object (a dict or a pydantic model), got {type(value).__name__}"
             )
         try:
-            return normalize_json(plain, str(info.field_name), "job filter")
+            found = normalize_json(plain, str(info.field_name), "job filter")
         except ArgsError as exc:
             raise FilterError(str(exc)) from None
+        quoted = _quoted_key(found)
+        if quoted is not None:
+            # SQLite's JSON paths cannot name such a key; refused on every engine, so a
+            # filter means the same wherever it runs.
+            raise FilterError(
+                f"key {short_repr(quoted)} holds a double quote, which a job filter cannot "
+                "match by; select these jobs by another criterion"
+            )
+        return found
 
     @field_validator("ids")
     @classmethod
@@ -248,3 +257,20 @@ def describe(error: ValidationError) -> str:
         else:
             problems.append(f"criterion {where!r}: {short_repr(item['input'])}: {item['msg']}")
     return "invalid job filter: " + "; ".join(problems)
+
+
+def _quoted_key(value: Any) -> str | None:
+    """The first object key holding ``"`` anywhere in ``value``, or None."""
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            if '"' in key:
+                return str(key)
+            found = _quoted_key(inner)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for inner in value:
+            found = _quoted_key(inner)
+            if found is not None:
+                return found
+    return None
