@@ -492,6 +492,7 @@ class Engine(abc.ABC):
             rows = tx.execute(self.queries["get_job"], {"id": job_id})
         return self.row_to_job(rows[0]) if rows else None
 
+    @abc.abstractmethod
     def write_run_log(
         self,
         run_id: int,
@@ -503,16 +504,6 @@ class Engine(abc.ABC):
         """Write a batch of a saga's run log (step rows, events, the run's status) at once,
         fenced by attempt: when a later attempt has taken the run over, this one's writes are
         stale and nothing is written. Rows come as the run log encodes them."""
-        with self.transaction() as tx:  # the fence's read holds till COMMIT
-            fence = tx.execute(self.queries["run_attempt"], {"id": run_id})
-            if not fence or int(fence[0]["attempt"]) > attempt:
-                return
-            if steps:
-                tx.execute(self.queries["upsert_steps"], {"run_id": run_id, "rows": dumps(steps)})
-            if events:
-                tx.execute(self.queries["insert_events"], {"run_id": run_id, "rows": dumps(events)})
-            if run is not None:
-                tx.execute(self.queries["update_run"], run)
 
     def queue_counts(self) -> dict[str, dict[str, int]]:
         with self.read() as tx:

@@ -22,7 +22,7 @@ ORDER BY status = 'succeeded' DESC, id DESC
 LIMIT 1
 
 -- name: run_attempt
--- The fence of a flush: a write of an attempt older than this one is stale (runlog._write).
+-- The fence of a flush: a write of an attempt older than this one is stale (SqliteEngine.write_run_log).
 SELECT attempt FROM jobsaga_workflow_runs WHERE id = :id
 
 -- name: resume_run
