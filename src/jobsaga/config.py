@@ -93,6 +93,15 @@ FORMER_KEYS: dict[str, str] = {
 are errors, never read: a deployment that still sets one is told the new name instead of
 silently running without it (a worker that stops pruning, or leads when it should not)."""
 
+REMOVED_KEYS: dict[str, str] = {
+    "status_interval": (
+        "was removed: the heartbeat publishes what a node runs (heartbeat_interval), at "
+        "once when a control changes it"
+    ),
+}
+"""Keys that no longer exist, and why. An error says so rather than suggesting the closest
+key (``status_interval`` is close to ``stage_interval``, a different option)."""
+
 FORMER_ENV: dict[str, str] = {
     old: new
     for old, new in [
@@ -356,6 +365,11 @@ def from_env(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[tuple[str
                     f"environment variable {variable} is now {FORMER_ENV[variable]} "
                     "(node options have Node's names everywhere; see docs/configuration.md)"
                 )
+            removed = variable.removeprefix(ENV_PREFIX).lower()
+            if removed in REMOVED_KEYS:
+                raise ConfigError(
+                    f"environment variable {variable}: {removed} {REMOVED_KEYS[removed]}"
+                )
             close = difflib.get_close_matches(variable, [*ENV_NAMES, *ENV_OTHER], n=1, cutoff=0.85)
             if close:
                 raise ConfigError(
@@ -443,6 +457,8 @@ def describe(error: ValidationError, origin: Mapping[tuple[str, ...], str] | Non
             close = difflib.get_close_matches(path[-1], known, n=1)
             if former:
                 hint = "; ".join(former) + " (node options have Node's names everywhere)"
+            elif len(path) == 1 and path[0] in REMOVED_KEYS:
+                hint = f"{path[0]} {REMOVED_KEYS[path[0]]}"
             elif close:
                 hint = f"did you mean {close[0]!r}?"
             else:

@@ -174,6 +174,9 @@ def test_a_node_option_has_one_name_everywhere() -> None:
             {"overrides": {"plugins.leader.enabled": False}},
             r"unknown key plugins \(from overrides\): plugins.leader.enabled is now leadership",
         ),
+        # removed, not renamed: not "did you mean 'stage_interval'?", a different option
+        ({"overrides": {"status_interval": 3}}, r"status_interval was removed: the heartbeat"),
+        ({"env": {"JOBSAGA_STATUS_INTERVAL": "3"}}, r"status_interval was removed: the heartbeat"),
     ],
 )
 def test_a_former_key_is_an_error_naming_its_new_name(source: dict[str, Any], message: str) -> None:

@@ -16,9 +16,9 @@ DEFAULT_SQLITE = "sqlite:///jobsaga.db"
 IN_MEMORY_URL = "sqlite:///:memory:"
 """A database that lives and dies with its engine: the testing toolkit's default."""
 KINDS = ("sqlite", "postgres")
+"""The engines jobsaga ships, by the names tests and the testing plugin use."""
 LOCAL_TEST_SERVER = "postgresql://postgres@127.0.0.1:5432/test"
 """The PostgreSQL server tests use unless told another (``$JOBSAGA_TEST_PG_URL``)."""
-"""The engines jobsaga ships, by the names tests and the testing plugin use."""
 
 
 def embedded_url(path: str | os.PathLike[str]) -> str:

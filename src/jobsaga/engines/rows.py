@@ -74,7 +74,7 @@ def well_shaped(column: str, value: Any) -> bool:
 
 def diagnose_row(
     row: Mapping[str, Any],
-    json_value: Callable[[Any], Any],
+    stored_json: Callable[[Any], Any],
     time_value: Callable[[Any], datetime | None],
 ) -> list[str]:
     """Every reason ``row`` cannot be a job, one phrase each (the slow path: a bad row only)."""
@@ -84,7 +84,7 @@ def diagnose_row(
             problems.append(f"{column}: missing")
             continue
         try:
-            value = json_value(row[column])
+            value = stored_json(row[column])
         except (ValueError, TypeError, RecursionError) as exc:
             problems.append(f"{column}: not JSON ({exc}): {_shown(row[column])}")
             continue

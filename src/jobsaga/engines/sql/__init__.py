@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Mapping
 from importlib import resources
+from types import MappingProxyType
 
 _NAME = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
 _SPLICE = re.compile(r"/\*(\w+)\*/")
@@ -31,8 +33,9 @@ def parse_queries(text: str) -> dict[str, str]:
 
 
 @functools.cache
-def dialect_queries(dialect: str) -> dict[str, str]:
-    """Every named query of ``dialect``, fragments spliced in (read once per process)."""
+def dialect_queries(dialect: str) -> Mapping[str, str]:
+    """Every named query of ``dialect``, fragments spliced in (read once per process, and
+    shared by every engine of it: read-only)."""
     root = resources.files(__package__).joinpath(dialect)
     found: dict[str, str] = {}
     for entry in sorted(root.iterdir(), key=lambda e: e.name):
@@ -44,10 +47,12 @@ def dialect_queries(dialect: str) -> dict[str, str]:
             found[name] = sql
     fragments = {mark for sql in found.values() for mark in _SPLICE.findall(sql)}
     spliced = {name: found.pop(name) for name in fragments if name in found}
-    return {
-        name: _SPLICE.sub(lambda m: f"({spliced[m[1]]})" if m[1] in spliced else m[0], sql)
-        for name, sql in found.items()
-    }
+    return MappingProxyType(
+        {
+            name: _SPLICE.sub(lambda m: f"({spliced[m[1]]})" if m[1] in spliced else m[0], sql)
+            for name, sql in found.items()
+        }
+    )
 
 
 def load_migrations(dialect: str) -> list[tuple[str, str]]:
