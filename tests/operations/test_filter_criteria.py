@@ -116,6 +116,11 @@ def test_meta_and_every_criterion_together(stored: tuple[App, int, int]) -> None
     assert ids(app, args={"order": {"id": 8}}, priority=5, worker=Plain, state="available") == [two]
     assert ids(app, args={"order": {"id": 8}}, priority=3) == []
     assert app.count_jobs(JobFilter(meta={"trace": {}})) == {"available": 1}
+    # args and meta together: each held against its own column (one walk serves both)
+    assert ids(app, args={"flag": True}, meta={"trace": {"id": "t-1"}}) == [one]
+    assert ids(app, args={"flag": True}, meta={"tries": []}) == []
+    assert ids(app, args={"order": {"id": 8}}, meta={"tries": [1]}) == []
+    assert ids(app, args={"tries": [1]}) == []  # a meta value is not found in args
 
 
 def test_bulk_operations_take_the_new_criteria(stored: tuple[App, int, int]) -> None:

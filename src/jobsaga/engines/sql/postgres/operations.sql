@@ -9,31 +9,23 @@ AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
 AND (%(workers)s::text[] IS NULL OR worker = ANY(%(workers)s::text[]))
 AND (%(tags)s::jsonb IS NULL OR tags @> %(tags)s::jsonb)
 AND (%(priorities)s::int[] IS NULL OR priority = ANY(%(priorities)s::int[]))
--- args and meta: every path to a non-object value of the wanted object must lead to an equal
+-- args and meta: every path to a non-object value of a wanted object must lead to an equal
 -- value in the job's (jsonb equality: arrays whole and in order), and every path to a wanted
--- object to an object. Not @>, which would also match an array holding more elements.
-AND (%(args_subset)s::jsonb IS NULL OR NOT EXISTS (
-        WITH RECURSIVE wanted(path, value) AS (
-            SELECT ARRAY[w.key], w.value FROM jsonb_each(%(args_subset)s::jsonb) AS w
+-- object to an object. Not @>, which would also match an array holding more elements. One
+-- walk serves both columns: each wanted entry carries the job's document it is held against.
+AND ((%(args_subset)s::jsonb IS NULL AND %(meta_subset)s::jsonb IS NULL) OR NOT EXISTS (
+        WITH RECURSIVE wanted(doc, path, value) AS (
+            SELECT args, ARRAY[w.key], w.value FROM jsonb_each(%(args_subset)s::jsonb) AS w
             UNION ALL
-            SELECT wanted.path || w.key, w.value
+            SELECT meta, ARRAY[w.key], w.value FROM jsonb_each(%(meta_subset)s::jsonb) AS w
+            UNION ALL
+            SELECT wanted.doc, wanted.path || w.key, w.value
             FROM wanted, jsonb_each(CASE jsonb_typeof(wanted.value)
                                     WHEN 'object' THEN wanted.value ELSE '{}' END) AS w
         )
         SELECT 1 FROM wanted WHERE CASE jsonb_typeof(wanted.value)
-            WHEN 'object' THEN jsonb_typeof(args #> wanted.path) IS DISTINCT FROM 'object'
-            ELSE args #> wanted.path IS DISTINCT FROM wanted.value END))
-AND (%(meta_subset)s::jsonb IS NULL OR NOT EXISTS (
-        WITH RECURSIVE wanted(path, value) AS (
-            SELECT ARRAY[w.key], w.value FROM jsonb_each(%(meta_subset)s::jsonb) AS w
-            UNION ALL
-            SELECT wanted.path || w.key, w.value
-            FROM wanted, jsonb_each(CASE jsonb_typeof(wanted.value)
-                                    WHEN 'object' THEN wanted.value ELSE '{}' END) AS w
-        )
-        SELECT 1 FROM wanted WHERE CASE jsonb_typeof(wanted.value)
-            WHEN 'object' THEN jsonb_typeof(meta #> wanted.path) IS DISTINCT FROM 'object'
-            ELSE meta #> wanted.path IS DISTINCT FROM wanted.value END))
+            WHEN 'object' THEN jsonb_typeof(wanted.doc #> wanted.path) IS DISTINCT FROM 'object'
+            ELSE wanted.doc #> wanted.path IS DISTINCT FROM wanted.value END))
 AND (%(since)s::timestamptz IS NULL OR CASE %(time_field)s::text
         WHEN 'inserted_at' THEN inserted_at
         WHEN 'scheduled_at' THEN scheduled_at

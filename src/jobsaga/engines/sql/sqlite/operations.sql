@@ -14,46 +14,31 @@ AND (:priorities IS NULL OR priority IN (SELECT value FROM json_each(:priorities
 -- args and meta: the wanted object's every value must be in the job's at the same path, equal
 -- as JSON (numbers by value, arrays whole and in order, objects inside arrays whole), except
 -- objects outside arrays, which need only hold the wanted keys. SQLite has no JSON equality:
--- the wanted value is walked with its path, comparing types, scalars and sizes.
-AND (:args_subset IS NULL OR NOT EXISTS (
-        WITH RECURSIVE wanted(path, type, value, atom, exact) AS (
-            SELECT w.fullkey, w.type, w.value, w.atom, 0 FROM json_each(:args_subset) AS w
+-- the wanted value is walked with its path, comparing types, scalars and sizes. One walk
+-- serves both columns: each wanted entry carries the job's document it is held against.
+AND ((:args_subset IS NULL AND :meta_subset IS NULL) OR NOT EXISTS (
+        WITH RECURSIVE wanted(doc, path, type, value, atom, exact) AS (
+            SELECT args, w.fullkey, w.type, w.value, w.atom, 0
+            FROM json_each(coalesce(:args_subset, '{}')) AS w
             UNION ALL
-            SELECT wanted.path || substr(w.fullkey, 2), w.type, w.value, w.atom,
+            SELECT meta, w.fullkey, w.type, w.value, w.atom, 0
+            FROM json_each(coalesce(:meta_subset, '{}')) AS w
+            UNION ALL
+            SELECT wanted.doc, wanted.path || substr(w.fullkey, 2), w.type, w.value, w.atom,
                    wanted.exact OR wanted.type = 'array'
             FROM wanted, json_each(CASE WHEN wanted.type IN ('object', 'array')
                                    THEN wanted.value ELSE '[]' END) AS w
         )
         SELECT 1 FROM wanted
-        WHERE (CASE json_type(args, wanted.path) WHEN 'real' THEN 'integer'
-               ELSE json_type(args, wanted.path) END)
+        WHERE (CASE json_type(wanted.doc, wanted.path) WHEN 'real' THEN 'integer'
+               ELSE json_type(wanted.doc, wanted.path) END)
               IS NOT (CASE wanted.type WHEN 'real' THEN 'integer' ELSE wanted.type END)
            OR (wanted.type NOT IN ('object', 'array')
-               AND json_extract(args, wanted.path) IS NOT wanted.atom)
+               AND json_extract(wanted.doc, wanted.path) IS NOT wanted.atom)
            OR (wanted.type = 'array'
-               AND json_array_length(args, wanted.path) <> json_array_length(wanted.value))
+               AND json_array_length(wanted.doc, wanted.path) <> json_array_length(wanted.value))
            OR (wanted.type = 'object' AND wanted.exact
-               AND (SELECT count(*) FROM json_each(args, wanted.path))
-                   <> (SELECT count(*) FROM json_each(wanted.value)))))
-AND (:meta_subset IS NULL OR NOT EXISTS (
-        WITH RECURSIVE wanted(path, type, value, atom, exact) AS (
-            SELECT w.fullkey, w.type, w.value, w.atom, 0 FROM json_each(:meta_subset) AS w
-            UNION ALL
-            SELECT wanted.path || substr(w.fullkey, 2), w.type, w.value, w.atom,
-                   wanted.exact OR wanted.type = 'array'
-            FROM wanted, json_each(CASE WHEN wanted.type IN ('object', 'array')
-                                   THEN wanted.value ELSE '[]' END) AS w
-        )
-        SELECT 1 FROM wanted
-        WHERE (CASE json_type(meta, wanted.path) WHEN 'real' THEN 'integer'
-               ELSE json_type(meta, wanted.path) END)
-              IS NOT (CASE wanted.type WHEN 'real' THEN 'integer' ELSE wanted.type END)
-           OR (wanted.type NOT IN ('object', 'array')
-               AND json_extract(meta, wanted.path) IS NOT wanted.atom)
-           OR (wanted.type = 'array'
-               AND json_array_length(meta, wanted.path) <> json_array_length(wanted.value))
-           OR (wanted.type = 'object' AND wanted.exact
-               AND (SELECT count(*) FROM json_each(meta, wanted.path))
+               AND (SELECT count(*) FROM json_each(wanted.doc, wanted.path))
                    <> (SELECT count(*) FROM json_each(wanted.value)))))
 AND (:since IS NULL OR CASE :time_field
         WHEN 'inserted_at' THEN inserted_at
