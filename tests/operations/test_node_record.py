@@ -177,7 +177,7 @@ def test_a_database_at_0004_with_rows_upgrades_and_drops_the_second_table(
     monkeypatch.undo()
 
     with App(db_url, workers=[w.Noop]) as app:
-        assert app.migrate() == ["0005_one_liveness_record"]
+        assert app.migrate()[0] == "0005_one_liveness_record"  # and any later ones
         with pytest.raises(DatabaseError):
             rows(app, "SELECT * FROM jobsaga_queue_nodes")
         assert listed(app, "default") == {"old-node": (4, False, 0)}  # read from its record

@@ -130,9 +130,16 @@ WHERE expires_at >= %(now)s
 ORDER BY name
 
 -- name: queue_state_counts
+-- One arm per partial index (fetch, staging, executing): the unfinished jobs are read without
+-- touching the finished ones, however many of those the table holds.
+SELECT queue, 'available' AS state, count(*) AS n FROM jobsaga_jobs
+WHERE state = 'available' GROUP BY queue
+UNION ALL
 SELECT queue, state, count(*) AS n FROM jobsaga_jobs
-WHERE state IN ('available', 'scheduled', 'retryable', 'executing')
-GROUP BY queue, state
+WHERE state IN ('scheduled', 'retryable') GROUP BY queue, state
+UNION ALL
+SELECT queue, 'executing' AS state, count(*) AS n FROM jobsaga_jobs
+WHERE state = 'executing' GROUP BY queue
 
 -- name: running_by_node
 SELECT queue, attempted_by AS node, count(*) AS n FROM jobsaga_jobs
