@@ -1,50 +1,58 @@
-"""Workflow engine overhead per step: a 100-step chain and a 1,000-step wide DAG of no-op steps.
+"""Workflow cost: per-step overhead of the engine, and saga jobs per second through a node.
 
-Each configuration runs the workflow several times through the executor a WorkflowWorker
-uses (without a job around it) and reports the median wall time per run and per step:
+    .venv/bin/python bench/bench_workflow.py [--runs 5] [--kind async|sync|both]
+                                             [--sagas 2000] [--concurrency 10] [--only ...]
 
-* ``memory``: ``persist=False``, no run log written: the executor's own cost.
-* ``sqlite`` / ``postgres``: the run log written to the engine, as in production.
+Two measurements, for ``async def`` no-op steps and for plain ``def`` ones (run in threads):
 
-Steps are ``async def`` no-ops (pure engine overhead); ``--sync`` makes them plain ``def``,
-adding the hop to a worker thread. Usage::
+* **Per-step overhead.** A 100-step chain and a 1,000-step wide DAG (plus a join) run
+  several times through the executor a ``WorkflowWorker`` uses, without a job around it; the
+  median wall time per run and per step, in three modes: ``memory`` (``persist=False``, no
+  run log: the executor's own cost), ``sqlite`` and ``postgres`` (the run log written, as in
+  production).
+* **Saga jobs through a node.** N jobs of a ``WorkflowWorker`` whose saga is a chain of four
+  no-op steps (``a -> b -> c -> d``) are inserted, then one node (one queue, ``--concurrency``
+  jobs in flight) runs them, timed from the node's start until every job is completed; run
+  log on, on each engine.
 
-    .venv/bin/python bench/bench_workflow.py [--runs 5] [--sync] [--pg postgresql://...]
+Each measurement gets a fresh database: a new SQLite file, or a new schema on
+``$JOBSAGA_BENCH_PG_URL`` (default: the test database), dropped afterwards.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
-import tempfile
+import sys
 import time
-import uuid
 from typing import Any
 
-import psycopg
+from common import CONCURRENCY, fresh_database
 
-from jobsaga import App, Workflow, step
+from jobsaga import App, Workflow, WorkflowWorker, step
 from jobsaga.workflow.running import execute
 
-PG_URL = os.environ.get("JOBSAGA_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+SAGA_QUEUE = "sagas"
 
 
-def chain(n: int, sync: bool) -> type[Workflow]:
+def chain(n: int, sync: bool, prefix: str = "s") -> type[Workflow]:
     namespace: dict[str, Any] = {}
     for i in range(n):
+        name = f"{prefix}{i}"
         if i == 0:
-            namespace["s0"] = step(_noop_first(sync), name="s0")
+            namespace[name] = step(_noop_first(sync), name=name)
         else:
-            namespace[f"s{i}"] = step(_noop(sync), name=f"s{i}", args={"prev": f"s{i - 1}"})
-    return build(f"Chain{n}", namespace, name=f"bench.chain{n}")
+            namespace[name] = step(_noop(sync), name=name, args={"prev": f"{prefix}{i - 1}"})
+    kind = "sync" if sync else "async"
+    return build(f"Chain{n}", namespace, name=f"bench.chain{n}.{kind}")
 
 
 def wide(n: int, sync: bool, concurrency: int) -> type[Workflow]:
     namespace: dict[str, Any] = {f"w{i}": step(_noop_first(sync), name=f"w{i}") for i in range(n)}
     namespace["join"] = step(_noop_first(sync), name="join", wait_for=[f"w{i}" for i in range(n)])
-    return build(f"Wide{n}", namespace, name=f"bench.wide{n}", max_concurrency=concurrency)
+    kind = "sync" if sync else "async"
+    return build(f"Wide{n}", namespace, name=f"bench.wide{n}.{kind}", max_concurrency=concurrency)
 
 
 def build(class_name: str, namespace: dict[str, Any], **options: Any) -> type[Workflow]:
@@ -82,9 +90,28 @@ def _noop(sync: bool) -> Any:
     return anxt
 
 
+def saga_worker(sync: bool) -> type[WorkflowWorker]:
+    """A worker whose saga is a chain of four no-op steps (``a -> b -> c -> d``)."""
+    saga = chain(4, sync, prefix="step")
+    kind = "sync" if sync else "async"
+    meta: Any = type(WorkflowWorker)
+    worker: type[WorkflowWorker] = meta(
+        f"Saga4{kind.title()}",
+        (WorkflowWorker,),
+        {},
+        workflow=saga,
+        queue=SAGA_QUEUE,
+        name=f"bench.saga4.{kind}",
+    )
+    return worker
+
+
+# --- per-step overhead --------------------------------------------------------------------
+
+
 async def once(app: App, workflow: type[Workflow], persist: bool) -> Any:
     # What WorkflowWorker.perform runs, minus the job: no read-back of the log afterwards.
-    return await execute(app, workflow, job=None, persist=persist, _test_context=True)
+    return await execute(app, workflow, job=None, persist=persist, test_run=True)
 
 
 async def measure(app: App, workflow: type[Workflow], runs: int, persist: bool) -> list[float]:
@@ -98,46 +125,109 @@ async def measure(app: App, workflow: type[Workflow], runs: int, persist: bool) 
     return times
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--sync", action="store_true", help="plain def steps (threads)")
-    parser.add_argument("--pg", default=PG_URL)
-    parser.add_argument("--concurrency", type=int, default=8)
-    options = parser.parse_args()
-
+def overhead(sync: bool, runs: int, concurrency: int, modes: list[str]) -> None:
     workflows = [
-        ("chain of 100", chain(100, options.sync), 100),
-        ("wide DAG of 1,000", wide(1000, options.sync, options.concurrency), 1001),
+        ("chain of 100", chain(100, sync), 100),
+        ("wide DAG of 1,000", wide(1000, sync, concurrency), 1001),
     ]
-    schema = f"bench_{uuid.uuid4().hex[:8]}"
-    admin = psycopg.connect(options.pg, autocommit=True)
-    admin.execute(f'CREATE SCHEMA "{schema}"')
-    folder = tempfile.mkdtemp()
-    apps = {
-        "memory": (App(f"sqlite:///{folder}/memory.db"), False),
-        "sqlite": (App(f"sqlite:///{folder}/bench.db"), True),
-        "postgres": (App(f"{options.pg}?options=-csearch_path%3D{schema}"), True),
-    }
-    kind = "sync (threads)" if options.sync else "async"
-    print(f"workflow overhead, {kind} no-op steps, median of {options.runs} runs")
+    kind = "sync (threads)" if sync else "async"
+    print(f"\nper-step overhead, {kind} no-op steps, median of {runs} runs")
     print(f"{'workflow':<20} {'mode':<9} {'run ms':>9} {'us/step':>9} {'steps/s':>9}")
-    try:
-        for label, workflow, steps in workflows:
-            for mode, (app, persist) in apps.items():
+    for label, workflow, steps in workflows:
+        for mode in modes:
+            engine = "sqlite" if mode == "memory" else mode
+            with fresh_database(engine) as url, App(url) as app:
                 app.migrate()
-                times = asyncio.run(measure(app, workflow, options.runs, persist))
-                median = statistics.median(times)
-                print(
-                    f"{label:<20} {mode:<9} {median * 1000:>9.1f} "
-                    f"{median / steps * 1e6:>9.1f} {steps / median:>9.0f}"
-                )
-    finally:
-        for app, _ in apps.values():
-            app.close()
-        admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.close()
+                times = asyncio.run(measure(app, workflow, runs, persist=mode != "memory"))
+            median = statistics.median(times)
+            print(
+                f"{label:<20} {mode:<9} {median * 1000:>9.1f} "
+                f"{median / steps * 1e6:>9.1f} {steps / median:>9.0f}"
+            )
+            sys.stdout.flush()
+
+
+# --- saga jobs through a node -------------------------------------------------------------
+
+
+def unfinished(app: App) -> int:
+    counts = app.engine.queue_counts().get(SAGA_QUEUE, {})
+    return sum(n for state, n in counts.items() if state != "completed")
+
+
+def saga_jobs(engine: str, sync: bool, sagas: int, concurrency: int) -> float:
+    """Seconds one node takes to run ``sagas`` four-step saga jobs, from its start until the
+    last job is written completed."""
+    worker = saga_worker(sync)
+    with fresh_database(engine) as url, App(url, workers=[worker]) as app:
+        app.migrate()
+        app.insert_all([worker.new({}) for _ in range(sagas)])
+        node = app.node({SAGA_QUEUE: concurrency}, poll_interval=0.05)
+        started = time.perf_counter()
+        with node.start_in_thread():
+            while unfinished(app):
+                time.sleep(0.01)
+            took = time.perf_counter() - started
+        runs = app.engine.execute_one(
+            "SELECT count(*) AS n FROM jobsaga_workflow_runs WHERE status = 'succeeded'"
+        )
+        assert int(runs[0]["n"]) == sagas, runs
+    return took
+
+
+def saga_throughput(
+    sync: bool, sagas: int, concurrency: int, engines: list[str], repeat: int
+) -> None:
+    kind = "sync (threads)" if sync else "async"
+    print(
+        f"\nsaga jobs through one node: 4-step chain, {kind} no-op steps, run log on, "
+        f"{sagas} jobs, concurrency {concurrency}, median of {repeat}"
+    )
+    print(f"{'engine':<9} {'seconds':>8} {'sagas/s':>8}  {'range':<13} {'us/step':>8}")
+    for engine in engines:
+        times = [saga_jobs(engine, sync, sagas, concurrency) for _ in range(repeat)]
+        median = statistics.median(times)
+        rates = sorted(sagas / t for t in times)
+        print(
+            f"{engine:<9} {median:>8.2f} {sagas / median:>8.0f}  "
+            f"{rates[0]:>5.0f}-{rates[-1]:<6.0f} {median / sagas / 4 * 1e6:>8.1f}"
+        )
+        sys.stdout.flush()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=5, help="runs per overhead figure (5)")
+    parser.add_argument("--kind", choices=["async", "sync", "both"], default="both")
+    parser.add_argument("--sagas", type=int, default=2000, help="saga jobs per run (2000)")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=CONCURRENCY,
+        help=f"saga jobs in flight on the node (default {CONCURRENCY})",
+    )
+    parser.add_argument(
+        "--dag-concurrency", type=int, default=8, help="max_concurrency of the wide DAG (8)"
+    )
+    parser.add_argument("--repeat", type=int, default=3, help="runs per sagas/s figure (3)")
+    parser.add_argument(
+        "--only",
+        choices=["overhead", "sagas"],
+        help="one measurement (default: both)",
+    )
+    parser.add_argument(
+        "--engine", choices=["sqlite", "postgres"], help="one engine (default: both)"
+    )
+    options = parser.parse_args(argv)
+    kinds = [False, True] if options.kind == "both" else [options.kind == "sync"]
+    engines = [options.engine] if options.engine else ["sqlite", "postgres"]
+    for sync in kinds:
+        if options.only in (None, "overhead"):
+            overhead(sync, options.runs, options.dag_concurrency, ["memory", *engines])
+        if options.only in (None, "sagas"):
+            saga_throughput(sync, options.sagas, options.concurrency, engines, options.repeat)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

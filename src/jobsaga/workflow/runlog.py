@@ -1,14 +1,15 @@
 """The run log: every run, every step transition and every event, persisted in order.
 
-Writes are group-committed: the executor records transitions without waiting, and one
-background flush at a time writes everything recorded so far in a single transaction (the
-latest row of each step that changed, plus all new events). A run therefore costs about
-one round trip per burst of activity rather than several per step. What must be durable
-first is waited for: a step starts only once the outcomes of the steps it depends on are
-written (:meth:`RunLog.wait_ready`), an undo only once the rollback's cause is, and the run
-reports success or failure only after everything is flushed. So a transition not yet
-written when a node dies is a step whose outcome the next attempt does not know, and it runs
-that step again, but never a step that used it.
+Writes are group-committed: the executor records transitions without waiting, and the
+event loop's writer (:mod:`.writer`) writes, one round at a time, everything every run on the
+loop recorded so far (the latest row of each step that changed, plus all new events) in a
+single transaction. A run therefore costs about one round trip per burst of activity rather
+than several per step, and runs side by side share their rounds. What must be durable first
+is waited for: a step starts only once the outcomes of the steps it depends on are written
+(:meth:`RunLog.wait_ready`), an undo only once the rollback's cause is, and the run reports
+success or failure only after everything is flushed. So a transition not yet written when a
+node dies is a step whose outcome the next attempt does not know, and it runs that step
+again, but never a step that used it.
 
 A write that fails is retried (with everything recorded since) while no user code starts;
 when the database refuses the data, or the writes still fail after ``write_timeout``, the
@@ -32,7 +33,6 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import DatabaseUnavailable, DataRejected, MigrationError, RunLogUnwritable
 from ..serialization import dumps
-from ..waiting import wait_event
 from .encoding import json_text, jsonable, safe_json_text
 from .records import (
     EventRecord,
@@ -43,6 +43,7 @@ from .records import (
     get_run,
     read_run,
 )
+from .writer import LogWriter, writer_for
 
 if TYPE_CHECKING:
     from ..core import AppCore
@@ -139,16 +140,16 @@ class RunLog:
         self, kind: str, at: datetime, *, step: str | None = None, detail: Any = None
     ) -> None:
         self.seq += 1
-        self.events.append(
-            {
-                "seq": self.seq,
-                "at": at,
-                "attempt": self.attempt,
-                "step": step,
-                "kind": kind,
-                "detail": detail,
-            }
-        )
+        recorded = {
+            "seq": self.seq,
+            "at": at,
+            "attempt": self.attempt,
+            "step": step,
+            "kind": kind,
+            "detail": detail,
+        }
+        self.events.append(recorded)
+        self._recorded(recorded)
         self._changed()
 
     def set_run(
@@ -169,8 +170,11 @@ class RunLog:
         )
         self._changed(run=True)
 
+    def _recorded(self, event: dict[str, Any]) -> None:
+        """Hook for persistence: a new event."""
+
     def _changed(self, run: bool = False) -> None:
-        """Hook for persistence."""
+        """Hook for persistence: something changed (the run's row when ``run``)."""
 
     async def flush(self) -> None:
         """Wait until everything recorded is durable (nothing to do in memory)."""
@@ -255,8 +259,24 @@ def append_event(
 
 
 @dataclass(slots=True)
+class Part:
+    """What one run's log writes in a round of the writer: its changed step rows, its new
+    events and its run row (always there: it carries the attempt every write is fenced
+    by), encoded for the engine; and what to put back if the round fails."""
+
+    steps: list[dict[str, Any]]
+    events: list[dict[str, Any]]
+    run: dict[str, Any]
+    names: set[str]
+    recorded: list[dict[str, Any]]
+    """The events as recorded (put back in front of newer ones when the write fails)."""
+    run_dirty: bool
+
+
+@dataclass(slots=True)
 class SqlRunLog(RunLog):
-    """The persisted log, on the app's engine (SQLite or PostgreSQL)."""
+    """The persisted log, on the app's engine (SQLite or PostgreSQL), written by the
+    event loop's :class:`~.writer.LogWriter` together with every other run's."""
 
     engine: Engine | None = None
     resume_id: int | None = None
@@ -264,23 +284,29 @@ class SqlRunLog(RunLog):
     retried_after: int | None = None
     """The attempt after which the job was retried by hand: a run that succeeded at or before
     it is not final (``running.retried_after``)."""
+    write_timeout: float = LOG_WRITE_TIMEOUT
+    """Seconds a failing write is retried before the log gives up and the run stops."""
+    writer: LogWriter | None = None
+    """Set when the run is opened."""
     _dirty_steps: set[str] = field(default_factory=set)
     _written: set[str] = field(default_factory=set)
     _new_events: list[dict[str, Any]] = field(default_factory=list)
     _run_dirty: bool = False
-    flush_delay: float = 0.002
-    """Seconds a flush waits to gather more transitions (none when the run needs it now)."""
-    _flusher: asyncio.Task[None] | None = None
-    _urgent: asyncio.Event | None = None
+    _in_flight: Part | None = None
+    """This log's part of the writer's round under way (one at a time: writes land in
+    order)."""
+    _retry: asyncio.TimerHandle | None = None
+    """Set while a failed write waits out its backoff."""
     _failure: RunLogUnwritable | None = None
-    write_timeout: float = LOG_WRITE_TIMEOUT
-    """Seconds a failing write is retried before the log gives up and the run stops."""
     _trouble: BaseException | None = None
     """The error of the write being retried, while one is."""
+    _since: float = 0.0
+    _delay: float = RETRY_FIRST
     _durable_seq: int = 0
     """Every event up to this one is written."""
     _progress: asyncio.Event | None = None
-    """Set (and replaced) when a write succeeds or the log gives up: wakes ``wait_ready``."""
+    """Set (and replaced) when a write succeeds, the log gives up, or it is closed: wakes
+    ``wait_ready`` and ``flush``."""
     _closed: bool = False
 
     def encode_result(self, value: Any, what: str) -> Any:
@@ -295,24 +321,23 @@ class SqlRunLog(RunLog):
             and not self._closed
             and (self._trouble is not None or self._durable_seq < seq)
         ):
-            if self._durable_seq < seq and self._trouble is None:
-                if self._urgent is None:
-                    self._urgent = asyncio.Event()
-                self._urgent.set()  # someone waits on it: no gathering
-                self._changed()  # a flusher runs (what is pending made it start already)
-            if self._progress is None:
-                self._progress = asyncio.Event()
-            await self._progress.wait()
+            await self._wait_progress()
         return self._failure is None and not self._closed
 
+    async def _wait_progress(self) -> None:
+        if self._progress is None:
+            self._progress = asyncio.Event()
+        await self._progress.wait()
+
     def close(self) -> None:
-        """The attempt was cut short and has written what it could: stop. A write still
-        being retried is dropped; one already sent (a thread cannot be stopped) is fenced by
-        attempt in the database (:meth:`_write`), so neither lands after the job's next
+        """The attempt was cut short and has written what it could: stop. A write waiting
+        to be retried is dropped; one already sent (a thread cannot be stopped) is fenced by
+        attempt in the database (``write_logs``), so neither lands after the job's next
         attempt (perhaps on another node) has taken the run over."""
         self._closed = True
-        if self._flusher is not None and not self._flusher.done():
-            self._flusher.cancel()
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
         self._signal()
 
     def _signal(self) -> None:
@@ -339,8 +364,21 @@ class SqlRunLog(RunLog):
         await RunLog.open(
             self, inputs, context, positions, job_id=job_id, attempt=attempt, now=now, dag=dag
         )
+        self.writer = writer_for(self._engine)
+        if self.resume_id is None:
+            # Most attempts start a run: created in the writer's next round, with the other
+            # runs starting and the steps being recorded meanwhile.
+            row = self._open_row(now)
+            try:
+                run_id = await self.writer.open(row)
+            except Exception:  # the round failed: opened alone below, which retries or says why
+                run_id = None
+            if run_id is not None:
+                self.run_id = run_id
+                self._submit()
+                return None
         try:
-            return await self._open_retrying(now)
+            resumed = await self._open_retrying(now)
         except Exception as exc:
             text = str(exc)
             if "jobsaga_workflow_runs" in text and ("no such table" in text or "exist" in text):
@@ -349,10 +387,25 @@ class SqlRunLog(RunLog):
                     "`jobsaga migrate`), or pass persist=False to keep the log in memory"
                 ) from exc
             raise
+        self._submit()
+        return resumed
+
+    def _open_row(self, now: datetime) -> dict[str, Any]:
+        return {
+            "workflow": self.workflow,
+            "job_id": self.job_id,
+            "attempt": self.attempt,
+            "retried_after": self.retried_after,
+            "inputs": dumps(jsonable(self.run["inputs"], "the workflow inputs")),
+            "context": json_text(jsonable(self.run["context"], "the workflow context")),
+            "dag": json_text(self.run["dag"]),
+            "now": self._engine.time_json(now),
+        }
 
     async def _open_retrying(self, now: datetime) -> Resumed | None:
-        """Open the run, retrying while the database is away (up to ``write_timeout``). A
-        retry after a commit whose reply was lost finds the run it created (by its job)."""
+        """Open the run alone (one it takes up, or one whose round failed), retrying while
+        the database is away (up to ``write_timeout``). A retry after a commit whose reply
+        was lost finds the run it created (by its job)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.write_timeout
         delay = RETRY_FIRST
@@ -430,75 +483,116 @@ class SqlRunLog(RunLog):
         self._dirty_steps.add(row["step"])
         RunLog.step(self, row, kind, at, detail)
 
-    def event(
-        self, kind: str, at: datetime, *, step: str | None = None, detail: Any = None
-    ) -> None:
-        RunLog.event(self, kind, at, step=step, detail=detail)
-        self._new_events.append(self.events[-1])
+    def _recorded(self, event: dict[str, Any]) -> None:
+        self._new_events.append(event)
 
     def _changed(self, run: bool = False) -> None:
         if run:
             self._run_dirty = True
             if self.run["finished_at"] is not None:
                 self._dirty_steps.update(set(self.steps) - self._written)
-        if not self._closed and (self._flusher is None or self._flusher.done()):
-            self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
+        self._submit()
 
-    async def _flush_loop(self) -> None:
-        """Write what was recorded, one transaction at a time. A failing write is retried
-        with everything recorded since (no user code starts meanwhile: see :meth:`ready`)
-        until it succeeds, the database refuses the data, or ``write_timeout`` passes; then
-        the log gives up (:meth:`_give_up`)."""
-        if self._urgent is None:
-            self._urgent = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        delay, since = RETRY_FIRST, 0.0
-        while (self._dirty_steps or self._new_events or self._run_dirty) and self._failure is None:
-            if not self._urgent.is_set() and self._trouble is None:
-                await wait_event(self._urgent, self.flush_delay)
-            names, new_events, run_dirty = self._dirty_steps, self._new_events, self._run_dirty
-            self._dirty_steps, self._new_events, self._run_dirty = set(), [], False
-            try:
-                steps = [self._wire(self.steps[name]) for name in names]
-                events = [self._wire_event(e) for e in new_events]
-                run = self._wire_run() if run_dirty else None
-                await asyncio.to_thread(self._write, steps, events, run)
-            except Exception as exc:
-                # Nothing of it was written (one transaction): it goes out with the next try.
-                self._dirty_steps |= names
-                self._new_events[:0] = new_events
-                self._run_dirty = self._run_dirty or run_dirty
-                if self._trouble is None:
-                    since = loop.time()
-                    log.warning(
-                        "run %s: writing the run log failed (%s: %s); retrying for up to %gs, "
-                        "and no step starts meanwhile",
-                        self.run_id,
-                        type(exc).__name__,
-                        exc,
-                        self.write_timeout,
-                    )
-                self._trouble = exc
-                waited = loop.time() - since
-                if _refused(exc):
-                    self._give_up(exc, "the database refused its data")
-                elif waited + delay > self.write_timeout:
-                    self._give_up(exc, f"writes still failed after {waited:.1f}s of retries")
-                else:
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, RETRY_MAX)
-                continue
-            self._written.update(names)
-            if events:
-                self._durable_seq = max(self._durable_seq, int(events[-1]["seq"]))
+    def _pending(self) -> bool:
+        return bool(self._dirty_steps or self._new_events or self._run_dirty)
+
+    def _submit(self) -> None:
+        """Hand the log to the writer's next round, unless it has a write under way (the
+        next is handed over when that one settles) or waiting out a backoff."""
+        if (
+            self.writer is not None
+            and self.run_id is not None
+            and self._in_flight is None
+            and self._retry is None
+            and self._failure is None
+            and not self._closed
+            and self._pending()
+        ):
+            self.writer.submit(self)
+
+    def take(self) -> Part | None:
+        """What the writer's round writes of this log: everything recorded since the last
+        write (the latest row of each step that changed, the new events, the run row)."""
+        if (
+            self._in_flight is not None
+            or self._retry is not None
+            or self._failure is not None
+            or self._closed
+            or not self._pending()
+        ):
+            return None
+        names, recorded, run_dirty = self._dirty_steps, self._new_events, self._run_dirty
+        self._dirty_steps, self._new_events, self._run_dirty = set(), [], False
+        try:
+            part = Part(
+                steps=[self._wire(self.steps[name]) for name in names],
+                events=[self._wire_event(e) for e in recorded],
+                run=self._wire_run(run_dirty),
+                names=names,
+                recorded=recorded,
+                run_dirty=run_dirty,
+            )
+        except Exception as exc:  # data this process cannot encode: it never will
+            self._put_back(names, recorded, run_dirty)
+            self._give_up(exc, "the run log could not encode its data")
+            return None
+        self._in_flight = part
+        return part
+
+    def _put_back(self, names: set[str], recorded: list[dict[str, Any]], run_dirty: bool) -> None:
+        self._dirty_steps |= names
+        self._new_events[:0] = recorded
+        self._run_dirty = self._run_dirty or run_dirty
+
+    def settle(self, part: Part, error: BaseException | None) -> None:
+        """The writer's round wrote ``part`` (``error`` None) or failed it. A failing write
+        is retried, with everything recorded since, 50 ms doubling to 1 s apart (no user
+        code starts meanwhile: see :meth:`ready`) until it succeeds, the database refuses
+        the data, or ``write_timeout`` passes; then the log gives up (:meth:`_give_up`)."""
+        self._in_flight = None
+        if error is None:
+            self._written.update(part.names)
+            if part.events:
+                self._durable_seq = max(self._durable_seq, int(part.events[-1]["seq"]))
             if self._trouble is not None:
                 log.warning(
                     "run %s: the run log is written again after %.2fs",
                     self.run_id,
-                    loop.time() - since,
+                    asyncio.get_running_loop().time() - self._since,
                 )
-                self._trouble, delay = None, RETRY_FIRST
+                self._trouble, self._delay = None, RETRY_FIRST
             self._signal()
+            self._submit()
+            return
+        # Nothing of it was written (one transaction): it goes out with the next try.
+        self._put_back(part.names, part.recorded, part.run_dirty)
+        if self._closed or not isinstance(error, Exception):
+            self._signal()  # closed (or the loop is closing): nothing more is written
+            return
+        loop = asyncio.get_running_loop()
+        if self._trouble is None:
+            self._since = loop.time()
+            log.warning(
+                "run %s: writing the run log failed (%s: %s); retrying for up to %gs, "
+                "and no step starts meanwhile",
+                self.run_id,
+                type(error).__name__,
+                error,
+                self.write_timeout,
+            )
+        self._trouble = error
+        waited = loop.time() - self._since
+        if _refused(error):
+            self._give_up(error, "the database refused its data")
+        elif waited + self._delay > self.write_timeout:
+            self._give_up(error, f"writes still failed after {waited:.1f}s of retries")
+        else:
+            self._retry = loop.call_later(self._delay, self._retry_now)
+            self._delay = min(self._delay * 2, RETRY_MAX)
+
+    def _retry_now(self) -> None:
+        self._retry = None
+        self._submit()
 
     def _give_up(self, error: BaseException, how: str) -> None:
         """Stop writing: ``flush`` raises :class:`RunLogUnwritable` from now on, and the
@@ -512,16 +606,12 @@ class SqlRunLog(RunLog):
         if self.on_broken is not None:
             self.on_broken(failure)
 
-    def _write(
-        self, steps: list[dict[str, Any]], events: list[dict[str, Any]], run: dict[str, Any] | None
-    ) -> None:
-        assert self.run_id is not None  # writes start once the run is opened
-        self._engine.write_run_log(self.run_id, self.attempt, steps, events, run)
-
     def _wire(self, row: dict[str, Any]) -> dict[str, Any]:
         tj = self._engine.time_json
         return {
             **row,
+            "run_id": self.run_id,
+            "fence": self.attempt,
             "result": json_text(row["result"]),
             "error": safe_json_text(row["error"]),
             "enqueue": json_text(row["enqueue"]),
@@ -532,27 +622,37 @@ class SqlRunLog(RunLog):
     def _wire_event(self, event: dict[str, Any]) -> dict[str, Any]:
         return {
             **event,
+            "run_id": self.run_id,
+            "fence": self.attempt,
             "at": self._engine.time_json(event["at"]),
             "detail": safe_json_text(event["detail"]),
         }
 
-    def _wire_run(self) -> dict[str, Any]:
-        run, tp = self.run, self._engine.time_param
+    def _wire_run(self, changed: bool) -> dict[str, Any]:
+        """The run row of a write: its id and the attempt that fences the whole write, and,
+        when the run changed, its new status, result and error."""
+        if not changed:
+            return {"id": self.run_id, "attempt": self.attempt, "update_run": False}
+        run, tj = self.run, self._engine.time_json
         return {
             "id": self.run_id,
+            "attempt": self.attempt,
+            "update_run": True,
             "status": run["status"],
             "result": json_text(run["result"]),
             "error": safe_json_text(run["error"]),
-            "now": tp(run["updated_at"]),
-            "finished_at": tp(run["finished_at"]) if run["finished_at"] else None,
+            "now": tj(run["updated_at"]),
+            "finished_at": tj(run["finished_at"]) if run["finished_at"] else None,
         }
 
     async def flush(self) -> None:
-        if self._urgent is None:
-            self._urgent = asyncio.Event()
-        self._urgent.set()
-        while self._flusher is not None and not self._flusher.done():
-            await asyncio.shield(self._flusher)
+        while (
+            self._failure is None
+            and not self._closed
+            and (self._in_flight is not None or self._pending())
+        ):
+            self._submit()
+            await self._wait_progress()
         if self._failure is not None:
             raise self._failure
 

@@ -75,6 +75,89 @@ SET status = %(status)s, result = %(result)s::jsonb, error = %(error)s::jsonb,
     updated_at = %(now)s, finished_at = %(finished_at)s
 WHERE %(update_run)s AND id IN (SELECT id FROM fence)
 
+-- name: open_runs
+-- Open the runs of a round of attempts at once (the node's run log writer batches them): a
+-- run is created for each attempt whose job has no run to take up, in the order given, so
+-- the ids returned (in order) follow the requests (idx NULL); a request whose job has such
+-- a run (succeeded: final; running or rolling back: resumed) comes back with its idx and
+-- nothing inserted, and its attempt then opens it alone (find_run_of_job, read, resume_run).
+WITH wanted AS (
+    SELECT * FROM jsonb_to_recordset(%(runs)s::jsonb) AS r(
+        idx int, workflow text, job_id bigint, attempt int, retried_after int,
+        inputs text, context text, dag text, now timestamptz)
+), found AS (
+    SELECT wanted.idx, (
+        SELECT w.id FROM jobsaga_workflow_runs w
+        WHERE w.job_id = wanted.job_id AND w.workflow = wanted.workflow
+          AND w.status IN ('succeeded', 'running', 'rolling_back')
+          AND (w.status <> 'succeeded' OR wanted.retried_after IS NULL
+               OR w.attempt > wanted.retried_after)
+        LIMIT 1) AS id
+    FROM wanted
+), inserted AS (
+    INSERT INTO jobsaga_workflow_runs (workflow, job_id, attempt, status, inputs, context, dag,
+                                       started_at, updated_at)
+    SELECT wanted.workflow, wanted.job_id, wanted.attempt, 'running', wanted.inputs::jsonb,
+           wanted.context::jsonb, wanted.dag::jsonb, wanted.now, wanted.now
+    FROM wanted JOIN found USING (idx)
+    WHERE found.id IS NULL
+    ORDER BY wanted.idx
+    RETURNING id
+)
+SELECT idx, id FROM found WHERE id IS NOT NULL
+UNION ALL
+SELECT NULL::int, id FROM inserted
+
+-- name: write_logs
+-- One round of the node's run log writer: what every run on the node recorded since its
+-- last write (step rows, events, run rows), as one statement (one round trip, one commit).
+-- A step waits for its predecessors' outcomes to be written, so a chain of steps pays this
+-- once per step; concurrent runs share it. Fenced by attempt, run by run: a write of an
+-- attempt that was cut short, landing after the job's next attempt took the run over
+-- (resume_run raised its attempt), changes nothing of that run. The row locks order the two
+-- (taken in id order, so two writers never wait on each other in a cycle): a write that got
+-- the lock first happened before the takeover. A write retried after its commit's reply was
+-- lost is harmless: steps are upserted and events keep their first write.
+WITH runs AS (
+    SELECT * FROM jsonb_to_recordset(%(runs)s::jsonb) AS r(
+        id bigint, attempt int, update_run boolean, status text, result text, error text,
+        now timestamptz, finished_at timestamptz)
+), fence AS (
+    SELECT w.id FROM jobsaga_workflow_runs w JOIN runs ON runs.id = w.id
+    WHERE w.attempt <= runs.attempt
+    ORDER BY w.id
+    FOR UPDATE OF w
+), written_steps AS (
+    INSERT INTO jobsaga_workflow_steps (run_id, step, position, status, result, error, tries,
+                                        undo_tries, completed_seq, enqueue, started_at,
+                                        finished_at)
+    SELECT s.run_id, s.step, s.position, s.status, s.result::jsonb, s.error::jsonb, s.tries,
+           s.undo_tries, s.completed_seq, s.enqueue::jsonb, s.started_at, s.finished_at
+    FROM jsonb_to_recordset(%(steps)s::jsonb) AS s(
+        run_id bigint, step text, position int, status text, result text, error text,
+        tries int, undo_tries int, completed_seq int, enqueue text, started_at timestamptz,
+        finished_at timestamptz)
+    WHERE s.run_id IN (SELECT id FROM fence)
+    ON CONFLICT (run_id, step) DO UPDATE
+    SET status = excluded.status, result = excluded.result, error = excluded.error,
+        tries = excluded.tries, undo_tries = excluded.undo_tries,
+        completed_seq = excluded.completed_seq, enqueue = excluded.enqueue,
+        started_at = excluded.started_at, finished_at = excluded.finished_at
+), written_events AS (
+    INSERT INTO jobsaga_workflow_events (run_id, seq, at, attempt, step, kind, detail)
+    SELECT e.run_id, e.seq, e.at, e.attempt, e.step, e.kind, e.detail::jsonb
+    FROM jsonb_to_recordset(%(events)s::jsonb) AS e(
+        run_id bigint, seq int, at timestamptz, attempt int, step text, kind text,
+        detail text)
+    WHERE e.run_id IN (SELECT id FROM fence)
+    ON CONFLICT (run_id, seq) DO NOTHING
+)
+UPDATE jobsaga_workflow_runs w
+SET status = runs.status, result = runs.result::jsonb, error = runs.error::jsonb,
+    updated_at = runs.now, finished_at = runs.finished_at
+FROM runs
+WHERE w.id = runs.id AND runs.update_run AND w.id IN (SELECT id FROM fence)
+
 -- name: get_run
 SELECT id, workflow, job_id, attempt, status, inputs::text AS inputs,
        context::text AS context, dag::text AS dag, result::text AS result,
