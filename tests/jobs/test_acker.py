@@ -19,7 +19,7 @@ def completed(job_id: int) -> Ack:
     return Ack(job_id, 1, JobState.COMPLETED, datetime.now(UTC))
 
 
-def run_acker(in_flight: Callable[[], int] | None, count: int) -> tuple[list[list[int]], float]:
+def run_acker(performing: Callable[[], int] | None, count: int) -> tuple[list[list[int]], float]:
     batches: list[list[int]] = []
 
     def write(acks: list[Ack]) -> set[int]:
@@ -30,7 +30,7 @@ def run_acker(in_flight: Callable[[], int] | None, count: int) -> tuple[list[lis
         return fn(*args)
 
     async def main() -> float:
-        acker = Acker(write, run_in_db, max_delay=0.5, in_flight=in_flight)
+        acker = Acker(write, run_in_db, max_delay=0.5, performing=performing)
         started = time.monotonic()
         results = await asyncio.gather(*(acker.ack(completed(i)) for i in range(count)))
         assert all(results)
@@ -40,13 +40,13 @@ def run_acker(in_flight: Callable[[], int] | None, count: int) -> tuple[list[lis
 
 
 def test_waits_for_more_outcomes_while_jobs_still_run() -> None:
-    batches, took = run_acker(lambda: 5, 3)  # 5 jobs running, 3 outcomes: 2 may still come
+    batches, took = run_acker(lambda: 2, 3)  # 2 jobs still perform: their outcomes may join
     assert batches == [[0, 1, 2]]
     assert took >= 0.45
 
 
-def test_writes_at_once_when_every_running_job_waits_for_it() -> None:
-    batches, took = run_acker(lambda: 3, 3)
+def test_writes_at_once_when_no_job_still_performs() -> None:
+    batches, took = run_acker(lambda: 0, 3)
     assert batches == [[0, 1, 2]]
     assert took < 0.2
 

@@ -1,7 +1,9 @@
 """Batched acknowledgements: outcomes are written a few milliseconds later, many per statement.
 
-A job is acknowledged only after it ran, and its concurrency slot stays taken until the
-acknowledgement is durable, so a crash can never lose an outcome that a fetch relied on.
+A job is acknowledged only after it ran. Its concurrency slot is freed when its perform
+returns, while its outcome waits here (see :mod:`jobsaga.runtime.producer`): the job stays
+``executing`` until the write, so a crash before it makes the lifeline run the job again
+(at-least-once), never loses it.
 
 One outcome that cannot be written must not stop the others (docs/architecture.md, "One bad
 row fails alone"), so a failed write is first classified:
@@ -48,13 +50,13 @@ class Acker:
         *,
         max_batch: int = 200,
         max_delay: float = 0.005,
-        in_flight: Callable[[], int] | None = None,
+        performing: Callable[[], int] | None = None,
         retry_delay: float = 0.05,
         max_retry_delay: float = 1.0,
         bad_tries: int = 3,
     ) -> None:
         self._write = write
-        self._in_flight = in_flight
+        self._performing = performing
         self._run_in_db = run_in_db
         self.max_batch = max_batch
         self.max_delay = max_delay
@@ -73,17 +75,17 @@ class Acker:
         ``drain``)."""
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._pending.append((ack, future))
-        if urgent or len(self._pending) >= self.max_batch or self._all_waiting():
+        if urgent or len(self._pending) >= self.max_batch or self._none_performing():
             self._full.set()
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush_soon(), name="jobsaga-acker")
         return await asyncio.shield(future)
 
-    def _all_waiting(self) -> bool:
-        """Whether every job still running on the node is waiting for this acker: then no
-        more outcomes can join the batch, and waiting out ``max_delay`` would only idle the
-        node's slots (at concurrency 10 that wait was a third of each fetch-run-ack cycle)."""
-        return self._in_flight is not None and len(self._pending) >= self._in_flight()
+    def _none_performing(self) -> bool:
+        """Whether no job on the node still performs: then no outcome can join the batch
+        before the next fetch's jobs have run, and waiting out ``max_delay`` would only
+        delay the write (and the jobs' ends, follow-up inserts and spans)."""
+        return self._performing is not None and self._performing() == 0
 
     async def _flush_soon(self) -> None:
         while self._pending:

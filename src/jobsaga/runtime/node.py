@@ -382,7 +382,7 @@ class Node:
             self.run_in_db,
             max_batch=self.ack_batch,
             max_delay=self.ack_delay,
-            in_flight=lambda: sum(len(p.running) for p in self.producers.values()),
+            performing=lambda: sum(p.busy for p in self.producers.values()),
         )
         loop = self._loop
 

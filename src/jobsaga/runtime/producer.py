@@ -1,5 +1,13 @@
 """One queue on one node: fetch as many jobs as there are free slots, run them, repeat.
 
+A slot is taken from the fetch until the perform (and the final-failure hook, when due) has
+returned; the outcome is then written by the node's acker while the slot already serves the
+next job. So fetching, running and acknowledging overlap instead of taking turns, and a job
+is still acknowledged only after it ran. How many outcomes may wait for their write is
+bounded (``settle_cap``): past it the queue stops fetching until writes catch up, so a slow
+database slows the node instead of piling up jobs that ran but are not yet recorded (those
+run again after a crash: at-least-once).
+
 The producer sleeps until woken (an insert in this process, a NOTIFY from another, a slot
 freed) or until its poll interval passes, which is only a safety net on PostgreSQL and the
 way to see other processes' inserts on SQLite.
@@ -38,6 +46,11 @@ class QueueProducer:
         self.limit = limit
         self.paused = False
         self.running: dict[int, asyncio.Task[None]] = {}
+        """Every job this node holds for the queue: performing, or its outcome being written."""
+        self.busy = 0
+        """Slots taken: jobs fetched whose perform (or final-failure hook) has not returned."""
+        self.settling = 0
+        """Jobs whose perform returned and whose outcome is not yet written."""
         self.performing: dict[int, int] = {}
         """Jobs inside their perform (id -> attempt): the ones a cancel may still stop."""
         self.abandoned: set[AttemptThreads] = set()
@@ -69,6 +82,13 @@ class QueueProducer:
         self.limit = limit
         self._wake.set()
         self.check_stalled()
+
+    @property
+    def settle_cap(self) -> int:
+        """How many jobs the queue may hold unacknowledged (performing, or their outcome
+        waiting for its write) before it stops fetching: room for one batch being written
+        and the next one filling, at any concurrency."""
+        return max(2 * self.limit, self.node.ack_batch)
 
     # --- threads left behind by timed-out performs -------------------------------------------
 
@@ -135,7 +155,7 @@ class QueueProducer:
     async def _dispatch(self) -> None:
         node = self.node
         while self._fetching and not self.paused and not self.stalled:
-            free = self.limit - len(self.running)
+            free = min(self.limit - self.busy, self.settle_cap - self.busy - self.settling)
             if free <= 0:
                 return
             # While the fetch is under way its claims may be committed before this node
@@ -148,6 +168,7 @@ class QueueProducer:
                 raise
             finally:
                 node.fetch_ended(fetch)
+            self.busy += len(jobs)
             for job in jobs:
                 self.running[job.id] = asyncio.create_task(
                     self._run(job), name=f"jobsaga-job-{job.id}"
@@ -159,6 +180,7 @@ class QueueProducer:
         node = self.node
         span = job_span(node.app.telemetry, job, node.name)
         threads = node.executor.attempt_threads()
+        performing = True
         try:
             try:
                 self.performing[job.id] = job.attempt
@@ -187,6 +209,11 @@ class QueueProducer:
             # The perform has returned: from here on the attempt counts, whatever happens. A
             # shutdown during the final-failure hook still discards the job (Executor.finish).
             ack = await node.executor.finish(typed, outcome, worker)
+            # The slot serves the next job while this outcome is written.
+            performing = False
+            self.busy -= 1
+            self.settling += 1
+            self._wake.set()
             try:
                 written = await node.acker.ack(ack, urgent=ack.state is not JobState.COMPLETED)
             except Exception:
@@ -207,6 +234,10 @@ class QueueProducer:
             else:
                 span.stop(result=outcome.result)
         finally:
+            if performing:
+                self.busy -= 1
+            else:
+                self.settling -= 1
             self.running.pop(job.id, None)
             self._wake.set()
 

@@ -1,4 +1,4 @@
--- The fetch must walk jobsaga_jobs_fetch_idx in its order whatever the statistics say.
+-- The hot path: the fetch walks jobsaga_jobs_fetch_idx in its order whatever the statistics say.
 --
 -- jobsaga_jobs_state_idx (state, queue) answered the fetch's "state = 'available' AND queue = ?"
 -- as well as the fetch index does, and is narrower: right after a burst of inserts, while the
