@@ -1,561 +1,425 @@
 """jobsaga against its Python peers on PostgreSQL: procrastinate, pgqueuer and oban (oban-py).
 
-    python bench/bench_peers.py [--jobs N] [--repeat K] [--only jobsaga,oban,...]
+    .venv/bin/python bench/bench_peers.py            # every phase, 3 rounds (~15 min here)
+    .venv/bin/python bench/bench_peers.py --quick    # every phase, small sizes, 1 round
+    .venv/bin/python bench/bench_peers.py --phases process,latency --only jobsaga,pgqueuer
 
-The peers come with the ``bench`` extra (``pip install -e '.[bench]'``; oban needs Python
-3.12). All libraries run in the same invocation against the same PostgreSQL server
-(``$JOBSAGA_BENCH_PG_URL``, default the test database), each measurement in a database of
-its own, created empty and dropped afterwards. For each library, in jobs per second:
+The peers come with the ``bench`` extra (``pip install -e '.[bench]'``; oban-py needs Python
+3.12 and shows as an error row without it). All libraries run in the same invocation against
+the same PostgreSQL server (``$JOBSAGA_BENCH_PG_URL``, default the test database), each
+measurement in a database of its own, created for it and dropped afterwards (also on an error
+or Ctrl-C); jobsaga also runs on its embedded engine, a SQLite file, as the row
+"jobsaga (sqlite)". The phases (``--phases``; docs/benchmarks.md says how each is made):
 
-- ``insert one by one``: N jobs, one call of the library's insert API each;
-- ``insert bulk``: N jobs in one call of its batch API ("n/a" without one);
-- ``process``: N jobs inserted beforehand (and the tables analysed), then one worker process
-  with concurrency 10 and an ``async`` no-op task, timed from the worker's start until the
-  library's own tables show every job completed (the worker runs in a child process started,
-  imported and connected before the clock starts), on the event loop the library's own
-  worker command uses (``--loop asyncio``: plain asyncio for all).
+- ``insert``: N jobs, one call of the library's insert API each (jobs/s);
+- ``bulk``: N jobs in one call of its batch API;
+- ``process``: N jobs queued (and analysed), one worker process at 10 jobs in flight, async
+  no-op task, timed from the worker's start until its tables show them completed;
+- ``process-high``: the same at a concurrency of jobsaga's choosing (``--high``, 100) against
+  pgqueuer's default, which puts no cap on the jobs in flight;
+- ``latency``: insert-to-start with an idle worker, p50 / p95 / p99 in ms;
+- ``backlog``: a burst of ``--backlog`` jobs (bulk API) into tables that were never analysed,
+  autovacuum off for them, then the worker starts at once; the first ``--backlog-timed`` are
+  timed;
+- ``completed``: N jobs processed with ``--completed`` completed rows in the job table;
+- ``saga``: jobsaga only, four-step saga jobs (a diamond of async no-op steps, with the run
+  log) through one node (sagas/s).
 
-Repeats are interleaved (each round measures every library in turn) and the table gives the
-median, the range and the ratio peer / jobsaga of the medians. A library that cannot be
-imported or fails is reported as ``error: ...`` and the others go on.
+Rounds are interleaved (each round measures every library in turn, phase by phase) and the
+table gives the median, the range, and the ratio jobsaga / best peer of the medians. A
+library that cannot be imported or fails is reported as ``error``, one that cannot do what a
+phase asks as ``n/a``, each with the reason in a note, and the others go on. With
+``pgbench`` installed, the server's own single-row commit rate is printed under the table.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import importlib.metadata
-import logging
+import json
 import os
-import select
+import signal
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
-from functools import cache
-from typing import IO, Any, ClassVar
+from dataclasses import fields, replace
+from types import FrameType
+from typing import Any
 
+import pgbench_ceiling
 import psycopg
-from bench_jobs import AsyncNoop
-from common import CONCURRENCY, atimed, fresh_pg_database, spread, timed
-
-from jobsaga import App
-
-POLL_INTERVAL = 0.02
-"""How often the parent looks at the library's tables while a worker runs (seconds)."""
-QUEUE = "bench"
-
-Progress = Callable[[], tuple[int, int]]
-"""Returns (jobs not yet completed, jobs completed) as the library's tables show them."""
-
-
-class PeerError(Exception):
-    """A measurement that could not be made; its message goes in the table."""
-
-
-async def each(awaitables: Iterable[Awaitable[Any]]) -> None:
-    """Await one after the other (a generator keeps the coroutines from being made early)."""
-    for awaitable in awaitables:
-        await awaitable
-
-
-@contextlib.contextmanager
-def sql_progress(url: str, query: str) -> Iterator[Progress]:
-    """A progress reader running ``query`` (one row: unfinished, completed) on its own connection."""
-    with psycopg.connect(url, autocommit=True) as conn:
-
-        def read() -> tuple[int, int]:
-            row = conn.execute(query).fetchone()
-            assert row is not None
-            return int(row[0]), int(row[1])
-
-        yield read
-
-
-class Peer:
-    """One library: how it inserts, how it runs a worker, and how its tables show progress."""
-
-    name: ClassVar[str]
-    distribution: ClassVar[str]
-    modules: ClassVar[tuple[str, ...]]
-    loop: ClassVar[str] = "asyncio"
-    """The event loop its own worker command runs on ("uvloop" when that is importable)."""
-
-    def version(self) -> str:
-        try:
-            return importlib.metadata.version(self.distribution)
-        except importlib.metadata.PackageNotFoundError:
-            return "not installed"
-
-    def check(self) -> None:
-        """Import the library, so that a missing or broken install fails before any run."""
-        for module in self.modules:
-            __import__(module)
-
-    def insert_one_by_one(self, url: str, n: int) -> float:
-        raise NotImplementedError
-
-    def insert_bulk(self, url: str, n: int) -> float | None:
-        """Seconds for one batch insert of ``n`` jobs, or None if the library has no batch API."""
-        raise NotImplementedError
-
-    def prepare(self, url: str, n: int) -> None:
-        """Install the schema and insert ``n`` jobs for the worker (not timed)."""
-        self.insert_bulk(url, n)
-
-    def progress(self, url: str) -> contextlib.AbstractContextManager[Progress]:
-        raise NotImplementedError
-
-    def serve(self, url: str, channel: Channel) -> None:
-        """In the child process: get ready, start a worker on "go", stop it on "stop"."""
-        raise NotImplementedError
-
-
-class Channel:
-    """The child's side of the start/stop handshake with the parent (lines on stdin/stdout)."""
-
-    def __init__(self, out: IO[str], loop: str) -> None:
-        self.out = out
-        self.loop = loop
-
-    def ready(self) -> None:
-        self.out.write("ready\n")
-        self.out.flush()
-
-    def wait(self) -> None:
-        sys.stdin.readline()
-
-    async def await_line(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
-
-    def run(self, main: Coroutine[Any, Any, None], peer: Peer) -> None:
-        """Run the worker's coroutine on the loop the library's own worker command uses."""
-        if self.loop == "native" and peer.loop == "uvloop":
-            try:
-                import uvloop
-            except ImportError:
-                pass
-            else:
-                uvloop.run(main)
-                return
-        asyncio.run(main)
-
-
-# --- jobsaga ----------------------------------------------------------------------------
-
-
-class Jobsaga(Peer):
-    name = "jobsaga"
-    distribution = "jobsaga"
-    modules = ("jobsaga",)
-
-    def _app(self, url: str) -> App:
-        app = App(url, workers=[AsyncNoop])
-        app.migrate()
-        return app
-
-    def insert_one_by_one(self, url: str, n: int) -> float:
-        with self._app(url) as app:
-            specs = [AsyncNoop.new({"n": i}) for i in range(n)]
-            return timed(lambda: [app.insert(spec) for spec in specs])
-
-    def insert_bulk(self, url: str, n: int) -> float:
-        with self._app(url) as app:
-            specs = [AsyncNoop.new({"n": i}) for i in range(n)]
-            return timed(lambda: app.insert_all(specs))
-
-    @contextlib.contextmanager
-    def progress(self, url: str) -> Iterator[Progress]:
-        with App(url, workers=[AsyncNoop]) as app:
-
-            def read() -> tuple[int, int]:
-                counts = app.engine.queue_counts().get("async", {})
-                done = counts.get("completed", 0)
-                return sum(counts.values()) - done, done
-
-            yield read
-
-    def serve(self, url: str, channel: Channel) -> None:
-        with App(url, workers=[AsyncNoop]) as app:
-            app.engine.queue_counts()  # the connection pool is open before the clock starts
-            channel.ready()
-            channel.wait()
-            with app.node({"async": CONCURRENCY}).start_in_thread():
-                channel.wait()
-
-
-# --- procrastinate ----------------------------------------------------------------------
-
-
-def procrastinate_app(url: str, **pool: Any) -> tuple[Any, Any]:
-    import procrastinate
-
-    # It warns that an app made in __main__ cannot be imported by its worker command; the
-    # worker here runs this same code, so that does not apply.
-    logging.getLogger("procrastinate.blueprints").setLevel(logging.ERROR)
-    app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=url, **pool))
-
-    @app.task(name="bench.noop", queue=QUEUE)
-    async def noop(n: int) -> None:
-        return None
-
-    return app, noop
-
-
-class Procrastinate(Peer):
-    name = "procrastinate"
-    distribution = "procrastinate"
-    modules = ("procrastinate",)
-
-    def insert_one_by_one(self, url: str, n: int) -> float:
-        async def main() -> float:
-            app, noop = procrastinate_app(url)
-            async with app.open_async():
-                await app.schema_manager.apply_schema_async()
-                return await atimed(lambda: each(noop.defer_async(n=i) for i in range(n)))
-
-        return asyncio.run(main())
-
-    def insert_bulk(self, url: str, n: int) -> float:
-        async def main() -> float:
-            app, noop = procrastinate_app(url)
-            async with app.open_async():
-                await app.schema_manager.apply_schema_async()
-                args = [{"n": i} for i in range(n)]
-                return await atimed(lambda: noop.batch_defer_async(*args))
-
-        return asyncio.run(main())
-
-    def progress(self, url: str) -> contextlib.AbstractContextManager[Progress]:
-        return sql_progress(
-            url,
-            "SELECT count(*) FILTER (WHERE status <> 'succeeded'),"
-            " count(*) FILTER (WHERE status = 'succeeded') FROM procrastinate_jobs",
-        )
-
-    def serve(self, url: str, channel: Channel) -> None:
-        async def main() -> None:
-            # Its docs: for short jobs, a pool with as many connections as the concurrency
-            # (the LISTEN connection is outside the pool).
-            app, _ = procrastinate_app(url, min_size=CONCURRENCY, max_size=CONCURRENCY)
-            async with app.open_async():
-                channel.ready()
-                await channel.await_line()
-                worker = asyncio.create_task(
-                    app.run_worker_async(queues=[QUEUE], concurrency=CONCURRENCY)
-                )
-                await channel.await_line()
-                worker.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await worker
-
-        channel.run(main(), self)
-
-
-# --- pgqueuer ---------------------------------------------------------------------------
-
-
-class Pgqueuer(Peer):
-    name = "pgqueuer"
-    distribution = "pgqueuer"
-    modules = ("pgqueuer", "asyncpg")
-    loop = "uvloop"
-
-    async def _queries(self, url: str) -> tuple[Any, Any]:
-        import asyncpg
-        from pgqueuer import Queries
-
-        conn = await asyncpg.connect(url)
-        queries = Queries.from_asyncpg_connection(conn)
-        await queries.install()
-        return conn, queries
-
-    def insert_one_by_one(self, url: str, n: int) -> float:
-        async def main() -> float:
-            conn, queries = await self._queries(url)
-            try:
-                payloads = [str(i).encode() for i in range(n)]
-                return await atimed(lambda: each(queries.enqueue(QUEUE, p) for p in payloads))
-            finally:
-                await conn.close()
-
-        return asyncio.run(main())
-
-    def insert_bulk(self, url: str, n: int) -> float:
-        async def main() -> float:
-            conn, queries = await self._queries(url)
-            try:
-                payloads = [str(i).encode() for i in range(n)]
-                return await atimed(lambda: queries.enqueue([QUEUE] * n, payloads, [0] * n))
-            finally:
-                await conn.close()
-
-        return asyncio.run(main())
-
-    def progress(self, url: str) -> contextlib.AbstractContextManager[Progress]:
-        # A finished job leaves the queue table; its final status is logged in pgqueuer_log.
-        return sql_progress(
-            url,
-            "SELECT (SELECT count(*) FROM pgqueuer),"
-            " (SELECT count(*) FROM pgqueuer_log WHERE status = 'successful')",
-        )
-
-    def serve(self, url: str, channel: Channel) -> None:
-        async def main() -> None:
-            import asyncpg
-            from pgqueuer import PgQueuer
-
-            # Its docs: a dedicated asyncpg connection for the QueueManager.
-            conn = await asyncpg.connect(url)
-            pgq = PgQueuer.from_asyncpg_connection(conn)
-
-            @pgq.entrypoint(QUEUE)
-            async def noop(job: Any) -> None:
-                return None
-
-            channel.ready()
-            await channel.await_line()
-            # max_concurrent_tasks caps the jobs picked by this worker (it must be at least
-            # twice batch_size); without it a worker takes as many jobs as it can fetch.
-            worker = asyncio.create_task(
-                pgq.run(batch_size=CONCURRENCY // 2, max_concurrent_tasks=CONCURRENCY)
-            )
-            await channel.await_line()
-            pgq.shutdown.set()
-            await worker
-            await conn.close()
-
-        channel.run(main(), self)
-
-
-# --- oban -------------------------------------------------------------------------------
-
-
-class ObanNoop:
-    """The no-op oban worker (``oban.worker`` is applied by ``oban_worker()``)."""
-
-    async def process(self, job: Any) -> None:
-        return None
-
-
-@cache
-def oban_worker() -> Any:
-    from oban import worker
-
-    return worker(queue=QUEUE)(ObanNoop)
-
-
-class Oban(Peer):
-    name = "oban"
-    distribution = "oban"
-    modules = ("oban",)
-    loop = "uvloop"
-
-    def check(self) -> None:
-        if sys.version_info < (3, 12):
-            raise PeerError("oban-py needs Python >= 3.12")
-        super().check()
-
-    def _measure(self, url: str, n: int, bulk: bool) -> float:
-        async def main() -> float:
-            from oban import Oban
-            from oban.schema import install
-
-            pool = await Oban.create_pool(url)
-            try:
-                await install(pool)
-                oban = Oban(pool=pool)  # client mode: no queues, inserts only
-                jobs = [oban_worker().new({"n": i}) for i in range(n)]
-                if bulk:
-                    return await atimed(lambda: oban.enqueue_many(jobs))
-                return await atimed(lambda: each(oban.enqueue(job) for job in jobs))
-            finally:
-                await pool.close()
-
-        return asyncio.run(main())
-
-    def insert_one_by_one(self, url: str, n: int) -> float:
-        return self._measure(url, n, bulk=False)
-
-    def insert_bulk(self, url: str, n: int) -> float:
-        return self._measure(url, n, bulk=True)
-
-    def progress(self, url: str) -> contextlib.AbstractContextManager[Progress]:
-        return sql_progress(
-            url,
-            "SELECT count(*) FILTER (WHERE state <> 'completed'),"
-            " count(*) FILTER (WHERE state = 'completed') FROM oban_jobs",
-        )
-
-    def serve(self, url: str, channel: Channel) -> None:
-        async def main() -> None:
-            from oban import Oban
-
-            oban_worker()
-            pool = await Oban.create_pool(url)
-            channel.ready()
-            await channel.await_line()
-            oban = Oban(pool=pool, queues={QUEUE: CONCURRENCY})
-            await oban.start()
-            await channel.await_line()
-            await oban.stop()
-            await pool.close()
-
-        channel.run(main(), self)
-
-
-PEERS: dict[str, Peer] = {
-    peer.name: peer for peer in (Jobsaga(), Procrastinate(), Pgqueuer(), Oban())
-}
-
-# --- the parent side --------------------------------------------------------------------
-
-
-def last_line(stream: IO[str]) -> str:
-    stream.seek(0)
-    lines = [line.strip() for line in stream.read().splitlines() if line.strip()]
-    return lines[-1] if lines else "no output"
-
-
-def process(peer: Peer, url: str, n: int, loop: str, timeout: float) -> float:
-    """Seconds from telling a ready worker process to start until all ``n`` jobs completed."""
-    command = [sys.executable, os.path.abspath(__file__), "--serve", peer.name, "--url", url]
-    command += ["--loop", loop]
-    with tempfile.TemporaryFile("w+") as errors, peer.progress(url) as progress:
-        child = subprocess.Popen(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, text=True
-        )
-        assert child.stdin is not None and child.stdout is not None
-
-        def send(line: str) -> None:
-            assert child.stdin is not None
-            child.stdin.write(line + "\n")
-            child.stdin.flush()
-
-        try:
-            readable, _, _ = select.select([child.stdout], [], [], 60)
-            if not readable or child.stdout.readline().strip() != "ready":
-                child.kill()
-                child.wait()
-                raise PeerError(f"worker did not start: {last_line(errors)}")
-            started = time.perf_counter()
-            send("go")
-            while (left := progress()[0]) > 0:
-                if child.poll() is not None:
-                    raise PeerError(f"worker exited ({child.returncode}): {last_line(errors)}")
-                if time.perf_counter() - started > timeout:
-                    raise PeerError(f"timed out after {timeout:.0f}s, {left} jobs left")
-                time.sleep(POLL_INTERVAL)
-            took = time.perf_counter() - started
-            send("stop")
-            try:
-                child.wait(60)
-            except subprocess.TimeoutExpired:
-                raise PeerError(f"worker did not stop: {last_line(errors)}") from None
-            completed = progress()[1]
-            if completed != n:
-                raise PeerError(f"{completed} of {n} jobs completed: {last_line(errors)}")
-            return took
-        finally:
-            if child.poll() is None:
-                child.kill()
-                child.wait()
-
-
-PHASES = ("insert one by one", "insert bulk", f"process, concurrency {CONCURRENCY}")
-
-
-def measure(peer: Peer, phase: str, n: int, loop: str) -> float | None:
-    """Jobs per second for one phase in a fresh database; None when the library lacks the API."""
-    with fresh_pg_database(peer.name) as url:
-        if phase == PHASES[0]:
-            took: float | None = peer.insert_one_by_one(url, n)
-        elif phase == PHASES[1]:
-            took = peer.insert_bulk(url, n)
-        else:
-            peer.prepare(url, n)
-            with psycopg.connect(url, autocommit=True) as conn:
-                # Statistics as autovacuum would have them on a live server: on a table never
-                # analysed, some fetch queries are planned as a sort of every waiting job.
-                conn.execute("ANALYZE")
-            took = process(peer, url, n, loop, timeout=120 + n / 50)
-        if took is not None and phase != PHASES[2]:
-            with peer.progress(url) as progress:
-                if sum(progress()) != n:
-                    raise PeerError(f"{sum(progress())} jobs stored, {n} expected")
-    return None if took is None else n / took
+from common import PG_URL, spread
+from peer_libraries import (
+    LIBRARIES,
+    PROBE,
+    Channel,
+    Jobsaga,
+    Library,
+    NotApplicable,
+    WorkerSettings,
+)
+from peer_phases import PHASES, Options, Phase, Sample, Scratch
+
+Cell = list[Sample] | str
+"""The samples of each round, or "n/a: <reason>", or "error: <one line>"."""
+
+QUICK = Options(
+    jobs=1_000,
+    latency_jobs=50,
+    backlog=10_000,
+    backlog_timed=2_000,
+    completed=50_000,
+    sagas=200,
+    cap=15.0,
+)
+"""``--quick``: every phase end to end in a few minutes (options given beside it win)."""
+DEFAULT_REPEAT, QUICK_REPEAT = 3, 1
+DEFAULT_PGBENCH, QUICK_PGBENCH = 3, 1
 
 
 def one_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     message = text[0] if text else ""
-    return f"{type(error).__name__}: {message}"[:90] if message else type(error).__name__
+    return f"{type(error).__name__}: {message}"[:100] if message else type(error).__name__
 
 
-Cell = list[float] | str
-"""Jobs per second of each run, or "n/a", or "error: <one line>"."""
+def describe(sample: Sample) -> str:
+    if isinstance(sample.value, tuple):
+        return " / ".join(f"{v:.2f}" for v in sample.value)
+    return f"{sample.value:,.0f}"
 
 
-def run(names: list[str], n: int, repeat: int, loop: str) -> dict[tuple[str, str], Cell]:
+def measure(
+    phase: Phase, library: Library, options: Options, scratch: Scratch, round_: int
+) -> Sample | str:
+    """One measurement, logged on stderr; a string ("n/a: ..." or "error: ...") when none
+    could be made."""
+    label = f"round {round_} {phase.key:<12} {library.label:<16}"
+    began = time.perf_counter()
+    try:
+        sample = phase.measure(library, options, scratch)
+    except NotApplicable as reason:
+        return f"n/a: {reason}"
+    except Exception as error:
+        print(f"{label} error: {one_line(error)}", file=sys.stderr)
+        return f"error: {one_line(error)}"
+    took = f"[{time.perf_counter() - began:.0f}s]"
+    capped = f" ({sample.note})" if sample.note else ""
+    print(f"{label} {describe(sample):>22} {phase.unit} {took}{capped}", file=sys.stderr)
+    return sample
+
+
+def run(
+    phases: list[Phase],
+    libraries: list[Library],
+    options: Options,
+    repeat: int,
+    pgbench_seconds: int,
+) -> tuple[dict[tuple[str, str], Cell], dict[str, list[float]], bool]:
+    """Measure every phase of every library ``repeat`` times, rounds interleaved; also says
+    whether the run was interrupted (Ctrl-C or SIGTERM)."""
+    interrupted = False
     results: dict[tuple[str, str], Cell] = {}
+    ceiling: dict[str, list[float]] = {}
     broken: dict[str, str] = {}
-    for name in names:
+    for library in libraries:
         try:
-            PEERS[name].check()
+            library.check()
         except Exception as error:  # reported in the table, the others go on
-            broken[name] = f"error: {one_line(error)}"
-    for round_ in range(1, repeat + 1):
-        for name in names:
-            for phase in PHASES:
-                key = (name, phase)
-                if name in broken:
-                    results[key] = broken[name]
-                    continue
-                if isinstance(results.get(key), str):
-                    continue  # n/a, or failed in an earlier round
+            broken[library.key] = f"error: {one_line(error)}"
+    pgbench = pgbench_ceiling.find_pgbench() if pgbench_seconds > 0 else None
+    scratch = Scratch()
+    try:
+        for round_ in range(1, repeat + 1):
+            if pgbench is not None:
                 try:
-                    rate = measure(PEERS[name], phase, n, loop)
+                    for name, tps in pgbench_ceiling.measure(pgbench, pgbench_seconds).items():
+                        ceiling.setdefault(name, []).append(tps)
+                        print(
+                            f"round {round_} pgbench {name:<29} {tps:>9,.0f} tx/s", file=sys.stderr
+                        )
                 except Exception as error:
-                    results[key] = f"error: {one_line(error)}"
-                    print(f"round {round_} {name:<13} {phase:<24} {results[key]}", file=sys.stderr)
-                    continue
-                if rate is None:
-                    results[key] = "n/a"
-                    continue
-                rates = results.setdefault(key, [])
-                assert isinstance(rates, list)
-                rates.append(rate)
-                print(f"round {round_} {name:<13} {phase:<24} {rate:>8.0f} jobs/s", file=sys.stderr)
-    return results
+                    print(f"round {round_} pgbench {one_line(error)}", file=sys.stderr)
+            for phase in phases:
+                for library in libraries:
+                    key = (phase.key, library.key)
+                    if library.key in broken:
+                        results[key] = broken[library.key]
+                        continue
+                    if isinstance(results.get(key), str):
+                        continue  # n/a, or failed in an earlier round
+                    found = measure(phase, library, options, scratch, round_)
+                    if isinstance(found, str):
+                        results[key] = found
+                    else:
+                        samples = results.setdefault(key, [])
+                        assert isinstance(samples, list)
+                        samples.append(found)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        scratch.close()
+    return results, ceiling, interrupted
 
 
-def table(names: list[str], results: dict[tuple[str, str], Cell]) -> list[str]:
-    lines = [
-        f"{'phase':<24} {'library':<14} {'jobs/s':>8}  {'range':<13} {'peer/jobsaga':>12}",
-    ]
-    for phase in PHASES:
-        base = results.get(("jobsaga", phase))
-        base_median = spread(base)[0] if isinstance(base, list) and base else None
-        for name in names:
-            cell = results.get((name, phase), "error: not run")
-            if isinstance(cell, str):
-                lines.append(f"{phase:<24} {name:<14} {cell}")
+# --- the table --------------------------------------------------------------------------
+
+
+def medians(samples: list[Sample]) -> tuple[float, ...]:
+    """The median of each figure (jobs/s; or p50, p95, p99) over the rounds."""
+    columns = zip(
+        *[s.value if isinstance(s.value, tuple) else (s.value,) for s in samples], strict=True
+    )
+    return tuple(spread(list(column))[0] for column in columns)
+
+
+def best_peer(
+    phase: Phase, libraries: list[Library], results: dict[tuple[str, str], Cell]
+) -> tuple[str, tuple[float, ...]] | None:
+    """The peer with the best median (highest rate, or lowest latency per percentile)."""
+    found: list[tuple[str, tuple[float, ...]]] = []
+    for library in libraries:
+        cell = results.get((phase.key, library.key))
+        if not isinstance(library, Jobsaga) and isinstance(cell, list) and cell:
+            found.append((library.key, medians(cell)))
+    if not found:
+        return None
+    if phase.unit.startswith("ms"):
+        lowest = tuple(min(m[i] for _, m in found) for i in range(len(found[0][1])))
+        best = min(found, key=lambda item: item[1][0])[0]
+        return best, lowest
+    return max(found, key=lambda item: item[1][0])
+
+
+class Notes:
+    """Numbered notes under the table."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    def mark(self, text: str) -> str:
+        if text not in self.texts:
+            self.texts.append(text)
+        return f"[{self.texts.index(text) + 1}]"
+
+
+def table(
+    phases: list[Phase],
+    libraries: list[Library],
+    results: dict[tuple[str, str], Cell],
+    options: Options,
+) -> list[str]:
+    notes = Notes()
+    lines = [f"{'phase / library':<40} {'median':>22}  {'range of rounds':<18} jobsaga / best peer"]
+    for phase in phases:
+        lines.append(f"{phase.title(options)} ({phase.unit})")
+        best = best_peer(phase, libraries, results)
+        for library in libraries:
+            cell = results.get((phase.key, library.key))
+            if cell is None:
                 continue
-            median, low, high = spread(cell)
-            ratio = f"{median / base_median:.2f}x" if base_median else "n/a"
-            span = f"{low:,.0f}-{high:,.0f}"
-            lines.append(f"{phase:<24} {name:<14} {median:>8,.0f}  {span:<13} {ratio:>12}")
+            row = f"  {phase.row(library, options):<38}"
+            if isinstance(cell, str):  # "n/a: <reason>" or "error: <one line>"
+                kind, text = cell.split(": ", 1)
+                if kind == "error":
+                    text = f"{library.label}: {text}"
+                lines.append(f"{row} {kind} {notes.mark(text)}")
+                continue
+            middle = medians(cell)
+            capped = [s.note for s in cell if s.note]
+            mark = ""
+            if capped:
+                mark = " " + notes.mark(
+                    f"{phase.row(library, options)}, {phase.title(options)}: "
+                    f"{'; '.join(capped)} ({len(capped)} of {len(cell)} rounds); the figure is "
+                    "the jobs completed by then over the time taken"
+                )
+            if len(middle) == 1:
+                low, high = spread(
+                    [float(s.value) for s in cell if not isinstance(s.value, tuple)]
+                )[1:]
+                value, span = f"{middle[0]:,.0f}{mark}", f"{low:,.0f}-{high:,.0f}"
+            else:
+                p50s = [s.value[0] for s in cell if isinstance(s.value, tuple)]
+                value = " / ".join(f"{m:.2f}" for m in middle) + mark
+                span = f"p50 {min(p50s):.2f}-{max(p50s):.2f}"
+            ratio = ""
+            if best is not None and isinstance(library, Jobsaga):
+                ratio = (
+                    " / ".join(f"{m / b:.2f}" for m, b in zip(middle, best[1], strict=True)) + "x"
+                )
+            elif best is not None and best[0] == library.key:
+                ratio = "(best peer)"
+            lines.append(f"{row} {value:>22}  {span:<18} {ratio}")
+    lines.extend(baselines(libraries, results, options))
+    if notes.texts:
+        lines.append("")
+        lines.extend(f"[{i}] {text}" for i, text in enumerate(notes.texts, 1))
     return lines
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--jobs", type=int, default=10_000, help="jobs per phase (10000)")
-    parser.add_argument("--repeat", type=int, default=3, help="rounds of measurements (3)")
+def ratio_of(
+    results: dict[tuple[str, str], Cell], a: tuple[str, str], b: tuple[str, str]
+) -> str | None:
+    top, bottom = results.get(a), results.get(b)
+    if isinstance(top, list) and top and isinstance(bottom, list) and bottom:
+        return f"{medians(top)[0] / medians(bottom)[0]:.2f}"
+    return None
+
+
+def baselines(
+    libraries: list[Library], results: dict[tuple[str, str], Cell], options: Options
+) -> list[str]:
+    """Each library against its own figures: the targets compare backlog and completed rows
+    with the 10-in-flight figure, and SQLite with PostgreSQL."""
+    lines: list[str] = []
+    for phase, title in (
+        ("backlog", "deep backlog / process"),
+        ("completed", f"{options.completed:,} completed rows / process"),
+    ):
+        found = [
+            f"{library.label} {ratio}"
+            for library in libraries
+            if (ratio := ratio_of(results, (phase, library.key), ("process", library.key)))
+        ]
+        if found:
+            lines.append(f"  {title}: " + ", ".join(found))
+    found = [
+        f"{phase} {ratio}"
+        for phase in ("insert", "bulk", "process", "process-high", "backlog", "latency")
+        if (ratio := ratio_of(results, (phase, "sqlite"), (phase, "jobsaga")))
+    ]
+    if found:
+        lines.append("  jobsaga (sqlite) / jobsaga (p50 for latency): " + ", ".join(found))
+    return ["", "Against its own figures (ratio of medians):", *lines] if lines else []
+
+
+# --- the header ---------------------------------------------------------------------------
+
+
+def jobsaga_commit() -> str:
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "../src"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        return "unknown commit"
+    return f"{commit or 'unknown commit'}{' + uncommitted changes in src/' if dirty else ''}"
+
+
+def server() -> str:
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        version = conn.execute("SHOW server_version").fetchone()
+        autovacuum = conn.execute("SHOW autovacuum").fetchone()
+        commit = conn.execute("SHOW synchronous_commit").fetchone()
+    assert version and autovacuum and commit
+    return (
+        f"PostgreSQL {version[0]} (autovacuum {autovacuum[0]} server-wide, "
+        f"synchronous_commit {commit[0]})"
+    )
+
+
+def load() -> str:
+    return " ".join(f"{n:.2f}" for n in os.getloadavg())
+
+
+def header(libraries: list[Library], options: Options, repeat: int) -> list[str]:
+    versions = []
+    for library in libraries:
+        if library.key == "sqlite":
+            continue
+        version = library.version()
+        if library.key == "jobsaga":
+            version += f" at {jobsaga_commit()}"
+        versions.append(f"{library.key} {version}")
+    return [
+        "; ".join(versions),
+        f"Python {sys.version.split()[0]}, {server()}, {os.cpu_count()} CPUs",
+        f"{options.jobs:,} jobs per phase, {repeat} round(s), medians; worker loop: "
+        f"{options.loop}; --cap {options.cap:g}s",
+    ]
+
+
+def ceiling_lines(ceiling: dict[str, list[float]], pgbench_seconds: int) -> list[str]:
+    if pgbench_seconds <= 0:
+        return []
+    if pgbench_ceiling.find_pgbench() is None:
+        return ["pgbench ceiling: pgbench not found (PATH, /usr/lib/postgresql/*/bin)"]
+    if not ceiling:
+        return ["pgbench ceiling: failed (see the log above)"]
+    parts = []
+    for name, values in ceiling.items():
+        median, low, high = spread(values)
+        parts.append(f"{name} {median:,.0f} tx/s ({low:,.0f}-{high:,.0f})")
+    return [
+        f"pgbench ceiling, {pgbench_seconds}s each, single-row transactions: " + "; ".join(parts)
+    ]
+
+
+# --- the command --------------------------------------------------------------------------
+
+
+def serve(raw: str) -> int:
+    """The worker child: one library's worker, driven by lines on stdin (see peer_phases)."""
+    settings = WorkerSettings(**json.loads(raw))
+    out = os.fdopen(os.dup(sys.stdout.fileno()), "w")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # library output must not block
+    sys.stdout = sys.stderr
+    channel = Channel(out, settings.loop)
+    PROBE.arm(settings.target, settings.record, channel.performed)
+    LIBRARIES[settings.library].serve(settings, channel)
+    if settings.record:
+        channel.report(PROBE.starts or {})
+    return 0
+
+
+def terminated(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt  # so that SIGTERM, too, drops the scratch databases
+
+
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    default = Options()
+
+    def sized(name: str, kind: type, text: str) -> None:
+        flag = "--" + name.replace("_", "-")
+        parser.add_argument(
+            flag,
+            type=kind,
+            help=f"{text} ({getattr(default, name)}; --quick: {getattr(QUICK, name)})",
+        )
+
     parser.add_argument(
-        "--only", help=f"comma-separated libraries (default: all of {','.join(PEERS)})"
+        "--phases", help=f"comma-separated phases (default: all of {','.join(PHASES)})"
+    )
+    parser.add_argument(
+        "--only", help=f"comma-separated libraries (default: all of {','.join(LIBRARIES)})"
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes, one round")
+    parser.add_argument(
+        "--repeat", type=int, help=f"rounds ({DEFAULT_REPEAT}; --quick: {QUICK_REPEAT})"
+    )
+    sized("jobs", int, "jobs per phase")
+    sized("high", int, "jobsaga's concurrency in process-high")
+    sized("latency_jobs", int, "jobs inserted one at a time in the latency phase")
+    sized("latency_gap", float, "seconds between two of them")
+    sized("backlog", int, "jobs in the deep-backlog burst")
+    sized("backlog_timed", int, "of which the first are timed")
+    sized("completed", int, "completed rows in the completed phase")
+    sized("sagas", int, "saga jobs in the saga phase")
+    sized("cap", float, "seconds after which a processing phase stops and reports its rate so far")
+    parser.add_argument(
+        "--pgbench-seconds",
+        type=int,
+        help=f"seconds per pgbench run, 0 to skip ({DEFAULT_PGBENCH}; --quick: {QUICK_PGBENCH})",
     )
     parser.add_argument(
         "--loop",
@@ -564,31 +428,69 @@ def main(argv: list[str] | None = None) -> int:
         help="worker event loop: the one each library's own worker command uses (uvloop for "
         "pgqueuer and oban when installed), or plain asyncio for all",
     )
-    parser.add_argument("--serve", choices=sorted(PEERS), help=argparse.SUPPRESS)
-    parser.add_argument("--url", help=argparse.SUPPRESS)
-    options = parser.parse_args(argv)
+    parser.add_argument("--serve", help=argparse.SUPPRESS)
+    return parser
 
-    if options.serve:  # the child process running one worker
-        out = os.fdopen(os.dup(sys.stdout.fileno()), "w")
-        os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # library output must not block
-        sys.stdout = sys.stderr
-        PEERS[options.serve].serve(options.url, Channel(out, options.loop))
-        return 0
 
-    if options.jobs < 1 or options.repeat < 1:
-        parser.error("--jobs and --repeat must be >= 1")
-    names = options.only.split(",") if options.only else list(PEERS)
-    unknown = sorted(set(names) - set(PEERS))
-    if unknown:
-        parser.error(f"unknown libraries {unknown}; choose from {sorted(PEERS)}")
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.serve:
+        return serve(args.serve)
 
+    base = QUICK if args.quick else Options()
+    given: dict[str, Any] = {
+        f.name: getattr(args, f.name)
+        for f in fields(Options)
+        if getattr(args, f.name, None) is not None
+    }
+    options = replace(base, **given)
+    repeat = args.repeat or (QUICK_REPEAT if args.quick else DEFAULT_REPEAT)
+    pgbench_seconds = args.pgbench_seconds
+    if pgbench_seconds is None:
+        pgbench_seconds = QUICK_PGBENCH if args.quick else DEFAULT_PGBENCH
+    if (
+        min(
+            options.jobs, options.high, options.latency_jobs, options.backlog, options.sagas, repeat
+        )
+        < 1
+    ):
+        parser().error("sizes and --repeat must be >= 1")
+    if (
+        options.backlog_timed < 1
+        or options.completed < 0
+        or options.cap <= 0
+        or options.latency_gap < 0
+    ):
+        parser().error(
+            "--backlog-timed must be >= 1, --completed >= 0, --cap > 0, --latency-gap >= 0"
+        )
+    phase_keys = args.phases.split(",") if args.phases else list(PHASES)
+    library_keys = args.only.split(",") if args.only else list(LIBRARIES)
+    for asked, known, what in (
+        (phase_keys, PHASES, "phases"),
+        (library_keys, LIBRARIES, "libraries"),
+    ):
+        unknown = sorted(set(asked) - set(known))
+        if unknown:
+            parser().error(f"unknown {what} {unknown}; choose from {list(known)}")
+    phases = [PHASES[key] for key in PHASES if key in phase_keys]
+    libraries = [LIBRARIES[key] for key in LIBRARIES if key in library_keys]
+
+    signal.signal(signal.SIGTERM, terminated)
     started = time.perf_counter()
-    results = run(names, options.jobs, options.repeat, options.loop)
-    versions = ", ".join(f"{name} {PEERS[name].version()}" for name in names)
-    print(f"{options.jobs} jobs per phase, {options.repeat} rounds; {versions}")
-    print(f"Python {sys.version.split()[0]}, worker loop: {options.loop}")
-    print("\n".join(table(names, results)))
+    before = load()
+    lines = header(libraries, options, repeat)
+    print("\n".join(lines), file=sys.stderr)
+    results, ceiling, stopped = run(phases, libraries, options, repeat, pgbench_seconds)
+    lines.append(f"load average (1/5/15 min) before: {before}, after: {load()}")
+    print("\n".join(lines))
+    print("\n".join(table(phases, libraries, results, options)))
+    for line in ceiling_lines(ceiling, pgbench_seconds):
+        print(line)
     print(f"took {time.perf_counter() - started:.0f}s")
+    if stopped:
+        print("interrupted: the table shows what was measured until then")
+        return 130
     return 0
 
 

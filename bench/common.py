@@ -6,6 +6,7 @@ on ``sys.path``).
 
 from __future__ import annotations
 
+import math
 import os
 import statistics
 import tempfile
@@ -41,20 +42,35 @@ def fresh_database(engine: str) -> Iterator[str]:
 
 
 @contextmanager
-def fresh_pg_database(label: str) -> Iterator[str]:
-    """A new, empty database on the server of ``PG_URL`` (dropped afterwards); yields its URL.
+def fresh_pg_database(label: str, template: str | None = None) -> Iterator[str]:
+    """A new database on the server of ``PG_URL`` (dropped afterwards, also on an error or
+    Ctrl-C); yields its URL. Empty, or a copy of the database ``template`` names (which must
+    have no open connection while it is copied).
 
     For libraries that install into the ``public`` schema or keep their own notion of one.
     """
     name = f"bench_{label}_{uuid.uuid4().hex[:8]}"
+    create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+    if template is not None:
+        create += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
     with psycopg.connect(PG_URL, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        admin.execute(create)
         try:
-            yield urlsplit(PG_URL)._replace(path=f"/{name}").geturl()
+            yield pg_url(name)
         finally:
             admin.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
+
+
+def pg_url(database: str) -> str:
+    """The URL of ``database`` on the server of ``PG_URL``."""
+    return urlsplit(PG_URL)._replace(path=f"/{database}").geturl()
+
+
+def database_name(url: str) -> str:
+    """The database a PostgreSQL URL names (the inverse of :func:`pg_url`)."""
+    return urlsplit(url).path.lstrip("/")
 
 
 def timed(fn: Callable[[], Any]) -> float:
@@ -74,3 +90,10 @@ async def atimed(fn: Callable[[], Awaitable[Any]]) -> float:
 def spread(values: Sequence[float]) -> tuple[float, float, float]:
     """Median, lowest and highest of repeated measurements."""
     return statistics.median(values), min(values), max(values)
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """The ``fraction`` percentile of ``values`` (nearest rank: a value that was measured)."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(fraction * len(ordered)))
+    return ordered[rank - 1]
