@@ -185,14 +185,18 @@ class Executor:
         try:
             worker_cls = self.app.worker_for(job.worker)
             worker = self.instance(worker_cls)
-            typed = job.with_args(worker_cls.parse_args(job.args))
+            parsed = worker_cls.parse_args(job.args)
+            typed = job if parsed is job.args else job.with_args(parsed)
         except Exception as exc:  # unknown worker, args no longer valid: a failed attempt
             return Outcome(JobState.RETRYABLE, error=exc), job, None
         scope: asyncio.Timeout | None = None
         try:
             timeout = worker.timeout(typed)
-            async with asyncio.timeout(timeout) as scope:
+            if timeout is None:  # no timer to arm and cancel for each job
                 result = await self.call(worker.perform, typed)
+            else:
+                async with asyncio.timeout(timeout) as scope:
+                    result = await self.call(worker.perform, typed)
         except TimeoutError as exc:
             if scope is None or not scope.expired():  # the perform's own TimeoutError
                 return Outcome(JobState.RETRYABLE, error=exc), typed, worker
