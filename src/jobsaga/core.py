@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Protocol, Self
 
 from . import _context
 from .engines import Engine, create_engine, resolve_url
-from .engines.base import CallerConnection, Clock, utcnow, wake_payload
+from .engines.base import AsyncCallerConnection, CallerConnection, Clock, utcnow, wake_payload
 from .errors import ConfigError, EnqueueInStepError, NotAJobError, UnknownWorkerError
 from .job import MAX_JOB_ID, Job, JobSpec
 from .telemetry import Telemetry
@@ -132,10 +132,17 @@ class AppCore:
         return self.engine.migrate()
 
     def close(self) -> None:
+        """Close the engine: its connections, async ones of every event loop included. The
+        app may be used again (the engine reconnects)."""
         with self._engine_lock:
             if self._engine is not None:
                 self._engine.close()
                 self._engine = None
+
+    async def aclose(self) -> None:
+        """:meth:`close` from async code (a FastAPI lifespan, say), without blocking the
+        loop while the connection pool's threads stop."""
+        await asyncio.to_thread(self.close)
 
     def __enter__(self) -> Self:
         return self
@@ -156,14 +163,9 @@ class AppCore:
     def insert_all(
         self, specs: Sequence[JobSpec], *, conn: CallerConnection | None = None
     ) -> list[Job[Any]]:
-        """Store many jobs in one round trip; returns them in the order given."""
-        specs = list(specs)
-        for spec in specs:
-            if not isinstance(spec, JobSpec):
-                raise NotAJobError(f"insert expects jobs built by Worker.new(...), got {spec!r}")
-        step = _context.current_step.get()
-        if step is not None and specs:
-            raise EnqueueInStepError(ENQUEUE_IN_STEP.format(step=step, worker=specs[0].worker))
+        """Store many jobs in one transaction (one round trip below a few hundred plain jobs,
+        COPY above on PostgreSQL); returns them in the order given."""
+        specs = self._insertable(specs)
         interceptor = _context.insert_interceptor.get()
         if interceptor is not None:
             return list(interceptor(self, specs, conn))
@@ -171,13 +173,39 @@ class AppCore:
         self.announce(jobs)
         return jobs
 
-    async def ainsert(self, spec: JobSpec, *, conn: CallerConnection | None = None) -> Job[Any]:
+    async def ainsert(
+        self, spec: JobSpec, *, conn: AsyncCallerConnection | CallerConnection | None = None
+    ) -> Job[Any]:
+        """:meth:`insert` for async code. On PostgreSQL it runs on the caller's event loop, no
+        thread, and ``conn`` may be the caller's ``psycopg.AsyncConnection``: the job is then
+        written in their transaction (visible, and its nodes woken, when they commit)."""
         return (await self.ainsert_all([spec], conn=conn))[0]
 
     async def ainsert_all(
-        self, specs: Sequence[JobSpec], *, conn: CallerConnection | None = None
+        self,
+        specs: Sequence[JobSpec],
+        *,
+        conn: AsyncCallerConnection | CallerConnection | None = None,
     ) -> list[Job[Any]]:
-        return await asyncio.to_thread(self.insert_all, specs, conn=conn)
+        """:meth:`insert_all` for async code (see :meth:`ainsert`). On SQLite, whose driver is
+        synchronous, the insert runs in a thread."""
+        specs = self._insertable(specs)
+        if _context.insert_interceptor.get() is not None:  # a testing mode: it runs jobs
+            return await asyncio.to_thread(self.insert_all, specs, conn=conn)  # type: ignore[arg-type]
+        jobs = await self.engine.ainsert(specs, conn=conn)
+        self.announce(jobs)
+        return jobs
+
+    def _insertable(self, specs: Sequence[JobSpec]) -> list[JobSpec]:
+        """``specs`` as a list, once checked: jobs built by ``new``, not inserted by a step."""
+        specs = list(specs)
+        for spec in specs:
+            if not isinstance(spec, JobSpec):
+                raise NotAJobError(f"insert expects jobs built by Worker.new(...), got {spec!r}")
+        step = _context.current_step.get()
+        if step is not None and specs:
+            raise EnqueueInStepError(ENQUEUE_IN_STEP.format(step=step, worker=specs[0].worker))
+        return specs
 
     def announce(self, jobs: Sequence[Job[Any]]) -> None:
         """Wake this process's nodes for new jobs (other processes hear via NOTIFY or polling).

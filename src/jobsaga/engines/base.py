@@ -8,13 +8,14 @@ log, plugins) use :meth:`Engine.transaction` with SQL from their own named-query
 from __future__ import annotations
 
 import abc
+import asyncio
 import json
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar
 
 from ..errors import ArgsError, UndecodableRow, UniqueInsertContention
 from ..job import Job, JobSpec, JobState
@@ -39,6 +40,9 @@ Clock = Callable[[], datetime]
 CallerConnection: TypeAlias = "psycopg.Connection[Any]"
 """A caller's own open connection, for a write inside the caller's transaction (``conn=``);
 only PostgreSQL's engine takes one."""
+AsyncCallerConnection: TypeAlias = "psycopg.AsyncConnection[Any]"
+"""A caller's own async connection, for ``ainsert(..., conn=)`` inside the caller's
+transaction (PostgreSQL only)."""
 Row = dict[str, Any]
 WakeCallback = Callable[[Mapping[str, Any]], None]
 
@@ -51,6 +55,21 @@ class Tx(Protocol):
     """A transaction on one connection, rows as dicts."""
 
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]: ...
+
+
+T = TypeVar("T")
+Steps: TypeAlias = Generator[Any, Any, T]
+"""The steps of a write (see ``Engine.insert_steps``): each ``(sql, params)`` yielded is run
+and answered with its rows; a :class:`Wake` is sent as the transaction's wake-up; a dialect's
+own steps (PostgreSQL's COPY) go to its own driver. The generator returns the result."""
+
+
+@dataclass(frozen=True, slots=True)
+class Wake:
+    """A step of an insert: tell other nodes about new work, when the transaction commits
+    (one per insert, whatever the number of jobs)."""
+
+    payload: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,6 +272,13 @@ class Engine(abc.ABC):
             )
 
     # --- insert ---------------------------------------------------------------------------
+    #
+    # The logic of an insert (plain rows, unique keys held or skipped, holders past their
+    # period, the wake-up) is written once, as steps: a generator that yields each statement
+    # it needs run (``(sql, params)``, answered with the rows) and a final :class:`Wake`, and
+    # returns the jobs. A driver runs the steps on a transaction: :meth:`insert_in` here, a
+    # dialect's own for other statements it yields (PostgreSQL's COPY) or for an async
+    # connection, so ``ainsert`` shares this logic without a thread.
 
     def _spec_row(self, index: int, spec: JobSpec, now: datetime) -> dict[str, Any]:
         at, state = birth(spec, now)
@@ -288,67 +314,111 @@ class Engine(abc.ABC):
         with self.transaction(conn) as tx:
             return self.insert_in(tx, specs)
 
+    async def ainsert(
+        self, specs: Sequence[JobSpec], conn: AsyncCallerConnection | CallerConnection | None = None
+    ) -> list[Job[Any]]:
+        """:meth:`insert` for async callers. An engine whose driver is synchronous runs it in
+        a thread (SQLite's, which serializes its one connection anyway); PostgreSQL's
+        overrides it with an async connection, and takes the caller's async one."""
+        return await asyncio.to_thread(self.insert, specs, conn)  # type: ignore[arg-type]
+
     def insert_in(self, tx: Tx, specs: Sequence[JobSpec]) -> list[Job[Any]]:
         """Insert within an open transaction (and notify other nodes when it commits)."""
-        now = self.clock()
-        rows = [self._spec_row(i, spec, now) for i, spec in enumerate(specs)]
+        steps = self.insert_steps(specs, self.clock())
+        reply: Any = None
+        while True:
+            try:
+                step = steps.send(reply)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            if isinstance(step, Wake):
+                self.notify(tx, step.payload)
+                reply = None
+            else:
+                reply = tx.execute(*step)
+
+    def insert_steps(self, specs: Sequence[JobSpec], now: datetime) -> Steps[list[Job[Any]]]:
+        """The steps of inserting ``specs`` at ``now``; returns the jobs in the order given."""
+        plain = [i for i, spec in enumerate(specs) if spec.unique_key is None]
+        if len(plain) == len(specs):  # the common case: no uniqueness to look after
+            created = yield from self._insert_plain(specs, now)
+            yield Wake(wake_payload(created))
+            return created
         jobs: dict[int, Job[Any]] = {}
-        plain = [row for row in rows if row["unique_key"] is None and row["lookup_key"] is None]
         if plain:
-            stored = tx.execute(self.queries["insert_jobs"], {"rows": dumps(plain)})
-            stored.sort(key=lambda r: int(r["id"]))
-            for row, db_row in zip(plain, stored, strict=True):
-                jobs[row["idx"]] = self.row_to_job(db_row)
+            stored = yield from self._insert_plain([specs[i] for i in plain], now)
+            jobs.update(zip(plain, stored, strict=True))
+        rows = [self._spec_row(i, spec, now) for i, spec in enumerate(specs) if i not in jobs]
         unique = [row for row in rows if row["unique_key"] is not None]
         if unique:
-            jobs.update(self._insert_unique_batch(tx, unique, specs, now))
-        for row, spec in zip(rows, specs, strict=True):
+            jobs.update((yield from self._insert_unique_batch(unique, specs, now)))
+        for row in rows:
             if row["lookup_key"] is not None:
-                jobs[row["idx"]] = self._insert_unless_held(tx, row, spec, now)
+                jobs[row["idx"]] = yield from self._insert_unless_held(row, specs[row["idx"]], now)
         created = [job for job in jobs.values() if not job.conflict]
         if created:
-            self.notify(tx, wake_payload(created))
-        return [jobs[i] for i in range(len(rows))]
+            yield Wake(wake_payload(created))
+        return [jobs[i] for i in range(len(specs))]
+
+    def stored_job(self, stored: Row, spec: JobSpec, now: datetime) -> Job[Any]:
+        """The job ``spec`` became, from the row ``insert_jobs`` returned for it. Here the
+        whole row, read back; a dialect whose ``insert_jobs`` returns only ``id`` and
+        ``unique_key`` builds the rest from the spec (PostgreSQL: decoding whole rows was most
+        of a bulk insert)."""
+        return self.row_to_job(stored)
+
+    def _insert_plain(self, specs: Sequence[JobSpec], now: datetime) -> Steps[list[Job[Any]]]:
+        """Jobs without a unique key, all stored: their jobs, in the order of ``specs``."""
+        rows = [self._spec_row(i, spec, now) for i, spec in enumerate(specs)]
+        stored = yield (self.queries["insert_jobs"], {"rows": dumps(rows)})
+        stored.sort(key=lambda r: int(r["id"]))  # ids follow the rows' order
+        return [
+            self.stored_job(db_row, spec, now) for spec, db_row in zip(specs, stored, strict=True)
+        ]
+
+    def _insert_keyed(self, ordered: list[dict[str, Any]]) -> Steps[list[Row]]:
+        """Insert rows holding unique keys, in key order; a held key is skipped. Returns the
+        rows stored (each with its ``unique_key``): the first row of each free key."""
+        stored = yield (self.queries["insert_jobs"], {"rows": dumps(ordered)})
+        return stored  # type: ignore[no-any-return]
 
     def _insert_unique_batch(
-        self, tx: Tx, rows: list[dict[str, Any]], specs: Sequence[JobSpec], now: datetime
-    ) -> dict[int, Job[Any]]:
+        self, rows: list[dict[str, Any]], specs: Sequence[JobSpec], now: datetime
+    ) -> Steps[dict[int, Job[Any]]]:
         """Unique jobs in two statements whatever their number: insert them all (the unique
         index skips each key that is held), then look up the holders of the skipped ones. Only
         a holder past its period, or one released meanwhile, takes the row-by-row path."""
         ordered = sorted(rows, key=lambda row: (row["unique_key"], row["idx"]))
-        stored = tx.execute(self.queries["insert_jobs"], {"rows": dumps(ordered)})
-        inserted = {str(r["unique_key"]): self.row_to_job(r) for r in stored}
+        stored = yield from self._insert_keyed(ordered)
+        inserted = {str(r["unique_key"]): r for r in stored}
         jobs: dict[int, Job[Any]] = {}
         skipped: list[dict[str, Any]] = []
         for row in ordered:
-            job = inserted.pop(row["unique_key"], None)
-            if job is not None:  # the first row of its key is the one stored
-                jobs[row["idx"]] = job
+            db_row = inserted.pop(row["unique_key"], None)
+            if db_row is not None:  # the first row of its key is the one stored
+                jobs[row["idx"]] = self.stored_job(db_row, specs[row["idx"]], now)
             else:
                 skipped.append(row)
         if not skipped:
             return jobs
         keys = sorted({row["unique_key"] for row in skipped})
-        holders = {
-            str(r["unique_key"]): self.row_to_job(r, conflict=True)
-            for r in tx.execute(self.queries["find_unique_many"], {"keys": dumps(keys)})
-        }
+        found = yield (self.queries["find_unique_many"], {"keys": dumps(keys)})
+        holders = {str(r["unique_key"]): self.row_to_job(r, conflict=True) for r in found}
         for row in skipped:
             spec = specs[row["idx"]]
             holder = holders.get(row["unique_key"])
             if holder is not None and _within_period(holder, spec, now):
                 jobs[row["idx"]] = holder
             else:
-                jobs[row["idx"]] = self._insert_unique(tx, row, spec, now)
+                jobs[row["idx"]] = yield from self._insert_unique(row, spec, now)
         return jobs
 
-    def _insert_unique(self, tx: Tx, row: dict[str, Any], spec: JobSpec, now: datetime) -> Job[Any]:
+    def _insert_unique(self, row: dict[str, Any], spec: JobSpec, now: datetime) -> Steps[Job[Any]]:
         for _ in range(INSERT_UNIQUE_TRIES):
-            stored = tx.execute(self.queries["insert_jobs"], {"rows": dumps([row])})
+            stored = yield (self.queries["insert_jobs"], {"rows": dumps([row])})
             if stored:
-                return self.row_to_job(stored[0])
-            existing = tx.execute(self.queries["find_unique"], {"unique_key": row["unique_key"]})
+                return self.stored_job(stored[0], spec, now)
+            existing = yield (self.queries["find_unique"], {"unique_key": row["unique_key"]})
             if not existing:
                 continue  # released between our insert and lookup: try again
             job = self.row_to_job(existing[0], conflict=True)
@@ -356,7 +426,7 @@ class Engine(abc.ABC):
                 return job
             assert spec.unique_period is not None
             cutoff = now - timedelta(seconds=spec.unique_period)
-            tx.execute(
+            yield (
                 self.queries["release_unique"],
                 {"id": job.id, "unique_key": row["unique_key"], "before": self.time_param(cutoff)},
             )
@@ -365,15 +435,16 @@ class Engine(abc.ABC):
         )
 
     def _insert_unless_held(
-        self, tx: Tx, row: dict[str, Any], spec: JobSpec, now: datetime
-    ) -> Job[Any]:
+        self, row: dict[str, Any], spec: JobSpec, now: datetime
+    ) -> Steps[Job[Any]]:
         """Insert a unique job that does not hold its key, unless a live holder exists."""
-        existing = tx.execute(self.queries["find_unique"], {"unique_key": row["lookup_key"]})
+        existing = yield (self.queries["find_unique"], {"unique_key": row["lookup_key"]})
         if existing:
             holder = self.row_to_job(existing[0], conflict=True)
             if _within_period(holder, spec, now):
                 return holder
-        return self.row_to_job(tx.execute(self.queries["insert_jobs"], {"rows": dumps([row])})[0])
+        stored = yield (self.queries["insert_jobs"], {"rows": dumps([row])})
+        return self.stored_job(stored[0], spec, now)
 
     # --- the execution path ---------------------------------------------------------------
 
@@ -534,13 +605,16 @@ def birth(spec: JobSpec, now: datetime) -> tuple[datetime, JobState]:
             )
         at = now + timedelta(seconds=spec.schedule_in)
     else:
-        at = now
+        return now, JobState.AVAILABLE  # most jobs: no comparison of aware datetimes
     return at, JobState.SCHEDULED if at > now else JobState.AVAILABLE
 
 
-def inserted_job(spec: JobSpec, job_id: int, now: datetime) -> Job[Any]:
-    """The job a plain insert of ``spec`` at ``now`` stored, built without reading it back:
-    only its id comes from the database (decoding whole rows was most of a bulk insert)."""
+def inserted_job(
+    spec: JobSpec, job_id: int, now: datetime, unique_key: str | None = None
+) -> Job[Any]:
+    """The job an insert of ``spec`` at ``now`` stored, built without reading it back: only
+    its id (and the unique key it holds, if any) comes from the database (decoding whole
+    rows was most of a bulk insert)."""
     at, state = birth(spec, now)
     return Job(
         id=job_id,
@@ -556,6 +630,7 @@ def inserted_job(spec: JobSpec, job_id: int, now: datetime) -> Job[Any]:
         priority=spec.priority,
         inserted_at=now,
         scheduled_at=at,
+        unique_key=unique_key,
     )
 
 

@@ -4,6 +4,11 @@ Fetching uses ``FOR UPDATE SKIP LOCKED`` so any number of nodes can claim jobs f
 table without ever handing the same job to two of them. Inserts and staging send one
 ``NOTIFY`` per transaction, which wakes idle queues on every node within milliseconds.
 
+Inserts: one plain job is one autocommitted statement (insert and NOTIFY); a few hundred are
+one statement over a JSON array; more are written with COPY (``engines/postgres_copy.py``).
+``ainsert`` runs the same steps on async connections of the caller's loop, or on the caller's
+own ``AsyncConnection`` (``engines/postgres_async.py``).
+
 Outages: psycopg errors never leave this module raw; :func:`database_error` sorts them into
 jobsaga's tree (``DatabaseUnavailable``, ``DataRejected``, ``DatabaseError``), the driver's
 error chained. The pool is never left to find its own way back through psycopg_pool's
@@ -17,6 +22,7 @@ reason at once; if it answers, a fresh pool is opened at once.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -24,7 +30,7 @@ import select
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from typing import Any
@@ -43,11 +49,25 @@ from ..errors import (
     DataRejected,
     MigrationError,
 )
-from ..job import Job, JobSpec
+from ..job import Job, JobSpec, JobState
 from ..redaction import redact_text, url_secrets
 from ..serialization import dumps
 from . import sql as sqlfiles
-from .base import CallerConnection, Clock, Engine, Row, WakeCallback, inserted_job, utcnow
+from .base import (
+    AsyncCallerConnection,
+    CallerConnection,
+    Clock,
+    Engine,
+    Row,
+    Steps,
+    Wake,
+    WakeCallback,
+    birth,
+    inserted_job,
+    utcnow,
+)
+from .postgres_async import AsyncConnections, fetch_rows, run_steps
+from .postgres_copy import COPY_MIN, CopyIn, encode_json, plain_rows, staged_rows
 
 log = logging.getLogger("jobsaga.engines.postgres")
 
@@ -79,10 +99,29 @@ class _PgTx:
             cur.execute(sql, params)  # type: ignore[arg-type]
             return list(cur.fetchall()) if cur.description is not None else []
 
+    def copy(self, sql: str, data: Iterable[str]) -> None:
+        """``COPY ... FROM STDIN``, sending each chunk as it is produced."""
+        with self.conn.cursor() as cur, cur.copy(sql) as copy:
+            for chunk in data:
+                copy.write(chunk)
+
 
 class PostgresEngine(Engine):
     dialect = "postgres"
-    own_queries = frozenset({"insert_jobs_and_notify", "notify", "write_log"})
+    own_queries = frozenset(
+        {
+            "insert_job_and_notify",
+            "insert_jobs_and_notify",
+            "reserve_job_ids",
+            "copy_jobs",
+            "create_job_staging",
+            "copy_job_staging",
+            "insert_from_staging",
+            "drop_job_staging",
+            "notify",
+            "write_log",
+        }
+    )
 
     def __init__(self, url: str, clock: Clock = utcnow, *, pool_size: int = 10) -> None:
         super().__init__(clock)
@@ -102,6 +141,10 @@ class PostgresEngine(Engine):
         )
         """Options for every new connection: the URL's own connect_timeout wins."""
         self._open_timeout = 2.0 * (CONNECT_TIMEOUT if given is None else given) or 30.0
+        self._async = AsyncConnections(
+            url, pool_size, self._connect, _configure_async, self._connect_error
+        )
+        """The async connections ``ainsert`` uses, per event loop."""
 
     def _get_pool(self) -> ConnectionPool:
         """The pool, opened on first use and again after a connection was found dead (which
@@ -228,9 +271,12 @@ class PostgresEngine(Engine):
         if getattr(tx, "callers", False):
             return self.channel
         if self._channel is None:
-            schema = tx.execute("SELECT current_schema() AS s")[0]["s"]
-            digest = hashlib.sha1(str(schema).encode()).hexdigest()[:12]
-            self._channel = f"jobsaga_{digest}"
+            return self._set_channel(tx.execute("SELECT current_schema() AS s")[0]["s"])
+        return self._channel
+
+    def _set_channel(self, schema: Any) -> str:
+        digest = hashlib.sha1(str(schema).encode()).hexdigest()[:12]
+        self._channel = f"jobsaga_{digest}"
         return self._channel
 
     @contextmanager
@@ -325,19 +371,163 @@ class PostgresEngine(Engine):
                 applied.append(version)
         return applied
 
+    # --- insert ---------------------------------------------------------------------------
+
     def insert(
         self, specs: Sequence[JobSpec], conn: CallerConnection | None = None
     ) -> list[Job[Any]]:
-        """Plain jobs outside a caller's transaction are one autocommitted statement (insert
-        and NOTIFY together); unique jobs and ``conn=`` take the transactional path."""
-        if not specs or conn is not None or any(spec.unique_key is not None for spec in specs):
-            return super().insert(specs, conn)
-        now = self.clock()
+        """Plain jobs outside a caller's transaction, fewer than COPY pays for, are one
+        autocommitted statement (insert and NOTIFY together); the rest take a transaction
+        (the caller's with ``conn``) through :meth:`insert_in`."""
+        if not specs:
+            return []
+        if conn is None and self._at_once(specs):
+            now = self.clock()
+            rows = self.execute_one(*self._at_once_statement(specs, now, self.channel))
+            return _at_once_jobs(specs, rows, now)
+        with self.transaction(conn) as tx:
+            return self.insert_in(tx, specs)
+
+    def insert_in(self, tx: Any, specs: Sequence[JobSpec]) -> list[Job[Any]]:
+        """The shared steps (``Engine.insert_steps``), with COPY for bulk rows."""
+        channel = self._channel_in(tx)
+        steps = self.insert_steps(specs, self.clock())
+        reply: Any = None
+        while True:
+            try:
+                step = steps.send(reply)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            reply = None
+            if isinstance(step, Wake):
+                tx.execute(*self._notify_statement(channel, step.payload))
+            elif isinstance(step, CopyIn):
+                tx.copy(step.sql, step.data)
+            else:
+                reply = tx.execute(*step)
+
+    async def ainsert(
+        self,
+        specs: Sequence[JobSpec],
+        conn: AsyncCallerConnection | CallerConnection | None = None,
+    ) -> list[Job[Any]]:
+        """:meth:`insert` on the running loop, without a thread: on an async connection of
+        this loop, or in the caller's transaction on their ``AsyncConnection``, where the
+        NOTIFY is sent too (delivered when they commit). A sync ``conn`` is driven by the sync
+        engine in a thread, as it must not block the loop."""
+        if conn is not None and not isinstance(conn, psycopg.AsyncConnection):
+            check_callers_connection(conn)
+            return await asyncio.to_thread(self.insert, specs, conn)
+        if not specs:
+            return []
+        if conn is not None:
+            channel = await self._achannel()
+            with translated(conn):
+                return await self._arun(conn, specs, channel)  # type: ignore[no-any-return]
+        async with self._async.connection() as aconn:
+            with translated(aconn):
+                channel = self._channel or await self._achannel(aconn)
+                now = self.clock()
+                if self._at_once(specs):
+                    sql, params = self._at_once_statement(specs, now, channel)
+                    cur = await aconn.execute(sql, params)
+                    rows = [{"id": row[0]} for row in await cur.fetchall()]
+                    return _at_once_jobs(specs, rows, now)
+                async with aconn.transaction():
+                    return await self._arun(aconn, specs, channel)  # type: ignore[no-any-return]
+
+    async def _arun(
+        self, conn: psycopg.AsyncConnection[Any], specs: Sequence[JobSpec], channel: str
+    ) -> Any:
+        return await run_steps(
+            self.insert_steps(specs, self.clock()),
+            conn,
+            lambda payload: self._notify_statement(channel, payload),
+        )
+
+    async def _achannel(self, conn: psycopg.AsyncConnection[Any] | None = None) -> str:
+        """:attr:`channel`, looked up on an async connection of the engine's own: a caller's
+        connection may have another search_path, and the engine's schema decides."""
+        if self._channel is not None:
+            return self._channel
+        if conn is None:
+            async with self._async.connection() as own:
+                with translated(own):
+                    return await self._achannel(own)
+        [row] = await fetch_rows(conn, "SELECT current_schema() AS s")
+        return self._set_channel(row["s"])
+
+    @staticmethod
+    def _at_once(specs: Sequence[JobSpec]) -> bool:
+        """Whether an insert outside a caller's transaction is one autocommitted statement:
+        plain jobs only (uniqueness needs its lookups), too few for COPY."""
+        return len(specs) < COPY_MIN and all(spec.unique_key is None for spec in specs)
+
+    def _at_once_statement(
+        self, specs: Sequence[JobSpec], now: datetime, channel: str
+    ) -> tuple[str, dict[str, Any]]:
+        """The statement that inserts plain ``specs`` and sends the wake-up: typed parameters
+        for one job (the hot path of inserting one by one), a JSON array for more."""
+        if len(specs) == 1:
+            spec = specs[0]
+            at, state = birth(spec, now)
+            available = state is JobState.AVAILABLE
+            return self.queries["insert_job_and_notify"], {
+                "state": state.value,
+                "queue": spec.queue,
+                "worker": spec.worker,
+                "args": encode_json(spec.args),
+                "meta": encode_json(spec.meta) if spec.meta else "{}",
+                "tags": encode_json(list(spec.tags)) if spec.tags else "[]",
+                "max_attempts": spec.max_attempts,
+                "priority": spec.priority,
+                "inserted_at": now,
+                "scheduled_at": at,
+                "channel": channel,
+                "payload": _wake_text([spec.queue] if available else [], not available),
+            }
         rows = [self._spec_row(i, spec, now) for i, spec in enumerate(specs)]
-        params = {"rows": dumps(rows), "channel": self.channel}
-        ids = sorted(int(row["id"]) for row in self.execute_one(self._insert_and_notify, params))
-        # ids follow the rows' order (ORDER BY idx); the rest of each job is its spec
-        return [inserted_job(spec, job_id, now) for spec, job_id in zip(specs, ids, strict=True)]
+        queues = sorted({row["queue"] for row in rows if row["state"] == "available"})
+        scheduled = any(row["state"] == "scheduled" for row in rows)
+        return self._insert_and_notify, {
+            "rows": dumps(rows),
+            "channel": channel,
+            "payload": _wake_text(queues, scheduled),
+        }
+
+    def _notify_statement(
+        self, channel: str, payload: Mapping[str, Any]
+    ) -> tuple[str, dict[str, Any]]:
+        return self.queries["notify"], {
+            "channel": channel,
+            "payload": json.dumps(payload, separators=(",", ":")),
+        }
+
+    def stored_job(self, stored: Row, spec: JobSpec, now: datetime) -> Job[Any]:
+        """Built from the spec: ``insert_jobs`` returns only the id and the key."""
+        return inserted_job(spec, int(stored["id"]), now, stored["unique_key"])
+
+    def _insert_plain(self, specs: Sequence[JobSpec], now: datetime) -> Steps[list[Job[Any]]]:
+        """From ``COPY_MIN`` jobs on, COPY with reserved ids; fewer, one statement."""
+        if len(specs) < COPY_MIN:
+            return (yield from super()._insert_plain(specs, now))
+        [reserved] = yield (self.queries["reserve_job_ids"], {"n": len(specs)})
+        jobs: list[Job[Any]] = []
+        yield CopyIn(
+            self.queries["copy_jobs"], plain_rows(specs, sorted(reserved["ids"]), now, jobs)
+        )
+        return jobs
+
+    def _insert_keyed(self, ordered: list[dict[str, Any]]) -> Steps[list[Row]]:
+        """From ``COPY_MIN`` unique jobs on, COPY into a staging table, then one insert from
+        it that skips held keys; fewer, one statement."""
+        if len(ordered) < COPY_MIN:
+            return (yield from super()._insert_keyed(ordered))
+        yield (self.queries["create_job_staging"], None)
+        yield CopyIn(self.queries["copy_job_staging"], staged_rows(ordered))
+        stored = yield (self.queries["insert_from_staging"], None)
+        yield (self.queries["drop_job_staging"], None)
+        return stored  # type: ignore[no-any-return]
 
     def notify(self, tx: Any, payload: Mapping[str, Any]) -> None:
         tx.execute(
@@ -394,6 +584,7 @@ class PostgresEngine(Engine):
                 self._pool.close()
                 self._pool = None
             self._down = None
+        self._async.close()
 
 
 def url_connect_timeout(url: str) -> int | None:
@@ -421,6 +612,21 @@ def _loads(data: str | bytes) -> Any:
 def _configure(conn: psycopg.Connection[Any]) -> None:
     """Each pooled connection parses json/jsonb with :func:`_loads`."""
     set_json_loads(_loads, conn)
+
+
+def _configure_async(conn: psycopg.AsyncConnection[Any]) -> None:
+    set_json_loads(_loads, conn)
+
+
+def _wake_text(queues: list[str], scheduled: bool) -> str:
+    """``wake_payload``'s JSON for jobs not built yet."""
+    return json.dumps({"queues": queues, "scheduled": scheduled}, separators=(",", ":"))
+
+
+def _at_once_jobs(specs: Sequence[JobSpec], rows: Sequence[Row], now: datetime) -> list[Job[Any]]:
+    # ids follow the rows' order (ORDER BY idx); the rest of each job is its spec
+    ids = sorted(int(row["id"]) for row in rows)
+    return [inserted_job(spec, job_id, now) for spec, job_id in zip(specs, ids, strict=True)]
 
 
 def reason(exc: BaseException) -> str:
@@ -465,7 +671,7 @@ def database_error(exc: psycopg.Error, *, broken: bool = False) -> DatabaseError
 
 
 @contextmanager
-def translated(conn: psycopg.Connection[Any]) -> Iterator[None]:
+def translated(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> Iterator[None]:
     """Re-raise a psycopg error from the block as jobsaga's own, the original chained."""
     try:
         yield
@@ -508,16 +714,20 @@ def _close_soon(pool: ConnectionPool | None) -> None:
 
 
 def check_callers_connection(conn: Any) -> psycopg.Connection[Any]:
-    """The engine is synchronous: it can run its statements on a caller's sync connection only.
-    An ``AsyncConnection`` would fail deep in psycopg with an unrelated TypeError."""
+    """A sync call runs its statements on a caller's sync connection only: an
+    ``AsyncConnection`` needs the async API (``ainsert``), and would otherwise fail deep in
+    psycopg with an unrelated TypeError."""
     if isinstance(conn, psycopg.AsyncConnection):
         raise ConfigError(
-            "conn= takes a sync psycopg.Connection; jobsaga's engine cannot drive a "
-            "psycopg.AsyncConnection. Open a sync connection for the transactional insert, "
-            "or insert once your async transaction has committed"
+            "conn= got a psycopg.AsyncConnection in a sync call: use "
+            "`await app.ainsert(..., conn=conn)` / `ainsert_all`, which insert in your async "
+            "transaction, or pass a sync psycopg.Connection"
         )
     if not isinstance(conn, psycopg.Connection):
-        raise ConfigError(f"conn= takes a psycopg.Connection, got {type(conn).__name__}")
+        raise ConfigError(
+            f"conn= takes a psycopg.Connection (or, with ainsert, a psycopg.AsyncConnection), "
+            f"got {type(conn).__name__}"
+        )
     return conn
 
 

@@ -1,6 +1,7 @@
 -- name: insert_jobs
 -- Many jobs in one statement; rows arrive as one JSON array so the statement is the same
--- for one job or ten thousand.
+-- for one job or a few hundred (more go through COPY: copy_jobs). Only the id and the key
+-- come back: the engine builds each stored job from its spec.
 INSERT INTO jobsaga_jobs (state, queue, worker, args, meta, tags, max_attempts, priority,
                           inserted_at, scheduled_at, unique_key, unique_states)
 SELECT r.state, r.queue, r.worker, r.args, r.meta, r.tags, r.max_attempts, r.priority,
@@ -11,7 +12,56 @@ FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(
     unique_key text, unique_states text)
 ORDER BY r.unique_key NULLS FIRST, r.idx  -- unique keys in one order: racing batches cannot deadlock
 ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
-RETURNING *
+RETURNING id, unique_key
+
+-- name: insert_job_and_notify
+-- One plain job outside a caller's transaction (insert one by one): typed parameters rather
+-- than a JSON array for the server to take apart, and the wake-up NOTIFY (the payload is
+-- wake_payload's, made by the engine) in the same autocommitted statement, so an insert is
+-- one round trip instead of BEGIN, INSERT, NOTIFY, COMMIT.
+WITH ins AS (
+    INSERT INTO jobsaga_jobs (state, queue, worker, args, meta, tags, max_attempts, priority,
+                              inserted_at, scheduled_at)
+    VALUES (%(state)s, %(queue)s, %(worker)s, %(args)s::jsonb, %(meta)s::jsonb, %(tags)s::jsonb,
+            %(max_attempts)s, %(priority)s, %(inserted_at)s, %(scheduled_at)s)
+    RETURNING id
+),
+woken AS (SELECT pg_notify(%(channel)s, %(payload)s))
+SELECT ins.id FROM ins CROSS JOIN woken
+
+-- name: reserve_job_ids
+-- Ids for jobs written by COPY, which cannot return the ones it assigns: in increasing order.
+SELECT array_agg(nextval('jobsaga_jobs_id_seq')) AS ids FROM generate_series(1, %(n)s)
+
+-- name: copy_jobs
+-- Plain jobs in bulk (see engines/postgres_copy.py), with the ids reserve_job_ids gave.
+COPY jobsaga_jobs (id, state, queue, worker, args, meta, tags, max_attempts, priority,
+                   inserted_at, scheduled_at) FROM STDIN
+
+-- name: create_job_staging
+-- Unique jobs in bulk are copied here first, then inserted with ON CONFLICT: COPY cannot skip
+-- a held key. Dropped after use (drop_job_staging), so a caller's transaction can stage again.
+CREATE TEMP TABLE jobsaga_job_staging (
+    idx int, state text, queue text, worker text, args jsonb, meta jsonb, tags jsonb,
+    max_attempts int, priority int, inserted_at timestamptz, scheduled_at timestamptz,
+    unique_key text, unique_states text) ON COMMIT DROP
+
+-- name: copy_job_staging
+COPY jobsaga_job_staging (idx, state, queue, worker, args, meta, tags, max_attempts, priority,
+                          inserted_at, scheduled_at, unique_key, unique_states) FROM STDIN
+
+-- name: insert_from_staging
+INSERT INTO jobsaga_jobs (state, queue, worker, args, meta, tags, max_attempts, priority,
+                          inserted_at, scheduled_at, unique_key, unique_states)
+SELECT state, queue, worker, args, meta, tags, max_attempts, priority,
+       inserted_at, scheduled_at, unique_key, unique_states
+FROM jobsaga_job_staging
+ORDER BY unique_key, idx  -- as insert_jobs: racing batches take the keys in one order
+ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
+RETURNING id, unique_key
+
+-- name: drop_job_staging
+DROP TABLE jobsaga_job_staging
 
 -- name: find_unique
 SELECT * FROM jobsaga_jobs WHERE unique_key = %(unique_key)s
@@ -28,20 +78,13 @@ WHERE id = %(id)s AND unique_key = %(unique_key)s AND inserted_at < %(before)s
 SELECT pg_notify(%(channel)s, %(payload)s)
 
 -- name: insert_jobs_and_notify
--- Plain jobs (no uniqueness) outside a caller's transaction: insert_jobs (spliced into the
--- first CTE by the engine) and the wake-up NOTIFY in one autocommitted statement, so an insert
--- is one round trip instead of BEGIN, INSERT, NOTIFY, COMMIT. The payload is wake_payload's.
--- Only ids come back: the engine builds each job from its spec.
+-- Plain jobs (no uniqueness) outside a caller's transaction, more than one but fewer than
+-- COPY pays for: insert_jobs (spliced into the first CTE by the engine) and the wake-up
+-- NOTIFY (wake_payload's, made by the engine) in one autocommitted statement, one round trip.
 WITH ins AS (
 /* insert_jobs */
 ),
-woken AS (
-    SELECT pg_notify(%(channel)s, json_build_object(
-        'queues', coalesce(
-            (SELECT json_agg(DISTINCT queue ORDER BY queue) FROM ins WHERE state = 'available'),
-            '[]'::json),
-        'scheduled', EXISTS (SELECT 1 FROM ins WHERE state = 'scheduled'))::text)
-)
+woken AS (SELECT pg_notify(%(channel)s, %(payload)s))
 SELECT ins.id FROM ins CROSS JOIN woken
 
 -- name: fetch_jobs
