@@ -29,6 +29,7 @@ from jobsaga import App, JobState, StepContext, Workflow, WorkflowWorker, step
 from jobsaga.errors import DatabaseUnavailable, StepResultError
 from jobsaga.testing import run_workflow
 from jobsaga.workflow import get_run, list_runs
+from jobsaga.workflow.writer import statements
 from tests.helpers import wait_until
 from tests.workflow.conftest import TRAIL
 
@@ -40,7 +41,8 @@ class Fault:
         self.app: App | None = None
         self.action: Callable[[], None] = lambda: None
         self.failures_left = 0
-        self.target = "INSERT INTO jobsaga_workflow_steps"
+        self.target: tuple[str, ...] = ("INSERT INTO jobsaga_workflow_steps",)
+        """A statement holding any of these texts fails while failures are asked for."""
         self.tries = 0
         self.cleared_at: float | None = None
         self.c_started_at: float | None = None
@@ -186,7 +188,7 @@ def test_a_log_that_cannot_be_written_stops_the_run_and_the_next_attempt_resumes
 
 def inject(sql: str) -> None:
     """Raise for a write to the target table while the test asks for failures."""
-    if FAULT.target in sql:
+    if any(target in sql for target in FAULT.target):
         with FAULT.lock:
             FAULT.tries += 1
             if FAULT.failures_left > 0:
@@ -260,7 +262,9 @@ def test_opening_a_run_rides_out_an_unavailable_database(
     app = make_app(PatientLedgerWorker)
     FAULT.app = app
     flaky_transactions(app, monkeypatch)
-    FAULT.target = "INSERT INTO jobsaga_workflow_runs"
+    # What opens a run: a round's open (open_runs), else the attempt's own (insert_run).
+    queries = app.engine.queries
+    FAULT.target = (statements(queries["open_runs"])[0], queries["insert_run"])
     FAULT.failures_left = 2
     job = app.insert(PatientLedgerWorker.new({"order": "o-6"}))
     with app.node({"ledger": 1}, poll_interval=0.05).start_in_thread():
@@ -367,6 +371,8 @@ async def _stale_write(app: App) -> tuple[int, Any]:
     old = SqlRunLog("faults.stale", engine=app.engine)
     await old.open({}, None, ["a"], job_id=None, attempt=1, now=now)
     assert old.run_id is not None
+    old.event("run.note", now)
+    await old.flush()  # the run's row is written (a run is created by its first write)
     new = SqlRunLog("faults.stale", engine=app.engine, resume_id=old.run_id)
     await new.open({}, None, ["a"], job_id=None, attempt=2, now=now)  # the takeover
 

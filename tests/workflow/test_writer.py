@@ -180,3 +180,56 @@ def test_a_run_whose_write_is_refused_fails_alone(
     assert [r.value for r in healthy] == [n * 10 + 1 for n in range(4)]
     for result in healthy:
         assert result.run is not None and result.run.status == "succeeded"
+
+
+async def _reissued_id(app: App) -> tuple[int, Any]:
+    from jobsaga.workflow.runlog import SqlRunLog, _step_row
+
+    now = app.clock()
+    first = SqlRunLog("writer.first", engine=app.engine)
+    await first.open({}, None, ["a"], job_id=None, attempt=1, now=now)
+    first.event("run.note", now)
+    await first.flush()
+    assert first.run_id is not None
+    # Another run handed the same id (as a sequence may after a server crash that lost the
+    # reservation): its writes must not land in the first run.
+    other = SqlRunLog("writer.other", engine=app.engine)
+    await other.open({}, None, ["a"], job_id=None, attempt=1, now=now)
+    other.run_id = first.run_id
+    other.step({**_step_row("a", 0, "succeeded"), "tries": 1}, "step.succeeded", now)
+    await other.flush()
+    return first.run_id, get_run(app, first.run_id)
+
+
+def test_a_write_whose_run_row_is_another_runs_changes_nothing(app: App) -> None:
+    """A write is fenced by its run's identity (workflow and job), not by its id alone."""
+    run_id, run = asyncio.run(_reissued_id(app))
+    assert run is not None and run.workflow == "writer.first" and run.id == run_id
+    assert [s.status for s in run.steps if s.step == "a"] in ([], ["pending"])
+    assert [e.kind for e in run.events] == ["run.note"]
+
+
+async def _created_by_first_write(app: App) -> tuple[Any, Any]:
+    from jobsaga.workflow.runlog import SqlRunLog
+
+    now = app.clock()
+    log = SqlRunLog("writer.created", engine=app.engine)
+    await log.open({"n": 1}, {"actor": "a"}, ["a"], job_id=None, attempt=3, now=now, dag={"a": []})
+    assert log.run_id is not None
+    log.set_run("running", now)
+    await log.flush()
+    return log.run_id, get_run(app, log.run_id)
+
+
+def test_a_run_opened_in_a_round_is_written_whole(app: App) -> None:
+    """A run opened by the writer (its row created by its first write where the engine
+    only reserved its id) holds its inputs, context, DAG, attempt and start."""
+    run_id, run = asyncio.run(_created_by_first_write(app))
+    assert run is not None and run.id == run_id
+    assert (run.workflow, run.inputs, run.context, run.dag) == (
+        "writer.created",
+        {"n": 1},
+        {"actor": "a"},
+        {"a": []},
+    )
+    assert run.attempt == 3 and run.status == "running" and run.started_at is not None

@@ -288,6 +288,9 @@ class SqlRunLog(RunLog):
     """Seconds a failing write is retried before the log gives up and the run stops."""
     writer: LogWriter | None = None
     """Set when the run is opened."""
+    _create: dict[str, Any] | None = None
+    """The run's row as its first write creates it (its opening only reserved its id), until
+    a write has."""
     _dirty_steps: set[str] = field(default_factory=set)
     _written: set[str] = field(default_factory=set)
     _new_events: list[dict[str, Any]] = field(default_factory=list)
@@ -366,15 +369,23 @@ class SqlRunLog(RunLog):
         )
         self.writer = writer_for(self._engine)
         if self.resume_id is None:
-            # Most attempts start a run: created in the writer's next round, with the other
-            # runs starting and the steps being recorded meanwhile.
+            # Most attempts start a run: opened in the writer's next round with the other
+            # runs starting, and created by its first write.
             row = self._open_row(now)
             try:
-                run_id = await self.writer.open(row)
+                run_id, found = await self.writer.open(row)
             except Exception:  # the round failed: opened alone below, which retries or says why
-                run_id = None
-            if run_id is not None:
+                found = True
+            if not found:
                 self.run_id = run_id
+                self._create = {
+                    "workflow": self.workflow,
+                    "job_id": self.job_id,
+                    "inputs": row["inputs"],
+                    "context": row["context"],
+                    "dag": row["dag"],
+                    "started_at": row["now"],
+                }
                 self._submit()
                 return None
         try:
@@ -554,6 +565,8 @@ class SqlRunLog(RunLog):
             self._written.update(part.names)
             if part.events:
                 self._durable_seq = max(self._durable_seq, int(part.events[-1]["seq"]))
+            if part.run["create_run"]:
+                self._create = None
             if self._trouble is not None:
                 log.warning(
                     "run %s: the run log is written again after %.2fs",
@@ -611,7 +624,6 @@ class SqlRunLog(RunLog):
         return {
             **row,
             "run_id": self.run_id,
-            "fence": self.attempt,
             "result": json_text(row["result"]),
             "error": safe_json_text(row["error"]),
             "enqueue": json_text(row["enqueue"]),
@@ -623,27 +635,34 @@ class SqlRunLog(RunLog):
         return {
             **event,
             "run_id": self.run_id,
-            "fence": self.attempt,
             "at": self._engine.time_json(event["at"]),
             "detail": safe_json_text(event["detail"]),
         }
 
     def _wire_run(self, changed: bool) -> dict[str, Any]:
-        """The run row of a write: its id and the attempt that fences the whole write, and,
-        when the run changed, its new status, result and error."""
-        if not changed:
-            return {"id": self.run_id, "attempt": self.attempt, "update_run": False}
-        run, tj = self.run, self._engine.time_json
-        return {
+        """The run row of a write: what fences the whole write (its id, this attempt, its
+        workflow and job), its new status, result and error when the run changed, and the
+        whole row while it is not created yet."""
+        row: dict[str, Any] = {
             "id": self.run_id,
             "attempt": self.attempt,
-            "update_run": True,
-            "status": run["status"],
-            "result": json_text(run["result"]),
-            "error": safe_json_text(run["error"]),
-            "now": tj(run["updated_at"]),
-            "finished_at": tj(run["finished_at"]) if run["finished_at"] else None,
+            "workflow": self.workflow,
+            "job_id": self.job_id,
+            "create_run": self._create is not None,
+            "update_run": changed,
         }
+        if changed or self._create is not None:
+            run, tj = self.run, self._engine.time_json
+            row.update(
+                status=run["status"],
+                result=json_text(run["result"]),
+                error=safe_json_text(run["error"]),
+                now=tj(run["updated_at"]),
+                finished_at=tj(run["finished_at"]) if run["finished_at"] else None,
+            )
+        if self._create is not None:
+            row.update(self._create)
+        return row
 
     async def flush(self) -> None:
         while (

@@ -10,10 +10,13 @@ a chain of steps pays one round per step; the sagas a node runs side by side sha
 rounds, so ten sagas cost about one commit per round, not ten, and one hop to a database
 thread.
 
-A round that fails is split, each run's part written alone, so a run whose data the database
-refuses fails alone (its log gives up and its run stops) while the others go on; each log
-retries its own failing writes (:mod:`.runlog`). A run's log has at most one write under way,
-so its writes land in the order it recorded them.
+Opening a run is a read (the job's run to take up, if any, else a new run's id; the new
+run's row is created by its first write), answered before the round's writes commit, so a
+saga's first step does not wait for a commit. A round that fails is split, each run's part
+written alone, so a run whose data the database refuses fails alone (its log gives up and
+its run stops) while the others go on; each log retries its own failing writes
+(:mod:`.runlog`). A run's log has at most one write under way, so its writes land in the
+order it recorded them.
 """
 
 from __future__ import annotations
@@ -37,6 +40,10 @@ GATHER_TURNS = 2
 """Event loop turns a round lets pass before it takes what is pending: a run whose step just
 completed records its next transition a turn later (the run's success after its last step,
 say), and steps of other runs completing at the same moment join the same round."""
+ROUNDS_UNDER_WAY = 2
+"""Rounds written at once: while one waits for its commit, the next one can start with what
+was recorded meanwhile (each run has at most one write under way, so its writes stay in
+order), and the database commits the two together when it can."""
 
 _STATEMENT_END = re.compile(r";[ \t]*$", re.MULTILINE)
 
@@ -50,12 +57,12 @@ def statements(sql: str) -> tuple[str, ...]:
 
 @dataclass(slots=True)
 class Opening:
-    """A run to create in the next round; its attempt awaits ``done``."""
+    """A run to open in the next round; its attempt awaits ``done``."""
 
     row: dict[str, Any]
-    done: asyncio.Future[int | None]
-    """The new run's id, or None when the job has a run to take up (succeeded: final;
-    unfinished: resumed), which the attempt then opens alone."""
+    done: asyncio.Future[tuple[int, bool]]
+    """The run's id, and whether it is the job's run found to take up (succeeded: final;
+    unfinished: resumed; the attempt then opens it alone) rather than a new one."""
 
 
 class LogWriter:
@@ -69,109 +76,137 @@ class LogWriter:
         self._logs: dict[int, SqlRunLog] = {}
         """Logs with something to write, by identity, in the order they asked."""
         self._opening: list[Opening] = []
-        self._task: asyncio.Task[None] | None = None
+        self._pump: asyncio.Task[None] | None = None
+        self._under_way = 0
+        self._room: asyncio.Future[None] | None = None
+        """Set when a round ends, for the pump waiting with ``ROUNDS_UNDER_WAY`` under way."""
 
     def submit(self, log: SqlRunLog) -> None:
         """``log`` has something to write: the next round takes it."""
         self._logs[id(log)] = log
         self._start()
 
-    def open(self, row: dict[str, Any]) -> asyncio.Future[int | None]:
-        """Create a run (``row``: the ``open_runs`` request) in the next round."""
-        done: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+    def open(self, row: dict[str, Any]) -> asyncio.Future[tuple[int, bool]]:
+        """Open a run (``row``: the ``open_runs`` request) in the next round."""
+        done: asyncio.Future[tuple[int, bool]] = asyncio.get_running_loop().create_future()
         self._opening.append(Opening(row, done))
         self._start()
         return done
 
     def _start(self) -> None:
-        if self._task is None or self._task.done():
+        if self._pump is None or self._pump.done():
             # A context of its own: the rounds serve every run, whichever asked first.
-            self._task = asyncio.get_running_loop().create_task(
+            self._pump = asyncio.get_running_loop().create_task(
                 self._rounds(), name="jobsaga-run-log-writer", context=contextvars.Context()
             )
 
     async def _rounds(self) -> None:
+        """Start rounds while there is something to write, at most ``ROUNDS_UNDER_WAY`` at
+        once."""
+        loop = asyncio.get_running_loop()
         while self._logs or self._opening:
             for _ in range(GATHER_TURNS):
                 await asyncio.sleep(0)
+            if self._under_way >= ROUNDS_UNDER_WAY:
+                self._room = loop.create_future()
+                await self._room
+                continue
             opening, self._opening = self._opening, []
             logs, self._logs = list(self._logs.values()), {}
             writes = [(log, part) for log in logs if (part := log.take()) is not None]
-            if not opening and not writes:
-                continue
-            try:
-                opened, failures = await asyncio.to_thread(
-                    self._round, [o.row for o in opening], [part for _, part in writes]
-                )
-            except BaseException as exc:  # the loop is closing (cancelled): nobody will wait
-                opened, failures = exc, dict.fromkeys(range(len(writes)), exc)
-                for index, (log, part) in enumerate(writes):
-                    log.settle(part, failures[index])
-                _settle_openings(opening, opened)
-                raise
+            if opening or writes:
+                self._under_way += 1
+                loop.create_task(self._round(opening, writes), context=contextvars.Context())
+
+    async def _round(self, opening: list[Opening], writes: list[tuple[SqlRunLog, Part]]) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            failures = await asyncio.to_thread(
+                self._write, loop, opening, [part for _, part in writes]
+            )
+        except BaseException as exc:  # cancelled: the loop is closing, nobody will wait
+            failures = dict.fromkeys(range(len(writes)), exc)
+            _settle_openings(opening, exc)
+            raise
+        finally:
+            self._under_way -= 1
+            if self._room is not None and not self._room.done():
+                self._room.set_result(None)
             for index, (log, part) in enumerate(writes):
                 log.settle(part, failures.get(index))
-            _settle_openings(opening, opened)
 
-    def _round(
-        self, opening: list[dict[str, Any]], parts: list[Part]
-    ) -> tuple[list[Row] | BaseException, dict[int, BaseException]]:
-        """One round, in a database thread: the runs to create and the parts to write, in
-        one transaction. Returns the ``open_runs`` rows (or the error that failed them: each
-        attempt then opens its run alone) and the error of each part that failed, by index.
-        A failed round is split: each part is written alone, so only the parts that fail on
-        their own fail."""
+    def _write(
+        self, loop: asyncio.AbstractEventLoop, opening: list[Opening], parts: list[Part]
+    ) -> dict[int, BaseException]:
+        """One round, in a database thread. First the runs to open (answered at once, so
+        their first steps start while the rest of the round commits; an error answers them
+        all, and each attempt then opens its run alone), then the parts to write, in one
+        transaction. Returns the error of each part that failed, by index: a failed write
+        is split, each part written alone, so only the parts that fail on their own fail."""
+        if opening:
+            try:
+                rows: list[Row] | BaseException = self._execute(
+                    self._open_sql,
+                    {"runs": dumps([{**o.row, "idx": i} for i, o in enumerate(opening)])},
+                )
+            except Exception as exc:
+                rows = exc
+            loop.call_soon_threadsafe(_settle_openings, opening, rows)
+        if not parts:
+            return {}
         try:
-            return self._execute(opening, parts), {}
+            self._execute(self._write_sql, _write_params(parts))
+            return {}
         except Exception as exc:
-            if len(opening) + len(parts) <= 1:
-                return (exc if opening else []), ({0: exc} if parts else {})
-            error: Exception = exc
+            if len(parts) == 1:
+                return {0: exc}
         failures: dict[int, BaseException] = {}
         for index, part in enumerate(parts):
             try:
-                self._execute([], [part])
+                self._execute(self._write_sql, _write_params([part]))
             except Exception as exc:
                 failures[index] = exc
-        return (error if opening else []), failures
+        return failures
 
-    def _execute(self, opening: list[dict[str, Any]], parts: Sequence[Part]) -> list[Row]:
-        work: list[tuple[str, dict[str, Any], bool]] = []
-        if opening:
-            params = {"runs": dumps([{**row, "idx": i} for i, row in enumerate(opening)])}
-            work += [(sql, params, True) for sql in self._open_sql]
-        if parts:
-            params = {
-                "runs": dumps([part.run for part in parts]),
-                "steps": dumps([row for part in parts for row in part.steps]),
-                "events": dumps([event for part in parts for event in part.events]),
-            }
-            work += [(sql, params, False) for sql in self._write_sql]
-        if len(work) == 1:  # one statement: its own transaction, without BEGIN and COMMIT
-            return self.engine.execute_one(work[0][0], work[0][1])
+    def _execute(self, sql: tuple[str, ...], params: dict[str, Any]) -> list[Row]:
+        if len(sql) == 1:  # one statement: its own transaction, without BEGIN and COMMIT
+            return self.engine.execute_one(sql[0], params)
         rows: list[Row] = []
         with self.engine.transaction() as tx:
-            for sql, params, opens in work:
-                found = tx.execute(sql, params)
-                if opens:
-                    rows += found
+            for statement in sql:
+                rows += tx.execute(statement, params)
         return rows
 
 
+def _write_params(parts: Sequence[Part]) -> dict[str, Any]:
+    return {
+        "runs": dumps([part.run for part in parts]),
+        "steps": dumps([row for part in parts for row in part.steps]),
+        "events": dumps([event for part in parts for event in part.events]),
+    }
+
+
 def _settle_openings(opening: list[Opening], opened: list[Row] | BaseException) -> None:
-    """Hand each attempt its new run's id (None: its job has a run to take up)."""
+    """Hand each attempt its run's id, and whether its job had that run already."""
     if isinstance(opened, BaseException):
         for request in opening:
             if not request.done.done():
                 request.done.set_exception(opened)
         return
-    found = {int(row["idx"]) for row in opened if row["idx"] is not None}
+    answers: dict[int, tuple[int, bool]] = {
+        int(row["idx"]): (int(row["id"]), bool(row["found"]))
+        for row in opened
+        if row["idx"] is not None
+    }
+    # Runs created by the open (no idx) were inserted in request order: their ids, sorted,
+    # follow the requests that have no answer yet.
     created = iter(sorted(int(row["id"]) for row in opened if row["idx"] is None))
-    # Runs are inserted in request order, so their ids (sorted) follow the requests.
     for index, request in enumerate(opening):
-        run_id = None if index in found else next(created, None)
+        answer = answers.get(index)
+        if answer is None:
+            answer = (next(created), False)
         if not request.done.done():
-            request.done.set_result(run_id)
+            request.done.set_result(answer)
 
 
 _WRITERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, LogWriter]] = (

@@ -76,15 +76,16 @@ SET status = %(status)s, result = %(result)s::jsonb, error = %(error)s::jsonb,
 WHERE %(update_run)s AND id IN (SELECT id FROM fence)
 
 -- name: open_runs
--- Open the runs of a round of attempts at once (the node's run log writer batches them): a
--- run is created for each attempt whose job has no run to take up, in the order given, so
--- the ids returned (in order) follow the requests (idx NULL); a request whose job has such
--- a run (succeeded: final; running or rolling back: resumed) comes back with its idx and
--- nothing inserted, and its attempt then opens it alone (find_run_of_job, read, resume_run).
+-- Open the runs of a round of attempts at once (the run log writer batches them): for each
+-- request (in idx order), the run its job has to take up (found: succeeded, final; running
+-- or rolling back, resumed; that attempt then opens it alone: find_run_of_job, read,
+-- resume_run), or else a new run's id, reserved from the sequence. Nothing is written: the
+-- new run's row is created by its first write (write_logs), so opening a run costs no
+-- commit to wait for (a crash before that write leaves no run, and its steps, none of them
+-- recorded, run again). coalesce() reserves an id only for requests that found no run.
 WITH wanted AS (
     SELECT * FROM jsonb_to_recordset(%(runs)s::jsonb) AS r(
-        idx int, workflow text, job_id bigint, attempt int, retried_after int,
-        inputs text, context text, dag text, now timestamptz)
+        idx int, workflow text, job_id bigint, retried_after int)
 ), found AS (
     SELECT wanted.idx, (
         SELECT w.id FROM jobsaga_workflow_runs w
@@ -94,39 +95,48 @@ WITH wanted AS (
                OR w.attempt > wanted.retried_after)
         LIMIT 1) AS id
     FROM wanted
-), inserted AS (
-    INSERT INTO jobsaga_workflow_runs (workflow, job_id, attempt, status, inputs, context, dag,
-                                       started_at, updated_at)
-    SELECT wanted.workflow, wanted.job_id, wanted.attempt, 'running', wanted.inputs::jsonb,
-           wanted.context::jsonb, wanted.dag::jsonb, wanted.now, wanted.now
-    FROM wanted JOIN found USING (idx)
-    WHERE found.id IS NULL
-    ORDER BY wanted.idx
-    RETURNING id
 )
-SELECT idx, id FROM found WHERE id IS NOT NULL
-UNION ALL
-SELECT NULL::int, id FROM inserted
+SELECT idx, coalesce(id, nextval('jobsaga_workflow_runs_id_seq')) AS id,
+       id IS NOT NULL AS found
+FROM found
+ORDER BY idx
 
 -- name: write_logs
--- One round of the node's run log writer: what every run on the node recorded since its
--- last write (step rows, events, run rows), as one statement (one round trip, one commit).
--- A step waits for its predecessors' outcomes to be written, so a chain of steps pays this
--- once per step; concurrent runs share it. Fenced by attempt, run by run: a write of an
--- attempt that was cut short, landing after the job's next attempt took the run over
--- (resume_run raised its attempt), changes nothing of that run. The row locks order the two
--- (taken in id order, so two writers never wait on each other in a cycle): a write that got
--- the lock first happened before the takeover. A write retried after its commit's reply was
--- lost is harmless: steps are upserted and events keep their first write.
+-- One round of the run log writer: what every run on the node recorded since its last write
+-- (run rows, step rows, events), as one statement (one round trip, one commit). A step waits
+-- for its predecessors' outcomes to be written, so a chain of steps pays this once per step;
+-- concurrent runs share it. A run's first write creates its row (create_run: open_runs only
+-- reserved its id; a row already there is left to the update). Fenced run by run: a write of
+-- an attempt that was cut short, landing after the job's next attempt took the run over
+-- (resume_run raised its attempt), changes nothing of that run; so does a write whose run
+-- row is another run's (same id, other job or workflow: an id the sequence handed out again
+-- after the server crashed before the first write). The row locks order a write and a
+-- takeover (taken in id order, so two writes never wait on each other in a cycle): the one
+-- that got the lock first happened first. A write retried after its commit's reply was lost
+-- is harmless: the run is there, steps are upserted and events keep their first write.
 WITH runs AS (
     SELECT * FROM jsonb_to_recordset(%(runs)s::jsonb) AS r(
-        id bigint, attempt int, update_run boolean, status text, result text, error text,
-        now timestamptz, finished_at timestamptz)
-), fence AS (
+        id bigint, attempt int, workflow text, job_id bigint, create_run boolean,
+        update_run boolean, status text, inputs text, context text, dag text, result text,
+        error text, started_at timestamptz, now timestamptz, finished_at timestamptz)
+), created AS (
+    INSERT INTO jobsaga_workflow_runs (id, workflow, job_id, attempt, status, inputs, context,
+                                       dag, result, error, started_at, updated_at, finished_at)
+    SELECT runs.id, runs.workflow, runs.job_id, runs.attempt, runs.status, runs.inputs::jsonb,
+           runs.context::jsonb, runs.dag::jsonb, runs.result::jsonb, runs.error::jsonb,
+           runs.started_at, runs.now, runs.finished_at
+    FROM runs
+    WHERE runs.create_run
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id
+), locked AS (
     SELECT w.id FROM jobsaga_workflow_runs w JOIN runs ON runs.id = w.id
-    WHERE w.attempt <= runs.attempt
+    WHERE w.attempt <= runs.attempt AND w.workflow = runs.workflow
+      AND w.job_id IS NOT DISTINCT FROM runs.job_id
     ORDER BY w.id
     FOR UPDATE OF w
+), fence AS (
+    SELECT id FROM locked UNION ALL SELECT id FROM created
 ), written_steps AS (
     INSERT INTO jobsaga_workflow_steps (run_id, step, position, status, result, error, tries,
                                         undo_tries, completed_seq, enqueue, started_at,
@@ -156,7 +166,7 @@ UPDATE jobsaga_workflow_runs w
 SET status = runs.status, result = runs.result::jsonb, error = runs.error::jsonb,
     updated_at = runs.now, finished_at = runs.finished_at
 FROM runs
-WHERE w.id = runs.id AND runs.update_run AND w.id IN (SELECT id FROM fence)
+WHERE w.id = runs.id AND runs.update_run AND w.id IN (SELECT id FROM locked)
 
 -- name: get_run
 SELECT id, workflow, job_id, attempt, status, inputs::text AS inputs,

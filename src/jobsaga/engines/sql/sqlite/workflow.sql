@@ -64,10 +64,12 @@ ON CONFLICT (run_id, seq) DO NOTHING
 
 -- name: open_runs
 -- Open the runs of a round of attempts at once (the run log writer batches them), in two
--- statements run in one transaction: the requests whose job has a run to take up (its idx;
--- that attempt then opens it alone), then a run inserted for each other request, in the
--- order given, so the ids returned (sorted) follow the requests (idx NULL).
-SELECT idx, id FROM (
+-- statements run in one transaction: the requests whose job has a run to take up (found: its
+-- attempt then opens it alone), then a run inserted for each other request, in the order
+-- given, so the ids returned (sorted) follow those requests (idx NULL). SQLite has no
+-- sequence to reserve an id from, and its commit is cheap: the row is made here, and the
+-- run's first write (write_logs) finds it there.
+SELECT idx, id, 1 AS found FROM (
     SELECT json_extract(value, '$.idx') AS idx, (
         SELECT w.id FROM jobsaga_workflow_runs w
         WHERE w.job_id = json_extract(value, '$.job_id')
@@ -94,29 +96,48 @@ WHERE NOT EXISTS (
       AND (w.status <> 'succeeded' OR json_extract(value, '$.retried_after') IS NULL
            OR w.attempt > json_extract(value, '$.retried_after')))
 ORDER BY key
-RETURNING NULL AS idx, id
+RETURNING NULL AS idx, id, 0 AS found
 
 -- name: write_logs
--- One round of the run log writer: what every run recorded since its last write, in three
+-- One round of the run log writer: what every run recorded since its last write, in four
 -- statements run in one BEGIN IMMEDIATE transaction (SQLite writes one table a statement:
--- it has no round trips to save). Each row carries its run's attempt (fence): a write of an
--- attempt that was cut short, landing after the job's next attempt took the run over
--- (resume_run raised its attempt), changes nothing of that run; the write lock, held till
--- COMMIT, keeps a takeover from interleaving. "WHERE EXISTS" also keeps SQLite's parser
--- from reading ON CONFLICT as a join constraint.
+-- it has no round trips to save). A run's first write creates its row if the open did not
+-- (create_run; here open_runs did, so nothing happens). Each row carries its run's attempt
+-- (fence): a write of an attempt that was cut short, landing after the job's next attempt
+-- took the run over (resume_run raised its attempt), changes nothing of that run; so does a
+-- write whose run row is another run's (other job or workflow). The write lock, held till
+-- COMMIT, keeps a takeover from interleaving. "WHERE" also keeps SQLite's parser from reading
+-- ON CONFLICT as a join constraint.
+INSERT INTO jobsaga_workflow_runs (id, workflow, job_id, attempt, status, inputs, context, dag,
+                                   result, error, started_at, updated_at, finished_at)
+SELECT json_extract(value, '$.id'), json_extract(value, '$.workflow'),
+       json_extract(value, '$.job_id'), json_extract(value, '$.attempt'),
+       json_extract(value, '$.status'), json_extract(value, '$.inputs'),
+       json_extract(value, '$.context'), json_extract(value, '$.dag'),
+       json_extract(value, '$.result'), json_extract(value, '$.error'),
+       json_extract(value, '$.started_at'), json_extract(value, '$.now'),
+       json_extract(value, '$.finished_at')
+FROM json_each(:runs)
+WHERE json_extract(value, '$.create_run')
+ON CONFLICT (id) DO NOTHING;
+
 INSERT INTO jobsaga_workflow_steps (run_id, step, position, status, result, error, tries,
                                     undo_tries, completed_seq, enqueue, started_at,
                                     finished_at)
-SELECT json_extract(value, '$.run_id'), json_extract(value, '$.step'),
-       json_extract(value, '$.position'), json_extract(value, '$.status'),
-       json_extract(value, '$.result'), json_extract(value, '$.error'),
-       json_extract(value, '$.tries'), json_extract(value, '$.undo_tries'),
-       json_extract(value, '$.completed_seq'), json_extract(value, '$.enqueue'),
-       json_extract(value, '$.started_at'), json_extract(value, '$.finished_at')
-FROM json_each(:steps)
+SELECT json_extract(s.value, '$.run_id'), json_extract(s.value, '$.step'),
+       json_extract(s.value, '$.position'), json_extract(s.value, '$.status'),
+       json_extract(s.value, '$.result'), json_extract(s.value, '$.error'),
+       json_extract(s.value, '$.tries'), json_extract(s.value, '$.undo_tries'),
+       json_extract(s.value, '$.completed_seq'), json_extract(s.value, '$.enqueue'),
+       json_extract(s.value, '$.started_at'), json_extract(s.value, '$.finished_at')
+FROM json_each(:steps) AS s
 WHERE EXISTS (
-    SELECT 1 FROM jobsaga_workflow_runs w
-    WHERE w.id = json_extract(value, '$.run_id') AND w.attempt <= json_extract(value, '$.fence'))
+    SELECT 1 FROM json_each(:runs) AS r JOIN jobsaga_workflow_runs w
+      ON w.id = json_extract(r.value, '$.id')
+    WHERE json_extract(r.value, '$.id') = json_extract(s.value, '$.run_id')
+      AND w.attempt <= json_extract(r.value, '$.attempt')
+      AND w.workflow = json_extract(r.value, '$.workflow')
+      AND w.job_id IS json_extract(r.value, '$.job_id'))
 ON CONFLICT (run_id, step) DO UPDATE
 SET status = excluded.status, result = excluded.result, error = excluded.error,
     tries = excluded.tries, undo_tries = excluded.undo_tries,
@@ -124,14 +145,18 @@ SET status = excluded.status, result = excluded.result, error = excluded.error,
     started_at = excluded.started_at, finished_at = excluded.finished_at;
 
 INSERT INTO jobsaga_workflow_events (run_id, seq, at, attempt, step, kind, detail)
-SELECT json_extract(value, '$.run_id'), json_extract(value, '$.seq'),
-       json_extract(value, '$.at'), json_extract(value, '$.attempt'),
-       json_extract(value, '$.step'), json_extract(value, '$.kind'),
-       json_extract(value, '$.detail')
-FROM json_each(:events)
+SELECT json_extract(e.value, '$.run_id'), json_extract(e.value, '$.seq'),
+       json_extract(e.value, '$.at'), json_extract(e.value, '$.attempt'),
+       json_extract(e.value, '$.step'), json_extract(e.value, '$.kind'),
+       json_extract(e.value, '$.detail')
+FROM json_each(:events) AS e
 WHERE EXISTS (
-    SELECT 1 FROM jobsaga_workflow_runs w
-    WHERE w.id = json_extract(value, '$.run_id') AND w.attempt <= json_extract(value, '$.fence'))
+    SELECT 1 FROM json_each(:runs) AS r JOIN jobsaga_workflow_runs w
+      ON w.id = json_extract(r.value, '$.id')
+    WHERE json_extract(r.value, '$.id') = json_extract(e.value, '$.run_id')
+      AND w.attempt <= json_extract(r.value, '$.attempt')
+      AND w.workflow = json_extract(r.value, '$.workflow')
+      AND w.job_id IS json_extract(r.value, '$.job_id'))
 ON CONFLICT (run_id, seq) DO NOTHING;
 
 UPDATE jobsaga_workflow_runs
@@ -139,6 +164,8 @@ SET status = r.status, result = r.result, error = r.error, updated_at = r.now,
     finished_at = r.finished_at
 FROM (
     SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.attempt') AS attempt,
+           json_extract(value, '$.workflow') AS workflow,
+           json_extract(value, '$.job_id') AS job_id,
            json_extract(value, '$.status') AS status, json_extract(value, '$.result') AS result,
            json_extract(value, '$.error') AS error, json_extract(value, '$.now') AS now,
            json_extract(value, '$.finished_at') AS finished_at
@@ -146,6 +173,7 @@ FROM (
     WHERE json_extract(value, '$.update_run')
 ) AS r
 WHERE jobsaga_workflow_runs.id = r.id AND jobsaga_workflow_runs.attempt <= r.attempt
+  AND jobsaga_workflow_runs.workflow = r.workflow AND jobsaga_workflow_runs.job_id IS r.job_id
 
 -- name: get_run
 SELECT id, workflow, job_id, attempt, status, inputs, context, dag, result, error,
