@@ -236,3 +236,20 @@ def _wait_listening(app: App, marker: threading.Event) -> None:
         if marker.wait(0.1):
             return
     raise AssertionError("the listener never heard the channel")
+
+
+def test_the_bulk_job_builder_builds_what_the_constructor_does() -> None:
+    """COPY's rows come back as jobs set slot by slot (half the cost of the frozen
+    dataclass's ``__init__``): every field equal to the constructor's, defaults included.
+    If ``Job`` ever needs its ``__init__``, the builder falls back to it (and this says so)."""
+    from jobsaga.engines.postgres_copy import _constructed, new_job
+
+    assert new_job is not _constructed, "Job changed: review postgres_copy._job_builder"
+    now = datetime.now(UTC)
+    for spec, state, at in [
+        (Plain.new({"a": 1}), JobState.AVAILABLE, now),
+        (Plain.new({}, tags=["x"], meta={"m": 1}, priority=3), JobState.SCHEDULED, now),
+    ]:
+        built = new_job(7, state, spec, now, at + timedelta(seconds=1))
+        assert built == _constructed(7, state, spec, now, at + timedelta(seconds=1))
+        assert built.conflict is False and built.unique_key is None and built.errors == ()

@@ -31,7 +31,7 @@ import select
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -100,10 +100,10 @@ class _PgTx:
             cur.execute(sql, params)  # type: ignore[arg-type]
             return list(cur.fetchall()) if cur.description is not None else []
 
-    def copy(self, sql: str, data: Iterable[str]) -> None:
+    def copy(self, step: CopyIn) -> None:
         """``COPY ... FROM STDIN``, sending each chunk as it is produced."""
-        with self.conn.cursor() as cur, cur.copy(sql) as copy:
-            for chunk in data:
+        with self.conn.cursor() as cur, cur.copy(step.sql) as copy:
+            for chunk in step.data(self.conn.info.encoding):
                 copy.write(chunk)
 
 
@@ -401,7 +401,7 @@ class PostgresEngine(Engine):
             if isinstance(step, Wake):
                 tx.execute(*self._notify_statement(channel, step.payload))
             elif isinstance(step, CopyIn):
-                tx.copy(step.sql, step.data)
+                tx.copy(step)
             else:
                 reply = tx.execute(*step)
 

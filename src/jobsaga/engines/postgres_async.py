@@ -166,7 +166,7 @@ async def run_steps(
             await conn.execute(*notify(step.payload))
         elif isinstance(step, CopyIn):
             async with conn.cursor() as cur, cur.copy(step.sql) as copy:
-                for chunk in step.data:
+                for chunk in step.data(conn.info.encoding):
                     await copy.write(chunk)
         else:
             reply = await fetch_rows(conn, *step)

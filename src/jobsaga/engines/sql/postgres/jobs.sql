@@ -34,21 +34,23 @@ SELECT ins.id FROM ins CROSS JOIN woken
 SELECT array_agg(nextval('jobsaga_jobs_id_seq')) AS ids FROM generate_series(1, %(n)s)
 
 -- name: copy_jobs
--- Plain jobs in bulk (see engines/postgres_copy.py), with the ids reserve_job_ids gave.
+-- Plain jobs in bulk, with the ids reserve_job_ids gave; binary rows whose fields match these
+-- columns' types exactly (engines/postgres_copy.py).
 COPY jobsaga_jobs (id, state, queue, worker, args, meta, tags, max_attempts, priority,
-                   inserted_at, scheduled_at) FROM STDIN
+                   inserted_at, scheduled_at) FROM STDIN (FORMAT BINARY)
 
 -- name: create_job_staging
 -- Unique jobs in bulk are copied here first, then inserted with ON CONFLICT: COPY cannot skip
 -- a held key. Dropped after use (drop_job_staging), so a caller's transaction can stage again.
 CREATE TEMP TABLE jobsaga_job_staging (
-    idx int, state text, queue text, worker text, args jsonb, meta jsonb, tags jsonb,
-    max_attempts int, priority int, inserted_at timestamptz, scheduled_at timestamptz,
+    idx bigint, state text, queue text, worker text, args jsonb, meta jsonb, tags jsonb,
+    max_attempts integer, priority smallint, inserted_at timestamptz, scheduled_at timestamptz,
     unique_key text, unique_states text) ON COMMIT DROP
 
 -- name: copy_job_staging
 COPY jobsaga_job_staging (idx, state, queue, worker, args, meta, tags, max_attempts, priority,
-                          inserted_at, scheduled_at, unique_key, unique_states) FROM STDIN
+                          inserted_at, scheduled_at, unique_key, unique_states)
+FROM STDIN (FORMAT BINARY)
 
 -- name: insert_from_staging
 INSERT INTO jobsaga_jobs (state, queue, worker, args, meta, tags, max_attempts, priority,
