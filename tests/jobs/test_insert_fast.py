@@ -253,3 +253,5 @@ def test_the_bulk_job_builder_builds_what_the_constructor_does() -> None:
         built = new_job(7, state, spec, now, at + timedelta(seconds=1))
         assert built == _constructed(7, state, spec, now, at + timedelta(seconds=1))
         assert built.conflict is False and built.unique_key is None and built.errors == ()
+        keyed = new_job(8, state, spec, now, at, "key")
+        assert keyed == _constructed(8, state, spec, now, at, "key") and keyed.unique_key == "key"

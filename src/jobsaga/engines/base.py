@@ -15,6 +15,7 @@ from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar
 
 from ..errors import ArgsError, UndecodableRow, UniqueInsertContention
@@ -280,8 +281,14 @@ class Engine(abc.ABC):
     # dialect's own for other statements it yields (PostgreSQL's COPY) or for an async
     # connection, so ``ainsert`` shares this logic without a thread.
 
-    def _spec_row(self, index: int, spec: JobSpec, now: datetime) -> dict[str, Any]:
+    def _spec_row(
+        self, index: int, spec: JobSpec, now: datetime, stamp: Any = None
+    ) -> dict[str, Any]:
+        """A job as ``insert_jobs`` takes it. ``stamp``: ``now`` as :meth:`time_json` gives
+        it, when the caller made it once for the batch."""
         at, state = birth(spec, now)
+        if stamp is None:
+            stamp = self.time_json(now)
         unique_key = spec.unique_key
         lookup_key = None
         if unique_key is not None and f",{state.value}," not in (spec.unique_states or ""):
@@ -298,8 +305,8 @@ class Engine(abc.ABC):
             "tags": list(spec.tags),
             "max_attempts": spec.max_attempts,
             "priority": spec.priority,
-            "inserted_at": self.time_json(now),
-            "scheduled_at": self.time_json(at),
+            "inserted_at": stamp,
+            "scheduled_at": stamp if at is now else self.time_json(at),
             "unique_key": unique_key,
             "unique_states": spec.unique_states,
             "lookup_key": lookup_key,
@@ -348,7 +355,10 @@ class Engine(abc.ABC):
         if plain:
             stored = yield from self._insert_plain([specs[i] for i in plain], now)
             jobs.update(zip(plain, stored, strict=True))
-        rows = [self._spec_row(i, spec, now) for i, spec in enumerate(specs) if i not in jobs]
+        stamp = self.time_json(now)
+        rows = [
+            self._spec_row(i, spec, now, stamp) for i, spec in enumerate(specs) if i not in jobs
+        ]
         unique = [row for row in rows if row["unique_key"] is not None]
         if unique:
             jobs.update((yield from self._insert_unique_batch(unique, specs, now)))
@@ -369,7 +379,8 @@ class Engine(abc.ABC):
 
     def _insert_plain(self, specs: Sequence[JobSpec], now: datetime) -> Steps[list[Job[Any]]]:
         """Jobs without a unique key, all stored: their jobs, in the order of ``specs``."""
-        rows = [self._spec_row(i, spec, now) for i, spec in enumerate(specs)]
+        stamp = self.time_json(now)
+        rows = [self._spec_row(i, spec, now, stamp) for i, spec in enumerate(specs)]
         stored = yield (self.queries["insert_jobs"], {"rows": dumps(rows)})
         stored.sort(key=lambda r: int(r["id"]))  # ids follow the rows' order
         return [
@@ -388,7 +399,7 @@ class Engine(abc.ABC):
         """Unique jobs in two statements whatever their number: insert them all (the unique
         index skips each key that is held), then look up the holders of the skipped ones. Only
         a holder past its period, or one released meanwhile, takes the row-by-row path."""
-        ordered = sorted(rows, key=lambda row: (row["unique_key"], row["idx"]))
+        ordered = sorted(rows, key=itemgetter("unique_key", "idx"))
         stored = yield from self._insert_keyed(ordered)
         inserted = {str(r["unique_key"]): r for r in stored}
         jobs: dict[int, Job[Any]] = {}

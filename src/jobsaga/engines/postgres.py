@@ -64,11 +64,10 @@ from .base import (
     Wake,
     WakeCallback,
     birth,
-    inserted_job,
     utcnow,
 )
 from .postgres_async import AsyncConnections, fetch_rows, run_steps
-from .postgres_copy import COPY_MIN, CopyIn, encode_json, plain_rows, staged_rows
+from .postgres_copy import COPY_MIN, CopyIn, encode_json, new_job, plain_rows, staged_rows
 
 log = logging.getLogger("jobsaga.engines.postgres")
 
@@ -485,7 +484,8 @@ class PostgresEngine(Engine):
                 "channel": channel,
                 "payload": _wake_text((spec.queue,) if available else (), not available),
             }
-        rows = [self._spec_row(i, spec, now) for i, spec in enumerate(specs)]
+        stamp = self.time_json(now)
+        rows = [self._spec_row(i, spec, now, stamp) for i, spec in enumerate(specs)]
         queues = tuple(sorted({row["queue"] for row in rows if row["state"] == "available"}))
         scheduled = any(row["state"] == "scheduled" for row in rows)
         return self._insert_and_notify, {
@@ -504,7 +504,7 @@ class PostgresEngine(Engine):
 
     def stored_job(self, stored: Row, spec: JobSpec, now: datetime) -> Job[Any]:
         """Built from the spec: ``insert_jobs`` returns only the id and the key."""
-        return inserted_job(spec, int(stored["id"]), now, stored["unique_key"])
+        return _inserted(spec, int(stored["id"]), now, stored["unique_key"])
 
     def _insert_plain(self, specs: Sequence[JobSpec], now: datetime) -> Steps[list[Job[Any]]]:
         """From ``COPY_MIN`` jobs on, COPY with reserved ids; fewer, one statement."""
@@ -623,12 +623,16 @@ def _wake_text(queues: tuple[str, ...], scheduled: bool) -> str:
     return encode_json({"queues": list(queues), "scheduled": scheduled})
 
 
+def _inserted(spec: JobSpec, job_id: int, now: datetime, unique_key: str | None = None) -> Job[Any]:
+    """``inserted_job``, through the bulk path's cheaper builder."""
+    at, state = birth(spec, now)
+    return new_job(job_id, state, spec, now, at, unique_key)
+
+
 def _at_once_jobs(specs: Sequence[JobSpec], rows: Sequence[Row], now: datetime) -> list[Job[Any]]:
-    if len(specs) == 1:
-        return [inserted_job(specs[0], int(rows[0]["id"]), now)]
     # ids follow the rows' order (ORDER BY idx); the rest of each job is its spec
-    ids = sorted(int(row["id"]) for row in rows)
-    return [inserted_job(spec, job_id, now) for spec, job_id in zip(specs, ids, strict=True)]
+    ids = [int(rows[0]["id"])] if len(specs) == 1 else sorted(int(row["id"]) for row in rows)
+    return [_inserted(spec, job_id, now) for spec, job_id in zip(specs, ids, strict=True)]
 
 
 def reason(exc: BaseException) -> str:

@@ -22,7 +22,7 @@ import struct
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from ..job import Job, JobSpec, JobState
 from .base import birth
@@ -106,10 +106,21 @@ def time(value: datetime) -> bytes:
     return _INT8(8, (value - PG_EPOCH) // MICROSECOND)
 
 
-NewJob = Callable[[int, JobState, JobSpec, datetime, datetime], Job[Any]]
+class NewJob(Protocol):
+    def __call__(
+        self,
+        job_id: int,
+        state: JobState,
+        spec: JobSpec,
+        now: datetime,
+        at: datetime,
+        unique_key: str | None = None,
+    ) -> Job[Any]: ...
+
+
 _INSERTED = (
     "id", "state", "queue", "worker", "args", "meta", "tags", "errors", "attempt",
-    "max_attempts", "priority", "inserted_at", "scheduled_at",
+    "max_attempts", "priority", "inserted_at", "scheduled_at", "unique_key",
 )  # fmt: skip
 
 
@@ -131,10 +142,18 @@ def _job_builder() -> NewJob:
     setters = [getattr(Job, name).__set__ for name in _INSERTED]
     defaults = [(getattr(Job, field.name).__set__, field.default) for field in rest]
     (set_id, set_state, set_queue, set_worker, set_args, set_meta, set_tags, set_errors,
-     set_attempt, set_max_attempts, set_priority, set_inserted_at, set_scheduled_at) = setters  # fmt: skip
+     set_attempt, set_max_attempts, set_priority, set_inserted_at, set_scheduled_at,
+     set_unique_key) = setters  # fmt: skip
     new = object.__new__
 
-    def build(job_id: int, state: JobState, spec: JobSpec, now: datetime, at: datetime) -> Job[Any]:
+    def build(
+        job_id: int,
+        state: JobState,
+        spec: JobSpec,
+        now: datetime,
+        at: datetime,
+        unique_key: str | None = None,
+    ) -> Job[Any]:
         job: Job[Any] = new(Job)
         set_id(job, job_id)
         set_state(job, state)
@@ -149,6 +168,7 @@ def _job_builder() -> NewJob:
         set_priority(job, spec.priority)
         set_inserted_at(job, now)
         set_scheduled_at(job, at)
+        set_unique_key(job, unique_key)
         for setter, value in defaults:
             setter(job, value)
         return job
@@ -157,7 +177,12 @@ def _job_builder() -> NewJob:
 
 
 def _constructed(
-    job_id: int, state: JobState, spec: JobSpec, now: datetime, at: datetime
+    job_id: int,
+    state: JobState,
+    spec: JobSpec,
+    now: datetime,
+    at: datetime,
+    unique_key: str | None = None,
 ) -> Job[Any]:
     return Job(
         id=job_id,
@@ -173,6 +198,7 @@ def _constructed(
         priority=spec.priority,
         inserted_at=now,
         scheduled_at=at,
+        unique_key=unique_key,
     )
 
 
@@ -239,9 +265,14 @@ def staged_rows(rows: Sequence[dict[str, Any]]) -> Callable[[str], Iterator[byte
     (its times are ISO text, the dialect's JSON times)."""
 
     def chunks(encoding: str) -> Iterator[bytes]:
+        times: dict[str, bytes] = {}  # most rows share their times: parsed once
         out: list[bytes] = [SIGNATURE]
         for row in rows:
             states = row["unique_states"]
+            inserted, scheduled = row["inserted_at"], row["scheduled_at"]
+            for stamp in (inserted, scheduled):
+                if stamp not in times:
+                    times[stamp] = time(datetime.fromisoformat(stamp))
             out.append(
                 b"".join(
                     (
@@ -254,8 +285,8 @@ def staged_rows(rows: Sequence[dict[str, Any]]) -> Callable[[str], Iterator[byte
                         jsonb(row["tags"]),
                         _INT4(4, row["max_attempts"]),
                         _INT2(2, row["priority"]),
-                        time(datetime.fromisoformat(row["inserted_at"])),
-                        time(datetime.fromisoformat(row["scheduled_at"])),
+                        times[inserted],
+                        times[scheduled],
                         text(row["unique_key"], encoding),
                         NULL if states is None else text(states, encoding),
                     )
