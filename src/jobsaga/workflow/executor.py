@@ -28,6 +28,7 @@ to resume it. A run the log shows ``succeeded`` is not run again
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
 import contextvars
@@ -53,8 +54,8 @@ from ..errors import (
     StepResultError,
     WorkflowError,
 )
-from ..job import Job
-from ..telemetry import Span
+from ..job import Job, JobSpec
+from ..telemetry import NO_SPAN, Span
 from .context import StepContext
 from .dsl import Argument, Workflow
 from .encoding import error_json
@@ -157,13 +158,17 @@ class Execution:
         ``.retry`` (to be tried again) or ``.exception`` (failed for good). A step settled
         outside a try (skipped by its guard, its guard or arguments raised, its retry cancelled
         while waiting) gets a span without a start."""
+        if not self.telemetry.active:
+            return NO_SPAN  # what span() returns then, without building its metadata
         metadata = {**self.meta, "step": st.spec.name}
         if start:
             metadata["tries"] = st.tries
         return self.telemetry.span("workflow.step", metadata, start=start)
 
-    def record(self, st: StepState, kind: str, detail: Any = None) -> None:
-        self.log.step(st.row(), kind, self.now(), detail)
+    def record(
+        self, st: StepState, kind: str, detail: Any = None, at: datetime | None = None
+    ) -> None:
+        self.log.step(st.row(), kind, at or self.now(), detail)
 
     def ctx(self, st: StepState) -> StepContext[Any]:
         return StepContext(
@@ -242,7 +247,7 @@ class Execution:
         """Call user code with the enqueue guard set: coroutines on the loop, the rest in threads."""
         token = _context.current_step.set(step)
         try:
-            if inspect.iscoroutinefunction(fn):
+            if is_coroutine_function(fn):
                 return await fn(*args, **kwargs)
             ctx = contextvars.copy_context()
             loop = asyncio.get_running_loop()
@@ -269,7 +274,7 @@ class Execution:
             job_id=self.meta["job_id"],
             attempt=self.attempt,
             now=self.now(),
-            dag={name: self.graph.predecessors(name) for name in self.states},
+            dag=self.graph.dag,
         )
         self.meta["run_id"] = self.log.run_id
         if resumed is not None and resumed.status == RunStatus.SUCCEEDED.value:
@@ -403,15 +408,21 @@ class Execution:
         for name, st in self.states.items():
             if st.status is not StepStatus.PENDING:
                 continue
-            st.waiting = sum(
-                1 for p in self.graph.predecessors(name) if self.states[p].status not in DONE
-            )
+            st.waiting = sum(1 for p in self.graph.needs[name] if self.states[p].status not in DONE)
             if st.waiting == 0:
                 heapq.heappush(ready, (st.position, name))
         running = self.running
         # Finished tasks queue themselves: one wake-up per completion, whatever the fan-out
         # (asyncio.wait would re-register a callback on every running task each time).
-        finished: asyncio.Queue[asyncio.Task[None]] = asyncio.Queue()
+        finished: collections.deque[asyncio.Task[None]] = collections.deque()
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] | None = None
+
+        def on_done(task: asyncio.Task[None]) -> None:
+            finished.append(task)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+
         try:
             while True:
                 while (
@@ -421,14 +432,17 @@ class Execution:
                     and self.log_failure is None
                 ):
                     _, name = heapq.heappop(ready)
-                    task = asyncio.create_task(self.run_step(self.states[name]))
-                    task.add_done_callback(finished.put_nowait)
+                    task = loop.create_task(self.run_step(self.states[name]))
+                    task.add_done_callback(on_done)
                     running[task] = name
                 if not running:
                     return
-                done = [await finished.get()]
-                while not finished.empty():
-                    done.append(finished.get_nowait())
+                if not finished:
+                    waiter = loop.create_future()
+                    await waiter
+                    waiter = None
+                done = list(finished)
+                finished.clear()
                 for task in done:
                     name = running.pop(task)
                     st = self.states[name]
@@ -437,7 +451,7 @@ class Execution:
                         continue
                     task.result()  # run_step handles user errors; anything else is a bug
                     if st.status in DONE:
-                        for successor in self.graph.successors(name):
+                        for successor in self.graph.feeds[name]:
                             nxt = self.states[successor]
                             nxt.waiting -= 1
                             if nxt.waiting == 0 and nxt.status is StepStatus.PENDING:
@@ -505,9 +519,7 @@ class Execution:
     async def run_step(self, st: StepState) -> None:
         spec = st.spec
         name = spec.name
-        needed = max(
-            (self.states[p].recorded_seq for p in self.graph.predecessors(name)), default=0
-        )
+        needed = max((self.states[p].recorded_seq for p in self.graph.needs[name]), default=0)
         if not await self.log_allows(needed):
             return
         span = self.step_span(st, start=False)  # the guard and arguments are not a try
@@ -528,17 +540,18 @@ class Execution:
             self.fail(st, exc, span)
             return
         while True:
-            if not await self.log_allows():
+            if not self.log.ready(0) and not await self.log_allows():
                 return  # the run stops; this try never started
             st.tries += 1
             st.status = StepStatus.RUNNING
-            st.started_at = st.started_at or self.now()
-            self.record(st, "step.started", {"try": st.tries})
+            now = self.now()
+            st.started_at = st.started_at or now
+            self.record(st, "step.started", {"try": st.tries}, now)
             span = self.step_span(st)
-            ctx = self.ctx(st)
             kwargs = dict(arguments)
+            step_ctx = None  # made only for a step that takes it (follow-ups come through it)
             if spec.context_param is not None:
-                kwargs[spec.context_param] = ctx
+                kwargs[spec.context_param] = step_ctx = self.ctx(st)
             error: BaseException | None = None
             retry: Retry | None = None
             try:
@@ -554,7 +567,8 @@ class Execution:
                     except StepResultError as exc:
                         error = exc
                     else:
-                        self.succeed_step(st, value, stored, ctx, StepStatus.SUCCEEDED, span)
+                        follow_ups = step_ctx.follow_ups if step_ctx is not None else []
+                        self.succeed_step(st, value, stored, follow_ups, StepStatus.SUCCEEDED, span)
                         return
             if retry is not None or isinstance(error, spec.retry_on):
                 if st.tries <= spec.max_retries:
@@ -611,7 +625,9 @@ class Execution:
                 self.fail(st, exc, span)
                 return None
             self.compensated(st, "continue", original=error)
-            self.succeed_step(st, decision.value, stored, ctx, StepStatus.COMPENSATED, span)
+            self.succeed_step(
+                st, decision.value, stored, ctx.follow_ups, StepStatus.COMPENSATED, span
+            )
             return None
         self.compensated(st, "fail", original=error)
         self.fail(st, error, span)
@@ -666,13 +682,13 @@ class Execution:
         st: StepState,
         value: Any,
         stored: Any,
-        ctx: StepContext[Any],
+        follow_ups: list[JobSpec],
         status: StepStatus,
         span: Span,
     ) -> None:
         self.completed_count += 1
         st.status, st.value, st.stored = status, value, stored
-        st.follow_ups = list(ctx.follow_ups)
+        st.follow_ups = list(follow_ups)
         st.completed_seq = self.completed_count
         st.finished_at = self.now()
         st.error = None
@@ -831,6 +847,13 @@ class Execution:
             "undo_errors": [{"step": f.step, **brief(f.error)} for f in undo_errors],
             "other_errors": [{"step": f.step, **brief(f.error)} for f in self.others],
         }
+
+
+@functools.lru_cache(maxsize=4096)
+def is_coroutine_function(fn: Callable[..., Any]) -> bool:
+    """``inspect.iscoroutinefunction``, asked once per function (steps, guards and hooks are
+    called again and again, and the question walks the function's code flags each time)."""
+    return inspect.iscoroutinefunction(fn)
 
 
 def step_delay(backoff: Backoff | None, tries: int) -> float:

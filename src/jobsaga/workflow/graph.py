@@ -9,7 +9,7 @@ with the steps on them), and a workflow without steps.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import networkx as nx
@@ -26,6 +26,13 @@ class WorkflowGraph:
     order: tuple[str, ...]
     """Steps in declaration order (the tie-break when several are ready)."""
     inputs: tuple[str, ...]
+    needs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Each step's predecessors, and below its successors, read off the graph once when
+    the class is defined: a run looks them up for every step, and networkx builds a view
+    each time it is asked."""
+    feeds: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    dag: Mapping[str, list[str]] = field(default_factory=dict)
+    """What each run records as its DAG (step -> its dependencies)."""
 
     @classmethod
     def build(
@@ -68,7 +75,15 @@ class WorkflowGraph:
             cycle = [edge[0] for edge in nx.find_cycle(graph)]
             path = " -> ".join([*cycle, cycle[0]])
             raise WorkflowDefinitionError(f"workflow {owner} has a cycle: {path}")
-        return cls(graph, tuple(steps), inputs)
+        needs = {name: tuple(graph.predecessors(name)) for name in steps}
+        return cls(
+            graph,
+            tuple(steps),
+            inputs,
+            needs=needs,
+            feeds={name: tuple(graph.successors(name)) for name in steps},
+            dag={name: list(preds) for name, preds in needs.items()},
+        )
 
     def predecessors(self, step: str) -> list[str]:
         return list(self.graph.predecessors(step))

@@ -307,9 +307,9 @@ class SqlRunLog(RunLog):
     _delay: float = RETRY_FIRST
     _durable_seq: int = 0
     """Every event up to this one is written."""
-    _progress: asyncio.Event | None = None
-    """Set (and replaced) when a write succeeds, the log gives up, or it is closed: wakes
-    ``wait_ready`` and ``flush``."""
+    _waiters: list[asyncio.Future[None]] = field(default_factory=list)
+    """``wait_ready`` and ``flush`` waiting: woken when a write succeeds, the log gives up,
+    or it is closed."""
     _closed: bool = False
 
     def encode_result(self, value: Any, what: str) -> Any:
@@ -328,9 +328,9 @@ class SqlRunLog(RunLog):
         return self._failure is None and not self._closed
 
     async def _wait_progress(self) -> None:
-        if self._progress is None:
-            self._progress = asyncio.Event()
-        await self._progress.wait()
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        await waiter
 
     def close(self) -> None:
         """The attempt was cut short and has written what it could: stop. A write waiting
@@ -344,9 +344,10 @@ class SqlRunLog(RunLog):
         self._signal()
 
     def _signal(self) -> None:
-        if self._progress is not None:
-            self._progress.set()
-            self._progress = None
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():  # a waiter cancelled meanwhile is done
+                waiter.set_result(None)
 
     @property
     def _engine(self) -> Engine:

@@ -99,28 +99,23 @@ ORDER BY key
 RETURNING NULL AS idx, id, 0 AS found
 
 -- name: write_logs
--- One round of the run log writer: what every run recorded since its last write, in four
+-- One round of the run log writer: what every run recorded since its last write, in three
 -- statements run in one BEGIN IMMEDIATE transaction (SQLite writes one table a statement:
--- it has no round trips to save). A run's first write creates its row if the open did not
--- (create_run; here open_runs did, so nothing happens). Each row carries its run's attempt
--- (fence): a write of an attempt that was cut short, landing after the job's next attempt
--- took the run over (resume_run raised its attempt), changes nothing of that run; so does a
--- write whose run row is another run's (other job or workflow). The write lock, held till
--- COMMIT, keeps a takeover from interleaving. "WHERE" also keeps SQLite's parser from reading
--- ON CONFLICT as a join constraint.
-INSERT INTO jobsaga_workflow_runs (id, workflow, job_id, attempt, status, inputs, context, dag,
-                                   result, error, started_at, updated_at, finished_at)
-SELECT json_extract(value, '$.id'), json_extract(value, '$.workflow'),
-       json_extract(value, '$.job_id'), json_extract(value, '$.attempt'),
-       json_extract(value, '$.status'), json_extract(value, '$.inputs'),
-       json_extract(value, '$.context'), json_extract(value, '$.dag'),
-       json_extract(value, '$.result'), json_extract(value, '$.error'),
-       json_extract(value, '$.started_at'), json_extract(value, '$.now'),
-       json_extract(value, '$.finished_at')
-FROM json_each(:runs)
-WHERE json_extract(value, '$.create_run')
-ON CONFLICT (id) DO NOTHING;
-
+-- it has no round trips to save). Here open_runs created each run's row, so create_run
+-- (a first write creating its run, on engines that only reserve the id) has nothing to do.
+-- Fenced run by run, by attempt and identity: a write of an attempt that was cut short,
+-- landing after the job's next attempt took the run over (resume_run raised its attempt),
+-- changes nothing of that run; so does a write whose run row is another run's (other job or
+-- workflow). The write lock, held till COMMIT, keeps a takeover from interleaving. The fence is read once a
+-- statement (the ids of the runs that pass it); "WHERE" also keeps SQLite's parser from
+-- reading ON CONFLICT as a join constraint.
+WITH fence AS (
+    SELECT w.id FROM json_each(:runs) AS r JOIN jobsaga_workflow_runs w
+      ON w.id = json_extract(r.value, '$.id')
+    WHERE w.attempt <= json_extract(r.value, '$.attempt')
+      AND w.workflow = json_extract(r.value, '$.workflow')
+      AND w.job_id IS json_extract(r.value, '$.job_id')
+)
 INSERT INTO jobsaga_workflow_steps (run_id, step, position, status, result, error, tries,
                                     undo_tries, completed_seq, enqueue, started_at,
                                     finished_at)
@@ -131,32 +126,27 @@ SELECT json_extract(s.value, '$.run_id'), json_extract(s.value, '$.step'),
        json_extract(s.value, '$.completed_seq'), json_extract(s.value, '$.enqueue'),
        json_extract(s.value, '$.started_at'), json_extract(s.value, '$.finished_at')
 FROM json_each(:steps) AS s
-WHERE EXISTS (
-    SELECT 1 FROM json_each(:runs) AS r JOIN jobsaga_workflow_runs w
-      ON w.id = json_extract(r.value, '$.id')
-    WHERE json_extract(r.value, '$.id') = json_extract(s.value, '$.run_id')
-      AND w.attempt <= json_extract(r.value, '$.attempt')
-      AND w.workflow = json_extract(r.value, '$.workflow')
-      AND w.job_id IS json_extract(r.value, '$.job_id'))
+WHERE json_extract(s.value, '$.run_id') IN (SELECT id FROM fence)
 ON CONFLICT (run_id, step) DO UPDATE
 SET status = excluded.status, result = excluded.result, error = excluded.error,
     tries = excluded.tries, undo_tries = excluded.undo_tries,
     completed_seq = excluded.completed_seq, enqueue = excluded.enqueue,
     started_at = excluded.started_at, finished_at = excluded.finished_at;
 
+WITH fence AS (
+    SELECT w.id FROM json_each(:runs) AS r JOIN jobsaga_workflow_runs w
+      ON w.id = json_extract(r.value, '$.id')
+    WHERE w.attempt <= json_extract(r.value, '$.attempt')
+      AND w.workflow = json_extract(r.value, '$.workflow')
+      AND w.job_id IS json_extract(r.value, '$.job_id')
+)
 INSERT INTO jobsaga_workflow_events (run_id, seq, at, attempt, step, kind, detail)
 SELECT json_extract(e.value, '$.run_id'), json_extract(e.value, '$.seq'),
        json_extract(e.value, '$.at'), json_extract(e.value, '$.attempt'),
        json_extract(e.value, '$.step'), json_extract(e.value, '$.kind'),
        json_extract(e.value, '$.detail')
 FROM json_each(:events) AS e
-WHERE EXISTS (
-    SELECT 1 FROM json_each(:runs) AS r JOIN jobsaga_workflow_runs w
-      ON w.id = json_extract(r.value, '$.id')
-    WHERE json_extract(r.value, '$.id') = json_extract(e.value, '$.run_id')
-      AND w.attempt <= json_extract(r.value, '$.attempt')
-      AND w.workflow = json_extract(r.value, '$.workflow')
-      AND w.job_id IS json_extract(r.value, '$.job_id'))
+WHERE json_extract(e.value, '$.run_id') IN (SELECT id FROM fence)
 ON CONFLICT (run_id, seq) DO NOTHING;
 
 UPDATE jobsaga_workflow_runs
