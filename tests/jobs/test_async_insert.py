@@ -283,3 +283,15 @@ def test_an_unreachable_server_is_reported_at_once() -> None:
             asyncio.run(app.ainsert(Plain.new()))
     finally:
         app.close()
+
+
+@postgres_only
+def test_an_async_connection_in_autocommit_gets_one_transaction(app: App, db_url: str) -> None:
+    async def main() -> list[Job[Any]]:
+        async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+            jobs = await app.ainsert_all([Keyed.new({"k": i}) for i in range(BULK)], conn=conn)
+            assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+            return jobs
+
+    jobs = asyncio.run(main())
+    assert count_jobs(app) == BULK and app.get_job(jobs[-1].id) == jobs[-1]

@@ -255,3 +255,16 @@ def test_the_bulk_job_builder_builds_what_the_constructor_does() -> None:
         assert built.conflict is False and built.unique_key is None and built.errors == ()
         keyed = new_job(8, state, spec, now, at, "key")
         assert keyed == _constructed(8, state, spec, now, at, "key") and keyed.unique_key == "key"
+
+
+@pytest.mark.parametrize("engine_name", ["postgres"], indirect=True)
+def test_a_callers_connection_in_autocommit_gets_one_transaction(app: App, db_url: str) -> None:
+    """A connection in autocommit has no transaction of its own: the insert is then one
+    transaction of its own (a bulk of unique jobs failed: its staging table lived for a
+    single statement), committed when the call returns."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        keyed = app.insert_all([Keyed.new({"key": f"k{i}"}) for i in range(BULK)], conn=conn)
+        plain = app.insert_all([Plain.new({"n": i}) for i in range(BULK)], conn=conn)
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    assert app.get_job(keyed[-1].id) == keyed[-1] and app.get_job(plain[-1].id) == plain[-1]
+    assert count_jobs(app) == 2 * BULK

@@ -39,6 +39,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 from psycopg.types.json import set_json_loads
 from psycopg_pool import ConnectionPool, PoolClosed
@@ -284,10 +285,16 @@ class PostgresEngine(Engine):
     @contextmanager
     def transaction(self, conn: CallerConnection | None = None) -> Iterator[_PgTx]:
         if conn is not None:
-            # The caller's own transaction: it commits or rolls back, not us.
+            # The caller's own transaction: it commits or rolls back, not us. A connection
+            # in autocommit has none: ours is then one transaction of its own (an insert of
+            # many jobs is all or nothing, and a staging table lives until its end).
             callers = check_callers_connection(conn)
             with translated(callers):
-                yield _PgTx(callers, callers=True)
+                if _between_transactions(callers):
+                    with callers.transaction():
+                        yield _PgTx(callers, callers=True)
+                else:
+                    yield _PgTx(callers, callers=True)
             return
         # translated() outside transaction(): a failed COMMIT is translated too
         with self._connection() as pooled, translated(pooled), pooled.transaction():
@@ -418,9 +425,12 @@ class PostgresEngine(Engine):
             return await asyncio.to_thread(self.insert, specs, conn)
         if not specs:
             return []
-        if conn is not None:
+        if conn is not None:  # the caller's transaction (see transaction())
             channel = await self._achannel()
             with translated(conn):
+                if _between_transactions(conn):
+                    async with conn.transaction():
+                        return await self._arun(conn, specs, channel)  # type: ignore[no-any-return]
                 return await self._arun(conn, specs, channel)  # type: ignore[no-any-return]
         async with self._async.connection() as aconn:
             with translated(aconn):
@@ -611,6 +621,11 @@ def _loads(data: str | bytes) -> Any:
 def _configure(conn: psycopg.Connection[Any]) -> None:
     """Each pooled connection parses json/jsonb with :func:`_loads`."""
     set_json_loads(_loads, conn)
+
+
+def _between_transactions(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> bool:
+    """Whether a caller's connection is in autocommit outside any transaction block."""
+    return conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE
 
 
 def _configure_async(conn: psycopg.AsyncConnection[Any]) -> None:
