@@ -530,7 +530,7 @@ class Execution:
                 guard_kw = self.kwargs(spec.where_arguments, spec.where_context, ctx)
                 if not await self.call(spec.where_fn, args, guard_kw, name):
                     st.status, st.value, st.finished_at = StepStatus.SKIPPED, None, self.now()
-                    self.record(st, "step.skipped")
+                    self.record(st, "step.skipped", at=st.finished_at)
                     st.recorded_seq = self.log.seq
                     span.stop(status="skipped")
                     return
@@ -690,10 +690,10 @@ class Execution:
         st.status, st.value, st.stored = status, value, stored
         st.follow_ups = list(follow_ups)
         st.completed_seq = self.completed_count
-        st.finished_at = self.now()
+        st.finished_at = now = self.now()
         st.error = None
         self.completion.append(st.spec.name)
-        self.record(st, f"step.{status.value}", {"try": st.tries})
+        self.record(st, f"step.{status.value}", {"try": st.tries}, now)
         st.recorded_seq = self.log.seq
         span.stop(status=status.value, tries=st.tries)
 
@@ -702,8 +702,8 @@ class Execution:
         a try that already ended (a retry cancelled while waiting) leaves the step failing
         outside a try."""
         st.status, st.exc, st.error = StepStatus.FAILED, error, error_json(error)
-        st.finished_at = self.now()
-        self.record(st, "step.failed", {"try": st.tries, "error": brief(error)})
+        st.finished_at = now = self.now()
+        self.record(st, "step.failed", {"try": st.tries, "error": brief(error)}, now)
         if span.ended:
             span = self.step_span(st, start=False)
         span.fail(error, tries=st.tries)

@@ -311,6 +311,7 @@ class SqlRunLog(RunLog):
     """``wait_ready`` and ``flush`` waiting: woken when a write succeeds, the log gives up,
     or it is closed."""
     _closed: bool = False
+    _times: dict[datetime, Any] = field(default_factory=dict)
 
     def encode_result(self, value: Any, what: str) -> Any:
         return jsonable(value, what)
@@ -620,8 +621,19 @@ class SqlRunLog(RunLog):
         if self.on_broken is not None:
             self.on_broken(failure)
 
+    def _time_json(self, value: datetime) -> Any:
+        """A time as the engine writes it in JSON, the last few remembered: a transition's
+        time is its event's and its step's (started, finished), written more than once."""
+        cache = self._times
+        text = cache.get(value)
+        if text is None:
+            if len(cache) > 16:
+                cache.clear()
+            text = cache[value] = self._engine.time_json(value)
+        return text
+
     def _wire(self, row: dict[str, Any]) -> dict[str, Any]:
-        tj = self._engine.time_json
+        tj = self._time_json
         return {
             **row,
             "run_id": self.run_id,
@@ -636,7 +648,7 @@ class SqlRunLog(RunLog):
         return {
             **event,
             "run_id": self.run_id,
-            "at": self._engine.time_json(event["at"]),
+            "at": self._time_json(event["at"]),
             "detail": safe_json_text(event["detail"]),
         }
 
@@ -653,7 +665,7 @@ class SqlRunLog(RunLog):
             "update_run": changed,
         }
         if changed or self._create is not None:
-            run, tj = self.run, self._engine.time_json
+            run, tj = self.run, self._time_json
             row.update(
                 status=run["status"],
                 result=json_text(run["result"]),

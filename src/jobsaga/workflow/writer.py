@@ -78,6 +78,7 @@ class LogWriter:
         self._opening: list[Opening] = []
         self._pump: asyncio.Task[None] | None = None
         self._under_way = 0
+        self._rounds_under_way: set[asyncio.Task[None]] = set()
         self._room: asyncio.Future[None] | None = None
         """Set when a round ends, for the pump waiting with ``ROUNDS_UNDER_WAY`` under way."""
 
@@ -116,18 +117,24 @@ class LogWriter:
             writes = [(log, part) for log in logs if (part := log.take()) is not None]
             if opening or writes:
                 self._under_way += 1
-                loop.create_task(self._round(opening, writes), context=contextvars.Context())
+                task = loop.create_task(self._round(opening, writes), context=contextvars.Context())
+                self._rounds_under_way.add(task)  # a task only the loop knows may be collected
+                task.add_done_callback(self._rounds_under_way.discard)
 
     async def _round(self, opening: list[Opening], writes: list[tuple[SqlRunLog, Part]]) -> None:
         loop = asyncio.get_running_loop()
+        failures: dict[int, BaseException] = {}
         try:
             failures = await asyncio.to_thread(
                 self._write, loop, opening, [part for _, part in writes]
             )
-        except BaseException as exc:  # cancelled: the loop is closing, nobody will wait
+        except asyncio.CancelledError as exc:  # the loop is closing: nobody will wait
             failures = dict.fromkeys(range(len(writes)), exc)
             _settle_openings(opening, exc)
             raise
+        except Exception as exc:  # the round itself broke: its parts are retried
+            failures = dict.fromkeys(range(len(writes)), exc)
+            _settle_openings(opening, exc)
         finally:
             self._under_way -= 1
             if self._room is not None and not self._room.done():
