@@ -103,8 +103,7 @@ def measure(
         print(f"{label} error: {one_line(error)}", file=sys.stderr)
         return f"error: {one_line(error)}"
     took = f"[{time.perf_counter() - began:.0f}s]"
-    capped = f" ({sample.note})" if sample.note else ""
-    print(f"{label} {describe(sample):>22} {phase.unit} {took}{capped}", file=sys.stderr)
+    print(f"{label} {describe(sample):>22} {phase.unit} {took}{sample.log}", file=sys.stderr)
     return sample
 
 
@@ -202,6 +201,28 @@ class Notes:
         return f"[{self.texts.index(text) + 1}]"
 
 
+def marks(row: str, title: str, cell: list[Sample], options: Options, notes: Notes) -> str:
+    """The notes a figure points to: rounds stopped by --cap, tables analysed when they
+    should have stayed stale."""
+    found = []
+    capped = [s.capped for s in cell if s.capped]
+    if capped:
+        counts = ", ".join(f"{done:,}" for done, _ in capped)
+        found.append(
+            f"{row}, {title}: stopped at --cap {options.cap:g}s in {len(capped)} of "
+            f"{len(cell)} rounds, with {counts} of {capped[0][1]:,} completed; the figure is "
+            "the jobs completed by then over the time taken"
+        )
+    analysed = sum(s.analysed for s in cell)
+    if analysed:
+        found.append(
+            f"{row}, {title}: the job table had been analysed by the end of the phase in "
+            f"{analysed} of {len(cell)} rounds (autovacuum was off for it: the library, or a "
+            "setting that overrides it), so its statistics were not stale throughout"
+        )
+    return "".join(f" {notes.mark(text)}" for text in found)
+
+
 def table(
     phases: list[Phase],
     libraries: list[Library],
@@ -225,14 +246,7 @@ def table(
                 lines.append(f"{row} {kind} {notes.mark(text)}")
                 continue
             middle = medians(cell)
-            capped = [s.note for s in cell if s.note]
-            mark = ""
-            if capped:
-                mark = " " + notes.mark(
-                    f"{phase.row(library, options)}, {phase.title(options)}: "
-                    f"{'; '.join(capped)} ({len(capped)} of {len(cell)} rounds); the figure is "
-                    "the jobs completed by then over the time taken"
-                )
+            mark = marks(phase.row(library, options), phase.title(options), cell, options, notes)
             if len(middle) == 1:
                 low, high = spread(
                     [float(s.value) for s in cell if not isinstance(s.value, tuple)]

@@ -67,8 +67,20 @@ class Sample:
     """One measurement: jobs (or sagas) per second, or (p50, p95, p99) in ms."""
 
     value: float | tuple[float, float, float]
-    note: str | None = None
-    """Set when the measurement stopped at ``--cap`` seconds."""
+    capped: tuple[int, int] | None = None
+    """(completed, expected) when the measurement stopped at ``--cap`` seconds."""
+    analysed: bool = False
+    """Whether the job table had been analysed by the end of a stale-statistics phase."""
+
+    @property
+    def log(self) -> str:
+        """What the round's log line adds to the figure."""
+        parts = []
+        if self.capped:
+            parts.append(f"stopped at --cap: {self.capped[0]:,} of {self.capped[1]:,} completed")
+        if self.analysed:
+            parts.append("the job table was analysed during the phase")
+        return f" ({'; '.join(parts)})" if parts else ""
 
 
 @dataclass
@@ -247,6 +259,20 @@ def stale_statistics(library: Library, url: str) -> None:
             )
 
 
+def was_analysed(library: Library, url: str) -> bool:
+    """Whether anything (the library, or autovacuum despite the setting) analysed one of the
+    library's job tables: the stale-statistics phase would then measure something else."""
+    if library.engine != "postgres":
+        return False
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_user_tables WHERE relname = ANY(%s)"
+            " AND (last_analyze IS NOT NULL OR last_autoanalyze IS NOT NULL)",
+            (list(library.job_tables),),
+        ).fetchone()
+    return bool(row and row[0])
+
+
 def check_completed(library: Library, url: str, n: int, floor: int = 0) -> None:
     with library.counts(url, floor) as counts:
         unfinished, completed = counts()
@@ -261,11 +287,9 @@ def check_stored(library: Library, url: str, n: int) -> None:
         raise PeerError(f"{stored} jobs stored, {n} expected")
 
 
-def rate(timing: Timing, target: int, cap: float) -> Sample:
-    note = None
-    if timing.capped:
-        note = f"stopped at --cap {cap:g}s: {timing.completed:,} of {target:,} completed"
-    return Sample(timing.completed / timing.seconds, note)
+def rate(timing: Timing, target: int, analysed: bool = False) -> Sample:
+    capped = (timing.completed, target) if timing.capped else None
+    return Sample(timing.completed / timing.seconds, capped, analysed)
 
 
 @contextlib.contextmanager
@@ -308,7 +332,7 @@ def process(library: Library, options: Options, scratch: Scratch) -> Sample:
         )
         if not timing.capped:
             check_completed(library, url, n)
-    return rate(timing, n, options.cap)
+    return rate(timing, n)
 
 
 def high_concurrency(library: Library, options: Options) -> int | None:
@@ -331,7 +355,7 @@ def process_high(library: Library, options: Options, scratch: Scratch) -> Sample
         )
         if not timing.capped:
             check_completed(library, url, n)
-    return rate(timing, n, options.cap)
+    return rate(timing, n)
 
 
 def latency(library: Library, options: Options, scratch: Scratch) -> Sample:
@@ -385,7 +409,8 @@ def backlog(library: Library, options: Options, scratch: Scratch) -> Sample:
             cap=options.cap,
             before=burst,
         )
-    return rate(timing, target, options.cap)
+        analysed = was_analysed(library, url)
+    return rate(timing, target, analysed)
 
 
 def completed_rows(library: Library, options: Options, scratch: Scratch) -> Sample:
@@ -402,7 +427,7 @@ def completed_rows(library: Library, options: Options, scratch: Scratch) -> Samp
         )
         if not timing.capped:
             check_completed(library, url, n, floor)
-    return rate(timing, n, options.cap)
+    return rate(timing, n)
 
 
 def sagas(library: Library, options: Options, scratch: Scratch) -> Sample:
@@ -420,7 +445,7 @@ def sagas(library: Library, options: Options, scratch: Scratch) -> Sample:
         )
         if not timing.capped:
             check_completed(library, url, n)
-    return rate(timing, n, options.cap)
+    return rate(timing, n)
 
 
 Measure = Callable[[Library, Options, Scratch], Sample]
