@@ -295,3 +295,21 @@ def test_an_async_connection_in_autocommit_gets_one_transaction(app: App, db_url
 
     jobs = asyncio.run(main())
     assert count_jobs(app) == BULK and app.get_job(jobs[-1].id) == jobs[-1]
+
+
+@postgres_only
+def test_a_connection_in_use_when_the_app_closes_is_closed_when_given_back(
+    app: App, db_url: str
+) -> None:
+    engine: Any = app.engine
+    held: list[Any] = []
+
+    async def main() -> None:
+        await app.ainsert(Plain.new())
+        async with engine._async.connection() as conn:  # in use while the app closes
+            held.append(conn)
+            app.close()
+        assert conn.closed and engine._async.open_count == 0
+
+    asyncio.run(main())
+    assert held and held[0].closed

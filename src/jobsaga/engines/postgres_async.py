@@ -38,6 +38,8 @@ class _LoopConnections:
     def __init__(self, size: int) -> None:
         self.idle: list[psycopg.AsyncConnection[Any]] = []
         self.slots = asyncio.Semaphore(size)
+        self.closed = False
+        """Set by ``close()``: a connection in use is closed when given back."""
 
 
 class AsyncConnections:
@@ -58,7 +60,6 @@ class AsyncConnections:
         self.connect_error = connect_error
         self._loops: dict[asyncio.AbstractEventLoop, _LoopConnections] = {}
         self._lock = threading.Lock()
-        self._closed = False
 
     def _for(self, loop: asyncio.AbstractEventLoop) -> _LoopConnections:
         with self._lock:
@@ -105,7 +106,7 @@ class AsyncConnections:
     def _give_back(self, mine: _LoopConnections, conn: psycopg.AsyncConnection[Any]) -> None:
         reusable = not conn.closed and conn.info.transaction_status == TransactionStatus.IDLE
         with self._lock:
-            if reusable and not self._closed:
+            if reusable and not mine.closed:
                 mine.idle.append(conn)
                 return
         finish(conn)
@@ -115,6 +116,8 @@ class AsyncConnections:
         The engine may be used again afterwards (it opens new ones)."""
         with self._lock:
             idle = [conn for mine in self._loops.values() for conn in mine.idle]
+            for mine in self._loops.values():
+                mine.closed = True
             self._loops.clear()
         for conn in idle:
             finish(conn)
