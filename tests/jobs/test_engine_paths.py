@@ -131,3 +131,43 @@ def test_driver_errors_arrive_as_jobsaga_errors(make_app: Callable[..., App]) ->
         engine.insert([refused])
     assert count_jobs(app) == 0
     assert engine.insert([Noop.new({})])[0].id > 0  # the engine is still usable
+
+
+def test_the_loops_fetch_and_ack_claim_and_write_as_the_threads_do(
+    make_app: Callable[..., App],
+) -> None:
+    """Where the node fetches and acknowledges on its loop (PostgreSQL), those calls claim
+    in fetch order, once, and write only the attempt that ran; elsewhere the node uses the
+    threaded calls, and the loop's are refused rather than half there."""
+    import asyncio
+    from datetime import UTC, datetime
+
+    from jobsaga import JobState
+    from jobsaga.engines import Ack
+
+    app = make_app(Noop)
+    engine = app.engine
+    stored = app.insert_all([Noop.new(priority=p) for p in (2, 0, 1)])
+    if not engine.hot_path_on_loop:
+        with pytest.raises(NotImplementedError):
+            asyncio.run(engine.afetch("default", 5, "n1"))
+        return
+
+    async def main() -> tuple[list[Job[Any]], list[Job[Any]], set[int], set[int]]:
+        fetched = await engine.afetch("default", 5, "n1")
+        again = await engine.afetch("default", 5, "n2")
+        now = datetime.now(UTC)
+        first = fetched[0]
+        stale = await engine.aack([Ack(first.id, first.attempt + 1, JobState.COMPLETED, now)])
+        written = await engine.aack(
+            [Ack(j.id, j.attempt, JobState.COMPLETED, now) for j in fetched]
+        )
+        return fetched, again, stale, written
+
+    fetched, again, stale, written = asyncio.run(main())
+    assert [j.priority for j in fetched] == [0, 1, 2]
+    assert {j.attempted_by for j in fetched} == {"n1"}
+    assert again == []
+    assert stale == set()  # not this attempt's to write
+    assert written == {j.id for j in stored}
+    assert {app.get_job(j.id).state for j in stored} == {JobState.COMPLETED}

@@ -241,16 +241,24 @@ def test_a_failed_fetch_is_tried_again_without_waiting_for_the_poll(
     app = make_app(Measured)
     stored = app.insert(Measured.new())
     engine = app.engine
-    real_fetch = engine.fetch
+    real_fetch, real_afetch = engine.fetch, engine.afetch
     failures = [1]
 
-    def failing_once(queue: str, limit: int, node: str) -> list[Job[Any]]:
+    def fail(queue: str) -> None:
         if failures and queue == "default":
             failures.pop()
             raise DatabaseUnavailable("injected: the server is restarting")
+
+    def failing_once(queue: str, limit: int, node: str) -> list[Job[Any]]:
+        fail(queue)
         return real_fetch(queue, limit, node)
 
+    async def afailing_once(queue: str, limit: int, node: str) -> list[Job[Any]]:
+        fail(queue)
+        return await real_afetch(queue, limit, node)
+
     monkeypatch.setattr(engine, "fetch", failing_once)
+    monkeypatch.setattr(engine, "afetch", afailing_once)
     with app.node({"default": 1}, poll_interval=30.0).start_in_thread():
         done = wait_final(app, stored.id, timeout=5)
     assert done.state is JobState.COMPLETED and failures == []

@@ -8,6 +8,7 @@ and gives them back, the attempt not counted, within the rescue window.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -33,22 +34,37 @@ class Records(Worker, max_attempts=3):
 
 
 class LosesReplies:
-    """Wraps the engine's fetch: the claim commits, then the reply is lost (``lose``
-    times), or arrives ``delay`` seconds late, as over a dying or slow connection."""
+    """Wraps the engine's fetch (on the loop or in a thread, whichever the engine's node
+    uses): the claim commits, then the reply is lost (``lose`` times), or arrives ``delay``
+    seconds late, as over a dying or slow connection."""
 
     def __init__(self, app: App, *, lose: int = 0, delay: float = 0.0) -> None:
         self.fetch = app.engine.fetch
+        self.afetch = app.engine.afetch
         self.lose = lose
         self.delay = delay
         self.lost: list[int] = []
         self.delayed: list[int] = []
         self.lock = threading.Lock()
         app.engine.fetch = self  # type: ignore[method-assign]
+        app.engine.afetch = self.on_loop  # type: ignore[method-assign]
 
     def __call__(self, queue: str, limit: int, node: str) -> list[Job[Any]]:
         jobs = self.fetch(queue, limit, node)
+        if self.lost_or_late(jobs):
+            time.sleep(self.delay)
+        return jobs
+
+    async def on_loop(self, queue: str, limit: int, node: str) -> list[Job[Any]]:
+        jobs = await self.afetch(queue, limit, node)
+        if self.lost_or_late(jobs):
+            await asyncio.sleep(self.delay)
+        return jobs
+
+    def lost_or_late(self, jobs: list[Job[Any]]) -> bool:
+        """Raises for a lost reply; True when this reply is to arrive late."""
         if not jobs:
-            return jobs
+            return False
         with self.lock:
             if self.lose > 0:
                 self.lose -= 1
@@ -57,9 +73,7 @@ class LosesReplies:
             late = self.delay > 0 and not self.delayed
             if late:
                 self.delayed += [j.id for j in jobs]
-        if late:
-            time.sleep(self.delay)
-        return jobs
+        return late
 
 
 def runs() -> dict[int, list[int]]:
@@ -139,16 +153,23 @@ def test_a_job_that_ran_but_whose_outcome_was_not_written_is_rescued_counted(
     rescues it with the attempt counted, rather than giving it back as never started."""
     app = make_app(Unwritable)
     stored = app.insert(Unwritable.new())
-    write = app.engine.ack
+    write, awrite = app.engine.ack, app.engine.aack
     refused: list[int] = []
 
-    def ack(acks: Sequence[Any], conn: Any = None) -> set[int]:
+    def refuse(acks: Sequence[Any]) -> bool:
         if any(a.id == stored.id and a.attempt == 1 for a in acks):
             refused.append(stored.id)
-            return set()  # as if the job had moved on: nothing written
-        return write(acks, conn)
+            return True  # as if the job had moved on: nothing written
+        return False
+
+    def ack(acks: Sequence[Any], conn: Any = None) -> set[int]:
+        return set() if refuse(acks) else write(acks, conn)
+
+    async def aack(acks: Sequence[Any]) -> set[int]:
+        return set() if refuse(acks) else await awrite(acks)
 
     app.engine.ack = ack  # type: ignore[method-assign]
+    app.engine.aack = aack  # type: ignore[method-assign]
     with app.node({"default": 5}, **FAST).start_in_thread():
         done = wait_final(app, stored.id, timeout=2 * RESCUE_AFTER)
     assert refused == [stored.id]

@@ -465,32 +465,34 @@ class Engine(abc.ABC):
         with self.transaction() as tx:
             return tx.execute(sql, params)
 
+    hot_path_on_loop = False
+    """Whether a node fetches and acknowledges on its event loop (:meth:`afetch`,
+    :meth:`aack`) rather than through its database threads: true where the driver has an
+    async side (psycopg), which saves two thread hand-offs per round trip."""
+
     def fetch(self, queue: str, limit: int, node: str) -> list[Job[Any]]:
         """Claim up to ``limit`` available jobs of ``queue`` for ``node``, in fetch order."""
         if limit <= 0:
             return []
-        params = {
-            "queue": queue,
-            "limit": limit,
-            "node": node,
-            "now": self.time_param(self.clock()),
-        }
-        rows = self.execute_one(self.queries["fetch_jobs"], params)
+        rows = self.execute_one(self.queries["fetch_jobs"], self.fetch_params(queue, limit, node))
         jobs, bad = self.decode_rows(rows)  # the claim has committed: none may be stranded
         if bad:
             self.discard_undecodable(bad, node)
-        jobs.sort(key=lambda j: (j.priority, j.scheduled_at, j.id))
-        return jobs
+        return in_fetch_order(jobs)
 
-    def ack(self, acks: Sequence[Ack], conn: CallerConnection | None = None) -> set[int]:
-        """Write a batch of outcomes; returns the ids that were still this attempt's to write.
+    async def afetch(self, queue: str, limit: int, node: str) -> list[Job[Any]]:
+        """:meth:`fetch` on the running loop, for engines with :attr:`hot_path_on_loop`."""
+        raise NotImplementedError(f"{type(self).__name__} fetches through threads")
 
-        ``conn``: the caller's open transaction (PostgreSQL), for a job claimed inside it."""
-        if not acks:
-            return set()
-        # Made writable before the first try (NULs stripped, dates capped, reasons recorded):
-        # a refused outcome would otherwise cost the acker a split and a retry.
-        acks = [clean_ack(a) if needs_cleaning(a) else a for a in acks]
+    async def aack(self, acks: Sequence[Ack]) -> set[int]:
+        """:meth:`ack` on the running loop, for engines with :attr:`hot_path_on_loop`."""
+        raise NotImplementedError(f"{type(self).__name__} acknowledges through threads")
+
+    def fetch_params(self, queue: str, limit: int, node: str) -> dict[str, Any]:
+        return {"queue": queue, "limit": limit, "node": node, "now": self.time_param(self.clock())}
+
+    def ack_params(self, acks: Sequence[Ack]) -> dict[str, Any]:
+        """The ``ack_jobs`` parameters for ``acks`` (cleaned: see :meth:`ack`)."""
         payload = [
             {
                 "id": a.id,
@@ -504,11 +506,21 @@ class Engine(abc.ABC):
             }
             for a in acks
         ]
+        return {"acks": dumps(payload)}
+
+    def ack(self, acks: Sequence[Ack], conn: CallerConnection | None = None) -> set[int]:
+        """Write a batch of outcomes; returns the ids that were still this attempt's to write.
+
+        ``conn``: the caller's open transaction (PostgreSQL), for a job claimed inside it."""
+        if not acks:
+            return set()
+        acks = writable(acks)
+        params = self.ack_params(acks)
         if conn is None and not any(a.inserts for a in acks):
-            rows = self.execute_one(self.queries["ack_jobs"], {"acks": dumps(payload)})
+            rows = self.execute_one(self.queries["ack_jobs"], params)
             return {int(r["id"]) for r in rows}
         with self.transaction(conn) as tx:
-            rows = tx.execute(self.queries["ack_jobs"], {"acks": dumps(payload)})
+            rows = tx.execute(self.queries["ack_jobs"], params)
             written = {int(r["id"]) for r in rows}
             follow_ups = [spec for a in acks if a.inserts and a.id in written for spec in a.inserts]
             if follow_ups:
@@ -594,6 +606,18 @@ class Engine(abc.ABC):
         for row in rows:
             counts.setdefault(row["queue"], {})[row["state"]] = int(row["n"])
         return counts
+
+
+def in_fetch_order(jobs: list[Job[Any]]) -> list[Job[Any]]:
+    """A fetch's jobs in the order the queue serves them (``RETURNING`` has no order)."""
+    jobs.sort(key=lambda j: (j.priority, j.scheduled_at, j.id))
+    return jobs
+
+
+def writable(acks: Sequence[Ack]) -> list[Ack]:
+    """``acks`` made writable before the first try (NULs stripped, dates capped, reasons
+    recorded): a refused outcome would otherwise cost the acker a split and a retry."""
+    return [clean_ack(a) if needs_cleaning(a) else a for a in acks]
 
 
 def birth(spec: JobSpec, now: datetime) -> tuple[datetime, JobState]:

@@ -56,6 +56,7 @@ from ..redaction import redact_text, url_secrets
 from ..serialization import dumps
 from . import sql as sqlfiles
 from .base import (
+    Ack,
     AsyncCallerConnection,
     CallerConnection,
     Clock,
@@ -65,7 +66,9 @@ from .base import (
     Wake,
     WakeCallback,
     birth,
+    in_fetch_order,
     utcnow,
+    writable,
 )
 from .postgres_async import AsyncConnections, fetch_rows, run_steps
 from .postgres_copy import COPY_MIN, CopyIn, encode_json, new_job, plain_rows, staged_rows
@@ -410,6 +413,31 @@ class PostgresEngine(Engine):
                 tx.copy(step)
             else:
                 reply = tx.execute(*step)
+
+    hot_path_on_loop = True
+
+    async def afetch(self, queue: str, limit: int, node: str) -> list[Job[Any]]:
+        if limit <= 0:
+            return []
+        params = self.fetch_params(queue, limit, node)
+        async with self._async.connection() as conn:
+            with translated(conn):
+                rows = await fetch_rows(conn, self.queries["fetch_jobs"], params)
+        jobs, bad = self.decode_rows(rows)  # the claim has committed: none may be stranded
+        if bad:  # rare: a row written by hand or by a broken client; off the loop
+            await asyncio.to_thread(self.discard_undecodable, bad, node)
+        return in_fetch_order(jobs)
+
+    async def aack(self, acks: Sequence[Ack]) -> set[int]:
+        if any(a.inserts for a in acks):  # follow-up jobs: the insert's own transaction
+            return await asyncio.to_thread(self.ack, acks)
+        if not acks:
+            return set()
+        params = self.ack_params(writable(acks))
+        async with self._async.connection() as conn:
+            with translated(conn):
+                rows = await fetch_rows(conn, self.queries["ack_jobs"], params)
+        return {int(r["id"]) for r in rows}
 
     async def ainsert(
         self,

@@ -45,7 +45,7 @@ DRAIN_DEADLINE = 5.0
 class Acker:
     def __init__(
         self,
-        write: Callable[[list[Ack]], set[int]],
+        write: Callable[[list[Ack]], Any],
         run_in_db: RunInDb,
         *,
         max_batch: int = 200,

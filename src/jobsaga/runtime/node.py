@@ -48,6 +48,11 @@ log = logging.getLogger("jobsaga.runtime.node")
 T = TypeVar("T")
 
 
+async def awaited(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+    """The acker's way to run its (async) writer: awaited on the loop."""
+    return await fn(*args)
+
+
 def default_node_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
@@ -172,6 +177,20 @@ class Node:
     async def run_in_db(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._db_threads, lambda: fn(*args))
+
+    async def fetch(self, queue: str, limit: int) -> list[Job[Any]]:
+        """Claim up to ``limit`` jobs of ``queue``: on the loop where the engine can, else
+        through the database threads."""
+        engine = self.app.engine
+        if engine.hot_path_on_loop:
+            return await engine.afetch(queue, limit, self.name)
+        return await self.run_in_db(engine.fetch, queue, limit, self.name)
+
+    async def _write_acks(self, acks: list[Ack]) -> set[int]:
+        engine = self.app.engine
+        if engine.hot_path_on_loop:
+            return await engine.aack(acks)
+        return await self.run_in_db(engine.ack, acks)
 
     def stager_wake(self) -> None:
         self.plugins.stager.wake()
@@ -378,8 +397,8 @@ class Node:
         self.executor = Executor(self.app, self.name, self._job_threads)
         self.executor.on_threads_abandoned = self._on_threads_abandoned
         self.acker = Acker(
-            self.app.engine.ack,
-            self.run_in_db,
+            self._write_acks,
+            awaited,
             max_batch=self.ack_batch,
             max_delay=self.ack_delay,
             performing=lambda: sum(p.busy for p in self.producers.values()),

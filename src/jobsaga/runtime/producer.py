@@ -162,7 +162,7 @@ class QueueProducer:
             # knows of them; the node's reconciler leaves claims from then on alone.
             fetch = node.fetch_started()
             try:
-                jobs = await node.run_in_db(node.app.engine.fetch, self.queue, free, node.name)
+                jobs = await node.fetch(self.queue, free)
             except Exception:
                 node.plugins.reconciler.look_again_soon()  # a lost reply may have stranded claims
                 raise
