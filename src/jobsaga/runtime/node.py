@@ -48,6 +48,12 @@ log = logging.getLogger("jobsaga.runtime.node")
 T = TypeVar("T")
 
 
+PLUGIN_DB_THREADS = 7
+"""Database threads beside one per queue (whose fetch uses it where the engine has no async
+side): the acker, the stager, heartbeat, lifeline and reconciler, pruner and cron, queue
+controls. A fixed 8 made a node of many queues queue its fetches behind each other."""
+
+
 async def awaited(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
     """The acker's way to run its (async) writer: awaited on the loop."""
     return await fn(*args)
@@ -387,7 +393,9 @@ class Node:
         self._stop_requested = asyncio.Event()
         self.held.clear()
         self.unsettled.clear()
-        self._db_threads = ThreadPoolExecutor(max_workers=8, thread_name_prefix="jobsaga-db")
+        self._db_threads = ThreadPoolExecutor(
+            max_workers=len(self.queue_limits) + PLUGIN_DB_THREADS, thread_name_prefix="jobsaga-db"
+        )
         undo.append(lambda: self._db_threads.shutdown(wait=True))
         self._job_threads = ThreadPoolExecutor(
             max_workers=self.max_threads, thread_name_prefix="jobsaga-job"
