@@ -233,3 +233,48 @@ def test_a_run_opened_in_a_round_is_written_whole(app: App) -> None:
         {"a": []},
     )
     assert run.attempt == 3 and run.status == "running" and run.started_at is not None
+
+
+class Shapes(Workflow, name="writer.shapes"):
+    """Results of every JSON shape, written inside the round's payload as JSON."""
+
+    @step
+    async def text(self) -> str:
+        return 'say "null"'
+
+    @step
+    async def null_text(self) -> str:
+        return "null"
+
+    @step
+    async def nothing(self) -> None:
+        return None
+
+    @step
+    async def number(self) -> float:
+        return 2.5e-7
+
+    @step
+    async def nested(self) -> dict[str, Any]:
+        return {"a": [1, {"b": None}], "é": "ü"}
+
+    @step(wait_for=["text", "null_text", "nothing", "number", "nested"])
+    async def last(self) -> list[Any]:
+        return ["x", 1, None]
+
+
+def test_results_of_every_json_shape_round_trip(app: App) -> None:
+    result = asyncio.run(arun_workflow(Shapes, app=app))
+    assert result.run is not None and result.run.status == "succeeded"
+    results = {s.step: s.result for s in result.run.steps}
+    assert results == {
+        "text": 'say "null"',
+        "null_text": "null",
+        "nothing": None,
+        "number": 2.5e-7,
+        "nested": {"a": [1, {"b": None}], "é": "ü"},
+        "last": ["x", 1, None],
+    }
+    assert result.run.result == ["x", 1, None]
+    started = result.run.events_of("step.started")
+    assert started and all(e.detail == {"try": 1} for e in started)

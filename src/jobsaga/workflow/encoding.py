@@ -16,7 +16,7 @@ from typing import Any
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from ..errors import ArgsError, StepResultError
-from ..serialization import dumps, normalize_json, printable
+from ..serialization import dumps, normalize_json, printable, text_problem
 
 OWNER = "the run log"
 _ESCAPED_UNSTORABLE = re.compile(r"\\u(?:0000|d[89a-f])")
@@ -61,6 +61,25 @@ def jsonable(value: Any, what: str) -> Any:
 def json_text(value: Any) -> str | None:
     """``value`` as JSON text for a JSON column (None stays NULL)."""
     return None if value is None else dumps(value)
+
+
+def _clean(value: Any) -> bool:
+    """True when no text in ``value`` (keys included) holds a NUL or a lone surrogate."""
+    if isinstance(value, str):
+        return text_problem(value) is None
+    if isinstance(value, dict):
+        return all(_clean(k) and _clean(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return all(_clean(v) for v in value)
+    return True
+
+
+def storable(value: Any) -> Any:
+    """What the log writes about a run (an error, an event's detail) as JSON data both
+    engines take inside a write's payload: ``value`` itself, or, when a text in it holds a
+    NUL character or a lone surrogate (an exception message can), a copy with those
+    escaped (:func:`~jobsaga.serialization.printable`)."""
+    return value if _clean(value) else _cleaned(value)
 
 
 def safe_json_text(value: Any) -> str | None:

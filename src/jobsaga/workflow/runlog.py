@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import DatabaseUnavailable, DataRejected, MigrationError, RunLogUnwritable
 from ..serialization import dumps
-from .encoding import json_text, jsonable, safe_json_text
+from .encoding import json_text, jsonable, storable
 from .records import (
     EventRecord,
     RunRecord,
@@ -404,14 +404,15 @@ class SqlRunLog(RunLog):
         return resumed
 
     def _open_row(self, now: datetime) -> dict[str, Any]:
+        """The ``open_runs`` request; JSON values travel as JSON inside the payload."""
         return {
             "workflow": self.workflow,
             "job_id": self.job_id,
             "attempt": self.attempt,
             "retried_after": self.retried_after,
-            "inputs": dumps(jsonable(self.run["inputs"], "the workflow inputs")),
-            "context": json_text(jsonable(self.run["context"], "the workflow context")),
-            "dag": json_text(self.run["dag"]),
+            "inputs": jsonable(self.run["inputs"], "the workflow inputs"),
+            "context": jsonable(self.run["context"], "the workflow context"),
+            "dag": self.run["dag"],
             "now": self._engine.time_json(now),
         }
 
@@ -632,24 +633,28 @@ class SqlRunLog(RunLog):
             text = cache[value] = self._engine.time_json(value)
         return text
 
+    # A write's rows, as the writer's statements read them: JSON values (results, errors,
+    # details) travel as JSON inside the payload, encoded once with it; results and inputs
+    # were checked storable when recorded, the log's own texts are made so here.
+
     def _wire(self, row: dict[str, Any]) -> dict[str, Any]:
         tj = self._time_json
+        error = row["error"]
         return {
             **row,
             "run_id": self.run_id,
-            "result": json_text(row["result"]),
-            "error": safe_json_text(row["error"]),
-            "enqueue": json_text(row["enqueue"]),
+            "error": None if error is None else storable(error),
             "started_at": tj(row["started_at"]) if row["started_at"] else None,
             "finished_at": tj(row["finished_at"]) if row["finished_at"] else None,
         }
 
     def _wire_event(self, event: dict[str, Any]) -> dict[str, Any]:
+        detail = event["detail"]
         return {
             **event,
             "run_id": self.run_id,
             "at": self._time_json(event["at"]),
-            "detail": safe_json_text(event["detail"]),
+            "detail": None if detail is None else storable(detail),
         }
 
     def _wire_run(self, changed: bool) -> dict[str, Any]:
@@ -668,8 +673,8 @@ class SqlRunLog(RunLog):
             run, tj = self.run, self._time_json
             row.update(
                 status=run["status"],
-                result=json_text(run["result"]),
-                error=safe_json_text(run["error"]),
+                result=run["result"],
+                error=None if run["error"] is None else storable(run["error"]),
                 now=tj(run["updated_at"]),
                 finished_at=tj(run["finished_at"]) if run["finished_at"] else None,
             )

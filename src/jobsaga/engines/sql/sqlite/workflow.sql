@@ -68,7 +68,8 @@ ON CONFLICT (run_id, seq) DO NOTHING
 -- attempt then opens it alone), then a run inserted for each other request, in the order
 -- given, so the ids returned (sorted) follow those requests (idx NULL). SQLite has no
 -- sequence to reserve an id from, and its commit is cheap: the row is made here, and the
--- run's first write (write_logs) finds it there.
+-- run's first write (write_logs) finds it there. Inputs, context and DAG are JSON inside the
+-- payload ("->" gives their JSON text).
 SELECT idx, id, 1 AS found FROM (
     SELECT json_extract(value, '$.idx') AS idx, (
         SELECT w.id FROM jobsaga_workflow_runs w
@@ -84,8 +85,8 @@ SELECT idx, id, 1 AS found FROM (
 INSERT INTO jobsaga_workflow_runs (workflow, job_id, attempt, status, inputs, context, dag,
                                    started_at, updated_at)
 SELECT json_extract(value, '$.workflow'), json_extract(value, '$.job_id'),
-       json_extract(value, '$.attempt'), 'running', json_extract(value, '$.inputs'),
-       json_extract(value, '$.context'), json_extract(value, '$.dag'),
+       json_extract(value, '$.attempt'), 'running', nullif(value -> '$.inputs', 'null'),
+       nullif(value -> '$.context', 'null'), nullif(value -> '$.dag', 'null'),
        json_extract(value, '$.now'), json_extract(value, '$.now')
 FROM json_each(:runs)
 WHERE NOT EXISTS (
@@ -103,10 +104,12 @@ RETURNING NULL AS idx, id, 0 AS found
 -- statements run in one BEGIN IMMEDIATE transaction (SQLite writes one table a statement:
 -- it has no round trips to save). Here open_runs created each run's row, so create_run
 -- (a first write creating its run, on engines that only reserve the id) has nothing to do.
--- Fenced run by run, by attempt and identity: a write of an attempt that was cut short,
--- landing after the job's next attempt took the run over (resume_run raised its attempt),
--- changes nothing of that run; so does a write whose run row is another run's (other job or
--- workflow). The write lock, held till COMMIT, keeps a takeover from interleaving. The fence is read once a
+-- JSON values (results, errors, details) are JSON inside the payload: "->" gives their JSON
+-- text (json_extract would unquote a string), and a JSON null is NULL. Fenced run by run, by
+-- attempt and identity: a write of an attempt that was cut short, landing after the job's
+-- next attempt took the run over (resume_run raised its attempt), changes nothing of that
+-- run; so does a write whose run row is another run's (other job or workflow). The write
+-- lock, held till COMMIT, keeps a takeover from interleaving. The fence is read once a
 -- statement (the ids of the runs that pass it); "WHERE" also keeps SQLite's parser from
 -- reading ON CONFLICT as a join constraint.
 WITH fence AS (
@@ -121,9 +124,9 @@ INSERT INTO jobsaga_workflow_steps (run_id, step, position, status, result, erro
                                     finished_at)
 SELECT json_extract(s.value, '$.run_id'), json_extract(s.value, '$.step'),
        json_extract(s.value, '$.position'), json_extract(s.value, '$.status'),
-       json_extract(s.value, '$.result'), json_extract(s.value, '$.error'),
+       nullif(s.value -> '$.result', 'null'), nullif(s.value -> '$.error', 'null'),
        json_extract(s.value, '$.tries'), json_extract(s.value, '$.undo_tries'),
-       json_extract(s.value, '$.completed_seq'), json_extract(s.value, '$.enqueue'),
+       json_extract(s.value, '$.completed_seq'), nullif(s.value -> '$.enqueue', 'null'),
        json_extract(s.value, '$.started_at'), json_extract(s.value, '$.finished_at')
 FROM json_each(:steps) AS s
 WHERE json_extract(s.value, '$.run_id') IN (SELECT id FROM fence)
@@ -144,7 +147,7 @@ INSERT INTO jobsaga_workflow_events (run_id, seq, at, attempt, step, kind, detai
 SELECT json_extract(e.value, '$.run_id'), json_extract(e.value, '$.seq'),
        json_extract(e.value, '$.at'), json_extract(e.value, '$.attempt'),
        json_extract(e.value, '$.step'), json_extract(e.value, '$.kind'),
-       json_extract(e.value, '$.detail')
+       nullif(e.value -> '$.detail', 'null')
 FROM json_each(:events) AS e
 WHERE json_extract(e.value, '$.run_id') IN (SELECT id FROM fence)
 ON CONFLICT (run_id, seq) DO NOTHING;
@@ -156,8 +159,9 @@ FROM (
     SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.attempt') AS attempt,
            json_extract(value, '$.workflow') AS workflow,
            json_extract(value, '$.job_id') AS job_id,
-           json_extract(value, '$.status') AS status, json_extract(value, '$.result') AS result,
-           json_extract(value, '$.error') AS error, json_extract(value, '$.now') AS now,
+           json_extract(value, '$.status') AS status,
+           nullif(value -> '$.result', 'null') AS result,
+           nullif(value -> '$.error', 'null') AS error, json_extract(value, '$.now') AS now,
            json_extract(value, '$.finished_at') AS finished_at
     FROM json_each(:runs)
     WHERE json_extract(value, '$.update_run')
