@@ -64,13 +64,19 @@ def json_text(value: Any) -> str | None:
 
 
 def _clean(value: Any) -> bool:
-    """True when no text in ``value`` (keys included) holds a NUL or a lone surrogate."""
-    if isinstance(value, str):
-        return text_problem(value) is None
-    if isinstance(value, dict):
-        return all(_clean(k) and _clean(v) for k, v in value.items())
-    if isinstance(value, (list, tuple)):
-        return all(_clean(v) for v in value)
+    """True when no text in ``value`` (keys included) holds a NUL or a lone surrogate. A
+    loop rather than a recursion: it runs for every event the log writes (``{"try": 1}``)."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if text_problem(item) is not None:
+                return False
+        elif isinstance(item, dict):
+            pending.extend(item)
+            pending.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            pending.extend(item)
     return True
 
 

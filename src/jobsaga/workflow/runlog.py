@@ -295,6 +295,8 @@ class SqlRunLog(RunLog):
     _written: set[str] = field(default_factory=set)
     _new_events: list[dict[str, Any]] = field(default_factory=list)
     _run_dirty: bool = False
+    _queued: bool = False
+    """Handed to the writer, which has not taken it yet: later changes join it there."""
     _in_flight: Part | None = None
     """This log's part of the writer's round under way (one at a time: writes land in
     order)."""
@@ -514,7 +516,8 @@ class SqlRunLog(RunLog):
         """Hand the log to the writer's next round, unless it has a write under way (the
         next is handed over when that one settles) or waiting out a backoff."""
         if (
-            self.writer is not None
+            not self._queued
+            and self.writer is not None
             and self.run_id is not None
             and self._in_flight is None
             and self._retry is None
@@ -522,11 +525,13 @@ class SqlRunLog(RunLog):
             and not self._closed
             and self._pending()
         ):
+            self._queued = True
             self.writer.submit(self)
 
     def take(self) -> Part | None:
         """What the writer's round writes of this log: everything recorded since the last
         write (the latest row of each step that changed, the new events, the run row)."""
+        self._queued = False
         if (
             self._in_flight is not None
             or self._retry is not None
