@@ -146,7 +146,7 @@ class PostgresEngine(Engine):
         """Options for every new connection: the URL's own connect_timeout wins."""
         self._open_timeout = 2.0 * (CONNECT_TIMEOUT if given is None else given) or 30.0
         self._async = AsyncConnections(
-            url, pool_size, self._connect, _configure_async, self._connect_error
+            url, pool_size, self._connect, _configure_async, self._connect_error, self._cause
         )
         """The async connections ``ainsert`` uses, per event loop."""
 

@@ -52,12 +52,15 @@ class AsyncConnections:
         options: Mapping[str, Any],
         configure: Callable[[psycopg.AsyncConnection[Any]], None],
         connect_error: Callable[[psycopg.Error], DatabaseUnavailable],
+        cause: Callable[[psycopg.Error], BaseException | None],
     ) -> None:
         self.url = url
         self.size = size
         self.options = dict(options)
         self.configure = configure
         self.connect_error = connect_error
+        self.cause = cause
+        """The engine's: the driver's error to chain, none when it quotes the password."""
         self._loops: dict[asyncio.AbstractEventLoop, _LoopConnections] = {}
         self._lock = threading.Lock()
 
@@ -99,9 +102,14 @@ class AsyncConnections:
         try:
             conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True, **self.options)
         except psycopg.Error as exc:
-            raise self.connect_error(exc) from exc
+            raise self._unreachable(exc) from self.cause(exc)
         self.configure(conn)
         return conn
+
+    def _unreachable(self, exc: psycopg.Error) -> DatabaseUnavailable:
+        """The engine's error for a connection that could not be made (the server's reason,
+        the URL's password masked)."""
+        return self.connect_error(exc)
 
     def _give_back(self, mine: _LoopConnections, conn: psycopg.AsyncConnection[Any]) -> None:
         reusable = not conn.closed and conn.info.transaction_status == TransactionStatus.IDLE

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from ..errors import ArgsError
 from ..job import Job, JobSpec, JobState
 from .base import birth
 
@@ -85,7 +86,8 @@ def _encoder() -> Callable[[Any], str]:
 
 
 def _unencodable(value: Any) -> Any:
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+    """What ``Worker.new`` lets through is JSON; a value changed in a spec afterwards is not."""
+    raise ArgsError(f"a value of type {type(value).__name__} cannot be stored as JSON")
 
 
 encode_json = _encoder()
