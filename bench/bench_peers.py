@@ -69,7 +69,6 @@ QUICK = Options(
     backlog_timed=2_000,
     completed=50_000,
     sagas=200,
-    cap=15.0,
 )
 """``--quick``: every phase end to end in a few minutes (options given beside it win)."""
 DEFAULT_REPEAT, QUICK_REPEAT = 3, 1
@@ -263,7 +262,7 @@ def table(
                 )
             elif best is not None and best[0] == library.key:
                 ratio = "(best peer)"
-            lines.append(f"{row} {value:>22}  {span:<18} {ratio}")
+            lines.append(f"{row} {value:>22}  {span:<18} {ratio}".rstrip())
     lines.extend(baselines(libraries, results, options))
     if notes.texts:
         lines.append("")

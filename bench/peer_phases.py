@@ -54,7 +54,7 @@ class Options:
     backlog_timed: int = 10_000
     completed: int = 1_000_000
     sagas: int = 2_000
-    cap: float = 20.0
+    cap: float = 10.0
     loop: str = "native"
 
     @property
