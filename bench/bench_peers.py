@@ -48,15 +48,8 @@ from typing import Any
 import pgbench_ceiling
 import psycopg
 from common import PG_URL, spread
-from peer_libraries import (
-    LIBRARIES,
-    PROBE,
-    Channel,
-    Jobsaga,
-    Library,
-    NotApplicable,
-    WorkerSettings,
-)
+from peer_base import PROBE, Channel, Library, NotApplicable, WorkerSettings
+from peer_libraries import LIBRARIES, Jobsaga
 from peer_phases import PHASES, Options, Phase, Sample, Scratch
 
 Cell = list[Sample] | str

@@ -26,14 +26,8 @@ from typing import IO
 
 import psycopg
 from common import CONCURRENCY, database_name, percentile
-from peer_libraries import (
-    Jobsaga,
-    JobsagaSqlite,
-    Library,
-    NotApplicable,
-    PeerError,
-    WorkerSettings,
-)
+from peer_base import Library, NotApplicable, PeerError, WorkerSettings
+from peer_libraries import Jobsaga, JobsagaSqlite
 from psycopg import sql
 
 SERVE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench_peers.py")
