@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_workflow.py [--runs 5] [--kind async|sync|both]
                                              [--sagas 2000] [--concurrency 10] [--only ...]
+                                             [--engine sqlite|postgres] [--shape ...]
 
 Two measurements, for ``async def`` no-op steps and for plain ``def`` ones (run in threads):
 
@@ -10,10 +11,11 @@ Two measurements, for ``async def`` no-op steps and for plain ``def`` ones (run 
   median wall time per run and per step, in three modes: ``memory`` (``persist=False``, no
   run log: the executor's own cost), ``sqlite`` and ``postgres`` (the run log written, as in
   production).
-* **Saga jobs through a node.** N jobs of a ``WorkflowWorker`` whose saga is a chain of four
-  no-op steps (``a -> b -> c -> d``) are inserted, then one node (one queue, ``--concurrency``
-  jobs in flight) runs them, timed from the node's start until every job is completed; run
-  log on, on each engine.
+* **Saga jobs through a node.** N jobs of a ``WorkflowWorker`` whose saga is four no-op steps
+  are inserted, then one node (one queue, ``--concurrency`` jobs in flight) runs them, timed
+  from the node's start until every job is completed; run log on, on each engine. Two
+  shapes: a chain (``a -> b -> c -> d``: four levels, so four commits each run waits for)
+  and the diamond of bench_peers.py's saga phase (``a``, then ``b`` and ``c``, then ``d``).
 
 Each measurement gets a fresh database: a new SQLite file, or a new schema on
 ``$JOBSAGA_BENCH_PG_URL`` (default: the test database), dropped afterwards.
@@ -92,18 +94,38 @@ def _noop(sync: bool) -> Any:
     return anxt
 
 
-def saga_worker(sync: bool) -> type[WorkflowWorker]:
-    """A worker whose saga is a chain of four no-op steps (``a -> b -> c -> d``)."""
-    saga = chain(4, sync, prefix="step")
+def diamond(sync: bool) -> type[Workflow]:
+    """Four no-op steps: ``a``, then ``b`` and ``c`` side by side, then ``d`` (the saga of
+    bench_peers.py's saga phase)."""
+    namespace: dict[str, Any] = {
+        "a": step(_noop_first(sync), name="a"),
+        "b": step(_noop(sync), name="b", args={"prev": "a"}),
+        "c": step(_noop(sync), name="c", args={"prev": "a"}),
+        "d": step(_noop(sync), name="d", args={"prev": "b"}, wait_for=["c"]),
+    }
+    kind = "sync" if sync else "async"
+    return build("Diamond", namespace, name=f"bench.diamond.{kind}")
+
+
+SHAPES = {
+    "chain": "a -> b -> c -> d",
+    "diamond": "a -> (b, c) -> d",
+}
+
+
+def saga_worker(shape: str, sync: bool) -> type[WorkflowWorker]:
+    """A worker whose saga is four no-op steps: a chain (four levels, the most commits a run
+    of four steps waits for), or the diamond of bench_peers.py (three levels)."""
+    saga = chain(4, sync, prefix="step") if shape == "chain" else diamond(sync)
     kind = "sync" if sync else "async"
     meta: Any = type(WorkflowWorker)
     worker: type[WorkflowWorker] = meta(
-        f"Saga4{kind.title()}",
+        f"Saga4{shape.title()}{kind.title()}",
         (WorkflowWorker,),
         {},
         workflow=saga,
         queue=SAGA_QUEUE,
-        name=f"bench.saga4.{kind}",
+        name=f"bench.saga4.{shape}.{kind}",
     )
     return worker
 
@@ -157,46 +179,55 @@ def unfinished(app: App) -> int:
     return sum(n for state, n in counts.items() if state != "completed")
 
 
-def saga_jobs(engine: str, sync: bool, sagas: int, concurrency: int) -> float:
+def saga_jobs(
+    engine: str, shape: str, sync: bool, sagas: int, concurrency: int
+) -> tuple[float, float]:
     """Seconds one node takes to run ``sagas`` four-step saga jobs, from its start until the
-    last job is written completed."""
-    worker = saga_worker(sync)
+    last job is written completed, and the CPU seconds this process spent meanwhile (the
+    node's threads and the poll; not the database server's)."""
+    worker = saga_worker(shape, sync)
     with fresh_database(engine) as url, App(url, workers=[worker]) as app:
         app.migrate()
         app.insert_all([worker.new({}) for _ in range(sagas)])
         node = app.node({SAGA_QUEUE: concurrency}, poll_interval=0.05)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         with node.start_in_thread():
             # Polled from this thread, which shares the node's interpreter lock: often enough
             # for a 1% reading, rarely enough not to slow the node down.
             while unfinished(app):
                 time.sleep(POLL_INTERVAL)
-            took = time.perf_counter() - started
+            took, cpu = time.perf_counter() - started, time.process_time() - cpu
         runs = app.engine.execute_one(
             "SELECT count(*) AS n FROM jobsaga_workflow_runs WHERE status = 'succeeded'"
         )
         assert int(runs[0]["n"]) == sagas, runs
-    return took
+    return took, cpu
 
 
 def saga_throughput(
-    sync: bool, sagas: int, concurrency: int, engines: list[str], repeat: int
+    sync: bool, sagas: int, concurrency: int, engines: list[str], repeat: int, shapes: list[str]
 ) -> None:
     kind = "sync (threads)" if sync else "async"
     print(
-        f"\nsaga jobs through one node: 4-step chain, {kind} no-op steps, run log on, "
-        f"{sagas} jobs, concurrency {concurrency}, median of {repeat}"
+        f"\nsaga jobs through one node: 4 {kind} no-op steps, run log on, {sagas} jobs, "
+        f"concurrency {concurrency}, median of {repeat}"
     )
-    print(f"{'engine':<9} {'seconds':>8} {'sagas/s':>8}  {'range':<13} {'us/step':>8}")
-    for engine in engines:
-        times = [saga_jobs(engine, sync, sagas, concurrency) for _ in range(repeat)]
-        median = statistics.median(times)
-        rates = sorted(sagas / t for t in times)
-        print(
-            f"{engine:<9} {median:>8.2f} {sagas / median:>8.0f}  "
-            f"{rates[0]:>5.0f}-{rates[-1]:<6.0f} {median / sagas / 4 * 1e6:>8.1f}"
-        )
-        sys.stdout.flush()
+    print(
+        f"{'saga':<26} {'engine':<9} {'seconds':>8} {'sagas/s':>8}  {'range':<13} "
+        f"{'cpu us/saga':>11}"
+    )
+    for shape in shapes:
+        label = f"{shape} ({SHAPES[shape]})"
+        for engine in engines:
+            runs = [saga_jobs(engine, shape, sync, sagas, concurrency) for _ in range(repeat)]
+            median = statistics.median(took for took, _ in runs)
+            cpu = statistics.median(cpu for _, cpu in runs)
+            rates = sorted(sagas / took for took, _ in runs)
+            print(
+                f"{label:<26} {engine:<9} {median:>8.2f} {sagas / median:>8.0f}  "
+                f"{rates[0]:>5.0f}-{rates[-1]:<6.0f} {cpu / sagas * 1e6:>11.0f}"
+            )
+            sys.stdout.flush()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -222,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--engine", choices=["sqlite", "postgres"], help="one engine (default: both)"
     )
+    parser.add_argument("--shape", choices=list(SHAPES), help="one saga shape (default: both)")
     options = parser.parse_args(argv)
     kinds = [False, True] if options.kind == "both" else [options.kind == "sync"]
     engines = [options.engine] if options.engine else ["sqlite", "postgres"]
@@ -229,7 +261,10 @@ def main(argv: list[str] | None = None) -> int:
         if options.only in (None, "overhead"):
             overhead(sync, options.runs, options.dag_concurrency, ["memory", *engines])
         if options.only in (None, "sagas"):
-            saga_throughput(sync, options.sagas, options.concurrency, engines, options.repeat)
+            shapes = [options.shape] if options.shape else list(SHAPES)
+            saga_throughput(
+                sync, options.sagas, options.concurrency, engines, options.repeat, shapes
+            )
     return 0
 
 

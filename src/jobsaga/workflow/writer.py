@@ -40,10 +40,6 @@ GATHER_TURNS = 2
 """Event loop turns a round lets pass before it takes what is pending: a run whose step just
 completed records its next transition a turn later (the run's success after its last step,
 say), and steps of other runs completing at the same moment join the same round."""
-ROUNDS_UNDER_WAY = 2
-"""Rounds written at once: while one waits for its commit, the next one can start with what
-was recorded meanwhile (each run has at most one write under way, so its writes stay in
-order), and the database commits the two together when it can."""
 
 _STATEMENT_END = re.compile(r";[ \t]*$", re.MULTILINE)
 
@@ -77,10 +73,6 @@ class LogWriter:
         """Logs with something to write, by identity, in the order they asked."""
         self._opening: list[Opening] = []
         self._pump: asyncio.Task[None] | None = None
-        self._under_way = 0
-        self._rounds_under_way: set[asyncio.Task[None]] = set()
-        self._room: asyncio.Future[None] | None = None
-        """Set when a round ends, for the pump waiting with ``ROUNDS_UNDER_WAY`` under way."""
 
     def submit(self, log: SqlRunLog) -> None:
         """``log`` has something to write: the next round takes it."""
@@ -102,24 +94,18 @@ class LogWriter:
             )
 
     async def _rounds(self) -> None:
-        """Start rounds while there is something to write, at most ``ROUNDS_UNDER_WAY`` at
-        once."""
-        loop = asyncio.get_running_loop()
+        """Write rounds, one at a time, while there is something to write. One at a time:
+        what is recorded while a round commits waits for the next, so rounds grow with the
+        load (ten sagas in step share each round) rather than multiply (a second round under
+        way took the stragglers of the first, and cost more commits than it saved waits)."""
         while self._logs or self._opening:
             for _ in range(GATHER_TURNS):
                 await asyncio.sleep(0)
-            if self._under_way >= ROUNDS_UNDER_WAY:
-                self._room = loop.create_future()
-                await self._room
-                continue
             opening, self._opening = self._opening, []
             logs, self._logs = list(self._logs.values()), {}
             writes = [(log, part) for log in logs if (part := log.take()) is not None]
             if opening or writes:
-                self._under_way += 1
-                task = loop.create_task(self._round(opening, writes), context=contextvars.Context())
-                self._rounds_under_way.add(task)  # a task only the loop knows may be collected
-                task.add_done_callback(self._rounds_under_way.discard)
+                await self._round(opening, writes)
 
     async def _round(self, opening: list[Opening], writes: list[tuple[SqlRunLog, Part]]) -> None:
         loop = asyncio.get_running_loop()
@@ -136,9 +122,6 @@ class LogWriter:
             failures = dict.fromkeys(range(len(writes)), exc)
             _settle_openings(opening, exc)
         finally:
-            self._under_way -= 1
-            if self._room is not None and not self._room.done():
-                self._room.set_result(None)
             for index, (log, part) in enumerate(writes):
                 log.settle(part, failures.get(index))
 
