@@ -80,11 +80,19 @@ def _clean(value: Any) -> bool:
     return True
 
 
+_SCALARS = frozenset({int, float, bool, type(None)})
+
+
 def storable(value: Any) -> Any:
     """What the log writes about a run (an error, an event's detail) as JSON data both
     engines take inside a write's payload: ``value`` itself, or, when a text in it holds a
     NUL character or a lone surrogate (an exception message can), a copy with those
     escaped (:func:`~jobsaga.serialization.printable`)."""
+    if type(value) is dict and all(
+        type(v) in _SCALARS and type(k) is str and k.isascii() and "\x00" not in k
+        for k, v in value.items()
+    ):
+        return value  # most details (``{"try": 1}``): no text to look into
     return value if _clean(value) else _cleaned(value)
 
 
