@@ -78,6 +78,12 @@ RAISE_ALLOWED: dict[tuple[str, str, str], str] = {
         "the base perform a worker must override (Python's convention); if it runs, it fails "
         "the attempt like any perform error, recorded on the job"
     ),
+    ("jobsaga.engines.base", "Engine.afetch", "NotImplementedError"): (
+        "only an engine with hot_path_on_loop fetches on the loop; the node asks that first"
+    ),
+    ("jobsaga.engines.base", "Engine.aack", "NotImplementedError"): (
+        "only an engine with hot_path_on_loop acknowledges on the loop; the node asks that first"
+    ),
     ("jobsaga.plugins.base", "Looper.run_once", "NotImplementedError"): (
         "abstract: every plugin defines run_once; the base is never run"
     ),
