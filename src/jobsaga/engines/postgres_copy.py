@@ -29,8 +29,9 @@ from ..job import Job, JobSpec, JobState
 from .base import birth
 
 COPY_MIN = 200
-"""From this many jobs on, an insert writes them with COPY: below, one statement over a JSON
-array costs less than COPY's two more round trips."""
+"""From this many jobs on, an insert writes them with COPY. Below, one statement over a JSON
+array costs less: COPY takes five round trips (BEGIN, the ids, the COPY, the NOTIFY, COMMIT)
+where a plain insert outside a transaction takes one; the CPU per job met at about 100 jobs."""
 CHUNK_ROWS = 500
 """Rows per chunk handed to the driver."""
 
