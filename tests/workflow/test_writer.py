@@ -278,3 +278,25 @@ def test_results_of_every_json_shape_round_trip(app: App) -> None:
     assert result.run.result == ["x", 1, None]
     started = result.run.events_of("step.started")
     assert started and all(e.detail == {"try": 1} for e in started)
+
+
+def test_the_writers_thread_ends_when_idle_and_comes_back(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A finished loop (a test's, a CLI's) leaves no thread behind; the next round starts
+    one again."""
+    import threading
+
+    monkeypatch.setattr("jobsaga.workflow.writer.IDLE_THREAD_SECONDS", 0.05)
+
+    def writer_threads() -> int:
+        return sum(t.name == "jobsaga-run-log" for t in threading.enumerate())
+
+    async def twice() -> list[Any]:
+        first = await arun_workflow(Echo, {"n": 1}, app=app)
+        wait_until(lambda: writer_threads() == 0)
+        second = await arun_workflow(Echo, {"n": 2}, app=app)
+        return [first.value, second.value]
+
+    assert asyncio.run(twice()) == [11, 21]
+    wait_until(lambda: writer_threads() == 0)

@@ -22,8 +22,11 @@ order it recorded them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
+import queue
 import re
+import threading
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,6 +43,10 @@ GATHER_TURNS = 2
 """Event loop turns a round lets pass before it takes what is pending: a run whose step just
 completed records its next transition a turn later (the run's success after its last step,
 say), and steps of other runs completing at the same moment join the same round."""
+
+IDLE_THREAD_SECONDS = 2.0
+"""How long the writer's thread waits for another round before it ends (a new one starts
+with the next round): a node keeps it, a finished test's loop does not leave it behind."""
 
 _STATEMENT_END = re.compile(r";[ \t]*$", re.MULTILINE)
 
@@ -73,6 +80,7 @@ class LogWriter:
         """Logs with something to write, by identity, in the order they asked."""
         self._opening: list[Opening] = []
         self._pump: asyncio.Task[None] | None = None
+        self._thread = _RoundThread()
 
     def submit(self, log: SqlRunLog) -> None:
         """``log`` has something to write: the next round takes it."""
@@ -111,9 +119,8 @@ class LogWriter:
         loop = asyncio.get_running_loop()
         failures: dict[int, BaseException] = {}
         try:
-            failures = await asyncio.to_thread(
-                self._write, loop, opening, [part for _, part in writes]
-            )
+            parts = [part for _, part in writes]
+            failures = await self._thread.run(loop, lambda: self._write(loop, opening, parts))
         except asyncio.CancelledError as exc:  # the loop is closing: nobody will wait
             failures = dict.fromkeys(range(len(writes)), exc)
             _settle_openings(opening, exc)
@@ -166,6 +173,54 @@ class LogWriter:
             for statement in sql:
                 rows += tx.execute(statement, params)
         return rows
+
+
+class _RoundThread:
+    """The thread a writer's rounds run in, one after the other. Its own rather than the
+    loop's default executor: handing a round over is a queue put and the answer a
+    ``call_soon_threadsafe``, about half the interpreter time of ``asyncio.to_thread``
+    (which builds a future, a work item and a context copy, and takes two locks), paid once
+    a round. It ends after ``IDLE_THREAD_SECONDS`` without a round."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._alive = False
+
+    def run(self, loop: asyncio.AbstractEventLoop, fn: Any) -> asyncio.Future[Any]:
+        done: asyncio.Future[Any] = loop.create_future()
+        with self._lock:
+            self._queue.put((loop, fn, done))
+            if not self._alive:
+                self._alive = True
+                threading.Thread(target=self._serve, name="jobsaga-run-log", daemon=True).start()
+        return done
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                loop, fn, done = self._queue.get(timeout=IDLE_THREAD_SECONDS)
+            except queue.Empty:
+                with self._lock:  # a round handed over meanwhile is served, not stranded
+                    if self._queue.empty():
+                        self._alive = False
+                        return
+                continue
+            try:
+                result, error = fn(), None
+            except BaseException as exc:  # handed to the round, which settles its parts
+                result, error = None, exc
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits for it
+                loop.call_soon_threadsafe(_deliver, done, result, error)
+
+
+def _deliver(done: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if done.cancelled():
+        return
+    if error is not None:
+        done.set_exception(error)
+    else:
+        done.set_result(result)
 
 
 def _write_params(parts: Sequence[Part]) -> dict[str, Any]:
