@@ -106,14 +106,17 @@ class LogWriter:
         what is recorded while a round commits waits for the next, so rounds grow with the
         load (ten sagas in step share each round) rather than multiply (a second round under
         way took the stragglers of the first, and cost more commits than it saved waits)."""
-        while self._logs or self._opening:
+        while True:
+            # Also after a round: the steps its commit let start record their outcomes a
+            # turn or two later, and join the next round without a new task.
             for _ in range(GATHER_TURNS):
                 await asyncio.sleep(0)
             opening, self._opening = self._opening, []
             logs, self._logs = list(self._logs.values()), {}
             writes = [(log, part) for log in logs if (part := log.take()) is not None]
-            if opening or writes:
-                await self._round(opening, writes)
+            if not opening and not writes:
+                return
+            await self._round(opening, writes)
 
     async def _round(self, opening: list[Opening], writes: list[tuple[SqlRunLog, Part]]) -> None:
         loop = asyncio.get_running_loop()

@@ -151,7 +151,7 @@ WITH runs AS (
       AND w.job_id IS NOT DISTINCT FROM excluded.job_id
     RETURNING w.id
 ), fence AS (
-    SELECT id FROM locked UNION SELECT id FROM written_runs
+    SELECT id FROM locked UNION ALL SELECT id FROM written_runs  -- "IN" needs no dedup
 ), written_steps AS (
     INSERT INTO jobsaga_workflow_steps (run_id, step, position, status, result, error, tries,
                                         undo_tries, completed_seq, enqueue, started_at,
