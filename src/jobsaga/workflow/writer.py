@@ -2,13 +2,13 @@
 
 Each run's log (:class:`~.runlog.SqlRunLog`) records transitions without waiting and hands
 what it has not written yet to the writer of its event loop and engine. The writer writes in
-rounds, one at a time: a round takes what every run has pending (its changed step rows, new
-events and run row) and the runs whose attempts just started, and writes them in one
-transaction: one statement each on PostgreSQL (``open_runs``, ``write_logs``), one
-``BEGIN IMMEDIATE`` on SQLite. A step waits for the outcomes it depends on to be durable, so
-a chain of steps pays one round per step; the sagas a node runs side by side share those
-rounds, so ten sagas cost about one commit per round, not ten, and one hop to a database
-thread.
+rounds, one at a time, in a thread of its own: a round opens the runs whose attempts just
+started (``open_runs``) and writes what every run has pending, its changed step rows, new
+events and run row (``write_logs``): one statement each on PostgreSQL, one ``BEGIN
+IMMEDIATE`` each on SQLite. A step waits for the outcomes it depends on to be durable, so a
+chain of steps pays one round per step; the sagas a node runs side by side share those
+rounds, so ten sagas cost about one commit per round, not ten, and one hand-off to the
+writer's thread.
 
 Opening a run is a read (the job's run to take up, if any, else a new run's id; the new
 run's row is created by its first write), answered before the round's writes commit, so a
@@ -138,7 +138,7 @@ class LogWriter:
     def _write(
         self, loop: asyncio.AbstractEventLoop, opening: list[Opening], parts: list[Part]
     ) -> dict[int, BaseException]:
-        """One round, in a database thread. First the runs to open (answered at once, so
+        """One round, in the writer's thread. First the runs to open (answered at once, so
         their first steps start while the rest of the round commits; an error answers them
         all, and each attempt then opens its run alone), then the parts to write, in one
         transaction. Returns the error of each part that failed, by index: a failed write
