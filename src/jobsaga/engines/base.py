@@ -586,19 +586,6 @@ class Engine(abc.ABC):
             rows = tx.execute(self.queries["get_job"], {"id": job_id})
         return self.row_to_job(rows[0]) if rows else None
 
-    @abc.abstractmethod
-    def write_run_log(
-        self,
-        run_id: int,
-        attempt: int,
-        steps: Sequence[Mapping[str, Any]],
-        events: Sequence[Mapping[str, Any]],
-        run: Mapping[str, Any] | None,
-    ) -> None:
-        """Write a batch of a saga's run log (step rows, events, the run's status) at once,
-        fenced by attempt: when a later attempt has taken the run over, this one's writes are
-        stale and nothing is written. Rows come as the run log encodes them."""
-
     def queue_counts(self) -> dict[str, dict[str, int]]:
         with self.read() as tx:
             rows = tx.execute(self.queries["queue_counts"])

@@ -123,7 +123,6 @@ class PostgresEngine(Engine):
             "insert_from_staging",
             "drop_job_staging",
             "notify",
-            "write_log",
         }
     )
 
@@ -312,26 +311,6 @@ class PostgresEngine(Engine):
 
     def time_param(self, value: datetime) -> datetime:
         return value
-
-    def write_run_log(
-        self,
-        run_id: int,
-        attempt: int,
-        steps: Sequence[Mapping[str, Any]],
-        events: Sequence[Mapping[str, Any]],
-        run: Mapping[str, Any] | None,
-    ) -> None:
-        """One statement, one round trip; the fence locks the run row (``write_log``)."""
-        params = {
-            "run_id": run_id,
-            "attempt": attempt,
-            "steps": dumps(steps),
-            "events": dumps(events),
-            "update_run": run is not None,
-            **(run or dict.fromkeys(("status", "result", "error", "now", "finished_at"))),
-        }
-        params.pop("id", None)
-        self.execute_one(self.queries["write_log"], params)
 
     def list_param(self, values: Sequence[Any]) -> list[Any]:
         return list(values)

@@ -27,7 +27,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..errors import ConfigError, DatabaseError, DatabaseUnavailable, DataRejected, MigrationError
-from ..serialization import dumps
 from . import sql as sqlfiles
 from .base import CallerConnection, Clock, Engine, Row, WakeCallback, iter_statements, utcnow
 
@@ -67,7 +66,7 @@ class _SqliteTx:
 
 class SqliteEngine(Engine):
     dialect = "sqlite"
-    own_queries = frozenset({"has_available", "run_attempt", "update_run", "upsert_steps"})
+    own_queries = frozenset({"has_available"})
     json_as_text = True
     hears_other_processes = False
 
@@ -245,27 +244,6 @@ class SqliteEngine(Engine):
 
     def time_param(self, value: datetime) -> float:
         return value.timestamp()
-
-    def write_run_log(
-        self,
-        run_id: int,
-        attempt: int,
-        steps: Sequence[Mapping[str, Any]],
-        events: Sequence[Mapping[str, Any]],
-        run: Mapping[str, Any] | None,
-    ) -> None:
-        """Statement by statement in one ``BEGIN IMMEDIATE`` transaction: the fence's read
-        holds the write lock till COMMIT, so no later attempt's write interleaves."""
-        with self.transaction() as tx:
-            fence = tx.execute(self.queries["run_attempt"], {"id": run_id})
-            if not fence or int(fence[0]["attempt"]) > attempt:
-                return
-            if steps:
-                tx.execute(self.queries["upsert_steps"], {"run_id": run_id, "rows": dumps(steps)})
-            if events:
-                tx.execute(self.queries["insert_events"], {"run_id": run_id, "rows": dumps(events)})
-            if run is not None:
-                tx.execute(self.queries["update_run"], run)
 
     def list_param(self, values: Sequence[Any]) -> str:
         return json.dumps(list(values))

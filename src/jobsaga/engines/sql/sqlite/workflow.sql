@@ -21,36 +21,8 @@ WHERE job_id = :job_id AND workflow = :workflow
 ORDER BY status = 'succeeded' DESC, id DESC
 LIMIT 1
 
--- name: run_attempt
--- The fence of a flush: a write of an attempt older than this one is stale (SqliteEngine.write_run_log).
-SELECT attempt FROM jobsaga_workflow_runs WHERE id = :id
-
 -- name: resume_run
 UPDATE jobsaga_workflow_runs SET attempt = :attempt, updated_at = :now WHERE id = :id
-
--- name: update_run
-UPDATE jobsaga_workflow_runs
-SET status = :status, result = :result, error = :error, updated_at = :now,
-    finished_at = :finished_at
-WHERE id = :id
-
--- name: upsert_steps
-INSERT INTO jobsaga_workflow_steps (run_id, step, position, status, result, error, tries,
-                                    undo_tries, completed_seq, enqueue, started_at,
-                                    finished_at)
-SELECT :run_id, json_extract(value, '$.step'), json_extract(value, '$.position'),
-       json_extract(value, '$.status'), json_extract(value, '$.result'),
-       json_extract(value, '$.error'), json_extract(value, '$.tries'),
-       json_extract(value, '$.undo_tries'), json_extract(value, '$.completed_seq'),
-       json_extract(value, '$.enqueue'), json_extract(value, '$.started_at'),
-       json_extract(value, '$.finished_at')
-FROM json_each(:rows)
-WHERE true
-ON CONFLICT (run_id, step) DO UPDATE
-SET status = excluded.status, result = excluded.result, error = excluded.error,
-    tries = excluded.tries, undo_tries = excluded.undo_tries,
-    completed_seq = excluded.completed_seq, enqueue = excluded.enqueue,
-    started_at = excluded.started_at, finished_at = excluded.finished_at
 
 -- name: insert_events
 -- A write retried after its commit's reply was lost finds its events there: kept as they are.
