@@ -29,7 +29,6 @@ defaults, so there is one place where a default lives.
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import tomllib
@@ -52,6 +51,7 @@ from .engines import ENV_URL
 from .errors import ConfigError
 from .plugins.crontab import CronEntry, coerce_crontab
 from .redaction import redact_url
+from .suggest import closest, did_you_mean
 from .worker import check_queue_name
 
 if TYPE_CHECKING:
@@ -178,6 +178,9 @@ class NodeConfig(BaseModel):
     max_abandoned_threads: Count | None = None
     """Threads of timed-out sync performs a queue may leave running before it stops fetching
     (default: the queue's concurrency limit)."""
+    summary_interval: NonNegativeSeconds | None = None
+    """Seconds between the node's summary lines (per queue: jobs completed, failed, snoozed...
+    since the last; none when nothing finished); 0: no summary (default 60)."""
 
     def __init__(self, **data: Any) -> None:
         try:
@@ -241,12 +244,16 @@ class NodeConfig(BaseModel):
         env: Mapping[str, str] | None = None,
         overrides: Mapping[str, Any] | None = None,
         discover: bool = True,
+        sources: Mapping[str, str] | None = None,
     ) -> NodeConfig:
         """Layer a TOML file, the environment and ``overrides`` (``{"prune_after": 3600}``);
         later layers win.
 
         ``path`` defaults to ``$JOBSAGA_CONFIG``, then to ``./jobsaga.toml`` if it exists
-        (unless ``discover=False``). ``env`` defaults to ``os.environ``.
+        (unless ``discover=False``). ``env`` defaults to ``os.environ``. ``sources`` says
+        where each override came from, for errors (the CLI passes ``{"grace_period":
+        "--grace-period", "queues.x": "--set queues.x=0"}``): an error names that flag
+        instead of "overrides".
         """
         environ = os.environ if env is None else env
         layers: list[tuple[str, dict[str, Any]]] = []
@@ -258,7 +265,8 @@ class NodeConfig(BaseModel):
         env_layer, env_origin = from_env(environ)
         layers.append(("environment", env_layer))
         layers.append(("overrides", unflatten(dict(overrides or {}))))
-        return build(layers, env_origin)
+        named = {tuple(key.split(".")): label for key, label in (sources or {}).items()}
+        return build(layers, {"environment": env_origin, "overrides": named})
 
 
 def node_option_names() -> tuple[str, ...]:
@@ -312,6 +320,8 @@ def parse_queue_list(text: str) -> dict[str, int]:
         name, sep, limit = part.partition("=")
         if not sep or not limit.strip().isdigit():
             raise ConfigError(f"{part!r}: use NAME=LIMIT, e.g. default=10")
+        if name.strip() in queues:  # the last one winning would hide the mistake
+            raise ConfigError(f"queue {name.strip()!r} is given twice: give each queue once")
         queues[name.strip()] = int(limit)
     return queues
 
@@ -370,10 +380,10 @@ def from_env(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[tuple[str
                 raise ConfigError(
                     f"environment variable {variable}: {removed} {REMOVED_KEYS[removed]}"
                 )
-            close = difflib.get_close_matches(variable, [*ENV_NAMES, *ENV_OTHER], n=1, cutoff=0.85)
+            close = closest(variable, [*ENV_NAMES, *ENV_OTHER], cutoff=0.85)
             if close:
                 raise ConfigError(
-                    f"unknown environment variable {variable} (did you mean {close[0]}?)"
+                    f"unknown environment variable {variable} (did you mean {close}?)"
                 )
             continue
         value: Any = raw
@@ -411,14 +421,22 @@ def merge(base: dict[str, Any], layer: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def build(
-    layers: list[tuple[str, dict[str, Any]]], env_origin: Mapping[tuple[str, ...], str]
+    layers: list[tuple[str, dict[str, Any]]],
+    named: Mapping[str, Mapping[tuple[str, ...], str]],
 ) -> NodeConfig:
+    """Validate the merged layers; ``named`` gives, per source, a finer name for where some
+    keys came from (the variable that set a key, the flag that gave an override)."""
     merged: dict[str, Any] = {}
     origin: dict[tuple[str, ...], str] = {}
     for source, layer in layers:
+        names = named.get(source, {})
         for key in layer:
-            path = (key,)
-            origin[path] = env_origin.get(path, source) if source == "environment" else source
+            for path in [p for p in origin if p[0] == key]:  # a later layer replaces it whole
+                del origin[path]
+            origin[(key,)] = names.get((key,), source)
+        for path, label in names.items():
+            if len(path) > 1 and path[0] in layer:  # a nested key set alone: --set queues.x=0
+                origin[path] = label
         merged = merge(merged, layer)
     token = _origin.set(origin)
     try:
@@ -450,17 +468,18 @@ def describe(error: ValidationError, origin: Mapping[tuple[str, ...], str] | Non
         source = next(
             (origin[path[:n]] for n in range(len(path), 0, -1) if path[:n] in origin), None
         )
+        flag = source is not None and source.startswith("-")
         where = f"{key} (from {source})" if source else key
         if item["type"] == "extra_forbidden":
             former = _former(path, item["input"])
             known = list(NodeConfig.model_fields) if len(path) == 1 else []
-            close = difflib.get_close_matches(path[-1], known, n=1)
+            close = did_you_mean(path[-1], known)
             if former:
                 hint = "; ".join(former) + " (node options have Node's names everywhere)"
             elif len(path) == 1 and path[0] in REMOVED_KEYS:
                 hint = f"{path[0]} {REMOVED_KEYS[path[0]]}"
             elif close:
-                hint = f"did you mean {close[0]!r}?"
+                hint = close
             else:
                 hint = f"known: {', '.join(known)}"
             problems.append(f"unknown key {where}: {hint}")
@@ -470,5 +489,8 @@ def describe(error: ValidationError, origin: Mapping[tuple[str, ...], str] | Non
             if path == ("url",) and isinstance(given, str):
                 given = redact_url(given)
             shown = "" if isinstance(given, (list, tuple, dict)) else f" (got {given!r})"
+            if flag:  # the flag as typed names the key: "--grace-period: ..."
+                assert source is not None
+                where, shown = source, "" if "=" in source else shown
             problems.append(f"{where}: {message}{shown}")
     return "invalid jobsaga configuration: " + "; ".join(problems)

@@ -6,6 +6,8 @@ when the class is created, so a misspelt option fails at import rather than bein
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -19,6 +21,7 @@ from .backoff import Delay, delay_seconds, retry_delay
 from .errors import ArgsError, ConfigError
 from .job import MAX_ATTEMPTS, MAX_DELAY_SECONDS, Job, JobSpec
 from .serialization import ensure_json_object, normalize_json, short_repr, text_problem
+from .suggest import did_you_mean
 from .unique import UniqueOption, UniqueSpec, coerce_unique, encode_states
 
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
@@ -176,12 +179,78 @@ def check_unique_keys(unique: UniqueSpec | None, args_model: type[BaseModel] | N
         )
 
 
-def describe_validation_error(owner: str, error: ValidationError) -> str:
+def describe_validation_error(
+    owner: str, error: ValidationError, model: type[BaseModel] | None = None
+) -> str:
+    """Args refused by the model, one clause per field; an unknown top-level key also says
+    which field it may have meant."""
     problems = []
     for item in error.errors():
         where = ".".join(str(part) for part in item["loc"]) or "<args>"
-        problems.append(f"field {where!r}: {item['msg']}")
+        if item["type"] == "extra_forbidden":
+            hint = ""
+            if model is not None and len(item["loc"]) == 1:
+                close = did_you_mean(where, model.model_fields)
+                hint = f" ({close})" if close else f" (fields: {', '.join(model.model_fields)})"
+            problems.append(f"unknown field {where!r}{hint}")
+        else:
+            problems.append(f"field {where!r}: {item['msg']}")
     return f"{owner}: invalid args: " + "; ".join(problems)
+
+
+def describe_option_error(owner: str, error: ValidationError, known: list[str]) -> str:
+    """Class options refused by :class:`WorkerOptions`, as the TOML keys are: the option,
+    what is wrong with it, and for a misspelt one the closest known option."""
+    problems = []
+    for item in error.errors():
+        option = ".".join(str(part) for part in item["loc"]) or "options"
+        if item["type"] == "extra_forbidden" and len(item["loc"]) == 1:
+            hint = did_you_mean(option, known) or f"known: {', '.join(known)}"
+            problems.append(f"unknown option {option!r}: {hint}")
+        else:
+            message = str(item["msg"])
+            if message.startswith("Value error, "):  # our own check, which shows the value
+                message = message.removeprefix("Value error, ")
+            else:
+                message += f" (got {short_repr(item['input'])})"
+            problems.append(f"option {option!r}: {message}")
+    return f"{owner}: " + "; ".join(problems)
+
+
+def class_option_names(cls: type) -> list[str]:
+    """Every class option ``cls`` takes: the worker options, then the keyword options of
+    each ``__init_subclass__`` in its bases (``workflow=`` of a WorkflowWorker...)."""
+    names = list(WorkerOptions.model_fields)
+    for klass in cls.__mro__:
+        hook = klass.__dict__.get("__init_subclass__")
+        function = getattr(hook, "__func__", hook)
+        if not inspect.isfunction(function):  # none, or object's (which takes no options)
+            continue
+        for parameter in inspect.signature(function).parameters.values():
+            if parameter.kind is parameter.KEYWORD_ONLY and parameter.name not in names:
+                names.append(parameter.name)
+    return names
+
+
+@functools.cache
+def refusing_unknown_keys(model: type[BaseModel]) -> type[BaseModel]:
+    """The model an insert validates against: ``model`` itself when it sets ``extra``
+    (``"ignore"`` drops unknown keys, ``"allow"`` keeps them: the user's explicit choice),
+    else a subclass with ``extra="forbid"``, so a misspelt optional argument is refused
+    instead of silently dropped (pydantic's own default is ``"ignore"``). Only inserts use
+    it: a stored job's args are read back with ``model`` itself."""
+    if "extra" in model.model_config:
+        return model
+    strict: type[BaseModel] = type(
+        model.__name__,
+        (model,),
+        {
+            "model_config": ConfigDict(extra="forbid"),
+            "__module__": model.__module__,
+            "__qualname__": model.__qualname__,
+        },
+    )
+    return strict
 
 
 def check_scheduled_at(at: Any, owner: str) -> datetime:
@@ -226,7 +295,8 @@ class Worker:
         try:
             cls.options = WorkerOptions(**merged)
         except ValidationError as exc:
-            raise ConfigError(f"worker {cls.__qualname__}: {exc}") from None
+            owner = f"worker {cls.__qualname__}"
+            raise ConfigError(describe_option_error(owner, exc, class_option_names(cls))) from None
         cls.name = check_worker_name(cls.options.name or f"{cls.__module__}.{cls.__qualname__}")
         args_model = cls.__dict__.get("Args")
         if args_model is not None and not (
@@ -255,9 +325,13 @@ class Worker:
         model = cls.Args
         if model is not None:
             try:
-                instance = args if isinstance(args, model) else model.model_validate(args)
+                instance = (
+                    args
+                    if isinstance(args, model)
+                    else refusing_unknown_keys(model).model_validate(args)
+                )
             except ValidationError as exc:
-                raise ArgsError(describe_validation_error(cls.name, exc)) from None
+                raise ArgsError(describe_validation_error(cls.name, exc, model)) from None
             dumped: dict[str, Any] = normalize_json(
                 instance.model_dump(mode="json"), "args", cls.name
             )  # a valid model may still hold NaN, a NUL or 1e16 (which jsonb makes an int)
@@ -292,7 +366,14 @@ class Worker:
         meta: dict[str, Any] | None = None,
         unique: UniqueOption = None,
     ) -> JobSpec:
-        """Build a job for ``app.insert``; args are validated here, so bad input never reaches the table."""
+        """Build a job for ``app.insert``; everything is validated here, so bad input never
+        reaches the table.
+
+        One rule for what it raises: anything wrong with what this call was given (args,
+        meta, or a per-job option: ``queue``, ``priority``, ``max_attempts``, ``tags``, a
+        schedule, ``unique``) is an :class:`ArgsError` naming it; a :class:`ConfigError`
+        means the worker class itself cannot make jobs (it has no ``perform``), whatever
+        the call."""
         cls.check_runnable()
         opts = cls.options
         raw_args = cls.validate_args(args)
@@ -303,22 +384,21 @@ class Worker:
             meta_json = {}
         if schedule_in is not None and scheduled_at is not None:
             raise ArgsError(f"{cls.name}: give schedule_in or scheduled_at, not both")
-        seconds: float | None = None
-        if schedule_in is not None:
-            try:
-                seconds = check_delay(schedule_in, "schedule_in")
-            except ValueError as exc:
-                raise ArgsError(f"{cls.name}: {exc}") from None
         if scheduled_at is not None:
             scheduled_at = check_scheduled_at(scheduled_at, cls.name)
-        q = check_queue_name(queue) if queue is not None else opts.queue
-        spec_unique = opts.unique
-        if unique is not None:
-            try:
+        try:  # the shared checks raise ConfigError, as class options and cron entries want
+            seconds = check_delay(schedule_in, "schedule_in") if schedule_in is not None else None
+            q = check_queue_name(queue) if queue is not None else opts.queue
+            spec_unique = opts.unique
+            if unique is not None:
                 spec_unique = coerce_unique(unique)
                 check_unique_keys(spec_unique, cls.Args)
-            except ValueError as exc:  # ConfigError from coerce_unique, or unknown keys
-                raise ArgsError(f"{cls.name}: {exc}") from None
+            if priority is not None:
+                check_priority(priority)
+            if max_attempts is not None:
+                check_max_attempts(max_attempts)
+        except ConfigError as exc:
+            raise ArgsError(f"{cls.name}: {exc}") from None
         unique_key = (
             spec_unique.key(cls.name, q, raw_args, meta_json) if spec_unique is not None else None
         )
@@ -326,10 +406,8 @@ class Worker:
             worker=cls.name,
             queue=q,
             args=raw_args,
-            priority=check_priority(priority) if priority is not None else opts.priority,
-            max_attempts=(
-                check_max_attempts(max_attempts) if max_attempts is not None else opts.max_attempts
-            ),
+            priority=priority if priority is not None else opts.priority,
+            max_attempts=max_attempts if max_attempts is not None else opts.max_attempts,
             tags=check_tags(tags, cls.name) if tags is not None else opts.tags,
             meta=meta_json,
             scheduled_at=scheduled_at,

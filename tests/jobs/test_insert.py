@@ -404,7 +404,7 @@ def test_scheduled_at_is_within_a_century(app: App) -> None:
 
 
 def test_max_attempts_fits_the_column(app: App) -> None:
-    with pytest.raises(ConfigError, match=r"max_attempts must be an integer from 1 to 2147483647"):
+    with pytest.raises(ArgsError, match=r"max_attempts must be an integer from 1 to 2147483647"):
         app.insert(Noop.new({}, max_attempts=2**31))
     with pytest.raises(ConfigError, match="max_attempts"):
         type("Huge", (Worker,), {}, max_attempts=2**31)

@@ -131,7 +131,7 @@ def test_priority_range_on_new() -> None:
     assert ProcessTask.new(GOOD, priority=9).priority == 9
     assert ProcessTask.new(GOOD).priority == 1  # the class option
     for bad in (-1, 10, True, 1.5):
-        with pytest.raises(ConfigError, match="priority"):
+        with pytest.raises(ArgsError, match="ProcessTask: priority must be"):
             ProcessTask.new(GOOD, priority=bad)  # type: ignore[arg-type]
 
 

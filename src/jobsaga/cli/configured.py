@@ -46,15 +46,18 @@ class AppSource:
     """``KEY=VALUE`` pairs, which may hold a URL too."""
 
     def config(self, **flags: Any) -> NodeConfig:
-        """The layered configuration; ``flags`` are the command's own (None: not given)."""
+        """The layered configuration; ``flags`` are the command's own (None: not given),
+        under their keys (``queues`` is ``-q/--queue``; any other is ``--`` + the key with
+        dashes). An error names the flag or ``--set`` that gave the bad value."""
         given = {"app": self.app_spec, "url": self.url, **flags}
-        overrides = {
-            **parse_settings(self.settings),
-            **{key: value for key, value in given.items() if value is not None},
-        }
+        settings = parse_settings(self.settings)
+        flagged = {key: value for key, value in given.items() if value is not None}
+        overrides = {**settings, **flagged}
+        sources = {key: f"--set {redact_url(text)}" for key, text in setting_texts(self.settings)}
+        sources.update({key: flag_name(key) for key in flagged})
         remember_urls(self.url, overrides.get("url"))
         try:
-            config = NodeConfig.load(self.config_path, overrides=overrides)
+            config = NodeConfig.load(self.config_path, overrides=overrides, sources=sources)
         except ConfigError as exc:
             raise click.UsageError(str(exc)) from None
         remember_urls(config.url)
@@ -121,6 +124,20 @@ def require_schema(app: App, *, defaulted: bool = False) -> None:
     else:
         state = f"is behind this jobsaga (lacks migrations {', '.join(missing)})"
     raise click.ClickException(f"the database at {shown} {state}: run `{migrate}` first")
+
+
+FLAG_NAMES = {"queues": "--queue"}
+"""Keys whose flag is not ``--`` + the key with dashes."""
+
+
+def flag_name(key: str) -> str:
+    """The flag that sets ``key`` (``--grace-period`` for ``grace_period``)."""
+    return FLAG_NAMES.get(key, "--" + key.replace("_", "-"))
+
+
+def setting_texts(settings: tuple[str, ...]) -> list[tuple[str, str]]:
+    """Each ``--set`` as (its key, the text as typed), for naming it in an error."""
+    return [(text.partition("=")[0].strip(), text) for text in settings]
 
 
 def parse_settings(settings: tuple[str, ...]) -> dict[str, Any]:

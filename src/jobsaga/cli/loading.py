@@ -1,19 +1,78 @@
-"""Find the user's App from ``module:attr`` (or ``module`` holding an ``app``)."""
+"""Find the user's App from ``module:attr`` (or ``module`` holding an ``app``).
+
+Every command imports the user's code the same way: the current folder is importable (as
+``python -m`` makes it), and what goes wrong while importing is one line naming the
+module, never a traceback through click: an ``ImportError``, or a ``ConfigError`` raised by
+a class statement (``class Mail(Worker, queu="mailers")``) or a registration, with the file
+and line of the user's code that raised it.
+"""
 
 from __future__ import annotations
 
 import importlib
 import os
 import sys
+import traceback
+from pathlib import Path
+from types import ModuleType, TracebackType
 
 import click
 
 from ..app import App
 from ..engines import resolve_url
+from ..errors import ConfigError
 from ..redaction import redact_url
 from .redacting import remember_urls
 
 ENV_APP = "JOBSAGA_APP"
+
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
+"""jobsaga's own files: frames in them are not where the user's mistake is."""
+
+
+def importable_project() -> None:
+    """Make the current folder importable, as ``python -m`` does, so ``--app shop:app`` and
+    ``jobsaga workflow graph shop.flows:Checkout`` find ``./shop`` from a console script."""
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+
+
+def import_user_module(module_name: str, param_hint: str) -> ModuleType:
+    """Import the user's module, or stop the command with one line saying why."""
+    importable_project()
+    try:
+        return importlib.import_module(module_name)
+    except ImportError as exc:
+        raise click.BadParameter(
+            f"cannot import {module_name!r}: {exc}", param_hint=param_hint
+        ) from exc
+    except ConfigError as exc:  # a class option or a registration the user's code got wrong
+        raise refused(f"cannot import {module_name!r}", exc, param_hint) from None
+
+
+def refused(what: str, exc: ConfigError, param_hint: str) -> click.BadParameter:
+    """One line for a ``ConfigError`` the user's code raised: where in it, and why."""
+    where = user_frame(exc.__traceback__)
+    at = f"{where}: " if where else ""
+    text = " ".join(str(exc).split())
+    return click.BadParameter(f"{what}: {at}{text}", param_hint=param_hint)
+
+
+def user_frame(tb: TracebackType | None) -> str | None:
+    """``file:line`` of the innermost frame outside jobsaga (and the frozen import
+    machinery): the user's class statement or call that was refused."""
+    found = None
+    for frame in traceback.extract_tb(tb):
+        path = Path(frame.filename)
+        if frame.filename.startswith("<"):
+            continue
+        resolved = path.resolve()
+        if resolved.is_relative_to(PACKAGE_DIR):
+            continue
+        if resolved.is_relative_to(Path.cwd()):
+            path = resolved.relative_to(Path.cwd())
+        found = f"{path}:{frame.lineno}"
+    return found
 
 
 def load_app(spec: str | None, url: str | None = None) -> App:
@@ -21,23 +80,33 @@ def load_app(spec: str | None, url: str | None = None) -> App:
 
     With both, ``url`` overrides the database of the imported app (before it connects)."""
     spec = spec or os.environ.get(ENV_APP)
+    importable_project()  # with no --app too: a command may import module:Class itself
     if not spec:
         return App(url)
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())  # like `python -m`: the project folder is importable
     module_name, _, attr = spec.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
+    module = import_user_module(module_name, "--app")
+    name = attr or "app"
+    if not hasattr(module, name):
+        apps = sorted(k for k, v in vars(module).items() if isinstance(v, App))
+        hint = f" (its App: {', '.join(apps)})" if apps else ""
+        how = "" if attr else "; give module:attribute"
         raise click.BadParameter(
-            f"cannot import {module_name!r}: {exc}", param_hint="--app"
-        ) from exc
-    target = getattr(module, attr or "app", None)
-    if callable(target) and not isinstance(target, App):
-        target = target()
+            f"module {module_name!r} has no attribute {name!r}{hint}{how}", param_hint="--app"
+        )
+    target = getattr(module, name)
+    factory = callable(target) and not isinstance(target, App)
+    if isinstance(target, type) and not issubclass(target, App):
+        factory = False  # a class (a worker, a workflow) is named, not instantiated
+    if factory:
+        try:
+            target = target()
+        except ConfigError as exc:
+            raise refused(f"{spec!r} failed", exc, "--app") from None
     if not isinstance(target, App):
+        found = target.__name__ if isinstance(target, type) else type(target).__name__
+        kind = "the class" if isinstance(target, type) else "a"
         raise click.BadParameter(
-            f"{spec!r} is not a jobsaga.App (found {type(target).__name__})", param_hint="--app"
+            f"{spec!r} is not a jobsaga.App (found {kind} {found})", param_hint="--app"
         )
     remember_urls(url, target.url)
     if url and resolve_url(url) != target.url:

@@ -92,12 +92,20 @@ def limit_option(fn: Callable[..., R]) -> Callable[..., R]:
 
 
 def parse_queues(values: tuple[str, ...]) -> dict[str, int]:
+    """``-q NAME=LIMIT`` flags as a mapping. A queue given twice is refused: which limit
+    was meant cannot be guessed, and the last one silently winning hides the mistake."""
     queues: dict[str, int] = {}
     for value in values:
         name, sep, limit = value.partition("=")
         if not sep or not limit.isdigit() or int(limit) < 1:
             raise click.BadParameter(
                 f"{value!r}: use NAME=LIMIT, e.g. default=10", param_hint="--queue"
+            )
+        if name in queues:
+            raise click.BadParameter(
+                f"queue {name!r} is given twice ({name}={queues[name]} and {value}): "
+                "give each queue once",
+                param_hint="--queue",
             )
         queues[name] = int(limit)
     return queues

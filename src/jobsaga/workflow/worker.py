@@ -76,9 +76,19 @@ def args_model(workflow: type[Workflow], owner: str) -> type[BaseModel]:
     return model
 
 
-class WorkflowWorker(Worker):
+MAX_ATTEMPTS = 3
+"""A ``WorkflowWorker``'s default ``max_attempts`` (a plain worker's is 20). A run that
+failed has been rolled back: its steps already had their own retries (``max_retries``), so
+running the whole saga again rarely turns out otherwise, and each run repeats its side
+effects and their undos. The spare attempts are for what interrupts a run rather than
+failing it (its node died, was shut down, or the attempt timed out), after which the next
+attempt resumes the same run from the log, re-running no completed step. docs/workflows.md
+("WorkflowWorker") says how to choose another value."""
+
+
+class WorkflowWorker(Worker, max_attempts=MAX_ATTEMPTS):
     """A worker whose perform runs ``workflow`` inside the job. Class options: every worker
-    option plus ``workflow=`` (required), ``persist=`` (keep the run log, default True),
+    option (``max_attempts`` defaults to 3 here: see :data:`MAX_ATTEMPTS`) plus ``workflow=`` (required), ``persist=`` (keep the run log, default True),
     ``rollback_timeout=`` (seconds the rollback of a run whose job is cancelled mid-run may
     take, default 60; past it the run is left ``rolling_back`` for ``jobsaga runs rollback``)
     and ``log_write_timeout=`` (seconds a failing run log write is retried, no step starting
