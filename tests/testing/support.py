@@ -27,7 +27,7 @@ class Boom(Worker, max_attempts=1):
 
 class Bad(Worker):
     def perform(self, job: Job[Any]) -> Any:
-        return object()
+        return Snooze  # the class, not an instance: a node refuses it too
 
 class Nap(Worker):
     def perform(self, job: Job[Any]) -> Any:

@@ -52,10 +52,27 @@ def test_timeout():
         perform_job(Slow)
 
 def test_invalid_result():
-    with pytest.raises(InvalidResult, match="Bad.perform returned <object"):
+    with pytest.raises(InvalidResult, match="returned the class Snooze; return an instance"):
         perform_job(Bad)
 """
     run(pytester, body).assert_outcomes(passed=5)
+
+
+def test_importing_the_toolkit_into_a_test_module_adds_no_test(pytester: pytest.Pytester) -> None:
+    body = """
+from jobsaga.testing import *  # every public name, testing_mode among them
+from jobsaga.testing import testing_mode
+from workers import Add
+
+def test_inline_by_hand(jobsaga_app):
+    jobsaga_app.register(Add)
+    with testing_mode("inline"):
+        job = jobsaga_app.insert(Add.new({"a": 1, "b": 2}))
+    assert job.state.value == "completed"
+"""
+    result = run(pytester, body, "-v")
+    result.assert_outcomes(passed=1)  # and no error: testing_mode is not collected
+    result.stdout.no_fnmatch_line("*testing_mode*")
 
 
 def test_failed_assertions_list_the_enqueued_jobs(pytester: pytest.Pytester) -> None:
