@@ -18,7 +18,8 @@ from typing import Any, TypeVar
 from ..app import App
 from ..engines.base import Ack, CallerConnection
 from ..job import Job, JobState
-from ..runtime.executor import Executor, Outcome
+from ..runtime.executor import AttemptThreads, Executor, Outcome
+from ..worker import Worker
 
 NODE = "jobsaga.testing"
 """The node name a test's attempts are claimed under (``attempted_by``)."""
@@ -55,22 +56,41 @@ class Attempt:
 
 
 class Runner:
-    """Runs attempts of jobs for a test with a node's executor; one thread pool for
-    ``def perform`` per runner."""
+    """Runs attempts of jobs for a test with a node's executor, and its pool for sync user
+    code (``def perform``, a saga's sync steps), as a node does: each attempt reaches the pool
+    through its own ``AttemptThreads``, so a perform that overruns its timeout is given up at
+    the timeout (``JobTimeout``) while its thread, which Python cannot stop, runs on until it
+    returns; later attempts get a fresh pool, so abandoned threads cannot starve a drain."""
 
-    def __init__(self, app: App, threads: ThreadPoolExecutor) -> None:
+    def __init__(self, app: App) -> None:
         self.app = app
-        self.executor = Executor(app, NODE, threads)
+        self.executor = Executor(app, NODE, _pool())
+        self.executor.on_threads_abandoned = self._abandoned
+
+    def _abandoned(self, _job: Job[Any], _threads: AttemptThreads) -> None:
+        retired, self.executor.threads = self.executor.threads, _pool()
+        retired.shutdown(wait=False)  # its threads end when the abandoned user code returns
+
+    def close(self) -> None:
+        """Nothing waits for an abandoned thread, as a node's shutdown does not wait for one:
+        the test goes on while it runs (the interpreter waits for it at exit)."""
+        self.executor.threads.shutdown(wait=False, cancel_futures=True)
+
+    async def _attempt(self, job: Job[Any]) -> tuple[Outcome, Job[Any], Worker | None]:
+        """The executor's attempt, in a task of its own as a node runs it: the attempt's
+        threads are set in the task's context, not left in the test's."""
+        threads = self.executor.attempt_threads()
+        return await asyncio.create_task(self.executor.attempt(job, threads))
 
     async def attempt(self, job: Job[Any]) -> Attempt:
         """Run one attempt of ``job`` without writing anything."""
-        outcome, typed, _worker = await self.executor.attempt(job)
+        outcome, typed, _worker = await self._attempt(job)
         return Attempt(typed, outcome)
 
     async def run(self, job: Job[Any], conn: CallerConnection | None = None) -> Attempt:
         """Run one attempt of a stored, executing ``job`` and write its outcome as a node
         would (follow-up jobs, backoff, snooze counter, final-failure hook)."""
-        outcome, typed, worker = await self.executor.attempt(job)
+        outcome, typed, worker = await self._attempt(job)
         ack = await self.executor.finish(job, outcome, worker)
         written = self.app.engine.ack([ack], conn=conn)
         if conn is None and ack.inserts and ack.id in written:
@@ -88,7 +108,14 @@ class Runner:
         return None if claimed is None else await self.run(claimed, conn=conn)
 
 
+def _pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(2, thread_name_prefix="jobsaga-testing")
+
+
 @contextmanager
 def runner(app: App) -> Iterator[Runner]:
-    with ThreadPoolExecutor(2, thread_name_prefix="jobsaga-testing") as threads:
-        yield Runner(app, threads)
+    run = Runner(app)
+    try:
+        yield run
+    finally:
+        run.close()
