@@ -41,3 +41,10 @@ def testing_mode(mode: str) -> Iterator[None]:
         yield
     finally:
         _context.insert_interceptor.reset(token)
+
+
+# Its name starts with "test", and pytest collects every such function of a test module's
+# namespace, imported ones included: a suite's ``from jobsaga.testing import testing_mode``
+# would add a test that errors (``fixture 'mode' not found``). pytest skips what says it is
+# not a test.
+testing_mode.__test__ = False  # type: ignore[attr-defined]
