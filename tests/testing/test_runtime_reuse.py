@@ -97,7 +97,7 @@ def test_assertions_take_the_filters_criteria(app: App) -> None:
     first = app.insert(Aliased.new({"a": 1, "b": [1, 2]}, priority=2, meta={"by": {"id": 5}}))
     second = app.insert(Share.new({"report": 10, "actor": actor}, schedule_in=300))
     assert all_enqueued(app, priority=[2, 3]) == [first]
-    assert all_enqueued(app, worker=[Aliased, Share]) == [first, second]
+    assert all_enqueued(app, worker=[Aliased, Share]) == [second, first]
     assert all_enqueued(app, queue=["reports", "mailers"]) == [second]
     assert assert_enqueued(app, args={"actor": actor}) == second  # a model, as it is stored
     assert assert_enqueued(app, args={"b": [1, 2]}, meta={"by": {}}) == first
@@ -111,6 +111,36 @@ def test_assertions_take_the_filters_criteria(app: App) -> None:
         assert_enqueued(app, priority=7)
     with pytest.raises(TypeError, match="unknown enqueued-job criteria: prio"):
         all_enqueued(app, prio=1)
+
+
+class Fails(Worker, max_attempts=3):
+    def perform(self, job: Job[Any]) -> None:
+        raise RuntimeError("again")
+
+
+def test_all_enqueued_lists_the_newest_first_and_only_jobs_waiting_to_run(app: App) -> None:
+    app.register(Aliased, Fails)
+    older = app.insert(Aliased.new({"a": 1, "b": 1}, schedule_in=60))  # scheduled
+    failed = app.insert(Fails.new())
+    done = app.insert(Aliased.new({"a": 2, "b": 2}))
+    cancelled = app.insert(Aliased.new({"a": 3, "b": 3}))
+    newer = app.insert(Aliased.new({"a": 4, "b": 4}))  # available
+    assert drain_queue(app, with_limit=2) == {
+        "completed": 1,
+        "retryable": 1,
+        "snoozed": 0,
+        "cancelled": 0,
+        "discarded": 0,
+    }  # the failed job is retryable, the done one completed
+    assert app.cancel_job(cancelled.id)
+    # newest first, as Oban's: the retryable job waits to run again, so it is enqueued too
+    assert [job.id for job in all_enqueued(app)] == [newer.id, failed.id, older.id]
+    assert [job.id for job in all_enqueued(app, worker=Aliased)] == [newer.id, older.id]
+    assert assert_enqueued(app, worker=Aliased).id == newer.id  # the first all_enqueued lists
+    refute_enqueued(app, args={"a": 2})  # completed: not waiting
+    with pytest.raises(AssertionError, match=rf"(?s)#{newer.id} .*#{failed.id} .*#{older.id} "):
+        assert_enqueued(app, priority=7)  # the failure lists them in the same order
+    assert done.id not in {job.id for job in all_enqueued(app)}
 
 
 def test_a_drain_announces_follow_ups_as_a_node_does(app: App) -> None:

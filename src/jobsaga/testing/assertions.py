@@ -16,6 +16,9 @@ from ..job import Job, JobState
 from ..operations import JobFilter
 
 ENQUEUED = (JobState.AVAILABLE, JobState.SCHEDULED, JobState.RETRYABLE)
+"""The states of a job waiting to run. Oban's assertions match available and scheduled jobs;
+a job waiting for its retry is waiting to run too, so a test can find the attempt a drain left
+failed."""
 CRITERIA = ("worker", "queue", "args", "meta", "priority", "tags")
 """Criteria handed to the job filter as they are."""
 WINDOW = ("scheduled_at", "schedule_in", "delta")
@@ -42,18 +45,18 @@ def enqueued_filter(app: App, criteria: dict[str, Any]) -> JobFilter:
 
 def all_enqueued(app: App, **criteria: Any) -> list[Job[Any]]:
     """Jobs waiting to run (available, scheduled, retryable) that match every criterion given,
-    oldest first.
+    newest first (the most recently inserted, highest id, first), as Oban's ``all_enqueued``.
 
     Criteria: ``worker`` (class or name), ``queue``, ``args`` and ``meta`` (subset match),
     ``priority``, ``tags`` (all present), ``scheduled_at`` or ``schedule_in`` (seconds or a
     timedelta from now) within ``delta`` seconds (default 1). ``worker``, ``queue`` and ``priority`` also take
     several values (any of them).
     """
-    return app.list_jobs(enqueued_filter(app, criteria), limit=None, newest_first=False)
+    return app.list_jobs(enqueued_filter(app, criteria), limit=None, newest_first=True)
 
 
 def _describe(app: App, criteria: dict[str, Any]) -> str:
-    jobs = app.list_jobs(state=ENQUEUED, limit=None, newest_first=False)
+    jobs = app.list_jobs(state=ENQUEUED, limit=None, newest_first=True)
     shown = {k: (getattr(v, "name", v) if isinstance(v, type) else v) for k, v in criteria.items()}
     lines = [f"criteria: {shown}", f"enqueued jobs ({len(jobs)}):"]
     lines += [
@@ -66,10 +69,11 @@ def _describe(app: App, criteria: dict[str, Any]) -> str:
 
 
 def assert_enqueued(app: App, *, timeout: float = 0.0, **criteria: Any) -> Job[Any]:
-    """Fail unless a matching job is enqueued (waiting up to ``timeout`` seconds); returns it."""
+    """Fail unless a matching job is enqueued (waiting up to ``timeout`` seconds); returns it
+    (of several, the newest: the first that ``all_enqueued`` lists)."""
     deadline = time.monotonic() + timeout
     while True:  # the filter is made again each time: ``schedule_in`` counts from now
-        found = app.list_jobs(enqueued_filter(app, criteria), limit=1, newest_first=False)
+        found = app.list_jobs(enqueued_filter(app, criteria), limit=1, newest_first=True)
         if found:
             return found[0]
         if time.monotonic() >= deadline:
