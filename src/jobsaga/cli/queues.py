@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..operations import NodeQueue, QueueInfo
 from ..operations.queues import QueueControl
+from ..worker import check_queue_name
 from .configured import AppSource
 from .options import config_options
+from .tables import Cell, Column, colour_wanted, render_table, styled, time_header, when
 
 if TYPE_CHECKING:
     from ..app import App
@@ -35,12 +38,12 @@ def node_health(app: App) -> Health:
 def health_text(node: NodeQueue) -> str:
     if node.stalled:
         return (
-            f", STALLED: {node.abandoned_threads} thread(s) of timed-out performs still run "
+            f"STALLED: {node.abandoned_threads} thread(s) of timed-out performs still run "
             f"(cap {node.abandon_cap}), not fetching"
         )
     if node.abandoned_threads:
-        return f", {node.abandoned_threads} abandoned thread(s)"
-    return ""
+        return f"{node.abandoned_threads} abandoned thread(s)"
+    return "ok"
 
 
 def unhealthy_lines(health: Health) -> list[str]:
@@ -79,25 +82,62 @@ def control_text(info: QueueInfo) -> str:
     return "; ".join(parts) or "-"
 
 
+QUEUE_COLUMNS = (
+    Column("QUEUE"),  # never cut: a name is what a reader greps for (64 at most)
+    Column("AVAILABLE", "right"),
+    Column("SCHEDULED", "right"),
+    Column("RETRYABLE", "right"),
+    Column("EXECUTING", "right"),
+    Column("CONTROL", max_width=80),
+)
+NODE_COLUMNS = (
+    Column("NODE"),
+    Column("QUEUE"),
+    Column("LIMIT", "right"),
+    Column("RUNNING", "right"),
+    Column("FETCHING"),
+    Column(time_header("STARTED")),
+    Column("HEALTH"),
+)
+
+
+def queue_rows(queues: list[QueueInfo]) -> list[list[Cell]]:
+    return [
+        [
+            q.queue,
+            q.available,
+            q.scheduled,
+            q.retryable,
+            q.executing,
+            styled(control_text(q), "yellow") if q.paused else control_text(q),
+        ]
+        for q in queues
+    ]
+
+
+def node_rows(queues: list[QueueInfo], now: datetime) -> list[list[Cell]]:
+    """One row per live node and queue, by node: what each process runs."""
+    found = sorted(((n.node, q.queue, n) for q in queues for n in q.nodes), key=lambda r: r[:2])
+    return [
+        [
+            name,
+            queue,
+            node.concurrency,
+            node.running,
+            styled("paused", "yellow") if node.paused else "yes",
+            when(node.started_at, now),
+            styled(health_text(node), "red" if node.stalled else None),
+        ]
+        for name, queue, node in found
+    ]
+
+
 def queues_table(queues: list[QueueInfo], health: Health | None = None) -> str:
-    header = (
-        f"{'QUEUE':<20} {'AVAILABLE':>9} {'SCHEDULED':>9} {'RETRYABLE':>9} {'EXECUTING':>9}  "
-        "CONTROL"
-    )
-    lines = [header]
-    for info in queues:
-        lines.append(
-            f"{info.queue:<20} {info.available:>9} {info.scheduled:>9} {info.retryable:>9} "
-            f"{info.executing:>9}  {control_text(info)}"
-        )
-        for node in info.nodes:
-            paused = ", paused" if node.paused else ""
-            lines.append(
-                f"  node {node.node}: limit {node.concurrency}, running {node.running}"
-                f"{paused}{health_text(node)}"
-            )
-    lines += unhealthy_lines(health or {})
-    return "\n".join(lines)
+    """The queues, then the live nodes' queues (if any), then what is unhealthy."""
+    parts = [render_table(QUEUE_COLUMNS, queue_rows(queues))]
+    nodes = node_rows(queues, datetime.now(UTC))
+    parts.append(render_table(NODE_COLUMNS, nodes) if nodes else "no live nodes")
+    return "\n\n".join(parts + ["\n".join(unhealthy_lines(health or {}))]).rstrip()
 
 
 def queue_json(info: QueueInfo) -> dict[str, Any]:
@@ -136,6 +176,7 @@ def queues_commands(cli: click.Group) -> None:
     def pause(source: AppSource, node: str | None, queue: str) -> None:
         """Stop fetching from QUEUE; running jobs finish. Persists until resumed."""
         with source.open() as app:
+            _checked(app, queue, node)
             _run(lambda: app.pause_queue(queue, node=node))
         click.echo(f"paused {queue} on {node or 'every node'}")
 
@@ -146,6 +187,7 @@ def queues_commands(cli: click.Group) -> None:
     def resume(source: AppSource, node: str | None, queue: str) -> None:
         """Fetch from QUEUE again."""
         with source.open() as app:
+            _checked(app, queue, node)
             _run(lambda: app.resume_queue(queue, node=node))
         click.echo(f"resumed {queue} on {node or 'every node'}")
 
@@ -165,6 +207,7 @@ def queues_commands(cli: click.Group) -> None:
                 f"{limit!r}: give a number >= 1, or 'default'", param_hint="LIMIT"
             )
         with source.open() as app:
+            _checked(app, queue, node)
             _run(lambda: app.scale_queue(queue, value, node=node))
         shown = limit if value is not None else "each node's own limit"
         click.echo(f"scaled {queue} to {shown} on {node or 'every node'}")
@@ -179,7 +222,20 @@ def show_queues(source: AppSource, as_json: bool) -> None:
     elif not found:
         click.echo("no queues: no jobs, no live nodes, no controls")
     else:
-        click.echo(queues_table(found, health))
+        click.echo(queues_table(found, health), color=colour_wanted())
+
+
+def _checked(app: App, queue: str, node: str | None) -> None:
+    """Refuse a node that is not known; warn (on stderr) about a queue nothing uses, which is
+    likely a typo, yet still set: a queue may be paused before the nodes that run it start."""
+    _run(lambda: check_queue_name(queue))
+    control = QueueControl(app)
+    problem = control.unknown_node(node)
+    if problem is not None:
+        raise click.BadParameter(problem, param_hint="--node")
+    warning = control.unused_queue(queue)
+    if warning is not None:
+        click.echo(f"warning: {warning}", err=True)
 
 
 def _run(action: Any) -> None:

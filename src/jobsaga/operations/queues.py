@@ -11,11 +11,19 @@ What each node runs is read from its heartbeat record (``jobsaga_nodes``), the o
 record: a node's queues are listed exactly while its own deadline has not passed, the same
 test by which the lifeline leaves its jobs alone, so a killed node's queues disappear when
 its jobs become rescuable, not on a timer of their own.
+
+A queue is listed while anything uses it: a job in any state (finished ones too, though only
+the unfinished are counted: counting a million completed jobs per state is what a listing
+must not do), a live node, or a control. A control that names a queue nothing uses is most
+likely a typo (``mailer`` for ``mailers``), so callers can ask for the closest used name; it
+is still written, as a queue may be paused before the nodes that run it start.
 """
 
 from __future__ import annotations
 
+import difflib
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -89,6 +97,12 @@ class QueueInfo:
     """Per-node overrides: node name -> {"paused": ..., "concurrency": ...}."""
 
 
+def closest_name(name: str, known: Iterable[str]) -> str | None:
+    """The known name ``name`` most likely misspells (difflib's default closeness), if any."""
+    found = difflib.get_close_matches(name, sorted(set(known)), n=1)
+    return found[0] if found else None
+
+
 def check_node(node: str | None) -> str:
     if node is None:
         return ALL_NODES
@@ -160,10 +174,50 @@ class QueueControl:
             )
         return found
 
+    def known_nodes(self) -> list[str]:
+        """The node names a control may target: nodes with a heartbeat record (live, or dead
+        and not yet forgotten) and nodes an existing control names."""
+        with self.engine.read() as tx:
+            return sorted(str(row["name"]) for row in tx.execute(self.sql["known_node_names"]))
+
+    def unknown_node(self, node: str | None) -> str | None:
+        """Why a control cannot name ``node`` (no such node, the known ones listed), or None.
+        Checked by the CLI: a control for a node that never runs is a typo that would
+        otherwise sit in the table doing nothing."""
+        if node is None:
+            return None
+        known = self.known_nodes()
+        if node in known:
+            return None
+        live = {n.name for n in self.live_nodes()}
+        shown = ", ".join(f"{n} (live)" if n in live else n for n in known) or "none"
+        hint = closest_name(node, known)
+        suggestion = f"; did you mean {hint!r}?" if hint else ""
+        return f"no node named {node!r}{suggestion} (known nodes: {shown})"
+
+    def queues_in_use(self) -> set[str]:
+        """Queues with a job in any state, a live node or a control, and the queues of the
+        app's registered workers."""
+        used = {info.queue for info in self.overview()}
+        return used | {worker.options.queue for worker in self.app.workers.values()}
+
+    def unused_queue(self, queue: str) -> str | None:
+        """A warning when nothing uses ``queue`` (with the closest used name), or None."""
+        used = self.queues_in_use()
+        if queue in used:
+            return None
+        hint = closest_name(queue, used)
+        suggestion = f"did you mean {hint!r}? " if hint else ""
+        return (
+            f"no job, node, control or registered worker uses queue {queue!r}; "
+            f"{suggestion}(the control is kept for nodes that start with that queue)"
+        )
+
     def overview(self) -> list[QueueInfo]:
         engine, sql = self.engine, self.sql
         with engine.read() as tx:
             counts = tx.execute(sql["queue_state_counts"])
+            any_state = tx.execute(sql["queue_names"])
             running_rows = tx.execute(sql["running_by_node"])
             live = self._live_nodes(tx)
             control_rows = tx.execute(sql["all_controls"])
@@ -197,7 +251,8 @@ class QueueControl:
                 cluster[row["queue"]] = values
             else:
                 per_node[row["queue"]][row["node"]] = values
-        names = sorted(set(states) | set(nodes) | set(cluster) | set(per_node))
+        with_jobs = {str(row["queue"]) for row in any_state}
+        names = sorted(with_jobs | set(states) | set(nodes) | set(cluster) | set(per_node))
         return [
             QueueInfo(
                 queue=name,
