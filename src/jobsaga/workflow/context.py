@@ -18,7 +18,14 @@ class StepContext(Generic[C]):
 
     ``context`` is the caller's context (the workflow's ``Context`` model when it declares
     one, e.g. holding the actor); ``job`` and ``attempt`` the job running the workflow
-    (``job`` is None in the test entry point); ``tries`` counts this step's runs, from 1.
+    (``job`` is None in the test entry point).
+
+    ``tries`` counts the runs of the code that receives this ``ctx``, from 1: the step's own
+    tries in a step (and its guard), the undo's own tries in an undo, the compensation's own
+    calls in a compensation. Each of them decides its own ``Retry()``, so each needs its own
+    count: an undo that saw the step's count (``if ctx.tries < 2: return Retry()`` after a
+    step that ran once) would retry until its retries ran out. ``step_tries`` is the step's
+    count wherever the code runs (in an undo: how many times the step ran).
     """
 
     workflow: str
@@ -29,6 +36,8 @@ class StepContext(Generic[C]):
     tries: int
     context: C
     inputs: Mapping[str, Any]
+    step_tries: int = 1
+    """The step's tries so far, from 1 (``tries`` in the step itself)."""
     follow_ups: list[JobSpec] = field(default_factory=list)
 
     @property

@@ -170,16 +170,20 @@ class Execution:
     ) -> None:
         self.log.step(st.row(), kind, at or self.now(), detail)
 
-    def ctx(self, st: StepState) -> StepContext[Any]:
+    def ctx(self, st: StepState, tries: int | None = None) -> StepContext[Any]:
+        """The ``ctx`` of a step's code; ``tries``: the count of the code called (an undo's
+        or a compensation's own), the step's when None."""
+        step_tries = max(1, st.tries)
         return StepContext(
             workflow=self.workflow.name,
             step=st.spec.name,
             run_id=self.log.run_id,
             job=self.job,
             attempt=self.attempt,
-            tries=max(1, st.tries),
+            tries=step_tries if tries is None else tries,
             context=self.context,
             inputs=self.inputs,
+            step_tries=step_tries,
         )
 
     def value_of(self, arg: Argument) -> Any:
@@ -329,6 +333,7 @@ class Execution:
             if st is None:  # the class lost a step since: nothing to restore into
                 continue
             st.tries, st.undo_tries = record.tries, record.undo_tries
+            st.compensations = resumed.compensations.get(name, 0)
             st.started_at, st.finished_at = record.started_at, record.finished_at
             st.error = record.error
             status = StepStatus(record.status)
@@ -595,7 +600,8 @@ class Execution:
         spec, name = st.spec, st.spec.name
         if not await self.log_allows():
             return None  # the run stops: the step is left as the log last recorded it
-        ctx = self.ctx(st)
+        st.compensations += 1
+        ctx = self.ctx(st, st.compensations)
         assert spec.compensate_fn is not None
         try:
             kwargs = self.hook_kwargs(st, "compensate", ctx)
@@ -782,7 +788,7 @@ class Execution:
                     raise asyncio.CancelledError
                 raise self.log_failure  # the rollback stops; the next attempt carries it on
             st.undo_tries += 1
-            ctx = self.ctx(st)
+            ctx = self.ctx(st, st.undo_tries)
             error: BaseException | None = None
             try:
                 kwargs = self.hook_kwargs(st, "undo", ctx)

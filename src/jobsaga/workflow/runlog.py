@@ -74,6 +74,9 @@ class Resumed:
     error: dict[str, Any] | None
     steps: dict[str, StepRecord]
     result: Any = None
+    compensations: dict[str, int] = field(default_factory=dict)
+    """How often each step's compensation ran (its ``step.compensate`` events), so a resumed
+    compensation's ``ctx.tries`` goes on counting."""
 
 
 @dataclass(slots=True)
@@ -471,12 +474,17 @@ class SqlRunLog(RunLog):
                 self._written.update(record.step for record in run.steps)
                 for record in run.steps:
                     self.steps[record.step] = {k: getattr(record, k) for k in StepRecord.__slots__}
+                compensations: dict[str, int] = {}
+                for event in run.events:
+                    if event.kind == "step.compensate" and event.step is not None:
+                        compensations[event.step] = compensations.get(event.step, 0) + 1
                 return Resumed(
                     run_id,
                     run.status,
                     run.error,
                     {s.step: s for s in run.steps},
                     run.result,
+                    compensations,
                 )
             row = tx.execute(
                 q["insert_run"],

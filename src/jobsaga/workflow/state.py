@@ -73,6 +73,9 @@ class StepState:
     exc: BaseException | None = None
     tries: int = 0
     undo_tries: int = 0
+    compensations: int = 0
+    """Calls of the step's compensation so far in this run (its ``ctx.tries``); counted
+    from the log's ``step.compensate`` events when a run is resumed."""
     completed_seq: int | None = None
     follow_ups: list[JobSpec] = field(default_factory=list)
     started_at: datetime | None = None
