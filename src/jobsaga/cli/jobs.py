@@ -1,14 +1,18 @@
 """``jobsaga jobs ...``: list, show, count, cancel, retry and delete jobs from the terminal.
 
-Bulk forms take the same filters as ``list`` (state, queue, worker, tag, since/until) and ask
-for confirmation, showing how many jobs match, unless given ``--yes``.
+Bulk forms take the same filters as ``list`` (state, queue, worker, tag, since/until). They
+count first what the change applies to (a cancel does not apply to a completed job), say so
+and stop when that is nothing, and otherwise ask before acting unless given ``--yes`` or job
+ids. They change jobs a batch at a time (a progress bar on a terminal), each batch committed
+before the next: stopped midway, the jobs already reported are done. Named ids that could not
+be changed are listed (no such job, or the state each is in) and make the exit status 1.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -19,19 +23,53 @@ from ..errors import FilterError
 from ..job import Job, JobState
 from ..operations import JobFilter
 from ..operations.filters import TIME_FIELDS
+from ..operations.jobs import ELIGIBLE, JobOperations, Preview
+from ..workflow.records import RunRecord, list_runs
 from .configured import AppSource
 from .options import NO_LIMIT, config_options, limit_option
+from .progress import progress
+from .tables import (
+    STATE_STYLES,
+    TIME_ZONE,
+    Cell,
+    Column,
+    clock,
+    echo_table,
+    paint,
+    relative,
+    state_cell,
+    time_header,
+    when,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+BULK_BATCH = 1000
+"""Jobs changed per transaction by the bulk commands: small enough that a batch commits in
+well under a second and progress moves, large enough that thousands take few round trips."""
+IDS_SHOWN = 20
+"""A bulk command's summary lists the ids it changed up to this many; beyond, only the count."""
+WHEN_FIELD = {
+    "available": "scheduled_at",
+    "scheduled": "scheduled_at",
+    "retryable": "scheduled_at",
+    "executing": "attempted_at",
+    "completed": "completed_at",
+    "discarded": "discarded_at",
+    "cancelled": "cancelled_at",
+}
+"""The time ``jobs list`` shows for a job in each state: the next run for a job that waits
+(scheduled, retryable) or since when it is due (available), when its attempt started
+(executing), when it ended (completed, discarded, cancelled)."""
 
 
-def parse_time(value: str | None, now: datetime) -> datetime | None:
+def parse_time(value: str | None, now: datetime, option: str | None = None) -> datetime | None:
     """``90s``/``15m``/``2h``/``7d`` ago, or an ISO 8601 time (UTC when it has no offset).
 
-    A duration reaching before year 1 (``99999999999d``) is a usage error naming the value,
-    not an OverflowError from the date arithmetic."""
+    A bad value is a usage error naming ``option`` (``--until``) and the value: a word
+    (``yesterday``), a duration reaching before year 1 (``99999999999d``, not an
+    OverflowError from the date arithmetic), or a time out of range once in UTC."""
     if value is None:
         return None
     found = DURATION.match(value.strip())
@@ -40,16 +78,34 @@ def parse_time(value: str | None, now: datetime) -> datetime | None:
             return now - timedelta(seconds=float(found.group(1)) * UNITS[found.group(2)])
         except (OverflowError, ValueError):
             raise click.BadParameter(
-                f"{value!r} reaches back before year 1; give a shorter duration"
+                f"{value!r} reaches back before year 1; give a shorter duration",
+                param_hint=option,
             ) from None
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         raise click.BadParameter(
             f"{value!r}: give a duration ago (90s, 15m, 2h, 7d) or an ISO time "
-            "(2026-11-28T09:00:00+00:00)"
+            "(2026-11-28T09:00:00+00:00)",
+            param_hint=option,
         ) from None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise click.BadParameter(f"{value!r} is out of range in UTC", param_hint=option) from None
+
+
+def _check_time(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Refuse a bad ``--since``/``--until`` at once, naming the option, before any database
+    is opened; the value is kept as given and resolved against the app's clock later."""
+    parse_time(value, datetime.now(UTC), _hint(param))
+    return value
+
+
+def _hint(param: click.Parameter) -> str:
+    return param.opts[0] if param.opts else str(param.name)
 
 
 def filter_options(fn: F) -> F:
@@ -64,8 +120,15 @@ def filter_options(fn: F) -> F:
         click.option("--queue", "queues", multiple=True, help="Repeat for several."),
         click.option("--worker", "workers", multiple=True, help="Worker name; repeatable."),
         click.option("--tag", "tags", multiple=True, help="Jobs carrying every tag given."),
-        click.option("--since", default=None, help="At or after: 2h (ago) or an ISO time."),
-        click.option("--until", default=None, help="Before: 30m (ago) or an ISO time."),
+        click.option(
+            "--since",
+            default=None,
+            callback=_check_time,
+            help="At or after: 2h (ago) or an ISO time.",
+        ),
+        click.option(
+            "--until", default=None, callback=_check_time, help="Before: 30m (ago) or an ISO time."
+        ),
         click.option(
             "--time-field",
             type=click.Choice(TIME_FIELDS),
@@ -88,31 +151,50 @@ def build_filter(app: App, ids: tuple[int, ...], **given: Any) -> JobFilter:
             queue=given["queues"] or None,
             worker=given["workers"] or None,
             tags=given["tags"] or None,
-            since=parse_time(given["since"], now),
-            until=parse_time(given["until"], now),
+            since=parse_time(given["since"], now, "--since"),
+            until=parse_time(given["until"], now, "--until"),
             time_field=given["time_field"],
         )
     except (ValueError, FilterError) as exc:
         raise click.UsageError(f"invalid filter: {exc}") from None
 
 
-def jobs_table(jobs: list[Job[Any]]) -> str:
-    """Columns sized to what is shown; times in UTC."""
-    queue_w = max(5, *(len(j.queue) for j in jobs))
-    worker_w = max(6, *(len(j.worker) for j in jobs))
-    lines = [
-        f"{'ID':>8}  {'STATE':<10} {'QUEUE':<{queue_w}} {'WORKER':<{worker_w}} {'TRY':>5}  "
-        f"{'WHEN (UTC)':<19}  LAST ERROR"
+JOB_COLUMNS = [
+    Column("ID", "right"),
+    Column("STATE"),
+    Column("QUEUE", max_width=64),
+    Column("WORKER", max_width=80),
+    Column("TRY", "right"),
+    Column(time_header("WHEN")),
+    Column("LAST ERROR", max_width=60),
+]
+
+
+def job_when(job: Job[Any]) -> datetime:
+    """The moment :data:`WHEN_FIELD` picks for the job's state (inserted_at if unset)."""
+    moment = getattr(job, WHEN_FIELD.get(job.state.value, "inserted_at"), None)
+    return moment if moment is not None else job.inserted_at
+
+
+def last_error(job: Job[Any]) -> str:
+    """The last attempt's error, its first line (a line break would break the row; ``jobs
+    show`` has the whole), with `` …`` when more lines follow."""
+    if not job.errors:
+        return ""
+    lines = str(job.errors[-1].get("error", "")).strip().splitlines() or [""]
+    return lines[0].rstrip() + (" …" if len(lines) > 1 else "")
+
+
+def job_row(job: Job[Any], now: datetime) -> list[Any]:
+    return [
+        job.id,
+        state_cell(job.state.value),
+        job.queue,
+        job.worker,
+        f"{job.attempt}/{job.max_attempts}",
+        when(job_when(job), now),
+        last_error(job),
     ]
-    for job in jobs:
-        when = job.attempted_at or job.scheduled_at
-        last = job.errors[-1]["error"] if job.errors else ""
-        tries = f"{job.attempt}/{job.max_attempts}"
-        lines.append(
-            f"{job.id:>8}  {job.state.value:<10} {job.queue:<{queue_w}} {job.worker:<{worker_w}} "
-            f"{tries:>5}  {when:%Y-%m-%d %H:%M:%S}  {last[:60]}".rstrip()
-        )
-    return "\n".join(lines)
 
 
 def job_json(job: Job[Any]) -> dict[str, Any]:
@@ -137,6 +219,68 @@ def job_json(job: Job[Any]) -> dict[str, Any]:
     return data
 
 
+def run_json(run: RunRecord) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "workflow": run.workflow,
+        "status": run.status,
+        "attempt": run.attempt,
+        "started_at": run.started_at.isoformat(),
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+    }
+
+
+def error_time(text: Any, now: datetime) -> str:
+    """An error record's ``at`` (ISO text) in the one time format; as stored if unreadable."""
+    try:
+        return when(datetime.fromisoformat(str(text)), now)
+    except ValueError:
+        return str(text)
+
+
+def echo_job(job: Job[Any], runs: Sequence[RunRecord], now: datetime) -> None:
+    state = paint(job.state.value, STATE_STYLES.get(job.state.value))
+    click.echo(f"job {job.id}  {job.worker}  queue={job.queue}  state={state}")
+    click.echo(
+        f"  attempt {job.attempt}/{job.max_attempts}  priority {job.priority}  "
+        f"tags {list(job.tags)}"
+    )
+    click.echo(f"  times ({TIME_ZONE}):")
+    moments = [
+        ("inserted", job.inserted_at, ""),
+        ("scheduled", job.scheduled_at, ""),
+        ("attempted", job.attempted_at, f" by {job.attempted_by}" if job.attempted_by else ""),
+        ("completed", job.completed_at, ""),
+        ("discarded", job.discarded_at, ""),
+        ("cancelled", job.cancelled_at, ""),
+    ]
+    for label, moment, extra in moments:
+        if moment is not None:
+            click.echo(f"    {label:<10} {clock(moment)}  ({relative(moment, now)}){extra}")
+    click.echo(f"  args {json.dumps(job.args)}")
+    if job.meta:
+        click.echo(f"  meta {json.dumps(job.meta)}")
+    for error in job.errors:
+        click.echo(
+            f"  attempt {error['attempt']} at {error_time(error['at'], now)} "
+            f"[{error.get('kind', 'error')}]: {error['error']}"
+        )
+        if error.get("traceback"):
+            click.echo("    " + error["traceback"].rstrip().replace("\n", "\n    "))
+    if runs:
+        click.echo("saga runs:")
+        echo_table(
+            [
+                Column("RUN", "right"),
+                Column("STATUS"),
+                Column("ATTEMPT", "right"),
+                Column(time_header("STARTED")),
+            ],
+            [[run.id, run.status, run.attempt, when(run.started_at, now)] for run in runs],
+        )
+        click.echo(f"details: jobsaga runs show {runs[0].id}")
+
+
 def jobs_commands(cli: click.Group) -> None:
     @cli.group()
     def jobs() -> None:
@@ -151,13 +295,21 @@ def jobs_commands(cli: click.Group) -> None:
     def list_jobs(
         source: AppSource, limit: int, oldest_first: bool, as_json: bool, **given: Any
     ) -> None:
-        """Jobs matching the filters, newest first."""
+        """Jobs matching the filters, newest first.
+
+        WHEN is the next run for scheduled and retryable jobs, since when an available job
+        is due, when an executing one started, and when a finished one ended; in UTC."""
         with source.open() as app:
+            flt = build_filter(app, (), **given)
             found = app.list_jobs(
-                build_filter(app, (), **given),
+                flt,
                 limit=None if limit == NO_LIMIT else limit,
                 newest_first=not oldest_first,
             )
+            total = len(found)
+            if limit != NO_LIMIT and len(found) >= limit:
+                total = sum(app.count_jobs(flt).values())
+            now = app.now()
         if as_json:
             for job in found:
                 click.echo(json.dumps(job_json(job)))
@@ -165,46 +317,24 @@ def jobs_commands(cli: click.Group) -> None:
         if not found:
             click.echo("no jobs match")
             return
-        click.echo(jobs_table(found))
+        echo_table(JOB_COLUMNS, [job_row(job, now) for job in found], total=total)
 
     @jobs.command("show")
     @config_options
     @click.option("--json", "as_json", is_flag=True)
     @click.argument("job_id", type=int)
     def show(source: AppSource, as_json: bool, job_id: int) -> None:
-        """Show one job with its errors."""
+        """Show one job with its errors and its saga runs (times in UTC)."""
         with source.open() as app:
             job = app.get_job(job_id)
+            runs = list_runs(app, job_id=job_id, limit=None) if job is not None else []
+            now = app.now()
         if job is None:
             raise click.ClickException(f"no job {job_id}")
         if as_json:
-            click.echo(json.dumps(job_json(job), indent=2))
+            click.echo(json.dumps({**job_json(job), "runs": [run_json(r) for r in runs]}, indent=2))
             return
-        click.echo(f"job {job.id}  {job.worker}  queue={job.queue}  state={job.state.value}")
-        click.echo(
-            f"  attempt {job.attempt}/{job.max_attempts}  priority {job.priority}  "
-            f"tags {list(job.tags)}"
-        )
-        click.echo(
-            f"  inserted {job.inserted_at:%Y-%m-%d %H:%M:%S}  "
-            f"scheduled {job.scheduled_at:%Y-%m-%d %H:%M:%S}"
-        )
-        if job.attempted_at is not None:
-            click.echo(f"  attempted {job.attempted_at:%Y-%m-%d %H:%M:%S} by {job.attempted_by}")
-        for label in ("completed_at", "discarded_at", "cancelled_at"):
-            value = getattr(job, label)
-            if value is not None:
-                click.echo(f"  {label.removesuffix('_at')} {value:%Y-%m-%d %H:%M:%S}")
-        click.echo(f"  args {json.dumps(job.args)}")
-        if job.meta:
-            click.echo(f"  meta {json.dumps(job.meta)}")
-        for error in job.errors:
-            click.echo(
-                f"  attempt {error['attempt']} at {error['at']} "
-                f"[{error.get('kind', 'error')}]: {error['error']}"
-            )
-            if error.get("traceback"):
-                click.echo("    " + error["traceback"].rstrip().replace("\n", "\n    "))
+        echo_job(job, runs, now)
 
     @jobs.command("counts")
     @config_options
@@ -212,71 +342,193 @@ def jobs_commands(cli: click.Group) -> None:
         """Jobs per queue and state."""
         with source.open() as app:
             found = app.engine.queue_counts()
-        for queue, states in sorted(found.items()):
-            click.echo(f"{queue}: " + ", ".join(f"{s}={n}" for s, n in sorted(states.items())))
+        if not found:
+            click.echo("no jobs")
+            return
+        states = [s.value for s in JobState]
+        columns = [Column("QUEUE", max_width=64)]
+        columns += [Column(state.upper(), "right") for state in states]
+        columns.append(Column("TOTAL", "right"))
+        rows: list[list[Cell]] = [
+            [queue, *(by_state.get(s, 0) for s in states), sum(by_state.values())]
+            for queue, by_state in sorted(found.items())
+        ]
+        echo_table(columns, rows)
 
-    def bulk_command(
+    for action in BULK_ACTIONS:
+        jobs.command(action.name, help=action.doc)(bulk_command(action))
+
+
+class BulkAction:
+    """One bulk command: its name and words, and the operation that changes a batch."""
+
+    def __init__(
+        self,
         name: str,
-        verb: str,
+        past: str,
+        gerund: str,
         doc: str,
-        act: Callable[[App, JobFilter, str | None], list[int]],
+        run: Callable[..., list[int]],
         *,
         with_reason: bool = False,
     ) -> None:
-        def command(
-            source: AppSource,
-            yes: bool,
-            ids: tuple[int, ...],
-            reason: str | None = None,
-            **given: Any,
-        ) -> None:
-            with source.open() as app:
-                flt = build_filter(app, ids, **given)
-                if flt.is_empty:
-                    raise click.UsageError(
-                        f"give job ids or at least one filter (--state, --queue, ...): "
-                        f"nothing is {verb} without one"
-                    )
-                if not ids and not yes:
-                    matching = sum(app.count_jobs(flt).values())
-                    click.confirm(f"{name} up to {matching} matching jobs?", abort=True)
-                changed = act(app, flt, reason)
-            click.echo(f"{verb}: {len(changed)} job(s)" + (f" {changed}" if changed else ""))
-            if ids and len(changed) < len(ids):
-                skipped = sorted(set(ids) - set(changed))
-                click.echo(f"not {verb}: {skipped} (missing, or in a state that does not allow it)")
+        self.name = name
+        self.past = past
+        self.gerund = gerund
+        self.doc = doc
+        self.run = run
+        self.with_reason = with_reason
+        self.eligible = ELIGIBLE[name]
 
-        decorated: Any = click.argument("ids", type=int, nargs=-1)(command)
-        decorated = click.option("--yes", "-y", is_flag=True, help="Do not ask to confirm.")(
-            decorated
+    def applies_to(self) -> str:
+        states = list(self.eligible)
+        return f"{self.name} applies only to {', '.join(states[:-1])} and {states[-1]} jobs"
+
+
+def _plural(count: int, noun: str = "job") -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
+def _ids_text(ids: Sequence[int]) -> str:
+    if not ids or len(ids) > IDS_SHOWN:
+        return ""
+    return " [" + ", ".join(str(i) for i in ids) + "]"
+
+
+def _states_text(by_state: dict[str, int]) -> str:
+    return ", ".join(f"{n} {state}" for state, n in by_state.items())
+
+
+def nothing_to_do(action: BulkAction, preview: Preview) -> str:
+    if preview.total == 0:
+        return f"nothing to {action.name}: no job matches"
+    return (
+        f"nothing to {action.name}: {_plural(preview.total)} match "
+        f"({_states_text(preview.unchangeable)}) but {action.applies_to()}"
+    )
+
+
+def confirm_text(action: BulkAction, preview: Preview) -> str:
+    text = f"{action.name} {_plural(preview.changeable)}"
+    left = preview.unchangeable
+    if left:
+        text += f" ({preview.total} match; {_states_text(left)} left as they are)"
+    return text + "?"
+
+
+def unchanged_ids(
+    action: BulkAction, ops: JobOperations, ids: Sequence[int], changed: Sequence[int]
+) -> list[str]:
+    """Lines naming each requested id that was not changed, and why."""
+    rest = sorted(set(ids) - set(changed))
+    if not rest:
+        return []
+    states = ops.states_of(rest)
+    missing = [i for i in rest if i not in states]
+    refused = [i for i in rest if i in states and states[i] not in action.eligible]
+    filtered = [i for i in rest if i in states and states[i] in action.eligible]
+    lines = []
+    if missing:
+        lines.append(f"not {action.past}: no such job: {', '.join(map(str, missing))}")
+    if refused:
+        listed = ", ".join(f"{i} ({states[i]})" for i in refused)
+        lines.append(f"not {action.past}: {listed}: {action.applies_to()}")
+    if filtered:
+        lines.append(
+            f"not {action.past}: {', '.join(map(str, filtered))}: "
+            "not matching the other filters given"
         )
-        if with_reason:
-            decorated = click.option(
-                "--reason",
-                default="cancelled from the command line",
-                show_default=True,
-                help="Recorded on each job.",
-            )(decorated)
-        decorated = filter_options(decorated)
-        decorated = config_options(decorated)
-        jobs.command(name, help=doc)(decorated)
+    return lines
 
-    bulk_command(
+
+def bulk_command(action: BulkAction) -> Any:
+    def command(
+        source: AppSource,
+        yes: bool,
+        ids: tuple[int, ...],
+        reason: str | None = None,
+        **given: Any,
+    ) -> None:
+        with source.open() as app:
+            flt = build_filter(app, ids, **given)
+            if flt.is_empty:
+                raise click.UsageError(
+                    f"give job ids or at least one filter (--state, --queue, ...): "
+                    f"nothing is {action.past} without one"
+                )
+            ops = JobOperations(app)
+            preview = ops.preview(action.name, flt)
+            if not ids and preview.changeable == 0:
+                click.echo(nothing_to_do(action, preview))
+                return
+            if not ids and not yes:
+                click.confirm(confirm_text(action, preview), abort=True)
+            changed = _run_in_batches(action, ops, flt, reason, preview.changeable)
+            click.echo(f"{action.past}: {_plural(len(changed))}{_ids_text(changed)}")
+            problems = unchanged_ids(action, ops, ids, changed) if ids else []
+        for line in problems:
+            click.echo(line, err=True)
+        if problems:
+            raise click.exceptions.Exit(1)
+
+    decorated: Any = click.argument("ids", type=int, nargs=-1)(command)
+    decorated = click.option("--yes", "-y", is_flag=True, help="Do not ask to confirm.")(decorated)
+    if action.with_reason:
+        decorated = click.option(
+            "--reason",
+            default="cancelled from the command line",
+            show_default=True,
+            help="Recorded on each job.",
+        )(decorated)
+    decorated = filter_options(decorated)
+    return config_options(decorated)
+
+
+def _run_in_batches(
+    action: BulkAction, ops: JobOperations, flt: JobFilter, reason: str | None, expected: int
+) -> list[int]:
+    """Change the jobs a batch at a time, with a bar on a terminal. Interrupted (Ctrl-C), it
+    says how many were changed, committed batch by batch, and exits 130 like a shell."""
+    done: list[int] = []
+
+    def on_batch(ids: list[int]) -> None:
+        done.extend(ids)
+        advance(len(ids))
+
+    try:
+        with progress(action.gerund, total=expected) as advance:
+            action.run(ops, flt, reason, batch_size=BULK_BATCH, on_batch=on_batch)
+    except KeyboardInterrupt:
+        click.echo(
+            f"interrupted: {action.past} {_plural(len(done))} before stopping (each batch "
+            f"is committed); run the command again for the rest",
+            err=True,
+        )
+        raise click.exceptions.Exit(130) from None
+    return done
+
+
+BULK_ACTIONS = [
+    BulkAction(
         "cancel",
         "cancelled",
+        "cancelling",
         "Cancel jobs by id or filter; executing ones are stopped on their nodes.",
-        lambda app, flt, reason: app.cancel_jobs(flt, reason=reason or "cancelled"),
+        lambda ops, flt, reason, **kw: ops.cancel(flt, reason=reason or "cancelled", **kw),
         with_reason=True,
-    )
-    bulk_command(
+    ),
+    BulkAction(
         "retry",
         "retried",
+        "retrying",
         "Give retryable, completed, discarded or cancelled jobs another attempt now.",
-        lambda app, flt, _: app.retry_jobs(flt),
-    )
-    bulk_command(
+        lambda ops, flt, _, **kw: ops.retry(flt, **kw),
+    ),
+    BulkAction(
         "delete",
         "deleted",
+        "deleting",
         "Delete jobs by id or filter (executing jobs are left alone: cancel them first).",
-        lambda app, flt, _: app.delete_jobs(flt),
-    )
+        lambda ops, flt, _, **kw: ops.delete(flt, **kw),
+    ),
+]

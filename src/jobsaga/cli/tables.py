@@ -194,3 +194,31 @@ def when(moment: datetime | None, now: datetime) -> str:
 def time_header(name: str) -> str:
     """A time column's header names the zone once: ``WHEN (UTC)``."""
     return f"{name} ({TIME_ZONE})"
+
+
+STATE_STYLES: dict[str, str] = {
+    "available": "cyan",
+    "scheduled": "blue",
+    "executing": "yellow",
+    "retryable": "magenta",
+    "completed": "green",
+    "discarded": "red",
+    "cancelled": "dim",
+}
+"""A job state's colour, the same in every table: red for what failed for good, green for
+done, yellow for running now; a state not listed here is shown plain."""
+
+
+def state_cell(state: str) -> Text:
+    """A job state as a cell, in its colour on a terminal (plain when piped or NO_COLOR)."""
+    return styled(state, STATE_STYLES.get(state))
+
+
+def paint(text: str, style: str | None) -> str:
+    """``text`` in ``style`` for a line that is not a table (``state=completed`` in green):
+    escape codes on a colour terminal, the text unchanged when piped or NO_COLOR."""
+    if not style or not colour_wanted():
+        return text
+    console = _console()
+    console.print(Text(text, style=style), end="")
+    return str(console.file.getvalue())  # type: ignore[attr-defined]
