@@ -1,9 +1,12 @@
-"""The default structured-logging handler: one JSON log line per telemetry event.
+"""The default structured-logging handler: one JSON log line per telemetry event; and the
+compact line per finished job that ``jobsaga worker`` shows.
 
 Levels follow what an operator wants to see at the usual WARNING/INFO thresholds: failures
 are WARNING (ERROR when a job is discarded or a plugin run fails), operator actions and queue
 changes are INFO, and per-job successes are DEBUG, so a busy node does no per-job logging work
-unless asked (the level check comes before any formatting). ``jobsaga worker`` attaches it.
+unless asked (the level check comes before any formatting). ``jobsaga worker`` attaches both:
+each finished job is one human line on ``jobsaga.jobs`` (INFO, so shown from ``-v``; failures
+WARNING), and the JSON lines of job events are then DEBUG (``-vv``), so nothing is said twice.
 """
 
 from __future__ import annotations
@@ -21,8 +24,17 @@ if TYPE_CHECKING:
     from .core import AppCore
 
 DEFAULT_HANDLER_ID = "jobsaga-default-logger"
+JOB_LINES_HANDLER_ID = "jobsaga-job-lines"
 
-__all__ = ["LEVELS", "attach_default_logger", "structured_logging_handler"]
+__all__ = [
+    "JOB_EVENT_LEVELS",
+    "LEVELS",
+    "attach_default_logger",
+    "attach_job_lines",
+    "job_line",
+    "job_lines_handler",
+    "structured_logging_handler",
+]
 
 LEVELS: dict[str, int] = {
     "job.start": logging.DEBUG,
@@ -122,3 +134,74 @@ def attach_default_logger(
     handler id (``app.telemetry.detach(id)`` stops it)."""
     app.telemetry.attach(handler_id, "*", structured_logging_handler(logger, levels))
     return handler_id
+
+
+JOB_EVENT_LEVELS: dict[str, int] = {"job.stop": logging.DEBUG, "job.exception": logging.DEBUG}
+"""The JSON handler's levels for job events where :func:`attach_job_lines` says them."""
+
+
+def seconds_text(seconds: float) -> str:
+    """A duration as an operator reads it: ``850 us``, ``12 ms``, ``1.4 s``, ``3 min 5 s``."""
+    if seconds < 0.001:
+        return f"{seconds * 1e6:.0f} us"
+    if seconds < 1:
+        return f"{seconds * 1e3:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s"
+
+
+def job_line(event: str, measurements: Mapping[str, Any], metadata: Mapping[str, Any]) -> str:
+    """One finished attempt in one line: worker, id, state, duration, attempt (and the error)::
+
+    sample.completes job 42 completed in 12 ms (attempt 1, queue default)
+    sample.fails job 43 retryable in 3 ms (attempt 1, queue default): ValueError: bad
+    """
+    job = metadata.get("job")
+    job_id = getattr(job, "id", "?")
+    state = metadata.get("state") or ("failed" if event == "job.exception" else "finished")
+    if metadata.get("stopped"):
+        state = "cancelled by an operator"
+    elif metadata.get("interrupted"):
+        state = "interrupted"
+    duration = measurements.get("duration")
+    after = "after" if metadata.get("interrupted") else "in"
+    took = f" {after} {seconds_text(float(duration))}" if isinstance(duration, (int, float)) else ""
+    line = (
+        f"{metadata.get('worker')} job {job_id} {state}{took} "
+        f"(attempt {metadata.get('attempt')}, queue {metadata.get('queue')})"
+    )
+    if event == "job.exception":
+        error = metadata.get("error")
+        text = plain(error) if error is not None else metadata.get("kind", "error")
+        line += f": {' '.join(str(text).split())[:500]}"
+    return line
+
+
+def job_lines_handler(logger: logging.Logger | None = None) -> Handler:
+    """Each finished attempt as :func:`job_line` on ``jobsaga.jobs``: INFO when it stopped
+    (completed, snoozed, discarded or cancelled by its result), WARNING when it failed (ERROR
+    when that discarded the job); formatted only when the level is enabled."""
+    target = logger or logging.getLogger("jobsaga.jobs")
+
+    def handle(event: str, measurements: Mapping[str, Any], metadata: Mapping[str, Any]) -> None:
+        if event == "job.stop":
+            level = logging.INFO
+        elif event == "job.exception":
+            level = level_of(event, metadata, LEVELS)
+        else:
+            return
+        if target.isEnabledFor(level):
+            target.log(level, "%s", job_line(event, measurements, metadata))
+
+    return handle
+
+
+def attach_job_lines(app: AppCore, *, logger: logging.Logger | None = None) -> str:
+    """Log each finished job of ``app`` as one line (:func:`job_lines_handler`); returns the
+    handler id."""
+    app.telemetry.attach(
+        JOB_LINES_HANDLER_ID, ["job.stop", "job.exception"], job_lines_handler(logger)
+    )
+    return JOB_LINES_HANDLER_ID

@@ -3,37 +3,62 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 import os
+import socket
 import sys
 import threading
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from ..engines.sqlite import SqliteEngine
 from ..errors import ConfigError, DatabaseError, MigrationError
 from ..redaction import redact_url
-from ..telemetry_logging import attach_default_logger
+from ..telemetry_logging import JOB_EVENT_LEVELS, attach_default_logger, attach_job_lines
 from .configured import AppSource, command_error, require_schema
 from .options import config_options, node_options, parse_queues
 
 if TYPE_CHECKING:
+    from ..app import App
+    from ..config import NodeConfig
     from ..runtime.node import Node
+
+R = TypeVar("R")
+
+SUMMARY_LOGGER = "jobsaga.runtime.summary"
+
+
+def stuck_threads() -> list[threading.Thread]:
+    """Threads that would keep the process alive at exit: every live non-daemon thread but
+    this one. A sync perform's (``jobsaga-job``), a saga's own step pool's (``jobsaga-step``),
+    the event loop's default executor's (``asyncio.to_thread`` in an async perform) or one
+    the user's code started: Python joins them all before the process may end."""
+    current = threading.current_thread()
+    return [
+        t
+        for t in threading.enumerate()
+        if t is not current and t.is_alive() and not t.daemon and t is not threading.main_thread()
+    ]
 
 
 def exit_past_stuck_threads(node: Node) -> None:
-    """Python joins pool threads at exit, so a sync perform that ignored its timeout or the
-    grace period would keep a stopped node's process alive. Leave now: the process exiting is
-    what stops those threads. A job whose perform overran its timeout was already written
+    """Python joins non-daemon threads at exit, so a sync perform that ignored its timeout or
+    the grace period would keep a stopped node's process alive. Leave now: the process exiting
+    is what stops those threads. A job whose perform overran its timeout was already written
     back; a job still running at shutdown was left executing under this node (``node.held``),
     and is rescued, attempt counted, once this node's last heartbeat lapses (``rescue_after``):
     never while its thread could still run."""
-    stuck = [
-        t.name for t in threading.enumerate() if t.name.startswith("jobsaga-job") and t.is_alive()
-    ]
+    stuck = stuck_threads()
     if stuck or node.lingering:
         held = sorted(node.held)
+        names = sorted({t.name.rstrip("0123456789_").rstrip("-") or t.name for t in stuck})
         click.echo(
-            f"jobsaga: {len(stuck)} sync job thread(s) still running; exiting anyway"
+            f"jobsaga: {len(stuck)} thread(s) of job code still running"
+            + (f" ({', '.join(names)})" if names else "")
+            + "; exiting anyway"
             + (
                 f"; job(s) {held} stay executing until this node's heartbeat lapses, "
                 "then they are rescued"
@@ -47,17 +72,95 @@ def exit_past_stuck_threads(node: Node) -> None:
         os._exit(0)
 
 
-def worker_commands(cli: click.Group) -> None:
-    @cli.command()
-    @config_options
-    @click.option(
+def queue_option(fn: Callable[..., R]) -> Callable[..., R]:
+    return click.option(
         "-q",
         "--queue",
         "queues",
         multiple=True,
         metavar="NAME=LIMIT",
         help="A queue and its concurrency limit; repeat for more. Default: default=10.",
-    )
+    )(fn)
+
+
+def database_text(app: App) -> str:
+    """The database as the banner names it: a SQLite file's absolute path, else the URL with
+    its password masked."""
+    engine = app.engine
+    if isinstance(engine, SqliteEngine):
+        return f"SQLite {engine.shown_path}"
+    return redact_url(app.url)
+
+
+def new_sqlite_file(app: App) -> str | None:
+    """The path of ``app``'s SQLite file when it does not exist yet (the migration about to
+    run creates it): a typo in ``--url`` would otherwise silently start an empty database."""
+    engine = app.engine
+    if not isinstance(engine, SqliteEngine):
+        return None
+    path = engine.path
+    if path == ":memory:" or path.startswith("file:") or os.path.exists(path):
+        return None
+    return engine.shown_path
+
+
+def names_text(names: list[str], limit: int = 12) -> str:
+    if not names:
+        return "none"
+    shown = ", ".join(names[:limit])
+    more = f", ... ({len(names)} in all)" if len(names) > limit else ""
+    return shown + more
+
+
+def banner(app: App, node: Node, config: NodeConfig, created: str | None) -> list[str]:
+    """What the node will do, said at its start: name, database, queues, workers, workflows;
+    and warnings for what is likely a mistake (no app, a database that was just created)."""
+    from ..workflow.running import known_workflows
+
+    workers = sorted(app.workers)
+    workflows = sorted(known_workflows(app))
+    queues = ", ".join(f"{queue}={limit}" for queue, limit in node.queue_limits.items())
+    lines = [
+        f"jobsaga node {node.name} starting",
+        f"  database:  {database_text(app)}",
+        f"  queues:    {queues} (grace period {node.grace_period:g} s)",
+        f"  workers:   {names_text(workers)}",
+        f"  workflows: {names_text(workflows)}",
+    ]
+    if not workers:
+        hint = (
+            f"--app {config.app} registers none"
+            if config.app
+            else "give your App with --app module:app (or app in jobsaga.toml, $JOBSAGA_APP)"
+        )
+        lines.append(
+            f"warning: no workers are registered, so every job this node fetches fails "
+            f"(unknown worker): {hint}"
+        )
+    if created is not None:
+        lines.append(
+            f"warning: created a new, empty SQLite database at {created}; if you meant an "
+            "existing one, check --url"
+        )
+    return lines
+
+
+def show_finished_jobs(app: App) -> None:
+    """Per finished job one line at ``-v`` (``jobsaga.jobs``); the summary at the default
+    level; job events' JSON lines at ``-vv``."""
+    with contextlib.suppress(ValueError):  # the app attached it itself
+        attach_default_logger(app, levels=JOB_EVENT_LEVELS)
+    with contextlib.suppress(ValueError):
+        attach_job_lines(app)
+    summary = logging.getLogger(SUMMARY_LOGGER)
+    if not summary.isEnabledFor(logging.INFO):
+        summary.setLevel(logging.INFO)
+
+
+def worker_commands(cli: click.Group) -> None:
+    @cli.command()
+    @config_options
+    @queue_option
     @node_options
     @click.option(
         "--migrate/--no-migrate",
@@ -71,14 +174,14 @@ def worker_commands(cli: click.Group) -> None:
         node_options: dict[str, object],
         migrate: bool,
     ) -> None:
-        """Run a worker node until SIGTERM or SIGINT.
+        """Run a worker node until SIGTERM or SIGINT (a second one forces the stop).
 
         Settings come from the TOML file, then JOBSAGA_* variables, then these flags, each
         named as the key it sets (see docs/configuration.md)."""
         config = source.config(queues=parse_queues(queues) or None, **node_options)
         app = source.app(config)
-        with contextlib.suppress(ValueError):  # the app attached it itself
-            attach_default_logger(app)
+        show_finished_jobs(app)
+        created = new_sqlite_file(app) if migrate else None
         try:
             if migrate:
                 app.migrate()
@@ -90,12 +193,14 @@ def worker_commands(cli: click.Group) -> None:
             node = config.node(app)
         except ConfigError as exc:
             raise click.UsageError(str(exc)) from None
-        click.echo(
-            f"jobsaga node {node.name}: queues {node.queue_limits} on {redact_url(app.url)}",
-            err=True,
-        )
+        for line in banner(app, node, config, created):
+            click.echo(line, err=True)
+
+        def announce(text: str) -> None:
+            click.echo(f"jobsaga node {node.name}: {text}", err=True)
+
         try:
-            node.run()
+            node.run(announce=announce)
         except (ConfigError, MigrationError, DatabaseError) as exc:
             # The start failed (a node name held by a live process, the database away): it
             # was undone; one line, not a traceback.
@@ -114,7 +219,39 @@ def worker_commands(cli: click.Group) -> None:
 
     @cli.command("config")
     @config_options
-    def show_config(source: AppSource) -> None:
-        """Print the effective node configuration (file + environment + flags), as JSON."""
-        config = source.config()
-        click.echo(config.model_dump_json(indent=2, exclude_none=True))
+    @queue_option
+    @node_options
+    def show_config(
+        source: AppSource, queues: tuple[str, ...], node_options: dict[str, object]
+    ) -> None:
+        """Print the configuration a worker given the same flags would run with, as JSON:
+        file + environment + flags, and every default (the URL's password masked)."""
+        config = source.config(queues=parse_queues(queues) or None, **node_options)
+        app = source.app(config)
+        try:
+            node = config.node(app)
+        except ConfigError as exc:
+            raise click.UsageError(str(exc)) from None
+        click.echo(json.dumps(effective_config(config, app, node), indent=2))
+
+
+def effective_config(config: NodeConfig, app: App, node: Node) -> dict[str, Any]:
+    """Every key of ``config`` with the value a node runs with: what was set, else the
+    default (derived ones resolved for this database); the URL is the app's, masked."""
+    given: Mapping[str, Any] = config.model_dump(mode="json")
+    effective = node.effective_options()
+    shown: dict[str, Any] = {
+        "url": redact_url(app.url),
+        "app": config.app,
+        "queues": dict(node.queue_limits),
+    }
+    for key, value in effective.items():
+        if given.get(key) is not None:
+            shown[key] = given[key]
+        elif key == "name":
+            shown[key] = f"{socket.gethostname()}-<pid>-<random> (made at start)"
+        elif key == "crontab":
+            shown[key] = []
+        else:
+            shown[key] = value
+    return shown

@@ -23,6 +23,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -40,6 +41,7 @@ from .acker import Acker
 from .control import NodeControl
 from .executor import AttemptThreads, Executor, error_record
 from .producer import QueueProducer
+from .summary import Summary
 
 if TYPE_CHECKING:
     from ..core import AppCore
@@ -57,6 +59,9 @@ controls. A fixed 8 made a node of many queues queue its fetches behind each oth
 async def awaited(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
     """The acker's way to run its (async) writer: awaited on the loop."""
     return await fn(*args)
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def default_node_name() -> str:
@@ -86,6 +91,7 @@ class NodeOptions(TypedDict, total=False):
     leader_lease: float
     leadership: bool
     max_abandoned_threads: int | None
+    summary_interval: float
 
 
 class Node:
@@ -112,6 +118,7 @@ class Node:
         leader_lease: float = 5.0,
         leadership: bool = True,
         max_abandoned_threads: int | None = None,
+        summary_interval: float = 60.0,
     ) -> None:
         if not queues:
             raise ConfigError("a node needs at least one queue, e.g. {'default': 10}")
@@ -127,8 +134,13 @@ class Node:
                 f"max_abandoned_threads must be an integer >= 1 (or None for each queue's "
                 f"concurrency limit), got {max_abandoned_threads!r}"
             )
+        if summary_interval < 0:
+            raise ConfigError(
+                f"summary_interval must be >= 0 seconds (0: no summary), got {summary_interval!r}"
+            )
         self.app = app
         self.name = name or default_node_name()
+        self.summary_interval = summary_interval
         self.max_abandoned_threads = max_abandoned_threads
         self.queue_limits = dict(queues)
         self.grace_period = grace_period
@@ -162,11 +174,19 @@ class Node:
             ),
         )
         self.producers: dict[str, QueueProducer] = {}
+        self.summary = Summary(self.name, summary_interval)
+        """What the node's jobs came to since its last summary line (see ``summary.py``)."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_requested: asyncio.Event | None = None
+        self._forced: asyncio.Event | None = None
+        self._stopping_since: float | None = None
+        """When the graceful stop began (loop time), for what a forced stop records."""
+        self.signals = 0
+        """Stop signals received by :meth:`run` (the second forces, the third exits)."""
         self._tasks: list[asyncio.Task[None]] = []
         self._cleanup: list[Callable[[], None]] = []
-        self._cancel_reasons: dict[int, str] = {}
+        self._grace = grace_period
+        """The grace period of the stop under way (``stop()`` may be given another)."""
         self._fetches: dict[int, datetime] = {}
         """Fetches under way (a sequence number -> when it started, on the app's clock)."""
         self._fetch_seq = 0
@@ -233,6 +253,35 @@ class Node:
         known.update(self.held)
         return before, known
 
+    # --- what it runs with ------------------------------------------------------------------
+
+    def effective_options(self) -> dict[str, Any]:
+        """Every option under its ``Node`` keyword as this node runs with it, defaults and
+        derived values (polling, threads, the lifeline's interval) resolved, for
+        ``jobsaga config``."""
+        plugins = self.plugins.options
+        return {
+            "name": self.name,
+            "grace_period": self.grace_period,
+            "poll_interval": self.poll_interval,
+            "stage_interval": self.stage_interval,
+            "max_threads": self.max_threads,
+            "ack_batch": self.ack_batch,
+            "ack_delay": self.ack_delay,
+            "control_interval": self.control_interval,
+            "heartbeat_interval": plugins.heartbeat_interval,
+            "rescue_after": plugins.rescue_after,
+            "rescue_interval": self.plugins.lifeline.interval,
+            "crontab": plugins.crontab,
+            "prune_after": plugins.prune_after,
+            "prune_interval": plugins.prune_interval,
+            "prune_limit": plugins.prune_limit,
+            "leader_lease": plugins.leader_lease,
+            "leadership": plugins.leadership,
+            "max_abandoned_threads": self.max_abandoned_threads,
+            "summary_interval": self.summary_interval,
+        }
+
     # --- health --------------------------------------------------------------------------
 
     def health(self) -> dict[str, Any]:
@@ -281,7 +330,7 @@ class Node:
         """Shutdown cut ``job`` short while a thread of it still runs: leave it executing."""
         self.held[job.id] = (job, threads)
         log.warning(
-            "node %s: job %d (%s) still runs in %d thread(s) past the grace period; it stays "
+            "node %s: job %d (%s) still runs in %d thread(s) as the node stops; it stays "
             "executing under this node until they return (or the process exits), then it is "
             "rescued with this attempt counted",
             self.name,
@@ -290,11 +339,21 @@ class Node:
             threads.live,
         )
 
-    def cancel_reason(self, job_id: int) -> str:
-        return self._cancel_reasons.pop(
-            job_id,
-            f"node {self.name} shut down before the job finished "
-            f"(grace period {self.grace_period}s)",
+    def interrupt_reason(self) -> str:
+        """What an attempt cut short by this node's shutdown records: that it was interrupted,
+        by which node, and how long it had (the grace period, or a forced stop within it)."""
+        grace = f"{self._grace:g} s"
+        if self.forced:
+            loop = self._loop
+            since = self._stopping_since
+            into = "" if loop is None or since is None else f"{loop.time() - since:.1f} s into "
+            return (
+                f"interrupted by a forced shutdown: node {self.name} was told to stop at once "
+                f"(a second signal) {into}its {grace} grace period"
+            )
+        return (
+            f"interrupted by shutdown: node {self.name} stopped before the job finished "
+            f"(grace period {grace})"
         )
 
     async def interrupted(self, job: Job[Any], *, reason: str) -> None:
@@ -391,6 +450,9 @@ class Node:
     async def _start(self, undo: list[Callable[[], Awaitable[None] | None]]) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop_requested = asyncio.Event()
+        self._forced = asyncio.Event()
+        self._stopping_since = None
+        self.signals = 0
         self.held.clear()
         self.unsettled.clear()
         self._db_threads = ThreadPoolExecutor(
@@ -436,6 +498,9 @@ class Node:
         await self.plugins.start()  # the node name is held (heartbeat) before the first fetch
         for producer in self.producers.values():
             producer.start()
+        self.summary.take()  # a summary counts from the start
+        if self.summary_interval > 0:
+            self._tasks.append(asyncio.create_task(self.summary.run(), name="jobsaga-summary"))
         log.info("node %s started: queues %s", self.name, self.queue_limits)
 
     def _check_schema(self) -> None:
@@ -467,11 +532,26 @@ class Node:
         if payload.get("scheduled"):
             self.stager_wake()
 
-    def request_stop(self) -> None:
-        """Thread-safe: ask a running node to shut down gracefully."""
+    def request_stop(self, *, force: bool = False) -> None:
+        """Thread-safe: ask a running node to shut down gracefully; with ``force``, to end the
+        grace period now (running jobs are interrupted at once, as at its end)."""
         loop = self._loop
-        if loop is not None and self._stop_requested is not None and not loop.is_closed():
+        if loop is None or self._stop_requested is None or loop.is_closed():
+            return
+        with contextlib.suppress(RuntimeError):  # closed meanwhile: it has stopped
             loop.call_soon_threadsafe(self._stop_requested.set)
+            if force and self._forced is not None:
+                loop.call_soon_threadsafe(self._forced.set)
+
+    @property
+    def forced(self) -> bool:
+        """A forced stop was asked for: the grace period ended early."""
+        return self._forced is not None and self._forced.is_set()
+
+    @property
+    def running_jobs(self) -> int:
+        """Jobs this node runs now (performing, or their outcome being written)."""
+        return sum(len(p.running) for p in self.producers.values())
 
     async def wait_stopped(self) -> None:
         assert self._stop_requested is not None
@@ -487,12 +567,14 @@ class Node:
         grace = self.grace_period if grace_period is None else grace_period
         for producer in self.producers.values():
             await producer.stop_fetching()
+        self._grace = grace
+        self._stopping_since = asyncio.get_running_loop().time()
         running = [t for p in self.producers.values() for t in p.running.values()]
         if running:
             log.info(
                 "node %s: waiting up to %.1fs for %d running jobs", self.name, grace, len(running)
             )
-            done, pending = await asyncio.wait(running, timeout=grace)
+            pending = await self._wait_running(running, grace)
             for task in pending:
                 task.cancel()
             if pending:
@@ -503,6 +585,9 @@ class Node:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self.summary_interval > 0:
+            self.summary.log()  # what finished since the last line
         for cleanup in self._cleanup:
             cleanup()
         self._cleanup.clear()
@@ -518,34 +603,100 @@ class Node:
             )
         log.info("node %s stopped", self.name)
 
+    async def _wait_running(
+        self, running: list[asyncio.Task[None]], grace: float
+    ) -> set[asyncio.Task[None]]:
+        """Wait for ``running`` to end, until the grace period passes or a forced stop is
+        asked for; returns the tasks still running."""
+        assert self._forced is not None
+        if not self._forced.is_set():
+            forced = asyncio.ensure_future(self._forced.wait())
+            ended = asyncio.ensure_future(asyncio.wait(running, timeout=grace))
+            try:
+                await asyncio.wait((forced, ended), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                forced.cancel()
+                ended.cancel()
+        return {task for task in running if not task.done()}
+
     @property
     def lingering(self) -> bool:
         """Stopped, but still vouching (heartbeating) for jobs whose threads run on."""
         return self.plugins.heartbeat.lingering
 
-    def run(self) -> None:
-        """Run in the foreground until SIGTERM or SIGINT, then shut down gracefully."""
+    def run(self, announce: Callable[[str], None] | None = None) -> None:
+        """Run in the foreground until SIGTERM or SIGINT, then shut down gracefully.
+
+        A second signal ends the grace period at once (a forced stop: running jobs are
+        interrupted as at its end, and what is recorded stays true: an async perform that
+        stopped is written back, a job whose code still runs in a thread is held); a third
+        exits the process there and then, leaving its running jobs to the lifeline, as a
+        crash would. ``announce`` is told what each signal does (default: the log)."""
+        say = announce or (lambda text: log.warning("node %s: %s", self.name, text))
+
+        def on_signal(sig: signal.Signals) -> None:
+            self.signals += 1
+            try:
+                say(self.signal_text(sig))
+            finally:
+                if self.signals == 1:
+                    self.request_stop()
+                elif self.signals == 2:
+                    self.request_stop(force=True)
+                else:
+                    sys.stderr.flush()
+                    sys.stdout.flush()
+                    os._exit(128 + sig.value)
 
         async def main() -> None:
             loop = asyncio.get_running_loop()
             # Before start(): jobs already run while plugins start, and a SIGTERM in that
             # window must stop the node gracefully rather than kill it with jobs executing.
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, self.request_stop)
+            for sig in STOP_SIGNALS:
+                loop.add_signal_handler(sig, on_signal, sig)
             try:
                 await self.start()
             except BaseException:
-                for sig in (signal.SIGTERM, signal.SIGINT):
+                for sig in STOP_SIGNALS:
                     loop.remove_signal_handler(sig)
                 raise
             try:
                 await self.wait_stopped()
             finally:
-                for sig in (signal.SIGTERM, signal.SIGINT):
-                    loop.remove_signal_handler(sig)
-                await self.stop()
+                try:
+                    await self.stop()  # the handlers stay meanwhile: a second signal forces it
+                finally:
+                    for sig in STOP_SIGNALS:
+                        loop.remove_signal_handler(sig)
+            # asyncio.run() would wait, without end, for threads of the loop's default
+            # executor (``asyncio.to_thread`` in a perform) that outlived their cancelled
+            # caller: hand it a fresh one; those threads are the caller's to outlast.
+            loop.set_default_executor(ThreadPoolExecutor(1, thread_name_prefix="asyncio"))
 
         asyncio.run(main())
+
+    def signal_text(self, sig: signal.Signals) -> str:
+        """What a stop signal does now, for the operator who sent it."""
+        again = "Ctrl-C" if sig == signal.SIGINT else sig.name
+        running = self.running_jobs
+        jobs = f"{running} running job{'' if running == 1 else 's'}"
+        if self.signals == 1:
+            if not running:
+                return "warm shutdown: no job is running; stopping"
+            return (
+                f"warm shutdown: waiting up to {self.grace_period:g} s for {jobs} "
+                f"({again} again to force)"
+            )
+        if self.signals == 2:
+            return (
+                f"forced shutdown: interrupting {jobs} now; an async perform is written back to "
+                f"run again, a job whose code still runs in a thread stays executing until it "
+                f"is rescued ({again} again to exit at once)"
+            )
+        return (
+            f"exiting at once: {jobs} left executing under this node are rescued once its "
+            "heartbeat lapses (rescue_after), their attempts counted"
+        )
 
     def start_in_thread(self) -> NodeThread:
         return NodeThread(self)

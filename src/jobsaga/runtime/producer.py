@@ -188,23 +188,36 @@ class QueueProducer:
                     outcome, typed, worker = await node.executor.attempt(job, threads)
                 finally:
                     self.performing.pop(job.id, None)
-            except asyncio.CancelledError as cancelled:
+            except asyncio.CancelledError:
                 # An operator's cancel (or delete) already wrote the job: drop the attempt.
                 # Otherwise the node is shutting down: write the job back, attempt not
                 # counted, if its user code really stopped; if a thread of it still runs,
                 # the job stays executing under this node until that thread ends or the
                 # process exits (no other node may start it meanwhile; see Node.stop).
                 stopped = node.control.stopped.pop(job.id, None)
-                held = stopped is None and threads.live > 0
-                if held:
-                    node.hold(job, threads)
-                elif stopped is None:
-                    await node.interrupted(job, reason=node.cancel_reason(job.id))
                 if stopped is not None:
                     span.stop(state="cancelled", result=None, stopped=stopped)
+                    return
+                reason = node.interrupt_reason()
+                held = threads.live > 0
+                if held:
+                    node.hold(job, threads)
+                    reason += (
+                        "; its code still runs in a thread, so it stays executing until rescued"
+                    )
                 else:
-                    state = "executing" if held else "retryable"
-                    span.fail(cancelled, state=state, held=held, interrupted=True)
+                    await node.interrupted(job, reason=reason)
+                state = "executing" if held else "retryable"
+                # Said as what happened ("interrupted by shutdown..."), not as the bare
+                # CancelledError that carried it.
+                span.end(
+                    "exception",
+                    error=reason,
+                    kind="interrupted",
+                    state=state,
+                    held=held,
+                    interrupted=True,
+                )
                 return
             # The perform has returned: from here on the attempt counts, whatever happens. A
             # shutdown during the final-failure hook still discards the job (Executor.finish).
@@ -224,6 +237,8 @@ class QueueProducer:
                 # at all: the job ran, so if it is still executing as this attempt, the
                 # reconciler rescues it with the attempt counted (not given back as unstarted).
                 node.unsettled[job.id] = (job.attempt, job.attempted_at)
+            if written:
+                node.summary.count(self.queue, ack.state)
             if ack.state in (JobState.RETRYABLE, JobState.SCHEDULED):
                 node.stager_wake()
             if written and ack.inserts:
