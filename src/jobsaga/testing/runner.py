@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from .. import _context
 from ..app import App
 from ..engines.base import Ack, CallerConnection
 from ..job import Job, JobState
@@ -78,8 +79,10 @@ class Runner:
 
     async def _attempt(self, job: Job[Any]) -> tuple[Outcome, Job[Any], Worker | None]:
         """The executor's attempt, in a task of its own as a node runs it: the attempt's
-        threads are set in the task's context, not left in the test's."""
-        threads = self.executor.attempt_threads()
+        threads are set in the task's context, not left in the test's. A pool the caller has
+        already given the job's user code (``_context.job_threads``) is used as it is."""
+        given = _context.job_threads.get() is not None
+        threads = None if given else self.executor.attempt_threads()
         return await asyncio.create_task(self.executor.attempt(job, threads))
 
     async def attempt(self, job: Job[Any]) -> Attempt:
