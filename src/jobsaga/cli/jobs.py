@@ -72,6 +72,7 @@ def parse_time(value: str | None, now: datetime, option: str | None = None) -> d
     OverflowError from the date arithmetic), or a time out of range once in UTC."""
     if value is None:
         return None
+    hint = None if option is None else f"'{option}'"  # quoted as click quotes its own
     found = DURATION.match(value.strip())
     if found:
         try:
@@ -79,7 +80,7 @@ def parse_time(value: str | None, now: datetime, option: str | None = None) -> d
         except (OverflowError, ValueError):
             raise click.BadParameter(
                 f"{value!r} reaches back before year 1; give a shorter duration",
-                param_hint=option,
+                param_hint=hint,
             ) from None
     try:
         parsed = datetime.fromisoformat(value)
@@ -87,25 +88,22 @@ def parse_time(value: str | None, now: datetime, option: str | None = None) -> d
         raise click.BadParameter(
             f"{value!r}: give a duration ago (90s, 15m, 2h, 7d) or an ISO time "
             "(2026-11-28T09:00:00+00:00)",
-            param_hint=option,
+            param_hint=hint,
         ) from None
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=UTC)
     try:
         return parsed.astimezone(UTC)
     except (OverflowError, ValueError):
-        raise click.BadParameter(f"{value!r} is out of range in UTC", param_hint=option) from None
+        raise click.BadParameter(f"{value!r} is out of range in UTC", param_hint=hint) from None
 
 
 def _check_time(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    """Refuse a bad ``--since``/``--until`` at once, naming the option, before any database
-    is opened; the value is kept as given and resolved against the app's clock later."""
-    parse_time(value, datetime.now(UTC), _hint(param))
+    """Refuse a bad ``--since``/``--until`` at once, before any database is opened (click
+    names the option); the value is kept as given and resolved against the app's clock
+    later."""
+    parse_time(value, datetime.now(UTC))
     return value
-
-
-def _hint(param: click.Parameter) -> str:
-    return param.opts[0] if param.opts else str(param.name)
 
 
 def filter_options(fn: F) -> F:
