@@ -55,7 +55,8 @@ class AppSource:
         overrides = {**settings, **flagged}
         sources = {key: f"--set {redact_url(text)}" for key, text in setting_texts(self.settings)}
         sources.update({key: flag_name(key) for key in flagged})
-        remember_urls(self.url, overrides.get("url"))
+        given_url = overrides.get("url")  # a --set url=[...] is refused below, not crashed on
+        remember_urls(self.url, given_url if isinstance(given_url, str) else None)
         try:
             config = NodeConfig.load(self.config_path, overrides=overrides, sources=sources)
         except ConfigError as exc:
