@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from jobsaga import App, FilterError, JobFilter, JobState
+from jobsaga.operations.jobs import JobOperations
 from tests.helpers import wait_until
 
 from . import workers as w
@@ -291,3 +292,50 @@ def test_reads_take_no_write_lock_on_sqlite(tmp_path: Path) -> None:
         other.execute("ROLLBACK")
         other.close()
         app.close()
+
+
+def test_bulk_changes_in_batches_commit_each_batch(make_app: Callable[..., App]) -> None:
+    """``batch_size``: one transaction per batch in id order, each reported once committed
+    (and one telemetry event per batch); a stop between batches (here the callback raises)
+    leaves the batches before it done and the rest untouched, and a second run finishes."""
+    app = make_app(w.Noop)
+    ids = [j.id for j in app.insert_all([w.Noop.new({}) for _ in range(7)])]
+    ops = JobOperations(app)
+    events: list[list[int]] = []
+    app.telemetry.attach("t", "job.*", lambda e, m, meta: events.append(list(meta["ids"])))
+    batches: list[list[int]] = []
+    assert ops.cancel(JobFilter(ids=ids), batch_size=3, on_batch=batches.append) == ids
+    assert batches == [ids[:3], ids[3:6], ids[6:]] and events == batches
+    assert app.count_jobs() == {"cancelled": 7}
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_first(batch: list[int]) -> None:
+        raise Stop
+
+    with pytest.raises(Stop):
+        ops.retry(JobFilter(state="cancelled"), batch_size=3, on_batch=stop_after_first)
+    assert app.count_jobs() == {"available": 3, "cancelled": 4}
+    assert [state(app, i) for i in ids[:3]] == [JobState.AVAILABLE] * 3
+    assert ops.retry(JobFilter(state="cancelled"), batch_size=3) == ids[3:]
+    assert ops.delete(JobFilter(state="available"), batch_size=2) == ids
+    assert app.count_jobs() == {}
+    with pytest.raises(FilterError, match="batch_size"):
+        ops.delete(JobFilter(state="available"), batch_size=0)
+
+
+def test_a_preview_counts_what_a_change_applies_to(make_app: Callable[..., App]) -> None:
+    app = make_app(w.Noop)
+    a, b, c = app.insert_all([w.Noop.new({}) for _ in range(3)])
+    app.cancel_job(a.id)
+    ops = JobOperations(app)
+    flt = JobFilter(worker=w.Noop)
+    cancel = ops.preview("cancel", flt)
+    assert (cancel.total, cancel.changeable, cancel.unchangeable) == (3, 2, {"cancelled": 1})
+    retry = ops.preview("retry", flt)
+    assert (retry.changeable, retry.unchangeable) == (1, {"available": 2})
+    assert ops.preview("delete", flt).changeable == 3
+    assert ops.states_of([a.id, c.id, 9999]) == {a.id: "cancelled", c.id: "available"}
+    with pytest.raises(ValueError, match="unknown bulk action"):
+        ops.preview("explode", flt)

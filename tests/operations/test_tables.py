@@ -73,3 +73,18 @@ def test_a_time_cell_gives_the_clock_and_the_distance() -> None:
     naive = datetime(2026, 11, 30, 11, 57, 0)  # engines hand back naive UTC on SQLite
     assert when(naive, NOW) == "2026-11-30 11:57:00 (3 min ago)"
     assert when(None, NOW) == ""
+
+
+def test_a_state_has_one_colour_everywhere_and_none_when_piped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert str(tables.state_cell("discarded")) == "discarded"
+    assert tables.paint("completed", "green") == "completed"  # not a terminal
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setattr(tables, "on_terminal", lambda err=False: True)
+    assert tables.state_cell("discarded").style == "red"
+    assert tables.paint("completed", tables.STATE_STYLES["completed"]) == (
+        "\x1b[32mcompleted\x1b[0m"
+    )
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert tables.paint("completed", "green") == "completed"
