@@ -10,7 +10,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from jobsaga import App, ArgsError, Job, JobState, Worker
 from jobsaga.engines.base import Engine
@@ -473,3 +473,63 @@ def test_an_id_no_job_can_have_is_none(app: App) -> None:
 def test_meta_that_is_not_a_dict_is_refused_even_when_empty(meta: Any) -> None:
     with pytest.raises(ArgsError, match="meta must be a dict"):
         Noop.new({}, meta=meta)
+
+
+class Order(Worker):
+    class Args(BaseModel):
+        order_id: str
+        note: str | None = None
+
+    def perform(self, job: Job[Args]) -> None:
+        return None
+
+
+class LenientOrder(Worker):
+    class Args(BaseModel):
+        model_config = ConfigDict(extra="ignore")  # the documented opt-out: drop them
+        order_id: str
+
+    def perform(self, job: Job[Args]) -> None:
+        return None
+
+
+class OpenOrder(Worker):
+    class Args(BaseModel):
+        model_config = ConfigDict(extra="allow")  # keep them, stored with the args
+        order_id: str
+
+    def perform(self, job: Job[Args]) -> None:
+        return None
+
+
+def test_an_unknown_args_key_is_refused_naming_it_and_nothing_is_stored(app: App) -> None:
+    """pydantic's default drops unknown keys, so a typo in an optional argument (``notes``
+    for ``note``) would vanish: an insert refuses it unless the model says otherwise."""
+    with pytest.raises(ArgsError) as typo:
+        app.insert(Order.new({"order_id": "o-1", "notes": "leave at the door"}))
+    assert str(typo.value) == (
+        "tests.jobs.test_insert.Order: invalid args: unknown field 'notes' (did you mean 'note'?)"
+    )
+    with pytest.raises(ArgsError, match=r"unknown field 'extra' \(fields: order_id, note\)"):
+        app.insert_all([Order.new({"order_id": "o-2"}), Order.new({"order_id": "x", "extra": 1})])
+    assert count_jobs(app) == 0
+    stored = app.insert(Order.new({"order_id": "o-3", "note": "ok"}))
+    assert job(app, stored.id).args == {"order_id": "o-3", "note": "ok"}
+    assert app.insert(Order.new(Order.Args(order_id="o-4"))).args == {
+        "order_id": "o-4",
+        "note": None,
+    }
+
+
+def test_a_model_that_sets_extra_keeps_its_own_rule(app: App) -> None:
+    dropped = app.insert(LenientOrder.new({"order_id": "o-1", "extra": 1}))
+    assert job(app, dropped.id).args == {"order_id": "o-1"}
+    kept = app.insert(OpenOrder.new({"order_id": "o-2", "extra": 1}))
+    assert job(app, kept.id).args == {"order_id": "o-2", "extra": 1}
+
+
+def test_stored_args_with_a_key_the_model_no_longer_has_still_run() -> None:
+    """Only inserts refuse unknown keys: a job stored before a field was removed (or by an
+    older release, which dropped nothing) is read back with the model's own rule."""
+    parsed = Order.parse_args({"order_id": "o-1", "removed_field": 1})
+    assert isinstance(parsed, Order.Args) and parsed.order_id == "o-1"

@@ -11,7 +11,17 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from jobsaga import App, ArgsError, Job, JobState, Worker
+from jobsaga import (
+    App,
+    ArgsError,
+    Job,
+    JobState,
+    StepContext,
+    Worker,
+    Workflow,
+    WorkflowWorker,
+    step,
+)
 from jobsaga.errors import ConfigError
 from tests.jobs.conftest import SEEN, count_jobs, wait_final
 
@@ -207,3 +217,65 @@ def test_perform_receives_the_typed_args(make_app: Callable[..., App]) -> None:
     with app.node({"tasks": 2}, poll_interval=0.05).start_in_thread():
         assert wait_final(app, stored.id).state is JobState.COMPLETED
     assert SEEN.items() == [("Args", 2, Role.ADMIN)]
+
+
+def test_an_option_error_is_one_line_naming_the_class_the_option_and_the_closest_one() -> None:
+    """As a misspelt TOML key is told (one rule: ``jobsaga.suggest``), not pydantic's
+    multi-line report."""
+    with pytest.raises(ConfigError) as typo:
+        type("Mail", (Worker,), {}, queu="mailers")
+    assert str(typo.value) == "worker Mail: unknown option 'queu': did you mean 'queue'?"
+    with pytest.raises(ConfigError) as far:
+        type("Mail", (Worker,), {}, colour="red")
+    assert str(far.value).startswith("worker Mail: unknown option 'colour': known: name, queue,")
+    with pytest.raises(ConfigError) as bad_type:
+        type("Mail", (Worker,), {}, timeout="soon")
+    assert str(bad_type.value) == (
+        "worker Mail: option 'timeout': Input should be a valid number, unable to parse "
+        "string as a number (got 'soon')"
+    )
+    with pytest.raises(ConfigError) as bad_value:
+        type("Mail", (Worker,), {}, priority=12)
+    assert str(bad_value.value) == (
+        "worker Mail: option 'priority': priority must be an integer from 0 (highest) to 9, got 12"
+    )
+    for error in (typo, far, bad_type, bad_value):
+        assert "\n" not in str(error.value) and "validation error" not in str(error.value)
+
+
+def test_a_workflow_workers_own_options_are_known_to_the_suggestion() -> None:
+    class Flow(Workflow, inputs=["order_id"]):
+        @step
+        def reserve(self, order_id: str, ctx: StepContext) -> str:
+            return order_id
+
+    with pytest.raises(ConfigError) as typo:
+        type("Saga", (WorkflowWorker,), {}, workflow=Flow, rollback_timout=5)
+    assert str(typo.value) == (
+        "worker Saga: unknown option 'rollback_timout': did you mean 'rollback_timeout'?"
+    )
+
+
+BAD_CALLS: list[tuple[dict[str, Any], str]] = [
+    ({"queue": "a b"}, "invalid queue name"),
+    ({"priority": 12}, "priority must be an integer from 0"),
+    ({"max_attempts": 0}, "max_attempts must be an integer from 1"),
+    ({"tags": "urgent"}, "tags must be a list of strings"),
+    ({"schedule_in": -5}, "schedule_in must be"),
+    ({"scheduled_at": datetime(2026, 1, 1)}, "scheduled_at must be timezone-aware"),
+    ({"unique": {"period": -1}}, "unique: period"),
+    ({"unique": {"keys": ["nope"]}}, "unique keys \\['nope'\\] are not fields of Args"),
+    ({"meta": []}, "meta must be a dict"),
+]
+
+
+@pytest.mark.parametrize(("options", "message"), BAD_CALLS)
+def test_whatever_a_new_call_gets_wrong_is_an_args_error(
+    options: dict[str, Any], message: str
+) -> None:
+    """One rule (docs/errors.md): what the call gave is an ArgsError naming the worker; a
+    ConfigError means the class itself (its options, a missing perform)."""
+    with pytest.raises(
+        ArgsError, match=f"^tests.jobs.test_worker_options.ProcessTask: .*{message}"
+    ):
+        ProcessTask.new(GOOD, **options)

@@ -12,7 +12,7 @@ from typing import Any
 import click
 import pytest
 
-from jobsaga import App
+from jobsaga import App, Worker
 from jobsaga.cli.main import cli
 from jobsaga.config import ENV_NAMES, FORMER_KEYS, NOT_NODE_OPTIONS, NodeConfig
 from jobsaga.errors import ConfigError
@@ -195,3 +195,46 @@ def test_a_former_table_in_a_file_names_each_key_now(tmp_path: Path) -> None:
     ):
         NodeConfig.load(path, env={})
     assert set(FORMER_KEYS.values()) <= set(NodeConfig.model_fields)
+
+
+def test_an_override_error_names_where_the_override_came_from() -> None:
+    """The CLI says which flag or ``--set`` gave each override; an error names it as typed
+    (and says "overrides" only for keywords given in Python)."""
+    sources = {
+        "grace_period": "--grace-period",
+        "queues.mailers": "--set queues.mailers=0",
+        "prune_after": "--set prune_after=-1",
+    }
+    with pytest.raises(ConfigError) as flag:
+        NodeConfig.load(overrides={"grace_period": -1}, sources=sources, env={}, discover=False)
+    assert str(flag.value) == (
+        "invalid jobsaga configuration: --grace-period: Input should be greater than or equal "
+        "to 0 (got -1)"
+    )
+    with pytest.raises(ConfigError) as nested:
+        NodeConfig.load(
+            overrides={"queues.mailers": 0, "prune_after": -1},
+            sources=sources,
+            env={},
+            discover=False,
+        )
+    assert str(nested.value) == (
+        "invalid jobsaga configuration: --set queues.mailers=0: Input should be greater than "
+        "or equal to 1; --set prune_after=-1: Input should be greater than 0"
+    )
+    with pytest.raises(ConfigError, match=r"grace_period \(from overrides\): "):
+        NodeConfig.load(overrides={"grace_period": -1}, env={}, discover=False)
+
+
+def test_a_queue_listed_twice_in_the_environment_is_refused() -> None:
+    with pytest.raises(ConfigError, match="queue 'mailers' is given twice"):
+        NodeConfig.load(env={"JOBSAGA_QUEUES": "mailers=5,default=1,mailers=3"}, discover=False)
+
+
+def test_a_class_option_and_a_toml_key_get_the_same_suggestion(tmp_path: Path) -> None:
+    path = tmp_path / "jobsaga.toml"
+    path.write_text("prune_aftr = 5\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="did you mean 'prune_after'\\?"):
+        NodeConfig.load(path, env={})
+    with pytest.raises(ConfigError, match="did you mean 'max_attempts'\\?"):
+        type("Typo", (Worker,), {}, max_atempts=3)
