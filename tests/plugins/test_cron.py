@@ -103,7 +103,7 @@ def test_reboot_entry_and_listing(make_app: Callable[..., App]) -> None:
     (job,) = insert_due(app, entries, reboot=True)
     assert job.meta["cron_name"] == "boot"
     listed = rows(app, "SELECT name, expression, worker FROM jobsaga_cron ORDER BY name")
-    assert [r["name"] for r in listed] == ["0 0 * * * tests.cron.Tick", "boot"]
+    assert sorted(r["name"] for r in listed) == sorted([entries[1].key, "boot"])
     sync_entries(app, entries[:1])  # an entry left the crontab: it is no longer listed
     assert [r["name"] for r in rows(app, "SELECT name FROM jobsaga_cron")] == ["boot"]
 
@@ -129,7 +129,7 @@ def test_node_runs_cron_and_performs_the_jobs(make_app: Callable[..., App]) -> N
         )
     jobs = cron_jobs(app)
     names = [j.meta["cron_name"] for j in jobs]
-    assert names.count("@reboot tests.cron.Tick") == 1
+    assert names.count(CronEntry("@reboot", Tick).key) == 1
     ticks = [j.meta["cron_tick"] for j in jobs if j.meta["cron_name"] == "every-second"]
     assert len(ticks) == len(set(ticks)) >= 2
     assert any(m["inserted"] >= 1 for _, m in events)
@@ -198,3 +198,106 @@ def test_a_duty_woken_from_another_thread_runs_at_once(make_app: Callable[..., A
         wait_until(lambda: cron_jobs(app), 10)
         took = time.monotonic() - woken
     assert took < 0.5, f"the woken cron ran {took:.2f}s later"
+
+
+def recorded(app: App) -> dict[str, int]:
+    return {r["name"]: int(r["ticks"]) for r in rows(app, "SELECT name, ticks FROM jobsaga_cron")}
+
+
+def test_an_unnamed_entry_continues_the_row_of_its_former_name(
+    make_app: Callable[..., App],
+) -> None:
+    """Unnamed entries were recorded as "<schedule> <worker>" before names were derived from
+    a hash. An upgraded leader carries that row's last tick over to the new name: the tick an
+    old leader inserted is not inserted again, and the one it missed is caught up."""
+    clock = FakeClock()
+    app = make_app(Tick, clock=clock)
+    # what a leader of the former release recorded and inserted, to the row
+    former = [CronEntry("* * * * *", Tick, args={"n": 1}, name="* * * * * tests.cron.Tick")]
+    sync_entries(app, former)
+    clock.advance(60)  # 12:01:00
+    assert [j.meta["cron_name"] for j in insert_due(app, former)] == [former[0].key]
+
+    upgraded = [CronEntry("* * * * *", Tick, args={"n": 1})]
+    (entry,) = upgraded
+    assert entry.legacy_key == former[0].key != entry.key
+    clock.advance(20)  # 12:01:20, the same tick: the upgraded leader takes over
+    sync_entries(app, upgraded)
+    assert recorded(app) == {entry.key: 1}  # one row, its count carried over
+    assert insert_due(app, upgraded) == []  # 12:01 was inserted under the former name
+    clock.advance(60)  # 12:02:20
+    (job,) = insert_due(app, upgraded)
+    assert job.meta["cron_name"] == entry.key and job.meta["cron_tick"].startswith(
+        "2026-03-01T12:02:00"
+    )
+    assert len(cron_jobs(app)) == 2 and recorded(app) == {entry.key: 2}
+
+
+def test_a_tick_the_former_leader_missed_is_caught_up_once_under_the_new_name(
+    make_app: Callable[..., App],
+) -> None:
+    clock = FakeClock()
+    app = make_app(Tick, clock=clock)
+    former = [CronEntry("* * * * *", Tick, name="* * * * * tests.cron.Tick")]
+    sync_entries(app, former)  # last tick 12:00:00; the old leader dies before 12:01
+    upgraded = [CronEntry("* * * * *", Tick)]
+    clock.advance(90)  # 12:01:30
+    sync_entries(app, upgraded)
+    assert [j.meta["cron_tick"][11:19] for j in insert_due(app, upgraded)] == ["12:01:00"]
+    assert insert_due(app, upgraded) == []
+
+
+def test_leaders_of_both_releases_in_turn_never_insert_a_tick_twice(
+    make_app: Callable[..., App],
+) -> None:
+    """Leadership goes old -> new -> old -> new within minutes (a rolling upgrade that
+    flaps): each row's last tick is the later of the two when the new one takes over."""
+    clock = FakeClock()
+    app = make_app(Tick, clock=clock)
+    former = [CronEntry("* * * * *", Tick, name="* * * * * tests.cron.Tick")]
+    upgraded = [CronEntry("* * * * *", Tick)]
+    inserted = []
+    for crontab in (former, upgraded, former, upgraded):
+        sync_entries(app, crontab)
+        for _ in range(3):
+            clock.advance(30)
+            inserted += [j.meta["cron_tick"] for j in insert_due(app, crontab)]
+    assert len(inserted) == len(set(inserted))
+    # the old release re-registered its row at its second term (from "now", so it neither
+    # repeated nor caught up); every tick from then on was inserted once
+    assert len(inserted) >= 5
+
+
+def test_a_former_row_of_other_options_is_not_taken_over(make_app: Callable[..., App]) -> None:
+    clock = FakeClock()
+    app = make_app(Tick, clock=clock)
+    former = [CronEntry("* * * * *", Tick, args={"n": 1}, name="* * * * * tests.cron.Tick")]
+    sync_entries(app, former)
+    clock.advance(60)
+    assert len(insert_due(app, former)) == 1
+    other = [CronEntry("* * * * *", Tick, args={"n": 2})]  # another entry, not a rename
+    sync_entries(app, other)
+    assert recorded(app) == {other[0].key: 0}  # a new entry: it starts with its next tick
+    clock.advance(60)
+    assert len(insert_due(app, other)) == 1
+
+
+def test_a_former_row_written_meanwhile_moves_the_new_one_forward(
+    make_app: Callable[..., App],
+) -> None:
+    """Both rows exist when a node of the former release inserted ticks (registering its row
+    again) after the new row was made: the new row takes the later last tick."""
+    clock = FakeClock()
+    app = make_app(Tick, clock=clock)
+    former = [CronEntry("* * * * *", Tick, name="* * * * * tests.cron.Tick")]
+    upgraded = [CronEntry("* * * * *", Tick)]
+    sync_entries(app, upgraded)  # the new row: last tick 12:00:00
+    clock.advance(30)
+    assert insert_due(app, former) == []  # the former row registered afresh at 12:00:30
+    clock.advance(40)  # 12:01:10
+    assert len(insert_due(app, former)) == 1  # 12:01 under the former name
+    sync_entries(app, upgraded)
+    assert insert_due(app, upgraded) == []  # not 12:01 again
+    assert recorded(app) == {upgraded[0].key: 0}
+    clock.advance(60)
+    assert len(insert_due(app, upgraded)) == 1

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 import jobsaga
 from jobsaga import CronEntry, Worker
 from jobsaga.errors import ConfigError
-from jobsaga.plugins.crontab import coerce_crontab
+from jobsaga.plugins.crontab import coerce_crontab, derived_name
 
 
 class DailyCleanup(Worker, name="tests.DailyCleanup", queue="maintenance"):
@@ -51,8 +51,8 @@ def test_guide_tuple_forms() -> None:
         ]
     )
     assert [e.key for e in entries] == [
-        "0 2 * * * tests.DailyCleanup",
-        "*/15 * * * * tests.HealthCheck",
+        derived_name("0 2 * * *", "tests.DailyCleanup", {}),
+        derived_name("*/15 * * * *", "tests.HealthCheck", {}),
         "hourly-cache",
     ]
     assert entries[2].schedule == "0 * * * *"
@@ -111,8 +111,12 @@ def test_bad_args_timezone_worker_and_duplicates() -> None:
         CronEntry("* * * * *", HealthCheck, timezone="Mars/Olympus")
     with pytest.raises(ConfigError, match="Worker subclass or a worker name"):
         CronEntry("* * * * *", object)  # type: ignore[arg-type]
-    with pytest.raises(ConfigError, match="distinct name"):
+    with pytest.raises(ConfigError, match="each tick would insert its job twice"):
         coerce_crontab([("* * * * *", HealthCheck), ("* * * * *", HealthCheck)])
+    with pytest.raises(ConfigError, match="two cron entries are named 'h'; give each a distinct"):
+        coerce_crontab(
+            [("* * * * *", HealthCheck, {"name": "h"}), ("@daily", DailyCleanup, {"name": "h"})]
+        )
     with pytest.raises(ConfigError, match="entry #0"):
         coerce_crontab([("* * * * *", HealthCheck, {"queeu": "x"})])
     with pytest.raises(ConfigError, match="expected CronEntry"):
@@ -180,3 +184,37 @@ def test_what_cron_list_shows_is_what_a_tick_inserts() -> None:
     assert typed.describe()["args"] == {"target": "db"} == typed.build(HealthCheck).args
     named = CronEntry("* * * * *", "by.name", args={"n": -0.0, "t": (1, 2)})
     assert named.describe()["args"] == {"n": 0.0, "t": [1, 2]}
+
+
+def test_entries_that_differ_only_in_args_get_distinct_derived_names() -> None:
+    eu, us = coerce_crontab(
+        [
+            ("0 * * * *", HealthCheck, {"args": {"target": "eu"}}),
+            ("@hourly", HealthCheck, {"args": {"target": "us"}}),
+        ]
+    )
+    assert eu.key != us.key and eu.derived and us.derived
+    # a stable hash of schedule (aliases expanded), worker and options, as Oban derives it:
+    # the same on every node and in every release (this value is pinned on purpose)
+    assert eu.key == derived_name("0 * * * *", "tests.HealthCheck", {"args": {"target": "eu"}})
+    assert eu.key == "f1921196"
+    assert CronEntry("0  *  * * *", HealthCheck, args={"target": "eu"}).key == eu.key
+    # an option left at its default is not part of it; any option that changes a tick's job is
+    assert CronEntry("0 * * * *", HealthCheck, timezone="UTC").key == (
+        CronEntry("0 * * * *", HealthCheck).key
+    )
+    others = [
+        CronEntry("0 * * * *", HealthCheck, args={"target": "eu"}, **option)  # type: ignore[arg-type]
+        for option in (
+            {"queue": "q"},
+            {"priority": 1},
+            {"max_attempts": 2},
+            {"tags": ("t",)},
+            {"timezone": "Europe/Paris"},
+        )
+    ]
+    assert len({e.key for e in [eu, *others]}) == 6
+    # a given name is kept as it is
+    named = CronEntry("0 * * * *", HealthCheck, name="hourly-eu")
+    assert named.key == "hourly-eu" and not named.derived and named.legacy_key is None
+    assert eu.legacy_key == "0 * * * * tests.HealthCheck"  # the name it had before

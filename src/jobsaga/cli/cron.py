@@ -17,6 +17,7 @@ from ..plugins.crontab import REBOOT, normalize_expression
 from ..plugins.leader import SCOPE
 from .configured import AppSource
 from .options import config_options
+from .tables import Cell, Column, echo_table, time_header, when
 
 
 def next_run(expression: str, timezone: str, after: datetime) -> datetime | None:
@@ -67,8 +68,39 @@ def current_leader(app: App) -> str | None:
     return str(found[0]["node"]) if expires is not None and expires > app.clock() else None
 
 
-def _when(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S %Z") if value is not None else "-"
+CRON_COLUMNS = (
+    Column("NAME"),
+    Column("SCHEDULE"),
+    Column("WORKER"),
+    Column("QUEUE"),
+    Column("ARGS", max_width=40),
+    Column(time_header("NEXT RUN")),
+    Column(time_header("LAST RUN")),
+    Column("TICKS", "right"),
+)
+
+
+def schedule_text(entry: dict[str, Any]) -> str:
+    """The expression as written, and its zone when it is not UTC (the times are shown in
+    UTC, so ``0 2 * * *`` in Paris reads right next to its ``01:00:00`` next run)."""
+    zone = entry["timezone"]
+    return entry["expression"] if zone == "UTC" else f"{entry['expression']} ({zone})"
+
+
+def cron_rows(entries: list[dict[str, Any]], now: datetime) -> list[list[Cell]]:
+    return [
+        [
+            entry["name"],
+            schedule_text(entry),
+            entry["worker"],
+            entry["queue"] or "-",  # "-": the worker's own queue
+            json.dumps(entry["args"], separators=(",", ":")) if entry["args"] else "-",
+            when(entry["next_run"], now) or "at boot",
+            when(entry["last_tick"], now) or "never",
+            entry["ticks"],
+        ]
+        for entry in entries
+    ]
 
 
 def cron_commands(cli: click.Group) -> None:
@@ -84,6 +116,7 @@ def cron_commands(cli: click.Group) -> None:
         with source.open() as app:
             entries = cron_entries(app)
             leader = current_leader(app)
+            now = app.clock()
         if as_json:
             for entry in entries:
                 click.echo(json.dumps(entry, default=str))
@@ -95,11 +128,4 @@ def cron_commands(cli: click.Group) -> None:
             )
             return
         click.echo(f"leader: {leader or 'none right now'}")
-        width = max(len(e["name"]) for e in entries)
-        for entry in entries:
-            click.echo(
-                f"{entry['name']:<{width}}  {entry['expression']:<16} {entry['worker']}"
-                f"  next {_when(entry['next_run'])}  last {_when(entry['last_tick'])}"
-                f"  ({entry['ticks']} ticks)"
-                + (f"  queue {entry['queue']}" if entry["queue"] else "")
-            )
+        echo_table(CRON_COLUMNS, cron_rows(entries, now))

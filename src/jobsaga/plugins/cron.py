@@ -12,7 +12,7 @@ a day, are skipped rather than all inserted at once. A new entry starts with the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -46,13 +46,44 @@ def _register(engine: Engine, tx: Tx, entry: CronEntry, now: datetime) -> None:
 
 
 def sync_entries(app: AppCore, entries: Sequence[CronEntry]) -> None:
-    """Record the crontab (for ``jobsaga cron list``); entries no longer in it are dropped."""
+    """Record the crontab (for ``jobsaga cron list``); entries no longer in it are dropped.
+
+    An unnamed entry recorded under its former name (``"<schedule> <worker>"``, before names
+    were derived from a hash) continues that row's last tick and count under its new name,
+    in this one transaction, so the rename neither repeats nor skips a tick."""
     engine = app.engine
+    q = engine.queries
     now = app.clock()
     with engine.transaction() as tx:
+        recorded = {str(row["name"]): row for row in tx.execute(q["cron_list"])}
+        keys = {entry.key for entry in entries}
         for entry in entries:
             _register(engine, tx, entry, now)
-        tx.execute(engine.queries["cron_forget_others"], {"names": dumps([e.key for e in entries])})
+            old = _former_row(engine, entry, recorded, keys)
+            if old is not None:
+                since = old["last_tick_at"]  # as the engine stores it
+                if entry.key in recorded:
+                    tx.execute(q["cron_advance"], {"name": entry.key, "since": since})
+                else:
+                    params = {"name": entry.key, "since": since, "ticks": int(old["ticks"])}
+                    tx.execute(q["cron_take_over"], params)
+        tx.execute(q["cron_forget_others"], {"names": dumps(sorted(keys))})
+
+
+def _former_row(
+    engine: Engine, entry: CronEntry, recorded: Mapping[str, Any], keys: set[str]
+) -> Any | None:
+    """The row ``entry`` was recorded under before its name was derived from a hash: same
+    schedule and worker (the old name), same args, queue, priority and timezone (the old
+    row's detail), and not the name of an entry of this crontab."""
+    legacy = entry.legacy_key
+    if legacy is None or legacy in keys or legacy not in recorded:
+        return None
+    old = recorded[legacy]
+    detail = engine.stored_json(old["detail"]) or {}
+    ours = entry.describe()
+    same = all(detail.get(k) == ours[k] for k in ("args", "queue", "priority", "timezone"))
+    return old if same else None
 
 
 def insert_due(

@@ -7,10 +7,19 @@ aliases ``@hourly @daily @midnight @weekly @monthly @yearly @annually @reboot``;
 field (seconds, last, as croniter reads it) allows sub-minute schedules, mostly for tests.
 ``@reboot`` inserts one job when a cluster boots: by the node that wins the first election.
 croniter computes the times, in the entry's timezone (daylight saving included).
+
+An entry's name identifies it across restarts and nodes: its ticks are counted under it. An
+entry given no ``name=`` gets one derived, as Oban's cron does, from a stable hash of its
+schedule, worker and options (args, queue, priority, attempts, tags, timezone): the same
+entry always gets the same name on every node, and two entries that differ in anything a
+tick inserts (``Report`` with ``{"region": "eu"}`` and with ``{"region": "us"}``) get two.
+Only a true duplicate, which would insert every job twice, is refused.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -102,8 +111,8 @@ class CronEntry:
 
     ``worker`` is a Worker class or the registered name of one (so a crontab can come from a
     config file). ``name`` identifies the entry across restarts and nodes (its ticks are
-    counted under it); it defaults to ``"<expression> <worker name>"``, so two entries with
-    the same expression and worker need distinct names.
+    counted under it); it defaults to :func:`derived_name` of the schedule, worker and
+    options, so entries that differ only in their args need no names.
 
     Everything a tick will insert is checked here, so a bad entry fails when the crontab is
     built, naming the entry, not at its first tick (or in the database): a worker given by
@@ -122,6 +131,8 @@ class CronEntry:
     schedule: str = field(init=False, repr=False, default="")
     args_json: dict[str, Any] = field(init=False, repr=False, compare=False, default_factory=dict)
     """The args each tick inserts, as stored (what ``jobsaga cron list`` shows)."""
+    derived: bool = field(init=False, repr=False, compare=False, default=False)
+    """The name was derived (no ``name=`` given)."""
 
     def __post_init__(self) -> None:
         label = (
@@ -162,13 +173,16 @@ class CronEntry:
             object.__setattr__(self, "tags", check_tags(self.tags, self._worker_name()))
         except ArgsError as exc:
             raise ConfigError(f"cron entry {label}: {exc}") from None
-        if self.name is None:
-            object.__setattr__(self, "name", f"{schedule} {self._worker_name()}")
         if isinstance(self.worker, type):
             # args, queue, priority checked now, not at the first tick
-            object.__setattr__(self, "args_json", self.build(self.worker).args)
+            object.__setattr__(self, "args_json", self._build(self.worker, None, label).args)
         else:
             object.__setattr__(self, "args_json", self._check_by_name(self.worker, label))
+        if self.name is None:
+            object.__setattr__(self, "derived", True)
+            object.__setattr__(
+                self, "name", derived_name(schedule, self._worker_name(), self.hashed_options())
+            )
 
     def _check_by_name(self, worker: str, label: str) -> dict[str, Any]:
         """What ``build`` checks that needs no worker class; returns the args as JSON."""
@@ -193,6 +207,26 @@ class CronEntry:
     def worker_name(self) -> str:
         return self._worker_name()
 
+    def hashed_options(self) -> dict[str, Any]:
+        """The options that make an entry distinct, those left at their defaults omitted (so
+        an option added to jobsaga later does not rename every existing entry)."""
+        found: dict[str, Any] = {
+            "args": dict(self.args or {}),  # as given: an Args model's new default renames nothing
+            "queue": self.queue,
+            "priority": self.priority,
+            "max_attempts": self.max_attempts,
+            "tags": list(self.tags),
+            "timezone": None if self.timezone == "UTC" else self.timezone,
+        }
+        return {key: value for key, value in found.items() if value not in (None, {}, [])}
+
+    @property
+    def legacy_key(self) -> str | None:
+        """The name an unnamed entry had before names were derived from a hash
+        (``"<schedule> <worker>"``): the leader carries its last tick over to the new name,
+        so no tick is inserted twice, or skipped, across that upgrade."""
+        return f"{self.schedule} {self._worker_name()}" if self.derived else None
+
     @property
     def key(self) -> str:
         assert self.name is not None
@@ -213,6 +247,9 @@ class CronEntry:
 
     def build(self, worker: type[Worker], tick: datetime | None = None) -> JobSpec:
         """The job of one tick, carrying the entry in its meta."""
+        return self._build(worker, tick, repr(self.name))
+
+    def _build(self, worker: type[Worker], tick: datetime | None, label: str) -> JobSpec:
         meta: dict[str, Any] = {"cron": True, "cron_expr": self.expression, "cron_name": self.name}
         if tick is not None:
             meta["cron_tick"] = tick.astimezone(UTC).isoformat()
@@ -226,7 +263,7 @@ class CronEntry:
                 meta=meta,
             )
         except (ArgsError, ConfigError) as exc:
-            raise ConfigError(f"cron entry {self.name!r}: {exc}") from None
+            raise ConfigError(f"cron entry {label}: {exc}") from None
 
     def ticks(self, after: datetime, until: datetime) -> Iterator[datetime]:
         """Tick times in ``(after, until]`` as UTC datetimes, oldest first."""
@@ -256,6 +293,15 @@ class CronEntry:
             "timezone": self.timezone,
             "schedule": self.schedule,
         }
+
+
+def derived_name(schedule: str, worker: str, options: Mapping[str, Any]) -> str:
+    """Eight hex digits of a SHA-256 of schedule, worker and options (canonical JSON), as
+    Oban names its cron entries: stable across processes, versions and dict orders."""
+    canonical = json.dumps(
+        options, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+    )
+    return hashlib.sha256(f"{schedule}:{worker}:{canonical}".encode()).hexdigest()[:8]
 
 
 def coerce_entry(item: Any, index: int) -> CronEntry:
@@ -290,6 +336,12 @@ def coerce_crontab(items: Iterable[CronLine]) -> tuple[CronEntry, ...]:
     entries = tuple(coerce_entry(item, i) for i, item in enumerate(items))
     seen: set[str] = set()
     for entry in entries:
+        if entry.key in seen and entry.derived:
+            raise ConfigError(
+                f"two cron entries run {entry.worker_name} on {entry.expression!r} with the same "
+                "options: each tick would insert its job twice; remove one (or, if both are "
+                "meant, give each a distinct name=)"
+            )
         if entry.key in seen:
             raise ConfigError(
                 f"two cron entries are named {entry.key!r}; give each a distinct name="
