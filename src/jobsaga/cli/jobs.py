@@ -261,7 +261,7 @@ def echo_job(job: Job[Any], runs: Sequence[RunRecord], now: datetime) -> None:
     for error in job.errors:
         click.echo(
             f"  attempt {error['attempt']} at {error_time(error['at'], now)} "
-            f"[{error.get('kind', 'error')}]: {error['error']}"
+            f"[{error.get('kind', 'error')}]: " + str(error["error"]).replace("\n", "\n    ")
         )
         if error.get("traceback"):
             click.echo("    " + error["traceback"].rstrip().replace("\n", "\n    "))
