@@ -433,7 +433,8 @@ def build(
         for key in layer:
             for path in [p for p in origin if p[0] == key]:  # a later layer replaces it whole
                 del origin[path]
-            origin[(key,)] = names.get((key,), source)
+            nested = (label for path, label in names.items() if path[0] == key)
+            origin[(key,)] = names.get((key,)) or next(nested, source)
         for path, label in names.items():
             if len(path) > 1 and path[0] in layer:  # a nested key set alone: --set queues.x=0
                 origin[path] = label

@@ -5,11 +5,13 @@ a built-in exception (marked in brackets) keeps the ``except ValueError`` or
 ``except TimeoutError`` a caller would write without knowing jobsaga::
 
     JobsagaError
-    ├── ConfigError [ValueError]           an option or argument that cannot work: a misspelt
-    │   │                                  option, a bad URL or cron line, Snooze(-1), a node
-    │   │                                  without queues; raised before anything runs
+    ├── ConfigError [ValueError]           a definition that cannot work, whatever the call: a
+    │   │                                  misspelt class option, a bad URL or cron line,
+    │   │                                  Snooze(-1), a node without queues, a worker without
+    │   │                                  perform; raised before anything runs
     │   └── WorkflowDefinitionError        a bad DAG, found when the class statement runs
-    ├── ArgsError [ValueError]             job args that fail validation or are not JSON
+    ├── ArgsError [ValueError]             what one Worker.new call got wrong: args that fail
+    │   │                                  validation or are not JSON, a bad per-job option
     │   └── WorkflowInputError             a missing or invalid workflow input; no step ran
     ├── NotAJobError [TypeError]           an insert given something not built by Worker.new
     ├── FilterError [ValueError]           a job or run filter with a misspelt or bad criterion
@@ -108,8 +110,9 @@ class JobsagaError(Exception):
 
 
 class ConfigError(JobsagaError, ValueError):
-    """An option or argument that cannot work (a class option, a node setting, a result's
-    delay, a queue limit); raised before anything runs, so nothing was started or stored."""
+    """A definition that cannot work whatever the call (a class option, a worker without
+    ``perform``, a node setting, a result's delay, a queue limit); raised before anything
+    runs, so nothing was started or stored."""
 
 
 class WorkflowDefinitionError(ConfigError):
@@ -117,7 +120,9 @@ class WorkflowDefinitionError(ConfigError):
 
 
 class ArgsError(JobsagaError, ValueError):
-    """Job args rejected at insert; nothing was stored."""
+    """What one ``Worker.new`` call was given, refused: its args, meta, or a per-job option
+    (``priority=12`` here, where the same value as a class option is a ConfigError);
+    nothing was stored."""
 
 
 class WorkflowInputError(ArgsError):

@@ -163,6 +163,11 @@ def test_workflow_graph_imports_module_class_from_the_current_folder_without_app
         (["--set", "queues.x=0"], "--set queues.x=0: Input should be greater than or equal to 1"),
         (["--set", "queus=3"], "unknown key queus (from --set queus=3): did you mean 'queues'?"),
         (["--no-leadership", "--set", "leader_lease=0"], "--set leader_lease=0: Input should be"),
+        (
+            ["--set", "plugins.leader.enabled=false"],
+            "unknown key plugins (from --set plugins.leader.enabled=false): "
+            "plugins.leader.enabled is now leadership",
+        ),
     ],
 )
 def test_a_flag_or_set_error_names_the_flag_as_typed(args: list[str], expected: str) -> None:

@@ -81,8 +81,8 @@ MAX_ATTEMPTS = 3
 failed has been rolled back: its steps already had their own retries (``max_retries``), so
 running the whole saga again rarely turns out otherwise, and each run repeats its side
 effects and their undos. The spare attempts are for what interrupts a run rather than
-failing it (its node died, was shut down, or the attempt timed out), after which the next
-attempt resumes the same run from the log, re-running no completed step. docs/workflows.md
+failing it (its node died, or the attempt timed out), after which the next attempt resumes
+the same run from the log, re-running no completed step. docs/workflows.md
 ("WorkflowWorker") says how to choose another value."""
 
 
