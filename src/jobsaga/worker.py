@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, RootModel, ValidationError, field_validator
 from tenacity.wait import wait_base
 
 from .backoff import Delay, delay_seconds, retry_delay
@@ -239,7 +239,7 @@ def refusing_unknown_keys(model: type[BaseModel]) -> type[BaseModel]:
     else a subclass with ``extra="forbid"``, so a misspelt optional argument is refused
     instead of silently dropped (pydantic's own default is ``"ignore"``). Only inserts use
     it: a stored job's args are read back with ``model`` itself."""
-    if "extra" in model.model_config:
+    if "extra" in model.model_config or issubclass(model, RootModel):  # a root has no keys
         return model
     strict: type[BaseModel] = type(
         model.__name__,

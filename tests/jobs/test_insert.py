@@ -10,7 +10,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, RootModel
 
 from jobsaga import App, ArgsError, Job, JobState, Worker
 from jobsaga.engines.base import Engine
@@ -533,3 +533,17 @@ def test_stored_args_with_a_key_the_model_no_longer_has_still_run() -> None:
     older release, which dropped nothing) is read back with the model's own rule."""
     parsed = Order.parse_args({"order_id": "o-1", "removed_field": 1})
     assert isinstance(parsed, Order.Args) and parsed.order_id == "o-1"
+
+
+class Counts(Worker):
+    Args = RootModel[dict[str, int]]  # a root model has no fields to hold unknown keys
+
+    def perform(self, job: Job[Any]) -> None:
+        return None
+
+
+def test_a_root_model_as_args_is_validated_as_it_is(app: App) -> None:
+    stored = app.insert(Counts.new({"apples": 3, "pears": 1}))
+    assert job(app, stored.id).args == {"apples": 3, "pears": 1}
+    with pytest.raises(ArgsError, match="'pears'"):
+        Counts.new({"apples": 3, "pears": "many"})
