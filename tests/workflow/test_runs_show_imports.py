@@ -60,11 +60,11 @@ def test_runs_show_and_list_import_nothing_a_row_names(
     name_run(app, run.run_id, named)
     mark = tmp_path / "imported"
 
-    shown = jobsaga("runs", "show", str(run.run_id), "--url", db_url, mark=mark)
+    shown = jobsaga("runs", "show", str(run.run_id), "--url", db_url, "--graph", mark=mark)
     assert shown.returncode == 0, shown.stderr
     assert not mark.exists(), "runs show imported the module a row names"
     assert "Beautiful is better than ugly" not in shown.stdout + shown.stderr
-    assert f"run {run.run_id}  {named}  status=succeeded" in shown.stdout
+    assert f"run {run.run_id}  {named}  succeeded" in shown.stdout
     assert (
         f"workflow {named!r} is not registered with the app: the chart is drawn from the "
         "run log" in shown.stdout
@@ -122,7 +122,15 @@ def test_runs_show_uses_the_workflow_registered_with_the_app(
     run = run_workflow(Refund, {"amount": 5}, app=app)
     monkeypatch.setenv("JOBSAGA_TEST_APP_URL", db_url)
     shown = CliRunner().invoke(
-        cli, ["runs", "show", str(run.run_id), "--app", "tests.workflow.test_runlog_cli:env_app"]
+        cli,
+        [
+            "runs",
+            "show",
+            str(run.run_id),
+            "--graph",
+            "--app",
+            "tests.workflow.test_runlog_cli:env_app",
+        ],
     )
     assert shown.exit_code == 0, shown.output
     assert "input_amount --> s_hold" in shown.output and "not registered" not in shown.output

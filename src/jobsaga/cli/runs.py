@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -18,23 +18,38 @@ from ..app import App
 from ..errors import RunStateError
 from ..workflow import Workflow, get_run, list_runs, roll_back_run
 from ..workflow.graph import dag_mermaid, dag_order
-from ..workflow.records import RunRecord, RunStatus
+from ..workflow.records import (
+    FollowUpJob,
+    RunRecord,
+    RunStatus,
+    count_runs,
+    follow_up_jobs,
+)
 from ..workflow.running import known_workflows
 from .configured import AppSource
 from .options import NO_LIMIT, config_options, limit_option
+from .tables import (
+    TIME_ZONE,
+    Column,
+    clock,
+    echo_table,
+    relative,
+    render_table,
+    styled,
+    time_header,
+    when,
+)
+from .trail import (
+    NO_START_NOTE,
+    NO_START_RECORDED,
+    fold_traceback,
+    render_trail,
+    seconds,
+    silent_attempts,
+    step_outcome,
+)
 
 STATUS_CHOICES = [s.value for s in RunStatus]
-MARKS = {
-    "succeeded": "ok",
-    "compensated": "ok (compensated)",
-    "skipped": "skipped",
-    "failed": "FAILED",
-    "undone": "undone",
-    "undo_failed": "UNDO FAILED",
-    "pending": "not started",
-    "running": "running",
-    "retried": "waiting to retry",
-}
 
 
 def registered_workflow(app: App, name: str) -> type[Workflow] | None:
@@ -92,33 +107,120 @@ def typed_workflow(spec: str, run: RunRecord) -> type[Workflow]:
     return found
 
 
-def _when(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None else "-"
-
-
 def _took(start: datetime | None, end: datetime | None) -> str:
     if start is None or end is None:
-        return "-"
-    return f"{(end - start).total_seconds():.3f}s"
-
-
-def _brief(detail: dict[str, Any] | None) -> str:
-    if not detail:
         return ""
-    parts = []
-    for key, value in detail.items():
-        if isinstance(value, dict) and "type" in value:
-            value = f"{str(value['type']).rsplit('.', 1)[-1]}: {value.get('message', '')}"
-        parts.append(f"{key}={value}")
-    return "  " + ", ".join(parts)
+    return seconds((end - start).total_seconds())
 
 
-def show_run(run: RunRecord, workflow: type[Workflow] | None) -> list[str]:
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def run_json(run: RunRecord) -> dict[str, Any]:
+    """A run as ``runs list --json`` prints it (one document a line)."""
+    return {
+        "id": run.id,
+        "workflow": run.workflow,
+        "job_id": run.job_id,
+        "attempt": run.attempt,
+        "status": run.status,
+        "inputs": run.inputs,
+        "context": run.context,
+        "result": run.result,
+        "error": run.error,
+        "dag": run.dag,
+        "started_at": _iso(run.started_at),
+        "updated_at": _iso(run.updated_at),
+        "finished_at": _iso(run.finished_at),
+    }
+
+
+def run_show_json(
+    run: RunRecord, job_runs: list[RunRecord], follow_ups: list[FollowUpJob]
+) -> dict[str, Any]:
+    """A run as ``runs show --json`` prints it: the run, its steps (with ``outcome``, what
+    the text says of each), its events, its job's runs and the jobs it enqueued."""
+    data = run_json(run)
+    data["steps"] = [
+        {
+            "step": s.step,
+            "position": s.position,
+            "status": s.status,
+            "outcome": step_outcome(run, s),
+            "result": s.result,
+            "error": s.error,
+            "tries": s.tries,
+            "undo_tries": s.undo_tries,
+            "completed_seq": s.completed_seq,
+            "enqueue": s.enqueue,
+            "started_at": _iso(s.started_at),
+            "finished_at": _iso(s.finished_at),
+        }
+        for s in run.steps
+    ]
+    data["events"] = [
+        {
+            "seq": e.seq,
+            "at": _iso(e.at),
+            "attempt": e.attempt,
+            "step": e.step,
+            "kind": e.kind,
+            "detail": e.detail,
+        }
+        for e in run.events
+    ]
+    data["job_runs"] = [
+        {
+            "id": r.id,
+            "status": r.status,
+            "attempt": r.attempt,
+            "started_at": _iso(r.started_at),
+            "finished_at": _iso(r.finished_at),
+        }
+        for r in job_runs
+    ]
+    data["follow_ups"] = [
+        {
+            "id": j.id,
+            "state": j.state,
+            "queue": j.queue,
+            "worker": j.worker,
+            "attempt": j.attempt,
+            "max_attempts": j.max_attempts,
+            "scheduled_at": _iso(j.scheduled_at),
+            "completed_at": _iso(j.completed_at),
+        }
+        for j in follow_ups
+    ]
+    return data
+
+
+def _error_text(error: dict[str, Any]) -> str:
+    return f"{str(error.get('type')).rsplit('.', 1)[-1]}: {error.get('message')}"
+
+
+def show_run(
+    run: RunRecord,
+    workflow: type[Workflow] | None,
+    *,
+    job_runs: list[RunRecord] | None = None,
+    follow_ups: list[FollowUpJob] | None = None,
+    verbose: bool = False,
+    graph: bool = False,
+    now: datetime | None = None,
+) -> list[str]:
+    now = now or datetime.now(UTC)
+    job = f"job {run.job_id}" if run.job_id is not None else "no job (test entry point)"
     lines = [
-        f"run {run.id}  {run.workflow}  status={run.status}",
-        f"  job {run.job_id if run.job_id is not None else '-'}  attempt {run.attempt}  "
-        f"started {_when(run.started_at)}  finished {_when(run.finished_at)}  "
-        f"took {_took(run.started_at, run.finished_at)}",
+        f"run {run.id}  {run.workflow}  {run.status}",
+        f"  {job}, attempt {run.attempt}",
+        f"  started {clock(run.started_at)} {TIME_ZONE} ({relative(run.started_at, now)})"
+        + (
+            f"  finished {clock(run.finished_at)}  took {_took(run.started_at, run.finished_at)}"
+            if run.finished_at is not None
+            else ""
+        ),
         f"  inputs {json.dumps(run.inputs)}",
     ]
     if run.context is not None:
@@ -130,9 +232,11 @@ def show_run(run: RunRecord, workflow: type[Workflow] | None) -> list[str]:
     order = dag_order(deps, {s.step: s.position for s in run.steps}) if deps else list(records)
     order = [n for n in order if n in records] + [n for n in records if n not in order]
     width = max((len(n) for n in order), default=4)
+    unrecorded = False
     for name in order:
         record = records[name]
-        mark = MARKS.get(record.status, record.status)
+        mark = step_outcome(run, record)
+        unrecorded = unrecorded or mark == NO_START_RECORDED
         after = f"  <- {', '.join(deps[name])}" if deps.get(name) else ""
         tries = f"  tries={record.tries}" if record.tries > 1 else ""
         undo = f"  undo_tries={record.undo_tries}" if record.undo_tries > 1 else ""
@@ -140,41 +244,86 @@ def show_run(run: RunRecord, workflow: type[Workflow] | None) -> list[str]:
         if record.status in ("succeeded", "compensated", "undone") and record.result is not None:
             lines.append(f"  {'':<{width}}    result {json.dumps(record.result)[:200]}")
         if record.error:
-            lines.append(
-                f"  {'':<{width}}    error {record.error.get('type')}: {record.error.get('message')}"
-            )
+            lines.append(f"  {'':<{width}}    error {_error_text(record.error)}")
+    if unrecorded:
+        silent = ", ".join(str(a) for a in silent_attempts(run))
+        why = f" (attempt {silent} left no word of how it ended)"
+        lines.append("")
+        lines.append(NO_START_NOTE.format(why=why))
     if run.error:
         lines.append("")
         lines.append(
-            f"rollback started by step {run.error.get('step')!r}: "
-            f"{run.error.get('type')}: {run.error.get('message')}"
+            f"rollback started by step {run.error.get('step')!r}: {_error_text(run.error)}"
         )
-        tb = str(run.error.get("traceback") or "").rstrip()
-        if tb:
-            lines.append("    " + tb.replace("\n", "\n    "))
+        tb = str(run.error.get("traceback") or "")
+        if tb.strip():
+            lines.extend("    " + line for line in fold_traceback(tb, verbose))
         for failure in run.error.get("undo_errors", []):
-            lines.append(
-                f"undo of {failure['step']!r} failed: {failure['type']}: {failure['message']}"
-            )
-    trail = [
-        e
-        for e in run.events
-        if e.kind.startswith(("step.compensate", "step.undo", "step.failed", "step.retried"))
-        or e.kind.startswith("run.")
-    ]
+            lines.append(f"undo of {failure['step']!r} failed: {_error_text(failure)}")
+    others = [r for r in job_runs or [] if r.id != run.id]
+    if others:
+        lines.append("")
+        lines.append(f"other runs of job {run.job_id}:")
+        table = render_table(
+            [
+                Column("RUN", "right"),
+                Column("STATUS"),
+                Column("ATTEMPT", "right"),
+                Column(time_header("STARTED")),
+                Column("ERROR", max_width=70),
+            ],
+            [
+                (
+                    r.id,
+                    styled(r.status, STATUS_STYLES.get(r.status)),
+                    r.attempt,
+                    when(r.started_at, now),
+                    f"at {r.error.get('step')!r}: {_error_text(r.error)}" if r.error else "",
+                )
+                for r in others
+            ],
+        )
+        lines.extend("  " + line for line in table.splitlines())
+    if follow_ups:
+        lines.append("")
+        lines.append("follow-up jobs it enqueued:")
+        table = render_table(
+            [
+                Column("JOB", "right"),
+                Column("STATE"),
+                Column("QUEUE", max_width=30),
+                Column("WORKER", max_width=50),
+                Column("TRY", "right"),
+            ],
+            [
+                (j.id, j.state, j.queue, j.worker, f"{j.attempt}/{j.max_attempts}")
+                for j in follow_ups
+            ],
+        )
+        lines.extend("  " + line for line in table.splitlines())
+    elif run.status == RunStatus.SUCCEEDED.value and any(s.enqueue for s in run.steps):
+        lines.append("")
+        lines.append(
+            "follow-up jobs: registered, none found (the job's completion inserts them; "
+            "pruned jobs are gone)"
+        )
+    trail = render_trail(run)
     if trail:
         lines.append("")
-        lines.append("trail (in order):")
-        for event in trail:
-            who = f" {event.step}" if event.step else ""
-            lines.append(
-                f"  #{event.seq} {_when(event.at)} attempt {event.attempt}  "
-                f"{event.kind}{who}{_brief(event.detail)}"
-            )
-    lines.append("")
-    lines.append("mermaid:")
+        lines.extend(trail)
+    if graph:
+        lines.append("")
+        lines.extend(mermaid_lines(run, workflow, deps, order))
+    return lines
+
+
+def mermaid_lines(
+    run: RunRecord, workflow: type[Workflow] | None, deps: dict[str, list[str]], order: list[str]
+) -> list[str]:
+    """The DAG as a Mermaid chart coloured by outcome (``runs show --graph``)."""
+    lines = ["mermaid:"]
     graph = workflow.graph if workflow is not None else None
-    if graph is not None and set(graph.order) == set(records):
+    if graph is not None and set(graph.order) == {s.step for s in run.steps}:
         lines.append(graph.mermaid(run.statuses()).rstrip())  # with inputs and wait_for edges
         return lines
     if workflow is None:
@@ -185,6 +334,16 @@ def show_run(run: RunRecord, workflow: type[Workflow] | None) -> list[str]:
         )
     lines.append(dag_mermaid(deps, order, run.statuses()).rstrip())
     return lines
+
+
+STATUS_STYLES = {
+    "succeeded": "green",
+    "running": "cyan",
+    "rolling_back": "yellow",
+    "failed": "red",
+    "rolled_back": "yellow",
+    "rollback_failed": "bold red",
+}
 
 
 def runs_commands(cli: click.Group) -> None:
@@ -205,37 +364,60 @@ def runs_commands(cli: click.Group) -> None:
     @click.option("--workflow", default=None, help="Filter by workflow name.")
     @click.option("--job", "job_id", type=int, default=None, help="Filter by job id.")
     @limit_option
+    @click.option("--json", "as_json", is_flag=True, help="One JSON document per line.")
     def list_command(
         source: AppSource,
         statuses: tuple[str, ...],
         workflow: str | None,
         job_id: int | None,
         limit: int,
+        as_json: bool,
     ) -> None:
         """List runs, newest first."""
+        filters: dict[str, Any] = {
+            "status": statuses or None,
+            "workflow": workflow,
+            "job_id": job_id,
+        }
         with source.open() as app:
-            found = list_runs(
-                app,
-                status=statuses or None,
-                workflow=workflow,
-                job_id=job_id,
-                limit=None if limit == NO_LIMIT else limit,
+            found = list_runs(app, **filters, limit=None if limit == NO_LIMIT else limit)
+            total = (
+                count_runs(app, **filters) if limit != NO_LIMIT and len(found) == limit else None
             )
+        if as_json:
+            for run in found:
+                click.echo(json.dumps(run_json(run)))
+            return
         if not found:
             click.echo("no runs")
             return
-        click.echo(f"{'id':>6}  {'status':<15}  {'job':>6}  {'att':>3}  {'started':<19}  workflow")
-        for run in found:
-            job = str(run.job_id) if run.job_id is not None else "-"
-            click.echo(
-                f"{run.id:>6}  {run.status:<15}  {job:>6}  {run.attempt:>3}  "
-                f"{_when(run.started_at):<19}  {run.workflow}"
-            )
-            if run.error:
-                click.echo(
-                    f"{'':>8}failed at {run.error.get('step')!r}: "
-                    f"{str(run.error.get('type')).rsplit('.', 1)[-1]}: {run.error.get('message')}"
+        now = datetime.now(UTC)
+        echo_table(
+            [
+                Column("RUN", "right"),
+                Column("STATUS"),
+                Column("JOB", "right"),
+                Column("ATTEMPT", "right"),
+                Column(time_header("STARTED")),
+                Column("TOOK", "right"),
+                Column("WORKFLOW", max_width=40),
+                Column("ERROR", max_width=70),
+            ],
+            [
+                (
+                    run.id,
+                    styled(run.status, STATUS_STYLES.get(run.status)),
+                    run.job_id,
+                    run.attempt,
+                    when(run.started_at, now),
+                    _took(run.started_at, run.finished_at),
+                    run.workflow,
+                    f"at {run.error.get('step')!r}: {_error_text(run.error)}" if run.error else "",
                 )
+                for run in found
+            ],
+            total=total,
+        )
 
     @runs.command("show")
     @config_options
@@ -245,21 +427,58 @@ def runs_commands(cli: click.Group) -> None:
         "workflow_spec",
         default=None,
         metavar="MODULE:CLASS",
-        help="The run's workflow class, imported for its full chart when the app does not "
-        "register it. The workflow name stored in the run is never imported.",
+        help="The run's workflow class, imported for its full chart (--graph, implied) when "
+        "the app does not register it. The workflow name stored in the run is never imported.",
     )
-    def show_command(source: AppSource, run_id: int, workflow_spec: str | None) -> None:
-        """Show one run: the DAG with each step's outcome, the error, the undo trail."""
+    @click.option("-v", "--verbose", is_flag=True, help="Tracebacks with every frame.")
+    @click.option(
+        "--graph/--no-graph",
+        default=None,
+        help="Add the DAG as a Mermaid chart coloured by outcome, to paste into a Mermaid "
+        "viewer (the steps list says the same in text). Default: only with --workflow.",
+    )
+    @click.option("--json", "as_json", is_flag=True, help="The run as one JSON document.")
+    def show_command(
+        source: AppSource,
+        run_id: int,
+        workflow_spec: str | None,
+        verbose: bool,
+        graph: bool | None,
+        as_json: bool,
+    ) -> None:
+        """Show one run: each step's outcome along the DAG, the error, the job's other runs,
+        the jobs it enqueued, and the trail of everything that happened, in order."""
         with source.open() as app:
             run = get_run(app, run_id)
             if run is None:
                 raise click.ClickException(f"no run {run_id}")
-            workflow = (
-                typed_workflow(workflow_spec, run)
-                if workflow_spec is not None
-                else registered_workflow(app, run.workflow)
+            job_runs = (
+                list_runs(app, job_id=run.job_id, limit=None) if run.job_id is not None else []
             )
-            click.echo("\n".join(show_run(run, workflow)))
+            follow_ups = follow_up_jobs(app, run_id)
+            if as_json:
+                click.echo(json.dumps(run_show_json(run, job_runs, follow_ups), indent=2))
+                return
+            if graph is None:  # --workflow is only ever given for the chart
+                graph = workflow_spec is not None
+            workflow = None
+            if graph:
+                workflow = (
+                    typed_workflow(workflow_spec, run)
+                    if workflow_spec is not None
+                    else registered_workflow(app, run.workflow)
+                )
+            elif workflow_spec is not None:
+                typed_workflow(workflow_spec, run)  # still checked: a wrong class is an error
+            lines = show_run(
+                run,
+                workflow,
+                job_runs=job_runs,
+                follow_ups=follow_ups,
+                verbose=verbose,
+                graph=graph,
+            )
+            click.echo("\n".join(lines))
 
     @runs.command("rollback")
     @config_options

@@ -32,6 +32,7 @@ import collections
 import concurrent.futures
 import contextlib
 import contextvars
+import dataclasses
 import functools
 import heapq
 import inspect
@@ -81,6 +82,8 @@ ABANDONED = "(abandoned)"
 """The step name a rollback started by an operator is recorded under."""
 CANCELLED = "(cancelled)"
 """The step name the rollback of a run whose job was cancelled is recorded under."""
+ENQUEUED_BY_RUN = "enqueued_by_run"
+"""The meta key of a follow-up job naming the run that enqueued it."""
 INTERRUPT_FLUSH_TIMEOUT = 5.0
 """Seconds an interrupted run may spend writing its log before giving up."""
 
@@ -694,7 +697,7 @@ class Execution:
     ) -> None:
         self.completed_count += 1
         st.status, st.value, st.stored = status, value, stored
-        st.follow_ups = list(follow_ups)
+        st.follow_ups = [self.linked(spec) for spec in follow_ups]
         st.completed_seq = self.completed_count
         st.finished_at = now = self.now()
         st.error = None
@@ -702,6 +705,15 @@ class Execution:
         self.record(st, f"step.{status.value}", {"try": st.tries}, now)
         st.recorded_seq = self.log.seq
         span.stop(status=status.value, tries=st.tries)
+
+    def linked(self, spec: JobSpec) -> JobSpec:
+        """A follow-up job that names the run which enqueued it (``meta.enqueued_by_run``),
+        so ``jobsaga runs show`` lists the jobs a succeeded run enqueued. Set when the step
+        completes, so the log keeps it with the step and a later attempt that finds the run
+        succeeded inserts the same jobs."""
+        if self.log.run_id is None:  # an in-memory log has no run to point to
+            return spec
+        return dataclasses.replace(spec, meta={**spec.meta, ENQUEUED_BY_RUN: self.log.run_id})
 
     def fail(self, st: StepState, error: BaseException, span: Span) -> None:
         """Fail the step for good, ending its try (``span``) with ``workflow.step.exception``;

@@ -190,6 +190,29 @@ def get_run(app: AppCore, run_id: int) -> RunRecord | None:
         return read_run(app.engine, tx, run_id)
 
 
+def _run_filter(
+    engine: Engine,
+    status: str | Iterable[str] | None,
+    workflow: str | None,
+    job_id: int | None,
+) -> dict[str, Any]:
+    """The parameters ``list_runs`` and ``count_runs`` filter by (the same filter)."""
+    statuses: list[str] | None = None
+    if status is not None:
+        wanted = [status] if isinstance(status, str) else list(status)
+        statuses = []
+        for item in wanted:
+            valid = {s.value for s in RunStatus}
+            if item not in valid:
+                raise FilterError(f"unknown run status {item!r}; use one of {sorted(valid)}")
+            statuses += [s.value for s in FAILED_STATUSES] if item == "failed" else [item]
+    return {
+        "statuses": None if statuses is None else engine.list_param(statuses),
+        "workflow": workflow,
+        "job_id": job_id,
+    }
+
+
 def list_runs(
     app: AppCore,
     *,
@@ -203,23 +226,62 @@ def list_runs(
     give the exact statuses to narrow it."""
     if limit is not None and (isinstance(limit, bool) or limit < 1):
         raise FilterError(f"limit must be a positive number of runs, or None for all; got {limit}")
-    statuses: list[str] | None = None
-    if status is not None:
-        wanted = [status] if isinstance(status, str) else list(status)
-        statuses = []
-        for item in wanted:
-            valid = {s.value for s in RunStatus}
-            if item not in valid:
-                raise FilterError(f"unknown run status {item!r}; use one of {sorted(valid)}")
-            statuses += [s.value for s in FAILED_STATUSES] if item == "failed" else [item]
     engine = app.engine
-    q = engine.queries
-    params: dict[str, Any] = {
-        "statuses": None if statuses is None else engine.list_param(statuses),
-        "workflow": workflow,
-        "job_id": job_id,
-        "limit": limit,  # None: no limit
-    }
+    params = {**_run_filter(engine, status, workflow, job_id), "limit": limit}  # None: all
     with engine.read() as tx:
-        rows = tx.execute(q["list_runs"], params)
+        rows = tx.execute(engine.queries["list_runs"], params)
     return [_run_from_row(engine, row) for row in rows]
+
+
+def count_runs(
+    app: AppCore,
+    *,
+    status: str | Iterable[str] | None = None,
+    workflow: str | None = None,
+    job_id: int | None = None,
+) -> int:
+    """How many runs :func:`list_runs` finds with these filters and no limit, so a listing
+    cut at its limit can say how many it left out."""
+    engine = app.engine
+    with engine.read() as tx:
+        rows = tx.execute(
+            engine.queries["count_runs"], _run_filter(engine, status, workflow, job_id)
+        )
+    return int(rows[0]["n"])
+
+
+@dataclass(frozen=True, slots=True)
+class FollowUpJob:
+    """A job a succeeded run enqueued (its ``meta.enqueued_by_run`` names the run), as
+    ``runs show`` lists it."""
+
+    id: int
+    state: str
+    queue: str
+    worker: str
+    attempt: int
+    max_attempts: int
+    scheduled_at: datetime | None
+    completed_at: datetime | None
+
+
+def follow_up_jobs(app: AppCore, run_id: int) -> list[FollowUpJob]:
+    """The jobs run ``run_id`` enqueued when it succeeded, oldest first: the follow-ups its
+    steps registered with ``ctx.enqueue_after_success``, inserted with the job's completion.
+    Jobs deleted since (pruned) are not found."""
+    engine = app.engine
+    with engine.read() as tx:
+        rows = tx.execute(engine.queries["follow_up_jobs"], {"run_id": run_id})
+    return [
+        FollowUpJob(
+            id=int(row["id"]),
+            state=str(row["state"]),
+            queue=str(row["queue"]),
+            worker=str(row["worker"]),
+            attempt=int(row["attempt"]),
+            max_attempts=int(row["max_attempts"]),
+            scheduled_at=engine.time_value(row["scheduled_at"]),
+            completed_at=engine.time_value(row["completed_at"]),
+        )
+        for row in rows
+    ]

@@ -164,3 +164,19 @@ LIMIT %(limit)s
 
 -- name: max_seq
 SELECT coalesce(max(seq), 0) AS seq FROM jobsaga_workflow_events WHERE run_id = %(run_id)s
+
+-- name: count_runs
+-- How many runs list_runs would show without its limit ("showing 50 of 60").
+SELECT count(*) AS n
+FROM jobsaga_workflow_runs
+WHERE (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
+  AND (%(workflow)s::text IS NULL OR workflow = %(workflow)s::text)
+  AND (%(job_id)s::bigint IS NULL OR job_id = %(job_id)s::bigint)
+
+-- name: follow_up_jobs
+-- The jobs a succeeded run enqueued: each names it in meta.enqueued_by_run (set when the
+-- step that registered it completed), found through jobsaga_jobs_enqueued_by_run_idx.
+SELECT id, state, queue, worker, attempt, max_attempts, scheduled_at, completed_at
+FROM jobsaga_jobs
+WHERE meta ? 'enqueued_by_run' AND (meta ->> 'enqueued_by_run')::bigint = %(run_id)s::bigint
+ORDER BY id

@@ -167,3 +167,20 @@ LIMIT coalesce(:limit, -1)
 
 -- name: max_seq
 SELECT coalesce(max(seq), 0) AS seq FROM jobsaga_workflow_events WHERE run_id = :run_id
+
+-- name: count_runs
+-- How many runs list_runs would show without its limit ("showing 50 of 60").
+SELECT count(*) AS n
+FROM jobsaga_workflow_runs
+WHERE (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
+  AND (:workflow IS NULL OR workflow = :workflow)
+  AND (:job_id IS NULL OR job_id = :job_id)
+
+-- name: follow_up_jobs
+-- The jobs a succeeded run enqueued: each names it in meta.enqueued_by_run (set when the
+-- step that registered it completed), found through jobsaga_jobs_enqueued_by_run_idx.
+SELECT id, state, queue, worker, attempt, max_attempts, scheduled_at, completed_at
+FROM jobsaga_jobs
+WHERE json_extract(meta, '$.enqueued_by_run') IS NOT NULL
+  AND json_extract(meta, '$.enqueued_by_run') = :run_id
+ORDER BY id

@@ -1,0 +1,308 @@
+"""What ``jobsaga runs show`` and ``runs list`` tell an operator (issue 12, items 8 to 12).
+
+On both engines, through the real CLI: a step cut short is "interrupted, outcome unknown",
+never "not started"; the trail is numbered per run, holds every start and success in order,
+folds a failure repeated across retries into one counted line and rounds delays; tracebacks
+show the user's frames (all with ``-v``); a run lists its job's other runs and the follow-up
+jobs it enqueued; ``--json`` on both commands; the Mermaid chart only with ``--graph``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from click.testing import CliRunner
+
+from jobsaga import App, Job, StepContext, Worker, Workflow, WorkflowWorker, step
+from jobsaga.cli.main import cli
+from jobsaga.cli.trail import NO_START_RECORDED, fold_traceback, step_outcome
+from jobsaga.testing import drain_queue
+from jobsaga.workflow import (
+    EventRecord,
+    Retry,
+    RunRecord,
+    StepRecord,
+    get_run,
+    list_runs,
+    roll_back_run,
+)
+from jobsaga.workflow.running import execute
+from tests.workflow.conftest import TRAIL
+
+gate: dict[str, asyncio.Event] = {}
+
+
+class Receipt(Worker, name="tests.trail.receipt"):
+    def perform(self, job: Job[Any]) -> None:
+        return None
+
+
+class Ship(Workflow, name="tests.trail.ship", inputs=["order"]):
+    @step(undo_retries=3, backoff=0)
+    def reserve(self, order: str) -> str:
+        return f"r-{order}"
+
+    @reserve.undo
+    def release(self, result: str, ctx: StepContext[Any]) -> Retry | None:
+        TRAIL.append(f"release try {ctx.tries}")
+        return Retry("warehouse busy", delay=0) if ctx.tries < 2 else None
+
+    @step(max_retries=3, retry_on=(ConnectionError,), backoff=0.0123456)
+    def charge(self, reserve: str, ctx: StepContext[Any]) -> str:
+        if ctx.tries <= 3:
+            raise ConnectionError("card service unreachable")
+        ctx.enqueue_after_success(Receipt.new({}))
+        return "c-1"
+
+    @step
+    async def pack(self, charge: str, order: str, ctx: StepContext[Any]) -> str:
+        TRAIL.append(f"pack@{ctx.attempt}")
+        if order == "hang" and ctx.attempt == 1:
+            await gate["pack"].wait()  # cut short here
+        if order == "bad" or (order == "bad-once" and ctx.attempt == 1):
+            raise ValueError("box too small")
+        return "packed"
+
+
+class ShipWorker(WorkflowWorker, workflow=Ship, name="tests.trail.ship_worker", max_attempts=2):
+    pass
+
+
+def show(db_url: str, run_id: int | None, *flags: str) -> str:
+    result = CliRunner().invoke(cli, ["runs", "show", str(run_id), "--url", db_url, *flags])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def trail_of(output: str) -> list[str]:
+    return output[output.index("trail (times UTC):") :].splitlines()[1:]
+
+
+def test_the_trail_is_numbered_complete_folded_and_rounded(
+    db_url: str, make_app: Callable[..., App]
+) -> None:
+    app = make_app(ShipWorker, Receipt)
+    job = app.insert(ShipWorker.new({"order": "bad"}, max_attempts=1))
+    drain_queue(app)
+    [run] = list_runs(app, job_id=job.id)
+    out = show(db_url, run.id)
+    lines = trail_of(out)
+    assert lines[0] == "  attempt 1"
+    row = re.compile(r"^\s+(\d+)(?:-(\d+))?  \d\d:\d\d:\d\d\.\d{3}  (\S+)\s+(.*)$")
+    parsed = [row.match(line) for line in lines[1:]]
+    assert all(parsed), lines
+    numbers: list[int] = []
+    for match in parsed:
+        assert match is not None
+        first, last = int(match[1]), int(match[2] or match[1])
+        numbers += range(first, last + 1)
+    full = get_run(app, run.id)  # type: ignore[arg-type]
+    assert full is not None
+    assert numbers == [e.seq for e in full.events] == list(range(1, len(full.events) + 1))
+    said = [(m[3], m[4]) for m in parsed if m is not None]
+    assert said == [
+        ("reserve", "started"),
+        ("reserve", "succeeded"),
+        ("charge", "started"),
+        (
+            "charge",
+            "tries 1-3 failed × 3: ConnectionError: card service unreachable "
+            "(retried after 0.01 s, 0.01 s, 0.01 s)",
+        ),
+        ("charge", "started (try 4)"),
+        ("charge", "succeeded (try 4)"),
+        ("pack", "started"),
+        ("pack", "FAILED (try 1): ValueError: box too small"),
+        ("reserve", "undo asked to retry, in 0.00 s: Retry('warehouse busy')"),
+        ("reserve", "undone (undo try 2)"),
+    ]
+    assert "0.0123456" not in out
+    # the user's frame is shown, the framework's are folded into one line
+    assert 'in pack\n        raise ValueError("box too small")' in out
+    assert re.search(r"… \d+ jobsaga frames? \(runs show -v shows them\)", out)
+    assert "executor.py" not in out
+    verbose = show(db_url, run.id, "-v")
+    assert "executor.py" in verbose and "jobsaga frames" not in verbose
+    # the chart is asked for
+    assert "mermaid" not in out and "flowchart" not in out
+    graph = show(db_url, run.id, "--graph")
+    assert "flowchart TD" in graph and "class s_pack failed" in graph
+
+
+def test_a_run_lists_its_jobs_other_runs_and_the_jobs_it_enqueued(
+    db_url: str, make_app: Callable[..., App]
+) -> None:
+    app = make_app(ShipWorker, Receipt)
+    job = app.insert(ShipWorker.new({"order": "bad-once"}))
+    drain_queue(app, with_scheduled=True, with_recursion=True)
+    first, second = sorted(list_runs(app, job_id=job.id), key=lambda r: r.id or 0)
+    assert (first.status, second.status) == ("rolled_back", "succeeded")
+    [receipt] = app.list_jobs(worker=Receipt.name)
+    assert receipt.meta == {"enqueued_by_run": second.id}
+
+    out = show(db_url, second.id)
+    others = out[out.index(f"other runs of job {job.id}:") :]
+    assert re.search(rf"\n\s+{first.id}\s+rolled_back\s+1\s", others)
+    enqueued = out[out.index("follow-up jobs it enqueued:") :]
+    assert re.search(rf"\n\s+{receipt.id}\s+completed\s+default\s+{Receipt.name}\s", enqueued)
+    before = show(db_url, first.id)
+    assert re.search(rf"other runs of job {job.id}:\n.*\n\s+{second.id}\s+succeeded", before)
+    assert "follow-up jobs" not in before
+
+    data = json.loads(show(db_url, second.id, "--json"))
+    assert data["id"] == second.id and data["status"] == "succeeded"
+    assert [r["id"] for r in data["job_runs"]] == [second.id, first.id]
+    assert [(j["id"], j["state"]) for j in data["follow_ups"]] == [(receipt.id, "completed")]
+    assert [s["outcome"] for s in data["steps"]] == ["ok", "ok", "ok"]
+    assert [e["seq"] for e in data["events"]] == list(range(1, len(data["events"]) + 1))
+
+
+def test_runs_list_json_and_the_count_of_rows_left_out(
+    db_url: str, make_app: Callable[..., App]
+) -> None:
+    app = make_app(ShipWorker, Receipt)
+    for _ in range(3):
+        app.insert(ShipWorker.new({"order": "ok"}))
+    drain_queue(app)
+    runner = CliRunner()
+    listed = runner.invoke(cli, ["runs", "list", "--url", db_url, "--limit", "2"])
+    assert listed.exit_code == 0, listed.output
+    header, *rows, footer = listed.output.splitlines()
+    assert header.split()[:6] == ["RUN", "STATUS", "JOB", "ATTEMPT", "STARTED", "(UTC)"]
+    assert len(rows) == 2 and all(" succeeded " in r and "tests.trail.ship" in r for r in rows)
+    assert footer == "showing 2 of 3 (--limit)"
+    everything = runner.invoke(cli, ["runs", "list", "--url", db_url])
+    assert "showing" not in everything.output
+    as_json = runner.invoke(cli, ["runs", "list", "--url", db_url, "--json"])
+    assert as_json.exit_code == 0, as_json.output
+    documents = [json.loads(line) for line in as_json.output.splitlines()]
+    assert [d["id"] for d in documents] == [r.id for r in list_runs(app)]
+    assert {d["status"] for d in documents} == {"succeeded"}
+    assert documents[0]["workflow"] == "tests.trail.ship" and documents[0]["inputs"] == {
+        "order": "ok"
+    }
+
+
+async def cut_short(app: App, job: Job[Any]) -> None:
+    """The run's attempt is cancelled while ``pack`` runs, as a node shutdown does."""
+    gate["pack"] = asyncio.Event()
+    first = dataclasses.replace(job, attempt=1)
+    task = asyncio.create_task(execute(app, Ship, {"order": "hang"}, job=first))
+    while "pack@1" not in TRAIL:
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def test_a_step_cut_short_is_interrupted_with_its_outcome_unknown(
+    db_url: str, make_app: Callable[..., App]
+) -> None:
+    app = make_app(ShipWorker, Receipt)
+    job = app.insert(ShipWorker.new({"order": "hang"}))
+    asyncio.run(cut_short(app, job))
+    [run] = list_runs(app, job_id=job.id)
+    out = show(db_url, run.id)
+    assert re.search(r"\n  pack\s+interrupted, outcome unknown  <- charge", out), out
+    assert "run interrupted (shutdown or timeout)" in out
+
+    # An operator rolls it back (nobody will resume it): the step that ran is still not
+    # "not started" (it showed so before, although its side effect had happened).
+    roll_back_run(app, run.id, reason="nobody will resume it", force=True)  # type: ignore[arg-type]
+    after = show(db_url, run.id)
+    assert re.search(r"\n  pack\s+interrupted, outcome unknown", after), after
+    assert "not started" not in after
+    assert "interrupted (it had started: outcome unknown)" in after
+
+
+# --- what the log proves, on runs built by hand (the seam a crash leaves) -----------------
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _step(name: str, position: int, status: str, tries: int = 0) -> StepRecord:
+    return StepRecord(name, position, status, None, None, tries, 0, None, None, None, None)
+
+
+def _event(
+    seq: int, attempt: int, step: str | None, kind: str, detail: dict[str, Any] | None = None
+) -> EventRecord:
+    return EventRecord(seq, T0 + timedelta(seconds=seq), attempt, step, kind, detail)
+
+
+def _run(
+    status: str, attempt: int, events: list[EventRecord], steps: list[StepRecord]
+) -> RunRecord:
+    return RunRecord(
+        id=1,
+        workflow="w",
+        job_id=1,
+        attempt=attempt,
+        status=status,
+        inputs={},
+        context=None,
+        result=None,
+        error=None,
+        started_at=T0,
+        updated_at=T0,
+        finished_at=None if status in ("running", "rolling_back") else T0,
+        dag={"a": [], "b": ["a"], "c": ["b"]},
+        steps=tuple(steps),
+        events=tuple(events),
+    )
+
+
+def test_a_step_whose_start_a_crash_may_have_lost_is_not_called_not_started() -> None:
+    """Attempt 1 completed ``a`` and died without a word (kill -9) right after starting ``b``,
+    before the round that writes ``b``'s start; attempt 2 rolled the run back. The log cannot
+    know whether ``b`` ran: it says its start is not recorded, not that it did not start.
+    ``c`` could not start (``b`` never completed): "not started" is the truth for it."""
+    events = [
+        _event(1, 1, "a", "step.started", {"try": 1}),
+        _event(2, 1, "a", "step.succeeded", {"try": 1}),
+        _event(3, 2, None, "run.resumed", {"attempt": 2}),
+        _event(4, 2, None, "run.abandoned", {"reason": "x", "type": "RunAbandoned"}),
+        _event(5, 2, "a", "step.undone", {"undo_tries": 1}),
+    ]
+    steps = [_step("a", 0, "undone", 1), _step("b", 1, "pending"), _step("c", 2, "pending")]
+    run = _run("rolled_back", 2, events, steps)
+    assert step_outcome(run, run.step("b")) == NO_START_RECORDED
+    assert step_outcome(run, run.step("c")) == "not started"
+    # the same steps after attempts that each said how they ended: nothing was lost
+    clean = _run(
+        "rolled_back",
+        2,
+        [*events[:2], _event(3, 1, None, "run.interrupted", {"attempt": 1}), *events[2:]],
+        steps,
+    )
+    assert step_outcome(clean, clean.step("b")) == "not started"
+
+
+def test_framework_frames_fold_into_one_line() -> None:
+    text = (
+        "Traceback (most recent call last):\n"
+        '  File "/srv/venv/lib/python3.12/site-packages/jobsaga/workflow/executor.py", '
+        "line 558, in run_step\n"
+        "    value = await self.call(spec.fn, (self.instance,), kwargs, name)\n"
+        "            ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^\n"
+        '  File "/usr/lib/python3.12/concurrent/futures/thread.py", line 58, in run\n'
+        "    result = self.fn(*self.args, **self.kwargs)\n"
+        '  File "/srv/app/shop/sagas.py", line 32, in pack\n'
+        '    raise ValueError("box too small")\n'
+        "ValueError: box too small\n"
+    )
+    assert fold_traceback(text) == [
+        "Traceback (most recent call last):",
+        "  … 2 jobsaga frames (runs show -v shows them)",
+        '  File "/srv/app/shop/sagas.py", line 32, in pack',
+        '    raise ValueError("box too small")',
+        "ValueError: box too small",
+    ]
+    assert fold_traceback(text, verbose=True) == text.rstrip().splitlines()
