@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 from typing import NamedTuple
 
@@ -60,6 +62,47 @@ def test_demo_settles_every_job_outcome(demo: Demo) -> None:
     assert by_worker["demo.resize_images"] == ["discarded"]  # timed out twice
     assert "on_final_failure: job" in demo.output
     assert "unique duplicate returned as a conflict" in demo.output
+
+
+def test_demo_names_the_job_the_unique_duplicate_matched(demo: Demo) -> None:
+    with sqlite3.connect(demo.path) as db:
+        [(stored,)] = db.execute(
+            "SELECT id FROM jobsaga_jobs WHERE worker = 'demo.import_catalog'"
+        ).fetchall()
+    assert (
+        'unique duplicate: demo.import_catalog {"supplier": "s-1", "since": "2026-11-02"} '
+        f'matched job {stored} {{"supplier": "s-1", "since": "2026-11-01"}} and was not stored'
+    ) in demo.output.splitlines()
+    jobs = {row[0]: row for row in table_after(demo.output, "ID  WORKER")}
+    assert jobs[str(stored)][1:] == [
+        "demo.import_catalog", "default", "completed", "1/20", "matched", "by", "the", "unique",
+        "duplicate",
+    ]  # fmt: skip
+
+
+def test_demo_prints_what_the_node_logged_in_order_and_nothing_on_stderr(
+    tmp_path: Path,
+) -> None:
+    """The real command in a process: the timed-out job's warnings come in the demo's own
+    output, before the tables, not on stderr (where they landed in the middle of them)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "jobsaga.cli.main", "demo", "--db", str(tmp_path / "d.db")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    lines = done.stdout.splitlines()
+    logged = lines.index("the node logged:")
+    assert re.fullmatch(
+        r"  warning: job \d+ \(demo.resize_images\) overran its timeout; .*", lines[logged + 1]
+    )
+    assert logged < next(i for i, line in enumerate(lines) if line.startswith("ID  WORKER"))
+    jobs = table_after(done.stdout, "ID  WORKER")
+    runs = table_after(done.stdout, "RUN  WORKFLOW")
+    assert len(jobs) == 18 and len(runs) == 5  # whole tables, nothing between their rows
 
 
 def test_demo_runs_every_saga_path(demo: Demo) -> None:
@@ -120,32 +163,52 @@ def test_demo_notifies_only_after_successful_sagas(demo: Demo) -> None:
     assert all(job.state is JobState.COMPLETED for job in notified)
 
 
+def table_after(output: str, header: str) -> list[list[str]]:
+    """The rows (cells split on blanks) of the table whose header line starts with
+    ``header``, up to the first line that is not a row (rows start with a number)."""
+    lines = output.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header)) + 1
+    rows = []
+    for line in lines[start:]:
+        if not line.split() or not line.split()[0].isdigit():
+            break
+        rows.append(line.split())
+    return rows
+
+
 def test_demo_prints_the_runs_table_and_a_working_hint(demo: Demo) -> None:
-    lines = demo.output.splitlines()
-    header = next(i for i, line in enumerate(lines) if line.startswith("run  workflow"))
-    table = lines[header + 2 : header + 7]
-    rows = [line.split() for line in table]  # run, workflow, job/attempt, status, inputs...
-    assert [(row[1], row[3], row[4]) for row in rows] == [
-        ("analytics", "succeeded", "prompt_id=p-revenue"),
-        ("analytics", "succeeded", "prompt_id=p-churn"),
-        ("analytics", "rolled_back", "prompt_id=p-forecast"),
-        ("analytics", "rolled_back", "prompt_id=p-forecast"),
-        ("analytics", "succeeded", "prompt_id=p-cohorts"),
-    ]
-    forecast_job = rows[2][2].split("/")[0]
-    assert [rows[2][2], rows[3][2]] == [f"{forecast_job}/1", f"{forecast_job}/2"]
-    assert "every step succeeded; follow-up analytics.notify_user" in table[0]
-    assert "summarize compensated (continue) after ModelUnavailable" in table[1]
-    assert "save_report failed with ConnectionError; run_query undone" in table[2]
-    assert "save_report failed with ConnectionError; run_query undone" in table[3]
-    assert "run_query retried after WarehouseBusy" in table[4]
+    rows = table_after(demo.output, "RUN  WORKFLOW   JOB  ATTEMPT  STATUS")
+    assert len(rows) == 5
+    assert [int(row[0]) for row in rows] == sorted(int(row[0]) for row in rows)  # by run id
+    by_prompt: dict[str, list[list[str]]] = {}
+    for row in rows:
+        by_prompt.setdefault(row[5], []).append(row)
+    assert {p: [(r[1], r[4]) for r in found] for p, found in by_prompt.items()} == {
+        "prompt_id=p-revenue": [("analytics", "succeeded")],
+        "prompt_id=p-churn": [("analytics", "succeeded")],
+        "prompt_id=p-forecast": [("analytics", "rolled_back"), ("analytics", "rolled_back")],
+        "prompt_id=p-cohorts": [("analytics", "succeeded")],
+    }
+    forecast = by_prompt["prompt_id=p-forecast"]
+    assert forecast[0][2] == forecast[1][2] and [r[3] for r in forecast] == ["1", "2"]
+    trails = {p: " ".join(found[0][6:]) for p, found in by_prompt.items()}
+    assert trails["prompt_id=p-revenue"] == "every step succeeded; follow-up analytics.notify_user"
+    assert trails["prompt_id=p-churn"].startswith(
+        "summarize compensated (continue) after ModelUnavailable"
+    )
+    assert (
+        " ".join(forecast[1][6:])
+        == trails["prompt_id=p-forecast"]
+        == ("save_report failed with ConnectionError; run_query undone")
+    )
+    assert trails["prompt_id=p-cohorts"].startswith("run_query retried after WarehouseBusy")
     assert "on_final_failure: prompt p-forecast marked failed" in demo.output
 
     hint = re.search(r"inspect a run: jobsaga (runs show .+)$", demo.output, re.M)
     assert hint is not None
     shown = CliRunner().invoke(cli, hint.group(1).split())
     assert shown.exit_code == 0, shown.output
-    assert "status=rolled_back" in shown.output
+    assert "rolled_back" in shown.output  # the run the hint names is the one that failed
     assert re.search(r"run_query\s+undone", shown.output)
 
 
