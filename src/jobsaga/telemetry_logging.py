@@ -106,10 +106,12 @@ def structured_logging_handler(
     """A handler writing each event as one JSON line, with the fields also in ``extra``
     (``record.jobsaga``) for log processors that read attributes rather than messages."""
     target = logger or logging.getLogger("jobsaga.events")
-    chosen = {**LEVELS, **(levels or {})}
+    given = dict(levels or {})
+    chosen = {**LEVELS, **given}
 
     def handle(event: str, measurements: Mapping[str, Any], metadata: Mapping[str, Any]) -> None:
-        level = level_of(event, metadata, chosen)
+        # A level the caller gave wins over the defaults' rules (a discarded job's ERROR).
+        level = given[event] if event in given else level_of(event, metadata, chosen)
         if not target.isEnabledFor(level):
             return
         fields = event_fields(event, measurements, metadata)

@@ -631,8 +631,9 @@ class Node:
         interrupted as at its end, and what is recorded stays true: an async perform that
         stopped is written back, a job whose code still runs in a thread is held); a third
         exits the process there and then, leaving its running jobs to the lifeline, as a
-        crash would. ``announce`` is told what each signal does (default: the log)."""
-        say = announce or (lambda text: log.warning("node %s: %s", self.name, text))
+        crash would. ``announce`` is told when the node is ready and what each signal does
+        (default: the log, at INFO)."""
+        say = announce or (lambda text: log.info("node %s: %s", self.name, text))
 
         def on_signal(sig: signal.Signals) -> None:
             self.signals += 1
@@ -660,6 +661,7 @@ class Node:
                 for sig in STOP_SIGNALS:
                     loop.remove_signal_handler(sig)
                 raise
+            say("ready (Ctrl-C to stop)")
             try:
                 await self.wait_stopped()
             finally:
