@@ -168,3 +168,42 @@ def test_a_shutdown_during_the_final_failure_hook_still_discards_the_job(
     with app.node({"default": 2}, **FAST).start_in_thread():
         time.sleep(0.3)  # a node that would fetch it again, if it were available
     assert sorted(SEEN.items()) == [("hook", 1), ("perform", 1)]
+
+
+def test_an_interrupted_attempt_says_so_in_its_record_and_its_event(
+    make_app: Callable[..., App],
+) -> None:
+    """Not ``CancelledError: ``: the error names the shutdown and its grace period."""
+    app = make_app(Sleeps)
+    events: list[tuple[str, dict[str, Any]]] = []
+    app.telemetry.attach("test", "job.exception", lambda e, m, meta: events.append((e, dict(meta))))
+    stored = app.insert(Sleeps.new())
+    with app.node({"default": 2}, name="n1", **FAST).start_in_thread():
+        wait_until(lambda: SEEN.items())
+    [(_, meta)] = events
+    reason = "interrupted by shutdown: node n1 stopped before the job finished (grace period 0.2 s)"
+    assert meta["kind"] == "interrupted" and meta["error"] == reason
+    assert meta["state"] == "retryable" and meta["interrupted"] is True
+    [record] = job(app, stored.id).errors
+    assert record["error"] == reason
+
+
+def test_a_forced_stop_ends_the_grace_period_at_once(make_app: Callable[..., App]) -> None:
+    """``request_stop(force=True)`` (a second signal): running jobs are interrupted now, not
+    at the end of a grace period of a minute; the record says it was forced."""
+    app = make_app(Sleeps)
+    stored = app.insert(Sleeps.new())
+    thread = app.node({"default": 2}, **{**FAST, "grace_period": 60}).start_in_thread()
+    wait_until(lambda: SEEN.items())
+    node = thread.node
+    node.request_stop()
+    wait_until(lambda: node.stopping)
+    assert thread.alive
+    node.request_stop(force=True)
+    thread.stop(timeout=10)
+    back = job(app, stored.id)
+    assert back.state in (JobState.AVAILABLE, JobState.RETRYABLE) and back.attempt == 0
+    [record] = back.errors
+    assert record["kind"] == "interrupted"
+    assert record["error"].startswith(f"interrupted by a forced shutdown: node {node.name} ")
+    assert record["error"].endswith("into its 60 s grace period")

@@ -549,6 +549,11 @@ class Node:
         return self._forced is not None and self._forced.is_set()
 
     @property
+    def stopping(self) -> bool:
+        """A graceful stop is under way (its grace period running)."""
+        return self.started and self._stopping_since is not None
+
+    @property
     def running_jobs(self) -> int:
         """Jobs this node runs now (performing, or their outcome being written)."""
         return sum(len(p.running) for p in self.producers.values())
