@@ -3,7 +3,9 @@ saga runs of a job, and bulk commands that say what they can change and do just 
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -17,6 +19,7 @@ from jobsaga.cli import progress as progress_module
 from jobsaga.cli import tables
 from jobsaga.cli.main import cli
 from jobsaga.cli.tables import clock
+from jobsaga.operations.jobs import JobOperations
 from tests.helpers import wait_until
 
 from . import cli_saga
@@ -282,3 +285,26 @@ def test_an_interrupted_bulk_command_reports_what_it_committed(
     monkeypatch.undo()
     again = run("jobs", "delete", "--state", "available", "--yes", "--url", db_url)
     assert again.stdout.startswith("deleted: 1 job [") and app.count_jobs() == {}
+
+
+def test_ctrl_c_lets_the_batch_under_way_commit_and_stops_before_the_next(
+    make_app: Callable[..., App], db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real SIGINT after a batch's commit and before it is counted (here from the
+    telemetry emitted between the two): the batch is counted, the next is not started, and
+    the count printed is exactly what the database holds."""
+    app = make_app(w.Noop)
+    app.insert_all([w.Noop.new({}) for _ in range(7)])
+    monkeypatch.setattr(jobs_cli, "BULK_BATCH", 3)
+    emit = JobOperations._emit
+
+    def interrupted_emit(self: JobOperations, *args: Any) -> None:
+        emit(self, *args)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(JobOperations, "_emit", interrupted_emit)
+    stopped = run("jobs", "cancel", "--state", "available", "--yes", "--url", db_url)
+    assert stopped.exit_code == 130
+    assert stopped.stderr.startswith("interrupted: cancelled 3 jobs before stopping")
+    assert app.count_jobs() == {"available": 4, "cancelled": 3}
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back

@@ -12,8 +12,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Sequence
+import signal
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from types import FrameType
 from typing import Any, TypeVar
 
 import click
@@ -485,25 +489,52 @@ def bulk_command(action: BulkAction) -> Any:
 def _run_in_batches(
     action: BulkAction, ops: JobOperations, flt: JobFilter, reason: str | None, expected: int
 ) -> list[int]:
-    """Change the jobs a batch at a time, with a bar on a terminal. Interrupted (Ctrl-C), it
-    says how many were changed, committed batch by batch, and exits 130 like a shell."""
+    """Change the jobs a batch at a time, with a bar on a terminal. Ctrl-C lets the batch
+    under way commit and stops before the next (a second Ctrl-C stops at once, rolling that
+    batch back), so the count it then prints is what was done; exit status 130 as a shell's."""
     done: list[int] = []
 
-    def on_batch(ids: list[int]) -> None:
-        done.extend(ids)
-        advance(len(ids))
+    with _stop_between_batches() as stop_asked:
 
-    try:
-        with progress(action.gerund, total=expected) as advance:
-            action.run(ops, flt, reason, batch_size=BULK_BATCH, on_batch=on_batch)
-    except KeyboardInterrupt:
-        click.echo(
-            f"interrupted: {action.past} {_plural(len(done))} before stopping (each batch "
-            f"is committed); run the command again for the rest",
-            err=True,
-        )
-        raise click.exceptions.Exit(130) from None
+        def on_batch(ids: list[int]) -> None:
+            done.extend(ids)
+            advance(len(ids))
+            if stop_asked():
+                raise KeyboardInterrupt
+
+        try:
+            with progress(action.gerund, total=expected) as advance:
+                action.run(ops, flt, reason, batch_size=BULK_BATCH, on_batch=on_batch)
+        except KeyboardInterrupt:
+            click.echo(
+                f"interrupted: {action.past} {_plural(len(done))} before stopping (each batch "
+                f"is committed); run the command again for the rest",
+                err=True,
+            )
+            raise click.exceptions.Exit(130) from None
     return done
+
+
+@contextmanager
+def _stop_between_batches() -> Iterator[Callable[[], bool]]:
+    """While a bulk change runs, a first SIGINT only asks it to stop after the batch under
+    way; a second raises KeyboardInterrupt as usual. (Off the main thread, where Python
+    allows no signal handler, SIGINT is left as it is.)"""
+    asked = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield asked.is_set
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if asked.is_set():
+            raise KeyboardInterrupt
+        asked.set()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield asked.is_set
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 BULK_ACTIONS = [
