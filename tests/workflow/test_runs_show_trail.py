@@ -22,6 +22,7 @@ from click.testing import CliRunner
 
 from jobsaga import App, Job, StepContext, Worker, Workflow, WorkflowWorker, step
 from jobsaga.cli.main import cli
+from jobsaga.cli.runs import show_run
 from jobsaga.cli.trail import NO_START_RECORDED, fold_traceback, step_outcome
 from jobsaga.testing import drain_queue
 from jobsaga.workflow import (
@@ -275,6 +276,9 @@ def test_a_step_whose_start_a_crash_may_have_lost_is_not_called_not_started() ->
     run = _run("rolled_back", 2, events, steps)
     assert step_outcome(run, run.step("b")) == NO_START_RECORDED
     assert step_outcome(run, run.step("c")) == "not started"
+    shown = "\n".join(show_run(run, None))
+    assert re.search(r"\n  b\s+no start recorded \*  <- a\n", shown), shown
+    assert "so a step shown with no start recorded may have run (attempt 1 ended" in shown
     # the same steps after attempts that each said how they ended: nothing was lost
     clean = _run(
         "rolled_back",

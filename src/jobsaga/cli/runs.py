@@ -246,8 +246,13 @@ def show_run(
         if record.error:
             lines.append(f"  {'':<{width}}    error {_error_text(record.error)}")
     if unrecorded:
-        silent = ", ".join(str(a) for a in silent_attempts(run))
-        why = f" (attempt {silent} left no word of how it ended)"
+        silent = silent_attempts(run)
+        live = run.status in (RunStatus.RUNNING.value, RunStatus.ROLLING_BACK.value)
+        ended = [str(a) for a in silent if not (live and a == silent[-1])]
+        parts = [f"attempt {', '.join(ended)} ended without a word"] if ended else []
+        if live and silent:
+            parts.append(f"attempt {silent[-1]} is still running, or died without a word")
+        why = f" ({'; '.join(parts)})"
         lines.append("")
         lines.append(NO_START_NOTE.format(why=why))
     if run.error:
