@@ -112,9 +112,9 @@ def test_runs_and_cron_read_url_and_app_from_the_toml_file(
     assert "input_who --> s_hello" in shown.output  # the app from the file knows the workflow
     cron = run("cron", "list")
     assert cron.exit_code == 0, cron.output
-    assert cron.output.splitlines()[1].startswith("nightly  0 2 * * *") and "ops.nightly" in (
+    assert cron.output.splitlines()[2].startswith("nightly  0 2 * * *") and "ops.nightly" in (
         cron.output
-    )
+    )  # after the leader line and the table's header
     graph = run("workflow", "graph", "ops.greet")  # by name: the app comes from the file
     assert graph.exit_code == 0, graph.output
     assert graph.output == cli_saga.Greet.mermaid()

@@ -16,6 +16,7 @@ from jobsaga import App, Worker
 from jobsaga.cli.main import cli
 from jobsaga.config import ENV_NAMES, FORMER_KEYS, NOT_NODE_OPTIONS, NodeConfig
 from jobsaga.errors import ConfigError
+from jobsaga.plugins.crontab import derived_name
 from jobsaga.plugins.supervisor import PluginOptions
 from jobsaga.runtime import Node, NodeOptions
 
@@ -131,7 +132,7 @@ def test_a_node_built_from_configuration(make_app: Callable[..., App], toml_file
     assert options["prune_after"] == 86400 and options["prune_limit"] == 100
     assert options["rescue_after"] == 30
     assert [e.name for e in options["crontab"]] == [
-        "*/5 * * * * tests.operations.workers.Noop",
+        derived_name("*/5 * * * *", "tests.operations.workers.Noop", {"args": {"a": 1}}),
         "nightly",
     ]
     # Unset options are left to Node's own defaults.
