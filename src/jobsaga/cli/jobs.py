@@ -16,6 +16,7 @@ import signal
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Any, TypeVar
@@ -361,26 +362,20 @@ def jobs_commands(cli: click.Group) -> None:
         jobs.command(action.name, help=action.doc)(bulk_command(action))
 
 
+@dataclass(frozen=True)
 class BulkAction:
     """One bulk command: its name and words, and the operation that changes a batch."""
 
-    def __init__(
-        self,
-        name: str,
-        past: str,
-        gerund: str,
-        doc: str,
-        run: Callable[..., list[int]],
-        *,
-        with_reason: bool = False,
-    ) -> None:
-        self.name = name
-        self.past = past
-        self.gerund = gerund
-        self.doc = doc
-        self.run = run
-        self.with_reason = with_reason
-        self.eligible = ELIGIBLE[name]
+    name: str
+    past: str
+    gerund: str
+    doc: str
+    run: Callable[..., list[int]]
+    with_reason: bool = False
+
+    @property
+    def eligible(self) -> tuple[str, ...]:
+        return ELIGIBLE[self.name]
 
     def applies_to(self) -> str:
         states = list(self.eligible)
@@ -389,6 +384,12 @@ class BulkAction:
 
 def _plural(count: int, noun: str = "job") -> str:
     return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
+def _matching(count: int, *, noun: bool = True) -> str:
+    """``12 jobs match``, ``1 job matches`` (``12 match`` without the noun)."""
+    counted = _plural(count) if noun else str(count)
+    return f"{counted} {'matches' if count == 1 else 'match'}"
 
 
 def _ids_text(ids: Sequence[int]) -> str:
@@ -405,7 +406,7 @@ def nothing_to_do(action: BulkAction, preview: Preview) -> str:
     if preview.total == 0:
         return f"nothing to {action.name}: no job matches"
     return (
-        f"nothing to {action.name}: {_plural(preview.total)} match "
+        f"nothing to {action.name}: {_matching(preview.total)} "
         f"({_states_text(preview.unchangeable)}) but {action.applies_to()}"
     )
 
@@ -414,7 +415,7 @@ def confirm_text(action: BulkAction, preview: Preview) -> str:
     text = f"{action.name} {_plural(preview.changeable)}"
     left = preview.unchangeable
     if left:
-        text += f" ({preview.total} match; {_states_text(left)} left as they are)"
+        text += f" ({_matching(preview.total, noun=False)}; {_states_text(left)} left as they are)"
     return text + "?"
 
 

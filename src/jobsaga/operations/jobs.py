@@ -6,11 +6,13 @@ bulk commands), a change runs as one such transaction per batch of at most that 
 id order: each batch is committed before the next is read, so progress can be reported, and
 a process that dies or is stopped between batches leaves the batches before done (reported
 through ``on_batch`` as each commits) and the rest untouched; running the change again picks
-up the rest, since a changed job no longer matches the eligible states. Cancelling an executing job marks
-it cancelled in the database first: the ack path only writes a job that is still executing
-the same attempt, so whatever its node reports later is ignored. Then the node is told, over
-NOTIFY (PostgreSQL) or directly (nodes of this process), and stops the attempt; nodes in
-other processes on SQLite see it within their control interval.
+up the rest, since a changed job no longer matches the eligible states.
+
+Cancelling an executing job marks it cancelled in the database first: the ack path only
+writes a job that is still executing the same attempt, so whatever its node reports later is
+ignored. Then the node is told, over NOTIFY (PostgreSQL) or directly (nodes of this process),
+and stops the attempt; nodes in other processes on SQLite see it within their control
+interval.
 """
 
 from __future__ import annotations
