@@ -464,6 +464,8 @@ def runs_commands(cli: click.Group) -> None:
             if as_json:
                 click.echo(json.dumps(run_show_json(run, job_runs, follow_ups), indent=2))
                 return
+            # `jobsaga -v runs show` (the group's logging flag) means the same as `runs show -v`
+            verbose = verbose or bool(click.get_current_context().find_root().params.get("verbose"))
             if graph is None:  # --workflow is only ever given for the chart
                 graph = workflow_spec is not None
             workflow = None
