@@ -131,6 +131,8 @@ def test_the_trail_is_numbered_complete_folded_and_rounded(
     assert "executor.py" not in out
     verbose = show(db_url, run.id, "-v")
     assert "executor.py" in verbose and "jobsaga frames" not in verbose
+    by_group = CliRunner().invoke(cli, ["-v", "runs", "show", str(run.id), "--url", db_url])
+    assert by_group.exit_code == 0 and "executor.py" in by_group.output
     # the chart is asked for
     assert "mermaid" not in out and "flowchart" not in out
     graph = show(db_url, run.id, "--graph")
