@@ -154,6 +154,10 @@ def seconds_text(seconds: float) -> str:
     return f"{minutes} min {rest} s"
 
 
+STATE_WORDS = {"scheduled": "snoozed", "retryable": "failed (will retry)"}
+"""A finished attempt's state as :func:`job_line` says it (a snooze is written scheduled)."""
+
+
 def job_line(event: str, measurements: Mapping[str, Any], metadata: Mapping[str, Any]) -> str:
     """One finished attempt in one line: worker, id, state, duration, attempt (and the error)::
 
@@ -163,6 +167,7 @@ def job_line(event: str, measurements: Mapping[str, Any], metadata: Mapping[str,
     job = metadata.get("job")
     job_id = getattr(job, "id", "?")
     state = metadata.get("state") or ("failed" if event == "job.exception" else "finished")
+    state = STATE_WORDS.get(state, state)
     if metadata.get("stopped"):
         state = "cancelled by an operator"
     elif metadata.get("interrupted"):

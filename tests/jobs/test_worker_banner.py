@@ -93,7 +93,7 @@ def test_each_finished_job_is_one_line_at_v(
     ), completed
     failures = [line for line in lines if f"sample.always_fails job {failed.id} " in line]
     assert len(failures) == 2, failures
-    assert "WARNING" in failures[0] and "retryable" in failures[0]
+    assert "WARNING" in failures[0] and "failed (will retry) in" in failures[0]
     assert failures[0].endswith("(attempt 1, queue default): ValueError: bad record")
     assert "ERROR" in failures[1] and "discarded" in failures[1] and "(attempt 2," in failures[1]
     assert '"event": "job.' not in node.err  # the JSON lines of job events are -vv's
