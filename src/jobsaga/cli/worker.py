@@ -9,6 +9,7 @@ import os
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -31,17 +32,27 @@ R = TypeVar("R")
 SUMMARY_LOGGER = "jobsaga.runtime.summary"
 
 
-def stuck_threads() -> list[threading.Thread]:
-    """Threads that would keep the process alive at exit: every live non-daemon thread but
-    this one. A sync perform's (``jobsaga-job``), a saga's own step pool's (``jobsaga-step``),
-    the event loop's default executor's (``asyncio.to_thread`` in an async perform) or one
-    the user's code started: Python joins them all before the process may end."""
+IDLE_EXIT = 1.0
+"""Seconds the threads of pools shut down with the node get to end before they count as
+stuck: an idle pool thread ends as soon as it sees the pool's shutdown."""
+
+
+def stuck_threads(wait: float = IDLE_EXIT) -> list[threading.Thread]:
+    """Threads that would keep the process alive at exit: every non-daemon thread but this
+    one still running after ``wait`` seconds. A sync perform's (``jobsaga-job``), a saga's own
+    step pool's (``jobsaga-step``), the event loop's default executor's (``asyncio.to_thread``
+    in an async perform) or one the user's code started: Python joins them all before the
+    process may end."""
     current = threading.current_thread()
-    return [
-        t
-        for t in threading.enumerate()
-        if t is not current and t.is_alive() and not t.daemon and t is not threading.main_thread()
-    ]
+    deadline = time.monotonic() + wait
+    stuck = []
+    for thread in threading.enumerate():
+        if thread is current or thread.daemon or thread is threading.main_thread():
+            continue
+        thread.join(max(0.0, deadline - time.monotonic()))
+        if thread.is_alive():
+            stuck.append(thread)
+    return stuck
 
 
 def exit_past_stuck_threads(node: Node) -> None:

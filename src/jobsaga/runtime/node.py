@@ -654,8 +654,14 @@ class Node:
                     sys.stdout.flush()
                     os._exit(128 + sig.value)
 
+        # The loop's default executor (``asyncio.to_thread``), ours so that the stop can let
+        # go of it: asyncio.run() would otherwise wait, without end, for a thread of it that
+        # outlived its cancelled caller (an async perform's). Idle ones end at once.
+        default_threads = ThreadPoolExecutor(thread_name_prefix="asyncio")
+
         async def main() -> None:
             loop = asyncio.get_running_loop()
+            loop.set_default_executor(default_threads)
             # Before start(): jobs already run while plugins start, and a SIGTERM in that
             # window must stop the node gracefully rather than kill it with jobs executing.
             for sig in STOP_SIGNALS:
@@ -675,9 +681,7 @@ class Node:
                 finally:
                     for sig in STOP_SIGNALS:
                         loop.remove_signal_handler(sig)
-            # asyncio.run() would wait, without end, for threads of the loop's default
-            # executor (``asyncio.to_thread`` in a perform) that outlived their cancelled
-            # caller: hand it a fresh one; those threads are the caller's to outlast.
+            default_threads.shutdown(wait=False)
             loop.set_default_executor(ThreadPoolExecutor(1, thread_name_prefix="asyncio"))
 
         asyncio.run(main())
