@@ -1,8 +1,10 @@
 """A worker node: the queues it runs, the stager, acknowledgements, and graceful shutdown.
 
-Run it blocking (``node.run()``: SIGTERM and SIGINT stop it gracefully), on your own event
-loop (``await node.start()`` / ``await node.stop()``), or in a background thread
-(``node.start_in_thread()``), which is what tests and embedding in a sync program use.
+Run it blocking (``node.run()``: SIGTERM and SIGINT stop it gracefully, a second signal
+forces the stop, a third exits), on your own event loop (``await node.start()`` /
+``await node.stop()``), or in a background thread (``node.start_in_thread()``), which is what
+tests and embedding in a sync program use. ``request_stop(force=True)`` is the forced stop
+from code: the grace period ends at once, and running jobs are treated as at its end.
 
 Two rules keep a job from running twice at once, or from being stranded:
 
