@@ -178,5 +178,5 @@ WHERE (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
 -- step that registered it completed), found through jobsaga_jobs_enqueued_by_run_idx.
 SELECT id, state, queue, worker, attempt, max_attempts, scheduled_at, completed_at
 FROM jobsaga_jobs
-WHERE meta ? 'enqueued_by_run' AND (meta ->> 'enqueued_by_run')::bigint = %(run_id)s::bigint
+WHERE meta ? 'enqueued_by_run' AND meta ->> 'enqueued_by_run' = %(run_id)s::text
 ORDER BY id

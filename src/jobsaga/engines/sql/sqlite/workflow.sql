@@ -181,6 +181,6 @@ WHERE (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
 -- step that registered it completed), found through jobsaga_jobs_enqueued_by_run_idx.
 SELECT id, state, queue, worker, attempt, max_attempts, scheduled_at, completed_at
 FROM jobsaga_jobs
-WHERE json_extract(meta, '$.enqueued_by_run') IS NOT NULL
-  AND json_extract(meta, '$.enqueued_by_run') = :run_id
+WHERE instr(meta, '"enqueued_by_run"') > 0
+  AND CASE WHEN json_valid(meta) THEN json_extract(meta, '$.enqueued_by_run') END = :run_id
 ORDER BY id
