@@ -49,6 +49,14 @@ RAISE_ALLOWED: dict[tuple[str, str, str], str] = {
     ("jobsaga.cli", "*", "click.exceptions.UsageError"): (
         "click's protocol for a bad command line: it prints the usage with the message"
     ),
+    ("jobsaga.cli.jobs", "*", "click.exceptions.Exit"): (
+        "the exit status of a bulk change that left a named id unchanged or was interrupted; "
+        "the output already says which and why"
+    ),
+    ("jobsaga.cli.jobs", "*", "KeyboardInterrupt"): (
+        "Ctrl-C during a bulk change: raised between batches (the one under way has "
+        "committed), or by a second Ctrl-C, as Python's own SIGINT handler raises it"
+    ),
     ("jobsaga.cli.runs", "*", "SystemExit"): (
         "the exit status of `runs rollback` when an undo failed; the output already says why"
     ),

@@ -33,6 +33,7 @@ LAYERS: dict[str, int] = {
     "telemetry": 1,
     "unique": 1,
     "worker": 1,
+    "suggest": 1,
     # 2: storage
     "engines": 2,
     # 3: what every part of a running app shares (engine, registry, wake-ups, insert)

@@ -28,7 +28,7 @@ from ..errors import FilterError
 from ..job import Job, JobState
 from ..operations import JobFilter
 from ..operations.filters import TIME_FIELDS
-from ..operations.jobs import ELIGIBLE, JobOperations, Preview
+from ..operations.jobs import ELIGIBLE, BulkKind, JobOperations, Preview
 from ..workflow.records import RunRecord, list_runs
 from .configured import AppSource
 from .options import NO_LIMIT, config_options, limit_option
@@ -366,7 +366,7 @@ def jobs_commands(cli: click.Group) -> None:
 class BulkAction:
     """One bulk command: its name and words, and the operation that changes a batch."""
 
-    name: str
+    name: BulkKind
     past: str
     gerund: str
     doc: str

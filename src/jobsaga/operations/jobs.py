@@ -21,7 +21,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from ..engines.base import Tx
 from ..errors import FilterError
@@ -38,7 +38,8 @@ T = TypeVar("T")
 CANCELLABLE = ("available", "scheduled", "retryable", "executing")
 RETRYABLE_FROM = ("retryable", "completed", "discarded", "cancelled")
 DELETABLE = ("available", "scheduled", "retryable", "completed", "discarded", "cancelled")
-ELIGIBLE: Mapping[str, tuple[str, ...]] = {
+BulkKind = Literal["cancel", "retry", "delete"]
+ELIGIBLE: Mapping[BulkKind, tuple[str, ...]] = {
     "cancel": CANCELLABLE,
     "retry": RETRYABLE_FROM,
     "delete": DELETABLE,
@@ -57,7 +58,7 @@ class Preview:
     many of them the change applies to (a cancel does not apply to a completed job), so a
     prompt asks about what can change and "nothing to do" needs no prompt at all."""
 
-    action: str
+    action: BulkKind
     matched: Mapping[str, int]
 
     @property
@@ -158,10 +159,8 @@ class JobOperations:
             rows = tx.execute(self.sql["count_jobs"], self._params(flt))
         return {str(row["state"]): int(row["n"]) for row in rows}
 
-    def preview(self, action: str, flt: JobFilter) -> Preview:
-        """How many jobs ``action`` (cancel, retry, delete) would change, of those matching."""
-        if action not in ELIGIBLE:
-            raise ValueError(f"unknown bulk action {action!r}; use one of {sorted(ELIGIBLE)}")
+    def preview(self, action: BulkKind, flt: JobFilter) -> Preview:
+        """How many jobs ``action`` would change, of those matching."""
         return Preview(action, self.count(flt))
 
     def states_of(self, ids: Sequence[int]) -> dict[int, str]:

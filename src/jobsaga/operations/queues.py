@@ -21,14 +21,13 @@ is still written, as a queue may be paused before the nodes that run it start.
 
 from __future__ import annotations
 
-import difflib
 from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
+from ..suggest import closest
 from ..worker import check_queue_name
 from .jobs import with_retries
 
@@ -95,12 +94,6 @@ class QueueInfo:
     nodes: tuple[NodeQueue, ...]
     node_controls: dict[str, dict[str, Any]]
     """Per-node overrides: node name -> {"paused": ..., "concurrency": ...}."""
-
-
-def closest_name(name: str, known: Iterable[str]) -> str | None:
-    """The known name ``name`` most likely misspells (difflib's default closeness), if any."""
-    found = difflib.get_close_matches(name, sorted(set(known)), n=1)
-    return found[0] if found else None
 
 
 def check_node(node: str | None) -> str:
@@ -191,7 +184,7 @@ class QueueControl:
             return None
         live = {n.name for n in self.live_nodes()}
         shown = ", ".join(f"{n} (live)" if n in live else n for n in known) or "none"
-        hint = closest_name(node, known)
+        hint = closest(node, sorted(set(known)))
         suggestion = f"; did you mean {hint!r}?" if hint else ""
         return f"no node named {node!r}{suggestion} (known nodes: {shown})"
 
@@ -202,11 +195,15 @@ class QueueControl:
         return used | {worker.options.queue for worker in self.app.workers.values()}
 
     def unused_queue(self, queue: str) -> str | None:
-        """A warning when nothing uses ``queue`` (with the closest used name), or None."""
+        """A warning when nothing uses ``queue`` (with the closest used name), or None. A
+        registered worker's queue answers at once; only a name none of them uses makes the
+        listing read the jobs table (one DISTINCT, ~0.25 s over a million finished jobs)."""
+        if queue in {worker.options.queue for worker in self.app.workers.values()}:
+            return None
         used = self.queues_in_use()
         if queue in used:
             return None
-        hint = closest_name(queue, used)
+        hint = closest(queue, sorted(set(used)))
         suggestion = f"did you mean {hint!r}? " if hint else ""
         return (
             f"no job, node, control or registered worker uses queue {queue!r}; "
