@@ -171,3 +171,13 @@ def test_the_loops_fetch_and_ack_claim_and_write_as_the_threads_do(
     assert stale == set()  # not this attempt's to write
     assert written == {j.id for j in stored}
     assert {app.get_job(j.id).state for j in stored} == {JobState.COMPLETED}
+
+
+@pytest.mark.parametrize("engine_name", ["postgres"], indirect=True)  # SQLite has no JIT
+def test_the_pools_sessions_run_without_jit(make_app: Callable[..., App]) -> None:
+    """PostgreSQL JIT-compiled the args/meta filter's recursive walk even over a few rows
+    (0.2-0.4 s a call): jobsaga's own sessions turn it off."""
+    app = make_app(Noop)
+    with app.engine.read() as tx:
+        [row] = tx.execute("SHOW jit")
+    assert dict(row) == {"jit": "off"}
