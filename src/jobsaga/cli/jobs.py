@@ -10,6 +10,7 @@ be changed are listed (no such job, or the state each is in) and make the exit s
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import signal
@@ -24,7 +25,7 @@ from typing import Any, TypeVar
 import click
 
 from ..app import App
-from ..errors import FilterError
+from ..errors import ConfigError, FilterError
 from ..job import Job, JobState
 from ..operations import JobFilter
 from ..operations.filters import TIME_FIELDS
@@ -360,6 +361,7 @@ def jobs_commands(cli: click.Group) -> None:
 
     for action in BULK_ACTIONS:
         jobs.command(action.name, help=action.doc)(bulk_command(action))
+    jobs.command("prune", help=PRUNE.doc)(prune_command)
 
 
 @dataclass(frozen=True)
@@ -466,7 +468,8 @@ def bulk_command(action: BulkAction) -> Any:
                 return
             if not ids and not yes:
                 click.confirm(confirm_text(action, preview), abort=True)
-            changed = _run_in_batches(action, ops, flt, reason, preview.changeable)
+            change = functools.partial(action.run, ops, flt, reason)
+            changed = _run_in_batches(action, change, preview.changeable)
             click.echo(f"{action.past}: {_plural(len(changed))}{_ids_text(changed)}")
             problems = unchanged_ids(action, ops, ids, changed) if ids else []
         for line in problems:
@@ -487,12 +490,18 @@ def bulk_command(action: BulkAction) -> Any:
     return config_options(decorated)
 
 
+Change = Callable[..., list[int]]
+"""A batched change: called with ``batch_size`` and ``on_batch`` (given each batch's ids once
+committed), it returns every id changed."""
+
+
 def _run_in_batches(
-    action: BulkAction, ops: JobOperations, flt: JobFilter, reason: str | None, expected: int
+    action: BulkAction, change: Change, expected: int, batch_size: int | None = None
 ) -> list[int]:
-    """Change the jobs a batch at a time, with a bar on a terminal. Ctrl-C lets the batch
-    under way commit and stops before the next (a second Ctrl-C stops at once, rolling that
-    batch back), so the count it then prints is what was done; exit status 130 as a shell's."""
+    """Run ``change`` a batch at a time (``batch_size``, default :data:`BULK_BATCH`), with a
+    bar on a terminal. Ctrl-C lets the batch under way commit and stops before the next (a
+    second Ctrl-C stops at once, rolling that batch back), so the count it then prints is
+    what was done; exit status 130 as a shell's."""
     done: list[int] = []
 
     with _stop_between_batches() as stop_asked:
@@ -505,7 +514,7 @@ def _run_in_batches(
 
         try:
             with progress(action.gerund, total=expected) as advance:
-                action.run(ops, flt, reason, batch_size=BULK_BATCH, on_batch=on_batch)
+                change(batch_size=batch_size or BULK_BATCH, on_batch=on_batch)
         except KeyboardInterrupt:
             click.echo(
                 f"interrupted: {action.past} {_plural(len(done))} before stopping (each batch "
@@ -562,3 +571,80 @@ BULK_ACTIONS = [
         lambda ops, flt, _, **kw: ops.delete(flt, **kw),
     ),
 ]
+
+
+# --- prune -----------------------------------------------------------------------------------
+
+PRUNE = BulkAction(
+    "prune",
+    "pruned",
+    "pruning",
+    "Delete finished jobs (completed, discarded, cancelled) older than --older-than, with "
+    "their saga runs: the pruner's rule, run by hand (before a migration, or where no node "
+    "prunes). Default age: prune_after; batch: prune_limit.",
+    lambda ops, before, **kw: ops.prune(before, **kw),
+)
+
+
+def pruner_settings(source: AppSource, app: App) -> tuple[float | None, int]:
+    """``prune_after`` and ``prune_limit`` as a node given the same configuration would
+    prune with (a default resolved where the node keeps it)."""
+    try:
+        options = source.config().node(app).effective_options()
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    return options["prune_after"], int(options["prune_limit"])
+
+
+def prune_before(given: str | None, prune_after: float | None, now: datetime) -> datetime:
+    """The time a job must have finished before to be pruned: ``--older-than``, else the
+    configured ``prune_after``; with neither, nothing says how old is old enough."""
+    if given is not None:
+        before = parse_time(given, now, "--older-than")
+        assert before is not None
+        return before
+    if prune_after is None:
+        raise click.UsageError(
+            "give --older-than (e.g. 7d): prune_after is not configured (in jobsaga.toml, "
+            "$JOBSAGA_PRUNE_AFTER or --set prune_after=SECONDS), so no age is the default"
+        )
+    return now - timedelta(seconds=prune_after)
+
+
+@config_options
+@click.option(
+    "--older-than",
+    default=None,
+    callback=_check_time,
+    metavar="AGE",
+    help="Jobs that finished this long ago or more (90m, 12h, 7d) or before an ISO time. "
+    "Default: the configured prune_after.",
+)
+@click.option(
+    "--batch",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Jobs deleted per transaction. Default: the configured prune_limit.",
+)
+@click.option("--yes", "-y", is_flag=True, help="Do not ask to confirm.")
+def prune_command(source: AppSource, older_than: str | None, batch: int | None, yes: bool) -> None:
+    with source.open() as app:
+        prune_after, prune_limit = pruner_settings(source, app)
+        now = app.now()
+        before = prune_before(older_than, prune_after, now)
+        since = f"finished before {clock(before)} {TIME_ZONE} ({relative(before, now)})"
+        ops = JobOperations(app)
+        preview = ops.preview_prune(before)
+        if preview.total == 0:
+            click.echo(f"nothing to prune: no job {since}")
+            return
+        if not yes:
+            found = {s: preview.matched[s] for s in PRUNE.eligible if preview.matched.get(s)}
+            text = f"prune {_plural(preview.total)} ({_states_text(found)}) that {since}?"
+            click.confirm(text, abort=True)
+        change = functools.partial(PRUNE.run, ops, before)
+        pruned = _run_in_batches(PRUNE, change, preview.total, batch or prune_limit)
+    gone = preview.total - len(pruned)
+    note = f" ({gone} fewer than counted: retried or pruned by another process meanwhile)"
+    shown = f"pruned: {_plural(len(pruned))}{_ids_text(sorted(pruned))}"
+    click.echo(shown + (note if gone > 0 else ""))

@@ -8,6 +8,10 @@ a process that dies or is stopped between batches leaves the batches before done
 through ``on_batch`` as each commits) and the rest untouched; running the change again picks
 up the rest, since a changed job no longer matches the eligible states.
 
+Pruning by hand (``jobsaga jobs prune``) applies the pruner's own rule and statement
+(``plugins/pruner.py``): finished jobs older than a time, deleted a batch at a time, their saga
+runs with them.
+
 Cancelling an executing job marks it cancelled in the database first: the ack path only
 writes a job that is still executing the same attempt, so whatever its node reports later is
 ignored. Then the node is told, over NOTIFY (PostgreSQL) or directly (nodes of this process),
@@ -21,11 +25,13 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from ..engines.base import Tx
 from ..errors import FilterError
 from ..job import Job
+from ..plugins.pruner import prune_batch
 from ..serialization import printable, short_repr
 from .filters import MAX_ID, JobFilter
 
@@ -38,11 +44,13 @@ T = TypeVar("T")
 CANCELLABLE = ("available", "scheduled", "retryable", "executing")
 RETRYABLE_FROM = ("retryable", "completed", "discarded", "cancelled")
 DELETABLE = ("available", "scheduled", "retryable", "completed", "discarded", "cancelled")
-BulkKind = Literal["cancel", "retry", "delete"]
+PRUNABLE = ("completed", "discarded", "cancelled")
+BulkKind = Literal["cancel", "retry", "delete", "prune"]
 ELIGIBLE: Mapping[BulkKind, tuple[str, ...]] = {
     "cancel": CANCELLABLE,
     "retry": RETRYABLE_FROM,
     "delete": DELETABLE,
+    "prune": PRUNABLE,
 }
 """The states each bulk change applies to: a matching job in another state is left as it is."""
 DEFAULT_CANCEL_REASON = "cancelled by an operator"
@@ -162,6 +170,13 @@ class JobOperations:
     def preview(self, action: BulkKind, flt: JobFilter) -> Preview:
         """How many jobs ``action`` would change, of those matching."""
         return Preview(action, self.count(flt))
+
+    def preview_prune(self, before: datetime) -> Preview:
+        """The jobs :meth:`prune` would delete, per state: the pruner's rule, counted."""
+        params = {"before": self.engine.time_param(before)}
+        with self.engine.read() as tx:
+            rows = tx.execute(self.sql["count_prunable"], params)
+        return Preview("prune", {str(row["state"]): int(row["n"]) for row in rows})
 
     def states_of(self, ids: Sequence[int]) -> dict[int, str]:
         """The state of each id that exists (an id missing from the answer has no job)."""
@@ -301,6 +316,28 @@ class JobOperations:
             self._emit("job.delete", [t.id for t in targets], {})
 
         return self._in_batches(flt, DELETABLE, write, committed, batch_size, on_batch)
+
+    def prune(
+        self,
+        before: datetime,
+        *,
+        batch_size: int,
+        on_batch: Callable[[list[int]], None] | None = None,
+    ) -> list[int]:
+        """Delete every finished job that reached its state before ``before`` (the pruner's
+        rule and statement, with its saga runs), ``batch_size`` at a time, each batch its own
+        transaction reported to ``on_batch`` once committed; returns the ids deleted. On
+        PostgreSQL a row another prune holds is skipped (``SKIP LOCKED``): that prune takes it."""
+        if not _is_count(batch_size, 1):
+            raise FilterError(f"batch_size must be >= 1, got {short_repr(batch_size)}")
+        done: list[int] = []
+        while True:
+            ids = with_retries(lambda: prune_batch(self.app, before, batch_size))
+            done += ids
+            if ids and on_batch is not None:
+                on_batch(ids)
+            if len(ids) < batch_size:
+                return done
 
     def _emit(self, event: str, ids: list[int], extra: Mapping[str, Any]) -> None:
         telemetry = self.app.telemetry

@@ -4,11 +4,12 @@ Only completed, cancelled and discarded jobs are pruned, by the time they reache
 in batches of ``prune_limit`` rows, each its own short transaction, so pruning a large backlog
 never holds long locks. A workflow run belongs to its job (``ON DELETE CASCADE``) and goes with
 it. At most ``MAX_BATCHES`` batches run per round; a larger backlog is finished on later rounds.
+``jobsaga jobs prune`` applies the same rule by hand, through :func:`prune_batch`.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from .base import Counts, Looper
@@ -22,13 +23,19 @@ MAX_BATCHES = 20
 
 def prune_jobs(app: AppCore, max_age: float, limit: int) -> int:
     """Delete one batch of finished jobs older than ``max_age`` seconds; returns how many."""
+    return len(prune_batch(app, app.clock() - timedelta(seconds=max_age), limit))
+
+
+def prune_batch(app: AppCore, before: datetime, limit: int) -> list[int]:
+    """Delete, in one transaction, at most ``limit`` jobs that finished before ``before``;
+    returns their ids. A caller pruning by hand fixes ``before`` once, so what it counted
+    first is what its batches delete (jobs finishing meanwhile are not older than it)."""
     engine = app.engine
-    before = app.clock() - timedelta(seconds=max_age)
     with engine.transaction() as tx:
         rows = tx.execute(
             engine.queries["prune_jobs"], {"before": engine.time_param(before), "limit": limit}
         )
-    return len(rows)
+    return [int(row["id"]) for row in rows]
 
 
 class Pruner(Looper):

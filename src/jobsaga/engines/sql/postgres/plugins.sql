@@ -107,20 +107,29 @@ WHERE n.expires_at < %(before)s
   AND NOT EXISTS (SELECT 1 FROM jobsaga_jobs AS j
                   WHERE j.state = 'executing' AND j.attempted_by = n.name)
 
+-- name: prunable
+state IN ('completed', 'cancelled', 'discarded')
+  AND coalesce(CASE state WHEN 'completed' THEN completed_at
+                          WHEN 'cancelled' THEN cancelled_at
+                          ELSE discarded_at END, inserted_at) < %(before)s
+
 -- name: prune_jobs
+-- The fragment "prunable" is the pruner's rule, written once for this and count_prunable: a
+-- finished job that reached its state (completed, cancelled, discarded) before the given time.
 -- "= ANY(ARRAY(...))" makes the delete look up the picked ids by primary key; "IN (...)"
 -- lets the planner hash-join against a scan of the whole table.
 DELETE FROM jobsaga_jobs
 WHERE id = ANY(ARRAY(
     SELECT id FROM jobsaga_jobs
-    WHERE state IN ('completed', 'cancelled', 'discarded')
-      AND coalesce(CASE state WHEN 'completed' THEN completed_at
-                              WHEN 'cancelled' THEN cancelled_at
-                              ELSE discarded_at END, inserted_at) < %(before)s
+    WHERE /*prunable*/
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 ))
 RETURNING id
+
+-- name: count_prunable
+-- What prune_jobs would delete, per state: jobsaga jobs prune asks about this count.
+SELECT state, count(*) AS n FROM jobsaga_jobs WHERE /*prunable*/ GROUP BY state
 
 -- name: cron_ticks
 SELECT name, last_tick_at FROM jobsaga_cron

@@ -109,19 +109,29 @@ WHERE expires_at < :before
   AND NOT EXISTS (SELECT 1 FROM jobsaga_jobs AS j
                   WHERE j.state = 'executing' AND j.attempted_by = jobsaga_nodes.name)
 
+-- name: prunable
+state IN ('completed', 'cancelled', 'discarded')
+  AND coalesce(CASE state WHEN 'completed' THEN completed_at
+                          WHEN 'cancelled' THEN cancelled_at
+                          ELSE discarded_at END, inserted_at) < :before
+
 -- name: prune_jobs
+-- The fragment "prunable" is the pruner's rule, written once for this and count_prunable: a
+-- finished job that reached its state (completed, cancelled, discarded) before the given time.
 -- INDEXED BY: without statistics SQLite prefers jobsaga_jobs_state_idx and reads every
 -- finished job to find the few old ones.
 DELETE FROM jobsaga_jobs
 WHERE id IN (
     SELECT id FROM jobsaga_jobs INDEXED BY jobsaga_jobs_prune_idx
-    WHERE state IN ('completed', 'cancelled', 'discarded')
-      AND coalesce(CASE state WHEN 'completed' THEN completed_at
-                              WHEN 'cancelled' THEN cancelled_at
-                              ELSE discarded_at END, inserted_at) < :before
+    WHERE /*prunable*/
     LIMIT :limit
 )
 RETURNING id
+
+-- name: count_prunable
+-- What prune_jobs would delete, per state: jobsaga jobs prune asks about this count.
+SELECT state, count(*) AS n FROM jobsaga_jobs INDEXED BY jobsaga_jobs_prune_idx
+WHERE /*prunable*/ GROUP BY state
 
 -- name: cron_ticks
 SELECT name, last_tick_at FROM jobsaga_cron
