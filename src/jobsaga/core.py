@@ -19,7 +19,14 @@ from typing import Any, ClassVar, Protocol, Self
 
 from . import _context
 from .engines import Engine, create_engine, resolve_url
-from .engines.base import AsyncCallerConnection, CallerConnection, Clock, utcnow, wake_payload
+from .engines.base import (
+    AsyncCallerConnection,
+    CallerConnection,
+    Clock,
+    MigrationListener,
+    utcnow,
+    wake_payload,
+)
 from .errors import ConfigError, EnqueueInStepError, NotAJobError, UnknownWorkerError
 from .job import MAX_JOB_ID, Job, JobSpec
 from .telemetry import Telemetry
@@ -127,9 +134,10 @@ class AppCore:
                 self._engine = create_engine(self.url, self.clock, pool_size=self._pool_size)
             return self._engine
 
-    def migrate(self) -> list[str]:
-        """Apply pending schema migrations; safe to call on every start and from many nodes."""
-        return self.engine.migrate()
+    def migrate(self, on_migration: MigrationListener | None = None) -> list[str]:
+        """Apply pending schema migrations; safe to call on every start and from many nodes.
+        ``on_migration`` hears each as it starts and ends (``jobsaga migrate`` says them)."""
+        return self.engine.migrate(on_migration)
 
     def close(self) -> None:
         """Close the engine: its connections, async ones of every event loop included. The

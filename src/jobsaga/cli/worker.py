@@ -21,6 +21,8 @@ from ..redaction import redact_url
 from ..telemetry_logging import JOB_EVENT_LEVELS, attach_default_logger, attach_job_lines
 from .configured import AppSource, command_error, require_schema
 from .options import config_options, node_options, parse_queues
+from .tables import on_terminal
+from .trail import seconds
 
 if TYPE_CHECKING:
     from ..app import App
@@ -156,6 +158,37 @@ def banner(app: App, node: Node, config: NodeConfig, created: str | None) -> lis
     return lines
 
 
+def duration(value: float) -> str:
+    """``3.1 ms`` under a second (most migrations: ``0.00 s`` would say nothing), else as
+    ``runs show`` says durations (``1.52 s``, ``12 s``, ``3.5 min``)."""
+    return f"{value * 1000:.1f} ms" if value < 1 else seconds(value)
+
+
+class MigrationLines:
+    """``applying 0007_follow_up_link ... 0.02 s`` per migration, for a person at a terminal:
+    the name first, so a slow migration is seen while it runs."""
+
+    def __init__(self) -> None:
+        self.open_line = False
+        self.said = 0
+
+    def __call__(self, version: str, took: float | None) -> None:
+        if took is None:
+            click.echo(f"applying {version} ... ", nl=False)
+            self.open_line = True
+            self.said += 1
+        else:
+            click.echo(duration(took))
+            self.open_line = False
+
+    def rolled_back(self) -> None:
+        """After a failure: all pending migrations commit together, so none said stayed."""
+        if self.open_line:
+            click.echo("failed")
+        if self.said:
+            click.echo("rolled back: none of the migrations above was applied", err=True)
+
+
 def show_finished_jobs(app: App) -> None:
     """Per finished job one line at ``-v`` (``jobsaga.jobs``); the summary at the default
     level; job events' JSON lines at ``-vv``."""
@@ -223,10 +256,29 @@ def worker_commands(cli: click.Group) -> None:
     @cli.command()
     @config_options
     def migrate(source: AppSource) -> None:
-        """Apply pending schema migrations (idempotent); creates a SQLite file if needed."""
-        with source.open(migrated=False) as app:
-            applied = app.migrate()
-        click.echo(f"applied: {', '.join(applied)}" if applied else "up to date")
+        """Apply pending schema migrations (idempotent); creates a SQLite file if needed.
+
+        On a terminal each migration is said as it runs, with its time; piped, one line
+        ("applied: ..." or "up to date")."""
+        if not on_terminal():
+            with source.open(migrated=False) as app:
+                applied = app.migrate()
+            click.echo(f"applied: {', '.join(applied)}" if applied else "up to date")
+            return
+        said = MigrationLines()
+        started = time.perf_counter()
+        try:
+            with source.open(migrated=False) as app:
+                applied = app.migrate(said)
+        except click.ClickException:
+            said.rolled_back()
+            raise
+        if applied:
+            took = duration(time.perf_counter() - started)
+            noun = "migration" if len(applied) == 1 else "migrations"
+            click.echo(f"applied {len(applied)} {noun} in {took} (one transaction)")
+        else:
+            click.echo("up to date")
 
     @cli.command("config")
     @config_options

@@ -11,8 +11,9 @@ import abc
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from operator import itemgetter
@@ -46,10 +47,26 @@ AsyncCallerConnection: TypeAlias = "psycopg.AsyncConnection[Any]"
 transaction (PostgreSQL only)."""
 Row = dict[str, Any]
 WakeCallback = Callable[[Mapping[str, Any]], None]
+MigrationListener = Callable[[str, "float | None"], None]
+"""Told of each migration ``migrate`` applies: ``(version, None)`` as it starts, then
+``(version, seconds)`` once its script ran (all pending migrations commit together, after the
+last), so a terminal can say which one a slow migration is."""
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+@contextmanager
+def reporting(version: str, listener: MigrationListener | None) -> Iterator[None]:
+    """Tell ``listener`` that migration ``version`` starts, and how long it took once run."""
+    if listener is None:
+        yield
+        return
+    listener(version, None)
+    started = time.perf_counter()
+    yield
+    listener(version, time.perf_counter() - started)
 
 
 class Tx(Protocol):
@@ -148,7 +165,7 @@ class Engine(abc.ABC):
         return value
 
     @abc.abstractmethod
-    def migrate(self) -> list[str]:
+    def migrate(self, on_migration: MigrationListener | None = None) -> list[str]:
         """Apply pending migrations, idempotently and safely against concurrent migrators."""
 
     @abc.abstractmethod

@@ -62,12 +62,14 @@ from .base import (
     CallerConnection,
     Clock,
     Engine,
+    MigrationListener,
     Row,
     Steps,
     Wake,
     WakeCallback,
     birth,
     in_fetch_order,
+    reporting,
     utcnow,
     writable,
 )
@@ -334,7 +336,7 @@ class PostgresEngine(Engine):
             rows = tx.execute("SELECT version FROM jobsaga_migrations ORDER BY version")
         return [r["version"] for r in rows]
 
-    def migrate(self) -> list[str]:
+    def migrate(self, on_migration: MigrationListener | None = None) -> list[str]:
         applied: list[str] = []
         migrations = sqlfiles.load_migrations(self.dialect)
         with self.transaction() as tx:
@@ -352,7 +354,8 @@ class PostgresEngine(Engine):
             for version, script in migrations:
                 if version in done:
                     continue
-                tx.execute(script)
+                with reporting(version, on_migration):
+                    tx.execute(script)
                 tx.execute(
                     "INSERT INTO jobsaga_migrations (version) VALUES (%(v)s)", {"v": version}
                 )

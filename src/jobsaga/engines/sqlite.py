@@ -28,7 +28,17 @@ from typing import Any
 
 from ..errors import ConfigError, DatabaseError, DatabaseUnavailable, DataRejected, MigrationError
 from . import sql as sqlfiles
-from .base import CallerConnection, Clock, Engine, Row, WakeCallback, iter_statements, utcnow
+from .base import (
+    CallerConnection,
+    Clock,
+    Engine,
+    MigrationListener,
+    Row,
+    WakeCallback,
+    iter_statements,
+    reporting,
+    utcnow,
+)
 
 log = logging.getLogger("jobsaga.engines.sqlite")
 
@@ -264,7 +274,7 @@ class SqliteEngine(Engine):
             rows = tx.execute("SELECT version FROM jobsaga_migrations ORDER BY version")
         return [r["version"] for r in rows]
 
-    def migrate(self) -> list[str]:
+    def migrate(self, on_migration: MigrationListener | None = None) -> list[str]:
         applied: list[str] = []
         migrations = sqlfiles.load_migrations(self.dialect)
         with self.transaction() as tx:
@@ -281,8 +291,9 @@ class SqliteEngine(Engine):
             for version, script in migrations:
                 if version in done:
                     continue
-                for statement in iter_statements(script):
-                    tx.execute(statement)
+                with reporting(version, on_migration):
+                    for statement in iter_statements(script):
+                        tx.execute(statement)
                 tx.execute(
                     "INSERT INTO jobsaga_migrations (version, applied_at) VALUES (:v, :at)",
                     {"v": version, "at": self.clock().timestamp()},
