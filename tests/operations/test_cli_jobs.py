@@ -36,6 +36,19 @@ class FailFirst(Worker, queue="default", max_attempts=3, backoff=lambda attempt:
         raise RuntimeError("SMTP 451: try again later\nsecond line of the error")
 
 
+class GatewayDown(Worker, queue="default", max_attempts=3, backoff=lambda attempt: 0):
+    """Fails its first two attempts the same way, then once differently."""
+
+    def perform(self, job: Job[Any]) -> None:
+        if job.attempt < 3:
+            charge_the_card()
+        raise ValueError("card declined")
+
+
+def charge_the_card() -> None:
+    raise RuntimeError("payment gateway down")
+
+
 def run(*args: str, input: str | None = None) -> Result:
     return CliRunner().invoke(cli, list(args), input=input, catch_exceptions=False)
 
@@ -138,6 +151,35 @@ def test_show_uses_the_same_times_and_lists_the_saga_runs(
     assert "saga runs" not in run("jobs", "show", str(plain.id), "--url", db_url).output
     as_json = run("jobs", "show", str(job.id), "--json", "--url", db_url).output
     assert f'"id": {run_id}' in as_json and '"status": "succeeded"' in as_json
+
+
+def test_show_says_a_repeated_error_once_with_the_users_frames(
+    make_app: Callable[..., App], db_url: str
+) -> None:
+    app = make_app(GatewayDown)
+    job = app.insert(GatewayDown.new({}))
+    with app.node({"default": 1}, **NODE).start_in_thread():
+        wait_until(lambda: stored(app, job.id).state is JobState.DISCARDED, timeout=10)
+
+    shown = run("jobs", "show", str(job.id), "--url", db_url)
+    assert shown.exit_code == 0, shown.output
+    lines = shown.output.splitlines()
+    errors = lines[lines.index("errors (3, oldest first):") + 1 :]
+    heads = [line for line in errors if re.match(r"^  attempts? ", line)]
+    assert [head.split(",")[0] for head in heads] == ["  attempts 1-2 × 2", "  attempt 3"]
+    assert re.fullmatch(r"  attempts 1-2 × 2, last \S+ \S+ \((now|\d+ s ago)\):", heads[0])
+    assert errors[errors.index(heads[0]) + 1] == "    RuntimeError: payment gateway down"
+    assert shown.output.count("Traceback (most recent call last):") == 2  # one per group
+    first = "\n".join(errors[: errors.index(heads[1])])
+    # the user's frames, jobsaga's own folded into one line that says how to see them
+    assert 'test_cli_jobs.py", line' in first and "in charge_the_card" in first
+    assert re.search(r"… \d+ jobsaga frames? \(jobs show -v shows them\)", first)
+    assert "jobsaga/runtime/" not in shown.output
+
+    for verbose in (["jobs", "show", "-v"], ["-v", "jobs", "show"]):
+        full = run(*verbose, str(job.id), "--url", db_url).output
+        assert "jobsaga/runtime/executor.py" in full and "jobsaga frame" not in full
+        assert full.count("Traceback (most recent call last):") == 2
 
 
 def test_counts_is_a_table_of_queues_by_state(make_app: Callable[..., App], db_url: str) -> None:

@@ -30,18 +30,17 @@ from ..job import Job, JobState
 from ..operations import JobFilter
 from ..operations.filters import TIME_FIELDS
 from ..operations.jobs import ELIGIBLE, BulkKind, JobOperations, Preview
-from ..workflow.records import RunRecord, list_runs
+from ..workflow.records import list_runs
 from .configured import AppSource
+from .job_view import echo_job, job_json, run_json
 from .options import NO_LIMIT, config_options, limit_option
 from .progress import progress
 from .tables import (
-    STATE_STYLES,
     TIME_ZONE,
     Cell,
     Column,
     clock,
     echo_table,
-    paint,
     relative,
     state_cell,
     time_header,
@@ -201,90 +200,6 @@ def job_row(job: Job[Any], now: datetime) -> list[Any]:
     ]
 
 
-def job_json(job: Job[Any]) -> dict[str, Any]:
-    times = ("inserted_at", "scheduled_at", "attempted_at", "completed_at", "discarded_at")
-    data: dict[str, Any] = {
-        "id": job.id,
-        "state": job.state.value,
-        "queue": job.queue,
-        "worker": job.worker,
-        "args": job.raw_args,
-        "meta": job.meta,
-        "tags": list(job.tags),
-        "attempt": job.attempt,
-        "max_attempts": job.max_attempts,
-        "priority": job.priority,
-        "attempted_by": job.attempted_by,
-        "errors": list(job.errors),
-    }
-    for name in (*times, "cancelled_at"):
-        value = getattr(job, name)
-        data[name] = value.isoformat() if value is not None else None
-    return data
-
-
-def run_json(run: RunRecord) -> dict[str, Any]:
-    return {
-        "id": run.id,
-        "workflow": run.workflow,
-        "status": run.status,
-        "attempt": run.attempt,
-        "started_at": run.started_at.isoformat(),
-        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
-    }
-
-
-def error_time(text: Any, now: datetime) -> str:
-    """An error record's ``at`` (ISO text) in the one time format; as stored if unreadable."""
-    try:
-        return when(datetime.fromisoformat(str(text)), now)
-    except ValueError:
-        return str(text)
-
-
-def echo_job(job: Job[Any], runs: Sequence[RunRecord], now: datetime) -> None:
-    state = paint(job.state.value, STATE_STYLES.get(job.state.value))
-    click.echo(f"job {job.id}  {job.worker}  queue={job.queue}  state={state}")
-    click.echo(
-        f"  attempt {job.attempt}/{job.max_attempts}  priority {job.priority}  "
-        f"tags {list(job.tags)}"
-    )
-    click.echo(f"  times ({TIME_ZONE}):")
-    moments = [
-        ("inserted", job.inserted_at, ""),
-        ("scheduled", job.scheduled_at, ""),
-        ("attempted", job.attempted_at, f" by {job.attempted_by}" if job.attempted_by else ""),
-        ("completed", job.completed_at, ""),
-        ("discarded", job.discarded_at, ""),
-        ("cancelled", job.cancelled_at, ""),
-    ]
-    for label, moment, extra in moments:
-        if moment is not None:
-            click.echo(f"    {label:<10} {clock(moment)}  ({relative(moment, now)}){extra}")
-    click.echo(f"  args {json.dumps(job.args)}")
-    if job.meta:
-        click.echo(f"  meta {json.dumps(job.meta)}")
-    for error in job.errors:
-        click.echo(
-            f"  attempt {error['attempt']} at {error_time(error['at'], now)} "
-            f"[{error.get('kind', 'error')}]: " + str(error["error"]).replace("\n", "\n    ")
-        )
-        if error.get("traceback"):
-            click.echo("    " + error["traceback"].rstrip().replace("\n", "\n    "))
-    if runs:
-        click.echo("saga runs:")
-        echo_table(
-            [
-                Column("RUN", "right"),
-                Column("STATUS"),
-                Column("ATTEMPT", "right"),
-                Column(time_header("STARTED")),
-            ],
-            [[run.id, run.status, run.attempt, when(run.started_at, now)] for run in runs],
-        )
-        click.echo(f"details: jobsaga runs show {runs[0].id}")
-
-
 def jobs_commands(cli: click.Group) -> None:
     @cli.group()
     def jobs() -> None:
@@ -326,9 +241,13 @@ def jobs_commands(cli: click.Group) -> None:
     @jobs.command("show")
     @config_options
     @click.option("--json", "as_json", is_flag=True)
+    @click.option("-v", "--verbose", is_flag=True, help="Tracebacks with every frame.")
     @click.argument("job_id", type=int)
-    def show(source: AppSource, as_json: bool, job_id: int) -> None:
-        """Show one job with its errors and its saga runs (times in UTC)."""
+    def show(source: AppSource, as_json: bool, verbose: bool, job_id: int) -> None:
+        """Show one job with its errors and its saga runs (times in UTC).
+
+        An error repeated by consecutive attempts is shown once, counted, with the last
+        traceback; jobsaga's own frames are folded (-v shows them)."""
         with source.open() as app:
             job = app.get_job(job_id)
             runs = list_runs(app, job_id=job_id, limit=None) if job is not None else []
@@ -338,7 +257,9 @@ def jobs_commands(cli: click.Group) -> None:
         if as_json:
             click.echo(json.dumps({**job_json(job), "runs": [run_json(r) for r in runs]}, indent=2))
             return
-        echo_job(job, runs, now)
+        # `jobsaga -v jobs show` (the group's logging flag) means the same as `jobs show -v`
+        verbose = verbose or bool(click.get_current_context().find_root().params.get("verbose"))
+        echo_job(job, runs, now, verbose=verbose)
 
     @jobs.command("counts")
     @config_options

@@ -274,11 +274,12 @@ _FRAMEWORK = re.compile(
 )
 
 
-def fold_traceback(text: str, verbose: bool = False) -> list[str]:
+def fold_traceback(text: str, verbose: bool = False, *, command: str = "runs show") -> list[str]:
     """A traceback with each run of framework frames (jobsaga's own, and the asyncio and
     thread pool plumbing that calls a step) folded into one line, so the user's frames stand
-    out; ``verbose`` keeps every frame (``runs show -v``). A frame is its ``File ...`` line
-    and the source and marker lines under it."""
+    out; ``verbose`` keeps every frame (``runs show -v``; ``command`` names the one the fold
+    line points to). A frame is its ``File ...`` line and the source and marker lines under
+    it."""
     lines = text.rstrip().splitlines()
     if verbose:
         return lines
@@ -291,7 +292,7 @@ def fold_traceback(text: str, verbose: bool = False) -> list[str]:
         match = _FRAME.match(line)
         if match is None:
             if folded:
-                out.append(_folded(indent, folded))
+                out.append(_folded(indent, folded, command))
                 folded = 0
             out.append(line)
             index += 1
@@ -308,15 +309,15 @@ def fold_traceback(text: str, verbose: bool = False) -> list[str]:
             indent = match.group(1)
         else:
             if folded:
-                out.append(_folded(indent, folded))
+                out.append(_folded(indent, folded, command))
                 folded = 0
             out.extend(lines[index:end])
         index = end
     if folded:
-        out.append(_folded(indent, folded))
+        out.append(_folded(indent, folded, command))
     return out
 
 
-def _folded(indent: str, count: int) -> str:
+def _folded(indent: str, count: int, command: str) -> str:
     frames = "frame" if count == 1 else "frames"
-    return f"{indent}… {count} jobsaga {frames} (runs show -v shows them)"
+    return f"{indent}… {count} jobsaga {frames} ({command} -v shows them)"
