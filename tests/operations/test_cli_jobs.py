@@ -123,6 +123,21 @@ def test_the_list_has_colour_only_on_a_terminal_without_no_color(
     assert "\x1b[" not in run("jobs", "list", "--url", db_url).output
 
 
+def test_on_a_terminal_an_empty_last_error_column_leaves_its_room_to_the_names(
+    make_app: Callable[..., App], db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = make_app(w.Noop)
+    app.insert(w.Noop.new({}, queue=LONG_QUEUE))
+    assert "LAST ERROR" in run("jobs", "list", "--url", db_url).output.splitlines()[0]  # piped
+    monkeypatch.setattr(tables, "on_terminal", lambda err=False: True)
+    monkeypatch.setattr(jobs_cli, "on_terminal", lambda err=False: True)
+    monkeypatch.setenv("COLUMNS", "150")
+    monkeypatch.setenv("NO_COLOR", "1")
+    header, row = run("jobs", "list", "--url", db_url).output.splitlines()
+    assert header.split()[-2:] == ["WHEN", "(UTC)"]  # no LAST ERROR column
+    assert LONG_QUEUE in row and w.Noop.name in row  # whole in 150 columns
+
+
 def test_show_uses_the_same_times_and_lists_the_saga_runs(
     make_app: Callable[..., App], db_url: str
 ) -> None:

@@ -41,6 +41,7 @@ from .tables import (
     Column,
     clock,
     echo_table,
+    on_terminal,
     relative,
     state_cell,
     time_header,
@@ -236,7 +237,13 @@ def jobs_commands(cli: click.Group) -> None:
         if not found:
             click.echo("no jobs match")
             return
-        echo_table(JOB_COLUMNS, [job_row(job, now) for job in found], total=total)
+        rows = [job_row(job, now) for job in found]
+        columns = JOB_COLUMNS
+        if on_terminal() and not any(row[-1] for row in rows):
+            # an empty LAST ERROR column would only take room a worker's name needs; piped,
+            # the columns stay the same whatever the rows hold
+            columns, rows = columns[:-1], [row[:-1] for row in rows]
+        echo_table(columns, rows, total=total)
 
     @jobs.command("show")
     @config_options
