@@ -69,7 +69,7 @@ def test_jobs_list_show_cancel_retry_delete(make_app: Callable[..., App], db_url
     cancelled = run("jobs", "cancel", str(first.id), "--reason", "not needed", "--url", db_url)
     assert f"cancelled: 1 job [{first.id}]" in cancelled.output
     shown = run("jobs", "show", str(first.id), "--url", db_url).output
-    assert "state=cancelled" in shown and "[cancelled]: cancelled: not needed" in shown
+    assert "state=cancelled" in shown and "\n    cancelled: not needed\n" in shown
 
     refused = run("jobs", "retry", "--state", "cancelled", "--url", db_url, input="n\n")
     assert refused.exit_code == 1 and "retry 1 job?" in refused.output
