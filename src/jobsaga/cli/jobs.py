@@ -1,4 +1,5 @@
-"""``jobsaga jobs ...``: list, show, count, cancel, retry and delete jobs from the terminal.
+"""``jobsaga jobs ...``: list, show, count, cancel, retry, delete and prune jobs from the
+terminal (how one job is shown lives in ``job_view.py``).
 
 Bulk forms take the same filters as ``list`` (state, queue, worker, tag, since/until). They
 count first what the change applies to (a cancel does not apply to a completed job), say so
@@ -6,6 +7,7 @@ and stop when that is nothing, and otherwise ask before acting unless given ``--
 ids. They change jobs a batch at a time (a progress bar on a terminal), each batch committed
 before the next: stopped midway, the jobs already reported are done. Named ids that could not
 be changed are listed (no such job, or the state each is in) and make the exit status 1.
+``prune`` is the pruner's rule by hand, with the same count, prompt, batches and Ctrl-C.
 """
 
 from __future__ import annotations
