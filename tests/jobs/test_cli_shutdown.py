@@ -143,3 +143,22 @@ def test_a_signal_with_nothing_running_says_so(
         assert node.exited() == 0, node.err
     assert "warm shutdown: no job is running; stopping" in node.err
     assert node.err.rstrip().endswith("stopped")
+
+
+def test_a_signal_after_the_stop_exits_at_once(
+    make_app: Callable[..., App], db_url: str, tmp_path: Path
+) -> None:
+    """The node has stopped and the command waits a moment for job threads before it exits:
+    a signal then used to print "Aborted!" and leave Python joining the step's thread at exit
+    (60 s here, for ever with a hung step). It exits at once, saying what stays executing."""
+    app = make_app(*WORKERS)
+    saga = app.insert(shut.SlowSaga.new({"seconds": 60}))
+    with worker(db_url, tmp_path, "--grace-period", "0.3") as node:
+        node.started("step start")
+        node.signal(signal.SIGINT)
+        node.says(": stopped")  # the command's own line, after the node's stop
+        node.signal(signal.SIGINT)
+        assert node.exited(timeout=10) == 128 + signal.SIGINT, node.err
+    assert f"SIGINT while stopping: exiting at once; job(s) [{saga.id}] stay executing" in node.err
+    assert "Aborted" not in node.err
+    assert job(app, saga.id).state is JobState.EXECUTING

@@ -6,12 +6,13 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import socket
 import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
@@ -55,6 +56,29 @@ def stuck_threads(wait: float = IDLE_EXIT) -> list[threading.Thread]:
         if thread.is_alive():
             stuck.append(thread)
     return stuck
+
+
+def exit_at_once(node: Node, sig: signal.Signals) -> NoReturn:
+    """A signal once the node has stopped: the process leaves there and then, not after
+    the job threads Python would join at exit (a perform that overran its timeout, a held
+    job's). What the node held stays executing, for the lifeline, as after a crash."""
+    held = sorted(node.held)
+    click.echo(
+        f"jobsaga: {sig.name} while stopping: exiting at once"
+        + (f"; job(s) {held} stay executing until they are rescued" if held else ""),
+        err=True,
+    )
+    sys.stderr.flush()
+    sys.stdout.flush()
+    os._exit(128 + sig.value)
+
+
+def exit_on_signal_from_now(node: Node) -> None:
+    """From the node's stop to the process's exit (the wait for job threads, closing the
+    app), SIGINT or SIGTERM exits at once: a stop already happened, so another signal can
+    only mean "leave now"."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, frame: exit_at_once(node, signal.Signals(signum)))
 
 
 def exit_past_stuck_threads(node: Node) -> None:
@@ -244,14 +268,20 @@ def worker_commands(cli: click.Group) -> None:
             click.echo(f"jobsaga node {node.name}: {text}", err=True)
 
         try:
-            node.run(announce=announce)
-        except (ConfigError, MigrationError, DatabaseError) as exc:
-            # The start failed (a node name held by a live process, the database away): it
-            # was undone; one line, not a traceback.
-            raise command_error(app, exc) from None
-        click.echo(f"jobsaga node {node.name}: stopped", err=True)
-        exit_past_stuck_threads(node)  # before closing the app its heartbeat may still use
-        app.close()
+            try:
+                node.run(announce=announce)
+            except (ConfigError, MigrationError, DatabaseError) as exc:
+                # The start failed (a node name held by a live process, the database away):
+                # it was undone; one line, not a traceback.
+                raise command_error(app, exc) from None
+            exit_on_signal_from_now(node)
+            click.echo(f"jobsaga node {node.name}: stopped", err=True)
+            exit_past_stuck_threads(node)  # before closing the app its heartbeat may still use
+            app.close()
+        except KeyboardInterrupt:
+            # A signal as the node's own handlers were let go (the stop had ended): no
+            # "Aborted!" and then an exit that waits for job threads; leave now.
+            exit_at_once(node, signal.SIGINT)
 
     @cli.command()
     @config_options
