@@ -196,6 +196,8 @@ def test_threads_of_hung_performs_are_capped_and_the_queue_resumes_when_they_ret
             listed.output
         )
         assert f"UNHEALTHY node {node.name}: queue(s) default stopped fetching" in listed.output
+        [row] = [line for line in listed.output.splitlines() if line.startswith(node.name)]
+        assert "no (stalled)" in row and " yes " not in row  # FETCHING agrees with HEALTH
         as_json = CliRunner().invoke(cli, ["queues", "--json", "--url", db_url])
         [entry] = [n for q in json.loads(as_json.output) for n in q["nodes"]]
         assert entry["stalled"] is True and entry["abandoned_threads"] == hung

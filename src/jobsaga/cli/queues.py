@@ -115,6 +115,16 @@ def queue_rows(queues: list[QueueInfo]) -> list[list[Cell]]:
     ]
 
 
+def fetching_text(node: NodeQueue) -> Cell:
+    """Whether the node's queue fetches: paused by a control, stalled by threads of timed-out
+    performs (said again in HEALTH), or yes."""
+    if node.paused:
+        return styled("paused", "yellow")
+    if node.stalled:
+        return styled("no (stalled)", "red")
+    return "yes"
+
+
 def node_rows(queues: list[QueueInfo], now: datetime) -> list[list[Cell]]:
     """One row per live node and queue, by node: what each process runs."""
     found = sorted(((n.node, q.queue, n) for q in queues for n in q.nodes), key=lambda r: r[:2])
@@ -124,7 +134,7 @@ def node_rows(queues: list[QueueInfo], now: datetime) -> list[list[Cell]]:
             queue,
             node.concurrency,
             node.running,
-            styled("paused", "yellow") if node.paused else "yes",
+            fetching_text(node),
             when(node.started_at, now),
             styled(health_text(node), "red" if node.stalled else None),
         ]
