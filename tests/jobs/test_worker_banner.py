@@ -196,3 +196,21 @@ def test_config_defaults_and_a_masked_url() -> None:
 def test_config_refuses_what_worker_refuses() -> None:
     result = CliRunner().invoke(cli, ["config", "-q", "default=0"])
     assert result.exit_code == 2 and "NAME=LIMIT" in result.output
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("mysql://a@b/c", "unsupported database URL scheme 'mysql'"),
+        ("sqlite:////nonexistent-jobsaga/dir/x.db", "SQLite database folder does not exist"),
+    ],
+)
+def test_a_url_the_worker_cannot_use_is_one_line(url: str, said: str) -> None:
+    """The check for a new SQLite file built the engine before the error handling did: a
+    42-line traceback instead of the line every other command gives."""
+    result = CliRunner().invoke(cli, ["worker", "--url", url])
+    assert result.exit_code != 0
+    assert not isinstance(result.exception, Exception) or isinstance(
+        result.exception, SystemExit
+    ), result.exception
+    assert said in result.output and "Traceback" not in result.output

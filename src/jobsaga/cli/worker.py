@@ -249,8 +249,9 @@ def worker_commands(cli: click.Group) -> None:
         config = source.config(queues=parse_queues(queues) or None, **node_options)
         app = source.app(config)
         show_finished_jobs(app)
-        created = new_sqlite_file(app) if migrate else None
         try:
+            # Reading the engine builds it: a URL it cannot use is a one-line error here.
+            created = new_sqlite_file(app) if migrate else None
             if migrate:
                 app.migrate()
             else:
