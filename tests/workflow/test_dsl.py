@@ -276,3 +276,16 @@ def test_an_unmigrated_database_gets_a_clear_error(tmp_path: Any) -> None:
         run_workflow(Typed, {"order_id": "o", "quantity": 1}, app=app)
     assert run_workflow(Typed, {"order_id": "o", "quantity": 1}).ok
     app.close()
+
+
+def test_a_misspelt_workflow_option_is_one_line_with_a_suggestion() -> None:
+    """As a worker's class options are: no raw pydantic text, the closest option named."""
+    with pytest.raises(WorkflowDefinitionError) as refused:
+
+        class Typo(Workflow, max_concurency=2):
+            pass
+
+    assert str(refused.value) == (
+        "workflow test_a_misspelt_workflow_option_is_one_line_with_a_suggestion.<locals>.Typo: "
+        "unknown option 'max_concurency': did you mean 'max_concurrency'?"
+    )

@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, field_
 
 from ..backoff import Backoff, delay_seconds
 from ..errors import ConfigError, WorkflowDefinitionError, WorkflowOutsideJobError
+from ..worker import describe_option_error
 
 DEFAULT_MAX_RETRIES = 5
 DEFAULT_UNDO_RETRIES = 5
@@ -411,7 +412,9 @@ class Workflow(metaclass=_WorkflowMeta):
         try:
             cls.options = WorkflowOptions(**merged)
         except ValidationError as exc:
-            raise WorkflowDefinitionError(f"workflow {cls.__qualname__}: {exc}") from None
+            owner = f"workflow {cls.__qualname__}"
+            known = [name for name in WorkflowOptions.model_fields if name != "abstract"]
+            raise WorkflowDefinitionError(describe_option_error(owner, exc, known)) from None
         cls.name = cls.options.name or f"{cls.__module__}.{cls.__qualname__}"
         for attr in ("Inputs", "Context"):
             model = cls.__dict__.get(attr)
