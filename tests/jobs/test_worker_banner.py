@@ -8,6 +8,7 @@ import json
 import re
 import signal
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -74,8 +75,9 @@ def test_the_banner_warns_of_no_app_and_of_a_new_sqlite_file(db_url: str, tmp_pa
 
 
 def test_each_finished_job_is_one_line_at_v(
-    make_app: Callable[..., App], db_url: str, tmp_path: Path
+    make_app: Callable[..., App], db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("TZ", "America/New_York")  # log times are UTC whatever the zone
     app = make_app(*sample.app.workers.values())
     done = app.insert(sample.Completes.new())
     failed = app.insert(sample.AlwaysFails.new())
@@ -86,6 +88,8 @@ def test_each_finished_job_is_one_line_at_v(
         stop(node)
     lines = node.err.splitlines()
     [completed] = [line for line in lines if f"sample.completes job {done.id} " in line]
+    stamp = datetime.strptime(completed[:23], "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=UTC)
+    assert completed[23] == "Z" and abs(datetime.now(UTC) - stamp) < timedelta(minutes=5)
     assert re.search(
         rf"INFO jobsaga.jobs: sample.completes job {done.id} completed in \d+ (us|ms|\.\d s) "
         r"\(attempt 1, queue default\)$",

@@ -3,6 +3,7 @@ saga runs of a job, and bulk commands that say what they can change and do just 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -365,3 +366,18 @@ def test_ctrl_c_lets_the_batch_under_way_commit_and_stops_before_the_next(
     assert stopped.stderr.startswith("interrupted: cancelled 3 jobs before stopping")
     assert app.count_jobs() == {"available": 4, "cancelled": 3}
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+
+
+def test_a_json_list_says_on_stderr_how_many_it_left_out(
+    make_app: Callable[..., App], db_url: str
+) -> None:
+    app = make_app(w.Noop)
+    app.insert_all([w.Noop.new({}) for _ in range(5)])
+
+    listed = run("jobs", "list", "--json", "--limit", "3", "--url", db_url)
+
+    assert listed.exit_code == 0, listed.output
+    assert [json.loads(line)["id"] for line in listed.stdout.splitlines()] == [5, 4, 3]
+    assert listed.stderr.strip() == "showing 3 of 5 (--limit)"
+    whole = run("jobs", "list", "--json", "--url", db_url)
+    assert len(whole.stdout.splitlines()) == 5 and not whole.stderr

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
 from click.testing import CliRunner, Result
 
 from jobsaga import App, JobState
+from jobsaga.cli import tables
 from jobsaga.cli.main import cli
 from tests.helpers import wait_until
 
@@ -121,3 +123,21 @@ def test_a_control_for_an_unknown_node_is_refused(
     # ...and then it is gone
     gone = run("queues", "resume", "default", "--node", "cli-node", "--url", db_url)
     assert gone.exit_code == 2 and "no node named 'cli-node' (known nodes: none)" in gone.output
+
+
+def test_a_long_queue_name_narrows_to_fit_an_80_column_terminal(
+    make_app: Callable[..., App], db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = make_app(w.Noop)
+    app.insert(w.Noop.new({}, queue=LONG))
+    monkeypatch.setattr(tables, "on_terminal", lambda err=False: True)
+    monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.setenv("COLUMNS", "80")
+
+    listed = run("queues", "--url", db_url)
+
+    assert listed.exit_code == 0, listed.output
+    rows = listed.output.splitlines()
+    assert max(len(row) for row in rows if row) <= 80
+    [row] = [r for r in rows if r.startswith(LONG[:20])]
+    assert "…" in row and row.split()[1:] == ["1", "0", "0", "0", "-"]

@@ -71,8 +71,8 @@ def current_leader(app: App) -> str | None:
 CRON_COLUMNS = (
     Column("NAME"),
     Column("SCHEDULE"),
-    Column("WORKER"),
-    Column("QUEUE"),
+    Column("WORKER", max_width=80),
+    Column("QUEUE", max_width=64),
     Column("ARGS", max_width=40),
     Column(time_header("NEXT RUN")),
     Column(time_header("LAST RUN")),

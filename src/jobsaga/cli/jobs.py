@@ -43,6 +43,7 @@ from .tables import (
     Column,
     clock,
     echo_table,
+    left_out,
     on_terminal,
     relative,
     state_cell,
@@ -235,6 +236,9 @@ def jobs_commands(cli: click.Group) -> None:
         if as_json:
             for job in found:
                 click.echo(json.dumps(job_json(job)))
+            note = left_out(len(found), total)
+            if note:
+                click.echo(note, err=True)
             return
         if not found:
             click.echo("no jobs match")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import click
@@ -14,6 +15,11 @@ from .queues import queues_commands
 from .redacting import redact_logs, redacted_errors
 from .runs import runs_commands
 from .worker import worker_commands
+
+LOG_FORMAT = "%(asctime)s.%(msecs)03dZ %(levelname)s %(name)s: %(message)s"
+LOG_DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
+"""Log lines carry UTC times marked ``Z``: the tables say UTC, so a log line and a table row
+about the same job show the same clock, whatever the machine's time zone."""
 
 COMMAND_MODULES = [
     worker_commands,
@@ -39,7 +45,10 @@ class JobsagaGroup(click.Group):
 def cli(ctx: click.Context, verbose: int) -> None:
     """jobsaga: persistent jobs and saga workflows."""
     level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=level, format=LOG_FORMAT, datefmt=LOG_DATE_FORMAT)
+    for handler in logging.getLogger().handlers:
+        if handler.formatter is not None and handler.formatter._fmt == LOG_FORMAT:
+            handler.formatter.converter = time.gmtime  # UTC, as every table's times are
     redact_logs(ctx)
 
 

@@ -83,7 +83,9 @@ def control_text(info: QueueInfo) -> str:
 
 
 QUEUE_COLUMNS = (
-    Column("QUEUE"),  # never cut: a name is what a reader greps for (64 at most)
+    # A queue name is at most 64 characters: piped, never cut (it is what a reader greps
+    # for); on a narrow terminal it is the column that narrows, with an ellipsis.
+    Column("QUEUE", max_width=64),
     Column("AVAILABLE", "right"),
     Column("SCHEDULED", "right"),
     Column("RETRYABLE", "right"),
@@ -91,13 +93,13 @@ QUEUE_COLUMNS = (
     Column("CONTROL", max_width=80),
 )
 NODE_COLUMNS = (
-    Column("NODE"),
-    Column("QUEUE"),
+    Column("NODE", max_width=80),
+    Column("QUEUE", max_width=64),
     Column("LIMIT", "right"),
     Column("RUNNING", "right"),
     Column("FETCHING"),
     Column(time_header("STARTED")),
-    Column("HEALTH"),
+    Column("HEALTH", max_width=120),
 )
 
 

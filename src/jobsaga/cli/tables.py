@@ -144,9 +144,17 @@ def echo_table(
     """Print the table, and say how many rows were left out when ``total`` is more than shown
     (the option that shows more is named, so the reader knows what to change)."""
     click.echo(render_table(columns, rows), color=colour_wanted())
-    shown = len(rows)
-    if total is not None and total > shown:
-        click.echo(f"showing {shown} of {total} ({limit_option})")
+    note = left_out(len(rows), total, limit_option)
+    if note:
+        click.echo(note)
+
+
+def left_out(shown: int, total: int | None, limit_option: str = "--limit") -> str | None:
+    """``showing 50 of 60 (--limit)`` when rows were left out, else None. A ``--json`` list
+    prints it on stderr, so the documents on stdout stay one per line and nothing else."""
+    if total is None or total <= shown:
+        return None
+    return f"showing {shown} of {total} ({limit_option})"
 
 
 def styled(text: str, style: str | None) -> Text:
