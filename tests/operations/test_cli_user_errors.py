@@ -194,3 +194,45 @@ def test_a_queue_given_twice_is_refused_naming_it() -> None:
         "Error: Invalid value for --queue: queue 'mailers' is given twice "
         "(mailers=5 and mailers=3): give each queue once"
     )
+
+
+RAISES = """\
+from jobsaga import App
+
+
+def rate():
+    return 1 / 0
+
+
+RATE = rate()
+app = App()
+"""
+
+IMPORTS_MISSING = """\
+from jobsaga import App
+import nosuch_library_for_jobsaga_tests
+
+app = App()
+"""
+
+
+def test_a_module_that_raises_shows_only_its_own_frames() -> None:
+    name = module(RAISES)
+    result = run("jobs", "list", "--app", name)
+    assert result.exit_code == 1
+    out = result.output
+    assert out.startswith(f"Error: cannot import {name!r} (--app): the module raised\n")
+    assert f'{name}.py", line 8, in <module>' in out and f'{name}.py", line 5, in rate' in out
+    assert out.rstrip().endswith("ZeroDivisionError: division by zero")
+    frames = [line for line in out.splitlines() if line.strip().startswith('File "')]
+    assert len(frames) == 2, out  # no importlib, click or jobsaga frame
+
+
+def test_a_missing_import_inside_the_module_names_where() -> None:
+    name = module(IMPORTS_MISSING)
+    result = run("jobs", "list", "--app", name)
+    assert result.exit_code == 2
+    assert error_line(result) == (
+        f"Error: Invalid value for --app: cannot import {name!r}: {name}.py:2: "
+        "No module named 'nosuch_library_for_jobsaga_tests'"
+    )

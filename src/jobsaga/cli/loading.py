@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import sysconfig
 import traceback
 from pathlib import Path
 from types import ModuleType, TracebackType
@@ -43,11 +44,19 @@ def import_user_module(module_name: str, param_hint: str) -> ModuleType:
     try:
         return importlib.import_module(module_name)
     except ImportError as exc:
+        # the module itself missing needs no place; an import inside it does (file:line)
+        where = user_frame(exc.__traceback__)
+        at = f"{where}: " if where else ""
         raise click.BadParameter(
-            f"cannot import {module_name!r}: {exc}", param_hint=param_hint
-        ) from exc
+            f"cannot import {module_name!r}: {at}{exc}", param_hint=param_hint
+        ) from None
     except ConfigError as exc:  # a class option or a registration the user's code got wrong
         raise refused(f"cannot import {module_name!r}", exc, param_hint) from None
+    except Exception as exc:  # a bug in the user's module: its own frames, not click's
+        raise click.ClickException(
+            f"cannot import {module_name!r} ({param_hint}): the module raised\n"
+            + user_traceback(exc)
+        ) from None
 
 
 def refused(what: str, exc: ConfigError, param_hint: str) -> click.BadParameter:
@@ -58,17 +67,41 @@ def refused(what: str, exc: ConfigError, param_hint: str) -> click.BadParameter:
     return click.BadParameter(f"{what}: {at}{text}", param_hint=param_hint)
 
 
+NOT_USER_DIRS = (
+    PACKAGE_DIR,
+    Path(sysconfig.get_paths()["stdlib"]).resolve(),  # importlib's own frames
+    Path(click.__file__).resolve().parent,
+)
+
+
+def is_user_frame(filename: str) -> bool:
+    """A frame of the user's code: not jobsaga's, click's, the standard library's (the
+    import machinery) or a frozen module's."""
+    if filename.startswith("<"):
+        return False
+    path = Path(filename).resolve()
+    return not any(path.is_relative_to(folder) for folder in NOT_USER_DIRS)
+
+
+def user_traceback(exc: BaseException) -> str:
+    """The traceback of an error the user's module raised, with only the user's frames (the
+    import machinery, click and jobsaga frames left out): what a person needs to fix it."""
+    shown = traceback.TracebackException.from_exception(exc)
+    shown.stack = traceback.StackSummary.from_list(
+        [frame for frame in shown.stack if is_user_frame(frame.filename)]
+    )
+    return "".join(shown.format()).rstrip()
+
+
 def user_frame(tb: TracebackType | None) -> str | None:
     """``file:line`` of the innermost frame outside jobsaga (and the frozen import
     machinery): the user's class statement or call that was refused."""
     found = None
     for frame in traceback.extract_tb(tb):
+        if not is_user_frame(frame.filename):
+            continue
         path = Path(frame.filename)
-        if frame.filename.startswith("<"):
-            continue
         resolved = path.resolve()
-        if resolved.is_relative_to(PACKAGE_DIR):
-            continue
         if resolved.is_relative_to(Path.cwd()):
             path = resolved.relative_to(Path.cwd())
         found = f"{path}:{frame.lineno}"
