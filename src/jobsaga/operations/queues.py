@@ -204,10 +204,10 @@ class QueueControl:
         if queue in used:
             return None
         hint = closest(queue, sorted(set(used)))
-        suggestion = f"did you mean {hint!r}? " if hint else ""
+        suggestion = f"; did you mean {hint!r}?" if hint else ""
         return (
-            f"no job, node, control or registered worker uses queue {queue!r}; "
-            f"{suggestion}(the control is kept for nodes that start with that queue)"
+            f"no job, node, control or registered worker uses queue {queue!r}{suggestion} "
+            "(the control is kept for nodes that start with that queue)"
         )
 
     def overview(self) -> list[QueueInfo]:
