@@ -16,11 +16,26 @@ from pathlib import Path
 import pytest
 
 from jobsaga import App, JobState
+from jobsaga.plugins.lifeline import rescue_orphans
+from tests.helpers import wait_until
 from tests.jobs import shutdown_app as shut
 from tests.jobs.cli_process import worker_process
 from tests.jobs.conftest import job
 
 worker = partial(worker_process, "tests.jobs.shutdown_app:app")
+
+RESCUE = ("--set", "heartbeat_interval=0.25", "--set", "rescue_after=2")
+"""Short timings, so the lifeline may rescue what the stopped worker left executing."""
+
+
+def rescued_error(app: App, job_id: int) -> str:
+    """The error the lifeline (of another node) records for ``job_id`` once it rescues it."""
+    [back] = wait_until(lambda: rescue_orphans(app, 2.0, "rescuer").jobs, 10)
+    assert back.id == job_id and back.state is JobState.AVAILABLE and back.attempt == 1
+    [record] = back.errors
+    assert record["kind"] == "orphaned" and record["attempt"] == 1  # the attempt counted
+    return str(record["error"])
+
 
 WORKERS = list(shut.app.workers.values())
 
@@ -41,6 +56,51 @@ def test_a_sync_saga_step_does_not_keep_the_worker_alive(
     held = job(app, saga.id)
     assert held.state is JobState.EXECUTING and held.attempt == 1 and not held.errors
     assert node.logged() == ["step start"]
+
+
+@pytest.mark.parametrize("kind", ["sync perform", "saga step"])
+def test_a_job_held_by_the_shutdown_is_rescued_as_interrupted_by_it(
+    make_app: Callable[..., App], db_url: str, tmp_path: Path, kind: str
+) -> None:
+    """The process exited with the job's code still in a thread: the job stayed executing, and
+    the lifeline that rescues it once the node's heartbeat lapsed says the shutdown cut the
+    attempt short, not just that the node stopped heartbeating."""
+    app = make_app(*WORKERS)
+    if kind == "saga step":
+        stored, started = app.insert(shut.SlowSaga.new({"seconds": 60})), "step start"
+    else:
+        stored = app.insert(shut.SleepsSync.new({"seconds": 60}))
+        started = f"start {stored.id}"
+    options = ("--grace-period", "0.3", "--name", "held", *RESCUE)
+    with worker(db_url, tmp_path, *options) as node:
+        node.started(started)
+        node.signal(signal.SIGINT)
+        assert node.exited() == 0, node.err
+    assert job(app, stored.id).state is JobState.EXECUTING
+    error = rescued_error(app, stored.id)
+    assert error.startswith(
+        "interrupted by shutdown: node held stopped while the job's code still ran in a thread "
+        "(grace period 0.3 s); rescued by node rescuer after node held's heartbeat lapsed "
+        "(its last heartbeat was at "
+    ), error
+
+
+def test_a_job_of_a_killed_worker_is_rescued_as_orphaned(
+    make_app: Callable[..., App], db_url: str, tmp_path: Path
+) -> None:
+    """kill -9: no shutdown, so nothing says one interrupted the job."""
+    app = make_app(*WORKERS)
+    stored = app.insert(shut.SleepsSync.new({"seconds": 60}))
+    with worker(db_url, tmp_path, "--name", "killed", *RESCUE) as node:
+        node.started(f"start {stored.id}")
+        node.signal(signal.SIGKILL)
+        assert node.exited() == -signal.SIGKILL
+    error = rescued_error(app, stored.id)
+    assert error.startswith(
+        "orphaned: node killed stopped heartbeating while the job was executing (its last "
+        "heartbeat was at "
+    ), error
+    assert error.endswith("; rescued by node rescuer")
 
 
 def test_a_thread_an_async_perform_started_does_not_keep_the_worker_alive(
@@ -87,11 +147,12 @@ def test_a_second_signal_forces_a_prompt_stop_and_records_the_truth(
     """Within a 60 s grace period: the async perform is cancelled and written back, its
     attempt not counted, its error saying a forced shutdown interrupted it; the sync perform's
     thread cannot be stopped, so its job stays executing (the lifeline rescues it, attempt
-    counted, once the exited node's heartbeat lapses) and never finishes in the background."""
+    counted, once the exited node's heartbeat lapses, saying the forced shutdown interrupted
+    it) and never finishes in the background."""
     app = make_app(*WORKERS)
     in_thread = app.insert(shut.SleepsSync.new({"seconds": 60}))
     on_loop = app.insert(shut.Sleeps.new({"seconds": 60}))
-    with worker(db_url, tmp_path, "--grace-period", "60") as node:
+    with worker(db_url, tmp_path, "--grace-period", "60", "--name", "forced", *RESCUE) as node:
         node.started(f"start {in_thread.id}")
         node.started(f"start {on_loop.id}")
         node.signal(signal.SIGTERM)
@@ -110,6 +171,15 @@ def test_a_second_signal_forces_a_prompt_stop_and_records_the_truth(
     assert held.state is JobState.EXECUTING and held.attempt == 1 and not held.errors
     assert f"job(s) [{in_thread.id}] stay executing" in node.err
     assert sorted(node.logged()) == sorted([f"start {in_thread.id}", f"start {on_loop.id}"])
+    # Once rescued, the held job's error says the forced shutdown cut its attempt short.
+    error = rescued_error(app, in_thread.id)
+    assert error.startswith(
+        "interrupted by a forced shutdown: node forced was told to stop at once (a second signal) "
+    ), error
+    assert (
+        "s into its 60 s grace period, while the job's code still ran in a thread; rescued by "
+        "node rescuer after node forced's heartbeat lapsed (its last heartbeat was at "
+    ) in error
 
 
 def test_a_third_signal_exits_at_once(

@@ -84,6 +84,13 @@ def test_a_sync_job_running_past_the_grace_period_never_runs_on_two_nodes_at_onc
         wait_until(lambda: not one.node.lingering)
     assert done.state is JobState.COMPLETED and done.attempt == 2  # the held attempt counted
     assert [(e["attempt"], e["kind"]) for e in done.errors] == [(1, "orphaned")]
+    # What cut the attempt short, and what ended the wait for its thread.
+    error = done.errors[0]["error"]
+    assert error.startswith(
+        "interrupted by shutdown: node one stopped while the job's code still ran in a thread "
+        "(grace period 0.2 s); rescued by node two after the job's thread returned (node one "
+        "released it at "
+    ), error
     (n1, a1, _, end1), (n2, a2, start2, _) = runs()
     assert (n1, a1, n2, a2) == ("one", 1, "two", 2)
     assert end1 < start2  # never at the same time
@@ -115,6 +122,33 @@ def test_sync_work_of_an_async_perform_holds_its_job_too(make_app: Callable[...,
     # The first attempt's coroutine was cancelled (its thread ran on, held); the second ran.
     ran = sorted((a, end < float("inf")) for _, a, _, end in runs())
     assert ran == [(1, False), (2, True)]
+
+
+def test_a_node_started_again_under_its_name_says_its_held_job_was_interrupted(
+    make_app: Callable[..., App],
+) -> None:
+    """The held job's thread returned, and before any lifeline looked the node (same name,
+    as a pod under a fixed name) started again: it rescues the job at start, and says that
+    its last run's shutdown interrupted it (not that a process died)."""
+    app = make_app(Blocks)
+    stored = app.insert(Blocks.new())
+    node = app.node({"default": 2}, name="fixed", **FAST)
+    thread = node.start_in_thread()
+    wait_until(lambda: SEEN.items())
+    thread.stop()
+    assert node.lingering
+    SEEN.gate.set()
+    wait_until(lambda: not node.lingering)
+    with node.start_in_thread():
+        done = wait_final(app, stored.id)
+    assert done.state is JobState.COMPLETED and done.attempt == 2
+    [error] = done.errors
+    assert error["kind"] == "orphaned" and error["attempt"] == 1
+    assert error["error"] == (
+        "interrupted by shutdown: node fixed stopped while the job's code still ran in a "
+        "thread (grace period 0.2 s); rescued by node fixed when it started again under the "
+        "same name"
+    )
 
 
 def test_an_async_job_cancelled_at_the_grace_period_is_written_back_at_once(

@@ -86,6 +86,37 @@ def test_exhausted_attempts_are_discarded(make_app: Callable[..., App]) -> None:
     assert job.errors[-1]["kind"] == "orphaned"
 
 
+def test_a_shutdown_note_in_the_node_record_says_the_attempt_was_interrupted(
+    make_app: Callable[..., App],
+) -> None:
+    """A node that stopped while a job's code still ran in a thread noted why in its record:
+    the rescue says so (kind and counted attempt as for any orphan). The note names its
+    attempt, so the next attempt's rescue (a crash, say) does not repeat it."""
+    clock = FakeClock()
+    app = make_app(Noop, clock=clock)
+    beat(app, "stopped", rescue_after=5)
+    heart = HEARTS[(id(app), "stopped")]
+    app.insert(Noop.new())
+    (claimed,) = app.engine.fetch("default", 1, "stopped")
+    reason = "interrupted by shutdown: node stopped stopped while the job's code still ran"
+    heart.note_held(claimed, reason)
+    beat(app, "stopped", rescue_after=5)
+    clock.advance(6)
+    (rescued,) = rescue_orphans(app, 5, "leader").available
+    (error,) = rescued.errors
+    assert rescued.attempt == 1 and error["kind"] == "orphaned" and error["attempt"] == 1
+    assert error["error"] == (
+        f"{reason}; rescued by node leader after node stopped's heartbeat lapsed "
+        f"(its last heartbeat was at {(clock() - timedelta(seconds=6)).isoformat()})"
+    )
+    (again,) = app.engine.fetch("default", 1, "stopped")  # attempt 2, the note still there
+    beat(app, "stopped", rescue_after=5)
+    clock.advance(6)
+    (rescued,) = rescue_orphans(app, 5, "leader").available
+    assert rescued.attempt == 2
+    assert rescued.errors[-1]["error"].startswith("orphaned: node stopped stopped heartbeating")
+
+
 def test_node_without_a_row_uses_the_claim_time(make_app: Callable[..., App]) -> None:
     clock = FakeClock()
     app = make_app(Noop, clock=clock)

@@ -27,6 +27,11 @@ row vouches that those jobs are still running, so no other node rescues them, an
 queues (it fetches nothing any more), only those jobs (``held_jobs``). When the last
 of those threads returns, the row's deadline is set to now and the lifeline rescues the
 jobs (attempt counted); if the process exits first, the deadline lapses by itself.
+Why those jobs stayed executing is written in the row too, before the node's stop returns
+(``interrupted``: per job, its attempt and the shutdown's reason; ``threads_returned_at`` once
+their threads returned), so the lifeline that rescues them, or this node's name when it starts
+again (``predecessor``), records that the attempt was interrupted by a shutdown rather than
+lost to a crash. A note names its attempt: it never describes a later one.
 """
 
 from __future__ import annotations
@@ -38,13 +43,14 @@ import socket
 import threading
 import uuid
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, NodeStateError
 from ..serialization import dumps
 
 if TYPE_CHECKING:
+    from ..job import Job
     from .base import PluginHost, WatchedThreads
 
 log = logging.getLogger("jobsaga.plugins.heartbeat")
@@ -69,6 +75,14 @@ class Heartbeat:
         """While lingering after the node stopped: the threads it vouches for."""
         self._thread: threading.Thread | None = None
         self._warned = False
+        self._interrupted: dict[int, dict[str, Any]] = {}
+        """Jobs held at shutdown: id -> the attempt and why it was cut short (see ``note_held``)."""
+        self._returned_at: datetime | None = None
+        """When the threads of the held jobs had all returned."""
+        self.predecessor: dict[str, Any] | None = None
+        """The ``meta`` of the row this node's name had before this start (another process's,
+        or this one's last run): what the jobs it left executing were doing, for the rescue
+        of those jobs at start."""
 
     @property
     def lingering(self) -> bool:
@@ -92,7 +106,7 @@ class Heartbeat:
                 "abandon_cap": producer.abandon_cap,
                 "stalled": producer.stalled,
             }
-        return {
+        meta: dict[str, Any] = {
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "heartbeat_interval": self.interval,
@@ -100,6 +114,18 @@ class Heartbeat:
             "held_jobs": sorted(self.node.held),
             "queues": queues,
         }
+        interrupted = dict(self._interrupted)  # one copy: the node's loop may add to it
+        if interrupted:
+            meta["interrupted"] = {str(job_id): note for job_id, note in interrupted.items()}
+        if self._returned_at is not None:
+            meta["threads_returned_at"] = self._returned_at.isoformat()
+        return meta
+
+    def note_held(self, job: Job[Any], reason: str) -> None:
+        """The node's shutdown left ``job`` executing while its code still runs in a thread:
+        say why in the record (written at the next beat, and at the latest by :meth:`stop`)."""
+        self._interrupted[job.id] = {"attempt": job.attempt, "reason": reason}
+        self.wake()
 
     def _params(self) -> dict[str, Any]:
         app = self.node.app
@@ -143,6 +169,10 @@ class Heartbeat:
     async def claim_name(self) -> None:
         """Hold the node name before claiming any job under it (see the module docstring)."""
         run = self.node.run_in_db
+        before = await run(self.holder)
+        self.predecessor = (
+            (self.node.app.engine.stored_json(before["meta"]) or {}) if before is not None else None
+        )
         if await run(self.beat):
             return
         seen = await run(self.holder)
@@ -182,6 +212,8 @@ class Heartbeat:
         self.token = uuid.uuid4().hex
         self.started_at = self.node.app.clock()
         self._held = None
+        self._interrupted = {}
+        self._returned_at = None
         self._stopping = False
         self._tick.clear()
         await self.claim_name()
@@ -222,6 +254,12 @@ class Heartbeat:
         held = [threads for _, threads in self.node.held.values()]
         if held and self._thread is not None and self._thread.is_alive():
             self._held = held
+            # Before the stop returns: the process may exit right after it (jobsaga worker
+            # does), and the row must already say why its held jobs stayed executing.
+            try:
+                await self.node.run_in_db(self.beat)
+            except Exception:  # the thread's next beats write it, if the process lives on
+                log.exception("node %s: could not record its held jobs", self.node.name)
             for threads in held:
                 threads.watch(lambda _threads: self._tick.set())
             self._tick.set()  # a thread may have returned already
@@ -240,10 +278,13 @@ class Heartbeat:
         """The threads of the jobs held at shutdown have all returned: set the row's deadline
         to now, so the lifeline rescues those jobs (attempt counted) at its next look."""
         engine = self.node.app.engine
+        now = self.node.app.clock()
+        self._returned_at = now
         params = {
             "name": self.node.name,
             "token": self.token,
-            "now": engine.time_param(self.node.app.clock()),
+            "now": engine.time_param(now),
+            "meta": dumps(self.snapshot()),
         }
         try:
             with engine.transaction() as tx:

@@ -8,6 +8,14 @@ its jobs are never rescued however long they run. A rescued job goes back to ``a
 ``discarded`` when its attempts are used up, with an error saying it was orphaned. A discarded
 job's ``on_final_failure`` then runs once on the rescuing node, with :class:`JobOrphaned`,
 so the guide's "final attempt" pattern (mark failed, tell the user) holds for it too.
+
+Not every orphan comes from a crash: a node that stops while a job's code still runs in a
+thread leaves that job executing (it cannot stop the thread, and must not let another node
+start the job meanwhile), and notes why in its own record (see ``heartbeat.py``). The rescue
+reads that note, for the same attempt only, and says the attempt was interrupted by the
+shutdown (graceful or forced, with its grace period), and what ended the wait: the thread
+returned, or the node's heartbeat lapsed. The kind stays ``orphaned``: the attempt counts,
+unlike an ``interrupted`` one written back by the node itself.
 """
 
 from __future__ import annotations
@@ -47,8 +55,28 @@ class Rescued:
         return self.available + self.discarded
 
 
+def shutdown_note(row: dict[str, Any], node_meta: Any) -> str | None:
+    """Why the node's shutdown left this job executing, if its record says so for this very
+    attempt (a note of an earlier attempt says nothing about this one)."""
+    notes = node_meta.get("interrupted") if isinstance(node_meta, dict) else None
+    note = notes.get(str(row["id"])) if isinstance(notes, dict) else None
+    if not isinstance(note, dict) or note.get("attempt") != int(row["attempt"]):
+        return None
+    reason = note.get("reason")
+    return reason if isinstance(reason, str) and reason else None
+
+
 def orphan_message(row: dict[str, Any], last_beat: datetime | None, rescuer: str) -> str:
     node = row["attempted_by"] or "an unknown node"
+    meta: Any = row.get("node_meta")
+    if (reason := shutdown_note(row, meta)) is not None:
+        returned = meta.get("threads_returned_at")
+        if returned:
+            ended = f"after the job's thread returned (node {node} released it at {returned})"
+        else:
+            at = f" (its last heartbeat was at {last_beat.isoformat()})" if last_beat else ""
+            ended = f"after node {node}'s heartbeat lapsed{at}"
+        return f"{reason}; rescued by node {rescuer} {ended}"
     if last_beat is not None:
         seen = f"its last heartbeat was at {last_beat.isoformat()}"
     else:
@@ -59,7 +87,12 @@ def orphan_message(row: dict[str, Any], last_beat: datetime | None, rescuer: str
     )
 
 
-def restart_message(row: dict[str, Any], last_beat: datetime | None, rescuer: str) -> str:
+def restart_message(
+    row: dict[str, Any], last_beat: datetime | None, rescuer: str, before: Any = None
+) -> str:
+    """``before``: the meta of the node's record as this start found it."""
+    if (reason := shutdown_note(row, before)) is not None:
+        return f"{reason}; rescued by node {rescuer} when it started again under the same name"
     return (
         f"orphaned: the process running node {rescuer} died while the job was executing; "
         "rescued when a new process under the same name started"
@@ -80,12 +113,19 @@ def rescue_orphans(
     return _rescue(app, "find_orphans", params, rescuer, orphan_message)
 
 
-def rescue_own_orphans(app: AppCore, node: str, started_at: datetime) -> Rescued:
+def rescue_own_orphans(
+    app: AppCore, node: str, started_at: datetime, before: dict[str, Any] | None = None
+) -> Rescued:
     """Jobs left executing under ``node``'s name by a process that died before this one
-    started (claimed before ``started_at``): rescued at start, without waiting."""
+    started (claimed before ``started_at``): rescued at start, without waiting. ``before``
+    is the node record's meta as found at this start (it may say a shutdown held them)."""
     engine = app.engine
     params = {"node": node, "before": engine.time_param(started_at), "limit": RESCUE_BATCH}
-    return _rescue(app, "find_own_orphans", params, node, restart_message)
+
+    def message(row: dict[str, Any], last_beat: datetime | None, rescuer: str) -> str:
+        return restart_message(row, last_beat, rescuer, before)
+
+    return _rescue(app, "find_own_orphans", params, node, message)
 
 
 Message = Callable[[dict[str, Any], datetime | None, str], str]
@@ -115,6 +155,8 @@ def rescue_rows(
     rows = []
     for row in found:
         exhausted = int(row["attempt"]) >= int(row["max_attempts"])
+        if row.get("node_meta") is not None:
+            row = {**row, "node_meta": engine.stored_json(row["node_meta"])}
         text = message(row, engine.time_value(row["heartbeat_at"]), rescuer)
         rows.append(
             {
@@ -180,8 +222,11 @@ class Lifeline(Looper):
         """At start, on every node: rescue what an earlier process under the same name left."""
         node = self.node
         count = 0
+        before = node.plugins.heartbeat.predecessor
         while True:
-            batch = await node.run_in_db(rescue_own_orphans, node.app, node.name, started_at)
+            batch = await node.run_in_db(
+                rescue_own_orphans, node.app, node.name, started_at, before
+            )
             await self.settle(batch)
             count += len(batch.jobs)
             if len(batch.jobs) < RESCUE_BATCH:

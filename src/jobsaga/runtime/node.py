@@ -14,7 +14,8 @@ Two rules keep a job from running twice at once, or from being stranded:
   stopped. A sync perform (or a saga's sync step) still running in a thread past the grace
   period cannot be stopped by Python: its job stays ``executing`` under this node, whose
   heartbeat goes on while such a thread runs; when the last one ends (or the process exits
-  and its heartbeat lapses) the lifeline rescues the job with that attempt counted.
+  and its heartbeat lapses) the lifeline rescues the job with that attempt counted, its error
+  saying the shutdown interrupted it (the node's record keeps why, see :meth:`Node.hold`).
 """
 
 from __future__ import annotations
@@ -329,8 +330,13 @@ class Node:
             producer.abandon(threads)
 
     def hold(self, job: Job[Any], threads: AttemptThreads) -> None:
-        """Shutdown cut ``job`` short while a thread of it still runs: leave it executing."""
+        """Shutdown cut ``job`` short while a thread of it still runs: leave it executing.
+
+        Why the attempt ended goes into the node's record (its heartbeat row), which outlives
+        the process: the lifeline reads it there when it rescues the job, so the error it
+        records says the attempt was interrupted by a shutdown, not just orphaned."""
         self.held[job.id] = (job, threads)
+        self.plugins.heartbeat.note_held(job, self.interrupt_reason(in_thread=True))
         log.warning(
             "node %s: job %d (%s) still runs in %d thread(s) as the node stops; it stays "
             "executing under this node until they return (or the process exits), then it is "
@@ -341,22 +347,24 @@ class Node:
             threads.live,
         )
 
-    def interrupt_reason(self) -> str:
+    def interrupt_reason(self, *, in_thread: bool = False) -> str:
         """What an attempt cut short by this node's shutdown records: that it was interrupted,
-        by which node, and how long it had (the grace period, or a forced stop within it)."""
+        by which node, and how long it had (the grace period, or a forced stop within it).
+        ``in_thread``: the job's code still ran in a thread (the job is held, see :meth:`hold`)."""
         grace = f"{self._grace:g} s"
         if self.forced:
             loop = self._loop
             since = self._stopping_since
             into = "" if loop is None or since is None else f"{loop.time() - since:.1f} s into "
+            still = ", while the job's code still ran in a thread" if in_thread else ""
             return (
                 f"interrupted by a forced shutdown: node {self.name} was told to stop at once "
-                f"(a second signal) {into}its {grace} grace period"
+                f"(a second signal) {into}its {grace} grace period{still}"
             )
-        return (
-            f"interrupted by shutdown: node {self.name} stopped before the job finished "
-            f"(grace period {grace})"
+        how = (
+            "while the job's code still ran in a thread" if in_thread else "before the job finished"
         )
+        return f"interrupted by shutdown: node {self.name} stopped {how} (grace period {grace})"
 
     async def interrupted(self, job: Job[Any], *, reason: str) -> None:
         """Write back a job whose attempt was cut short by shutdown; the attempt is not counted."""

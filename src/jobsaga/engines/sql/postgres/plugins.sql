@@ -41,8 +41,10 @@ WHERE j.id = r.id AND j.state = 'executing' AND j.attempt = r.attempt
 RETURNING j.id, j.queue
 
 -- name: expire_node
--- A stopped node whose last held jobs' threads returned: its jobs may be rescued at once.
-UPDATE jobsaga_nodes SET expires_at = %(now)s WHERE name = %(name)s AND token = %(token)s
+-- A stopped node whose last held jobs' threads returned: its jobs may be rescued at once. Its
+-- meta now says when they returned, for the rescue's error.
+UPDATE jobsaga_nodes SET expires_at = %(now)s, meta = %(meta)s::jsonb
+WHERE name = %(name)s AND token = %(token)s
 
 -- name: lead
 -- Take the lease if it is free or expired, renew it if this process (token) holds it; no row
@@ -66,9 +68,10 @@ SELECT node, elected_at, expires_at FROM jobsaga_leader WHERE scope = %(scope)s
 
 -- name: find_orphans
 -- Executing jobs whose node is past its own deadline, or has no row at all (it stopped, or
--- never heartbeated) and claimed the job more than rescue_after ago.
+-- never heartbeated) and claimed the job more than rescue_after ago. The node's meta says
+-- whether a shutdown left the job executing (its "interrupted" notes), for the error.
 SELECT j.id, j.attempt, j.max_attempts, j.attempted_by, j.attempted_at, j.queue, j.worker,
-       n.heartbeat_at
+       n.heartbeat_at, n.meta AS node_meta
 FROM jobsaga_jobs AS j
 LEFT JOIN jobsaga_nodes AS n ON n.name = j.attempted_by
 WHERE j.state = 'executing'

@@ -44,8 +44,10 @@ WHERE jobsaga_jobs.id = r.id AND jobsaga_jobs.state = 'executing'
 RETURNING id, queue
 
 -- name: expire_node
--- A stopped node whose last held jobs' threads returned: its jobs may be rescued at once.
-UPDATE jobsaga_nodes SET expires_at = :now WHERE name = :name AND token = :token
+-- A stopped node whose last held jobs' threads returned: its jobs may be rescued at once. Its
+-- meta now says when they returned, for the rescue's error.
+UPDATE jobsaga_nodes SET expires_at = :now, meta = json(:meta)
+WHERE name = :name AND token = :token
 
 -- name: lead
 -- Take the lease if it is free or expired, renew it if this process (token) holds it; no row
@@ -67,8 +69,9 @@ DELETE FROM jobsaga_leader WHERE scope = :scope AND token = :token
 SELECT node, elected_at, expires_at FROM jobsaga_leader WHERE scope = :scope
 
 -- name: find_orphans
+-- The node's meta says whether a shutdown left the job executing (its "interrupted" notes).
 SELECT j.id, j.attempt, j.max_attempts, j.attempted_by, j.attempted_at, j.queue, j.worker,
-       n.heartbeat_at
+       n.heartbeat_at, n.meta AS node_meta
 FROM jobsaga_jobs AS j
 LEFT JOIN jobsaga_nodes AS n ON n.name = j.attempted_by
 WHERE j.state = 'executing'
