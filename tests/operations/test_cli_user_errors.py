@@ -236,3 +236,17 @@ def test_a_missing_import_inside_the_module_names_where() -> None:
         f"Error: Invalid value for --app: cannot import {name!r}: {name}.py:2: "
         "No module named 'nosuch_library_for_jobsaga_tests'"
     )
+
+
+@pytest.mark.parametrize("command", ["worker", "config"])
+def test_a_check_across_keys_names_the_flags_that_gave_them(command: str) -> None:
+    """rescue_after against heartbeat_interval is checked as the node is built, after each
+    key's own check: its error names the flags too, not only the keys."""
+    result = run(
+        command, "--url", "sqlite:///x.db", "--rescue-after", "1", "--set", "heartbeat_interval=2"
+    )
+    assert result.exit_code == 2
+    assert error_line(result).startswith(
+        "Error: --set heartbeat_interval=2, --rescue-after: rescue_after (1.0s) must be at least "
+        "twice heartbeat_interval (2.0s)"
+    )

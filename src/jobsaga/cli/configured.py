@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -30,6 +31,9 @@ from ..errors import ConfigError, DatabaseError, JobsagaError, MigrationError
 from ..redaction import redact_url
 from .loading import load_app
 from .redacting import remember_urls
+
+if TYPE_CHECKING:
+    from ..runtime.node import Node
 
 __all__ = ["AppSource", "command_error", "parse_settings", "redact_url", "require_schema"]
 
@@ -49,12 +53,10 @@ class AppSource:
         """The layered configuration; ``flags`` are the command's own (None: not given),
         under their keys (``queues`` is ``-q/--queue``; any other is ``--`` + the key with
         dashes). An error names the flag or ``--set`` that gave the bad value."""
-        given = {"app": self.app_spec, "url": self.url, **flags}
         settings = parse_settings(self.settings)
-        flagged = {key: value for key, value in given.items() if value is not None}
+        flagged = self._flagged(flags)
         overrides = {**settings, **flagged}
-        sources = {key: f"--set {redact_url(text)}" for key, text in setting_texts(self.settings)}
-        sources.update({key: flag_name(key) for key in flagged})
+        sources = self._sources(flags)
         given_url = overrides.get("url")  # a --set url=[...] is refused below, not crashed on
         remember_urls(self.url, given_url if isinstance(given_url, str) else None)
         try:
@@ -63,6 +65,31 @@ class AppSource:
             raise click.UsageError(str(exc)) from None
         remember_urls(config.url)
         return config
+
+    def _flagged(self, flags: dict[str, Any]) -> dict[str, Any]:
+        given = {"app": self.app_spec, "url": self.url, **flags}
+        return {key: value for key, value in given.items() if value is not None}
+
+    def _sources(self, flags: dict[str, Any]) -> dict[str, str]:
+        """Each key set here, and the flag or ``--set`` that set it, as the user typed it."""
+        sources = {key: f"--set {redact_url(text)}" for key, text in setting_texts(self.settings)}
+        sources.update({key: flag_name(key) for key in self._flagged(flags)})
+        return sources
+
+    def node(self, config: NodeConfig, app: App, **flags: Any) -> Node:
+        """The node ``config`` describes. A check across keys (``rescue_after`` at least twice
+        ``heartbeat_interval``) is made as the node is built; its error names the flags or
+        ``--set`` that gave those keys, as a single key's error does."""
+        try:
+            return config.node(app)
+        except ConfigError as exc:
+            text = str(exc)
+            named = [
+                label
+                for key, label in self._sources(flags).items()
+                if re.search(rf"\b{re.escape(key.split('.')[0])}\b", text)
+            ]
+            raise click.UsageError(f"{', '.join(named)}: {text}" if named else text) from None
 
     def app(self, config: NodeConfig | None = None) -> App:
         """The configured app, not connected (for commands that need no database)."""

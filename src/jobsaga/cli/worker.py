@@ -246,7 +246,8 @@ def worker_commands(cli: click.Group) -> None:
 
         Settings come from the TOML file, then JOBSAGA_* variables, then these flags, each
         named as the key it sets (see docs/configuration.md)."""
-        config = source.config(queues=parse_queues(queues) or None, **node_options)
+        given_queues = parse_queues(queues) or None
+        config = source.config(queues=given_queues, **node_options)
         app = source.app(config)
         show_finished_jobs(app)
         try:
@@ -258,10 +259,7 @@ def worker_commands(cli: click.Group) -> None:
                 require_schema(app)
         except (ConfigError, MigrationError, DatabaseError) as exc:
             raise command_error(app, exc) from None
-        try:
-            node = config.node(app)
-        except ConfigError as exc:
-            raise click.UsageError(str(exc)) from None
+        node = source.node(config, app, queues=given_queues, **node_options)
         for line in banner(app, node, config, created):
             click.echo(line, err=True)
 
@@ -320,12 +318,10 @@ def worker_commands(cli: click.Group) -> None:
     ) -> None:
         """Print the configuration a worker given the same flags would run with, as JSON:
         file + environment + flags, and every default (the URL's password masked)."""
-        config = source.config(queues=parse_queues(queues) or None, **node_options)
+        given_queues = parse_queues(queues) or None
+        config = source.config(queues=given_queues, **node_options)
         app = source.app(config)
-        try:
-            node = config.node(app)
-        except ConfigError as exc:
-            raise click.UsageError(str(exc)) from None
+        node = source.node(config, app, queues=given_queues, **node_options)
         click.echo(json.dumps(effective_config(config, app, node), indent=2))
 
 
