@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 from jobsaga import App, ArgsError, Job, JobState, StepContext, Workflow, WorkflowWorker, step
 from jobsaga.demo.analytics import (
@@ -219,3 +220,31 @@ def test_a_last_attempt_that_times_out_is_rolled_back_before_the_final_hook(
     assert TIMEOUT_TRAIL == ["hold", "unhold h-o-9"]
     [run] = list_runs(app, job_id=job.id)
     assert run.status == "rolled_back"
+
+
+def test_unknown_args_are_context_without_a_context_model_and_refused_with_one() -> None:
+    """docs/workflows.md ("WorkflowWorker"): with no Context model the args that are not
+    inputs are the context; an empty Context model makes an unknown key an error at insert."""
+
+    class Untyped(Workflow, inputs=["order_id"]):
+        @step
+        def a(self, order_id: str) -> str:
+            return order_id
+
+    class Typed(Workflow, inputs=["order_id"]):
+        class Context(BaseModel):
+            pass
+
+        @step
+        def a(self, order_id: str) -> str:
+            return order_id
+
+    class UntypedWorker(WorkflowWorker, workflow=Untyped):
+        pass
+
+    class TypedWorker(WorkflowWorker, workflow=Typed):
+        pass
+
+    assert UntypedWorker.new({"order_id": "x", "note": 1}).args == {"order_id": "x", "note": 1}
+    with pytest.raises(ArgsError, match="unknown field 'extar'"):
+        TypedWorker.new({"order_id": "x", "extar": 1})
