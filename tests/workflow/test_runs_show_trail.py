@@ -23,7 +23,7 @@ from click.testing import CliRunner
 from jobsaga import App, Job, StepContext, Worker, Workflow, WorkflowWorker, step
 from jobsaga.cli.main import cli
 from jobsaga.cli.runs import show_run
-from jobsaga.cli.trail import NO_START_RECORDED, fold_traceback, step_outcome
+from jobsaga.cli.trail import NO_START_RECORDED, fold_traceback, render_trail, step_outcome
 from jobsaga.testing import drain_queue
 from jobsaga.workflow import (
     EventRecord,
@@ -83,7 +83,7 @@ def show(db_url: str, run_id: int | None, *flags: str) -> str:
 
 
 def trail_of(output: str) -> list[str]:
-    return output[output.index("trail (times UTC):") :].splitlines()[1:]
+    return output[output.index("trail (times UTC") :].splitlines()[1:]
 
 
 def test_the_trail_is_numbered_complete_folded_and_rounded(
@@ -115,7 +115,7 @@ def test_the_trail_is_numbered_complete_folded_and_rounded(
         (
             "charge",
             "tries 1-3 failed × 3: ConnectionError: card service unreachable "
-            "(retried after 0.01 s, 0.01 s, 0.01 s)",
+            "(retried after 0.01 s each; 2 retry starts folded in)",
         ),
         ("charge", "started (try 4)"),
         ("charge", "succeeded (try 4)"),
@@ -162,6 +162,10 @@ def test_a_run_lists_its_jobs_other_runs_and_the_jobs_it_enqueued(
     data = json.loads(show(db_url, second.id, "--json"))
     assert data["id"] == second.id and data["status"] == "succeeded"
     assert [r["id"] for r in data["job_runs"]] == [second.id, first.id]
+    # the job's runs say what `jobs show --json` says of them, in the same shape
+    job_show = CliRunner().invoke(cli, ["jobs", "show", str(job.id), "--url", db_url, "--json"])
+    assert job_show.exit_code == 0, job_show.output
+    assert json.loads(job_show.output)["runs"] == data["job_runs"]
     assert [(j["id"], j["state"]) for j in data["follow_ups"]] == [(receipt.id, "completed")]
     assert [s["outcome"] for s in data["steps"]] == ["ok", "ok", "ok"]
     assert [e["seq"] for e in data["events"]] == list(range(1, len(data["events"]) + 1))
@@ -312,3 +316,176 @@ def test_framework_frames_fold_into_one_line() -> None:
         "ValueError: box too small",
     ]
     assert fold_traceback(text, verbose=True) == text.rstrip().splitlines()
+
+
+# --- two steps retrying at the same time --------------------------------------------------
+
+
+class Busy(Exception):
+    pass
+
+
+async def _meet(me: str, other: str, tries: int) -> None:
+    """Hold this try until the other step's try of the same number has started too, so both
+    steps' tries (and their events) overlap."""
+    TRAIL.append(f"{me}@{tries}")
+    while f"{other}@{tries}" not in TRAIL:
+        await asyncio.sleep(0.002)
+
+
+class Both(Workflow, name="tests.trail.both", inputs=["order"]):
+    @step
+    def a(self, order: str) -> str:
+        return "a"
+
+    @step(max_retries=5, retry_on=(Busy,), backoff=0.0123)
+    async def b(self, a: str, ctx: StepContext[Any]) -> str:
+        if ctx.tries <= 2:
+            await _meet("b", "c", ctx.tries)
+        if ctx.tries <= 4:
+            raise Busy("warehouse busy")
+        return "b"
+
+    @step(max_retries=5, backoff=0.0123)
+    async def c(self, a: str, ctx: StepContext[Any]) -> str | Retry:
+        if ctx.tries <= 2:
+            await _meet("c", "b", ctx.tries)
+        return Retry() if ctx.tries <= 2 else "c"
+
+
+class BothWorker(WorkflowWorker, workflow=Both, name="tests.trail.both_worker"):
+    pass
+
+
+ROW = re.compile(r"^\s+(\d+)(?:[-…](\d+))?  \d\d:\d\d:\d\d\.\d{3}  (\S+)\s+(.*)$")
+
+
+def _said_numbers(first: int, last: int, text: str) -> list[int]:
+    """The event numbers a trail line stands for: its text's list when it has one."""
+    listed = re.search(r"events ([\d,-]+)\)$", text)
+    if listed is None:
+        return list(range(first, last + 1))
+    numbers: list[int] = []
+    for part in listed[1].split(","):
+        low, _, high = part.partition("-")
+        numbers += range(int(low), int(high or low) + 1)
+    return numbers
+
+
+def test_concurrent_steps_each_fold_their_repeated_failures(
+    db_url: str, make_app: Callable[..., App]
+) -> None:
+    """``b`` fails with the same error four times and ``c`` asks to retry twice, their tries
+    overlapping: each step's repeats are one counted line (at its first failure) although the
+    other step's events sit between them, the retry starts folded in are said, every event
+    number is on exactly one line, in order; ``-v`` shows every event on its own line."""
+    app = make_app(BothWorker)
+    job = app.insert(BothWorker.new({"order": "x"}))
+    drain_queue(app)
+    [run] = list_runs(app, job_id=job.id)
+    full = get_run(app, run.id)  # type: ignore[arg-type]
+    assert full is not None and full.status == "succeeded"
+    events = [(e.step, e.kind) for e in full.events]
+    b_failed = [i for i, e in enumerate(events) if e == ("b", "step.retried")]
+    assert len(b_failed) == 4
+    assert any(s == "c" for s, _ in events[b_failed[0] : b_failed[1]])  # they did interleave
+
+    lines = trail_of(show(db_url, run.id))
+    assert lines[0] == "  attempt 1"
+    parsed = [ROW.match(line) for line in lines[1:]]
+    assert all(parsed), lines
+    said: list[tuple[str, str]] = []
+    numbers: list[int] = []
+    firsts: list[int] = []
+    for match in parsed:
+        assert match is not None
+        said.append((match[3], match[4]))
+        firsts.append(int(match[1]))
+        numbers += _said_numbers(int(match[1]), int(match[2] or match[1]), match[4])
+    assert sorted(numbers) == list(range(1, len(full.events) + 1)), lines
+    assert len(numbers) == len(set(numbers)) and firsts == sorted(firsts)
+    failed = sorted((s, text) for s, text in said if "failed" in text)
+    assert [s for s, _ in failed] == ["b", "c"], lines  # one line each
+    assert failed[0][1].startswith(
+        "tries 1-4 failed × 4: Busy: warehouse busy (retried after 0.01 s each; "
+        "3 retry starts folded in"
+    ), lines
+    assert failed[1][1].startswith(
+        "tries 1-2 failed × 2: Retry() (retried after 0.01 s each; 1 retry start folded in"
+    ), lines
+    starts = sorted((s, text) for s, text in said if text.startswith("started"))
+    assert starts == [
+        ("a", "started"),
+        ("b", "started"),
+        ("b", "started (try 5)"),
+        ("c", "started"),
+        ("c", "started (try 3)"),
+    ]
+    assert ("b", "succeeded (try 5)") in said and ("c", "succeeded (try 3)") in said
+
+    verbose = trail_of(show(db_url, run.id, "-v"))
+    rows = [ROW.match(line) for line in verbose[1:]]
+    assert all(m is not None and m[2] is None for m in rows), verbose
+    assert [int(m[1]) for m in rows if m is not None] == list(range(1, len(full.events) + 1))
+    assert "failed ×" not in "\n".join(verbose)
+
+
+def test_the_reviewers_interleaving_folds_each_step_once() -> None:
+    """The interleaving a reviewer met, built by hand: before, ``b``'s error was said four
+    times (at 5, in ``10-12`` and at 16 and 18) and ``c``'s line ``6-8`` counted three events
+    as two and hid a start."""
+    busy = {"type": "shop.Busy", "message": "warehouse busy"}
+    closed = {"type": "shop.Busy", "message": "warehouse closed"}
+    d = 0.11486440012374986
+    events = [
+        _event(1, 1, "a", "step.started", {"try": 1}),
+        _event(2, 1, "a", "step.succeeded", {"try": 1}),
+        _event(3, 1, "b", "step.started", {"try": 1}),
+        _event(4, 1, "c", "step.started", {"try": 1}),
+        _event(5, 1, "b", "step.retried", {"try": 1, "delay": d, "error": busy}),
+        _event(6, 1, "c", "step.retried", {"try": 1, "delay": d}),
+        _event(7, 1, "b", "step.started", {"try": 2}),
+        _event(8, 1, "c", "step.started", {"try": 2}),
+        _event(9, 1, "b", "step.retried", {"try": 2, "delay": d, "error": busy}),
+        _event(10, 1, "c", "step.retried", {"try": 2, "delay": 0.5}),
+        _event(11, 1, "b", "step.started", {"try": 3}),
+        _event(12, 1, "b", "step.retried", {"try": 3, "delay": d, "error": busy}),
+        _event(13, 1, "c", "step.started", {"try": 3}),
+        _event(14, 1, "b", "step.started", {"try": 4}),
+        _event(15, 1, "c", "step.succeeded", {"try": 3}),
+        _event(16, 1, "b", "step.retried", {"try": 4, "delay": d, "error": busy}),
+        _event(17, 1, "b", "step.started", {"try": 5}),
+        _event(18, 1, "b", "step.retried", {"try": 5, "delay": d, "error": closed}),
+        _event(19, 1, "b", "step.started", {"try": 6}),
+        _event(20, 1, "b", "step.retried", {"try": 6, "delay": d, "error": busy}),
+    ]
+    steps = [
+        _step("a", 0, "succeeded", 1),
+        _step("b", 1, "retried", 6),
+        _step("c", 2, "succeeded", 3),
+    ]
+    run = _run("running", 1, events, steps)
+    shown = "\n".join(show_run(run, None))
+    lines = shown[shown.index("trail (times UTC") :].splitlines()
+    assert lines[0] == "trail (times UTC; repeated failures folded, -v shows every event):"
+    assert [re.sub(r"\d\d:\d\d:\d\d\.\d{3}", "T", line) for line in lines[1:]] == [
+        "  attempt 1",
+        "     1  T  a  started",
+        "     2  T  a  succeeded",
+        "     3  T  b  started",
+        "     4  T  c  started",
+        "  5…16  T  b  tries 1-4 failed × 4: Busy: warehouse busy (retried after 0.11 s each; "
+        "3 retry starts folded in; events 5,7,9,11-12,14,16)",
+        "  6…10  T  c  tries 1-2 failed × 2: Retry() (retried after 0.11 s, 0.50 s; "
+        "1 retry start folded in; events 6,8,10)",
+        "    13  T  c  started (try 3)",
+        "    15  T  c  succeeded (try 3)",
+        "    17  T  b  started (try 5)",
+        "    18  T  b  failed, retry in 0.11 s: Busy: warehouse closed",
+        "    19  T  b  started (try 6)",
+        "    20  T  b  failed, retry in 0.11 s: Busy: warehouse busy",
+    ]
+    unfolded = render_trail(run, verbose=True)
+    assert unfolded[0] == "trail (times UTC):"
+    assert [line.split()[0] for line in unfolded[2:]] == [str(n) for n in range(1, 21)]
+    assert "0.1148" not in shown and "0.1148" not in "\n".join(unfolded)

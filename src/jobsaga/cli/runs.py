@@ -27,6 +27,7 @@ from ..workflow.records import (
 )
 from ..workflow.running import known_workflows
 from .configured import AppSource
+from .job_view import run_json as job_run_json
 from .options import NO_LIMIT, config_options, limit_option
 from .tables import (
     TIME_ZONE,
@@ -118,7 +119,8 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def run_json(run: RunRecord) -> dict[str, Any]:
-    """A run as ``runs list --json`` prints it (one document a line)."""
+    """A run as ``runs list --json`` prints it (one compact document a line, as ``jobs list
+    --json`` prints jobs)."""
     return {
         "id": run.id,
         "workflow": run.workflow,
@@ -139,8 +141,10 @@ def run_json(run: RunRecord) -> dict[str, Any]:
 def run_show_json(
     run: RunRecord, job_runs: list[RunRecord], follow_ups: list[FollowUpJob]
 ) -> dict[str, Any]:
-    """A run as ``runs show --json`` prints it: the run, its steps (with ``outcome``, what
-    the text says of each), its events, its job's runs and the jobs it enqueued."""
+    """A run as ``runs show --json`` prints it (one indented document, as ``jobs show
+    --json`` prints a job): the run, its steps (with ``outcome``, what the text says of
+    each), its events, its job's runs (each as ``jobs show --json`` lists a job's runs) and
+    the jobs it enqueued (with the names ``jobs show --json`` gives their fields)."""
     data = run_json(run)
     data["steps"] = [
         {
@@ -170,16 +174,7 @@ def run_show_json(
         }
         for e in run.events
     ]
-    data["job_runs"] = [
-        {
-            "id": r.id,
-            "status": r.status,
-            "attempt": r.attempt,
-            "started_at": _iso(r.started_at),
-            "finished_at": _iso(r.finished_at),
-        }
-        for r in job_runs
-    ]
+    data["job_runs"] = [job_run_json(r) for r in job_runs]  # as `jobs show --json` has them
     data["follow_ups"] = [
         {
             "id": j.id,
@@ -312,7 +307,7 @@ def show_run(
             "follow-up jobs: registered, none found (the job's completion inserts them; "
             "pruned jobs are gone)"
         )
-    trail = render_trail(run)
+    trail = render_trail(run, verbose)
     if trail:
         lines.append("")
         lines.extend(trail)
@@ -435,7 +430,13 @@ def runs_commands(cli: click.Group) -> None:
         help="The run's workflow class, imported for its full chart (--graph, implied) when "
         "the app does not register it. The workflow name stored in the run is never imported.",
     )
-    @click.option("-v", "--verbose", is_flag=True, help="Tracebacks with every frame.")
+    @click.option(
+        "-v",
+        "--verbose",
+        is_flag=True,
+        help="Tracebacks with every frame, and the trail with every event on its own line "
+        "(repeated failures unfolded).",
+    )
     @click.option(
         "--graph/--no-graph",
         default=None,
@@ -452,7 +453,8 @@ def runs_commands(cli: click.Group) -> None:
         as_json: bool,
     ) -> None:
         """Show one run: each step's outcome along the DAG, the error, the job's other runs,
-        the jobs it enqueued, and the trail of everything that happened, in order."""
+        the jobs it enqueued, and the trail of everything that happened, in order (a step's
+        repeated failure folded into one counted line; -v shows every event)."""
         with source.open() as app:
             run = get_run(app, run_id)
             if run is None:

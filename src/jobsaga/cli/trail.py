@@ -104,21 +104,27 @@ def step_outcome(run: RunRecord, record: StepRecord) -> str:
 
 @dataclass
 class Line:
-    """One line of the trail: one event, or several folded (a try that failed as the one
-    before it did, repeated)."""
+    """One line of the trail: one event, or a step's run of tries that failed the same way
+    (same error type and message), folded with the starts of the retries between them."""
 
-    first: int
-    last: int
+    seqs: list[int]
+    """The numbers of the events the line stands for, in order."""
     at: datetime
     attempt: int
     step: str | None
     text: str
     fold: tuple[Any, ...] | None = None
-    """Events with the same key, one after the other, fold into this line."""
+    """Later failures of the same step with the same key fold into this line."""
     kind: str = ""
     count: int = 1
+    starts: int = 0
+    """Starts of retries folded into the line (each between two of its failures)."""
     tries: list[int] = field(default_factory=list)
     delays: list[str] = field(default_factory=list)
+
+    @property
+    def folded(self) -> bool:
+        return self.count > 1
 
 
 def _error(detail: Mapping[str, Any] | None, key: str = "error") -> str:
@@ -144,7 +150,9 @@ def _brief(detail: Mapping[str, Any] | None, skip: Sequence[str] = ()) -> str:
 
 
 def describe(event: EventRecord) -> tuple[str, tuple[Any, ...] | None]:
-    """An event as a phrase, and the key that folds it with the same event just before."""
+    """An event as a phrase, and the key that folds it with the step's failure before it:
+    the kind, the error as said, and the error's full type (two ``Busy`` classes from
+    different modules are different errors)."""
     d = event.detail or {}
     kind = event.kind
     tried = d.get("try")
@@ -155,7 +163,8 @@ def describe(event: EventRecord) -> tuple[str, tuple[Any, ...] | None]:
         return (f"{what} (try {tried})" if tried and tried > 1 else what), None
     if kind == "step.retried":
         why = _error(d) or (f"Retry({d['reason']!r})" if d.get("reason") else "Retry()")
-        return f"failed, retry in {seconds(d.get('delay', 0))}: {why}", ("retried", why)
+        same = (d.get("error") or {}).get("type") if isinstance(d.get("error"), Mapping) else None
+        return f"failed, retry in {seconds(d.get('delay', 0))}: {why}", ("retried", why, same)
     if kind == "step.failed":
         return f"FAILED (try {tried}): {_error(d)}", None
     if kind == "step.compensate":
@@ -165,7 +174,7 @@ def describe(event: EventRecord) -> tuple[str, tuple[Any, ...] | None]:
         return text, None
     if kind == "step.undo_retried":
         why = f"Retry({d['reason']!r})" if d.get("reason") else "Retry()"
-        return f"undo asked to retry, in {seconds(d.get('delay', 0))}: {why}", ("undo", why)
+        return f"undo asked to retry, in {seconds(d.get('delay', 0))}: {why}", ("undo", why, None)
     if kind == "step.undone":
         tries = d.get("undo_tries")
         return (f"undone (undo try {tries})" if tries and tries > 1 else "undone"), None
@@ -186,81 +195,146 @@ def describe(event: EventRecord) -> tuple[str, tuple[Any, ...] | None]:
     return (f"{kind}  {rest}" if rest else kind), None
 
 
-def trail_lines(run: RunRecord) -> list[Line]:
-    """Every event of the run in order, one line each, but a failed try that repeats the
-    failure of the try before it (same step, same error) joins that try's line, counted,
-    with the retry's start between them: the line says ``failed × 3`` once."""
+def trail_lines(run: RunRecord, fold: bool = True) -> list[Line]:
+    """Every event of the run in order, one line each; with ``fold``, a step's tries that
+    failed the same way (same error type and message) one after the other join the first
+    one's line, counted, with the starts of the retries between them, even when other steps'
+    events (running at the same time) sit between them: those keep their lines and their
+    order. A different outcome of the step (another error, a success, a final failure), a
+    run-level event or a new attempt ends the run of repeats."""
     lines: list[Line] = []
+    open_folds: dict[str, _Open] = {}
     for event in run.events:
-        text, fold = describe(event)
-        detail = event.detail or {}
-        if fold is not None:
-            target = _fold_target(lines, event, fold)
-            if target is not None:
-                if lines[-1] is not target:
-                    lines.pop()  # the retry's start, part of the folded line now
-                target.count += 1
-                target.last = event.seq
-                if detail.get("try") is not None:
-                    target.tries.append(int(detail["try"]))
-                target.delays.append(seconds(detail.get("delay", 0)))
+        text, key = describe(event)
+        line = _line(event, text, key)
+        name = event.step
+        if name is None:
+            open_folds.clear()  # a run-level event: what follows is told after it
+            lines.append(line)
+            continue
+        current = open_folds.get(name)
+        if current is not None and current.line.attempt == event.attempt:
+            if event.kind == "step.started":
+                lines.append(line)
+                current.starts.append(line)
                 continue
-        line = Line(event.seq, event.seq, event.at, event.attempt, event.step, text, fold)
-        line.kind = event.kind
-        if fold is not None:
-            line.tries = [int(detail["try"])] if detail.get("try") is not None else []
-            line.delays = [seconds(detail.get("delay", 0))]
+            if key is not None and key == current.line.fold:
+                _fold_into(current, line, lines)
+                continue
+        open_folds.pop(name, None)
         lines.append(line)
+        if fold and key is not None:
+            open_folds[name] = _Open(line)
     return lines
 
 
-def _fold_target(lines: list[Line], event: EventRecord, fold: tuple[Any, ...]) -> Line | None:
-    """The line ``event`` folds into: the last line, or the one before it when the last is
-    this step's start of the try that failed, when it says the same thing of the same step."""
-    candidates = lines[-1:]
-    if len(lines) >= 2 and lines[-1].kind == "step.started" and lines[-1].step == event.step:
-        candidates = lines[-2:-1]
-    for line in candidates:
-        if line.fold == fold and line.step == event.step and line.attempt == event.attempt:
-            return line
-    return None
+@dataclass
+class _Open:
+    """A step's line that its next failure may fold into, and the step's starts since."""
+
+    line: Line
+    starts: list[Line] = field(default_factory=list)
 
 
-def render_trail(run: RunRecord) -> list[str]:
+def _fold_into(current: _Open, failure: Line, lines: list[Line]) -> None:
+    """``failure`` joins ``current``'s line, and so do the retry starts before it."""
+    target = current.line
+    folded = {id(start) for start in current.starts}
+    lines[:] = [line for line in lines if id(line) not in folded]
+    target.seqs += [start.seqs[0] for start in current.starts] + failure.seqs
+    target.starts += len(current.starts)
+    target.count += 1
+    target.tries += failure.tries
+    target.delays += failure.delays
+    current.starts = []
+
+
+def _line(event: EventRecord, text: str, key: tuple[Any, ...] | None) -> Line:
+    detail = event.detail or {}
+    line = Line([event.seq], event.at, event.attempt, event.step, text, key, event.kind)
+    if key is not None:
+        line.tries = [int(detail["try"])] if detail.get("try") is not None else []
+        line.delays = [seconds(detail.get("delay", 0))]
+    return line
+
+
+def render_trail(run: RunRecord, verbose: bool = False) -> list[str]:
     """The trail as text: numbered per run (the event's number in the run), a header per
-    attempt, the clock time in UTC."""
-    lines = trail_lines(run)
+    attempt, the clock time in UTC. Repeated failures are folded (see :func:`trail_lines`)
+    unless ``verbose``: ``runs show -v`` prints every event on its own line."""
+    lines = trail_lines(run, fold=not verbose)
     if not lines:
         return []
     number_w = max(len(_numbers(line)) for line in lines)
     step_w = max((len(line.step or "") for line in lines), default=0)
-    out = ["trail (times UTC):"]
+    folded = any(line.folded for line in lines)
+    out = [
+        "trail (times UTC; repeated failures folded, -v shows every event):"
+        if folded
+        else "trail (times UTC):"
+    ]
     attempt = None
     for line in lines:
         if line.attempt != attempt:
             attempt = line.attempt
             out.append(f"  attempt {attempt}")
-        text = line.text
-        if line.count > 1:
-            tries = f"tries {line.tries[0]}-{line.tries[-1]} " if len(line.tries) > 1 else ""
-            if line.fold is not None and line.fold[0] == "retried":
-                text = (
-                    f"{tries}failed × {line.count}: {line.fold[1]} "
-                    f"(retried after {', '.join(line.delays)})"
-                )
-            elif line.fold is not None:
-                text = (
-                    f"undo asked to retry × {line.count}: {line.fold[1]} "
-                    f"(retried after {', '.join(line.delays)})"
-                )
+        text = _folded_text(line) if line.folded else line.text
         at = line.at.astimezone(UTC) if line.at.tzinfo else line.at
         stamp = at.strftime("%H:%M:%S.%f")[:-3]
         out.append(f"  {_numbers(line):>{number_w}}  {stamp}  {line.step or '':<{step_w}}  {text}")
     return out
 
 
+def _folded_text(line: Line) -> str:
+    """``tries 1-4 failed × 4: Busy: warehouse busy (retried after 0.01 s each; 3 retry
+    starts folded in; events 5,7,9,11-12,14,16)``: what failed, how often, the delays, and
+    every event the line stands for, so that nothing it holds goes unsaid."""
+    assert line.fold is not None
+    notes = [f"retried after {_delays(line.delays)}"]
+    if line.starts:
+        notes.append(f"{line.starts} retry start{'s' if line.starts > 1 else ''} folded in")
+    if not _contiguous(line.seqs):
+        notes.append(f"events {_compact(line.seqs)}")
+    said = f"{line.fold[1]} ({'; '.join(notes)})"
+    if line.fold[0] == "retried":
+        tries = f"tries {line.tries[0]}-{line.tries[-1]} " if len(line.tries) > 1 else ""
+        return f"{tries}failed × {line.count}: {said}"
+    return f"undo asked to retry × {line.count}: {said}"
+
+
+def _delays(delays: Sequence[str]) -> str:
+    if len(set(delays)) == 1:
+        return f"{delays[0]} each"
+    if len(delays) <= 5:
+        return ", ".join(delays)
+    return f"{delays[0]}, {delays[1]}, …, {delays[-1]}"
+
+
+def _contiguous(seqs: Sequence[int]) -> bool:
+    return seqs[-1] - seqs[0] == len(seqs) - 1
+
+
+def _compact(seqs: Sequence[int]) -> str:
+    """``5,7,9,11-12,14,16``: event numbers with each run of consecutive ones as a range."""
+    parts: list[str] = []
+    start = previous = seqs[0]
+    for seq in [*seqs[1:], None]:
+        if seq is not None and seq == previous + 1:
+            previous = seq
+            continue
+        parts.append(str(start) if start == previous else f"{start}-{previous}")
+        if seq is not None:
+            start = previous = seq
+    return ",".join(parts)
+
+
 def _numbers(line: Line) -> str:
-    return str(line.first) if line.first == line.last else f"{line.first}-{line.last}"
+    """The number column: the event's number, ``4-8`` for a folded line whose events follow
+    one another, ``5…16`` for one with other steps' events between (its text lists them)."""
+    first, last = line.seqs[0], line.seqs[-1]
+    if first == last:
+        return str(first)
+    return f"{first}-{last}" if _contiguous(line.seqs) else f"{first}…{last}"
 
 
 # --- tracebacks -----------------------------------------------------------------------------
