@@ -97,7 +97,8 @@ def test_demo_prints_what_the_node_logged_in_order_and_nothing_on_stderr(
     lines = done.stdout.splitlines()
     logged = lines.index("the node logged:")
     assert re.fullmatch(
-        r"  warning: job \d+ \(demo.resize_images\) overran its timeout; .*", lines[logged + 1]
+        r"  warning: job \d+ \(demo.resize_images\) attempt 1 overran its timeout; .*",
+        lines[logged + 1],
     )
     assert logged < next(i for i, line in enumerate(lines) if line.startswith("ID  WORKER"))
     jobs = table_after(done.stdout, "ID  WORKER")

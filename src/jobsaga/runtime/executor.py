@@ -220,9 +220,11 @@ class Executor:
         cannot starve the queues or the final-failure hooks) and counts them against the
         queue's cap."""
         log.warning(
-            "job %d (%s) overran its timeout; %d thread(s) of it keep running until they return",
+            "job %d (%s) attempt %d overran its timeout; %d thread(s) of it keep running until "
+            "they return",
             job.id,
             job.worker,
+            job.attempt,
             threads.live,
         )
         if self.on_threads_abandoned is not None:
