@@ -83,7 +83,7 @@ def show(db_url: str, run_id: int | None, *flags: str) -> str:
 
 
 def trail_of(output: str) -> list[str]:
-    return output[output.index("trail (times UTC") :].splitlines()[1:]
+    return output[output.index("trail (times UTC):") :].splitlines()[1:]
 
 
 def test_the_trail_is_numbered_complete_folded_and_rounded(
@@ -466,8 +466,8 @@ def test_the_reviewers_interleaving_folds_each_step_once() -> None:
     ]
     run = _run("running", 1, events, steps)
     shown = "\n".join(show_run(run, None))
-    lines = shown[shown.index("trail (times UTC") :].splitlines()
-    assert lines[0] == "trail (times UTC; repeated failures folded, -v shows every event):"
+    lines = shown[shown.index("trail (times UTC):") :].splitlines()
+    assert lines[0] == "trail (times UTC): repeated failures folded, -v shows every event"
     assert [re.sub(r"\d\d:\d\d:\d\d\.\d{3}", "T", line) for line in lines[1:]] == [
         "  attempt 1",
         "     1  T  a  started",

@@ -269,7 +269,7 @@ def render_trail(run: RunRecord, verbose: bool = False) -> list[str]:
     step_w = max((len(line.step or "") for line in lines), default=0)
     folded = any(line.folded for line in lines)
     out = [
-        "trail (times UTC; repeated failures folded, -v shows every event):"
+        "trail (times UTC): repeated failures folded, -v shows every event"
         if folded
         else "trail (times UTC):"
     ]
