@@ -50,14 +50,14 @@ def test_every_queue_with_jobs_in_any_state_is_listed(
     assert listed.exit_code == 0, listed.output
     lines = listed.output.splitlines()
     assert lines[0].split() == [
-        "QUEUE", "AVAILABLE", "SCHEDULED", "RETRYABLE", "EXECUTING", "CONTROL"
+        "QUEUE", "AVAILABLE", "SCHEDULED", "EXECUTING", "RETRYABLE", "CONTROL"
     ]  # fmt: skip
     assert [line.split()[0] for line in lines[1:7]] == sorted([*finished, "exports", LONG])
     assert fields(listed.output, LONG) == [LONG, "0", "0", "0", "0", "-"]
     assert fields(listed.output, "mailers") == ["mailers", "0", "1", "0", "0", "-"]
     # columns sized to the longest name, aligned: every count ends where its header does
     assert lines[0].index("AVAILABLE") == len(LONG) + 2
-    end = lines[0].index("EXECUTING") + len("EXECUTING")
+    end = lines[0].index("RETRYABLE") + len("RETRYABLE")
     assert all(line[end - 1].isdigit() and line[end : end + 2] == "  " for line in lines[1:7])
     assert "\x1b" not in listed.output  # piped: no colour
     assert [q.queue for q in app.list_queues()] == sorted([*finished, "exports", LONG])

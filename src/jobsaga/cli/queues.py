@@ -88,8 +88,8 @@ QUEUE_COLUMNS = (
     Column("QUEUE", max_width=64),
     Column("AVAILABLE", "right"),
     Column("SCHEDULED", "right"),
+    Column("EXECUTING", "right"),  # the states in JobState's order, as `jobs counts` has them
     Column("RETRYABLE", "right"),
-    Column("EXECUTING", "right"),
     Column("CONTROL", max_width=80),
 )
 NODE_COLUMNS = (
@@ -109,8 +109,8 @@ def queue_rows(queues: list[QueueInfo]) -> list[list[Cell]]:
             q.queue,
             q.available,
             q.scheduled,
-            q.retryable,
             q.executing,
+            q.retryable,
             styled(control_text(q), "yellow") if q.paused else control_text(q),
         ]
         for q in queues
