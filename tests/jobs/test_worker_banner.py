@@ -218,3 +218,15 @@ def test_a_url_the_worker_cannot_use_is_one_line(url: str, said: str) -> None:
         result.exception, SystemExit
     ), result.exception
     assert said in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("engine_name", ["sqlite"], indirect=True)  # logging, not storage
+def test_v_after_the_command_is_the_same_as_before_it(
+    make_app: Callable[..., App], db_url: str, tmp_path: Path
+) -> None:
+    app = make_app(*sample.app.workers.values())
+    done = app.insert(sample.Completes.new())
+    with worker_process(SAMPLE, db_url, tmp_path, "-v") as node:
+        node.says(f"sample.completes job {done.id} completed in")
+        stop(node)
+    assert f"INFO jobsaga.jobs: sample.completes job {done.id} completed" in node.err

@@ -236,11 +236,18 @@ def worker_commands(cli: click.Group) -> None:
         show_default=True,
         help="Apply pending migrations before starting.",
     )
+    @click.option(
+        "-v",
+        "--verbose",
+        count=True,
+        help="More logging, as jobsaga -v worker: -v a line per finished job, -vv debug.",
+    )
     def worker(
         source: AppSource,
         queues: tuple[str, ...],
         node_options: dict[str, object],
         migrate: bool,
+        verbose: int,
     ) -> None:
         """Run a worker node until SIGTERM or SIGINT (a second one forces the stop).
 
@@ -249,6 +256,9 @@ def worker_commands(cli: click.Group) -> None:
         given_queues = parse_queues(queues) or None
         config = source.config(queues=given_queues, **node_options)
         app = source.app(config)
+        if verbose:  # given after the command: the same as before it
+            root = logging.getLogger()
+            root.setLevel(min(root.level, logging.WARNING - 10 * min(verbose, 2)))
         show_finished_jobs(app)
         try:
             # Reading the engine builds it: a URL it cannot use is a one-line error here.
