@@ -587,7 +587,11 @@ class Node:
         running = [t for p in self.producers.values() for t in p.running.values()]
         if running:
             log.info(
-                "node %s: waiting up to %.1fs for %d running jobs", self.name, grace, len(running)
+                "node %s: waiting up to %g s for %d running job%s",
+                self.name,
+                grace,
+                len(running),
+                "" if len(running) == 1 else "s",
             )
             pending = await self._wait_running(running, grace)
             for task in pending:
