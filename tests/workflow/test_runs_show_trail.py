@@ -195,6 +195,10 @@ def test_runs_list_json_and_the_count_of_rows_left_out(
     assert documents[0]["workflow"] == "tests.trail.ship" and documents[0]["inputs"] == {
         "order": "ok"
     }
+    assert not as_json.stderr
+    cut = runner.invoke(cli, ["runs", "list", "--url", db_url, "--json", "--limit", "2"])
+    assert len(cut.stdout.splitlines()) == 2  # stdout stays documents only
+    assert cut.stderr.strip() == "showing 2 of 3 (--limit)"
 
 
 async def cut_short(app: App, job: Job[Any]) -> None:

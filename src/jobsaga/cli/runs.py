@@ -34,6 +34,7 @@ from .tables import (
     Column,
     clock,
     echo_table,
+    left_out,
     relative,
     render_table,
     styled,
@@ -387,6 +388,9 @@ def runs_commands(cli: click.Group) -> None:
         if as_json:
             for run in found:
                 click.echo(json.dumps(run_json(run)))
+            note = left_out(len(found), total)
+            if note:
+                click.echo(note, err=True)
             return
         if not found:
             click.echo("no runs")
