@@ -250,3 +250,23 @@ def test_a_check_across_keys_names_the_flags_that_gave_them(command: str) -> Non
         "Error: --set heartbeat_interval=2, --rescue-after: rescue_after (1.0s) must be at least "
         "twice heartbeat_interval (2.0s)"
     )
+
+
+def test_workflow_graph_of_a_module_that_fails_to_import_is_one_error() -> None:
+    """``workflow graph module:Class`` imports the module as --app does: a refused class
+    option is one line, a module that raises shows its own frames, a dotted name that is no
+    module is looked up among the app's workflows."""
+    misspelt = module(MISSPELT)
+    result = run("workflow", "graph", f"{misspelt}:Nope")
+    assert result.exit_code == 2
+    assert error_line(result).endswith(
+        f"cannot import {misspelt!r}: {misspelt}.py:4: worker Mail: unknown option 'queu': "
+        "did you mean 'queue'?"
+    )
+    raising = module(RAISES)
+    result = run("workflow", "graph", f"{raising}:Flow")
+    assert result.exit_code == 1
+    assert result.output.rstrip().endswith("ZeroDivisionError: division by zero")
+    assert "click" not in result.output and "importlib" not in result.output
+    result = run("workflow", "graph", "no.such.module.Flow")
+    assert result.exit_code == 1 and "no workflow 'no.such.module.Flow'" in result.output

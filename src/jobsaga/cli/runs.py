@@ -8,6 +8,7 @@ the order it happened.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -28,6 +29,7 @@ from ..workflow.records import (
 from ..workflow.running import known_workflows
 from .configured import AppSource
 from .job_view import run_json as job_run_json
+from .loading import import_user_module, importable_project
 from .options import NO_LIMIT, config_options, limit_option
 from .tables import (
     TIME_ZONE,
@@ -79,13 +81,22 @@ def find_workflow(app: App, name: str) -> type[Workflow] | None:
         module_name, _, attr = name.rpartition(".")
     if not module_name:
         return None
-    try:
-        found = getattr(importlib.import_module(module_name), attr, None)
-    except ImportError:
-        return None
+    if not module_exists(module_name):
+        return None  # a registered name with dots, not a module path
+    found = getattr(import_user_module(module_name, "NAME"), attr, None)
     if isinstance(found, type) and issubclass(found, Workflow) and found.graph is not None:
         return found
     return None
+
+
+def module_exists(module_name: str) -> bool:
+    """Whether ``module_name`` names a module that could be imported (without importing it,
+    beyond its parent packages)."""
+    importable_project()
+    try:
+        return importlib.util.find_spec(module_name) is not None
+    except (ImportError, ValueError):  # a parent package missing, or an empty name
+        return False
 
 
 def typed_workflow(spec: str, run: RunRecord) -> type[Workflow]:
@@ -93,12 +104,7 @@ def typed_workflow(spec: str, run: RunRecord) -> type[Workflow]:
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise click.BadParameter(f"{spec!r}: use module:Class", param_hint="--workflow")
-    try:
-        found = getattr(importlib.import_module(module_name), attr, None)
-    except ImportError as exc:
-        raise click.BadParameter(
-            f"cannot import {module_name!r}: {exc}", param_hint="--workflow"
-        ) from exc
+    found = getattr(import_user_module(module_name, "--workflow"), attr, None)
     if not (isinstance(found, type) and issubclass(found, Workflow) and found.graph is not None):
         raise click.BadParameter(f"{spec!r} is not a Workflow class", param_hint="--workflow")
     if found.name != run.workflow:
