@@ -117,6 +117,24 @@ def test_a_shutdown_note_in_the_node_record_says_the_attempt_was_interrupted(
     assert rescued.errors[-1]["error"].startswith("orphaned: node stopped stopped heartbeating")
 
 
+@pytest.mark.parametrize("engine_name", ["sqlite"], indirect=True)  # only text holds non-JSON
+def test_a_node_record_whose_meta_is_not_json_does_not_stop_the_rescue(
+    make_app: Callable[..., App],
+) -> None:
+    """The meta is advisory (the shutdown notes a rescue quotes): one node row changed by
+    hand must not make every rescue raise."""
+    clock = FakeClock()
+    app = make_app(Noop, clock=clock)
+    beat(app, "dead", rescue_after=5)
+    (job_id,) = claim(app, "dead", 1)
+    with app.engine.transaction() as tx:
+        tx.execute("UPDATE jobsaga_nodes SET meta = '{not json' WHERE name = 'dead'")
+    clock.advance(6)
+    assert [j.id for j in rescue_orphans(app, 5, "leader").available] == [job_id]
+    job = app.get_job(job_id)
+    assert job is not None and job.errors[-1]["error"].startswith("orphaned: node dead stopped")
+
+
 def test_node_without_a_row_uses_the_claim_time(make_app: Callable[..., App]) -> None:
     clock = FakeClock()
     app = make_app(Noop, clock=clock)

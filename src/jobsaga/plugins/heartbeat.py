@@ -50,10 +50,22 @@ from ..errors import ConfigError, NodeStateError
 from ..serialization import dumps
 
 if TYPE_CHECKING:
+    from ..engines import Engine
     from ..job import Job
     from .base import PluginHost, WatchedThreads
 
 log = logging.getLogger("jobsaga.plugins.heartbeat")
+
+
+def node_meta(engine: Engine, stored: Any) -> dict[str, Any]:
+    """A node record's meta as a dict; {} when it is missing or unreadable (changed by hand,
+    or by another program). What it holds is advisory (the host, the shutdown notes a rescue
+    quotes): a bad record must never stop a rescue or a node's start."""
+    try:
+        meta = engine.stored_json(stored)
+    except (ValueError, TypeError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
 
 
 class Heartbeat:
@@ -171,13 +183,13 @@ class Heartbeat:
         run = self.node.run_in_db
         before = await run(self.holder)
         self.predecessor = (
-            (self.node.app.engine.stored_json(before["meta"]) or {}) if before is not None else None
+            node_meta(self.node.app.engine, before["meta"]) if before is not None else None
         )
         if await run(self.beat):
             return
         seen = await run(self.holder)
         if seen is not None:
-            meta = self.node.app.engine.stored_json(seen["meta"]) or {}
+            meta = node_meta(self.node.app.engine, seen["meta"])
             interval = float(meta.get("heartbeat_interval") or self.interval)
             await asyncio.sleep(2 * interval + 0.2)
             now = await run(self.holder)

@@ -30,6 +30,7 @@ from ..errors import JobOrphaned
 from ..job import Job, JobState
 from ..serialization import dumps
 from .base import Counts, Looper
+from .heartbeat import node_meta
 
 if TYPE_CHECKING:
     from ..core import AppCore
@@ -55,10 +56,10 @@ class Rescued:
         return self.available + self.discarded
 
 
-def shutdown_note(row: dict[str, Any], node_meta: Any) -> str | None:
+def shutdown_note(row: dict[str, Any], meta: dict[str, Any] | None) -> str | None:
     """Why the node's shutdown left this job executing, if its record says so for this very
     attempt (a note of an earlier attempt says nothing about this one)."""
-    notes = node_meta.get("interrupted") if isinstance(node_meta, dict) else None
+    notes = meta.get("interrupted") if meta is not None else None
     note = notes.get(str(row["id"])) if isinstance(notes, dict) else None
     if not isinstance(note, dict) or note.get("attempt") != int(row["attempt"]):
         return None
@@ -68,8 +69,8 @@ def shutdown_note(row: dict[str, Any], node_meta: Any) -> str | None:
 
 def orphan_message(row: dict[str, Any], last_beat: datetime | None, rescuer: str) -> str:
     node = row["attempted_by"] or "an unknown node"
-    meta: Any = row.get("node_meta")
-    if (reason := shutdown_note(row, meta)) is not None:
+    meta: dict[str, Any] | None = row.get("node_meta")
+    if meta is not None and (reason := shutdown_note(row, meta)) is not None:
         returned = meta.get("threads_returned_at")
         if returned:
             ended = f"after the job's thread returned (node {node} released it at {returned})"
@@ -88,7 +89,10 @@ def orphan_message(row: dict[str, Any], last_beat: datetime | None, rescuer: str
 
 
 def restart_message(
-    row: dict[str, Any], last_beat: datetime | None, rescuer: str, before: Any = None
+    row: dict[str, Any],
+    last_beat: datetime | None,
+    rescuer: str,
+    before: dict[str, Any] | None = None,
 ) -> str:
     """``before``: the meta of the node's record as this start found it."""
     if (reason := shutdown_note(row, before)) is not None:
@@ -156,7 +160,7 @@ def rescue_rows(
     for row in found:
         exhausted = int(row["attempt"]) >= int(row["max_attempts"])
         if row.get("node_meta") is not None:
-            row = {**row, "node_meta": engine.stored_json(row["node_meta"])}
+            row = {**row, "node_meta": node_meta(engine, row["node_meta"])}
         text = message(row, engine.time_value(row["heartbeat_at"]), rescuer)
         rows.append(
             {
