@@ -695,8 +695,9 @@ class Node:
                 finally:
                     for sig in STOP_SIGNALS:
                         loop.remove_signal_handler(sig)
-            default_threads.shutdown(wait=False)
-            loop.set_default_executor(ThreadPoolExecutor(1, thread_name_prefix="asyncio"))
+                    # even when the stop failed: asyncio.run() would wait on its threads
+                    default_threads.shutdown(wait=False)
+                    loop.set_default_executor(ThreadPoolExecutor(1, thread_name_prefix="asyncio"))
 
         asyncio.run(main())
 
