@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime
 
 import pytest
@@ -218,3 +221,33 @@ def test_entries_that_differ_only_in_args_get_distinct_derived_names() -> None:
     named = CronEntry("0 * * * *", HealthCheck, name="hourly-eu")
     assert named.key == "hourly-eu" and not named.derived and named.legacy_key is None
     assert eu.legacy_key == "0 * * * * tests.HealthCheck"  # the name it had before
+
+
+DERIVE_IN_A_PROCESS = """
+from pydantic import BaseModel
+from jobsaga import Worker
+from jobsaga.plugins.crontab import CronEntry
+class Tagged(Worker, name="tests.cron.tagged"):
+    class Args(BaseModel):
+        regions: set[str]
+    def perform(self, job):
+        return None
+print(CronEntry("*/5 * * * *", Tagged, args={"regions": {"eu", "us", "apac", "latam"}}).name)
+"""
+
+
+def test_a_derived_name_is_the_same_in_every_process() -> None:
+    """Args an Args model accepts but json cannot write (a set) are hashed in one order:
+    with str() each node's hash seed gave the entry another name, so the leaders of two
+    nodes would record it under two names and a tick could fire under both."""
+    names = {
+        subprocess.run(
+            [sys.executable, "-c", DERIVE_IN_A_PROCESS],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+        ).stdout.strip()
+        for seed in (1, 2, 3)
+    }
+    assert len(names) == 1 and len(names.pop()) == 8

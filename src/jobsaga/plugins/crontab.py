@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadCronError, CroniterBadDateError, croniter
+from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from ..errors import ArgsError, ConfigError
 from ..job import JobSpec
@@ -299,9 +300,21 @@ def derived_name(schedule: str, worker: str, options: Mapping[str, Any]) -> str:
     """Eight hex digits of a SHA-256 of schedule, worker and options (canonical JSON), as
     Oban names its cron entries: stable across processes, versions and dict orders."""
     canonical = json.dumps(
-        options, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+        options, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_stable
     )
     return hashlib.sha256(f"{schedule}:{worker}:{canonical}".encode()).hexdigest()[:8]
+
+
+def _stable(value: Any) -> Any:
+    """A value json cannot write (args an Args model accepts: a set, a datetime, a Decimal)
+    in a form every process writes alike: a set's order depends on the hash seed, so each
+    node would derive another name; ``str`` of an object may hold its id."""
+    if isinstance(value, (set, frozenset)):
+        return sorted((_stable(v) if not isinstance(v, str) else v for v in value), key=repr)
+    try:
+        return to_jsonable_python(value)
+    except PydanticSerializationError:
+        return f"{type(value).__module__}.{type(value).__qualname__}"
 
 
 def coerce_entry(item: Any, index: int) -> CronEntry:
