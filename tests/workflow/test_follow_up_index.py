@@ -24,6 +24,7 @@ def test_follow_ups_are_found_by_their_run_and_odd_meta_is_harmless(
     # a user's own meta may hold anything under that key: a cast in the index would refuse it
     odd = app.insert(Note.new({}, meta={"enqueued_by_run": "not-a-number"}))
     app.insert(Note.new({}, meta={"other": 1}))
+    app.insert(Note.new({}, meta={"enqueued_by_run": "7"}))  # a string is not the run's id
 
     assert [j.id for j in follow_up_jobs(app, 7)] == [linked.id]
     assert follow_up_jobs(app, 8) == []

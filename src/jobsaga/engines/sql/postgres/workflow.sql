@@ -179,4 +179,5 @@ WHERE (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
 SELECT id, state, queue, worker, attempt, max_attempts, scheduled_at, completed_at
 FROM jobsaga_jobs
 WHERE meta ? 'enqueued_by_run' AND meta ->> 'enqueued_by_run' = %(run_id)s::text
+  AND jsonb_typeof(meta -> 'enqueued_by_run') = 'number'  -- the run's id, never a string "42"
 ORDER BY id

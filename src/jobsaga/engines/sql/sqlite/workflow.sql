@@ -183,4 +183,5 @@ SELECT id, state, queue, worker, attempt, max_attempts, scheduled_at, completed_
 FROM jobsaga_jobs
 WHERE instr(meta, '"enqueued_by_run"') > 0
   AND CASE WHEN json_valid(meta) THEN json_extract(meta, '$.enqueued_by_run') END = :run_id
+  AND CASE WHEN json_valid(meta) THEN json_type(meta, '$.enqueued_by_run') END = 'integer'
 ORDER BY id
