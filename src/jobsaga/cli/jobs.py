@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 import click
 
 from ..app import App
-from ..errors import ConfigError, FilterError
+from ..errors import FilterError
 from ..job import Job, JobState
 from ..operations import JobFilter
 from ..operations.filters import TIME_FIELDS
@@ -523,10 +523,7 @@ PRUNE = BulkAction(
 def pruner_settings(source: AppSource, app: App) -> tuple[float | None, int]:
     """``prune_after`` and ``prune_limit`` as a node given the same configuration would
     prune with (a default resolved where the node keeps it)."""
-    try:
-        options = source.config().node(app).effective_options()
-    except ConfigError as exc:
-        raise click.UsageError(str(exc)) from None
+    options = source.node(source.config(), app).effective_options()
     return options["prune_after"], int(options["prune_limit"])
 
 
