@@ -115,13 +115,13 @@ def test_the_trail_is_numbered_complete_folded_and_rounded(
         (
             "charge",
             "tries 1-3 failed × 3: ConnectionError: card service unreachable "
-            "(retried after 0.01 s each; 2 retry starts folded in)",
+            "(retried after 12 ms each; 2 retry starts folded in)",
         ),
         ("charge", "started (try 4)"),
         ("charge", "succeeded (try 4)"),
         ("pack", "started"),
         ("pack", "FAILED (try 1): ValueError: box too small"),
-        ("reserve", "undo asked to retry, in 0.00 s: Retry('warehouse busy')"),
+        ("reserve", "undo asked to retry, in 0 s: Retry('warehouse busy')"),
         ("reserve", "undone (undo try 2)"),
     ]
     assert "0.0123456" not in out
@@ -411,11 +411,11 @@ def test_concurrent_steps_each_fold_their_repeated_failures(
     failed = sorted((s, text) for s, text in said if "failed" in text)
     assert [s for s, _ in failed] == ["b", "c"], lines  # one line each
     assert failed[0][1].startswith(
-        "tries 1-4 failed × 4: Busy: warehouse busy (retried after 0.01 s each; "
+        "tries 1-4 failed × 4: Busy: warehouse busy (retried after 12 ms each; "
         "3 retry starts folded in"
     ), lines
     assert failed[1][1].startswith(
-        "tries 1-2 failed × 2: Retry() (retried after 0.01 s each; 1 retry start folded in"
+        "tries 1-2 failed × 2: Retry() (retried after 12 ms each; 1 retry start folded in"
     ), lines
     starts = sorted((s, text) for s, text in said if text.startswith("started"))
     assert starts == [
@@ -478,16 +478,16 @@ def test_the_reviewers_interleaving_folds_each_step_once() -> None:
         "     2  T  a  succeeded",
         "     3  T  b  started",
         "     4  T  c  started",
-        "  5…16  T  b  tries 1-4 failed × 4: Busy: warehouse busy (retried after 0.11 s each; "
+        "  5…16  T  b  tries 1-4 failed × 4: Busy: warehouse busy (retried after 115 ms each; "
         "3 retry starts folded in; events 5,7,9,11-12,14,16)",
-        "  6…10  T  c  tries 1-2 failed × 2: Retry() (retried after 0.11 s, 0.50 s; "
+        "  6…10  T  c  tries 1-2 failed × 2: Retry() (retried after 115 ms, 500 ms; "
         "1 retry start folded in; events 6,8,10)",
         "    13  T  c  started (try 3)",
         "    15  T  c  succeeded (try 3)",
         "    17  T  b  started (try 5)",
-        "    18  T  b  failed, retry in 0.11 s: Busy: warehouse closed",
+        "    18  T  b  failed, retry in 115 ms: Busy: warehouse closed",
         "    19  T  b  started (try 6)",
-        "    20  T  b  failed, retry in 0.11 s: Busy: warehouse busy",
+        "    20  T  b  failed, retry in 115 ms: Busy: warehouse busy",
     ]
     unfolded = render_trail(run, verbose=True)
     assert unfolded[0] == "trail (times UTC):"

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from ..telemetry_logging import seconds_text
 from ..workflow.records import EventRecord, RunRecord, RunStatus, StepRecord
 
 UNFINISHED = (RunStatus.RUNNING.value, RunStatus.ROLLING_BACK.value)
@@ -46,16 +47,14 @@ NO_START_NOTE = (
 
 
 def seconds(value: Any) -> str:
-    """A delay or duration for people: ``0.11 s``, ``12 s``, ``3.5 min``."""
+    """A delay or duration as every jobsaga line says one (``110 ms``, ``1.4 s``, ``3 min
+    5 s``: :func:`~jobsaga.telemetry_logging.seconds_text`); a value that is not a number
+    (a hand-edited log) as it is."""
     try:
         number = float(value)
     except (TypeError, ValueError):
         return str(value)
-    if number < 10:
-        return f"{number:.2f} s"
-    if number < 120:
-        return f"{number:.0f} s"
-    return f"{number / 60:.1f} min"
+    return "0 s" if number == 0 else seconds_text(number)
 
 
 def silent_attempts(run: RunRecord) -> list[int]:

@@ -19,11 +19,15 @@ import click
 from ..engines.sqlite import SqliteEngine
 from ..errors import ConfigError, DatabaseError, MigrationError
 from ..redaction import redact_url
-from ..telemetry_logging import JOB_EVENT_LEVELS, attach_default_logger, attach_job_lines
+from ..telemetry_logging import (
+    JOB_EVENT_LEVELS,
+    attach_default_logger,
+    attach_job_lines,
+    seconds_text,
+)
 from .configured import AppSource, command_error, require_schema
 from .options import config_options, node_options, parse_queues
 from .tables import on_terminal
-from .trail import seconds
 
 if TYPE_CHECKING:
     from ..app import App
@@ -183,9 +187,9 @@ def banner(app: App, node: Node, config: NodeConfig, created: str | None) -> lis
 
 
 def duration(value: float) -> str:
-    """``3.1 ms`` under a second (most migrations: ``0.00 s`` would say nothing), else as
-    ``runs show`` says durations (``1.52 s``, ``12 s``, ``3.5 min``)."""
-    return f"{value * 1000:.1f} ms" if value < 1 else seconds(value)
+    """``3.1 ms`` under a second (most migrations take a few: ``3 ms`` would round them all
+    alike), else as every jobsaga line says a duration (``1.4 s``, ``3 min 5 s``)."""
+    return f"{value * 1000:.1f} ms" if value < 1 else seconds_text(value)
 
 
 class MigrationLines:
