@@ -44,12 +44,20 @@ class JobsagaGroup(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, verbose: int) -> None:
     """jobsaga: persistent jobs and saga workflows."""
-    level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(level=level, format=LOG_FORMAT, datefmt=LOG_DATE_FORMAT)
-    for handler in logging.getLogger().handlers:
-        if handler.formatter is not None and handler.formatter._fmt == LOG_FORMAT:
-            handler.formatter.converter = time.gmtime  # UTC, as every table's times are
+    root = logging.getLogger()
+    if not root.handlers:  # as logging.basicConfig: a host that configured logging keeps it
+        handler = logging.StreamHandler()
+        handler.setFormatter(UtcFormatter(LOG_FORMAT, LOG_DATE_FORMAT))
+        root.addHandler(handler)
+        root.setLevel(logging.WARNING - 10 * min(verbose, 2))
     redact_logs(ctx)
+
+
+class UtcFormatter(logging.Formatter):
+    """Log times in UTC, as every table's times are."""
+
+    def converter(self, seconds: float | None) -> time.struct_time:  # type: ignore[override]
+        return time.gmtime(seconds)
 
 
 for register in COMMAND_MODULES:

@@ -1,4 +1,4 @@
-"""Progress of a long command (a bulk cancel of thousands of jobs, a prune, a migration).
+"""Progress of a long command (a bulk cancel, retry or delete of thousands of jobs, a prune).
 
 A bar is for a person waiting at a terminal: it goes to stderr, and only when stderr is a
 terminal, so a command's output piped into a file or another program is the same with or
