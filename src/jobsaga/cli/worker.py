@@ -97,7 +97,8 @@ def exit_past_stuck_threads(node: Node) -> None:
         held = sorted(node.held)
         names = sorted({t.name.rstrip("0123456789_").rstrip("-") or t.name for t in stuck})
         click.echo(
-            f"jobsaga: {len(stuck)} thread(s) of job code still running"
+            # named as they are: a job's (jobsaga-job, asyncio) or one the app started itself
+            f"jobsaga: {len(stuck)} thread(s) still running"
             + (f" ({', '.join(names)})" if names else "")
             + "; exiting anyway"
             + (
