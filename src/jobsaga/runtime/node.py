@@ -24,9 +24,7 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import socket
-import sys
 import threading
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -43,6 +41,7 @@ from ..plugins.supervisor import NodePlugins, PluginOptions
 from .acker import Acker
 from .control import NodeControl
 from .executor import AttemptThreads, Executor, error_record
+from .foreground import run_in_foreground
 from .producer import QueueProducer
 from .summary import Summary
 
@@ -62,9 +61,6 @@ controls. A fixed 8 made a node of many queues queue its fetches behind each oth
 async def awaited(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
     """The acker's way to run its (async) writer: awaited on the loop."""
     return await fn(*args)
-
-
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def default_node_name() -> str:
@@ -644,85 +640,10 @@ class Node:
         return self.plugins.heartbeat.lingering
 
     def run(self, announce: Callable[[str], None] | None = None) -> None:
-        """Run in the foreground until SIGTERM or SIGINT, then shut down gracefully.
-
-        A second signal ends the grace period at once (a forced stop: running jobs are
-        interrupted as at its end, and what is recorded stays true: an async perform that
-        stopped is written back, a job whose code still runs in a thread is held); a third
-        exits the process there and then, leaving its running jobs to the lifeline, as a
-        crash would. ``announce`` is told when the node is ready and what each signal does
-        (default: the log, at INFO)."""
-        say = announce or (lambda text: log.info("node %s: %s", self.name, text))
-
-        def on_signal(sig: signal.Signals) -> None:
-            self.signals += 1
-            try:
-                say(self.signal_text(sig))
-            finally:
-                if self.signals == 1:
-                    self.request_stop()
-                elif self.signals == 2:
-                    self.request_stop(force=True)
-                else:
-                    sys.stderr.flush()
-                    sys.stdout.flush()
-                    os._exit(128 + sig.value)
-
-        # The loop's default executor (``asyncio.to_thread``), ours so that the stop can let
-        # go of it: asyncio.run() would otherwise wait, without end, for a thread of it that
-        # outlived its cancelled caller (an async perform's). Idle ones end at once.
-        default_threads = ThreadPoolExecutor(thread_name_prefix="asyncio")
-
-        async def main() -> None:
-            loop = asyncio.get_running_loop()
-            loop.set_default_executor(default_threads)
-            # Before start(): jobs already run while plugins start, and a SIGTERM in that
-            # window must stop the node gracefully rather than kill it with jobs executing.
-            for sig in STOP_SIGNALS:
-                loop.add_signal_handler(sig, on_signal, sig)
-            try:
-                await self.start()
-            except BaseException:
-                for sig in STOP_SIGNALS:
-                    loop.remove_signal_handler(sig)
-                raise
-            say("ready (Ctrl-C to stop)")
-            try:
-                await self.wait_stopped()
-            finally:
-                try:
-                    await self.stop()  # the handlers stay meanwhile: a second signal forces it
-                finally:
-                    for sig in STOP_SIGNALS:
-                        loop.remove_signal_handler(sig)
-                    # even when the stop failed: asyncio.run() would wait on its threads
-                    default_threads.shutdown(wait=False)
-                    loop.set_default_executor(ThreadPoolExecutor(1, thread_name_prefix="asyncio"))
-
-        asyncio.run(main())
-
-    def signal_text(self, sig: signal.Signals) -> str:
-        """What a stop signal does now, for the operator who sent it."""
-        again = "Ctrl-C" if sig == signal.SIGINT else sig.name
-        running = self.running_jobs
-        jobs = f"{running} running job{'' if running == 1 else 's'}"
-        if self.signals == 1:
-            if not running:
-                return "warm shutdown: no job is running; stopping"
-            return (
-                f"warm shutdown: waiting up to {self.grace_period:g} s for {jobs} "
-                f"({again} again to force)"
-            )
-        if self.signals == 2:
-            return (
-                f"forced shutdown: interrupting {jobs} now; an async perform is written back to "
-                f"run again, a job whose code still runs in a thread stays executing until it "
-                f"is rescued ({again} again to exit at once)"
-            )
-        return (
-            f"exiting at once: {jobs} left executing under this node are rescued once its "
-            "heartbeat lapses (rescue_after), their attempts counted"
-        )
+        """Run in the foreground until SIGTERM or SIGINT, then shut down gracefully; a second
+        signal forces the stop, a third exits (see :mod:`.foreground`). ``announce`` is told
+        when the node is ready and what each signal does (default: the log, at INFO)."""
+        run_in_foreground(self, announce)
 
     def start_in_thread(self) -> NodeThread:
         return NodeThread(self)
