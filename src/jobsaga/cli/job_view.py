@@ -54,7 +54,7 @@ def job_json(job: Job[Any]) -> dict[str, Any]:
     return data
 
 
-def run_json(run: RunRecord) -> dict[str, Any]:
+def run_summary_json(run: RunRecord) -> dict[str, Any]:
     return {
         "id": run.id,
         "workflow": run.workflow,

@@ -34,7 +34,7 @@ from ..operations.filters import TIME_FIELDS
 from ..operations.jobs import ELIGIBLE, BulkKind, JobOperations, Preview
 from ..workflow.records import list_runs
 from .configured import AppSource
-from .job_view import echo_job, job_json, run_json
+from .job_view import echo_job, job_json, run_summary_json
 from .options import NO_LIMIT, config_options, limit_option
 from .progress import progress
 from .tables import (
@@ -268,7 +268,9 @@ def jobs_commands(cli: click.Group) -> None:
         if job is None:
             raise click.ClickException(f"no job {job_id}")
         if as_json:
-            click.echo(json.dumps({**job_json(job), "runs": [run_json(r) for r in runs]}, indent=2))
+            click.echo(
+                json.dumps({**job_json(job), "runs": [run_summary_json(r) for r in runs]}, indent=2)
+            )
             return
         # `jobsaga -v jobs show` (the group's logging flag) means the same as `jobs show -v`
         verbose = verbose or bool(click.get_current_context().find_root().params.get("verbose"))

@@ -28,7 +28,7 @@ from ..workflow.records import (
 )
 from ..workflow.running import known_workflows
 from .configured import AppSource
-from .job_view import run_json as job_run_json
+from .job_view import run_summary_json
 from .loading import import_user_module, importable_project
 from .options import NO_LIMIT, config_options, limit_option
 from .tables import (
@@ -181,7 +181,7 @@ def run_show_json(
         }
         for e in run.events
     ]
-    data["job_runs"] = [job_run_json(r) for r in job_runs]  # as `jobs show --json` has them
+    data["job_runs"] = [run_summary_json(r) for r in job_runs]  # as `jobs show --json` has them
     data["follow_ups"] = [
         {
             "id": j.id,
