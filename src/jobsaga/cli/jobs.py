@@ -42,8 +42,8 @@ from .tables import (
     Cell,
     Column,
     clock,
+    echo_json_lines,
     echo_table,
-    left_out,
     on_terminal,
     relative,
     state_cell,
@@ -234,11 +234,7 @@ def jobs_commands(cli: click.Group) -> None:
                 total = sum(app.count_jobs(flt).values())
             now = app.now()
         if as_json:
-            for job in found:
-                click.echo(json.dumps(job_json(job)))
-            note = left_out(len(found), total)
-            if note:
-                click.echo(note, err=True)
+            echo_json_lines([job_json(job) for job in found], total=total)
             return
         if not found:
             click.echo("no jobs match")

@@ -35,8 +35,8 @@ from .tables import (
     TIME_ZONE,
     Column,
     clock,
+    echo_json_lines,
     echo_table,
-    left_out,
     relative,
     render_table,
     styled,
@@ -392,11 +392,7 @@ def runs_commands(cli: click.Group) -> None:
                 count_runs(app, **filters) if limit != NO_LIMIT and len(found) == limit else None
             )
         if as_json:
-            for run in found:
-                click.echo(json.dumps(run_json(run)))
-            note = left_out(len(found), total)
-            if note:
-                click.echo(note, err=True)
+            echo_json_lines([run_json(run) for run in found], total=total)
             return
         if not found:
             click.echo("no runs")

@@ -13,13 +13,14 @@ no width limit, so ``grep``/``awk`` see stable columns whatever the terminal's w
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 import click
 from rich.console import Console
@@ -147,6 +148,18 @@ def echo_table(
     note = left_out(len(rows), total, limit_option)
     if note:
         click.echo(note)
+
+
+def echo_json_lines(
+    documents: Sequence[Mapping[str, Any]], *, total: int | None, limit_option: str = "--limit"
+) -> None:
+    """A ``--json`` list: one compact document per line on stdout, and on stderr how many
+    were left out, if any (stdout stays documents only, for ``jq`` and the like)."""
+    for document in documents:
+        click.echo(json.dumps(document))
+    note = left_out(len(documents), total, limit_option)
+    if note:
+        click.echo(note, err=True)
 
 
 def left_out(shown: int, total: int | None, limit_option: str = "--limit") -> str | None:
