@@ -24,6 +24,7 @@ from ..app import App
 from ..engines import embedded_url
 from ..job import Job, JobSpec, JobState
 from ..redaction import RedactingFilter
+from ..telemetry_logging import seconds_text
 from ..workflow import RunRecord, get_run, list_runs
 from .tables import Cell, Column, echo_table, styled
 
@@ -41,7 +42,7 @@ JOB_COLUMNS = (
     Column("WORKER"),
     Column("QUEUE"),
     Column("STATE"),
-    Column("TRIES", "right"),
+    Column("TRY", "right"),
     Column("NOTE", max_width=70),
 )
 
@@ -218,7 +219,7 @@ def run_demo(db: str, timeout: float, log: NodeLog) -> None:
             if time.monotonic() - started > timeout:
                 raise click.ClickException(f"jobs did not settle within {timeout}s")
             time.sleep(0.05)
-    click.echo(f"settled in {time.monotonic() - started:.1f}s")
+    click.echo(f"settled in {seconds_text(time.monotonic() - started)}")
     log.echo("the node logged:")
     click.echo("")
     notes = {job.id: "matched by the unique duplicate" for job in inserted if job.conflict}
