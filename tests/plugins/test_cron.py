@@ -100,8 +100,11 @@ def test_reboot_entry_and_listing(make_app: Callable[..., App]) -> None:
     entries = [CronEntry("@reboot", Tick, name="boot"), CronEntry("@daily", "tests.cron.Tick")]
     sync_entries(app, entries)
     assert insert_due(app, entries) == []
+    clock.advance(1)
     (job,) = insert_due(app, entries, reboot=True)
     assert job.meta["cron_name"] == "boot"
+    [boot] = rows(app, "SELECT ticks FROM jobsaga_cron WHERE name = 'boot'")
+    assert boot["ticks"] == 1  # `cron list` shows the boot's job as a tick
     listed = rows(app, "SELECT name, expression, worker FROM jobsaga_cron ORDER BY name")
     assert sorted(r["name"] for r in listed) == sorted([entries[1].key, "boot"])
     sync_entries(app, entries[:1])  # an entry left the crontab: it is no longer listed

@@ -106,7 +106,11 @@ def insert_due(
         for entry in entries:
             worker = entry.resolve(app)
             if entry.is_reboot:
-                if reboot:
+                if reboot:  # once per cluster boot (the leader's first term), not per tick row
+                    # recorded for `cron list` (the row sync_entries wrote at the election)
+                    tx.execute(
+                        q["cron_claim_tick"], {"name": entry.key, "tick": engine.time_param(now)}
+                    )
                     specs.append(entry.build(worker, now))
                 continue
             since = last.get(entry.key)
