@@ -46,6 +46,7 @@ def test_cron_list(make_app: Callable[..., App], db_url: str) -> None:
     first = json.loads(as_json.output.splitlines()[0])
     assert first["name"] == "daily-cleanup" and first["timezone"] == "Europe/Paris"
     assert datetime.fromisoformat(first["next_run"]).hour == 2
+    assert first["next_run"][10] == "T"  # ISO, as jobs list --json writes times
 
 
 def test_cron_list_counts_ticks(make_app: Callable[..., App], db_url: str) -> None:

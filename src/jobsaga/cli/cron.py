@@ -58,6 +58,11 @@ def cron_entries(app: App) -> list[dict[str, Any]]:
     return entries
 
 
+def iso_time(value: Any) -> str:
+    """A time in ``--json`` as ``jobs list --json`` writes one (ISO 8601, ``T``)."""
+    return value.isoformat() if isinstance(value, datetime) else str(value)
+
+
 def current_leader(app: App) -> str | None:
     engine = app.engine
     with engine.transaction() as tx:
@@ -119,7 +124,7 @@ def cron_commands(cli: click.Group) -> None:
             now = app.clock()
         if as_json:
             for entry in entries:
-                click.echo(json.dumps(entry, default=str))
+                click.echo(json.dumps(entry, default=iso_time))
             return
         if not entries:
             click.echo(
