@@ -22,6 +22,12 @@ def test_cron_list(make_app: Callable[..., App], db_url: str) -> None:
     runner = CliRunner()
     empty = runner.invoke(cli, ["cron", "list", "--url", db_url])
     assert empty.exit_code == 0 and "no cron entries recorded" in empty.output
+    crontab = '[["0 2 * * *", "tests.cron.Tick"], ["@hourly", "tests.cron.Tick"]]'
+    configured = runner.invoke(
+        cli, ["cron", "list", "--url", db_url, "--set", f"crontab={crontab}"]
+    )
+    assert configured.exit_code == 0, configured.output
+    assert "no cron entries recorded yet: the configuration has 2" in configured.output
     sync_entries(
         app,
         [

@@ -127,8 +127,12 @@ def cron_commands(cli: click.Group) -> None:
                 click.echo(json.dumps(entry, default=iso_time))
             return
         if not entries:
+            configured = len(source.config().crontab or ())
             click.echo(
-                "no cron entries recorded: the leader records its crontab when it starts "
+                f"no cron entries recorded yet: the configuration has {configured}, and a "
+                "node's leader records its crontab when it is elected"
+                if configured
+                else "no cron entries recorded: the leader records its crontab when it starts "
                 "(Node(crontab=[...]) or crontab = [...] in the config)"
             )
             return
