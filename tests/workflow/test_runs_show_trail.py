@@ -149,6 +149,8 @@ def test_a_run_lists_its_jobs_other_runs_and_the_jobs_it_enqueued(
     assert (first.status, second.status) == ("rolled_back", "succeeded")
     [receipt] = app.list_jobs(worker=Receipt.name)
     assert receipt.meta == {"enqueued_by_run": second.id}
+    shown = CliRunner().invoke(cli, ["jobs", "show", str(receipt.id), "--url", db_url])
+    assert f"enqueued by saga run {second.id} when it succeeded: jobsaga runs show" in shown.output
 
     out = show(db_url, second.id)
     others = out[out.index(f"other runs of job {job.id}:") :]

@@ -153,6 +153,9 @@ def echo_job(
     click.echo(f"  args {json.dumps(job.args)}")
     if job.meta:
         click.echo(f"  meta {json.dumps(job.meta)}")
+    run_id = job.meta.get("enqueued_by_run")
+    if isinstance(run_id, int) and not isinstance(run_id, bool):
+        click.echo(f"  enqueued by saga run {run_id} when it succeeded: jobsaga runs show {run_id}")
     if job.errors:
         click.echo(f"errors ({len(job.errors)}, oldest first):")
         for group in error_groups(job.errors):
