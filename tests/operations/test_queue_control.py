@@ -6,6 +6,8 @@ control reaches the second node only through the persisted state it polls.
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -50,6 +52,39 @@ def test_pause_stops_fetching_on_every_node_and_resume_restarts_it(
         second.resume_queue("default")
         wait_until(lambda: not any(p.paused for p in producers), timeout=5)
         wait_until(lambda: states(first, ids) == [JobState.COMPLETED] * 6, timeout=10)
+
+
+def test_a_fetch_under_way_when_the_pause_comes_ends_before_pause_queue_returns(
+    make_app: Callable[..., App],
+) -> None:
+    """A fetch that began before the pause used to run on after ``pause_queue`` returned, and
+    claimed a job inserted after it: the pause waits for that fetch, and a producer reports
+    itself paused only once no fetch of it is under way."""
+    app = make_app(w.Noop)
+    with app.node({"default": 2}, **NODE).start_in_thread() as thread:
+        node = thread.node
+        real_fetch = node.fetch
+        entered, gate = threading.Event(), threading.Event()
+
+        async def gated(queue: str, limit: int) -> Any:
+            entered.set()
+            await asyncio.to_thread(gate.wait, 10)
+            return await real_fetch(queue, limit)
+
+        node.fetch = gated  # type: ignore[method-assign]
+        node.producers["default"].wake()
+        assert entered.wait(5)
+        pausing = threading.Thread(target=app.pause_queue, args=("default",))
+        pausing.start()
+        pausing.join(0.5)
+        returned_while_fetching = not pausing.is_alive()
+        assert not node.producers["default"].paused  # the fetch is still under way
+        gate.set()
+        pausing.join(5)
+        assert not pausing.is_alive() and not returned_while_fetching
+        assert node.producers["default"].paused
+        job = app.insert(w.Noop.new({}))
+        assert stays(lambda: states(app, [job.id]) == [JobState.AVAILABLE])
 
 
 def test_a_pause_is_in_force_on_this_processs_nodes_when_it_returns(

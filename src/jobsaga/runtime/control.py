@@ -114,13 +114,18 @@ class NodeControl:
                 )
             )
             self.apply(producer, paused=paused, limit=limit)
+        # In force when this returns (pause_queue waits for it): a fetch begun before the
+        # pause has ended, so nothing inserted from now on is claimed by this node.
+        await asyncio.gather(
+            *(p.fetches_ended() for p in self.node.producers.values() if p.pause_wanted)
+        )
 
     def apply(self, producer: QueueProducer, *, paused: bool, limit: int) -> None:
         """Bring ``producer`` to the wanted state; a change is told (log, telemetry) and
         written into the node's heartbeat record at once by an early beat."""
         telemetry = self.node.app.telemetry
         meta = {"queue": producer.queue, "node": self.node.name}
-        if paused != producer.paused:
+        if paused != producer.pause_wanted:
             if paused:
                 producer.pause()
             else:

@@ -44,7 +44,11 @@ class QueueProducer:
         self.node = node
         self.queue = queue
         self.limit = limit
-        self.paused = False
+        self.pause_wanted = False
+        """A pause control is in force: no new fetch starts (see :attr:`paused`)."""
+        self._in_fetch = 0
+        self._fetch_idle = asyncio.Event()
+        self._fetch_idle.set()
         self.running: dict[int, asyncio.Task[None]] = {}
         """Every job this node holds for the queue: performing, or its outcome being written."""
         self.busy = 0
@@ -69,11 +73,22 @@ class QueueProducer:
 
     def pause(self) -> None:
         """Stop fetching; jobs already running finish."""
-        self.paused = True
+        self.pause_wanted = True
 
     def resume(self) -> None:
-        self.paused = False
+        self.pause_wanted = False
         self._wake.set()
+
+    @property
+    def paused(self) -> bool:
+        """Paused, and no fetch that began before the pause is still under way: from now on
+        the queue claims nothing. (A fetch in flight when the pause came could otherwise
+        claim a job inserted after ``pause_queue`` returned.)"""
+        return self.pause_wanted and self._in_fetch == 0
+
+    async def fetches_ended(self) -> None:
+        """Wait for the fetch under way, if any, to end."""
+        await self._fetch_idle.wait()
 
     def scale(self, limit: int) -> None:
         """Change the concurrency limit; lowering it lets running jobs finish."""
@@ -154,13 +169,15 @@ class QueueProducer:
 
     async def _dispatch(self) -> None:
         node = self.node
-        while self._fetching and not self.paused and not self.stalled:
+        while self._fetching and not self.pause_wanted and not self.stalled:
             free = min(self.limit - self.busy, self.settle_cap - self.busy - self.settling)
             if free <= 0:
                 return
             # While the fetch is under way its claims may be committed before this node
             # knows of them; the node's reconciler leaves claims from then on alone.
             fetch = node.fetch_started()
+            self._in_fetch += 1
+            self._fetch_idle.clear()
             try:
                 jobs = await node.fetch(self.queue, free)
             except Exception:
@@ -168,6 +185,9 @@ class QueueProducer:
                 raise
             finally:
                 node.fetch_ended(fetch)
+                self._in_fetch -= 1
+                if not self._in_fetch:
+                    self._fetch_idle.set()
             self.busy += len(jobs)
             for job in jobs:
                 self.running[job.id] = asyncio.create_task(
