@@ -88,3 +88,18 @@ def test_a_state_has_one_colour_everywhere_and_none_when_piped(
     )
     monkeypatch.setenv("NO_COLOR", "1")
     assert tables.paint("completed", "green") == "completed"
+
+
+def test_a_narrow_terminal_keeps_only_how_far_a_time_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The clock part of a time gives its room to the names a reader looks for; piped, and
+    on a terminal wide enough, the whole time stays."""
+    columns = [Column("WORKER", max_width=80), Column(tables.time_header("WHEN"))]
+    rows = [["shopproject.billing.workers.SendReceiptEmail", when(NOW.replace(minute=3), NOW)]]
+    assert "2026-11-30 12:03:00 (in 3 min)" in render_table(columns, rows)  # piped
+    monkeypatch.setattr(tables, "on_terminal", lambda err=False: True)
+    monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.setenv("COLUMNS", "60")
+    narrow = render_table(columns, rows).splitlines()[1]
+    assert narrow.split() == ["shopproject.billing.workers.SendReceiptEmail", "in", "3", "min"]
+    monkeypatch.setenv("COLUMNS", "200")
+    assert "2026-11-30 12:03:00 (in 3 min)" in render_table(columns, rows)

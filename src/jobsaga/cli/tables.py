@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -78,7 +79,13 @@ def render_table(columns: Sequence[Column], rows: Iterable[Sequence[Cell]]) -> s
     cells = [[_cell(value) for value in row] for row in rows]
     widths = _widths(columns, cells)
     if on_terminal():
-        _fit(columns, widths, shutil.get_terminal_size().columns)
+        room = shutil.get_terminal_size().columns
+        if sum(widths) + 2 * (len(widths) - 1) > room:
+            # a narrow terminal: a time keeps how far it is ("3 min ago"), and its clock part
+            # leaves its room to the names and errors a reader looks for
+            cells = [[_relative_only(cell) for cell in row] for row in cells]
+            widths = _widths(columns, cells)
+        _fit(columns, widths, room)
     colour = colour_wanted()
     table = Table(
         box=None,
@@ -125,6 +132,16 @@ def _fit(columns: Sequence[Column], widths: list[int], room: int) -> None:
         widest = max(shrinkable, key=lambda i: widths[i])
         widths[widest] -= 1
         excess -= 1
+
+
+TIME_CELL = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \(([^)]*)\)$")
+"""A cell :func:`when` wrote: the clock time, then how far it is in brackets."""
+
+
+def _relative_only(cell: str | Text) -> str | Text:
+    if isinstance(cell, str) and (found := TIME_CELL.match(cell)):
+        return found.group(1)
+    return cell
 
 
 def _cell(value: Cell) -> str | Text:
