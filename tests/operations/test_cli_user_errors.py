@@ -270,3 +270,16 @@ def test_workflow_graph_of_a_module_that_fails_to_import_is_one_error() -> None:
     assert "click" not in result.output and "importlib" not in result.output
     result = run("workflow", "graph", "no.such.module.Flow")
     assert result.exit_code == 1 and "no workflow 'no.such.module.Flow'" in result.output
+
+
+def test_workflow_graph_of_module_class_says_what_is_wrong_with_it() -> None:
+    name = module(MISSPELT.replace('queu="mailers"', 'queue="mailers"'))
+    missing = run("workflow", "graph", f"{name}:nosuch")
+    assert missing.exit_code == 2
+    assert error_line(missing).endswith(f"module {name!r} has no attribute 'nosuch'")
+    not_a_workflow = run("workflow", "graph", f"{name}:Mail")
+    assert error_line(not_a_workflow).endswith("is not a Workflow class (found the class Mail)")
+    no_module = run("workflow", "graph", "nosuch_module_for_jobsaga:W")
+    assert error_line(no_module).endswith(
+        "cannot import 'nosuch_module_for_jobsaga': No module named 'nosuch_module_for_jobsaga'"
+    )

@@ -81,11 +81,21 @@ def find_workflow(app: App, name: str) -> type[Workflow] | None:
         module_name, _, attr = name.rpartition(".")
     if not module_name:
         return None
-    if not module_exists(module_name):
+    if not sep and not module_exists(module_name):
         return None  # a registered name with dots, not a module path
-    found = getattr(import_user_module(module_name, "NAME"), attr, None)
+    module = import_user_module(module_name, "NAME")  # module:Class must import
+    found = getattr(module, attr, None)
     if isinstance(found, type) and issubclass(found, Workflow) and found.graph is not None:
         return found
+    if sep:  # the operator named a class: say what is wrong with it
+        what = (
+            f"module {module_name!r} has no attribute {attr!r}"
+            if found is None
+            else f"{name!r} is not a Workflow class (found {type(found).__name__})"
+            if not isinstance(found, type)
+            else f"{name!r} is not a Workflow class (found the class {found.__name__})"
+        )
+        raise click.BadParameter(what, param_hint="NAME")
     return None
 
 
