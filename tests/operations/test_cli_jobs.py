@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -160,7 +161,8 @@ def test_show_uses_the_same_times_and_lists_the_saga_runs(
     assert runs[0].split() == ["RUN", "STATUS", "ATTEMPT", "STARTED", "(UTC)"]
     run_id = int(runs[1].split()[0])
     assert runs[1].split()[1:3] == ["succeeded", "1"]
-    assert runs[-1] == f"details: jobsaga runs show {run_id}"
+    # the hint's command names the database this one read
+    assert runs[-1] == f"details: jobsaga runs show {run_id} --url {shlex.quote(db_url)}"
     assert run("runs", "show", str(run_id), "--url", db_url).exit_code == 0
 
     plain = app.insert(w.Noop.new({}))

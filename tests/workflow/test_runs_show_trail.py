@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import json
 import re
+import shlex
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,6 +25,7 @@ from jobsaga import App, Job, StepContext, Worker, Workflow, WorkflowWorker, ste
 from jobsaga.cli.main import cli
 from jobsaga.cli.runs import show_run
 from jobsaga.cli.trail import NO_START_RECORDED, fold_traceback, render_trail, step_outcome
+from jobsaga.redaction import redact_url
 from jobsaga.testing import drain_queue
 from jobsaga.workflow import (
     EventRecord,
@@ -150,7 +152,8 @@ def test_a_run_lists_its_jobs_other_runs_and_the_jobs_it_enqueued(
     [receipt] = app.list_jobs(worker=Receipt.name)
     assert receipt.meta == {"enqueued_by_run": second.id}
     shown = CliRunner().invoke(cli, ["jobs", "show", str(receipt.id), "--url", db_url])
-    assert f"enqueued by saga run {second.id} when it succeeded: jobsaga runs show" in shown.output
+    hint = f"enqueued by saga run {second.id} when it succeeded: jobsaga runs show {second.id}"
+    assert f"{hint} --url {shlex.quote(redact_url(db_url))}" in shown.output  # the same database
 
     out = show(db_url, second.id)
     others = out[out.index(f"other runs of job {job.id}:") :]

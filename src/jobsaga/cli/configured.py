@@ -66,6 +66,16 @@ class AppSource:
         remember_urls(config.url)
         return config
 
+    def flags_text(self) -> str:
+        """The ``--config``/``--app``/``--url`` this command was given, for a hint's command
+        line to reach the same database (the URL's password masked: it is printed)."""
+        given = [
+            ("--config", self.config_path),
+            ("--app", self.app_spec),
+            ("--url", redact_url(self.url) if self.url else None),
+        ]
+        return "".join(f" {flag} {shlex.quote(value)}" for flag, value in given if value)
+
     def _flagged(self, flags: dict[str, Any]) -> dict[str, Any]:
         given = {"app": self.app_spec, "url": self.url, **flags}
         return {key: value for key, value in given.items() if value is not None}

@@ -130,8 +130,15 @@ def tags_text(tags: Sequence[str]) -> str:
 
 
 def echo_job(
-    job: Job[Any], runs: Sequence[RunRecord], now: datetime, *, verbose: bool = False
+    job: Job[Any],
+    runs: Sequence[RunRecord],
+    now: datetime,
+    *,
+    verbose: bool = False,
+    same_database: str = "",
 ) -> None:
+    """``same_database``: the flags that name the database this job was read from
+    (``--app``, ``--url``, ``--config``), so a hint's command reaches the same one."""
     state = paint(job.state.value, STATE_STYLES.get(job.state.value))
     click.echo(f"job {job.id}  {job.worker}  queue={job.queue}  state={state}")
     click.echo(
@@ -155,7 +162,10 @@ def echo_job(
         click.echo(f"  meta {json.dumps(job.meta)}")
     run_id = job.meta.get("enqueued_by_run")
     if isinstance(run_id, int) and not isinstance(run_id, bool):
-        click.echo(f"  enqueued by saga run {run_id} when it succeeded: jobsaga runs show {run_id}")
+        click.echo(
+            f"  enqueued by saga run {run_id} when it succeeded: "
+            f"jobsaga runs show {run_id}{same_database}"
+        )
     if job.errors:
         click.echo(f"errors ({len(job.errors)}, oldest first):")
         for group in error_groups(job.errors):
@@ -171,4 +181,4 @@ def echo_job(
             ],
             [[run.id, run.status, run.attempt, when(run.started_at, now)] for run in runs],
         )
-        click.echo(f"details: jobsaga runs show {runs[0].id}")
+        click.echo(f"details: jobsaga runs show {runs[0].id}{same_database}")

@@ -270,7 +270,7 @@ def jobs_commands(cli: click.Group) -> None:
             return
         # `jobsaga -v jobs show` (the group's logging flag) means the same as `jobs show -v`
         verbose = verbose or bool(click.get_current_context().find_root().params.get("verbose"))
-        echo_job(job, runs, now, verbose=verbose)
+        echo_job(job, runs, now, verbose=verbose, same_database=source.flags_text())
 
     @jobs.command("counts")
     @config_options
