@@ -196,6 +196,20 @@ def test_a_queue_given_twice_is_refused_naming_it() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("given", "said"),
+    [
+        ("mailers=0", "a queue's limit is how many of its jobs run at once, at least 1"),
+        ("mailers", "use NAME=LIMIT, e.g. default=10"),
+        ("=5", "use NAME=LIMIT, e.g. default=10"),
+    ],
+)
+def test_a_bad_queue_flag_says_what_is_wrong(given: str, said: str) -> None:
+    result = run("config", "-q", given)
+    assert result.exit_code == 2
+    assert error_line(result).startswith(f"Error: Invalid value for --queue: {given!r}: {said}")
+
+
 RAISES = """\
 from jobsaga import App
 

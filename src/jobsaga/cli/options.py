@@ -97,9 +97,15 @@ def parse_queues(values: tuple[str, ...]) -> dict[str, int]:
     queues: dict[str, int] = {}
     for value in values:
         name, sep, limit = value.partition("=")
-        if not sep or not limit.isdigit() or int(limit) < 1:
+        if not sep or not name or not limit.isdigit():
             raise click.BadParameter(
                 f"{value!r}: use NAME=LIMIT, e.g. default=10", param_hint="--queue"
+            )
+        if int(limit) < 1:
+            raise click.BadParameter(
+                f"{value!r}: a queue's limit is how many of its jobs run at once, at least 1 "
+                "(to stop a queue, pause it: jobsaga queues pause NAME)",
+                param_hint="--queue",
             )
         if name in queues:
             raise click.BadParameter(
