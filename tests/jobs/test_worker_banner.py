@@ -199,7 +199,10 @@ def test_config_defaults_and_a_masked_url() -> None:
 
 def test_config_refuses_what_worker_refuses() -> None:
     result = CliRunner().invoke(cli, ["config", "-q", "default=0"])
-    assert result.exit_code == 2 and "NAME=LIMIT" in result.output
+    assert (
+        result.exit_code == 2
+        and "a queue's limit is how many of its jobs run at once, at least 1" in result.output
+    )
 
 
 @pytest.mark.parametrize(
