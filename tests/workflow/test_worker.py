@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from jobsaga import App, ArgsError, Job, JobState, StepContext, Workflow, WorkflowWorker, step
 from jobsaga.demo.analytics import (
@@ -157,6 +157,9 @@ def test_a_workflow_worker_needs_a_workflow() -> None:
 
 
 class Plain(Workflow, inputs=["n"]):
+    class Context(BaseModel):
+        model_config = ConfigDict(extra="allow")  # any other arg is context (the opt-out)
+
     @step
     def double(self, n: int, ctx: StepContext[Any]) -> dict[str, Any]:
         return {
@@ -222,9 +225,10 @@ def test_a_last_attempt_that_times_out_is_rolled_back_before_the_final_hook(
     assert run.status == "rolled_back"
 
 
-def test_unknown_args_are_context_without_a_context_model_and_refused_with_one() -> None:
-    """docs/workflows.md ("WorkflowWorker"): with no Context model the args that are not
-    inputs are the context; an empty Context model makes an unknown key an error at insert."""
+def test_unknown_args_are_refused_unless_the_context_allows_extra_keys() -> None:
+    """docs/workflows.md ("WorkflowWorker"): an unknown arg is refused at insert, with or
+    without a Context model (a misspelt optional input would otherwise be kept as context
+    and the input left at its default); a Context with extra="allow" takes them as context."""
 
     class Untyped(Workflow, inputs=["order_id"]):
         @step
@@ -239,12 +243,25 @@ def test_unknown_args_are_context_without_a_context_model_and_refused_with_one()
         def a(self, order_id: str) -> str:
             return order_id
 
+    class Free(Workflow, inputs=["order_id"]):
+        class Context(BaseModel):
+            model_config = ConfigDict(extra="allow")
+
+        @step
+        def a(self, order_id: str) -> str:
+            return order_id
+
     class UntypedWorker(WorkflowWorker, workflow=Untyped):
         pass
 
     class TypedWorker(WorkflowWorker, workflow=Typed):
         pass
 
-    assert UntypedWorker.new({"order_id": "x", "note": 1}).args == {"order_id": "x", "note": 1}
-    with pytest.raises(ArgsError, match="unknown field 'extar'"):
-        TypedWorker.new({"order_id": "x", "extar": 1})
+    class FreeWorker(WorkflowWorker, workflow=Free):
+        pass
+
+    for worker in (UntypedWorker, TypedWorker):
+        with pytest.raises(ArgsError, match="unknown field 'ordr_id' \\(did you mean"):
+            worker.new({"order_id": "x", "ordr_id": "y"})
+    job = FreeWorker.new({"order_id": "x", "note": 1})
+    assert job.args == {"order_id": "x", "note": 1}

@@ -69,7 +69,11 @@ def args_model(workflow: type[Workflow], owner: str) -> type[BaseModel]:
                     f"{workflow.__qualname__}; job args cannot tell them apart"
                 )
             fields[name] = (info.annotation, info)
-    config = ConfigDict(extra="forbid" if workflow.Context is not None else "allow")
+    # An unknown key is refused at insert (a misspelt optional input would otherwise be kept
+    # as context, and the input left at its default); a Context model that allows extra
+    # fields (extra="allow") is the opt-out: its extra keys are context.
+    context_extra = workflow.Context.model_config.get("extra") if workflow.Context else None
+    config = ConfigDict(extra="allow" if context_extra == "allow" else "forbid")
     model: type[BaseModel] = create_model(  # type: ignore[call-overload]
         f"{owner}Args", __config__=config, **fields
     )
@@ -138,12 +142,15 @@ class WorkflowWorker(Worker, max_attempts=MAX_ATTEMPTS):
         return {name: raw[name] for name in self.workflow.input_names if name in raw}
 
     def workflow_context(self, job: Job[Any]) -> Any:
-        """The caller's context: the ``Context`` model's fields of the args, or the args that
-        are not inputs (as a dict) when the workflow declares no ``Context`` model."""
+        """The caller's context: the ``Context`` model's fields of the args; with a Context
+        that allows extra fields, or no Context model, the args that are not inputs."""
         assert self.workflow is not None
         raw = job.raw_args
-        if self.workflow.Context is not None:
-            return {name: raw[name] for name in self.workflow.Context.model_fields if name in raw}
+        context = self.workflow.Context
+        if context is not None and context.model_config.get("extra") != "allow":
+            return {name: raw[name] for name in context.model_fields if name in raw}
+        # a Context that allows extra keys, or a job stored before unknown keys were
+        # refused: every arg that is not an input
         rest = {k: v for k, v in raw.items() if k not in self.workflow.input_names}
         return rest or None
 
