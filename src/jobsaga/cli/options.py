@@ -17,7 +17,7 @@ from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 import click
 
 from ..config import NodeConfig, node_option_names
-from .configured import AppSource
+from .configured import AppSource, flag_name
 
 R = TypeVar("R")
 
@@ -153,7 +153,7 @@ def _value_type(key: str) -> type:
 
 
 def _node_flag(key: str) -> Callable[[Callable[..., R]], Callable[..., R]]:
-    flag = "--" + key.replace("_", "-")
+    flag = flag_name(key)  # the name errors give it (AppSource.config's sources)
     description = NodeConfig.model_fields[key].description or ""
     text = " ".join(description.split()).replace("``", "")
     kind = _value_type(key)
