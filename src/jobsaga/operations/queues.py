@@ -27,7 +27,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
-from ..suggest import closest
+from ..suggest import did_you_mean
 from ..worker import check_queue_name
 from .jobs import with_retries
 
@@ -184,8 +184,8 @@ class QueueControl:
             return None
         live = {n.name for n in self.live_nodes()}
         shown = ", ".join(f"{n} (live)" if n in live else n for n in known) or "none"
-        hint = closest(node, sorted(set(known)))
-        suggestion = f"; did you mean {hint!r}?" if hint else ""
+        hint = did_you_mean(node, sorted(set(known)))
+        suggestion = f"; {hint}" if hint else ""
         return f"no node named {node!r}{suggestion} (known nodes: {shown})"
 
     def queues_in_use(self) -> set[str]:
@@ -203,8 +203,8 @@ class QueueControl:
         used = self.queues_in_use()
         if queue in used:
             return None
-        hint = closest(queue, sorted(set(used)))
-        suggestion = f"; did you mean {hint!r}?" if hint else ""
+        hint = did_you_mean(queue, sorted(set(used)))
+        suggestion = f"; {hint}" if hint else ""
         return (
             f"no job, node, control or registered worker uses queue {queue!r}{suggestion} "
             "(the control is kept for nodes that start with that queue)"
