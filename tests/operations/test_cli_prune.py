@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -20,18 +19,13 @@ from jobsaga.cli.main import cli
 from jobsaga.operations import jobs as operations
 from jobsaga.workflow.records import list_runs
 from tests.helpers import wait_until
-from tests.plugins.support import update_job
+from tests.plugins.support import FINISHED_AT, job_reached, update_job
 
 from . import cli_saga
 from . import workers as w
 from .conftest import NODE
 
 DAY = 86400
-FINISHED_AT = {
-    "completed": "completed_at",
-    "cancelled": "cancelled_at",
-    "discarded": "discarded_at",
-}
 
 
 def run(*args: str, input: str | None = None) -> Result:
@@ -40,15 +34,7 @@ def run(*args: str, input: str | None = None) -> Result:
 
 def aged(app: App, state: str, days: float) -> int:
     """A job in ``state`` that reached it ``days`` ago (inserted a month before that)."""
-    job = app.insert(w.Noop.new({}))
-    at = datetime.now(UTC) - timedelta(days=days)
-    columns: dict[str, Any] = {"state": state, "inserted_at": at - timedelta(days=30)}
-    if state in FINISHED_AT:
-        columns[FINISHED_AT[state]] = at
-    else:
-        columns["scheduled_at"] = at
-    update_job(app, job.id, **columns)
-    return job.id
+    return job_reached(app, w.Noop.new({}), state, datetime.now(UTC) - timedelta(days=days))
 
 
 def state(app: App, job_id: int) -> JobState | None:

@@ -6,7 +6,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from jobsaga import App
+from jobsaga import App, JobSpec
 
 
 class FakeClock:
@@ -44,6 +44,24 @@ def update_job(app: App, job_id: int, **columns: Any) -> None:
             f"UPDATE jobsaga_jobs SET {sets} WHERE id = {param(app, 'id')}",
             {**values, "id": job_id},
         )
+
+
+FINISHED_AT = {
+    "completed": "completed_at",
+    "cancelled": "cancelled_at",
+    "discarded": "discarded_at",
+}
+"""The column that says when a job reached each final state (the pruner's age)."""
+
+
+def job_reached(app: App, spec: JobSpec, state: str, at: datetime) -> int:
+    """Insert ``spec`` as a job that reached ``state`` at ``at`` (inserted a month before):
+    a finished job's finishing time, else its scheduled time."""
+    job = app.insert(spec)
+    columns: dict[str, Any] = {"state": state, "inserted_at": at - timedelta(days=30)}
+    columns[FINISHED_AT.get(state, "scheduled_at")] = at
+    update_job(app, job.id, **columns)
+    return job.id
 
 
 def rows(app: App, sql: str, **params: Any) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ from jobsaga import App, Worker
 from jobsaga.plugins.pruner import prune_jobs
 from tests.helpers import wait_until
 
-from .support import FakeClock, param, rows, update_job
+from .support import FINISHED_AT, FakeClock, job_reached, param, rows, update_job
 
 
 class Noop(Worker, name="tests.pruner.Noop"):
@@ -22,23 +22,10 @@ class Noop(Worker, name="tests.pruner.Noop"):
 
 
 MAX_AGE = 3600.0
-FINISHED_AT = {
-    "completed": "completed_at",
-    "cancelled": "cancelled_at",
-    "discarded": "discarded_at",
-}
 
 
 def job_in(app: App, state: str, at_age: float, clock: FakeClock) -> int:
-    job = app.insert(Noop.new())
-    at = clock() - timedelta(seconds=at_age)
-    columns: dict[str, Any] = {"state": state, "inserted_at": at - timedelta(days=30)}
-    if state in FINISHED_AT:
-        columns[FINISHED_AT[state]] = at
-    else:
-        columns["scheduled_at"] = at
-    update_job(app, job.id, **columns)
-    return job.id
+    return job_reached(app, Noop.new(), state, clock() - timedelta(seconds=at_age))
 
 
 def ids(app: App) -> set[int]:
