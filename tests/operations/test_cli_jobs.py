@@ -8,8 +8,7 @@ import os
 import re
 import shlex
 import signal
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -26,7 +25,7 @@ from tests.helpers import wait_until
 
 from . import cli_saga
 from . import workers as w
-from .conftest import NODE
+from .conftest import NODE, progress_interrupted_at
 
 LONG_QUEUE = "mailers-for-the-european-billing-department-" + "x" * 20  # 64, the longest
 
@@ -323,18 +322,7 @@ def test_an_interrupted_bulk_command_reports_what_it_committed(
     app = make_app(w.Noop)
     app.insert_all([w.Noop.new({}) for _ in range(7)])
     monkeypatch.setattr(jobs_cli, "BULK_BATCH", 3)
-    calls: list[int] = []
-
-    @contextmanager
-    def interrupted(description: str, total: int | None) -> Iterator[Callable[[int], None]]:
-        def advance(done: int) -> None:
-            calls.append(done)
-            if len(calls) == 2:
-                raise KeyboardInterrupt
-
-        yield advance
-
-    monkeypatch.setattr(jobs_cli, "progress", interrupted)
+    monkeypatch.setattr(jobs_cli, "progress", progress_interrupted_at(2))
     stopped = run("jobs", "delete", "--state", "available", "--yes", "--url", db_url)
     assert stopped.exit_code == 130
     assert stopped.stderr == (

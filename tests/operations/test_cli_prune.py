@@ -5,8 +5,7 @@ what left the database."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -23,7 +22,7 @@ from tests.plugins.support import FINISHED_AT, job_reached, update_job
 
 from . import cli_saga
 from . import workers as w
-from .conftest import NODE
+from .conftest import NODE, progress_interrupted_at
 
 DAY = 86400
 
@@ -143,18 +142,7 @@ def test_an_interrupted_prune_reports_what_it_committed(
     app = make_app(w.Noop)
     for _ in range(5):
         aged(app, "completed", 2)
-    calls: list[int] = []
-
-    @contextmanager
-    def interrupted(description: str, total: int | None) -> Iterator[Callable[[int], None]]:
-        def advance(done: int) -> None:
-            calls.append(done)
-            if len(calls) == 2:
-                raise KeyboardInterrupt
-
-        yield advance
-
-    monkeypatch.setattr(jobs_cli, "progress", interrupted)
+    monkeypatch.setattr(jobs_cli, "progress", progress_interrupted_at(2))
     stopped = run("jobs", "prune", "--older-than", "1d", "--batch", "2", "--yes", "--url", db_url)
     assert stopped.exit_code == 130
     assert stopped.stderr == (
