@@ -58,21 +58,21 @@ class Worker:
         return code
 
 
-@contextmanager
-def worker_process(
-    app_spec: str | None, db_url: str, tmp_path: Path, *options: str, verbose: int = 0
-) -> Iterator[Worker]:
-    """``jobsaga [-v...] worker --app APP_SPEC --url DB_URL --poll-interval 0.05 OPTIONS``;
-    killed on the way out if still running."""
-    log_file = tmp_path / "performs.log"
-    log_file.touch()
+def worker_env(log_file: Path) -> dict[str, str]:
+    """The environment of a ``jobsaga worker`` subprocess: this checkout importable, the
+    performs noting what they do in ``log_file``, no database URL from the caller's shell."""
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
         "JOBSAGA_TEST_LOG": str(log_file),
     }
     env.pop("JOBSAGA_DATABASE_URL", None)
-    command = [
+    return env
+
+
+def worker_command(app_spec: str | None, db_url: str, *options: str, verbose: int = 0) -> list[str]:
+    """``jobsaga [-v...] worker --app APP_SPEC --url DB_URL --poll-interval 0.05 OPTIONS``."""
+    return [
         JOBSAGA,
         *(["-" + "v" * verbose] if verbose else []),
         "worker",
@@ -83,6 +83,18 @@ def worker_process(
         "0.05",
         *options,
     ]
+
+
+@contextmanager
+def worker_process(
+    app_spec: str | None, db_url: str, tmp_path: Path, *options: str, verbose: int = 0
+) -> Iterator[Worker]:
+    """``jobsaga [-v...] worker --app APP_SPEC --url DB_URL --poll-interval 0.05 OPTIONS``;
+    killed on the way out if still running."""
+    log_file = tmp_path / "performs.log"
+    log_file.touch()
+    env = worker_env(log_file)
+    command = worker_command(app_spec, db_url, *options, verbose=verbose)
     process = subprocess.Popen(
         command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )

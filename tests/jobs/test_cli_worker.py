@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,10 +17,9 @@ from jobsaga import App, JobSpec, JobState
 from jobsaga.plugins.lifeline import rescue_orphans
 from tests.helpers import wait_until
 from tests.jobs import sample_app as sample
+from tests.jobs.cli_process import JOBSAGA, ROOT, worker_command, worker_env
 from tests.jobs.conftest import job, rows
 
-ROOT = Path(__file__).resolve().parents[2]
-JOBSAGA = str(Path(sys.executable).with_name("jobsaga"))
 WORKERS = [w for w in sample.app.workers.values()]
 
 
@@ -38,23 +36,8 @@ def logged(path: Path) -> list[str]:
 
 @contextmanager
 def worker_process(db_url: str, log_file: Path, *options: str) -> Iterator[subprocess.Popen[str]]:
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-        "JOBSAGA_TEST_LOG": str(log_file),
-    }
-    env.pop("JOBSAGA_DATABASE_URL", None)
-    command = [
-        JOBSAGA,
-        "worker",
-        "--app",
-        "tests.jobs.sample_app:app",
-        "--url",
-        db_url,
-        "--poll-interval",
-        "0.05",
-        *options,
-    ]
+    env = worker_env(log_file)
+    command = worker_command("tests.jobs.sample_app:app", db_url, *options)
     process = subprocess.Popen(
         command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
