@@ -83,6 +83,10 @@ def test_a_fetch_under_way_when_the_pause_comes_ends_before_pause_queue_returns(
         pausing.join(5)
         assert not pausing.is_alive() and not returned_while_fetching
         assert node.producers["default"].paused
+        # the node's record says so at once, not at its next beat (5 s here)
+        wait_until(
+            lambda: [n.paused for q in app.list_queues() for n in q.nodes] == [True], timeout=2
+        )
         job = app.insert(w.Noop.new({}))
         assert stays(lambda: states(app, [job.id]) == [JobState.AVAILABLE])
 

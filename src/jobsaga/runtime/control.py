@@ -115,10 +115,13 @@ class NodeControl:
             )
             self.apply(producer, paused=paused, limit=limit)
         # In force when this returns (pause_queue waits for it): a fetch begun before the
-        # pause has ended, so nothing inserted from now on is claimed by this node.
-        await asyncio.gather(
-            *(p.fetches_ended() for p in self.node.producers.values() if p.pause_wanted)
-        )
+        # pause has ended, so nothing inserted from now on is claimed by this node. The
+        # heartbeat woken by apply() may have gone out while that fetch ran (the queue not
+        # yet paused): it is woken again, so the record says paused at once.
+        pausing = [p for p in self.node.producers.values() if p.pause_wanted and not p.paused]
+        if pausing:
+            await asyncio.gather(*(p.fetches_ended() for p in pausing))
+            self.node.plugins.heartbeat.wake()
 
     def apply(self, producer: QueueProducer, *, paused: bool, limit: int) -> None:
         """Bring ``producer`` to the wanted state; a change is told (log, telemetry) and
