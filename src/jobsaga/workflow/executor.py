@@ -50,7 +50,6 @@ from ..errors import (
     RetriesExhausted,
     RetryCancelled,
     RunLogUnwritable,
-    StepArgumentError,
     StepFailure,
     StepResultError,
     WorkflowError,
@@ -60,6 +59,7 @@ from ..telemetry import NO_SPAN, Span
 from .context import StepContext
 from .dsl import Argument, Workflow
 from .encoding import error_json
+from .paths import follow_path
 from .records import RunStatus, StepStatus
 from .results import Continue, Retry
 from .runlog import Resumed, RunLog
@@ -197,21 +197,7 @@ class Execution:
             value = source.value
         else:
             value = self.inputs[arg.source]
-        for depth, part in enumerate(arg.path):
-            try:
-                if isinstance(value, Mapping):
-                    value = value[part]
-                elif isinstance(value, (list, tuple)) and part.isdigit():
-                    value = value[int(part)]
-                else:
-                    value = getattr(value, part)
-            except (KeyError, IndexError, AttributeError):
-                path = ".".join((arg.source, *arg.path[: depth + 1]))
-                raise StepArgumentError(
-                    f"argument {arg.param!r} wants {path}, which the value "
-                    f"({type(value).__name__}) does not have"
-                ) from None
-        return value
+        return follow_path(value, arg) if arg.path else value
 
     def kwargs(
         self, arguments: tuple[Argument, ...], context_param: str | None, ctx: StepContext[Any]
