@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 class RunStatus(enum.StrEnum):
     RUNNING = "running"
     ROLLING_BACK = "rolling_back"
+    HALTED = "halted"
+    """Stopped by a step (``halt``) until its job's next attempt, which takes it up as it
+    takes up a running run: not finished, not failed."""
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     """Failed with nothing to undo."""
@@ -77,6 +80,24 @@ class EventRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class ChildRun:
+    """A child run as its parent's record lists it (``RunRecord.children``): another
+    workflow run as one of the parent's steps (compose), or one iteration of a workflow run
+    repeatedly (recurse). ``get_run`` of its id gives the whole run."""
+
+    id: int
+    workflow: str
+    status: str
+    parent_step: str
+    """The parent's step that ran it."""
+    iteration: int
+    """0 for compose; 0, 1, 2... for the iterations of recurse."""
+    started_at: datetime
+    finished_at: datetime | None
+    error: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
 class RunRecord:
     """One saga run as the log holds it: ``runs show`` prints exactly this."""
 
@@ -96,6 +117,20 @@ class RunRecord:
     """Each step's dependencies, as the workflow declared them when the run started."""
     steps: tuple[StepRecord, ...] = ()
     events: tuple[EventRecord, ...] = ()
+    parent_run_id: int | None = None
+    """For a child run, its parent run (None for a job's own run, or a parent whose log was
+    kept in memory)."""
+    parent_step: str | None = None
+    """For a child run, the parent's step that ran it; None exactly for a top-level run."""
+    iteration: int = 0
+    """For a child run of recurse, which iteration it is (0, 1, 2...); else 0."""
+    children: tuple[ChildRun, ...] = ()
+    """The child runs of this run, in the parent's step order then by iteration (filled by
+    ``get_run``; empty in ``list_runs`` rows)."""
+
+    @property
+    def is_child(self) -> bool:
+        return self.parent_step is not None
 
     def step(self, name: str) -> StepRecord:
         for record in self.steps:
@@ -140,10 +175,33 @@ def _run_from_row(engine: Engine, row: Mapping[str, Any]) -> RunRecord:
         started_at=tv(row["started_at"]),  # type: ignore[arg-type]
         updated_at=tv(row["updated_at"]),  # type: ignore[arg-type]
         finished_at=tv(row["finished_at"]),
+        parent_run_id=None if row["parent_run_id"] is None else int(row["parent_run_id"]),
+        parent_step=row["parent_step"],
+        iteration=int(row["iteration"] or 0),
     )
 
 
-def read_run(engine: Engine, tx: Any, run_id: int) -> RunRecord | None:
+def read_children(engine: Engine, tx: Any, run_id: int) -> tuple[ChildRun, ...]:
+    """The child runs of run ``run_id``, in its step order then by iteration."""
+    tv = engine.time_value
+    return tuple(
+        ChildRun(
+            id=int(r["id"]),
+            workflow=r["workflow"],
+            status=r["status"],
+            parent_step=r["parent_step"],
+            iteration=int(r["iteration"]),
+            started_at=tv(r["started_at"]),  # type: ignore[arg-type]
+            finished_at=tv(r["finished_at"]),
+            error=_load(r["error"]),
+        )
+        for r in tx.execute(engine.queries["get_children"], {"run_id": run_id})
+    )
+
+
+def read_run(engine: Engine, tx: Any, run_id: int, *, children: bool = False) -> RunRecord | None:
+    """The run with its steps and events (and its child runs, with ``children``: what an
+    attempt taking a run up does not need)."""
     q = engine.queries
     rows = tx.execute(q["get_run"], {"id": run_id})
     if not rows:
@@ -177,7 +235,8 @@ def read_run(engine: Engine, tx: Any, run_id: int) -> RunRecord | None:
         for r in tx.execute(q["get_events"], {"run_id": run_id})
     )
     run = _run_from_row(engine, rows[0])
-    return RunRecord(**{**_fields(run), "steps": steps, "events": events})
+    kids = read_children(engine, tx, run_id) if children else ()
+    return RunRecord(**{**_fields(run), "steps": steps, "events": events, "children": kids})
 
 
 def _fields(run: RunRecord) -> dict[str, Any]:
@@ -185,9 +244,10 @@ def _fields(run: RunRecord) -> dict[str, Any]:
 
 
 def get_run(app: AppCore, run_id: int) -> RunRecord | None:
-    """One run with its steps (in declaration order) and its events (in the order they happened)."""
+    """One run with its steps (in declaration order), its events (in the order they
+    happened) and its child runs (in its step order, then by iteration)."""
     with app.engine.read() as tx:  # a poll: on SQLite, no write lock
-        return read_run(app.engine, tx, run_id)
+        return read_run(app.engine, tx, run_id, children=True)
 
 
 def _run_filter(
@@ -195,6 +255,8 @@ def _run_filter(
     status: str | Iterable[str] | None,
     workflow: str | None,
     job_id: int | None,
+    parent_run_id: int | None = None,
+    top_level: bool = False,
 ) -> dict[str, Any]:
     """The parameters ``list_runs`` and ``count_runs`` filter by (the same filter)."""
     statuses: list[str] | None = None
@@ -210,6 +272,8 @@ def _run_filter(
         "statuses": None if statuses is None else engine.list_param(statuses),
         "workflow": workflow,
         "job_id": job_id,
+        "parent_run_id": parent_run_id,
+        "top_level": top_level,
     }
 
 
@@ -219,15 +283,22 @@ def list_runs(
     status: str | Iterable[str] | None = None,
     workflow: str | None = None,
     job_id: int | None = None,
+    parent_run_id: int | None = None,
+    top_level: bool = False,
     limit: int | None = 50,
 ) -> list[RunRecord]:
-    """Runs, newest first, without their steps; at most ``limit`` (None: all).
-    ``status="failed"`` matches every failed ending (failed, rolled_back, rollback_failed);
-    give the exact statuses to narrow it."""
+    """Runs, newest first, without their steps (nor children); at most ``limit`` (None:
+    all). ``status="failed"`` matches every failed ending (failed, rolled_back,
+    rollback_failed); give the exact statuses to narrow it. ``parent_run_id``: only that
+    run's child runs; ``top_level``: only runs that are not child runs (a job's own runs:
+    its child runs carry its job_id too)."""
     if limit is not None and (isinstance(limit, bool) or limit < 1):
         raise FilterError(f"limit must be a positive number of runs, or None for all; got {limit}")
     engine = app.engine
-    params = {**_run_filter(engine, status, workflow, job_id), "limit": limit}  # None: all
+    params = {
+        **_run_filter(engine, status, workflow, job_id, parent_run_id, top_level),
+        "limit": limit,  # None: all
+    }
     with engine.read() as tx:
         rows = tx.execute(engine.queries["list_runs"], params)
     return [_run_from_row(engine, row) for row in rows]
@@ -239,13 +310,16 @@ def count_runs(
     status: str | Iterable[str] | None = None,
     workflow: str | None = None,
     job_id: int | None = None,
+    parent_run_id: int | None = None,
+    top_level: bool = False,
 ) -> int:
     """How many runs :func:`list_runs` finds with these filters and no limit, so a listing
     cut at its limit can say how many it left out."""
     engine = app.engine
     with engine.read() as tx:
         rows = tx.execute(
-            engine.queries["count_runs"], _run_filter(engine, status, workflow, job_id)
+            engine.queries["count_runs"],
+            _run_filter(engine, status, workflow, job_id, parent_run_id, top_level),
         )
     return int(rows[0]["n"])
 

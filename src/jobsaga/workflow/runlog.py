@@ -63,14 +63,33 @@ RETRY_MAX = 1.0
 # --- writing ------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class ParentLink:
+    """What makes a run a child run: the parent run, and the parent's step that runs it
+    (compose: another workflow run as one step), with its iteration (recurse: a workflow run
+    repeatedly, one child run per iteration). A log opened with one finds the child run the
+    link names, in whatever status, and takes it up (:class:`Resumed`), or makes it."""
+
+    run_id: int | None
+    """The parent run's id; None for a parent whose log is kept in memory (then the child
+    cannot be found again: each open makes a new one)."""
+    step: str
+    iteration: int = 0
+    """0 for compose; 0, 1, 2... for the iterations of recurse."""
+
+
 @dataclass(slots=True)
 class Resumed:
-    """The job's run found at start: an unfinished one, which this attempt continues, or a
-    succeeded one, which is final (the attempt completes the job without running a step)."""
+    """The run found at start: the job's unfinished one, which this attempt continues, or its
+    succeeded one, which is final (the attempt completes the job without running a step);
+    for a child log, the child run its link names, in whatever status."""
 
     run_id: int
     status: str
-    """``running`` or ``rolling_back`` (resumed), or ``succeeded``: final, nothing runs."""
+    """As found, before the takeover: ``running``, ``rolling_back`` or ``halted`` (resumed;
+    a halted run's row is ``running`` again once taken up), or ``succeeded``: final, nothing
+    runs. A child run may also be found ended in failure (``failed``, ``rolled_back``,
+    ``rollback_failed``): the executor decides (a parent's rollback reopens it to undo it)."""
     error: dict[str, Any] | None
     steps: dict[str, StepRecord]
     result: Any = None
@@ -94,6 +113,9 @@ class RunLog:
     seq: int = 0
     on_broken: Callable[[RunLogUnwritable], None] | None = None
     """Called once when the log gives up writing, so the run stops (the executor's)."""
+    parent: ParentLink | None = None
+    """Set for a child run (compose, recurse): its parent run and step. Its job and attempt
+    are the parent's, passed to :meth:`open` as for any run."""
 
     def encode_result(self, value: Any, what: str) -> Any:
         return value
@@ -207,6 +229,9 @@ class RunLog:
                 for row in sorted(self.steps.values(), key=lambda r: r["position"])
             ),
             events=tuple(EventRecord(**event) for event in self.events),
+            parent_run_id=self.parent.run_id if self.parent is not None else None,
+            parent_step=self.parent.step if self.parent is not None else None,
+            iteration=self.parent.iteration if self.parent is not None else 0,
         )
 
 
@@ -375,7 +400,7 @@ class SqlRunLog(RunLog):
             self, inputs, context, positions, job_id=job_id, attempt=attempt, now=now, dag=dag
         )
         self.writer = writer_for(self._engine)
-        if self.resume_id is None:
+        if self.resume_id is None and self.parent is None:
             # Most attempts start a run: opened in the writer's next round with the other
             # runs starting, and created by its first write.
             row = self._open_row(now)
@@ -422,9 +447,9 @@ class SqlRunLog(RunLog):
         }
 
     async def _open_retrying(self, now: datetime) -> Resumed | None:
-        """Open the run alone (one it takes up, or one whose round failed), retrying while
-        the database is away (up to ``write_timeout``). A retry after a commit whose reply
-        was lost finds the run it created (by its job)."""
+        """Open the run alone (one it takes up, a child run, or one whose round failed),
+        retrying while the database is away (up to ``write_timeout``). A retry after a
+        commit whose reply was lost finds the run it created (by its job, or its link)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.write_timeout
         delay = RETRY_FIRST
@@ -440,9 +465,22 @@ class SqlRunLog(RunLog):
     def _open(self, now: datetime) -> Resumed | None:
         engine = self._engine
         q = engine.queries
+        parent = self.parent
         with engine.transaction() as tx:
             run_id = self.resume_id
-            if run_id is None and self.job_id is not None:
+            if run_id is None and parent is not None:
+                if parent.run_id is not None:
+                    found = tx.execute(
+                        q["find_child_run"],
+                        {
+                            "parent_run_id": parent.run_id,
+                            "parent_step": parent.step,
+                            "iteration": parent.iteration,
+                            "workflow": self.workflow,
+                        },
+                    )
+                    run_id = int(found[0]["id"]) if found else None
+            elif run_id is None and self.job_id is not None:
                 found = tx.execute(
                     q["find_run_of_job"],
                     {
@@ -465,7 +503,9 @@ class SqlRunLog(RunLog):
                 self.seq = int(tx.execute(q["max_seq"], {"run_id": run_id})[0]["seq"])
                 self._durable_seq = self.seq
                 self.run.update(
-                    status=run.status,
+                    status=RunStatus.RUNNING.value
+                    if run.status == RunStatus.HALTED.value
+                    else run.status,  # as resume_run left it
                     error=run.error,
                     result=run.result,
                     started_at=run.started_at,
@@ -496,6 +536,9 @@ class SqlRunLog(RunLog):
                     "context": json_text(jsonable(self.run["context"], "the workflow context")),
                     "dag": json_text(self.run["dag"]),
                     "now": engine.time_param(now),
+                    "parent_run_id": parent.run_id if parent is not None else None,
+                    "parent_step": parent.step if parent is not None else None,
+                    "iteration": parent.iteration if parent is not None else 0,
                 },
             )
             self.run_id = int(row[0]["id"])

@@ -2,10 +2,14 @@
 -- payloads (and are read back as text), so every dialect decodes them the same way.
 
 -- name: insert_run
+-- A run made at once (a child run, or a run whose batched open failed); parent_step is NULL
+-- for a job's own run, set for a child run (its parent's step).
 INSERT INTO jobsaga_workflow_runs (workflow, job_id, attempt, status, inputs, context, dag,
-                                   started_at, updated_at)
+                                   started_at, updated_at, parent_run_id, parent_step,
+                                   iteration)
 VALUES (%(workflow)s, %(job_id)s, %(attempt)s, 'running', %(inputs)s::jsonb,
-        %(context)s::jsonb, %(dag)s::jsonb, %(now)s, %(now)s)
+        %(context)s::jsonb, %(dag)s::jsonb, %(now)s, %(now)s, %(parent_run_id)s,
+        %(parent_step)s, %(iteration)s)
 RETURNING id
 
 -- name: find_run_of_job
@@ -13,16 +17,31 @@ RETURNING id
 -- (final: the attempt completes the job without running a step), else the run it left
 -- unfinished (resumed). A run that ended in failure was rolled back: a new run starts. A run
 -- that succeeded at or before the attempt an operator retried the finished job after
--- (retried_after) is not final: the job runs its saga again.
+-- (retried_after) is not final: the job runs its saga again. A halted run is taken up as
+-- a running one. The job's child runs (same job_id, parent_step set) are never its run.
 SELECT id, status FROM jobsaga_workflow_runs
-WHERE job_id = %(job_id)s AND workflow = %(workflow)s
-  AND status IN ('succeeded', 'running', 'rolling_back')
+WHERE job_id = %(job_id)s AND workflow = %(workflow)s AND parent_step IS NULL
+  AND status IN ('succeeded', 'running', 'rolling_back', 'halted')
   AND (status <> 'succeeded' OR %(retried_after)s::int IS NULL OR attempt > %(retried_after)s::int)
 ORDER BY status = 'succeeded' DESC, id DESC
 LIMIT 1
 
+-- name: find_child_run
+-- The child run a parent's step ran (compose) or its iteration (recurse), whatever its
+-- status: the executor decides (a succeeded child is final; an unfinished one is resumed; one
+-- that ended in failure may be reopened to be undone). The newest, should there be several.
+SELECT id FROM jobsaga_workflow_runs
+WHERE parent_run_id = %(parent_run_id)s AND parent_step = %(parent_step)s
+  AND iteration = %(iteration)s AND workflow = %(workflow)s
+ORDER BY id DESC
+LIMIT 1
+
 -- name: resume_run
-UPDATE jobsaga_workflow_runs SET attempt = %(attempt)s, updated_at = %(now)s
+-- The takeover: the run is this attempt's from now on (writes of earlier attempts are fenced
+-- off), and a halted run runs again.
+UPDATE jobsaga_workflow_runs
+SET attempt = %(attempt)s, updated_at = %(now)s,
+    status = CASE WHEN status = 'halted' THEN 'running' ELSE status END
 WHERE id = %(id)s
 
 -- name: insert_events
@@ -35,8 +54,8 @@ ON CONFLICT (run_id, seq) DO NOTHING
 
 -- name: open_runs
 -- Open the runs of a round of attempts at once (the run log writer batches them): for each
--- request (in idx order), the run its job has to take up (found: succeeded, final; running
--- or rolling back, resumed; that attempt then opens it alone: find_run_of_job, read,
+-- request (in idx order), the run its job has to take up (found: succeeded, final; running,
+-- rolling back or halted, resumed; that attempt then opens it alone: find_run_of_job, read,
 -- resume_run), or else a new run's id, reserved from the sequence. Nothing is written: the
 -- new run's row is created by its first write (write_logs), so opening a run costs no
 -- commit to wait for (a crash before that write leaves no run, and its steps, none of them
@@ -48,7 +67,8 @@ WITH wanted AS (
     SELECT wanted.idx, (
         SELECT w.id FROM jobsaga_workflow_runs w
         WHERE w.job_id = wanted.job_id AND w.workflow = wanted.workflow
-          AND w.status IN ('succeeded', 'running', 'rolling_back')
+          AND w.parent_step IS NULL
+          AND w.status IN ('succeeded', 'running', 'rolling_back', 'halted')
           AND (w.status <> 'succeeded' OR wanted.retried_after IS NULL
                OR w.attempt > wanted.retried_after)
         LIMIT 1) AS id
@@ -138,7 +158,7 @@ ON CONFLICT (run_id, seq) DO NOTHING
 SELECT id, workflow, job_id, attempt, status, inputs::text AS inputs,
        context::text AS context, dag::text AS dag, result::text AS result,
        error::text AS error,
-       started_at, updated_at, finished_at
+       started_at, updated_at, finished_at, parent_run_id, parent_step, iteration
 FROM jobsaga_workflow_runs WHERE id = %(id)s
 
 -- name: get_steps
@@ -154,13 +174,25 @@ FROM jobsaga_workflow_events WHERE run_id = %(run_id)s ORDER BY seq
 SELECT id, workflow, job_id, attempt, status, inputs::text AS inputs,
        context::text AS context, dag::text AS dag, result::text AS result,
        error::text AS error,
-       started_at, updated_at, finished_at
+       started_at, updated_at, finished_at, parent_run_id, parent_step, iteration
 FROM jobsaga_workflow_runs
 WHERE (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
   AND (%(workflow)s::text IS NULL OR workflow = %(workflow)s::text)
   AND (%(job_id)s::bigint IS NULL OR job_id = %(job_id)s::bigint)
+  AND (%(parent_run_id)s::bigint IS NULL OR parent_run_id = %(parent_run_id)s::bigint)
+  AND (NOT %(top_level)s::boolean OR parent_step IS NULL)
 ORDER BY id DESC
 LIMIT %(limit)s
+
+-- name: get_children
+-- A run's child runs, in the parent's step order (as its steps were declared), then by
+-- iteration (recurse), then as they were made.
+SELECT c.id, c.workflow, c.status, c.parent_step, c.iteration, c.started_at, c.finished_at,
+       c.error::text AS error
+FROM jobsaga_workflow_runs c
+LEFT JOIN jobsaga_workflow_steps s ON s.run_id = c.parent_run_id AND s.step = c.parent_step
+WHERE c.parent_run_id = %(run_id)s
+ORDER BY s.position NULLS LAST, c.parent_step, c.iteration, c.id
 
 -- name: max_seq
 SELECT coalesce(max(seq), 0) AS seq FROM jobsaga_workflow_events WHERE run_id = %(run_id)s
@@ -172,6 +204,8 @@ FROM jobsaga_workflow_runs
 WHERE (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
   AND (%(workflow)s::text IS NULL OR workflow = %(workflow)s::text)
   AND (%(job_id)s::bigint IS NULL OR job_id = %(job_id)s::bigint)
+  AND (%(parent_run_id)s::bigint IS NULL OR parent_run_id = %(parent_run_id)s::bigint)
+  AND (NOT %(top_level)s::boolean OR parent_step IS NULL)
 
 -- name: follow_up_jobs
 -- The jobs a succeeded run enqueued: each names it in meta.enqueued_by_run (set when the

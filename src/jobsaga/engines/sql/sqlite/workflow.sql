@@ -3,9 +3,13 @@
 -- reading ON CONFLICT as a join constraint.
 
 -- name: insert_run
+-- A run made at once (a child run, or a run whose batched open failed); parent_step is NULL
+-- for a job's own run, set for a child run (its parent's step).
 INSERT INTO jobsaga_workflow_runs (workflow, job_id, attempt, status, inputs, context, dag,
-                                   started_at, updated_at)
-VALUES (:workflow, :job_id, :attempt, 'running', :inputs, :context, :dag, :now, :now)
+                                   started_at, updated_at, parent_run_id, parent_step,
+                                   iteration)
+VALUES (:workflow, :job_id, :attempt, 'running', :inputs, :context, :dag, :now, :now,
+        :parent_run_id, :parent_step, :iteration)
 RETURNING id
 
 -- name: find_run_of_job
@@ -13,16 +17,32 @@ RETURNING id
 -- (final: the attempt completes the job without running a step), else the run it left
 -- unfinished (resumed). A run that ended in failure was rolled back: a new run starts. A run
 -- that succeeded at or before the attempt an operator retried the finished job after
--- (retried_after) is not final: the job runs its saga again.
+-- (retried_after) is not final: the job runs its saga again. A halted run is taken up as
+-- a running one. The job's child runs (same job_id, parent_step set) are never its run.
 SELECT id, status FROM jobsaga_workflow_runs
-WHERE job_id = :job_id AND workflow = :workflow
-  AND status IN ('succeeded', 'running', 'rolling_back')
+WHERE job_id = :job_id AND workflow = :workflow AND parent_step IS NULL
+  AND status IN ('succeeded', 'running', 'rolling_back', 'halted')
   AND (status <> 'succeeded' OR :retried_after IS NULL OR attempt > :retried_after)
 ORDER BY status = 'succeeded' DESC, id DESC
 LIMIT 1
 
+-- name: find_child_run
+-- The child run a parent's step ran (compose) or its iteration (recurse), whatever its
+-- status: the executor decides (a succeeded child is final; an unfinished one is resumed; one
+-- that ended in failure may be reopened to be undone). The newest, should there be several.
+SELECT id FROM jobsaga_workflow_runs
+WHERE parent_run_id = :parent_run_id AND parent_step = :parent_step
+  AND iteration = :iteration AND workflow = :workflow
+ORDER BY id DESC
+LIMIT 1
+
 -- name: resume_run
-UPDATE jobsaga_workflow_runs SET attempt = :attempt, updated_at = :now WHERE id = :id
+-- The takeover: the run is this attempt's from now on (writes of earlier attempts are fenced
+-- off), and a halted run runs again.
+UPDATE jobsaga_workflow_runs
+SET attempt = :attempt, updated_at = :now,
+    status = CASE WHEN status = 'halted' THEN 'running' ELSE status END
+WHERE id = :id
 
 -- name: insert_events
 -- A write retried after its commit's reply was lost finds its events there: kept as they are.
@@ -36,8 +56,9 @@ ON CONFLICT (run_id, seq) DO NOTHING
 
 -- name: open_runs
 -- Open the runs of a round of attempts at once (the run log writer batches them), in two
--- statements run in one transaction: the requests whose job has a run to take up (found: its
--- attempt then opens it alone), then a run inserted for each other request, in the order
+-- statements run in one transaction: the requests whose job has a run to take up (found:
+-- succeeded, running, rolling back or halted; its attempt then opens it alone; never one of
+-- the job's child runs), then a run inserted for each other request, in the order
 -- given, so the ids returned (sorted) follow those requests (idx NULL). SQLite has no
 -- sequence to reserve an id from, and its commit is cheap: the row is made here, and the
 -- run's first write (write_logs) finds it there. Inputs, context and DAG are JSON inside the
@@ -47,7 +68,8 @@ SELECT idx, id, 1 AS found FROM (
         SELECT w.id FROM jobsaga_workflow_runs w
         WHERE w.job_id = json_extract(value, '$.job_id')
           AND w.workflow = json_extract(value, '$.workflow')
-          AND w.status IN ('succeeded', 'running', 'rolling_back')
+          AND w.parent_step IS NULL
+          AND w.status IN ('succeeded', 'running', 'rolling_back', 'halted')
           AND (w.status <> 'succeeded' OR json_extract(value, '$.retried_after') IS NULL
                OR w.attempt > json_extract(value, '$.retried_after'))
         LIMIT 1) AS id
@@ -65,7 +87,8 @@ WHERE NOT EXISTS (
     SELECT 1 FROM jobsaga_workflow_runs w
     WHERE w.job_id = json_extract(value, '$.job_id')
       AND w.workflow = json_extract(value, '$.workflow')
-      AND w.status IN ('succeeded', 'running', 'rolling_back')
+      AND w.parent_step IS NULL
+      AND w.status IN ('succeeded', 'running', 'rolling_back', 'halted')
       AND (w.status <> 'succeeded' OR json_extract(value, '$.retried_after') IS NULL
            OR w.attempt > json_extract(value, '$.retried_after')))
 ORDER BY key
@@ -143,7 +166,7 @@ WHERE jobsaga_workflow_runs.id = r.id AND jobsaga_workflow_runs.attempt <= r.att
 
 -- name: get_run
 SELECT id, workflow, job_id, attempt, status, inputs, context, dag, result, error,
-       started_at, updated_at, finished_at
+       started_at, updated_at, finished_at, parent_run_id, parent_step, iteration
 FROM jobsaga_workflow_runs WHERE id = :id
 
 -- name: get_steps
@@ -157,13 +180,25 @@ FROM jobsaga_workflow_events WHERE run_id = :run_id ORDER BY seq
 
 -- name: list_runs
 SELECT id, workflow, job_id, attempt, status, inputs, context, dag, result, error,
-       started_at, updated_at, finished_at
+       started_at, updated_at, finished_at, parent_run_id, parent_step, iteration
 FROM jobsaga_workflow_runs
 WHERE (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
   AND (:workflow IS NULL OR workflow = :workflow)
   AND (:job_id IS NULL OR job_id = :job_id)
+  AND (:parent_run_id IS NULL OR parent_run_id = :parent_run_id)
+  AND (NOT :top_level OR parent_step IS NULL)
 ORDER BY id DESC
 LIMIT coalesce(:limit, -1)
+
+-- name: get_children
+-- A run's child runs, in the parent's step order (as its steps were declared), then by
+-- iteration (recurse), then as they were made.
+SELECT c.id, c.workflow, c.status, c.parent_step, c.iteration, c.started_at, c.finished_at,
+       c.error
+FROM jobsaga_workflow_runs c
+LEFT JOIN jobsaga_workflow_steps s ON s.run_id = c.parent_run_id AND s.step = c.parent_step
+WHERE c.parent_run_id = :run_id
+ORDER BY s.position IS NULL, s.position, c.parent_step, c.iteration, c.id
 
 -- name: max_seq
 SELECT coalesce(max(seq), 0) AS seq FROM jobsaga_workflow_events WHERE run_id = :run_id
@@ -175,6 +210,8 @@ FROM jobsaga_workflow_runs
 WHERE (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
   AND (:workflow IS NULL OR workflow = :workflow)
   AND (:job_id IS NULL OR job_id = :job_id)
+  AND (:parent_run_id IS NULL OR parent_run_id = :parent_run_id)
+  AND (NOT :top_level OR parent_step IS NULL)
 
 -- name: follow_up_jobs
 -- The jobs a succeeded run enqueued: each names it in meta.enqueued_by_run (set when the
