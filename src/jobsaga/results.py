@@ -6,12 +6,14 @@ Returning ``None`` or any JSON value completes the job; raising an exception or 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from .backoff import Delay, delay_seconds
 from .errors import NotAJobError
 from .job import JobSpec
+from .serialization import ensure_json_object
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,10 +64,26 @@ class Complete:
 
 
 @dataclass(frozen=True, slots=True)
+class Park:
+    """Wait, without using up an attempt, until something outside makes the job available
+    again: a halted saga's job waits so for ``resume_run`` (``WorkflowWorker`` returns it).
+
+    The job is written ``scheduled`` at the far end of time (100 years out, where no stager
+    reaches), so it is neither finished (the pruner keeps it, and with it its saga run) nor
+    due; ``meta`` is merged into the job's meta, saying what it waits for (``jobs show``
+    reads it). Unlike ``Snooze(math.inf)`` it does not count as a snooze."""
+
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:  # refused here, not when the outcome is written
+        object.__setattr__(self, "meta", ensure_json_object(dict(self.meta), "meta", "Park"))
+
+
+@dataclass(frozen=True, slots=True)
 class Error:
     """Fail this attempt without raising (Oban's ``{:error, reason}``)."""
 
     reason: str
 
 
-Result = Snooze | Discard | Cancel | Complete | Error
+Result = Snooze | Discard | Cancel | Complete | Park | Error

@@ -30,7 +30,7 @@ from .. import _context
 from ..engines import Ack
 from ..errors import InvalidResult, JobTimeout, PerformError
 from ..job import MAX_DELAY_SECONDS, Job, JobSpec, JobState
-from ..results import Cancel, Complete, Discard, Error, Snooze
+from ..results import Cancel, Complete, Discard, Error, Park, Snooze
 from ..worker import Worker
 
 if TYPE_CHECKING:
@@ -53,6 +53,8 @@ class Outcome:
     snooze: float | None = None
     reason: str | None = None
     enqueue: tuple[JobSpec, ...] = ()
+    parked: dict[str, Any] | None = None
+    """A ``Park`` result's meta: the job waits, scheduled at the far end of time."""
     returned: Any = NOT_RETURNED
     """What the perform returned, before it was classified: the testing toolkit hands it to
     the test as is (``perform_job``), and it tells a raise from an ``Error`` result."""
@@ -81,13 +83,15 @@ def classify(result: Any) -> Outcome:
         return Outcome(JobState.COMPLETED, result=result.value, enqueue=result.enqueue)
     if isinstance(result, Snooze):
         return Outcome(JobState.SCHEDULED, snooze=result.delay)
+    if isinstance(result, Park):
+        return Outcome(JobState.SCHEDULED, snooze=math.inf, parked=dict(result.meta))
     if isinstance(result, Discard):
         return Outcome(JobState.DISCARDED, reason=result.reason)
     if isinstance(result, Cancel):
         return Outcome(JobState.CANCELLED, reason=result.reason)
     if isinstance(result, Error):
         return Outcome(JobState.RETRYABLE, error=PerformError(result.reason))
-    if isinstance(result, type) and result in (Snooze, Discard, Cancel, Complete, Error):
+    if isinstance(result, type) and result in (Snooze, Discard, Cancel, Complete, Park, Error):
         return Outcome(
             JobState.RETRYABLE,
             error=InvalidResult(
@@ -235,6 +239,16 @@ class Executor:
         now = self.app.clock()
         if outcome.state is JobState.COMPLETED:
             return Ack(job.id, job.attempt, JobState.COMPLETED, now, inserts=outcome.enqueue)
+        if outcome.state is JobState.SCHEDULED and outcome.parked is not None:
+            return Ack(
+                job.id,
+                job.attempt,
+                JobState.SCHEDULED,
+                now,
+                scheduled_at=later(now, math.inf),
+                attempt_delta=-1,
+                meta=outcome.parked,
+            )
         if outcome.state is JobState.SCHEDULED:
             snoozed = int(job.meta.get("snoozed", 0)) + 1
             return Ack(
