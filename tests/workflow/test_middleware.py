@@ -62,8 +62,11 @@ class Recorder(Middleware):
     def run_failed(self, run: RunInfo, error: WorkflowError, status: RunStatus) -> None:
         self.calls.append((self.name, "run_failed", error.step, status))
 
-    def run_halted(self, run: RunInfo, reason: BaseException) -> None:
-        self.calls.append((self.name, "run_halted", type(reason).__name__))
+    def run_halted(self, run: RunInfo, value: Any) -> None:
+        self.calls.append((self.name, "run_halted", value))
+
+    def run_interrupted(self, run: RunInfo, reason: BaseException) -> None:
+        self.calls.append((self.name, "run_interrupted", type(reason).__name__))
 
     def step_event(self, run: RunInfo, event: StepEvent) -> None:
         self.calls.append((self.name, "step_event", event.step, event.kind))
@@ -343,7 +346,7 @@ def test_telemetry_events_of_a_run_that_fails_and_rolls_back(
     }
 
 
-def test_a_halted_run_ends_no_span_and_is_forgotten(
+def test_an_interrupted_run_ends_no_span_and_is_forgotten(
     telemetry: tuple[Telemetry, list[Event]],
 ) -> None:
     tel, events = telemetry
@@ -354,7 +357,7 @@ def test_a_halted_run_ends_no_span_and_is_forgotten(
     chain.step_event(run, StepEvent("started", "a", tries=1))
     chain.step_event(run, StepEvent("started", "b", tries=1))
     chain.step_event(run, StepEvent("interrupted", "b"))
-    chain.run_halted(run, asyncio.CancelledError())
+    chain.run_interrupted(run, asyncio.CancelledError())
     assert [e for e, _, _ in events] == [
         "workflow.start",
         "workflow.step.start",
@@ -448,24 +451,30 @@ def test_otel_step_spans_are_current_in_the_steps_code_even_in_a_thread(
     assert ok_try.attributes is not None and ok_try.attributes["jobsaga.step.try"] == 2
 
 
-def test_otel_a_child_run_nests_under_the_current_step_span(
+def test_otel_a_child_run_nests_under_its_composing_step_or_the_current_span(
     spans: tuple[TracerProvider, InMemorySpanExporter],
 ) -> None:
     provider, exporter = spans
     chain = MiddlewareChain([OpenTelemetryMiddleware(provider)])
-    parent, child = run_info(), run_info(workflow="shop.Pack", run_id=8, parent=None)
+    parent = run_info()
+    child = run_info(workflow="shop.Pack", run_id=8, parent=parent, parent_step="pack")
     chain.run_started(parent)
     chain.step_event(parent, StepEvent("started", "pack", tries=1))
-    with chain.around_step(parent, "pack", "step"):
-        chain.run_started(child)  # a composed saga's child run, started by the step's code
-        chain.run_completed(child, None)
+    chain.run_started(child)  # a composed saga's child run, started beside the step's code
+    chain.run_completed(child, None)
+    with provider.get_tracer("test").start_as_current_span("request") as request:
+        chain.run_started(inline := run_info(workflow="shop.Inline"))  # a span is current
+        chain.run_completed(inline, None)
     chain.step_event(parent, StepEvent("succeeded", "pack", tries=1))
     chain.run_completed(parent, None)
     found = by_name(exporter)
     [child_span] = found["workflow shop.Pack"]
+    [inline_span] = found["workflow shop.Inline"]
     [step_span] = found["step pack"]
     assert child_span.parent is not None
     assert child_span.parent.span_id == step_span.context.span_id
+    assert inline_span.parent is not None
+    assert inline_span.parent.span_id == request.get_span_context().span_id
 
 
 def test_otel_failure_undo_spans_and_moments(
@@ -499,7 +508,7 @@ def test_otel_failure_undo_spans_and_moments(
     assert [e.name for e in run_span.events] == ["step.undo_failed", "exception"]
 
 
-def test_otel_a_halted_run_ends_its_open_spans_in_error(
+def test_otel_an_interrupted_run_ends_its_open_spans_in_error(
     spans: tuple[TracerProvider, InMemorySpanExporter],
 ) -> None:
     provider, exporter = spans
@@ -507,10 +516,38 @@ def test_otel_a_halted_run_ends_its_open_spans_in_error(
     run = run_info()
     chain.run_started(run)
     chain.step_event(run, StepEvent("started", "a", tries=1))
-    chain.run_halted(run, asyncio.CancelledError())
+    chain.run_interrupted(run, asyncio.CancelledError())
     found = by_name(exporter)
     [run_span] = found["workflow shop.Checkout"]
     [step_span] = found["step a"]
     assert step_span.status.status_code is StatusCode.ERROR
+    assert run_span.attributes is not None
+    assert run_span.attributes["jobsaga.workflow.status"] == "interrupted"
+    assert run_span.status.status_code is StatusCode.ERROR
+
+
+def test_a_halted_run_stops_with_status_halted(
+    telemetry: tuple[Telemetry, list[Event]],
+    spans: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    tel, events = telemetry
+    provider, exporter = spans
+    chain = MiddlewareChain([TelemetryMiddleware(tel), OpenTelemetryMiddleware(provider)])
+    run = run_info()
+    chain.run_started(run)
+    chain.step_event(run, StepEvent("started", "approve", tries=1))
+    chain.step_event(run, StepEvent("halted", "approve", tries=1, reason="waiting"))
+    chain.run_halted(run, {"ticket": "t-1"})
+    assert [(e, meta.get("status")) for e, _, meta in events] == [
+        ("workflow.start", None),
+        ("workflow.step.start", None),
+        ("workflow.step.stop", "halted"),
+        ("workflow.stop", "halted"),
+    ]
+    found = by_name(exporter)
+    [run_span] = found["workflow shop.Checkout"]
+    [step_span] = found["step approve"]
+    for span in (run_span, step_span):
+        assert span.status.status_code is StatusCode.UNSET
     assert run_span.attributes is not None
     assert run_span.attributes["jobsaga.workflow.status"] == "halted"

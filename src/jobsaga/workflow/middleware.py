@@ -14,10 +14,11 @@ A run calls, in this order: :meth:`Middleware.run_started` once its run log is o
 :meth:`Middleware.step_event` after each step transition the log records;
 :meth:`Middleware.around_step` around each call of a step's code (its guard, a try, its
 compensation, its undo); then exactly one of :meth:`Middleware.run_completed`,
-:meth:`Middleware.run_failed` (the saga failed, rolled back or not) or
-:meth:`Middleware.run_halted` (the attempt ended without finishing the run: a timeout, a
-shutdown, a run log that cannot be written; the job's next attempt resumes it). An attempt
-that finds its run already succeeded runs nothing and calls nothing.
+:meth:`Middleware.run_failed` (the saga failed, rolled back or not),
+:meth:`Middleware.run_halted` (a step returned ``Halt``: the run waits for ``resume_run``) or
+:meth:`Middleware.run_interrupted` (the attempt ended without an outcome: a timeout, a
+shutdown, a run log that cannot be written; the job's next attempt resumes the run). An
+attempt that finds its run already succeeded runs nothing and calls nothing.
 
 Hooks are plain functions called on the run's event loop, between two transitions of the
 saga, so they must be quick (hand slow work such as network I/O to a queue or a thread): an
@@ -64,6 +65,7 @@ StepEventKind = Literal[
     "skipped",
     "retried",
     "failed",
+    "halted",
     "compensate",
     "undone",
     "undo_retried",
@@ -94,7 +96,9 @@ class RunInfo:
     """The caller's context the workflow was given (e.g. the actor)."""
     inputs: Mapping[str, Any] | None = None
     parent: RunInfo | None = None
-    """The run of the step that started this one, for a child run of a composed saga."""
+    """For a child run (``compose``, ``recurse``): the run whose step started it."""
+    parent_step: str | None = None
+    """For a child run: the name of that step."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +109,7 @@ class StepEvent:
     recorded text): a try's error for ``retried`` (None when the step returned ``Retry``),
     the step's for ``failed``, the error handed to the compensation for ``compensate``, the
     undo's for ``undo_failed``; ``delay`` is the wait before the next try (``retried``,
-    ``undo_retried``); ``reason`` a ``Retry``'s; ``outcome`` a compensation's (``retry``,
+    ``undo_retried``); ``reason`` a ``Retry``'s or a ``Halt``'s (``halted``); ``outcome`` a compensation's (``retry``,
     ``continue``, ``fail``, ``raised``, ``retry_refused``)."""
 
     kind: StepEventKind
@@ -131,9 +135,13 @@ class Middleware:
         """The run failed and its rollback ended: ``status`` is ``failed`` (nothing to undo),
         ``rolled_back`` or ``rollback_failed``; ``error`` says what failed and was undone."""
 
-    def run_halted(self, run: RunInfo, reason: BaseException) -> None:
-        """This attempt ended without finishing the run, which the job's next attempt
-        resumes: ``reason`` is the ``CancelledError`` of a timeout or a shutdown, or the
+    def run_halted(self, run: RunInfo, value: Any) -> None:
+        """A step returned ``Halt(value)``: the run is ``halted`` until ``resume_run`` sets
+        it going again, in a later attempt (``run_started`` with ``resumed`` then)."""
+
+    def run_interrupted(self, run: RunInfo, reason: BaseException) -> None:
+        """This attempt ended without an outcome; the job's next attempt resumes the run:
+        ``reason`` is the ``CancelledError`` of a timeout or a shutdown, or the
         ``RunLogUnwritable`` of a log that could not be written."""
 
     def step_event(self, run: RunInfo, event: StepEvent) -> None:
@@ -150,7 +158,15 @@ class Middleware:
         return contextlib.nullcontext()
 
 
-HOOKS = ("run_started", "run_completed", "run_failed", "run_halted", "step_event", "around_step")
+HOOKS = (
+    "run_started",
+    "run_completed",
+    "run_failed",
+    "run_halted",
+    "run_interrupted",
+    "step_event",
+    "around_step",
+)
 
 
 class MiddlewareChain:
@@ -195,8 +211,11 @@ class MiddlewareChain:
     def run_failed(self, run: RunInfo, error: WorkflowError, status: RunStatus) -> None:
         self._call("run_failed", run, error, status)
 
-    def run_halted(self, run: RunInfo, reason: BaseException) -> None:
-        self._call("run_halted", run, reason)
+    def run_halted(self, run: RunInfo, value: Any) -> None:
+        self._call("run_halted", run, value)
+
+    def run_interrupted(self, run: RunInfo, reason: BaseException) -> None:
+        self._call("run_interrupted", run, reason)
 
     def step_event(self, run: RunInfo, event: StepEvent) -> None:
         self._call("step_event", run, event)

@@ -5,9 +5,10 @@
     from jobsaga.workflow.otel_middleware import OpenTelemetryMiddleware
     app = App(..., workflow_middleware=[OpenTelemetryMiddleware()])
 
-A run gets a span, ``workflow <name>``: a child of the span current when the run starts (the
-step's, for a child run of a composed saga), else of its job's span when a ``job_spans``
-source is given (the OpenTelemetry bridge of :mod:`jobsaga.telemetry_otel` keeps those).
+A run gets a span, ``workflow <name>``: a child of its composing step's span for a child run
+(``compose``, ``recurse``), else of the span current when the run starts, else of its job's
+span when a ``job_spans`` source is given (the OpenTelemetry bridge of
+:mod:`jobsaga.telemetry_otel` keeps those).
 Each try of a step gets a span, ``step <name>``, child of the run's, and it is the CURRENT
 span while the step's code (and its compensation) runs, a plain ``def`` step's thread
 included, so the spans your step code makes (an HTTP client's, a database driver's) are its
@@ -70,11 +71,8 @@ class OpenTelemetryMiddleware(Middleware):
     # --- the run ------------------------------------------------------------------------
 
     def run_started(self, run: RunInfo) -> None:
-        context = None  # the current one (a composed saga's step span)
-        if not trace.get_current_span().get_span_context().is_valid:
-            job_span = self._job_span(run)
-            if job_span is not None:
-                context = trace.set_span_in_context(job_span)
+        parent = self._parent(run)
+        context = trace.set_span_in_context(parent) if parent is not None else None
         span = self.tracer.start_span(
             f"workflow {run.workflow}",
             context=context,
@@ -93,9 +91,12 @@ class OpenTelemetryMiddleware(Middleware):
     def run_failed(self, run: RunInfo, error: WorkflowError, status: RunStatus) -> None:
         self._end_run(run, status.value, error.error, f"step {error.step!r} failed")
 
-    def run_halted(self, run: RunInfo, reason: BaseException) -> None:
-        # Not an outcome: the job's next attempt resumes the run (in a span of its own).
-        self._end_run(run, "halted", reason, "halted, to be resumed by the next attempt")
+    def run_halted(self, run: RunInfo, value: Any) -> None:
+        self._end_run(run, "halted")  # waits for resume_run: a later attempt's span goes on
+
+    def run_interrupted(self, run: RunInfo, reason: BaseException) -> None:
+        # No outcome: the job's next attempt resumes the run, in a span of its own.
+        self._end_run(run, "interrupted", reason, "interrupted")
 
     def _end_run(
         self, run: RunInfo, status: str, error: BaseException | None = None, note: str = ""
@@ -103,7 +104,7 @@ class OpenTelemetryMiddleware(Middleware):
         spans = self._runs.pop(run, None)
         if spans is None:
             return
-        for step_span in spans.steps.values():  # tries a halt cut short
+        for step_span in spans.steps.values():  # tries an interruption cut short
             _fail(step_span, None, "unfinished when the run ended")
         spans.span.set_attribute("jobsaga.workflow.status", status)
         if error is not None:
@@ -111,7 +112,14 @@ class OpenTelemetryMiddleware(Middleware):
         else:
             spans.span.end()
 
-    def _job_span(self, run: RunInfo) -> Span | None:
+    def _parent(self, run: RunInfo) -> Span | None:
+        """A child run's: its composing step's span. Else None when a span is current (the
+        run starts in its context), else the job's span, if known."""
+        if run.parent is not None and run.parent in self._runs:
+            spans = self._runs[run.parent]
+            return spans.steps.get(run.parent_step or "", spans.span)
+        if trace.get_current_span().get_span_context().is_valid:
+            return None
         if self.job_spans is None or run.job_id is None:
             return None
         return self.job_spans.job_span(run.job_id, run.attempt)
@@ -153,7 +161,7 @@ class OpenTelemetryMiddleware(Middleware):
             spans.steps.get(step, spans.span).add_event(f"step.{kind}", attributes)
             return
         span.set_attribute("jobsaga.step.status", kind)
-        if kind in ("succeeded", "compensated"):
+        if kind in ("succeeded", "compensated", "halted"):
             span.end()
             return
         if kind == "retried":
@@ -161,7 +169,7 @@ class OpenTelemetryMiddleware(Middleware):
         _fail(span, event.error, event.reason or kind)
 
 
-_TRY_ENDS = ("succeeded", "compensated", "retried", "failed", "interrupted")
+_TRY_ENDS = ("succeeded", "compensated", "halted", "retried", "failed", "interrupted")
 
 
 def _fail(span: Span, error: BaseException | None, note: str) -> None:

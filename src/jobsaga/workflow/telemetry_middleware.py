@@ -59,8 +59,11 @@ class TelemetryMiddleware(Middleware):
         # The kind of the step's error: the WorkflowError only carries it.
         self._runs.pop(run).span.fail(error, kind=type(error.error).__name__, status=status.value)
 
-    def run_halted(self, run: RunInfo, reason: BaseException) -> None:
-        self._runs.pop(run, None)  # no end event: the next attempt's run carries on
+    def run_halted(self, run: RunInfo, value: Any) -> None:
+        self._runs.pop(run).span.stop(status="halted")
+
+    def run_interrupted(self, run: RunInfo, reason: BaseException) -> None:
+        self._runs.pop(run, None)  # no end event: the next attempt carries the run on
 
     # --- its steps ------------------------------------------------------------------------
 
@@ -77,7 +80,7 @@ class TelemetryMiddleware(Middleware):
         kind, step = event.kind, event.step
         if kind == "started":
             spans.steps[step] = self._step_span(spans, step, event.tries)
-        elif kind in ("succeeded", "compensated"):
+        elif kind in ("succeeded", "compensated", "halted"):
             self._settled(spans, step).stop(status=kind, tries=event.tries)
         elif kind == "skipped":
             self._settled(spans, step).stop(status=kind)
