@@ -38,6 +38,9 @@ a built-in exception (marked in brackets) keeps the ``except ValueError`` or
     ├── StepResultError [TypeError]        a step returned a value the run log cannot store
     ├── RetriesExhausted                   a step asked for more retries than ``max_retries``
     ├── RetryCancelled                     a step waiting to retry when the workflow failed
+    ├── SwitchNoMatch [LookupError]        no case of a switch matched and it has no default
+    ├── StepTimeout [TimeoutError]         a step's try overran its ``timeout``
+    ├── RunTimeout [TimeoutError]          a run overran its workflow's ``timeout``
     ├── RecordedError                      an error read back from the run log (a resumed run)
     ├── RunAbandoned                       an operator rolled back a run nobody will resume
     │   └── JobCancelled                   the run's job was cancelled mid-run: rolled back
@@ -269,6 +272,20 @@ class RetryCancelled(JobsagaError):
         self.last = last
         if last is not None:
             self.__cause__ = last
+
+
+class SwitchNoMatch(JobsagaError, LookupError):
+    """No case of a switch matched its arguments and the switch has no default case: the
+    switch fails as a step would (a value nobody planned for must not pass silently)."""
+
+
+class StepTimeout(JobsagaError, TimeoutError):
+    """A try of a step ran longer than the step's ``timeout`` (an ``async def`` step is
+    cancelled; a thread cannot be stopped, so a plain ``def`` step's thread is abandoned)."""
+
+
+class RunTimeout(JobsagaError, TimeoutError):
+    """A run ran longer than its workflow's ``timeout`` (``on_timeout="fail"``)."""
 
 
 class RecordedError(JobsagaError):

@@ -22,10 +22,11 @@ the class statement runs, so a typo is an import-time error rather than a 3 a.m.
 from __future__ import annotations
 
 import inspect
+import math
 import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, field_validator
 
@@ -36,6 +37,7 @@ from ..worker import describe_option_error
 DEFAULT_MAX_RETRIES = 5
 DEFAULT_UNDO_RETRIES = 5
 DEFAULT_MAX_CONCURRENCY = 8
+DEFAULT_HALT_TIMEOUT = 30.0
 CONTEXT_PARAM = "ctx"
 
 
@@ -119,6 +121,12 @@ class Hook:
 
 class StepDef:
     """A step as declared; the workflow class turns these into its DAG."""
+
+    composite: ClassVar[bool] = False
+    """True for a part or a step that runs a workflow: the executor runs those itself."""
+    holds_slot: ClassVar[bool] = True
+    """False for a step whose work is a child run's (compose, recurse): it takes no slot
+    of ``max_concurrency`` while its child's steps do."""
 
     def __init__(
         self,
@@ -327,6 +335,19 @@ class WorkflowOptions(BaseModel):
     returns: str | None = None
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
     abstract: bool = False
+    halt_timeout: float = DEFAULT_HALT_TIMEOUT
+    """Seconds a halting run waits for its steps under way (then cancels them: they run
+    again when the run is resumed)."""
+    timeout: float | None = None
+    """Seconds a run may take in one attempt; then ``on_timeout`` says what happens."""
+    on_timeout: Literal["fail", "halt"] = "fail"
+
+    @field_validator("halt_timeout", "timeout")
+    @classmethod
+    def _seconds(cls, v: float | None) -> float | None:
+        if v is not None and not (0 <= v < math.inf):
+            raise WorkflowDefinitionError("halt_timeout and timeout are seconds >= 0")
+        return v
 
     @field_validator("max_concurrency")
     @classmethod
@@ -432,6 +453,12 @@ class Workflow(metaclass=_WorkflowMeta):
         )
         if cls.options.abstract:
             return
+        from .parts import PartStep
+
+        visible = tuple(dict.fromkeys((*cls.input_names, *cls.steps)))
+        for spec in cls.steps.values():
+            if isinstance(spec, PartStep):  # a typo inside a part is named where it is
+                spec.part.build(visible)
         cls.graph = WorkflowGraph.build(cls.__qualname__, cls.steps, cls.input_names)
         if cls.options.returns is not None and cls.options.returns not in cls.steps:
             raise WorkflowDefinitionError(
@@ -444,8 +471,19 @@ class Workflow(metaclass=_WorkflowMeta):
         steps: dict[str, StepDef] = {}
         for base in reversed(cls.__mro__[1:]):
             steps.update(getattr(base, "steps", {}) if issubclass(base, Workflow) else {})
+        from .parts import Case, NamedLater, Part
+
         own: dict[str, StepDef] = {}
         for attr, value in cls.__dict__.items():
+            if isinstance(value, NamedLater):
+                value.rename(attr)
+            if (
+                isinstance(value, type)
+                and issubclass(value, Part)
+                and not issubclass(value, Case)
+                and value.part is not None
+            ):
+                value = value.part.node
             if isinstance(value, StepDef):
                 if value.name in own:
                     raise WorkflowDefinitionError(

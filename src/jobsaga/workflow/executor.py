@@ -56,13 +56,18 @@ from ..errors import (
 )
 from ..job import Job, JobSpec
 from ..telemetry import NO_SPAN, Span
+from .children import ChildRunner
 from .context import StepContext
-from .dsl import Argument, Workflow
+from .dsl import StepDef, Workflow
 from .encoding import error_json
+from .part_runs import PartRunner, Placement, halt_in_around_error
+from .parts import ComposeStep, PartStep
 from .paths import follow_path
-from .records import RunStatus, StepStatus
-from .results import Continue, Retry
+from .plan import INPUT, STEP, Binding, Instance
+from .records import RunStatus, StepRecord, StepStatus
+from .results import Continue, Halt, Retry
 from .runlog import Resumed, RunLog
+from .scheduling import Slots, top_frame, top_level
 from .state import (
     COMPLETED,
     DONE,
@@ -103,22 +108,39 @@ class Execution:
         attempt: int,
         abandon: BaseException | None = None,
         threads: concurrent.futures.Executor | None = None,
+        slots: Slots | None = None,
     ) -> None:
         self.app = app
         self.abandon = abandon
         self.workflow = workflow
         self.instance = workflow()
-        self.graph = workflow.graph
         self.inputs = dict(inputs)
         self.context = context
         self.log = log
         self.job = job
         self.attempt = attempt
         self.telemetry = app.telemetry
-        self.states = {
-            name: StepState(spec, index)
-            for index, (name, spec) in enumerate(workflow.steps.items())
-        }
+        self.states: dict[str, StepState] = {}
+        for index, (name, spec, args, guard_args, needs) in enumerate(top_level(workflow)):
+            self.states[name] = StepState(spec, index, name, args, guard_args, needs)
+        for name, st in self.states.items():
+            for need in st.needs:
+                self.states[need].feeds.append(name)
+        self.ready: list[tuple[int, str]] = []
+        """Steps ready to start (position, name): a heap, declaration order first."""
+        self.slots = slots or Slots(workflow.options.max_concurrency)
+        """The run's ``max_concurrency``, shared with its composed child runs."""
+        self.halt: tuple[str | None, Any] | None = None
+        """Set when a step returned ``Halt`` (or the run's timeout halts it): the step and
+        the value."""
+        self.parent: Any = None
+        """For a child run (compose, recurse): the parent's execution."""
+        self.halt_stored: Any = None
+        self.halt_deadline: float | None = None
+        self.wake: Callable[[], None] | None = None
+        """Wakes the scheduler (set while :meth:`forward` runs)."""
+        self.parts = PartRunner(self, top_frame(workflow))
+        self.children = ChildRunner(self)
         self.completion: list[str] = []
         self.completed_count = 0
         self.failure: tuple[str, BaseException] | None = None
@@ -163,7 +185,7 @@ class Execution:
         while waiting) gets a span without a start."""
         if not self.telemetry.active:
             return NO_SPAN  # what span() returns then, without building its metadata
-        metadata = {**self.meta, "step": st.spec.name}
+        metadata = {**self.meta, "step": st.name}
         if start:
             metadata["tries"] = st.tries
         return self.telemetry.span("workflow.step", metadata, start=start)
@@ -179,7 +201,7 @@ class Execution:
         step_tries = max(1, st.tries)
         return StepContext(
             workflow=self.workflow.name,
-            step=st.spec.name,
+            step=st.name,
             run_id=self.log.run_id,
             job=self.job,
             attempt=self.attempt,
@@ -189,27 +211,30 @@ class Execution:
             step_tries=step_tries,
         )
 
-    def value_of(self, arg: Argument) -> Any:
-        if arg.source in self.states:
-            source = self.states[arg.source]
+    def value_of(self, binding: Binding) -> Any:
+        kind = binding.kind
+        if kind == STEP:
+            source = self.states[binding.source]
             if source.status is StepStatus.SKIPPED:
                 return None  # a skipped step's result is None, and so is any field of it
             value = source.value
+        elif kind == INPUT:
+            value = self.inputs[binding.source]
         else:
-            value = self.inputs[arg.source]
-        return follow_path(value, arg) if arg.path else value
+            value = binding.const
+        return follow_path(value, binding.argument) if binding.argument.path else value
 
     def kwargs(
-        self, arguments: tuple[Argument, ...], context_param: str | None, ctx: StepContext[Any]
+        self, bindings: tuple[Binding, ...], context_param: str | None, ctx: StepContext[Any]
     ) -> dict[str, Any]:
-        values = {a.param: self.value_of(a) for a in arguments}
+        values = {b.param: self.value_of(b) for b in bindings}
         if context_param is not None:
             values[context_param] = ctx
         return values
 
     def hook_kwargs(self, st: StepState, kind: str, ctx: StepContext[Any]) -> dict[str, Any]:
         context_param, shared = st.spec.hook_wiring.get(kind, (None, ()))
-        own = {a.param: a for a in st.spec.arguments}
+        own = {b.param: b for b in st.args}
         values = {name: self.value_of(own[name]) for name in shared}
         if context_param is not None:
             values[context_param] = ctx
@@ -235,9 +260,17 @@ class Execution:
         return await self.log.wait_ready(seq)
 
     async def call(
-        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], step: str
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        step: str,
+        placement: Placement | None = None,
     ) -> Any:
-        """Call user code with the enqueue guard set: coroutines on the loop, the rest in threads."""
+        """Call user code with the enqueue guard set: coroutines on the loop, the rest in
+        threads; a step of an ``around`` group where the group was entered."""
+        if placement is not None:
+            return await self.call_in_place(fn, args, kwargs, step, placement)
         token = _context.current_step.set(step)
         try:
             if is_coroutine_function(fn):
@@ -257,6 +290,113 @@ class Execution:
         finally:
             _context.current_step.reset(token)
 
+    async def call_in_place(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        step: str,
+        placement: Placement,
+    ) -> Any:
+        def guarded() -> Any:
+            token = _context.current_step.set(step)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                _context.current_step.reset(token)
+
+        if is_coroutine_function(fn):
+
+            async def guarded_async() -> Any:
+                token = _context.current_step.set(step)
+                try:
+                    return await fn(*args, **kwargs)
+                finally:
+                    _context.current_step.reset(token)
+
+            loop = asyncio.get_running_loop()
+            return await loop.create_task(guarded_async(), context=placement.context)
+        self.in_threads.add(step)
+        try:
+            result = await asyncio.get_running_loop().run_in_executor(
+                placement.threads, functools.partial(placement.context.run, guarded)
+            )
+        finally:
+            self.in_threads.discard(step)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+    # --- the steps of parts -----------------------------------------------------------------
+
+    def add_node(
+        self,
+        spec: StepDef,
+        name: str,
+        args: tuple[Binding, ...],
+        guard_args: tuple[Binding, ...],
+        needs: tuple[str, ...],
+        instance: Instance,
+    ) -> StepState:
+        """A step of a part's body joins the run (when the part starts)."""
+        st = StepState(spec, len(self.states), name, args, guard_args, needs, instance=instance)
+        self.states[name] = st
+        for need in needs:
+            self.states[need].feeds.append(name)
+        self.log.steps.setdefault(name, st.row())  # written as pending if it never moves
+        return st
+
+    async def run_node(self, st: StepState) -> None:
+        spec = st.spec
+        if not spec.composite:
+            await self.run_step(st)
+        elif isinstance(spec, PartStep):
+            await self.parts.run(st)
+        else:
+            await self.children.run(st)
+
+    def is_child_step(self, st: StepState) -> bool:
+        """A compose or recurse step holds no slot: its child's steps take them."""
+        return not st.spec.holds_slot
+
+    def instance_done(self, instance: Instance) -> None:
+        self.parts.done(instance)
+
+    def part_progress(self, st: StepState) -> None:
+        self.parts.progress(st)
+
+    def fail_parts(self, st: StepState) -> None:
+        """A step of a part failed for good: every part around it fails with it."""
+        instance = st.instance
+        while instance is not None:
+            part = self.states[instance.part]
+            if part.status is StepStatus.FAILED:
+                return
+            part.status, part.exc, part.error = StepStatus.FAILED, st.exc, st.error
+            part.finished_at = now = self.now()
+            assert st.exc is not None
+            self.record(part, "step.failed", {"by": st.name, "error": brief(st.exc)}, now)
+            if isinstance(part.child, Span):
+                part.child.fail(st.exc)
+                part.child = None
+            instance = part.instance
+
+    def fail_step_of_part(self, part: StepState, failed: StepState) -> None:
+        """A step of an ``around`` group failed (run by the group, not the scheduler)."""
+        assert failed.exc is not None
+        if self.failure is None:
+            self.failure = (failed.name, failed.exc)
+            self.stopping.set()
+        elif failed.exc is not self.failure[1]:
+            self.others.append(StepFailure(failed.name, failed.exc))
+        self.fail_parts(failed)
+
+    def is_part_failure(self, st: StepState) -> bool:
+        """A part failed because a step in it did: that step's error is already counted."""
+        if not isinstance(st.spec, PartStep) or self.failure is None:
+            return False
+        return st.exc is self.failure[1] or any(st.exc is o.error for o in self.others)
+
     # --- the run --------------------------------------------------------------------------
 
     async def run(self) -> RunResult:
@@ -267,10 +407,14 @@ class Execution:
             job_id=self.meta["job_id"],
             attempt=self.attempt,
             now=self.now(),
-            dag=self.graph.dag,
+            dag=self.workflow.graph.dag,
         )
         self.meta["run_id"] = self.log.run_id
-        if resumed is not None and resumed.status == RunStatus.SUCCEEDED.value:
+        if (
+            resumed is not None
+            and resumed.status == RunStatus.SUCCEEDED.value
+            and self.abandon is None
+        ):
             return await self.already_succeeded(resumed)
         self.opened = True
         span = self.telemetry.span("workflow", {**self.meta, "resumed": resumed is not None})
@@ -288,10 +432,13 @@ class Execution:
                 await self.forward()
             if self.log_failure is not None:
                 raise self.log_failure
-            if self.failure is None:
-                result = await self.succeed()
-            else:
+            if self.failure is not None:
                 result = await self.roll_back()
+            elif self.halt is not None:
+                result = await self.halted()
+            else:
+                self.check_all_done()
+                result = await self.succeed()
         except asyncio.CancelledError:
             # Cut short (job timeout, node shutdown): leave the run resumable, with what is
             # known written down before the next attempt reads it.
@@ -305,46 +452,48 @@ class Execution:
             if self._threads is not None:
                 self._threads.shutdown(wait=False)
         span.add(status=result.status.value)
-        if result.error is None:
+        if result.status is RunStatus.HALTED:
+            span.end("halt")
+        elif result.error is None:
             span.stop()
         else:  # the kind of the step's error: the WorkflowError only carries it
             span.fail(result.error, kind=type(result.error.error).__name__)
         return result
 
+    def check_all_done(self) -> None:
+        """A run that neither failed nor halted has every step done; one left behind is a
+        scheduler bug, which must fail loudly rather than pass as a success."""
+        left = [name for name, st in self.states.items() if st.status not in DONE]
+        if left:
+            raise AssertionError(f"run {self.log.run_id}: steps never ran: {left[:5]}")
+
     def restore(self, resumed: Resumed) -> bool:
-        """Take over what an earlier attempt recorded; True when a rollback was under way."""
+        """Take over what an earlier attempt recorded; True when a rollback was under way.
+
+        The steps of parts are rebuilt as the parts had built them (a map's elements from
+        its collection, a switch's case from the steps it recorded) before their records
+        are read back, level by level."""
         now = self.now()
-        self.log.event("run.resumed", now, detail={"attempt": self.attempt})
+        detail: dict[str, Any] = {"attempt": self.attempt}
+        after_halt = resumed.status == RunStatus.HALTED.value
+        if after_halt:
+            detail["after_halt"] = True
+            with contextlib.suppress(Exception):
+                detail["inputs"] = self.log.encode_result(self.inputs, "the inputs")
+        self.log.event("run.resumed", now, detail=detail)
+        records = dict(resumed.steps)
         failed: tuple[str, BaseException] | None = None
         done: list[tuple[int, str]] = []
-        for name, record in resumed.steps.items():
-            st = self.states.get(name)
-            if st is None:  # the class lost a step since: nothing to restore into
-                continue
-            st.tries, st.undo_tries = record.tries, record.undo_tries
-            st.compensations = resumed.compensations.get(name, 0)
-            st.started_at, st.finished_at = record.started_at, record.finished_at
-            st.error = record.error
-            status = StepStatus(record.status)
-            if status in DONE or status in (StepStatus.UNDONE, StepStatus.UNDO_FAILED):
-                st.status = status
-                st.stored = record.result
-                st.value = None if status is StepStatus.SKIPPED else st.spec.restore(record.result)
-                st.follow_ups = [spec_from_json(s) for s in record.enqueue or ()]
-                st.completed_seq = record.completed_seq
-                if record.completed_seq is not None:
-                    done.append((record.completed_seq, name))
-                if status is StepStatus.UNDO_FAILED and record.error is not None:
-                    self.previous_undo_errors.append(StepFailure(name, RecordedError(record.error)))
-            elif status is StepStatus.FAILED:
-                st.status = status
-                st.exc = RecordedError(record.error or {})
-                if failed is None:
-                    failed = (name, st.exc)
-            elif status in (StepStatus.RUNNING, StepStatus.RETRIED):
-                # Its outcome died with the previous node: run it again, tries continue.
-                st.status = StepStatus.PENDING
-                self.record(st, "step.interrupted", {"previous_status": status.value})
+        while True:
+            for name in list(records):
+                st = self.states.get(name)
+                if st is None:  # a part's step (rebuilt below), or one the class lost
+                    continue
+                record = records.pop(name)
+                failed = self.restore_step(st, record, resumed, done, failed)
+            if not self.parts.reopen(records):
+                break
+        self.parts.after_restore()
         done.sort()
         self.completion = [name for _, name in done]
         self.completed_count = max((seq for seq, _ in done), default=0)
@@ -354,7 +503,117 @@ class Execution:
                 failed = (str(error.get("step", "?")), RecordedError(error))
             self.failure = failed
             return True
+        if after_halt:
+            self.log.set_run(RunStatus.RUNNING.value, now)
+        else:
+            marker = resumed.result if resumed.status == RunStatus.RUNNING.value else None
+            if isinstance(marker, dict) and "halted_step" in marker:
+                # The node died while the run was halting: it halts again (nothing new runs).
+                halted = marker.get("halted_step")
+                st = self.states.get(halted) if isinstance(halted, str) else None
+                self.halt = (halted, st.value if st is not None else marker.get("value"))
+                self.halt_stored = marker.get("value")
         return False
+
+    def restore_step(
+        self,
+        st: StepState,
+        record: StepRecord,
+        resumed: Resumed,
+        done: list[tuple[int, str]],
+        failed: tuple[str, BaseException] | None,
+    ) -> tuple[str, BaseException] | None:
+        name = st.name
+        st.tries, st.undo_tries = record.tries, record.undo_tries
+        st.compensations = resumed.compensations.get(name, 0)
+        st.started_at, st.finished_at = record.started_at, record.finished_at
+        st.error = record.error
+        status = StepStatus(record.status)
+        if status in DONE or status in (StepStatus.UNDONE, StepStatus.UNDO_FAILED):
+            st.status = status
+            st.stored = record.result
+            st.value = None if status is StepStatus.SKIPPED else st.spec.restore(record.result)
+            st.follow_ups = [spec_from_json(s) for s in record.enqueue or ()]
+            st.completed_seq = record.completed_seq
+            if record.completed_seq is not None:
+                done.append((record.completed_seq, name))
+            if status is StepStatus.UNDO_FAILED and record.error is not None:
+                self.previous_undo_errors.append(StepFailure(name, RecordedError(record.error)))
+        elif status is StepStatus.FAILED:
+            st.status = status
+            st.exc = RecordedError(record.error or {})
+            if failed is None and not isinstance(st.spec, PartStep):
+                failed = (name, st.exc)
+        elif status in (StepStatus.RUNNING, StepStatus.RETRIED):
+            if self.parts.reopens(st):
+                st.status = StepStatus.RUNNING  # a part that had started: rebuilt below
+            else:
+                # Its outcome died with the previous node: run it again, tries continue.
+                st.status = StepStatus.PENDING
+                self.record(st, "step.interrupted", {"previous_status": status.value})
+        return failed
+
+    def halted_by(self, st: StepState, halt: Halt, stored: Any) -> None:
+        """A step returned ``Halt``: it completed with the halt value; the run halts."""
+        detail: dict[str, Any] = {"value": stored}
+        if halt.reason:
+            detail["reason"] = halt.reason
+        self.record(st, "step.halted", detail)
+        self.halt_now(st.name, halt.value, stored)
+
+    def halt_now(self, step: str | None, value: Any, stored: Any = None) -> None:
+        """Stop starting steps; those under way are awaited up to ``halt_timeout``. The
+        marker in the run's row tells a resumed attempt that the run was halting."""
+        if self.halt is not None or self.failure is not None:
+            return
+        self.halt = (step, value)
+        self.halt_stored = stored
+        marker = {"halted_step": step, "value": stored}
+        self.log.set_run(RunStatus.RUNNING.value, self.now(), result=marker)
+        self.stopping.set()
+        if self.wake is not None:
+            self.wake()
+
+    async def halt_wait(self, waiter: asyncio.Future[None]) -> bool:
+        """Wait for a step under way while halting; False once ``halt_timeout`` is over."""
+        loop = asyncio.get_running_loop()
+        if self.halt_deadline is None:
+            self.halt_deadline = loop.time() + self.workflow.options.halt_timeout
+        try:
+            async with asyncio.timeout_at(self.halt_deadline):
+                await waiter
+        except TimeoutError:
+            return False
+        return True
+
+    async def halted(self) -> RunResult:
+        assert self.halt is not None
+        step, value = self.halt
+        now = self.now()
+        marker = {"halted_step": step, "value": self.halt_stored}
+        self.log.event("run.halted", now, step=step, detail={"value": self.halt_stored})
+        self.log.set_run(RunStatus.HALTED.value, now, result=marker)
+        await self.log.flush()
+        return RunResult(
+            self.workflow.name,
+            self.log.run_id,
+            RunStatus.HALTED,
+            value=value,
+            halted_step=step,
+            log=self.log,
+        )
+
+    async def roll_back_as_child(self, cause: BaseException) -> RunResult:
+        """Undo this child run's completed steps: its parent is rolling back. A child run of
+        this attempt is rolled back in place; one an earlier attempt ran is opened from the
+        log first (``abandon``)."""
+        if not self.opened:
+            return await self.run()
+        if self.failure is None:
+            self.failure = (ABANDONED, cause)
+        detail = {"reason": str(cause), "type": type(cause).__name__}
+        self.log.event("run.abandoned", self.now(), detail=detail)
+        return await self.roll_back()
 
     async def already_succeeded(self, resumed: Resumed) -> RunResult:
         """The job's run succeeded in an earlier attempt whose completion was never written
@@ -397,70 +656,117 @@ class Execution:
             log=self.log,
         )
 
+    def can_start(self) -> bool:
+        return self.failure is None and self.log_failure is None and self.halt is None
+
+    def push_ready(self, st: StepState) -> None:
+        heapq.heappush(self.ready, (st.position, st.name))
+
     async def forward(self) -> None:
-        ready: list[tuple[int, str]] = []
-        for name, st in self.states.items():
-            if st.status is not StepStatus.PENDING:
-                continue
-            st.waiting = sum(1 for p in self.graph.needs[name] if self.states[p].status not in DONE)
-            if st.waiting == 0:
-                heapq.heappush(ready, (st.position, name))
+        states = self.states
+        for st in list(states.values()):
+            if st.status is StepStatus.PENDING:
+                if st.instance is not None and not st.instance.admitted:
+                    continue
+                st.waiting = sum(1 for p in st.needs if states[p].status not in DONE)
+                if st.waiting == 0:
+                    self.push_ready(st)
+            elif st.status is StepStatus.RUNNING and st.instances is not None:
+                self.part_progress(st)  # a part a resumed run re-opened
+        ready = self.ready
         running = self.running
+        slots = self.slots
+        slotted: set[asyncio.Task[None]] = set()
         # Finished tasks queue themselves: one wake-up per completion, whatever the fan-out
         # (asyncio.wait would re-register a callback on every running task each time).
         finished: collections.deque[asyncio.Task[None]] = collections.deque()
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] | None = None
 
-        def on_done(task: asyncio.Task[None]) -> None:
-            finished.append(task)
+        def wake() -> None:
             if waiter is not None and not waiter.done():
                 waiter.set_result(None)
 
+        def on_done(task: asyncio.Task[None]) -> None:
+            finished.append(task)
+            wake()
+
+        slots.listeners.add(wake)
+        self.wake = wake
         try:
             while True:
-                while (
-                    ready
-                    and len(running) < self.limit
-                    and self.failure is None
-                    and self.log_failure is None
-                ):
-                    _, name = heapq.heappop(ready)
-                    task = loop.create_task(self.run_step(self.states[name]))
+                while ready and self.can_start():
+                    _, name = ready[0]
+                    st = states[name]
+                    takes_slot = not self.is_child_step(st)
+                    if takes_slot and not slots.take():
+                        break  # a slot frees when a step of this run (or its family) ends
+                    heapq.heappop(ready)
+                    task = loop.create_task(self.run_node(st))
                     task.add_done_callback(on_done)
                     running[task] = name
-                if not running:
+                    if takes_slot:
+                        slotted.add(task)
+                if not running and not (ready and self.can_start()):
                     return
                 if not finished:
                     waiter = loop.create_future()
-                    await waiter
+                    if self.halt is None or self.failure is not None:
+                        await waiter
+                    elif not await self.halt_wait(waiter):
+                        for task in running:
+                            task.cancel()  # still running past halt_timeout: runs on resume
                     waiter = None
                 done = list(finished)
                 finished.clear()
                 for task in done:
                     name = running.pop(task)
-                    st = self.states[name]
+                    if task in slotted:
+                        slotted.discard(task)
+                        slots.give()
+                    st = states[name]
                     if task.cancelled():  # by stop(): the step did not complete
                         self.interrupt(st)
                         continue
                     task.result()  # run_step handles user errors; anything else is a bug
                     if st.status in DONE:
-                        for successor in self.graph.feeds[name]:
-                            nxt = self.states[successor]
-                            nxt.waiting -= 1
-                            if nxt.waiting == 0 and nxt.status is StepStatus.PENDING:
-                                heapq.heappush(ready, (nxt.position, successor))
+                        self.node_done(st)
+                    elif st.status is StepStatus.RETRIED and self.halt is not None:
+                        self.interrupt(st)  # waiting to retry when the run halted: runs on resume
                     elif st.status is StepStatus.FAILED:
                         assert st.exc is not None
                         if self.failure is None:
                             self.failure = (name, st.exc)
                             self.stopping.set()
-                        else:
+                        elif not self.is_part_failure(st):
                             self.others.append(StepFailure(name, st.exc))
+                        self.fail_parts(st)
         finally:
+            self.wake = None
+            slots.listeners.discard(wake)
             for task in running:
                 task.cancel()
+                if task in slotted:
+                    slots.give()
             running.clear()
+
+    def node_done(self, st: StepState) -> None:
+        """A step (or part) is done: its dependents may start, and its instance counts it."""
+        states = self.states
+        for successor in st.feeds:
+            nxt = states[successor]
+            nxt.waiting -= 1
+            if (
+                nxt.waiting == 0
+                and nxt.status is StepStatus.PENDING
+                and (nxt.instance is None or nxt.instance.admitted)
+            ):
+                self.push_ready(nxt)
+        instance = st.instance
+        if instance is not None:
+            instance.left -= 1
+            if instance.left == 0:
+                self.instance_done(instance)
 
     def stop(self, cause: BaseException) -> None:
         """End the run early, as a step failing for good would, with ``cause`` (the job was
@@ -512,8 +818,8 @@ class Execution:
 
     async def run_step(self, st: StepState) -> None:
         spec = st.spec
-        name = spec.name
-        needed = max((self.states[p].recorded_seq for p in self.graph.needs[name]), default=0)
+        name = st.name
+        needed = max((self.states[p].recorded_seq for p in st.needs), default=0)
         if not await self.log_allows(needed):
             return
         span = self.step_span(st, start=False)  # the guard and arguments are not a try
@@ -521,14 +827,14 @@ class Execution:
             if spec.where_fn is not None:
                 ctx = self.ctx(st)
                 args = (self.instance,) if spec.where_is_method else ()
-                guard_kw = self.kwargs(spec.where_arguments, spec.where_context, ctx)
-                if not await self.call(spec.where_fn, args, guard_kw, name):
+                guard_kw = self.kwargs(st.guard_args, spec.where_context, ctx)
+                if not await self.call(spec.where_fn, args, guard_kw, name, st.placement):
                     st.status, st.value, st.finished_at = StepStatus.SKIPPED, None, self.now()
                     self.record(st, "step.skipped", at=st.finished_at)
                     st.recorded_seq = self.log.seq
                     span.stop(status="skipped")
                     return
-            arguments = {a.param: self.value_of(a) for a in spec.arguments}
+            arguments = {b.param: self.value_of(b) for b in st.args}
         except Exception as exc:
             st.tries = max(st.tries, 1)
             self.fail(st, exc, span)
@@ -549,12 +855,29 @@ class Execution:
             error: BaseException | None = None
             retry: Retry | None = None
             try:
-                value = await self.call(spec.fn, (self.instance,), kwargs, name)
+                value = await self.call(spec.fn, (self.instance,), kwargs, name, st.placement)
             except Exception as exc:
                 error = exc
             else:
                 if isinstance(value, Retry):
                     retry = value
+                elif isinstance(value, Halt):
+                    if st.placement is not None:
+                        error = halt_in_around_error(name)
+                    else:
+                        try:
+                            stored = self.log.encode_result(
+                                value.value, f"the halt value of step {name!r}"
+                            )
+                        except StepResultError as exc:
+                            error = exc
+                        else:
+                            follow_ups = step_ctx.follow_ups if step_ctx is not None else []
+                            self.succeed_step(
+                                st, value.value, stored, follow_ups, StepStatus.SUCCEEDED, span
+                            )
+                            self.halted_by(st, value, stored)
+                            return
                 else:
                     try:
                         stored = self.log.encode_result(value, f"the result of step {name!r}")
@@ -568,7 +891,7 @@ class Execution:
                 if st.tries <= spec.max_retries:
                     if await self.retry_later(st, error, retry, span):
                         continue
-                    if self.log_failure is None:
+                    if self.log_failure is None and self.halt is None:
                         self.fail(st, RetryCancelled(name, error), span)
                     return
                 error = RetriesExhausted(name, spec.max_retries, error)
@@ -586,7 +909,7 @@ class Execution:
         """Ask the step's compensation (part of the try, ``span``); returns "retry" to run the
         step again, else None once the step has been settled (succeeded with a value, or
         failed)."""
-        spec, name = st.spec, st.spec.name
+        spec, name = st.spec, st.name
         if not await self.log_allows():
             return None  # the run stops: the step is left as the log last recorded it
         st.compensations += 1
@@ -594,7 +917,9 @@ class Execution:
         assert spec.compensate_fn is not None
         try:
             kwargs = self.hook_kwargs(st, "compensate", ctx)
-            decision = await self.call(spec.compensate_fn, (self.instance, error), kwargs, name)
+            decision = await self.call(
+                spec.compensate_fn, (self.instance, error), kwargs, name, st.placement
+            )
         except Exception as exc:
             self.compensated(st, "raised", error=exc, original=error)
             self.fail(st, exc, span)
@@ -604,7 +929,7 @@ class Execution:
                 self.compensated(st, "retry", original=error)
                 if await self.retry_later(st, error, decision, span):
                     return "retry"
-                if self.log_failure is None:
+                if self.log_failure is None and self.halt is None:
                     self.fail(st, RetryCancelled(name, error), span)
                 return None
             exhausted = RetriesExhausted(name, spec.max_retries, error)
@@ -639,10 +964,8 @@ class Execution:
         detail: dict[str, Any] = {"outcome": outcome, "error": brief(original)}
         if error is not None:
             detail["raised"] = brief(error)
-        self.log.event("step.compensate", self.now(), step=st.spec.name, detail=detail)
-        self.emit(
-            "workflow.step.compensate", {}, step=st.spec.name, outcome=outcome, error=original
-        )
+        self.log.event("step.compensate", self.now(), step=st.name, detail=detail)
+        self.emit("workflow.step.compensate", {}, step=st.name, outcome=outcome, error=original)
 
     async def retry_later(
         self, st: StepState, error: BaseException | None, retry: Retry | None, span: Span
@@ -651,7 +974,7 @@ class Execution:
         when the workflow started failing meanwhile (a step waiting to retry has not
         completed: it is not retried, and there is nothing to undo), or the run log gave up
         (the run stops)."""
-        if self.failure is not None or self.log_failure is not None:
+        if not self.can_start():
             return False
         delay = (
             retry.delay
@@ -670,7 +993,7 @@ class Execution:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await self.stopping.wait()
-        return self.failure is None and self.log_failure is None
+        return self.can_start()
 
     def succeed_step(
         self,
@@ -687,7 +1010,7 @@ class Execution:
         st.completed_seq = self.completed_count
         st.finished_at = now = self.now()
         st.error = None
-        self.completion.append(st.spec.name)
+        self.completion.append(st.name)
         self.record(st, f"step.{status.value}", {"try": st.tries}, now)
         st.recorded_seq = self.log.seq
         span.stop(status=status.value, tries=st.tries)
@@ -742,7 +1065,8 @@ class Execution:
         undone = [n for n, st in self.states.items() if st.status is StepStatus.UNDONE]
         for name in reversed(self.completion):
             st = self.states[name]
-            if st.spec.undo_fn is None or st.status not in COMPLETED:
+            undoable = st.spec.undo_fn is not None or isinstance(st.spec, ComposeStep)
+            if not undoable or st.status not in COMPLETED:
                 continue
             failure = await self.undo(st)
             if failure is None:
@@ -776,7 +1100,13 @@ class Execution:
         )
 
     async def undo(self, st: StepState) -> StepFailure | None:
-        spec, name = st.spec, st.spec.name
+        spec, name = st.spec, st.name
+        if isinstance(spec, ComposeStep):  # compose, recurse: its child runs are rolled back
+            if not await self.log_allows(self.log.seq):
+                if self.log_failure is None:
+                    raise asyncio.CancelledError
+                raise self.log_failure
+            return await self.children.undo(st)
         assert spec.undo_fn is not None
         while True:
             # Each undo starts once what came before is written (the previous undo's

@@ -2,7 +2,8 @@
 
 A step returns its value, or :class:`Retry` to run again (counted against ``max_retries``).
 A compensation returns :class:`Retry`, :class:`Continue` (the step succeeds with that value),
-or ``None`` to let the failure stand. An undo returns :class:`Retry` to try again (bounded by
+or ``None`` to let the failure stand. A step may also return :class:`Halt` to stop the run
+until it is resumed. An undo returns :class:`Retry` to try again (bounded by
 ``undo_retries``) or anything else once it is done.
 """
 
@@ -33,3 +34,15 @@ class Continue:
     """From a compensation: treat the failed step as succeeded, with ``value`` as its result."""
 
     value: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Halt:
+    """From a step: stop the run here, durably, until it is resumed (``resume_run``, or
+    ``jobsaga runs resume``), e.g. when an approval arrives. The step counts as completed
+    with ``value`` as its result (so a resumed run hands ``value`` to the steps after it and
+    never runs this one again); steps under way are awaited up to the workflow's
+    ``halt_timeout``; the run's status is ``halted``."""
+
+    value: Any = None
+    reason: str | None = None

@@ -10,6 +10,7 @@ from typing import Any
 from ..errors import RecordedError, WorkflowError
 from ..job import JobSpec
 from .dsl import StepDef
+from .plan import Binding, Instance
 from .records import RunRecord, RunStatus, StepRecord, StepStatus
 from .runlog import RunLog
 
@@ -65,6 +66,27 @@ def follow_ups_of(steps: Iterable[StepRecord]) -> tuple[JobSpec, ...]:
 class StepState:
     spec: StepDef
     position: int
+    name: str
+    """The step's name in the run: its own, or prefixed by the parts it sits in
+    (``charge_each[3].reserve``)."""
+    args: tuple[Binding, ...] = ()
+    guard_args: tuple[Binding, ...] = ()
+    needs: tuple[str, ...] = ()
+    """The steps it waits for (full names)."""
+    feeds: list[str] = field(default_factory=list)
+    """The steps waiting for it: a part's steps join when the part starts."""
+    instance: Instance | None = None
+    """The part instance it belongs to (None at the workflow's top level)."""
+    instances: list[Instance] | None = None
+    """A part's instances once it started (a map's elements, a switch's chosen case)."""
+    plan: Any = None
+    """What a part decided when it started, kept in the log with it (the case a switch
+    chose; a map's element count) so a resumed run rebuilds the same steps."""
+    child: Any = None
+    """A compose or recurse step's child runs (their executions) in this attempt; a part's
+    telemetry span while it is open."""
+    placement: Any = None
+    """For a step of an ``around`` group: the thread and context the group entered."""
     status: StepStatus = StepStatus.PENDING
     value: Any = None
     stored: Any = None
@@ -87,7 +109,7 @@ class StepState:
 
     def row(self) -> dict[str, Any]:
         return {
-            "step": self.spec.name,
+            "step": self.name,
             "position": self.position,
             "status": self.status.value,
             "result": self.stored,
@@ -112,6 +134,8 @@ class RunResult:
     error: WorkflowError | None = None
     follow_ups: tuple[JobSpec, ...] = ()
     """Jobs the steps registered with ``ctx.enqueue_after_success``; empty unless it succeeded."""
+    halted_step: str | None = None
+    """The step that halted the run (status ``halted``), its result the halt value."""
     run: RunRecord | None = None
     """The run log (filled in by the test entry point)."""
     log: RunLog | None = None

@@ -1,0 +1,226 @@
+"""Steps that run whole workflows: ``compose`` (one child run) and ``recurse`` (a child run
+per iteration, each one's result the next one's inputs).
+
+A child run is a run of its own in the log, linked to its parent run and step
+(:class:`~.runlog.ParentLink`), with the parent's job and attempt, sharing the parent's
+concurrency slots. Opened again by the same link (a resumed parent re-running the step), it
+is found and taken up: its recorded steps never run again, and a child that had succeeded
+hands back its result at once. When the parent rolls back, each child run its completed
+steps were recorded in is rolled back too, newest first, as the undo of the step that ran
+it; a child that failed has rolled itself back, and its ``WorkflowError`` (with its own undo
+trail) is the step's error.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+from ..errors import RunAbandoned, RunLogUnwritable, StepFailure
+from .parts import ComposeStep, RecurseStep
+from .records import RunStatus, StepStatus
+from .runlog import ParentLink, RunLog, SqlRunLog
+from .state import RunResult, StepState, brief
+
+if TYPE_CHECKING:
+    from .dsl import Workflow
+    from .executor import Execution
+
+
+class ChildRunner:
+    """The compose and recurse steps of one execution."""
+
+    def __init__(self, execution: Execution) -> None:
+        self.ex = execution
+
+    async def run(self, st: StepState) -> None:
+        ex = self.ex
+        spec = st.spec
+        assert isinstance(spec, ComposeStep)
+        needed = max((ex.states[p].recorded_seq for p in st.needs), default=0)
+        if not await ex.log_allows(needed):
+            return
+        st.tries += 1
+        st.status = StepStatus.RUNNING
+        now = ex.now()
+        st.started_at = st.started_at or now
+        ex.record(st, "step.started", {"try": st.tries}, now)
+        span = ex.step_span(st)
+        st.child = []
+        try:
+            inputs: Any = {b.param: ex.value_of(b) for b in st.args}
+        except Exception as exc:
+            ex.fail(st, exc, span)
+            return
+        iteration = 0
+        follow_ups: list[Any] = []
+        while True:
+            try:
+                result = await self.child_run(st, spec.workflow, inputs, iteration)
+            except RunLogUnwritable as exc:
+                ex.log_broken(exc)
+                return
+            except Exception as exc:  # its inputs or context did not validate
+                ex.fail(st, exc, span)
+                return
+            if result.status is RunStatus.HALTED:
+                st.status = StepStatus.PENDING  # runs again (and finds its child) on resume
+                ex.record(st, "step.halted", {"child_run": result.run_id})
+                ex.halt_now(None, result.value)
+                span.end("halt")
+                return
+            if result.error is not None:
+                ex.fail(st, result.error, span)
+                return
+            follow_ups.extend(result.follow_ups)
+            iteration += 1
+            if not isinstance(spec, RecurseStep):
+                break
+            try:
+                done = spec.until is not None and await _ask(spec.until, result.value)
+                if done or iteration >= spec.max_iterations:
+                    break
+                if not isinstance(result.value, Mapping):
+                    raise TypeError(
+                        f"recurse {st.name!r}: iteration {iteration} of "
+                        f"{spec.workflow.__qualname__} returned a {type(result.value).__name__}"
+                        ", not a mapping of its inputs for the next iteration"
+                    )
+                inputs = dict(result.value)
+            except Exception as exc:
+                ex.fail(st, exc, span)
+                return
+        try:
+            stored = ex.log.encode_result(result.value, f"the result of step {st.name!r}")
+        except Exception as exc:
+            ex.fail(st, exc, span)
+            return
+        ex.succeed_step(st, result.value, stored, follow_ups, StepStatus.SUCCEEDED, span)
+
+    async def child_run(
+        self, st: StepState, workflow: type[Workflow], inputs: Any, iteration: int
+    ) -> RunResult:
+        from .running import validate_context, validate_inputs
+
+        ex = self.ex
+        checked = validate_inputs(workflow, inputs)
+        context = ex.context.model_dump() if isinstance(ex.context, BaseModel) else ex.context
+        child = self.execution(
+            st, workflow, checked, validate_context(workflow, context), iteration
+        )
+        st.child.append(child)
+        return await child.run()
+
+    def execution(
+        self,
+        st: StepState,
+        workflow: type[Workflow],
+        inputs: Mapping[str, Any],
+        context: Any,
+        iteration: int,
+        abandon: BaseException | None = None,
+    ) -> Execution:
+        from .executor import Execution
+
+        ex = self.ex
+        link = ParentLink(ex.log.run_id, st.name, iteration)
+        log: RunLog
+        if isinstance(ex.log, SqlRunLog):
+            log = SqlRunLog(
+                workflow.name,
+                engine=ex.log.engine,
+                write_timeout=ex.log.write_timeout,
+                parent=link,
+            )
+        else:
+            log = RunLog(workflow.name, parent=link)
+        child = Execution(
+            ex.app,
+            workflow,
+            inputs,
+            context,
+            log=log,
+            job=ex.job,
+            attempt=ex.attempt,
+            threads=ex.threads(),  # the parent's: a child rolled back later still has it
+            slots=ex.slots,
+            abandon=abandon,
+        )
+        child.parent = ex
+        return child
+
+    # --- undo: the parent rolls back --------------------------------------------------------
+
+    async def undo(self, st: StepState) -> StepFailure | None:
+        """Roll back the child runs of a completed compose or recurse step, newest first."""
+        ex = self.ex
+        assert ex.failure is not None
+        parent = f"run {ex.log.run_id}" if ex.log.run_id is not None else "run"
+        cause = RunAbandoned(f"its parent {parent} is rolling back (step {ex.failure[0]!r} failed)")
+        children: list[Execution] = list(st.child or [])
+        if not children:
+            children = await self.recorded_children(st, cause)
+        st.undo_tries += 1
+        errors: list[BaseException] = []
+        for child in reversed(children):
+            result = await child.roll_back_as_child(cause)
+            if result.status is RunStatus.ROLLBACK_FAILED and result.error is not None:
+                errors.append(result.error)
+        if not errors:
+            st.status = StepStatus.UNDONE
+            ex.record(st, "step.undone", {"undo_tries": st.undo_tries})
+            ex.emit("workflow.step.undo", {}, step=st.name, outcome="undone", tries=st.undo_tries)
+            return None
+        error = errors[0]
+        st.status = StepStatus.UNDO_FAILED
+        st.error = {**brief(error), "during": "undo"}
+        ex.record(st, "step.undo_failed", {"undo_tries": st.undo_tries, "error": brief(error)})
+        ex.emit("workflow.step.undo", {}, step=st.name, outcome="failed", error=error)
+        return StepFailure(st.name, error)
+
+    async def recorded_children(self, st: StepState, cause: BaseException) -> list[Execution]:
+        """The child runs of a step completed by an earlier attempt (this one resumed the
+        parent), taken up from the log to be rolled back."""
+        import asyncio
+
+        from .records import get_run
+
+        ex = self.ex
+        spec = st.spec
+        assert isinstance(spec, ComposeStep)
+        if ex.log.run_id is None:
+            return []
+        parent = await asyncio.to_thread(get_run, ex.app, ex.log.run_id)
+        if parent is None:
+            return []
+        found = sorted(
+            (c for c in parent.children if c.parent_step == st.name), key=lambda c: c.iteration
+        )
+        children = []
+        for record in found:
+            run = await asyncio.to_thread(get_run, ex.app, record.id)
+            if run is None:
+                continue
+            from .running import validate_context, validate_inputs
+
+            children.append(
+                self.execution(
+                    st,
+                    spec.workflow,
+                    validate_inputs(spec.workflow, run.inputs),
+                    validate_context(spec.workflow, run.context),
+                    record.iteration,
+                    abandon=cause,
+                )
+            )
+        return children
+
+
+async def _ask(fn: Any, value: Any) -> Any:
+    outcome = fn(value)
+    if inspect.isawaitable(outcome):
+        outcome = await outcome
+    return outcome
