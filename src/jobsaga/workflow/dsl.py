@@ -140,6 +140,8 @@ class StepDef:
         wait_for: Iterable[str] = (),
         args: Mapping[str, str] | None = None,
         where: Callable[..., Any] | None = None,
+        timeout: float | None = None,
+        on_timeout: str = "fail",
     ) -> None:
         if not callable(fn):
             raise WorkflowDefinitionError(f"@step decorates a function, got {fn!r}")
@@ -153,6 +155,19 @@ class StepDef:
                 raise WorkflowDefinitionError(f"{where_label}: {option} must be an int >= 0")
         self.max_retries = max_retries
         self.undo_retries = undo_retries
+        if timeout is not None and (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, (int, float))
+            or not 0 < timeout < math.inf
+        ):
+            raise WorkflowDefinitionError(f"{where_label}: timeout must be seconds > 0")
+        if on_timeout not in ("fail", "halt"):
+            raise WorkflowDefinitionError(
+                f"{where_label}: on_timeout is 'fail' (StepTimeout, which retry_on may "
+                f"retry) or 'halt' (the run halts; the step runs again on resume)"
+            )
+        self.timeout = float(timeout) if timeout is not None else None
+        self.on_timeout = on_timeout
         self.retry_on = tuple(retry_on)
         for kind in self.retry_on:
             if not (isinstance(kind, type) and issubclass(kind, BaseException)):
@@ -278,6 +293,8 @@ def step(
     wait_for: Iterable[str] = (),
     args: Mapping[str, str] | None = None,
     where: Callable[..., Any] | None = None,
+    timeout: float | None = None,
+    on_timeout: str = "fail",
 ) -> StepDef: ...
 
 
@@ -292,6 +309,8 @@ def step(
     wait_for: Iterable[str] = (),
     args: Mapping[str, str] | None = None,
     where: Callable[..., Any] | None = None,
+    timeout: float | None = None,
+    on_timeout: str = "fail",
 ) -> Callable[[Callable[..., Any]], StepDef]: ...
 
 
@@ -306,6 +325,8 @@ def step(
     wait_for: Iterable[str] = (),
     args: Mapping[str, str] | None = None,
     where: Callable[..., Any] | None = None,
+    timeout: float | None = None,
+    on_timeout: str = "fail",
 ) -> StepDef | Callable[[Callable[..., Any]], StepDef]:
     """Declare a workflow step (``@step`` or ``@step(max_retries=3, ...)``)."""
 
@@ -320,6 +341,8 @@ def step(
             wait_for=wait_for,
             args=args,
             where=where,
+            timeout=timeout,
+            on_timeout=on_timeout,
         )
 
     return build(fn) if fn is not None else build

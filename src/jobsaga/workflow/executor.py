@@ -50,8 +50,10 @@ from ..errors import (
     RetriesExhausted,
     RetryCancelled,
     RunLogUnwritable,
+    RunTimeout,
     StepFailure,
     StepResultError,
+    StepTimeout,
     WorkflowError,
 )
 from ..job import Job, JobSpec
@@ -87,6 +89,8 @@ ABANDONED = "(abandoned)"
 """The step name a rollback started by an operator is recorded under."""
 CANCELLED = "(cancelled)"
 """The step name the rollback of a run whose job was cancelled is recorded under."""
+TIMED_OUT = "(timeout)"
+"""The step name the rollback of a run that overran its ``timeout`` is recorded under."""
 ENQUEUED_BY_RUN = "enqueued_by_run"
 """The meta key of a follow-up job naming the run that enqueued it."""
 INTERRUPT_FLUSH_TIMEOUT = 5.0
@@ -429,7 +433,16 @@ class Execution:
                 self.failure = (ABANDONED, self.abandon)
                 rolling_back = True
             if not rolling_back:
-                await self.forward()
+                timer = None
+                if self.workflow.options.timeout is not None:
+                    timer = asyncio.get_running_loop().call_later(
+                        self.workflow.options.timeout, self.run_timed_out
+                    )
+                try:
+                    await self.forward()
+                finally:
+                    if timer is not None:
+                        timer.cancel()
             if self.log_failure is not None:
                 raise self.log_failure
             if self.failure is not None:
@@ -664,6 +677,7 @@ class Execution:
 
     async def forward(self) -> None:
         states = self.states
+        reopened = []
         for st in list(states.values()):
             if st.status is StepStatus.PENDING:
                 if st.instance is not None and not st.instance.admitted:
@@ -672,7 +686,9 @@ class Execution:
                 if st.waiting == 0:
                     self.push_ready(st)
             elif st.status is StepStatus.RUNNING and st.instances is not None:
-                self.part_progress(st)  # a part a resumed run re-opened
+                reopened.append(st)
+        for st in reopened:
+            self.part_progress(st)  # a part a resumed run rebuilt: admits its steps
         ready = self.ready
         running = self.running
         slots = self.slots
@@ -855,7 +871,18 @@ class Execution:
             error: BaseException | None = None
             retry: Retry | None = None
             try:
-                value = await self.call(spec.fn, (self.instance,), kwargs, name, st.placement)
+                if spec.timeout is None:
+                    value = await self.call(spec.fn, (self.instance,), kwargs, name, st.placement)
+                else:
+                    value = await self.call_within(spec.timeout, st, kwargs)
+            except StepTimeout as exc:
+                if spec.on_timeout == "halt":
+                    span.end("halt", error=exc)
+                    st.status = StepStatus.PENDING  # not completed: it runs again on resume
+                    self.record(st, "step.interrupted", {"timeout": spec.timeout})
+                    self.halt_now(None, None)
+                    return
+                error = exc
             except Exception as exc:
                 error = exc
             else:
@@ -1034,6 +1061,40 @@ class Execution:
         if span.ended:
             span = self.step_span(st, start=False)
         span.fail(error, tries=st.tries)
+
+    async def call_within(self, timeout: float, st: StepState, kwargs: dict[str, Any]) -> Any:
+        """A try of a step bounded by its ``timeout``: an ``async def`` step is cancelled, a
+        thread cannot be, so its result is dropped when it comes."""
+        window = asyncio.timeout(timeout)
+        try:
+            async with window:
+                return await self.call(st.spec.fn, (self.instance,), kwargs, st.name, st.placement)
+        except TimeoutError:
+            if not window.expired():
+                raise  # the step's own TimeoutError
+            raise StepTimeout(
+                f"step {st.name!r} ran longer than its timeout of {timeout:g}s (try {st.tries})"
+            ) from None
+
+    def run_timed_out(self) -> None:
+        """The run's ``timeout`` is over: it halts, or fails (and rolls back) with
+        ``RunTimeout``, as ``on_timeout`` says."""
+        if self.failure is not None or self.halt is not None:
+            return
+        options = self.workflow.options
+        detail = {"timeout": options.timeout, "then": options.on_timeout}
+        self.log.event("run.timed_out", self.now(), detail=detail)
+        if options.on_timeout == "halt":
+            self.halt_now(None, None)
+            return
+        cause = RunTimeout(f"the run took longer than its timeout of {options.timeout:g}s")
+        self.failure = (TIMED_OUT, cause)
+        self.stopping.set()
+        for task, name in self.running.items():
+            if name not in self.in_threads and self.states[name].status is not StepStatus.RETRIED:
+                task.cancel()  # not completed: recorded interrupted, not undone
+        if self.wake is not None:
+            self.wake()
 
     # --- endings --------------------------------------------------------------------------
 
