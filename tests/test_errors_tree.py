@@ -78,6 +78,10 @@ RAISE_ALLOWED: dict[tuple[str, str, str], str] = {
         "a property: AttributeError is how Python says an attribute is missing, which "
         "getattr(ctx, 'actor', None) and hasattr rely on"
     ),
+    ("jobsaga.workflow.executor", "Execution.check_all_done", "AssertionError"): (
+        "a run that neither failed nor halted left a step behind: a scheduler bug, which must "
+        "fail the attempt loudly rather than pass as a success"
+    ),
     ("jobsaga.workflow.executor", "*", "asyncio.exceptions.CancelledError"): (
         "the run log was closed under a rollback: the attempt is over and ends as a "
         "cancelled task ends, which no step's `except Exception` may swallow"

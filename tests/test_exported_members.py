@@ -32,6 +32,17 @@ TOP_LEVEL = [
     "StepContext",
     "Retry",
     "Continue",
+    # composing sagas (Reactor's map, switch, group/around, compose, recurse, collect, halt):
+    # written in workflow classes as often as @step
+    "Map",
+    "Switch",
+    "Case",
+    "Default",
+    "Group",
+    "compose",
+    "recurse",
+    "collect",
+    "Halt",
     # what an application catches around an insert, an operation or a saga
     "JobsagaError",
     "ArgsError",

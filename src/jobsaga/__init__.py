@@ -25,7 +25,23 @@ from .plugins.crontab import CronEntry
 from .results import Cancel, Complete, Discard, Error, Snooze
 from .unique import UniqueSpec
 from .worker import Worker
-from .workflow import Continue, Retry, StepContext, Workflow, WorkflowWorker, step
+from .workflow import (
+    Case,
+    Continue,
+    Default,
+    Group,
+    Halt,
+    Map,
+    Retry,
+    StepContext,
+    Switch,
+    Workflow,
+    WorkflowWorker,
+    collect,
+    compose,
+    recurse,
+    step,
+)
 
 __version__ = "0.1.0"
 
@@ -33,26 +49,35 @@ __all__ = [
     "App",
     "ArgsError",
     "Cancel",
+    "Case",
     "Complete",
     "Continue",
     "CronEntry",
     "DatabaseError",
     "DatabaseUnavailable",
+    "Default",
     "Discard",
     "Error",
     "FilterError",
+    "Group",
+    "Halt",
     "Job",
     "JobFilter",
     "JobSpec",
     "JobState",
     "JobsagaError",
+    "Map",
     "Retry",
     "Snooze",
     "StepContext",
+    "Switch",
     "UniqueSpec",
     "Worker",
     "Workflow",
     "WorkflowError",
     "WorkflowWorker",
+    "collect",
+    "compose",
+    "recurse",
     "step",
 ]

@@ -6,6 +6,7 @@ workflow errors live with every other error in :mod:`jobsaga.errors`.
 
 from .context import StepContext
 from .dsl import Workflow, step
+from .parts import Case, Default, Group, Map, Switch, collect, compose, recurse
 from .records import (
     FAILED_STATUSES,
     EventRecord,
@@ -19,16 +20,21 @@ from .records import (
     get_run,
     list_runs,
 )
-from .results import Continue, Retry
+from .results import Continue, Halt, Retry
 from .running import aroll_back_run, roll_back_run
 from .state import RunResult
 from .worker import WorkflowWorker
 
 __all__ = [
+    "Case",
     "Continue",
+    "Default",
     "EventRecord",
     "FAILED_STATUSES",
     "FollowUpJob",
+    "Group",
+    "Halt",
+    "Map",
     "Retry",
     "RunRecord",
     "RunResult",
@@ -36,13 +42,17 @@ __all__ = [
     "StepContext",
     "StepRecord",
     "StepStatus",
+    "Switch",
     "Workflow",
     "WorkflowWorker",
     "aroll_back_run",
+    "collect",
+    "compose",
     "count_runs",
     "follow_up_jobs",
     "get_run",
     "list_runs",
+    "recurse",
     "roll_back_run",
     "step",
 ]

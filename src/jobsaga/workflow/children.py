@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from ..errors import RunAbandoned, RunLogUnwritable, StepFailure
+from ..errors import RunAbandoned, RunLogUnwritable, StepFailure, WorkflowInputError
 from .parts import ComposeStep, RecurseStep
 from .records import RunStatus, StepStatus
 from .runlog import ParentLink, RunLog, SqlRunLog
@@ -84,7 +84,7 @@ class ChildRunner:
                 if done or iteration >= spec.max_iterations:
                     break
                 if not isinstance(result.value, Mapping):
-                    raise TypeError(
+                    raise WorkflowInputError(
                         f"recurse {st.name!r}: iteration {iteration} of "
                         f"{spec.workflow.__qualname__} returned a {type(result.value).__name__}"
                         ", not a mapping of its inputs for the next iteration"

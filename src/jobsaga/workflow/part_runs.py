@@ -23,7 +23,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import RetryCancelled, StepArgumentError, StepResultError, SwitchNoMatch
+from ..errors import (
+    RetryCancelled,
+    StepArgumentError,
+    StepResultError,
+    SwitchNoMatch,
+    WorkflowDefinitionError,
+)
 from ..telemetry import Span
 from .parts import GroupDef, MapDef, PartStep, Scope, SwitchDef, Wired
 from .plan import Frame, Instance, bind, qualified_needs, scope_frame
@@ -397,7 +403,7 @@ class PartRunner:
             manager = await self.ask(st, group.around, frames_of(st, self.top))
             is_async = hasattr(manager, "__aenter__")
             if not is_async and not hasattr(manager, "__enter__"):
-                raise TypeError(
+                raise WorkflowDefinitionError(
                     f"around of group {st.name!r} must return a context manager, got "
                     f"{type(manager).__name__}"
                 )

@@ -227,7 +227,9 @@ class Part:
 
     @classmethod
     def _define(cls, options: dict[str, Any]) -> PartDef:
-        raise NotImplementedError
+        raise WorkflowDefinitionError(
+            f"{cls.__qualname__}: a part subclasses Map, Switch, Case, Default or Group"
+        )
 
 
 def _unknown_options(owner: str, options: dict[str, Any], known: tuple[str, ...]) -> None:
@@ -353,10 +355,7 @@ class SwitchDef(PartDef):
         return [case.body for case in self.cases]
 
     def case(self, name: str) -> CaseDef:
-        for case in self.cases:
-            if case.name == name:
-                return case
-        raise KeyError(name)
+        return {case.name: case for case in self.cases}[name]
 
     def restore(self, value: Any) -> Any:
         return value
