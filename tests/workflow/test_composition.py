@@ -446,3 +446,94 @@ def test_a_typo_inside_a_part_is_named_where_it_is() -> None:
                 @step
                 def ship(self, reserv: int) -> int:
                     return reserv
+
+
+# --- limits, nesting, mistakes -----------------------------------------------------------------
+
+running = {"now": 0, "most": 0}
+
+
+class Leaf(Workflow, inputs=["item"]):
+    @step
+    async def work(self, item: int) -> int:
+        running["now"] += 1
+        running["most"] = max(running["most"], running["now"])
+        await asyncio.sleep(0.005)
+        running["now"] -= 1
+        return item + 1
+
+
+class Fleet(Workflow, inputs=["items"], max_concurrency=2):
+    class each(Map, over="items", element="item"):
+        class route(Switch):
+            class even(Case, when=lambda item: item % 2 == 0):
+                ship = compose(Leaf, inputs={"item": "item"})
+
+            class odd(Default):
+                @step
+                async def keep(self, item: int) -> int:
+                    running["now"] += 1
+                    running["most"] = max(running["most"], running["now"])
+                    await asyncio.sleep(0.005)
+                    running["now"] -= 1
+                    return -item
+
+
+class Single(Fleet, max_concurrency=1):
+    pass
+
+
+def test_parts_nest_and_children_share_the_runs_concurrency_limit(app: App) -> None:
+    running.update(now=0, most=0)
+    result = run(app, Fleet, {"items": [1, 2, 3, 4, 5, 6]})
+    assert result.ok, result.error
+    assert result.value == [-1, 3, -3, 5, -5, 7]
+    assert running["most"] <= 2  # parent steps and child-run steps together
+    running.update(now=0, most=0)
+    single = run(app, Single, {"items": [2, 4]})  # a limit of 1 cannot deadlock a compose
+    assert single.value == [3, 5] and running["most"] == 1
+    if result.run_id is not None:
+        record = get_run(app, result.run_id)
+        assert record is not None
+        assert {c.parent_step for c in record.children} == {
+            "each[1].route.even.ship",
+            "each[3].route.even.ship",
+            "each[5].route.even.ship",
+        }
+
+
+class NotAList(Workflow, inputs=["items"]):
+    class each(Map, over="items"):
+        @step
+        def touch(self, element: Any) -> Any:
+            return element
+
+
+def test_a_map_over_something_not_a_list_fails_naming_the_map(app: App) -> None:
+    result = run(app, NotAList, {"items": "abc"})
+    assert result.error is not None and result.error.step == "each"
+    assert "map 'each' maps over items, which is a str, not a list" in str(result.error.error)
+
+
+def test_part_options_are_checked_when_the_class_is_defined() -> None:
+    with pytest.raises(WorkflowDefinitionError, match="unknown option 'batchsize'.*batch_size"):
+
+        class Misspelt(Workflow, inputs=["items"]):
+            class each(Map, over="items", batchsize=3):
+                @step
+                def touch(self, element: Any) -> Any:
+                    return element
+
+    with pytest.raises(WorkflowDefinitionError, match="Default case must come last"):
+
+        class Late(Workflow, inputs=["x"]):
+            class pick(Switch):
+                class other(Default):
+                    @step
+                    def a(self, x: int) -> int:
+                        return x
+
+                class one(Case, when=lambda x: x == 1):
+                    @step
+                    def b(self, x: int) -> int:
+                        return x

@@ -142,10 +142,17 @@ class RunResult:
 
     @property
     def ok(self) -> bool:
-        return self.error is None
+        """The run succeeded (a halted run has no error, but has not succeeded either)."""
+        return self.error is None and self.status is not RunStatus.HALTED
+
+    @property
+    def halted(self) -> bool:
+        """The run halted (``Halt``): ``value`` is the halt value, ``halted_step`` the step
+        that returned it; it goes on when resumed (``resume_run``)."""
+        return self.status is RunStatus.HALTED
 
     def unwrap(self) -> Any:
-        """The value, or raise the WorkflowError."""
+        """The value, or raise the WorkflowError (a halted run's value is its halt value)."""
         if self.error is not None:
             raise self.error
         return self.value
