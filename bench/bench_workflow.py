@@ -3,6 +3,7 @@
     .venv/bin/python bench/bench_workflow.py [--runs 5] [--kind async|sync|both]
                                              [--sagas 2000] [--concurrency 10] [--only ...]
                                              [--engine sqlite|postgres] [--shape ...]
+                                             [--workflows flat|composed|both]
 
 Two measurements, for ``async def`` no-op steps and for plain ``def`` ones (run in threads):
 
@@ -11,6 +12,14 @@ Two measurements, for ``async def`` no-op steps and for plain ``def`` ones (run 
   median wall time per run and per step, in three modes: ``memory`` (``persist=False``, no
   run log: the executor's own cost), ``sqlite`` and ``postgres`` (the run log written, as in
   production).
+* **Composition, beside the flat figures.** The same measurement for composed workflows,
+  each measured in the same minutes, mode and database settings as the flat workflow it is
+  compared with (``x flat``: its cost per step over the flat one's): a ``Map`` over 1,000
+  elements whose body is one no-op step, and one whose body is a chain of two (per element
+  step, beside the wide DAG of 1,000); 100 ``compose`` steps side by side, each running a
+  child workflow of one no-op step (per child run, beside a wide DAG of 100), and a chain of
+  100 ``compose`` steps, each child handed its predecessor's result (beside the chain of
+  100). Every shape ends in a join step, as the wide DAG does.
 * **Saga jobs through a node.** N jobs of a ``WorkflowWorker`` whose saga is four no-op steps
   are inserted, then one node (one queue, ``--concurrency`` jobs in flight) runs them, timed
   from the node's start until every job is completed; run log on, on each engine. Two
@@ -28,11 +37,12 @@ import asyncio
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from common import CONCURRENCY, fresh_database
 
-from jobsaga import App, Workflow, WorkflowWorker, step
+from jobsaga import App, Map, Workflow, WorkflowWorker, compose, step
 from jobsaga.workflow.running import execute
 
 SAGA_QUEUE = "sagas"
@@ -94,6 +104,60 @@ def _noop(sync: bool) -> Any:
     return anxt
 
 
+def mapped(n: int, body: int, sync: bool, concurrency: int) -> type[Workflow]:
+    """A map over the ``n`` numbers of its input ``items``, whose body is a chain of ``body``
+    no-op steps, then a join of the map's result (the wide DAG's shape, the steps inside a
+    map)."""
+    inner: dict[str, Any] = {"e0": step(_noop(sync), name="e0", args={"prev": "item"})}
+    for i in range(1, body):
+        inner[f"e{i}"] = step(_noop(sync), name=f"e{i}", args={"prev": f"e{i - 1}"})
+    each = type("each", (Map,), inner, over="items", element="item")
+    namespace: dict[str, Any] = {
+        "each": each,
+        "join": step(_noop_first(sync), name="join", wait_for=["each"]),
+    }
+    kind = "sync" if sync else "async"
+    return build(
+        f"Map{n}x{body}",
+        namespace,
+        name=f"bench.map{n}x{body}.{kind}",
+        inputs=["items"],
+        max_concurrency=concurrency,
+    )
+
+
+def composed_wide(n: int, sync: bool, concurrency: int) -> type[Workflow]:
+    """``n`` compose steps side by side, each a child run of a one-step workflow, then a join
+    (the wide DAG's shape, each step a child run)."""
+    kind = "sync" if sync else "async"
+    child = build("Child", {"c": step(_noop_first(sync), name="c")}, name=f"bench.child.{kind}")
+    namespace: dict[str, Any] = {f"w{i}": compose(child) for i in range(n)}
+    namespace["join"] = step(_noop_first(sync), name="join", wait_for=[f"w{i}" for i in range(n)])
+    return build(
+        f"ComposeWide{n}",
+        namespace,
+        name=f"bench.compose_wide{n}.{kind}",
+        max_concurrency=concurrency,
+    )
+
+
+def composed_chain(n: int, sync: bool) -> type[Workflow]:
+    """A chain of ``n`` compose steps, each a child run of a one-step workflow handed its
+    predecessor's result (the chain's shape, each step a child run)."""
+    kind = "sync" if sync else "async"
+    first = build("First", {"c": step(_noop_first(sync), name="c")}, name=f"bench.first.{kind}")
+    child = build(
+        "Next",
+        {"c": step(_noop(sync), name="c")},
+        name=f"bench.next.{kind}",
+        inputs=["prev"],
+    )
+    namespace: dict[str, Any] = {"s0": compose(first)}
+    for i in range(1, n):
+        namespace[f"s{i}"] = compose(child, inputs={"prev": f"s{i - 1}"})
+    return build(f"ComposeChain{n}", namespace, name=f"bench.compose_chain{n}.{kind}")
+
+
 def diamond(sync: bool) -> type[Workflow]:
     """Four no-op steps: ``a``, then ``b`` and ``c`` side by side, then ``d`` (the saga of
     bench_peers.py's saga phase)."""
@@ -133,42 +197,122 @@ def saga_worker(shape: str, sync: bool) -> type[WorkflowWorker]:
 # --- per-step overhead --------------------------------------------------------------------
 
 
-async def once(app: App, workflow: type[Workflow], persist: bool) -> Any:
+@dataclass(frozen=True)
+class Shape:
+    """One workflow of the overhead table: what it counts its cost per (``steps`` of them,
+    each a ``unit``) and the flat workflow it is compared with (by label), if any."""
+
+    label: str
+    workflow: type[Workflow]
+    steps: int
+    unit: str = "step"
+    inputs: dict[str, Any] | None = None
+    flat: str | None = None
+
+
+async def once(
+    app: App, workflow: type[Workflow], persist: bool, inputs: dict[str, Any] | None
+) -> Any:
     # What WorkflowWorker.perform runs, minus the job: no read-back of the log afterwards.
-    return await execute(app, workflow, job=None, persist=persist, test_run=True)
+    return await execute(app, workflow, inputs, job=None, persist=persist, test_run=True)
 
 
-async def measure(app: App, workflow: type[Workflow], runs: int, persist: bool) -> list[float]:
+async def measure(
+    app: App,
+    workflow: type[Workflow],
+    runs: int,
+    persist: bool,
+    inputs: dict[str, Any] | None = None,
+) -> list[float]:
     times = []
-    await once(app, workflow, persist)  # warm up
+    await once(app, workflow, persist, inputs)  # warm up
     for _ in range(runs):
         start = time.perf_counter()
-        result = await once(app, workflow, persist)
+        result = await once(app, workflow, persist, inputs)
         times.append(time.perf_counter() - start)
         assert result.ok, result.error
     return times
 
 
-def overhead(sync: bool, runs: int, concurrency: int, modes: list[str]) -> None:
-    workflows = [
-        ("chain of 100", chain(100, sync), 100),
-        ("wide DAG of 1,000", wide(1000, sync, concurrency), 1001),
+def flat_groups(sync: bool, concurrency: int) -> list[list[Shape]]:
+    return [
+        [Shape("chain of 100", chain(100, sync), 100)],
+        [Shape("wide DAG of 1,000", wide(1000, sync, concurrency), 1001)],
     ]
+
+
+def composed_groups(sync: bool, concurrency: int) -> list[list[Shape]]:
+    """Each composed workflow beside the flat one it is compared with, measured in a row."""
+    items = {"items": list(range(1000))}
+    wide1000 = "wide DAG of 1,000"
+    return [
+        [
+            Shape(wide1000, wide(1000, sync, concurrency), 1001),
+            # 1,000 element steps (2,000 for a body of two), plus the join
+            Shape(
+                "map 1,000 x 1 step",
+                mapped(1000, 1, sync, concurrency),
+                1001,
+                inputs=items,
+                flat=wide1000,
+            ),
+            Shape(
+                "map 1,000 x 2 steps",
+                mapped(1000, 2, sync, concurrency),
+                2001,
+                inputs=items,
+                flat=wide1000,
+            ),
+        ],
+        [
+            Shape("wide DAG of 100", wide(100, sync, concurrency), 101),
+            # per child run (each one step), the join counted as one more
+            Shape(
+                "compose 100 wide",
+                composed_wide(100, sync, concurrency),
+                101,
+                "child",
+                flat="wide DAG of 100",
+            ),
+        ],
+        [
+            Shape("chain of 100", chain(100, sync), 100),
+            Shape(
+                "compose chain 100", composed_chain(100, sync), 100, "child", flat="chain of 100"
+            ),
+        ],
+    ]
+
+
+def overhead(
+    sync: bool, runs: int, concurrency: int, modes: list[str], workflows: str = "flat"
+) -> None:
+    groups = flat_groups(sync, concurrency) if workflows == "flat" else []
+    if workflows in ("composed", "both"):
+        groups += composed_groups(sync, concurrency)
     kind = "sync (threads)" if sync else "async"
     print(f"\nper-step overhead, {kind} no-op steps, median of {runs} runs")
-    print(f"{'workflow':<20} {'mode':<9} {'run ms':>9} {'us/step':>9} {'steps/s':>9}")
-    for label, workflow, steps in workflows:
-        for mode in modes:
+    print(f"{'workflow':<20} {'mode':<9} {'run ms':>9} {'us/step':>9} {'steps/s':>9} {'x flat':>7}")
+    for group in groups:
+        for mode in modes:  # a composed shape right after its flat one, mode by mode
             engine = "sqlite" if mode == "memory" else mode
-            with fresh_database(engine) as url, App(url) as app:
-                app.migrate()
-                times = asyncio.run(measure(app, workflow, runs, persist=mode != "memory"))
-            median = statistics.median(times)
-            print(
-                f"{label:<20} {mode:<9} {median * 1000:>9.1f} "
-                f"{median / steps * 1e6:>9.1f} {steps / median:>9.0f}"
-            )
-            sys.stdout.flush()
+            per_step: dict[str, float] = {}
+            for shape in group:
+                with fresh_database(engine) as url, App(url) as app:
+                    app.migrate()
+                    persist = mode != "memory"
+                    times = asyncio.run(measure(app, shape.workflow, runs, persist, shape.inputs))
+                median = statistics.median(times)
+                per_step[shape.label] = median / shape.steps
+                ratio = ""
+                if shape.flat in per_step:
+                    ratio = f"{per_step[shape.label] / per_step[shape.flat]:.2f}"
+                print(
+                    f"{shape.label:<20} {mode:<9} {median * 1000:>9.1f} "
+                    f"{median / shape.steps * 1e6:>9.1f} {shape.steps / median:>9.0f} "
+                    f"{ratio:>7}" + (f"  (us per {shape.unit})" if shape.unit != "step" else "")
+                )
+                sys.stdout.flush()
 
 
 # --- saga jobs through a node -------------------------------------------------------------
@@ -261,12 +405,19 @@ def main(argv: list[str] | None = None) -> int:
         "--engine", choices=["sqlite", "postgres"], help="one engine (default: both)"
     )
     parser.add_argument("--shape", choices=list(SHAPES), help="one saga shape (default: both)")
+    parser.add_argument(
+        "--workflows",
+        choices=["flat", "composed", "both"],
+        default="both",
+        help="overhead of flat workflows, of composed ones beside their flat peers, or both",
+    )
     options = parser.parse_args(argv)
     kinds = [False, True] if options.kind == "both" else [options.kind == "sync"]
     engines = [options.engine] if options.engine else ["sqlite", "postgres"]
     for sync in kinds:
         if options.only in (None, "overhead"):
-            overhead(sync, options.runs, options.dag_concurrency, ["memory", *engines])
+            modes = ["memory", *engines]
+            overhead(sync, options.runs, options.dag_concurrency, modes, options.workflows)
         if options.only in (None, "sagas"):
             shapes = [options.shape] if options.shape else list(SHAPES)
             saga_throughput(
