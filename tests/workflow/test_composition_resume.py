@@ -279,3 +279,50 @@ def test_a_run_timeout_fails_and_rolls_back_or_halts(app: App) -> None:
     record = get_run(app, halted.run_id)
     assert record is not None and record.statuses()["long"] == "pending"
     assert record.events_of("run.timed_out")[0].detail == {"timeout": 0.1, "then": "halt"}
+
+
+class SlowChild(Workflow, inputs=["order"]):
+    @step
+    def hold_stock(self, order: str) -> str:
+        TRAIL.append("hold")
+        return f"hold-{order}"
+
+    @hold_stock.undo
+    def free_stock(self, hold_stock: str) -> None:
+        TRAIL.append(f"free {hold_stock}")
+
+    @step
+    async def wait_carrier(self, hold_stock: str) -> str:
+        await asyncio.sleep(5)
+        return "never"
+
+
+class TimedParent(Workflow, inputs=["order"], timeout=0.2):
+    @step
+    def open_order(self, order: str) -> str:
+        TRAIL.append("open")
+        return order
+
+    @open_order.undo
+    def close_order(self, open_order: str) -> None:
+        TRAIL.append("close")
+
+    shipping = compose(SlowChild, inputs={"order": "open_order"})
+
+
+class TimedWorker(WorkflowWorker, workflow=TimedParent, name="timed.parent.worker"):
+    pass
+
+
+def test_a_run_stopped_mid_compose_rolls_the_child_back_first(app: App) -> None:
+    app.register(TimedWorker)
+    job = app.insert(TimedWorker.new({"order": "o9"}))
+    result = asyncio.run(execute(app, TimedParent, {"order": "o9"}, job=attempt_of(job, 1)))
+    assert result.status is RunStatus.ROLLED_BACK
+    assert isinstance(result.error.error, RunTimeout) if result.error else False
+    # the child's completed step is undone (by the child, stopped) before the parent's
+    assert TRAIL == ["open", "hold", "free hold-o9", "close"]
+    parent = get_run(app, result.run_id)
+    assert parent is not None
+    child = get_run(app, parent.children[0].id)
+    assert child is not None and child.status == "rolled_back"

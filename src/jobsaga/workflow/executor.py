@@ -800,8 +800,17 @@ class Execution:
         self.stopping.set()
         if self.opened:
             self.record_stop()
+        self.stop_steps(cause)
+
+    def stop_steps(self, cause: BaseException) -> None:
+        """Stop the steps under way for a rollback: async ones are cancelled (not completed,
+        so not undone), threads are awaited, and a child run is stopped the same way, so it
+        rolls its own completed steps back before the parent does."""
         for task, name in self.running.items():
-            if name not in self.in_threads and self.states[name].status is not StepStatus.RETRIED:
+            st = self.states[name]
+            if isinstance(st.spec, ComposeStep) and st.child:
+                st.child[-1].stop(cause)  # its compose step then fails with its rollback
+            elif name not in self.in_threads and st.status is not StepStatus.RETRIED:
                 task.cancel()  # a step waiting to retry wakes up (stopping) and gives up
 
     def log_broken(self, failure: RunLogUnwritable) -> None:
@@ -1090,9 +1099,7 @@ class Execution:
         cause = RunTimeout(f"the run took longer than its timeout of {options.timeout:g}s")
         self.failure = (TIMED_OUT, cause)
         self.stopping.set()
-        for task, name in self.running.items():
-            if name not in self.in_threads and self.states[name].status is not StepStatus.RETRIED:
-                task.cancel()  # not completed: recorded interrupted, not undone
+        self.stop_steps(cause)
         if self.wake is not None:
             self.wake()
 
