@@ -101,28 +101,29 @@ class WorkflowGraph:
 
         Node ids are prefixed (``s_<step>``, ``input_<input>``) and the label is the name: a
         step named ``end``, ``graph``, ``style``, ``class``, ``click`` or ``subgraph`` would
-        otherwise be read as a Mermaid keyword (``end`` breaks the chart)."""
-        lines = ["flowchart TD"]
-        for name in self.inputs:
-            lines.append(f"    input_{name}([{name}])")
-        for name in self.order:
-            label = name if outcomes is None else f"{name}<br/>{outcomes.get(name, 'pending')}"
-            lines.append(f'    {node_id(name)}["{label}"]')
-        for name in self.order:
-            spec = self.graph.nodes[name]["spec"]
-            for argument in (*spec.arguments, *spec.where_arguments):
-                if argument.source in self.inputs:
-                    lines.append(f"    input_{argument.source} --> {node_id(name)}")
-        for source, target, data in self.graph.edges(data=True):
-            arrow = "-.->" if data.get("kind") == "wait_for" else "-->"
-            lines.append(f"    {node_id(source)} {arrow} {node_id(target)}")
-        lines += _outcome_styles(self.order, outcomes)
-        return "\n".join(dict.fromkeys(lines)) + "\n"
+        otherwise be read as a Mermaid keyword (``end`` breaks the chart). Parts, composed
+        and recursed workflows are drawn as subgraphs (see ``diagram``)."""
+        from .diagram import workflow_chart
+
+        return workflow_chart(self, outcomes)
 
 
 def node_id(step: str) -> str:
-    """A step's Mermaid node id: never a keyword, never an input's id (``input_<name>``)."""
-    return f"s_{step}"
+    """A step's Mermaid node id: never a keyword, never an input's id (``input_<name>``).
+
+    A step of the workflow is ``s_<name>``. A place inside a part (``each[3].pay.charge``,
+    as the run names its steps) is ``p_`` and the place with each ``_``, ``.``, ``[`` and
+    ``]`` written as ``_u``, ``__``, ``_i``, ``_j`` (any other character ``_x<hex>_``): a
+    code read back one way only, so two places never share an id, and the id holds only
+    letters, digits and underscores (a dot or a bracket would break the chart)."""
+    if step.isidentifier():
+        return f"s_{step}"
+    return "p_" + "".join(
+        _PLACE_CODE.get(c, c if c.isascii() and c.isalnum() else f"_x{ord(c):x}_") for c in step
+    )
+
+
+_PLACE_CODE = {"_": "_u", ".": "__", "[": "_i", "]": "_j"}
 
 
 STYLES = {
@@ -135,7 +136,8 @@ STYLES = {
 }
 
 
-def _outcome_styles(order: Sequence[str], outcomes: Mapping[str, str] | None) -> list[str]:
+def outcome_styles(order: Sequence[str], outcomes: Mapping[str, str] | None) -> list[str]:
+    """A class per status (``classDef``), given to the nodes (and subgraphs) that have it."""
     lines: list[str] = []
     for status, style in STYLES.items():
         members = [n for n in order if outcomes and outcomes.get(n) == status]
@@ -165,5 +167,5 @@ def dag_mermaid(
     for name in order:
         for dep in dag.get(name, ()):
             lines.append(f"    {node_id(dep)} --> {node_id(name)}")
-    lines += _outcome_styles(order, outcomes)
+    lines += outcome_styles(order, outcomes)
     return "\n".join(lines) + "\n"
