@@ -16,8 +16,9 @@ from typing import Any
 
 import click
 
-from ..job import Job
+from ..job import Job, JobState
 from ..workflow.records import RunRecord
+from ..workflow.resuming import HALTED_RUN, HALTED_STEP
 from .tables import (
     STATE_STYLES,
     TIME_ZONE,
@@ -63,6 +64,14 @@ def run_summary_json(run: RunRecord) -> dict[str, Any]:
         "started_at": run.started_at.isoformat(),
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,
     }
+
+
+def parked_on(job: Job[Any]) -> int | None:
+    """The halted saga run a parked job waits on (``WorkflowWorker`` parks it), or None."""
+    run_id = job.meta.get(HALTED_RUN)
+    if job.state is not JobState.SCHEDULED or isinstance(run_id, bool):
+        return None
+    return run_id if isinstance(run_id, int) else None
 
 
 def error_time(text: Any, now: datetime) -> str:
@@ -154,12 +163,22 @@ def echo_job(
         ("discarded", job.discarded_at, ""),
         ("cancelled", job.cancelled_at, ""),
     ]
+    halted_run = parked_on(job)
     for label, moment, extra in moments:
-        if moment is not None:
+        if label == "scheduled" and halted_run is not None:
+            click.echo(f"    {label:<10} never by itself: parked until its run is resumed")
+        elif moment is not None:
             click.echo(f"    {label:<10} {clock(moment)}  ({relative(moment, now)}){extra}")
     click.echo(f"  args {json.dumps(job.args)}")
     if job.meta:
         click.echo(f"  meta {json.dumps(job.meta)}")
+    if halted_run is not None:
+        step = job.meta.get(HALTED_STEP)
+        at = f" at step {step!r}" if isinstance(step, str) else ""
+        click.echo(
+            f"  halted{at}: saga run {halted_run} waits for a resume: "
+            f"jobsaga runs resume {halted_run} [--input KEY=VALUE ...]{same_database}"
+        )
     run_id = job.meta.get("enqueued_by_run")
     if isinstance(run_id, int) and not isinstance(run_id, bool):
         click.echo(

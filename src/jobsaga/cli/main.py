@@ -14,6 +14,7 @@ from .jobs import jobs_commands
 from .queues import queues_commands
 from .redacting import redact_logs, redacted_errors
 from .runs import runs_commands
+from .runs_resume import runs_resume_commands
 from .worker import worker_commands
 
 LOG_FORMAT = "%(asctime)s.%(msecs)03dZ %(levelname)s %(name)s: %(message)s"
@@ -27,6 +28,7 @@ COMMAND_MODULES = [
     queues_commands,
     demo_commands,
     runs_commands,
+    runs_resume_commands,  # adds to the runs group
     cron_commands,
 ]
 

@@ -20,6 +20,10 @@ died between the run log's commit and the job's acknowledgement), the next attem
 the job from the log without running a step, and on the last attempt (the lifeline discards
 the job) the follow-ups are inserted instead of the final-failure hook being told the saga
 failed. A run that ended in failure was rolled back, so the next attempt starts a new one.
+
+A run that halted (a step returned ``Halt``) parks its job: ``scheduled`` at the far end of
+time, no attempt used up, no follow-up inserted, no final-failure hook, until
+``resume_run`` sets it going; its next attempt resumes the run (see :mod:`.resuming`).
 """
 
 from __future__ import annotations
@@ -37,11 +41,12 @@ from pydantic import BaseModel, ConfigDict, create_model
 from .. import _context
 from ..errors import ConfigError, WorkflowError, WorkflowOutsideJobError
 from ..job import Job
-from ..results import Complete
+from ..results import Complete, Discard, Park
 from ..worker import Worker
 from .cancelling import DEFAULT_ROLLBACK_TIMEOUT
 from .dsl import Workflow
-from .records import get_run, list_runs
+from .records import RunStatus, get_run, list_runs
+from .resuming import halted_step, park, unanswered_halt
 from .runlog import LOG_WRITE_TIMEOUT, append_event
 from .running import aroll_back_run, check_workflow, execute, retried_after
 from .state import follow_ups_of
@@ -254,7 +259,7 @@ class WorkflowWorker(Worker, max_attempts=MAX_ATTEMPTS):
         )
         return True
 
-    async def perform(self, job: Job[Any]) -> Complete:
+    async def perform(self, job: Job[Any]) -> Complete | Park | Discard:
         app = _context.current_app.get()
         if app is None:
             raise WorkflowOutsideJobError(
@@ -263,19 +268,48 @@ class WorkflowWorker(Worker, max_attempts=MAX_ATTEMPTS):
                 "jobsaga.testing's perform_job, or its run_workflow for the workflow alone."
             )
         assert self.workflow is not None
+        persist = self.persist and not _context.run_log_in_memory.get()
+        if persist:
+            halted = await asyncio.to_thread(unanswered_halt, app, job)
+            if halted is not None:
+                return self._park_again(job, halted.id, halted_step(halted))
         result = await execute(
             app,
             self.workflow,
             self.workflow_inputs(job),
             self.workflow_context(job),
             job=job,
-            persist=self.persist and not _context.run_log_in_memory.get(),
+            persist=persist,
             rollback_timeout=self.rollback_timeout,
             log_write_timeout=self.log_write_timeout,
         )
+        if result.status == RunStatus.HALTED:
+            return self._halted(job, result.run_id, result.halted_step)
         if result.error is not None:
             raise result.error
         return Complete(value=None, enqueue=result.follow_ups)
+
+    def _halted(self, job: Job[Any], run_id: int | None, step: str | None) -> Park | Discard:
+        """The run halted: the job waits, parked, for ``resume_run``. A run kept only in
+        memory cannot be resumed on a node (``persist=False``): the job is discarded, saying
+        why, rather than parked for ever; the testing toolkit's in-memory run parks."""
+        if run_id is None and not _context.run_log_in_memory.get():
+            return Discard(
+                f"step {step!r} halted the saga, but {type(self).__qualname__} keeps no run log "
+                "(persist=False), and a halted run is resumed from its log"
+            )
+        return park(run_id, step)
+
+    def _park_again(self, job: Job[Any], run_id: int | None, step: str | None) -> Park:
+        log.warning(
+            "job %d: its saga run %s is halted (at step %r) and no resume asked for this "
+            "attempt (its node died before the job was parked, or it was set going by other "
+            "means than resume_run): parked again, no step run",
+            job.id,
+            run_id,
+            step,
+        )
+        return park(run_id, step)
 
 
 def _seconds(cls: type, option: str, value: Any) -> float:
