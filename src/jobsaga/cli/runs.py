@@ -2,7 +2,8 @@
 
 ``runs show`` answers "what happened in this failed saga?": each step's outcome laid out
 along the DAG, the error that started the rollback, and the compensation and undo trail in
-the order it happened.
+the order it happened; for a composed saga, which run a child run belongs to and which child
+runs a run has; for a halted run, which step halted it, with what, and how to resume it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from ..errors import RunStateError
 from ..workflow import Workflow, get_run, list_runs, roll_back_run
 from ..workflow.graph import dag_mermaid, dag_order
 from ..workflow.records import (
+    ChildRun,
     FollowUpJob,
     RunRecord,
     RunStatus,
@@ -51,6 +53,7 @@ from .trail import (
     seconds,
     silent_attempts,
     step_outcome,
+    value_text,
 )
 
 STATUS_CHOICES = [s.value for s in RunStatus]
@@ -152,7 +155,50 @@ def run_json(run: RunRecord) -> dict[str, Any]:
         "started_at": _iso(run.started_at),
         "updated_at": _iso(run.updated_at),
         "finished_at": _iso(run.finished_at),
+        "parent_run_id": run.parent_run_id,
+        "parent_step": run.parent_step,
+        "iteration": run.iteration,
     }
+
+
+def parent_text(run: RunRecord) -> str:
+    """Which run a child run belongs to, as ``runs list`` says it: ``5:ship`` (the parent
+    run, its step), ``5:loop#2`` for a later iteration of recurse; blank for a top-level run."""
+    if run.parent_step is None:
+        return ""
+    parent = "-" if run.parent_run_id is None else str(run.parent_run_id)
+    iteration = f"#{run.iteration}" if run.iteration else ""
+    return f"{parent}:{run.parent_step}{iteration}"
+
+
+def child_of_text(run: RunRecord) -> str:
+    """``child of run 5 (step 'ship', iteration 2)``: the line ``runs show`` gives a child."""
+    where = f"step {run.parent_step!r}" + (f", iteration {run.iteration}" if run.iteration else "")
+    if run.parent_run_id is None:
+        return f"child of a run whose log was kept in memory ({where})"
+    return f"child of run {run.parent_run_id} ({where})"
+
+
+def child_json(child: ChildRun) -> dict[str, Any]:
+    return {
+        "id": child.id,
+        "workflow": child.workflow,
+        "status": child.status,
+        "parent_step": child.parent_step,
+        "iteration": child.iteration,
+        "started_at": _iso(child.started_at),
+        "finished_at": _iso(child.finished_at),
+        "error": child.error,
+    }
+
+
+def halt_of(run: RunRecord) -> tuple[str | None, Any]:
+    """The step that halted the run and the value it halted with (its last ``step.halted``
+    event); ``(None, None)`` when the log holds no such event."""
+    for event in reversed(run.events):
+        if event.kind == "step.halted":
+            return event.step, (event.detail or {}).get("value")
+    return None, None
 
 
 def run_show_json(
@@ -191,6 +237,7 @@ def run_show_json(
         }
         for e in run.events
     ]
+    data["children"] = [child_json(c) for c in run.children]
     data["job_runs"] = [run_summary_json(r) for r in job_runs]  # as `jobs show --json` has them
     data["follow_ups"] = [
         {
@@ -221,12 +268,19 @@ def show_run(
     verbose: bool = False,
     graph: bool = False,
     now: datetime | None = None,
+    same_database: str = "",
 ) -> list[str]:
+    """``same_database``: the flags that name the database the run was read from
+    (``--app``, ``--url``, ``--config``), so a hint's command reaches the same one."""
     now = now or datetime.now(UTC)
     job = f"job {run.job_id}" if run.job_id is not None else "no job (test entry point)"
     lines = [
         f"run {run.id}  {run.workflow}  {run.status}",
         f"  {job}, attempt {run.attempt}",
+    ]
+    if run.parent_step is not None:
+        lines.append(f"  {child_of_text(run)}")
+    lines += [
         f"  started {clock(run.started_at)} {TIME_ZONE} ({relative(run.started_at, now)})"
         + (
             f"  finished {clock(run.finished_at)}  took {_took(run.started_at, run.finished_at)}"
@@ -277,6 +331,34 @@ def show_run(
             lines.extend("    " + line for line in fold_traceback(tb, verbose))
         for failure in run.error.get("undo_errors", []):
             lines.append(f"undo of {failure['step']!r} failed: {_error_text(failure)}")
+    if run.status == RunStatus.HALTED.value:
+        lines.append("")
+        lines.extend(halted_lines(run, same_database))
+    if run.children:
+        lines.append("")
+        lines.append("child runs:")
+        table = render_table(
+            [
+                Column("RUN", "right"),
+                Column("STATUS"),
+                Column("STEP", max_width=30),
+                Column("ITERATION", "right"),
+                Column("WORKFLOW", max_width=40),
+                Column("ERROR", max_width=60),
+            ],
+            [
+                (
+                    c.id,
+                    styled(c.status, STATUS_STYLES.get(c.status)),
+                    c.parent_step,
+                    c.iteration,
+                    c.workflow,
+                    f"at {c.error.get('step')!r}: {_error_text(c.error)}" if c.error else "",
+                )
+                for c in run.children
+            ],
+        )
+        lines.extend("  " + line for line in table.splitlines())
     others = [r for r in job_runs or [] if r.id != run.id]
     if others:
         lines.append("")
@@ -334,6 +416,26 @@ def show_run(
     return lines
 
 
+def halted_lines(run: RunRecord, same_database: str = "") -> list[str]:
+    """What ``runs show`` says of a halted run: the step that halted it and the value it
+    halted with, and how it goes on (the job's next attempt, given inputs by ``runs
+    resume``; a halted child run goes on with its parent)."""
+    step, value = halt_of(run)
+    lines = [
+        f"halted by step {step!r}: {value_text(value)}"
+        if step is not None
+        else "halted (no halting step recorded)"
+    ]
+    if run.parent_step is not None and run.parent_run_id is not None:
+        lines.append(
+            f"  resumed with its parent run {run.parent_run_id}: "
+            f"jobsaga runs show {run.parent_run_id}{same_database}"
+        )
+    elif run.parent_step is None:
+        lines.append(f"  resume: jobsaga runs resume {run.id} --input key=value{same_database}")
+    return lines
+
+
 def mermaid_lines(
     run: RunRecord, workflow: type[Workflow] | None, deps: dict[str, list[str]], order: list[str]
 ) -> list[str]:
@@ -357,6 +459,7 @@ STATUS_STYLES = {
     "succeeded": "green",
     "running": "cyan",
     "rolling_back": "yellow",
+    "halted": "magenta",
     "failed": "red",
     "rolled_back": "yellow",
     "rollback_failed": "bold red",
@@ -380,6 +483,14 @@ def runs_commands(cli: click.Group) -> None:
     )
     @click.option("--workflow", default=None, help="Filter by workflow name.")
     @click.option("--job", "job_id", type=int, default=None, help="Filter by job id.")
+    @click.option(
+        "--parent",
+        "parent_run_id",
+        type=int,
+        default=None,
+        metavar="RUN",
+        help="Only the child runs of run RUN (the runs its steps composed or recursed into).",
+    )
     @limit_option
     @click.option("--json", "as_json", is_flag=True, help="One JSON document per line.")
     def list_command(
@@ -387,14 +498,17 @@ def runs_commands(cli: click.Group) -> None:
         statuses: tuple[str, ...],
         workflow: str | None,
         job_id: int | None,
+        parent_run_id: int | None,
         limit: int,
         as_json: bool,
     ) -> None:
-        """List runs, newest first."""
+        """List runs, newest first. A child run (a saga composed or recursed into by a step of
+        another run) says whose it is in PARENT: RUN:STEP, #N for a later iteration."""
         filters: dict[str, Any] = {
             "status": statuses or None,
             "workflow": workflow,
             "job_id": job_id,
+            "parent_run_id": parent_run_id,
         }
         with source.open() as app:
             found = list_runs(app, **filters, limit=None if limit == NO_LIMIT else limit)
@@ -408,32 +522,37 @@ def runs_commands(cli: click.Group) -> None:
             click.echo("no runs")
             return
         now = datetime.now(UTC)
-        echo_table(
-            [
-                Column("RUN", "right"),
-                Column("STATUS"),
-                Column("JOB", "right"),
-                Column("ATTEMPT", "right"),
-                Column(time_header("STARTED")),
-                Column("TOOK", "right"),
-                Column("WORKFLOW", max_width=40),
-                Column("ERROR", max_width=70),
-            ],
-            [
-                (
-                    run.id,
-                    styled(run.status, STATUS_STYLES.get(run.status)),
-                    run.job_id,
-                    run.attempt,
-                    when(run.started_at, now),
-                    _took(run.started_at, run.finished_at),
-                    run.workflow,
-                    f"at {run.error.get('step')!r}: {_error_text(run.error)}" if run.error else "",
-                )
-                for run in found
-            ],
-            total=total,
-        )
+        # PARENT only when a child run is listed: a table of top-level runs stays as it was
+        parents = any(run.parent_step is not None for run in found)
+        columns = [
+            Column("RUN", "right"),
+            Column("STATUS"),
+            Column("JOB", "right"),
+            Column("ATTEMPT", "right"),
+            *([Column("PARENT", max_width=30)] if parents else []),
+            Column(time_header("STARTED")),
+            Column("TOOK", "right"),
+            Column("WORKFLOW", max_width=40),
+            Column("ERROR", max_width=70),
+        ]
+        rows = []
+        for run in found:
+            row: list[Any] = [
+                run.id,
+                styled(run.status, STATUS_STYLES.get(run.status)),
+                run.job_id,
+                run.attempt,
+            ]
+            if parents:
+                row.append(parent_text(run))
+            row += [
+                when(run.started_at, now),
+                _took(run.started_at, run.finished_at),
+                run.workflow,
+                f"at {run.error.get('step')!r}: {_error_text(run.error)}" if run.error else "",
+            ]
+            rows.append(row)
+        echo_table(columns, rows, total=total)
 
     @runs.command("show")
     @config_options
@@ -468,15 +587,18 @@ def runs_commands(cli: click.Group) -> None:
         graph: bool | None,
         as_json: bool,
     ) -> None:
-        """Show one run: each step's outcome along the DAG, the error, the job's other runs,
-        the jobs it enqueued, and the trail of everything that happened, in order (a step's
-        repeated failure folded into one counted line; -v shows every event)."""
+        """Show one run: each step's outcome along the DAG, the error, the run it is a child
+        of or its child runs, why it halted, the job's other runs, the jobs it enqueued, and
+        the trail of everything that happened, in order (a step's repeated failure folded
+        into one counted line; -v shows every event)."""
         with source.open() as app:
             run = get_run(app, run_id)
             if run is None:
                 raise click.ClickException(f"no run {run_id}")
-            job_runs = (
-                list_runs(app, job_id=run.job_id, limit=None) if run.job_id is not None else []
+            job_runs = (  # the job's own runs: its child runs are listed with their parents
+                list_runs(app, job_id=run.job_id, top_level=True, limit=None)
+                if run.job_id is not None
+                else []
             )
             follow_ups = follow_up_jobs(app, run_id)
             if as_json:
@@ -502,6 +624,7 @@ def runs_commands(cli: click.Group) -> None:
                 follow_ups=follow_ups,
                 verbose=verbose,
                 graph=graph,
+                same_database=source.flags_text(),
             )
             click.echo("\n".join(lines))
 

@@ -8,6 +8,7 @@ the same way as the one before), and which traceback frames are the user's.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -82,6 +83,11 @@ def step_outcome(run: RunRecord, record: StepRecord) -> str:
         e.kind == "run.interrupted" and (last is None or e.seq > last.seq) for e in run.events
     )
     status = record.status
+    if status == "running" and run.status == RunStatus.HALTED.value:
+        # a step that composed a saga which halted: it halted with it, and goes on with it
+        for child in run.children:
+            if child.parent_step == record.step and child.status == RunStatus.HALTED.value:
+                return f"halted in child run {child.id}"
     if status == "running" and (ended or cut_after):
         return INTERRUPTED
     if status == "retried" and (ended or cut_after):
@@ -132,6 +138,12 @@ def _error(detail: Mapping[str, Any] | None, key: str = "error") -> str:
         kind = str(value.get("type", "")).rsplit(".", 1)[-1]
         return f"{kind}: {value.get('message', '')}"
     return "" if value is None else str(value)
+
+
+def value_text(value: Any, limit: int = 200) -> str:
+    """A value from the log as JSON, cut at ``limit`` characters."""
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _brief(detail: Mapping[str, Any] | None, skip: Sequence[str] = ()) -> str:
@@ -186,8 +198,18 @@ def describe(event: EventRecord) -> tuple[str, tuple[Any, ...] | None]:
         return "interrupted (it had started: outcome unknown)", None
     if kind == "run.interrupted":
         return "run interrupted (shutdown or timeout): the next attempt resumes it", None
+    if kind == "step.halted":
+        return f"halted: {value_text(d.get('value'))}", None
+    if kind == "run.halted":
+        return "run halted: the job's next attempt resumes it", None
     if kind == "run.resumed":
-        return f"run resumed by attempt {d.get('attempt', event.attempt)}", None
+        by = f"run resumed by attempt {d.get('attempt', event.attempt)}"
+        if d.get("after_halt"):
+            inputs = d.get("inputs")
+            return f"{by} after the halt" + (
+                f", inputs {value_text(inputs)}" if inputs else ""
+            ), None
+        return by, None
     if kind in ("run.cancelled", "run.abandoned"):
         return f"{kind.removeprefix('run.')}: {d.get('reason', '')}", None
     rest = _brief(d)
