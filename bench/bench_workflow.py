@@ -16,7 +16,7 @@ Two measurements, for ``async def`` no-op steps and for plain ``def`` ones (run 
   each measured in the same minutes, mode and database settings as the flat workflow it is
   compared with (``x flat``: its cost per step over the flat one's): a ``Map`` over 1,000
   elements whose body is one no-op step, and one whose body is a chain of two (per element
-  step, beside the wide DAG of 1,000); 100 ``compose`` steps side by side, each running a
+  step, beside the wide DAG of 1,000 and beside 1,000 two-step chains side by side); 100 ``compose`` steps side by side, each running a
   child workflow of one no-op step (per child run, beside a wide DAG of 100), and a chain of
   100 ``compose`` steps, each child handed its predecessor's result (beside the chain of
   100). Every shape ends in a join step, as the wide DAG does.
@@ -102,6 +102,18 @@ def _noop(sync: bool) -> Any:
         return prev + 1
 
     return anxt
+
+
+def pairs(n: int, sync: bool, concurrency: int) -> type[Workflow]:
+    """``n`` chains of two steps side by side (``a{i} -> b{i}``), then a join: the flat
+    workflow a map of a two-step body unrolls to."""
+    namespace: dict[str, Any] = {}
+    for i in range(n):
+        namespace[f"a{i}"] = step(_noop_first(sync), name=f"a{i}")
+        namespace[f"b{i}"] = step(_noop(sync), name=f"b{i}", args={"prev": f"a{i}"})
+    namespace["join"] = step(_noop_first(sync), name="join", wait_for=[f"b{i}" for i in range(n)])
+    kind = "sync" if sync else "async"
+    return build(f"Pairs{n}", namespace, name=f"bench.pairs{n}.{kind}", max_concurrency=concurrency)
 
 
 def mapped(n: int, body: int, sync: bool, concurrency: int) -> type[Workflow]:
@@ -245,10 +257,11 @@ def composed_groups(sync: bool, concurrency: int) -> list[list[Shape]]:
     """Each composed workflow beside the flat one it is compared with, measured in a row."""
     items = {"items": list(range(1000))}
     wide1000 = "wide DAG of 1,000"
+    pairs1000 = "1,000 pairs a->b"
     return [
         [
             Shape(wide1000, wide(1000, sync, concurrency), 1001),
-            # 1,000 element steps (2,000 for a body of two), plus the join
+            # 1,000 element steps, plus the join
             Shape(
                 "map 1,000 x 1 step",
                 mapped(1000, 1, sync, concurrency),
@@ -256,12 +269,15 @@ def composed_groups(sync: bool, concurrency: int) -> list[list[Shape]]:
                 inputs=items,
                 flat=wide1000,
             ),
+        ],
+        [
+            Shape(pairs1000, pairs(1000, sync, concurrency), 2001),
             Shape(
                 "map 1,000 x 2 steps",
                 mapped(1000, 2, sync, concurrency),
                 2001,
                 inputs=items,
-                flat=wide1000,
+                flat=pairs1000,
             ),
         ],
         [
