@@ -18,6 +18,7 @@ from ..errors import WorkflowDefinitionError
 
 if TYPE_CHECKING:
     from .dsl import StepDef
+    from .records import ChildRun
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,14 +159,25 @@ def dag_order(dag: Mapping[str, Sequence[str]], positions: Mapping[str, int]) ->
 
 
 def dag_mermaid(
-    dag: Mapping[str, Sequence[str]], order: Sequence[str], outcomes: Mapping[str, str]
+    dag: Mapping[str, Sequence[str]],
+    order: Sequence[str],
+    outcomes: Mapping[str, str],
+    *,
+    graph: WorkflowGraph | None = None,
+    children: Sequence[ChildRun] = (),
+    max_elements: int | None = None,
 ) -> str:
-    """Mermaid text for a DAG as the run log recorded it (step -> its dependencies)."""
-    lines = ["flowchart TD"]
-    for name in order:
-        lines.append(f'    {node_id(name)}["{name}<br/>{outcomes.get(name, "pending")}"]')
-    for name in order:
-        for dep in dag.get(name, ()):
-            lines.append(f"    {node_id(dep)} --> {node_id(name)}")
-    lines += outcome_styles(order, outcomes)
-    return "\n".join(lines) + "\n"
+    """Mermaid text for a DAG as the run log recorded it (step -> its dependencies); a
+    part's steps (``each[3].pack``) are drawn inside subgraphs by their place. ``graph``
+    (the workflow's) adds part titles and the edges inside parts, ``children`` (the run's
+    child runs) names them on their compose/recurse step (see ``run_diagram``)."""
+    from .run_diagram import MAX_ELEMENTS, run_chart
+
+    return run_chart(
+        dag,
+        order,
+        outcomes,
+        graph=graph,
+        children=children,
+        max_elements=MAX_ELEMENTS if max_elements is None else max_elements,
+    )
