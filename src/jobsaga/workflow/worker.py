@@ -184,7 +184,12 @@ class WorkflowWorker(Worker, max_attempts=MAX_ATTEMPTS):
             return error
         try:
             runs = await asyncio.to_thread(
-                list_runs, app, status=("running", "rolling_back"), job_id=job.id, limit=1
+                list_runs,
+                app,
+                status=("running", "rolling_back"),
+                job_id=job.id,
+                top_level=True,  # the job's own run: its child runs carry its job_id too
+                limit=1,
             )
             if not runs or runs[0].id is None:
                 return error
@@ -221,7 +226,12 @@ class WorkflowWorker(Worker, max_attempts=MAX_ATTEMPTS):
     def _finish_succeeded_orphan(self, app: AppCore, job: Job[Any]) -> bool:
         assert self.workflow is not None
         runs = list_runs(
-            app, status="succeeded", workflow=self.workflow.name, job_id=job.id, limit=1
+            app,
+            status="succeeded",
+            workflow=self.workflow.name,
+            job_id=job.id,
+            top_level=True,
+            limit=1,
         )
         if not runs or runs[0].id is None:
             return False
