@@ -326,3 +326,51 @@ def test_a_run_stopped_mid_compose_rolls_the_child_back_first(app: App) -> None:
     assert parent is not None
     child = get_run(app, parent.children[0].id)
     assert child is not None and child.status == "rolled_back"
+
+
+class HoldRoom(Workflow, inputs=["room"]):
+    @step
+    def book(self, room: str) -> str:
+        TRAIL.append("book")
+        return f"booking-{room}"
+
+    @book.undo
+    def cancel_booking(self, book: str) -> None:
+        TRAIL.append(f"cancel {book}")
+
+    @step
+    def confirm(self, book: str) -> Any:
+        return Halt({"waiting": book})
+
+
+def test_an_abandoned_halted_run_is_rolled_back_by_an_operator(app: App) -> None:
+    from jobsaga.workflow import roll_back_run
+
+    class HoldWorker(WorkflowWorker, workflow=HoldRoom, name="hold.worker"):
+        pass
+
+    app.register(HoldWorker)
+    job = app.insert(HoldWorker.new({"room": "r1"}))
+    halted = asyncio.run(execute(app, HoldRoom, {"room": "r1"}, job=attempt_of(job, 1)))
+    assert halted.halted
+    app.cancel_job(job.id, reason="guest left")
+    result = roll_back_run(app, halted.run_id, reason="guest left")
+    assert result.status is RunStatus.ROLLED_BACK
+    assert TRAIL == ["book", "cancel booking-r1"]
+    record = get_run(app, halted.run_id)
+    assert record is not None and record.status == "rolled_back"
+
+
+def test_a_child_run_is_rolled_back_through_its_parent(app: App) -> None:
+    import pytest
+
+    from jobsaga.errors import RunStateError
+    from jobsaga.workflow import roll_back_run
+
+    app.register(OrderWorker)
+    job = app.insert(OrderWorker.new({"order": "o8", "fail": False}))
+    done = asyncio.run(execute(app, Order, {"order": "o8", "fail": False}, job=attempt_of(job, 2)))
+    parent = get_run(app, done.run_id)
+    assert parent is not None and parent.children
+    with pytest.raises(RunStateError, match=f"child run of run {parent.id}"):
+        roll_back_run(app, parent.children[0].id, force=True)

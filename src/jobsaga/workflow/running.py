@@ -209,7 +209,8 @@ async def aroll_back_run(
     """Roll back an unfinished run that nobody will resume, and end it.
 
     A run stays ``running`` when its job ended without finishing it: the lifeline discarded
-    the job after a crash on its last attempt, or the last attempt timed out. This undoes,
+    the job after a crash on its last attempt, or the last attempt timed out; a ``halted``
+    run waits for a resume that may never come (its parked job was cancelled, say). This undoes,
     once and newest first, every step the log shows as completed (steps whose outcome is
     unknown because they were running are not undone), records ``run.abandoned``, and ends
     the run ``rolled_back`` or ``rollback_failed``; the result's error is a ``WorkflowError``
@@ -223,7 +224,12 @@ async def aroll_back_run(
     run = await asyncio.to_thread(get_run, app, run_id)
     if run is None:
         raise RunStateError(f"no run {run_id}")
-    if run.status not in (RunStatus.RUNNING, RunStatus.ROLLING_BACK):
+    if run.parent_run_id is not None:
+        raise RunStateError(
+            f"run {run_id} is a child run of run {run.parent_run_id} (step "
+            f"{run.parent_step!r}): roll back run {run.parent_run_id}, which undoes it"
+        )
+    if run.status not in (RunStatus.RUNNING, RunStatus.ROLLING_BACK, RunStatus.HALTED):
         raise RunStateError(f"run {run_id} has ended already ({run.status}); nothing to roll back")
     workflow = workflow or known_workflows(app).get(run.workflow)
     if workflow is None or workflow.name != run.workflow:

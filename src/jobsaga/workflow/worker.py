@@ -186,7 +186,7 @@ class WorkflowWorker(Worker, max_attempts=MAX_ATTEMPTS):
             runs = await asyncio.to_thread(
                 list_runs,
                 app,
-                status=("running", "rolling_back"),
+                status=("running", "rolling_back", "halted"),
                 job_id=job.id,
                 top_level=True,  # the job's own run: its child runs carry its job_id too
                 limit=1,
