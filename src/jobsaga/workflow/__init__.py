@@ -9,6 +9,7 @@ from .dsl import Workflow, step
 from .parts import Case, Default, Group, Map, Switch, collect, compose, recurse
 from .records import (
     FAILED_STATUSES,
+    ChildRun,
     EventRecord,
     FollowUpJob,
     RunRecord,
@@ -21,12 +22,14 @@ from .records import (
     list_runs,
 )
 from .results import Continue, Halt, Retry
+from .resuming import ResumedRun, aresume_run, resume_run
 from .running import aroll_back_run, roll_back_run
 from .state import RunResult
 from .worker import WorkflowWorker
 
 __all__ = [
     "Case",
+    "ChildRun",
     "Continue",
     "Default",
     "EventRecord",
@@ -35,6 +38,7 @@ __all__ = [
     "Group",
     "Halt",
     "Map",
+    "ResumedRun",
     "Retry",
     "RunRecord",
     "RunResult",
@@ -45,6 +49,7 @@ __all__ = [
     "Switch",
     "Workflow",
     "WorkflowWorker",
+    "aresume_run",
     "aroll_back_run",
     "collect",
     "compose",
@@ -53,6 +58,7 @@ __all__ = [
     "get_run",
     "list_runs",
     "recurse",
+    "resume_run",
     "roll_back_run",
     "step",
 ]
