@@ -37,21 +37,29 @@ class WorkflowGraph:
 
     @classmethod
     def build(
-        cls, owner: str, steps: Mapping[str, StepDef], inputs: tuple[str, ...]
+        cls,
+        owner: str,
+        steps: Mapping[str, StepDef],
+        inputs: tuple[str, ...],
+        *,
+        part: bool = False,
     ) -> WorkflowGraph:
+        """``part``: the body of a part (``owner`` says which, ``map Checkout.each``), whose
+        ``inputs`` are the names visible around it."""
+        label = owner if part else f"workflow {owner}"
+        outside = "names around it" if part else "inputs"
         if not steps:
             raise WorkflowDefinitionError(
-                f"workflow {owner} has no steps: decorate at least one method with @step"
+                f"{label} has no steps: decorate at least one method with @step"
             )
         clash = sorted(set(inputs) & set(steps))
         if clash:
-            raise WorkflowDefinitionError(
-                f"workflow {owner}: {clash} name both an input and a step; rename one"
-            )
+            what = "a step and a name around it" if part else "both an input and a step"
+            raise WorkflowDefinitionError(f"{label}: {clash} name {what}; rename one")
         graph = nx.DiGraph()
         for index, (name, spec) in enumerate(steps.items()):
             graph.add_node(name, index=index, spec=spec)
-        known = f"inputs: {list(inputs) or 'none'}; steps: {list(steps)}"
+        known = f"{outside}: {list(inputs) or 'none'}; steps: {list(steps)}"
         for name, spec in steps.items():
             wired = [(a.param, a.source, "arg") for a in spec.arguments]
             wired += [(a.param, a.source, "where") for a in spec.where_arguments]
@@ -61,13 +69,13 @@ class WorkflowGraph:
                 elif source not in inputs:
                     what = "guard parameter" if kind == "where" else "parameter"
                     raise WorkflowDefinitionError(
-                        f"workflow {owner}: step {name!r} {what} {param!r} names "
+                        f"{label}: step {name!r} {what} {param!r} names "
                         f"{source!r}, which is neither an input nor a step ({known})"
                     )
             for waited in spec.wait_for:
                 if waited not in steps:
                     raise WorkflowDefinitionError(
-                        f"workflow {owner}: step {name!r} waits for unknown step {waited!r} "
+                        f"{label}: step {name!r} waits for unknown step {waited!r} "
                         f"(steps: {list(steps)})"
                     )
                 if not graph.has_edge(waited, name):
@@ -75,7 +83,7 @@ class WorkflowGraph:
         if not nx.is_directed_acyclic_graph(graph):
             cycle = [edge[0] for edge in nx.find_cycle(graph)]
             path = " -> ".join([*cycle, cycle[0]])
-            raise WorkflowDefinitionError(f"workflow {owner} has a cycle: {path}")
+            raise WorkflowDefinitionError(f"{label} has a cycle: {path}")
         needs = {name: tuple(graph.predecessors(name)) for name in steps}
         return cls(
             graph,

@@ -117,7 +117,7 @@ class Scope:
         """Check the body against the names visible around it and build its DAG."""
         from .graph import WorkflowGraph
 
-        self.graph = WorkflowGraph.build(self.owner, self.steps, outside)
+        self.graph = WorkflowGraph.build(self.owner, self.steps, outside, part=True)
         for spec in self.steps.values():
             if isinstance(spec, PartStep):
                 spec.part.build(tuple(dict.fromkeys((*outside, *self.steps))))
