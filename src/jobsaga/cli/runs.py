@@ -33,6 +33,7 @@ from .configured import AppSource
 from .job_view import run_summary_json
 from .loading import import_user_module, importable_project
 from .options import NO_LIMIT, config_options, limit_option
+from .run_links import child_of_text, halted_lines, parent_text
 from .tables import (
     TIME_ZONE,
     Column,
@@ -53,7 +54,6 @@ from .trail import (
     seconds,
     silent_attempts,
     step_outcome,
-    value_text,
 )
 
 STATUS_CHOICES = [s.value for s in RunStatus]
@@ -161,24 +161,6 @@ def run_json(run: RunRecord) -> dict[str, Any]:
     }
 
 
-def parent_text(run: RunRecord) -> str:
-    """Which run a child run belongs to, as ``runs list`` says it: ``5:ship`` (the parent
-    run, its step), ``5:loop#2`` for a later iteration of recurse; blank for a top-level run."""
-    if run.parent_step is None:
-        return ""
-    parent = "-" if run.parent_run_id is None else str(run.parent_run_id)
-    iteration = f"#{run.iteration}" if run.iteration else ""
-    return f"{parent}:{run.parent_step}{iteration}"
-
-
-def child_of_text(run: RunRecord) -> str:
-    """``child of run 5 (step 'ship', iteration 2)``: the line ``runs show`` gives a child."""
-    where = f"step {run.parent_step!r}" + (f", iteration {run.iteration}" if run.iteration else "")
-    if run.parent_run_id is None:
-        return f"child of a run whose log was kept in memory ({where})"
-    return f"child of run {run.parent_run_id} ({where})"
-
-
 def child_json(child: ChildRun) -> dict[str, Any]:
     return {
         "id": child.id,
@@ -190,15 +172,6 @@ def child_json(child: ChildRun) -> dict[str, Any]:
         "finished_at": _iso(child.finished_at),
         "error": child.error,
     }
-
-
-def halt_of(run: RunRecord) -> tuple[str | None, Any]:
-    """The step that halted the run and the value it halted with (its last ``step.halted``
-    event); ``(None, None)`` when the log holds no such event."""
-    for event in reversed(run.events):
-        if event.kind == "step.halted":
-            return event.step, (event.detail or {}).get("value")
-    return None, None
 
 
 def run_show_json(
@@ -413,26 +386,6 @@ def show_run(
     if graph:
         lines.append("")
         lines.extend(mermaid_lines(run, workflow, deps, order))
-    return lines
-
-
-def halted_lines(run: RunRecord, same_database: str = "") -> list[str]:
-    """What ``runs show`` says of a halted run: the step that halted it and the value it
-    halted with, and how it goes on (the job's next attempt, given inputs by ``runs
-    resume``; a halted child run goes on with its parent)."""
-    step, value = halt_of(run)
-    lines = [
-        f"halted by step {step!r}: {value_text(value)}"
-        if step is not None
-        else "halted (no halting step recorded)"
-    ]
-    if run.parent_step is not None and run.parent_run_id is not None:
-        lines.append(
-            f"  resumed with its parent run {run.parent_run_id}: "
-            f"jobsaga runs show {run.parent_run_id}{same_database}"
-        )
-    elif run.parent_step is None:
-        lines.append(f"  resume: jobsaga runs resume {run.id} --input key=value{same_database}")
     return lines
 
 
