@@ -259,7 +259,9 @@ def jobs_commands(cli: click.Group) -> None:
         traceback; jobsaga's own frames are folded (-v shows them)."""
         with source.open() as app:
             job = app.get_job(job_id)
-            runs = list_runs(app, job_id=job_id, limit=None) if job is not None else []
+            runs = (
+                list_runs(app, job_id=job_id, top_level=True, limit=None) if job is not None else []
+            )
             now = app.now()
         if job is None:
             raise click.ClickException(f"no job {job_id}")

@@ -395,7 +395,8 @@ def mermaid_lines(
     """The DAG as a Mermaid chart coloured by outcome (``runs show --graph``)."""
     lines = ["mermaid:"]
     graph = workflow.graph if workflow is not None else None
-    if graph is not None and set(graph.order) == {s.step for s in run.steps}:
+    composite = workflow is not None and any(s.composite for s in workflow.steps.values())
+    if graph is not None and not composite and set(graph.order) == {s.step for s in run.steps}:
         lines.append(graph.mermaid(run.statuses()).rstrip())  # with inputs and wait_for edges
         return lines
     if workflow is None:
@@ -404,7 +405,8 @@ def mermaid_lines(
             "from the run log, without its inputs (give --app, or --workflow module:Class, "
             "for the workflow's own chart)"
         )
-    lines.append(dag_mermaid(deps, order, run.statuses()).rstrip())
+    chart = dag_mermaid(deps, order, run.statuses(), graph=graph, children=run.children)
+    lines.append(chart.rstrip())
     return lines
 
 

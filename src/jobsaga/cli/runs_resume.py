@@ -53,9 +53,8 @@ def json_or_text(text: str) -> Any:
 
 
 def runs_resume_commands(cli: click.Group) -> None:
-    runs = cli.commands.get("runs")
-    if not isinstance(runs, click.Group):
-        raise RuntimeError("the runs command group must be registered before runs resume")
+    runs = cli.commands["runs"]  # registered before this (cli/main.py)
+    assert isinstance(runs, click.Group)
 
     @runs.command("resume")
     @config_options
