@@ -68,10 +68,20 @@ class AppCore:
         workflows: Iterable[type[NamedWorkflow]] = (),
         clock: Clock = utcnow,
         pool_size: int = 10,
+        workflow_middleware: Iterable[Any] = (),
     ) -> None:
         self.url = resolve_url(url)
         self.clock = clock
         self.telemetry = Telemetry()
+        self.workflow_middleware: tuple[Any, ...] = tuple(workflow_middleware)
+        """Middleware every workflow run of this app calls, before its class's own
+        (``jobsaga.workflow.Middleware`` instances; see docs/workflows.md, "Middleware")."""
+        for middleware in self.workflow_middleware:
+            if isinstance(middleware, type) or not hasattr(middleware, "around_step"):
+                raise ConfigError(
+                    "workflow_middleware takes jobsaga.workflow.Middleware instances, got "
+                    f"{middleware!r}"
+                )
         self._pool_size = pool_size
         self._engine: Engine | None = None
         self._engine_lock = threading.Lock()

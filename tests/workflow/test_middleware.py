@@ -9,8 +9,9 @@ import contextlib
 import contextvars
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
+from unittest import mock
 
 import pytest
 from opentelemetry import trace
@@ -19,8 +20,12 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
-from jobsaga.errors import StepFailure, WorkflowError
+from jobsaga import App, StepContext, Workflow, step
+from jobsaga.engines import IN_MEMORY_URL
+from jobsaga.errors import ConfigError, StepFailure, WorkflowDefinitionError, WorkflowError
 from jobsaga.telemetry import Telemetry
+from jobsaga.testing import arun_workflow, run_workflow
+from jobsaga.workflow import Retry
 from jobsaga.workflow.middleware import (
     Middleware,
     MiddlewareChain,
@@ -29,7 +34,9 @@ from jobsaga.workflow.middleware import (
     StepEvent,
 )
 from jobsaga.workflow.otel_middleware import OpenTelemetryMiddleware
+from jobsaga.workflow.parts import compose
 from jobsaga.workflow.records import RunStatus
+from jobsaga.workflow.results import Halt
 from jobsaga.workflow.telemetry_middleware import TelemetryMiddleware
 
 Call = tuple[Any, ...]
@@ -127,12 +134,18 @@ def test_an_empty_chain_is_falsy_and_only_overridden_hooks_count() -> None:
         def step_event(self, run: RunInfo, event: StepEvent) -> None:
             pass
 
+    class TriesOnly(Recorder):
+        wraps = frozenset({"step"})
+
     empty = MiddlewareChain()
-    assert not empty and not empty.step_events and not empty.around
+    assert not empty and not empty.step_events and not empty.wraps("step")
     chain = MiddlewareChain([StepsOnly()])
-    assert chain and chain.step_events and not chain.around
+    assert chain and chain.step_events and not chain.wraps("step")
     plain = MiddlewareChain([Middleware()])  # the base class: every hook a no-op
-    assert plain and not plain.step_events and not plain.around
+    assert plain and not plain.step_events and not plain.wraps("step")
+    tries = MiddlewareChain([TriesOnly("t", [])])
+    assert tries.wraps("step") and not tries.wraps("guard") and not tries.wraps("undo")
+    assert MiddlewareChain([Recorder("r", [])]).wraps("undo")
     with plain.around_step(run_info(), "s", "step"):
         pass
 
@@ -477,6 +490,31 @@ def test_otel_a_child_run_nests_under_its_composing_step_or_the_current_span(
     assert inline_span.parent.span_id == request.get_span_context().span_id
 
 
+def test_otel_steps_of_a_part_nest_under_the_parts_span(
+    spans: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    provider, exporter = spans
+    chain = MiddlewareChain([OpenTelemetryMiddleware(provider)])
+    run = run_info()
+    chain.run_started(run)
+    for step_name in ("each", "each[0].pack", "pay", "pay.card.charge"):
+        chain.step_event(run, StepEvent("started", step_name, tries=1))
+    for step_name in ("each[0].pack", "each", "pay.card.charge", "pay"):
+        chain.step_event(run, StepEvent("succeeded", step_name, tries=1))
+    chain.run_completed(run, None)
+    found = {name: spans[0] for name, spans in by_name(exporter).items()}
+    parent_of = {
+        name: found[name].parent.span_id  # type: ignore[union-attr]
+        for name in ("step each[0].pack", "step pay.card.charge", "step each", "step pay")
+    }
+    assert parent_of == {
+        "step each[0].pack": found["step each"].context.span_id,
+        "step pay.card.charge": found["step pay"].context.span_id,
+        "step each": found["workflow shop.Checkout"].context.span_id,
+        "step pay": found["workflow shop.Checkout"].context.span_id,
+    }
+
+
 def test_otel_failure_undo_spans_and_moments(
     spans: tuple[TracerProvider, InMemorySpanExporter],
 ) -> None:
@@ -526,28 +564,341 @@ def test_otel_an_interrupted_run_ends_its_open_spans_in_error(
     assert run_span.status.status_code is StatusCode.ERROR
 
 
-def test_a_halted_run_stops_with_status_halted(
+def test_a_halted_run_ends_with_halt(
     telemetry: tuple[Telemetry, list[Event]],
     spans: tuple[TracerProvider, InMemorySpanExporter],
 ) -> None:
+    """A step that returns Halt succeeds (with the halt value), then halts the run; a compose
+    whose child run halted ends its try with halt."""
     tel, events = telemetry
     provider, exporter = spans
     chain = MiddlewareChain([TelemetryMiddleware(tel), OpenTelemetryMiddleware(provider)])
     run = run_info()
     chain.run_started(run)
     chain.step_event(run, StepEvent("started", "approve", tries=1))
-    chain.step_event(run, StepEvent("halted", "approve", tries=1, reason="waiting"))
+    chain.step_event(run, StepEvent("succeeded", "approve", tries=1))
+    chain.step_event(run, StepEvent("halted", "approve", reason="waiting"))
+    chain.step_event(run, StepEvent("started", "ship", tries=1))
+    chain.step_event(run, StepEvent("halted", "ship"))
     chain.run_halted(run, {"ticket": "t-1"})
-    assert [(e, meta.get("status")) for e, _, meta in events] == [
-        ("workflow.start", None),
-        ("workflow.step.start", None),
-        ("workflow.step.stop", "halted"),
-        ("workflow.stop", "halted"),
+    assert [(e, meta.get("step"), meta.get("status")) for e, _, meta in events] == [
+        ("workflow.start", None, None),
+        ("workflow.step.start", "approve", None),
+        ("workflow.step.stop", "approve", "succeeded"),
+        ("workflow.step.start", "ship", None),
+        ("workflow.step.halt", "ship", None),
+        ("workflow.halt", None, "halted"),
     ]
     found = by_name(exporter)
     [run_span] = found["workflow shop.Checkout"]
-    [step_span] = found["step approve"]
-    for span in (run_span, step_span):
+    for span in (run_span, *found["step approve"], *found["step ship"]):
         assert span.status.status_code is StatusCode.UNSET
     assert run_span.attributes is not None
     assert run_span.attributes["jobsaga.workflow.status"] == "halted"
+
+
+# --- wired into the executor: real runs -----------------------------------------------------
+
+TENANT: contextvars.ContextVar[str | None] = contextvars.ContextVar("tenant", default=None)
+
+
+class Trail(Middleware):
+    """Records what a real run tells it: hooks, step events and the code around_step wraps."""
+
+    def __init__(self, name: str = "trail", calls: list[Call] | None = None) -> None:
+        self.name = name
+        self.calls: list[Call] = [] if calls is None else calls
+        self.runs: list[RunInfo] = []
+
+    def run_started(self, run: RunInfo) -> None:
+        self.runs.append(run)
+        self.calls.append((self.name, "run_started", run.workflow))
+
+    def run_completed(self, run: RunInfo, value: Any) -> None:
+        self.calls.append((self.name, "run_completed", value))
+
+    def run_failed(self, run: RunInfo, error: WorkflowError, status: RunStatus) -> None:
+        self.calls.append((self.name, "run_failed", error.step, status.value))
+
+    def run_halted(self, run: RunInfo, value: Any) -> None:
+        self.calls.append((self.name, "run_halted", value))
+
+    def run_interrupted(self, run: RunInfo, reason: BaseException) -> None:
+        self.calls.append((self.name, "run_interrupted", type(reason).__name__))
+
+    def step_event(self, run: RunInfo, event: StepEvent) -> None:
+        error = type(event.error).__name__ if event.error is not None else None
+        self.calls.append((event.step, event.kind, event.tries, error, event.outcome))
+
+    @contextlib.contextmanager
+    def around_step(self, run: RunInfo, step: str, code: StepCode) -> Iterator[None]:
+        self.calls.append((step, f"<{code}"))
+        try:
+            yield
+        finally:
+            self.calls.append((step, f"{code}>"))
+
+
+SAGA_TRAIL = Trail()
+
+
+class Saga(Workflow, inputs=["mode"], middleware=[SAGA_TRAIL]):
+    @step(where=lambda mode: mode != "skip", backoff=0)
+    def reserve(self, mode: str, ctx: StepContext[Any]) -> str:
+        if ctx.tries == 1:
+            return Retry("busy")  # type: ignore[return-value]
+        return "r-1"
+
+    @reserve.undo
+    def release(self, reservation: str) -> None:
+        pass
+
+    @step
+    async def charge(self, reserve: str, mode: str) -> str:
+        if mode == "fail":
+            raise ValueError("declined")
+        return "paid"
+
+    @charge.compensate
+    def on_charge_error(self, error: BaseException) -> None:
+        return None  # the failure stands
+
+
+@pytest.fixture
+def saga_trail() -> Iterator[list[Call]]:
+    SAGA_TRAIL.calls.clear()
+    SAGA_TRAIL.runs.clear()
+    yield SAGA_TRAIL.calls
+
+
+def test_a_run_calls_every_hook_in_order(app: App, saga_trail: list[Call]) -> None:
+    result = run_workflow(Saga, {"mode": "fail"}, app=app)
+    assert result.status is RunStatus.ROLLED_BACK
+    assert saga_trail == [
+        ("trail", "run_started", Saga.name),
+        ("reserve", "<guard"),
+        ("reserve", "guard>"),
+        ("reserve", "started", 1, None, None),
+        ("reserve", "<step"),
+        ("reserve", "step>"),
+        ("reserve", "retried", 1, None, None),
+        ("reserve", "started", 2, None, None),
+        ("reserve", "<step"),
+        ("reserve", "step>"),
+        ("reserve", "succeeded", 2, None, None),
+        ("charge", "started", 1, None, None),
+        ("charge", "<step"),
+        ("charge", "step>"),
+        ("charge", "<compensate"),
+        ("charge", "compensate>"),
+        ("charge", "compensate", None, "ValueError", "fail"),
+        ("charge", "failed", 1, "ValueError", None),
+        ("reserve", "<undo"),
+        ("reserve", "undo>"),
+        ("reserve", "undone", 1, None, None),
+        ("trail", "run_failed", "charge", "rolled_back"),
+    ]
+    [run] = SAGA_TRAIL.runs
+    assert run.run_id == result.run_id is not None
+    assert (run.attempt, run.resumed, run.job_id, run.parent) == (1, False, None, None)
+    assert dict(run.inputs or {}) == {"mode": "fail"}
+    # The events are the run log's transitions, in its order.
+    assert result.run is not None
+    logged = [(e.step, e.kind.removeprefix("step.")) for e in result.run.events if e.step]
+    told = [(c[0], c[1]) for c in saga_trail if len(c) == 5]
+    assert told == logged
+
+
+def test_a_skipped_step_and_a_success(saga_trail: list[Call]) -> None:
+    result = run_workflow(Saga, {"mode": "skip"})
+    assert result.ok
+    assert ("reserve", "skipped", None, None, None) in saga_trail
+    assert saga_trail[-1] == ("trail", "run_completed", "paid")
+
+
+def test_app_middleware_runs_first_and_a_shared_instance_once(
+    make_app: Callable[..., App], saga_trail: list[Call]
+) -> None:
+    app_wide = Trail("app", saga_trail)
+    app = make_app(workflow_middleware=[app_wide, SAGA_TRAIL])
+    run_workflow(Saga, {"mode": "ok"}, app=app)
+    starts = [c for c in saga_trail if c[1] == "run_started"]
+    # SAGA_TRAIL, given twice (the app's and the class's), is called once.
+    assert starts == [("app", "run_started", Saga.name), ("trail", "run_started", Saga.name)]
+
+
+def test_app_middleware_must_be_instances(tmp_path: Any) -> None:
+    with pytest.raises(ConfigError, match="Middleware instances"):
+        App(f"sqlite:///{tmp_path / 'x.db'}", workflow_middleware=[Trail])
+
+
+def test_a_subclass_inherits_its_bases_middleware_and_classes_are_refused() -> None:
+    class Child(Saga):
+        pass
+
+    assert Child.options.middleware == (SAGA_TRAIL,)
+    with pytest.raises(WorkflowDefinitionError, match=r"pass Trail\(\), not Trail"):
+
+        class Wrong(Workflow, middleware=[Trail]):
+            @step
+            def a(self) -> int:
+                return 1
+
+
+class Tenant(Middleware):
+    @contextlib.contextmanager
+    def around_step(self, run: RunInfo, step: str, code: StepCode) -> Iterator[None]:
+        token = TENANT.set(run.context["tenant"])
+        try:
+            yield
+        finally:
+            TENANT.reset(token)
+
+
+class Tenanted(Workflow, middleware=[Tenant()]):
+    @step
+    def in_a_thread(self) -> tuple[str | None, bool]:
+        return TENANT.get(), threading.current_thread() is threading.main_thread()
+
+    @step
+    async def on_the_loop(self, in_a_thread: Any) -> str | None:
+        return TENANT.get()
+
+    @step
+    def result(self, in_a_thread: Any, on_the_loop: str | None) -> Any:
+        return [list(in_a_thread), on_the_loop]
+
+
+def test_around_step_context_reaches_the_steps_code_in_threads_and_on_the_loop() -> None:
+    result = run_workflow(Tenanted, context={"tenant": "acme"})
+    assert result.value == [["acme", False], "acme"]
+    assert TENANT.get() is None
+
+
+def test_a_failing_middleware_never_breaks_the_run(
+    app: App, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Fragile(Workflow, middleware=[Broken()]):
+        @step
+        def a(self) -> int:
+            return 1
+
+        @step
+        def b(self, a: int) -> int:
+            return a + 1
+
+    with caplog.at_level(logging.ERROR, "jobsaga.workflow.middleware"):
+        result = run_workflow(Fragile, app=app)
+    assert result.ok and result.value == 2
+    assert sorted(r.getMessage().split(" (")[0].rsplit(" ", 1)[1] for r in caplog.records) == [
+        "around_step",
+        "run_started",
+        "step_event",
+    ]
+
+
+def test_a_halted_run_and_an_interrupted_one() -> None:
+    trail = Trail()
+    release = asyncio.Event()
+
+    class Approval(Workflow, inputs=["wait"], middleware=[trail]):
+        @step
+        async def approve(self, wait: bool) -> Any:
+            if wait:
+                release.set()
+                await asyncio.sleep(60)
+            return Halt({"ticket": "t-1"}, reason="a manager must approve")
+
+    result = run_workflow(Approval, {"wait": False})
+    assert result.status is RunStatus.HALTED
+    assert ("approve", "halted", None, None, None) in trail.calls
+    assert trail.calls[-1] == ("trail", "run_halted", {"ticket": "t-1"})
+
+    async def cut_short() -> None:
+        task = asyncio.ensure_future(arun_workflow(Approval, {"wait": True}))
+        await release.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    trail.calls.clear()
+    asyncio.run(cut_short())
+    # (The cancelled step's around_step may exit after: its task ends after the run's.)
+    assert ("trail", "run_interrupted", "CancelledError") in trail.calls
+    assert not [c for c in trail.calls if c[1] in ("run_completed", "run_failed", "run_halted")]
+
+
+class Packed(Workflow, inputs=["order"]):
+    @step
+    def pack(self, order: str) -> str:
+        with trace.get_tracer("test").start_as_current_span("label printer"):
+            pass
+        return f"box-{order}"
+
+
+def test_a_child_run_gets_its_parents_middleware_and_nests_its_spans(
+    app: App, spans: tuple[TracerProvider, InMemorySpanExporter]
+) -> None:
+    provider, exporter = spans
+    trail = Trail()
+
+    class Order(Workflow, inputs=["order"], middleware=[trail, OpenTelemetryMiddleware(provider)]):
+        shipment = compose(Packed, inputs={"order": "order"})
+
+    with _global_tracer(provider):
+        result = run_workflow(Order, {"order": "o-1"}, app=app)
+    assert result.ok and result.value == "box-o-1"
+    parent, child = trail.runs
+    assert child.parent is parent and child.parent_step == "shipment"
+    assert child.workflow == Packed.name and child.run_id != parent.run_id
+    found = by_name(exporter)
+    [order_span] = found[f"workflow {Order.name}"]
+    [shipment] = found["step shipment"]
+    [packed] = found[f"workflow {Packed.name}"]
+    [pack] = found["step pack"]
+    [printer] = found["label printer"]  # made by the step's code, in a thread
+    assert shipment.parent is not None and shipment.parent.span_id == order_span.context.span_id
+    assert packed.parent is not None and packed.parent.span_id == shipment.context.span_id
+    assert pack.parent is not None and pack.parent.span_id == packed.context.span_id
+    assert printer.parent is not None and printer.parent.span_id == pack.context.span_id
+
+
+@contextlib.contextmanager
+def _global_tracer(provider: TracerProvider) -> Iterator[None]:
+    """Step code asks the global tracer provider (as a library would): this one, meanwhile."""
+    with mock.patch.object(trace, "get_tracer_provider", return_value=provider):
+        yield
+
+
+def test_without_middleware_or_a_handler_a_run_builds_no_chain(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    built: list[Any] = []
+    real = MiddlewareChain
+
+    def spy(middleware: Any) -> Any:
+        built.append(middleware)
+        return real(middleware)
+
+    monkeypatch.setattr("jobsaga.workflow.executor.MiddlewareChain", spy)
+
+    class Plain(Workflow):
+        @step
+        def a(self) -> int:
+            return 1
+
+    app = App(IN_MEMORY_URL)
+    app.migrate()
+    assert run_workflow(Plain, app=app).ok
+    assert built == []  # the shared empty chain: no hook is asked anything
+    events: list[str] = []
+    app.telemetry.attach("t", "workflow.*", lambda e, m, meta: events.append(e))
+    assert run_workflow(Plain, app=app).ok
+    [(telemetry,)] = built
+    assert isinstance(telemetry, TelemetryMiddleware)
+    assert events == [
+        "workflow.start",
+        "workflow.step.start",
+        "workflow.step.stop",
+        "workflow.stop",
+    ]

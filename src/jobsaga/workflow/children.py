@@ -48,12 +48,11 @@ class ChildRunner:
         now = ex.now()
         st.started_at = st.started_at or now
         ex.record(st, "step.started", {"try": st.tries}, now)
-        span = ex.step_span(st)
         st.child = []
         try:
             inputs: Any = {b.param: ex.value_of(b) for b in st.args}
         except Exception as exc:
-            ex.fail(st, exc, span)
+            ex.fail(st, exc)
             return
         iteration = 0
         follow_ups: list[Any] = []
@@ -64,16 +63,15 @@ class ChildRunner:
                 ex.log_broken(exc)
                 return
             except Exception as exc:  # its inputs or context did not validate
-                ex.fail(st, exc, span)
+                ex.fail(st, exc)
                 return
             if result.status is RunStatus.HALTED:
                 st.status = StepStatus.PENDING  # runs again (and finds its child) on resume
                 ex.record(st, "step.halted", {"child_run": result.run_id})
                 ex.halt_now(None, result.value)
-                span.end("halt")
                 return
             if result.error is not None:
-                ex.fail(st, result.error, span)
+                ex.fail(st, result.error)
                 return
             follow_ups.extend(result.follow_ups)
             iteration += 1
@@ -91,14 +89,14 @@ class ChildRunner:
                     )
                 inputs = dict(result.value)
             except Exception as exc:
-                ex.fail(st, exc, span)
+                ex.fail(st, exc)
                 return
         try:
             stored = ex.log.encode_result(result.value, f"the result of step {st.name!r}")
         except Exception as exc:
-            ex.fail(st, exc, span)
+            ex.fail(st, exc)
             return
-        ex.succeed_step(st, result.value, stored, follow_ups, StepStatus.SUCCEEDED, span)
+        ex.succeed_step(st, result.value, stored, follow_ups, StepStatus.SUCCEEDED)
 
     async def child_run(
         self, st: StepState, workflow: type[Workflow], inputs: Any, iteration: int
@@ -172,13 +170,12 @@ class ChildRunner:
         if not errors:
             st.status = StepStatus.UNDONE
             ex.record(st, "step.undone", {"undo_tries": st.undo_tries})
-            ex.emit("workflow.step.undo", {}, step=st.name, outcome="undone", tries=st.undo_tries)
             return None
         error = errors[0]
         st.status = StepStatus.UNDO_FAILED
         st.error = {**brief(error), "during": "undo"}
-        ex.record(st, "step.undo_failed", {"undo_tries": st.undo_tries, "error": brief(error)})
-        ex.emit("workflow.step.undo", {}, step=st.name, outcome="failed", error=error)
+        detail = {"undo_tries": st.undo_tries, "error": brief(error)}
+        ex.record(st, "step.undo_failed", detail, error=error)
         return StepFailure(st.name, error)
 
     async def recorded_children(self, st: StepState, cause: BaseException) -> list[Execution]:

@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, field_
 from ..backoff import Backoff, delay_seconds
 from ..errors import ConfigError, WorkflowDefinitionError, WorkflowOutsideJobError
 from ..worker import describe_option_error
+from .middleware import Middleware
 
 DEFAULT_MAX_RETRIES = 5
 DEFAULT_UNDO_RETRIES = 5
@@ -351,7 +352,7 @@ def step(
 class WorkflowOptions(BaseModel):
     """Class options of a workflow; unknown keys are errors."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
     name: str | None = None
     inputs: tuple[str, ...] = ()
@@ -364,6 +365,9 @@ class WorkflowOptions(BaseModel):
     timeout: float | None = None
     """Seconds a run may take in one attempt; then ``on_timeout`` says what happens."""
     on_timeout: Literal["fail", "halt"] = "fail"
+    middleware: tuple[Middleware, ...] = ()
+    """Called as each run goes (see :mod:`.middleware`); a subclass inherits its base's,
+    unless it gives its own."""
 
     @field_validator("halt_timeout", "timeout")
     @classmethod
@@ -371,6 +375,21 @@ class WorkflowOptions(BaseModel):
         if v is not None and not (0 <= v < math.inf):
             raise WorkflowDefinitionError("halt_timeout and timeout are seconds >= 0")
         return v
+
+    @field_validator("middleware", mode="before")
+    @classmethod
+    def _middleware(cls, v: Any) -> Any:
+        items = [v] if isinstance(v, (Middleware, type)) else list(v)
+        for item in items:
+            if isinstance(item, type):
+                raise WorkflowDefinitionError(
+                    f"middleware takes instances: pass {item.__name__}(), not {item.__name__}"
+                )
+            if not isinstance(item, Middleware):
+                raise WorkflowDefinitionError(
+                    f"middleware takes jobsaga.workflow.Middleware instances, got {item!r}"
+                )
+        return tuple(items)
 
     @field_validator("max_concurrency")
     @classmethod
@@ -432,7 +451,7 @@ class _WorkflowMeta(type):
 
 class Workflow(metaclass=_WorkflowMeta):
     """Base class of every workflow. Options: ``name``, ``inputs``, ``returns``,
-    ``max_concurrency``, ``abstract``. Inputs may instead be a nested pydantic ``Inputs``
+    ``max_concurrency``, ``abstract``, ``middleware``. Inputs may instead be a nested pydantic ``Inputs``
     model, and the caller's context a nested ``Context`` model (e.g. holding the actor)."""
 
     name: ClassVar[str] = "jobsaga.Workflow"

@@ -41,7 +41,8 @@ import math
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, cast
 
 from .. import _context
 from ..backoff import STEP_BACKOFF, Backoff, retry_delay
@@ -57,11 +58,11 @@ from ..errors import (
     WorkflowError,
 )
 from ..job import Job, JobSpec
-from ..telemetry import NO_SPAN, Span
 from .children import ChildRunner
 from .context import StepContext
 from .dsl import StepDef, Workflow
 from .encoding import error_json
+from .middleware import MiddlewareChain, RunInfo, StepCode, StepEvent, StepEventKind
 from .part_runs import PartRunner, Placement, halt_in_around_error
 from .parts import ComposeStep, PartStep
 from .paths import follow_path
@@ -79,6 +80,7 @@ from .state import (
     follow_ups_of,
     spec_from_json,
 )
+from .telemetry_middleware import TelemetryMiddleware
 
 if TYPE_CHECKING:
     from ..core import AppCore
@@ -95,6 +97,7 @@ ENQUEUED_BY_RUN = "enqueued_by_run"
 """The meta key of a follow-up job naming the run that enqueued it."""
 INTERRUPT_FLUSH_TIMEOUT = 5.0
 """Seconds an interrupted run may spend writing its log before giving up."""
+NO_MIDDLEWARE = MiddlewareChain()
 
 
 class Execution:
@@ -166,6 +169,10 @@ class Execution:
         self.log_failure: RunLogUnwritable | None = None
         """Set when the run log gave up writing (:meth:`log_broken`): the run stops."""
         log.on_broken = self.log_broken
+        self.mw = NO_MIDDLEWARE
+        """The run's middleware (:meth:`middleware`), set when the run starts."""
+        self.run_info: RunInfo | None = None
+        """What the middleware is told about this run, set when it starts."""
         self.meta: dict[str, Any] = {
             "workflow": workflow.name,
             "run_id": None,
@@ -178,26 +185,55 @@ class Execution:
     def now(self) -> datetime:
         return self.app.clock()
 
-    def emit(self, event: str, measurements: dict[str, Any], **metadata: Any) -> None:
-        if self.telemetry.active:
-            self.telemetry.emit(event, measurements, {**self.meta, **metadata})
-
-    def step_span(self, st: StepState, *, start: bool = True) -> Span:
-        """A try of a step: ``workflow.step.start``, then ``.stop`` (settled with a value),
-        ``.retry`` (to be tried again) or ``.exception`` (failed for good). A step settled
-        outside a try (skipped by its guard, its guard or arguments raised, its retry cancelled
-        while waiting) gets a span without a start."""
-        if not self.telemetry.active:
-            return NO_SPAN  # what span() returns then, without building its metadata
-        metadata = {**self.meta, "step": st.name}
-        if start:
-            metadata["tries"] = st.tries
-        return self.telemetry.span("workflow.step", metadata, start=start)
+    def middleware(self) -> MiddlewareChain:
+        """A child run's: its parent's middleware; else jobsaga's telemetry events (while a
+        handler is attached, as a job's span) and the app's. Then the workflow class's."""
+        if self.parent is not None:
+            inherited: tuple[Any, ...] = self.parent.mw.middleware
+        else:
+            inherited = self.app.workflow_middleware
+            if self.telemetry.active:
+                inherited = (TelemetryMiddleware(self.telemetry), *inherited)
+        own = self.workflow.options.middleware
+        return MiddlewareChain((*inherited, *own)) if inherited or own else NO_MIDDLEWARE
 
     def record(
-        self, st: StepState, kind: str, detail: Any = None, at: datetime | None = None
+        self,
+        st: StepState,
+        kind: str,
+        detail: Any = None,
+        at: datetime | None = None,
+        *,
+        error: BaseException | None = None,
+        outcome: str | None = None,
     ) -> None:
+        """Log a step transition ``kind`` (``step.<kind>``), and tell the middleware."""
         self.log.step(st.row(), kind, at or self.now(), detail)
+        if self.mw.step_events:
+            self.step_event(st.name, kind, detail, error, outcome)
+
+    def step_event(
+        self,
+        step: str,
+        kind: str,
+        detail: Mapping[str, Any] | None,
+        error: BaseException | None = None,
+        outcome: str | None = None,
+    ) -> None:
+        """The middleware's view of a transition the log recorded: the exception itself
+        rather than its recorded text."""
+        assert self.run_info is not None
+        detail = detail or {}
+        event = StepEvent(
+            cast(StepEventKind, kind.removeprefix("step.")),
+            step,
+            tries=detail.get("try", detail.get("undo_tries")),
+            error=error,
+            delay=detail.get("delay"),
+            reason=detail.get("reason"),
+            outcome=outcome or detail.get("outcome"),
+        )
+        self.mw.step_event(self.run_info, event)
 
     def ctx(self, st: StepState, tries: int | None = None) -> StepContext[Any]:
         """The ``ctx`` of a step's code; ``tries``: the count of the code called (an undo's
@@ -270,9 +306,34 @@ class Execution:
         kwargs: dict[str, Any],
         step: str,
         placement: Placement | None = None,
+        code: StepCode = "step",
     ) -> Any:
         """Call user code with the enqueue guard set: coroutines on the loop, the rest in
-        threads; a step of an ``around`` group where the group was entered."""
+        threads; a step of an ``around`` group where the group was entered. The
+        middleware's ``around_step`` is entered first, in the context the code runs in
+        (which a thread gets a copy of)."""
+        if not self.mw.wraps(code):
+            return await self.call_code(fn, args, kwargs, step, placement)
+        assert self.run_info is not None
+        around = self.mw.around_step(self.run_info, step, code)
+        enter = placement.context.run if placement is not None else _call
+        enter(around.__enter__)
+        try:
+            result = await self.call_code(fn, args, kwargs, step, placement)
+        except BaseException as exc:
+            enter(around.__exit__, type(exc), exc, exc.__traceback__)
+            raise
+        enter(around.__exit__, None, None, None)
+        return result
+
+    async def call_code(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        step: str,
+        placement: Placement | None,
+    ) -> Any:
         if placement is not None:
             return await self.call_in_place(fn, args, kwargs, step, placement)
         token = _context.current_step.set(step)
@@ -379,10 +440,8 @@ class Execution:
             part.status, part.exc, part.error = StepStatus.FAILED, st.exc, st.error
             part.finished_at = now = self.now()
             assert st.exc is not None
-            self.record(part, "step.failed", {"by": st.name, "error": brief(st.exc)}, now)
-            if isinstance(part.child, Span):
-                part.child.fail(st.exc)
-                part.child = None
+            detail = {"by": st.name, "error": brief(st.exc)}
+            self.record(part, "step.failed", detail, now, error=st.exc)
             instance = part.instance
 
     def fail_step_of_part(self, part: StepState, failed: StepState) -> None:
@@ -421,7 +480,10 @@ class Execution:
         ):
             return await self.already_succeeded(resumed)
         self.opened = True
-        span = self.telemetry.span("workflow", {**self.meta, "resumed": resumed is not None})
+        self.mw = self.middleware()
+        self.run_info = self.info(resumed is not None)  # a child run's names it as its parent
+        if self.mw:
+            self.mw.run_started(self.run_info)
         try:
             rolling_back = self.restore(resumed) if resumed is not None else False
             if self.cancelled is not None:  # stopped while the log was being opened
@@ -452,7 +514,7 @@ class Execution:
             else:
                 self.check_all_done()
                 result = await self.succeed()
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as cancelled:
             # Cut short (job timeout, node shutdown): leave the run resumable, with what is
             # known written down before the next attempt reads it.
             self.log.event("run.interrupted", self.now(), detail={"attempt": self.attempt})
@@ -460,18 +522,46 @@ class Execution:
                 async with asyncio.timeout(INTERRUPT_FLUSH_TIMEOUT):
                     await self.log.flush()
             self.log.close()
+            self.ended(None, interrupted=cancelled)
+            raise
+        except BaseException as exc:  # the log gave up (or a bug): the next attempt resumes
+            self.ended(None, interrupted=exc)
             raise
         finally:
             if self._threads is not None:
                 self._threads.shutdown(wait=False)
-        span.add(status=result.status.value)
-        if result.status is RunStatus.HALTED:
-            span.end("halt")
-        elif result.error is None:
-            span.stop()
-        else:  # the kind of the step's error: the WorkflowError only carries it
-            span.fail(result.error, kind=type(result.error.error).__name__)
+        self.ended(result)
         return result
+
+    def info(self, resumed: bool) -> RunInfo:
+        link = self.log.parent
+        return RunInfo(
+            workflow=self.workflow.name,
+            run_id=self.log.run_id,
+            job_id=self.meta["job_id"],
+            attempt=self.attempt,
+            resumed=resumed,
+            job=self.job,
+            context=self.context,
+            inputs=MappingProxyType(self.inputs),
+            parent=self.parent.run_info if self.parent is not None else None,
+            parent_step=link.step if link is not None else None,
+        )
+
+    def ended(self, result: RunResult | None, interrupted: BaseException | None = None) -> None:
+        """Tell the middleware how the run ended: ``result``, or ``interrupted``."""
+        if not self.mw:
+            return
+        assert self.run_info is not None
+        if result is None:
+            assert interrupted is not None
+            self.mw.run_interrupted(self.run_info, interrupted)
+        elif result.status is RunStatus.HALTED:
+            self.mw.run_halted(self.run_info, result.value)
+        elif result.error is not None:
+            self.mw.run_failed(self.run_info, result.error, result.status)
+        else:
+            self.mw.run_completed(self.run_info, result.value)
 
     def check_all_done(self) -> None:
         """A run that neither failed nor halted has every step done; one left behind is a
@@ -847,22 +937,20 @@ class Execution:
         needed = max((self.states[p].recorded_seq for p in st.needs), default=0)
         if not await self.log_allows(needed):
             return
-        span = self.step_span(st, start=False)  # the guard and arguments are not a try
-        try:
+        try:  # the guard and arguments are not a try
             if spec.where_fn is not None:
                 ctx = self.ctx(st)
                 args = (self.instance,) if spec.where_is_method else ()
                 guard_kw = self.kwargs(st.guard_args, spec.where_context, ctx)
-                if not await self.call(spec.where_fn, args, guard_kw, name, st.placement):
+                if not await self.call(spec.where_fn, args, guard_kw, name, st.placement, "guard"):
                     st.status, st.value, st.finished_at = StepStatus.SKIPPED, None, self.now()
                     self.record(st, "step.skipped", at=st.finished_at)
                     st.recorded_seq = self.log.seq
-                    span.stop(status="skipped")
                     return
             arguments = {b.param: self.value_of(b) for b in st.args}
         except Exception as exc:
             st.tries = max(st.tries, 1)
-            self.fail(st, exc, span)
+            self.fail(st, exc)
             return
         while True:
             if not self.log.ready(0) and not await self.log_allows():
@@ -872,7 +960,6 @@ class Execution:
             now = self.now()
             st.started_at = st.started_at or now
             self.record(st, "step.started", {"try": st.tries}, now)
-            span = self.step_span(st)
             kwargs = dict(arguments)
             step_ctx = None  # made only for a step that takes it (follow-ups come through it)
             if spec.context_param is not None:
@@ -886,9 +973,9 @@ class Execution:
                     value = await self.call_within(spec.timeout, st, kwargs)
             except StepTimeout as exc:
                 if spec.on_timeout == "halt":
-                    span.end("halt", error=exc)
                     st.status = StepStatus.PENDING  # not completed: it runs again on resume
-                    self.record(st, "step.interrupted", {"timeout": spec.timeout})
+                    detail = {"timeout": spec.timeout}
+                    self.record(st, "step.interrupted", detail, error=exc, outcome="halt")
                     self.halt_now(None, None)
                     return
                 error = exc
@@ -910,7 +997,7 @@ class Execution:
                         else:
                             follow_ups = step_ctx.follow_ups if step_ctx is not None else []
                             self.succeed_step(
-                                st, value.value, stored, follow_ups, StepStatus.SUCCEEDED, span
+                                st, value.value, stored, follow_ups, StepStatus.SUCCEEDED
                             )
                             self.halted_by(st, value, stored)
                             return
@@ -921,28 +1008,28 @@ class Execution:
                         error = exc
                     else:
                         follow_ups = step_ctx.follow_ups if step_ctx is not None else []
-                        self.succeed_step(st, value, stored, follow_ups, StepStatus.SUCCEEDED, span)
+                        self.succeed_step(st, value, stored, follow_ups, StepStatus.SUCCEEDED)
                         return
             if retry is not None or isinstance(error, spec.retry_on):
                 if st.tries <= spec.max_retries:
-                    if await self.retry_later(st, error, retry, span):
+                    if await self.retry_later(st, error, retry):
                         continue
                     if self.log_failure is None and self.halt is None:
-                        self.fail(st, RetryCancelled(name, error), span)
+                        self.fail(st, RetryCancelled(name, error))
                     return
                 error = RetriesExhausted(name, spec.max_retries, error)
             assert error is not None
             if spec.compensate_fn is None:
-                self.fail(st, error, span)
+                self.fail(st, error)
                 return
-            outcome = await self.compensate(st, error, span)
+            outcome = await self.compensate(st, error)
             if outcome == "retry":
                 continue
             if outcome is None:
                 return
 
-    async def compensate(self, st: StepState, error: BaseException, span: Span) -> str | None:
-        """Ask the step's compensation (part of the try, ``span``); returns "retry" to run the
+    async def compensate(self, st: StepState, error: BaseException) -> str | None:
+        """Ask the step's compensation (part of the try); returns "retry" to run the
         step again, else None once the step has been settled (succeeded with a value, or
         failed)."""
         spec, name = st.spec, st.name
@@ -954,23 +1041,23 @@ class Execution:
         try:
             kwargs = self.hook_kwargs(st, "compensate", ctx)
             decision = await self.call(
-                spec.compensate_fn, (self.instance, error), kwargs, name, st.placement
+                spec.compensate_fn, (self.instance, error), kwargs, name, st.placement, "compensate"
             )
         except Exception as exc:
             self.compensated(st, "raised", error=exc, original=error)
-            self.fail(st, exc, span)
+            self.fail(st, exc)
             return None
         if isinstance(decision, Retry):
             if st.tries <= spec.max_retries:
                 self.compensated(st, "retry", original=error)
-                if await self.retry_later(st, error, decision, span):
+                if await self.retry_later(st, error, decision):
                     return "retry"
                 if self.log_failure is None and self.halt is None:
-                    self.fail(st, RetryCancelled(name, error), span)
+                    self.fail(st, RetryCancelled(name, error))
                 return None
             exhausted = RetriesExhausted(name, spec.max_retries, error)
             self.compensated(st, "retry_refused", original=error)
-            self.fail(st, exhausted, span)
+            self.fail(st, exhausted)
             return None
         if isinstance(decision, Continue):
             try:
@@ -978,15 +1065,13 @@ class Execution:
                     decision.value, f"the value compensation of step {name!r} continued with"
                 )
             except StepResultError as exc:
-                self.fail(st, exc, span)
+                self.fail(st, exc)
                 return None
             self.compensated(st, "continue", original=error)
-            self.succeed_step(
-                st, decision.value, stored, ctx.follow_ups, StepStatus.COMPENSATED, span
-            )
+            self.succeed_step(st, decision.value, stored, ctx.follow_ups, StepStatus.COMPENSATED)
             return None
         self.compensated(st, "fail", original=error)
-        self.fail(st, error, span)
+        self.fail(st, error)
         return None
 
     def compensated(
@@ -1001,12 +1086,13 @@ class Execution:
         if error is not None:
             detail["raised"] = brief(error)
         self.log.event("step.compensate", self.now(), step=st.name, detail=detail)
-        self.emit("workflow.step.compensate", {}, step=st.name, outcome=outcome, error=original)
+        if self.mw.step_events:
+            self.step_event(st.name, "step.compensate", detail, original)
 
     async def retry_later(
-        self, st: StepState, error: BaseException | None, retry: Retry | None, span: Span
+        self, st: StepState, error: BaseException | None, retry: Retry | None
     ) -> bool:
-        """End the try (``span``) with ``workflow.step.retry`` and wait out the backoff; False
+        """End the try (``step.retried``) and wait out the backoff; False
         when the workflow started failing meanwhile (a step waiting to retry has not
         completed: it is not retried, and there is nothing to undo), or the run log gave up
         (the run stops)."""
@@ -1023,8 +1109,7 @@ class Execution:
             detail["error"] = brief(error)
         if retry is not None and retry.reason:
             detail["reason"] = retry.reason
-        self.record(st, "step.retried", detail)
-        span.end("retry", {"delay": delay}, error=error)
+        self.record(st, "step.retried", detail, error=error)
         if delay > 0:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
@@ -1038,7 +1123,6 @@ class Execution:
         stored: Any,
         follow_ups: list[JobSpec],
         status: StepStatus,
-        span: Span,
     ) -> None:
         self.completed_count += 1
         st.status, st.value, st.stored = status, value, stored
@@ -1049,7 +1133,6 @@ class Execution:
         self.completion.append(st.name)
         self.record(st, f"step.{status.value}", {"try": st.tries}, now)
         st.recorded_seq = self.log.seq
-        span.stop(status=status.value, tries=st.tries)
 
     def linked(self, spec: JobSpec) -> JobSpec:
         """A follow-up job that names the run which enqueued it (``meta.enqueued_by_run``),
@@ -1060,16 +1143,12 @@ class Execution:
             return spec
         return dataclasses.replace(spec, meta={**spec.meta, ENQUEUED_BY_RUN: self.log.run_id})
 
-    def fail(self, st: StepState, error: BaseException, span: Span) -> None:
-        """Fail the step for good, ending its try (``span``) with ``workflow.step.exception``;
-        a try that already ended (a retry cancelled while waiting) leaves the step failing
-        outside a try."""
+    def fail(self, st: StepState, error: BaseException) -> None:
+        """Fail the step for good, ending its try, if one is under way (not when its guard
+        or arguments raised, nor when its retry was cancelled while waiting)."""
         st.status, st.exc, st.error = StepStatus.FAILED, error, error_json(error)
         st.finished_at = now = self.now()
-        self.record(st, "step.failed", {"try": st.tries, "error": brief(error)}, now)
-        if span.ended:
-            span = self.step_span(st, start=False)
-        span.fail(error, tries=st.tries)
+        self.record(st, "step.failed", {"try": st.tries, "error": brief(error)}, now, error=error)
 
     async def call_within(self, timeout: float, st: StepState, kwargs: dict[str, Any]) -> Any:
         """A try of a step bounded by its ``timeout``: an ``async def`` step is cancelled, a
@@ -1188,16 +1267,15 @@ class Execution:
             error: BaseException | None = None
             try:
                 kwargs = self.hook_kwargs(st, "undo", ctx)
-                outcome = await self.call(spec.undo_fn, (self.instance, st.value), kwargs, name)
+                outcome = await self.call(
+                    spec.undo_fn, (self.instance, st.value), kwargs, name, None, "undo"
+                )
             except Exception as exc:
                 error = exc
             else:
                 if not isinstance(outcome, Retry):
                     st.status = StepStatus.UNDONE
                     self.record(st, "step.undone", {"undo_tries": st.undo_tries})
-                    self.emit(
-                        "workflow.step.undo", {}, step=name, outcome="undone", tries=st.undo_tries
-                    )
                     return None
                 if st.undo_tries <= spec.undo_retries:
                     delay = (
@@ -1209,30 +1287,16 @@ class Execution:
                     if outcome.reason:
                         detail["reason"] = outcome.reason
                     self.log.event("step.undo_retried", self.now(), step=name, detail=detail)
-                    self.emit(
-                        "workflow.step.undo",
-                        {"delay": delay},
-                        step=name,
-                        outcome="retry",
-                        tries=st.undo_tries,
-                    )
+                    if self.mw.step_events:
+                        self.step_event(name, "step.undo_retried", detail)
                     if delay > 0:
                         await asyncio.sleep(delay)
                     continue
                 error = RetriesExhausted(name, spec.undo_retries, None, what="undo of step")
             st.status = StepStatus.UNDO_FAILED
             st.error = {**error_json(error), "during": "undo"}
-            self.record(
-                st, "step.undo_failed", {"undo_tries": st.undo_tries, "error": brief(error)}
-            )
-            self.emit(
-                "workflow.step.undo",
-                {},
-                step=name,
-                outcome="failed",
-                error=error,
-                tries=st.undo_tries,
-            )
+            detail = {"undo_tries": st.undo_tries, "error": brief(error)}
+            self.record(st, "step.undo_failed", detail, error=error)
             return StepFailure(name, error)
 
     def run_error(
@@ -1249,6 +1313,11 @@ class Execution:
             "undo_errors": [{"step": f.step, **brief(f.error)} for f in undo_errors],
             "other_errors": [{"step": f.step, **brief(f.error)} for f in self.others],
         }
+
+
+def _call(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)``: what ``Context.run`` does, in the current context."""
+    return fn(*args)
 
 
 @functools.lru_cache(maxsize=4096)

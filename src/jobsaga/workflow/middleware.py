@@ -18,7 +18,9 @@ compensation, its undo); then exactly one of :meth:`Middleware.run_completed`,
 :meth:`Middleware.run_halted` (a step returned ``Halt``: the run waits for ``resume_run``) or
 :meth:`Middleware.run_interrupted` (the attempt ended without an outcome: a timeout, a
 shutdown, a run log that cannot be written; the job's next attempt resumes the run). An
-attempt that finds its run already succeeded runs nothing and calls nothing.
+attempt that finds its run already succeeded runs nothing and calls nothing. One exception:
+a child run (``compose``, ``recurse``) that ended is undone later by its parent's rollback,
+and reports those undo events after its end, under the same :class:`RunInfo`.
 
 Hooks are plain functions called on the run's event loop, between two transitions of the
 saga, so they must be quick (hand slow work such as network I/O to a queue or a thread): an
@@ -36,7 +38,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple, get_args
 
 if TYPE_CHECKING:
     from ..errors import WorkflowError
@@ -54,12 +56,14 @@ __all__ = [
     "StepEventKind",
 ]
 
-StepCode = Literal["guard", "step", "compensate", "undo"]
+StepCode = Literal["guard", "step", "compensate", "undo", "part"]
 """Which code of a step :meth:`Middleware.around_step` wraps: its ``where=`` guard, a try
-of the step itself, its compensation (still part of the try), or its undo."""
+of the step itself, its compensation (still part of the try), its undo, or a part's own
+function (a switch case's ``when``, a group's ``before``, ``after`` or ``around``)."""
 
 StepEventKind = Literal[
     "started",
+    "expanded",
     "succeeded",
     "compensated",
     "skipped",
@@ -101,16 +105,17 @@ class RunInfo:
     """For a child run: the name of that step."""
 
 
-@dataclass(frozen=True, slots=True)
-class StepEvent:
+class StepEvent(NamedTuple):
     """One step transition, after the run log recorded it (in the order of the log, which may
     not have written it yet). ``tries`` counts the step's tries (for ``undone``,
     ``undo_retried`` and ``undo_failed``, its undo's); ``error`` is the exception (not its
     recorded text): a try's error for ``retried`` (None when the step returned ``Retry``),
     the step's for ``failed``, the error handed to the compensation for ``compensate``, the
     undo's for ``undo_failed``; ``delay`` is the wait before the next try (``retried``,
-    ``undo_retried``); ``reason`` a ``Retry``'s or a ``Halt``'s (``halted``); ``outcome`` a compensation's (``retry``,
-    ``continue``, ``fail``, ``raised``, ``retry_refused``)."""
+    ``undo_retried``); ``reason`` a ``Retry``'s or a ``Halt``'s (``halted``);
+    ``outcome`` ``halt`` for a try a ``timeout`` interrupted to halt the run; ``outcome`` a compensation's (``retry``,
+    ``continue``, ``fail``, ``raised``, ``retry_refused``). A named tuple: a run makes a
+    few per step, and it is the cheapest immutable record Python builds."""
 
     kind: StepEventKind
     step: str
@@ -124,6 +129,10 @@ class StepEvent:
 class Middleware:
     """Base class of workflow middleware: every hook does nothing; override those you need.
     See the module docstring for when each is called; hooks must be quick and never block."""
+
+    wraps: ClassVar[frozenset[str]] = frozenset(get_args(StepCode))
+    """The codes :meth:`around_step` is asked for (all, by default): a middleware that
+    wraps only some (a step's tries) costs nothing around the others."""
 
     def run_started(self, run: RunInfo) -> None:
         """The run's log is open; nothing of this attempt has run yet."""
@@ -173,10 +182,10 @@ class MiddlewareChain:
     """The middleware of one run, called in order (the first's ``around_step`` outermost),
     each hook guarded so that a failing one is logged and the saga goes on. Only the hooks a
     middleware overrides are called; the executor asks :attr:`step_events` and
-    :attr:`around` before building what a hook would get, so a chain without middleware (or
+    :meth:`wraps` before building what a hook would get, so a chain without middleware (or
     whose middleware ignores steps) costs a run nearly nothing per step."""
 
-    __slots__ = ("middleware", "_hooks", "step_events", "around")
+    __slots__ = ("middleware", "_hooks", "_step_event_hooks", "_around", "step_events")
 
     def __init__(self, middleware: Iterable[Middleware] = ()) -> None:
         unique: dict[int, Middleware] = {}
@@ -191,10 +200,13 @@ class MiddlewareChain:
             )
             for name in HOOKS
         }
-        self.step_events = bool(self._hooks["step_event"])
+        self._step_event_hooks = self._hooks["step_event"]
+        self.step_events = bool(self._step_event_hooks)
         """Whether any middleware wants step events."""
-        self.around = bool(self._hooks["around_step"])
-        """Whether any middleware wraps step code."""
+        self._around: dict[str, tuple[tuple[Middleware, Any], ...]] = {
+            code: tuple((mw, fn) for mw, fn in self._hooks["around_step"] if code in mw.wraps)
+            for code in get_args(StepCode)
+        }
 
     def __bool__(self) -> bool:
         return bool(self.middleware)
@@ -218,11 +230,20 @@ class MiddlewareChain:
         self._call("run_interrupted", run, reason)
 
     def step_event(self, run: RunInfo, event: StepEvent) -> None:
-        self._call("step_event", run, event)
+        for mw, fn in self._step_event_hooks:  # the hook called most: a few times a step
+            try:
+                fn(run, event)
+            except Exception as exc:
+                report_failure(mw, "step_event", exc)
+
+    def wraps(self, code: StepCode) -> bool:
+        """Whether any middleware wraps ``code`` (:meth:`around_step` is then worth it)."""
+        return bool(self._around[code])
 
     def around_step(self, run: RunInfo, step: str, code: StepCode) -> AroundStep:
-        """One context manager entering every middleware's ``around_step``."""
-        return AroundStep(self._hooks["around_step"], run, step, code)
+        """One context manager entering the ``around_step`` of every middleware that wraps
+        ``code``."""
+        return AroundStep(self._around[code], run, step, code)
 
     def _call(self, hook: str, *args: Any) -> None:
         for mw, fn in self._hooks[hook]:

@@ -9,7 +9,8 @@ A run gets a span, ``workflow <name>``: a child of its composing step's span for
 (``compose``, ``recurse``), else of the span current when the run starts, else of its job's
 span when a ``job_spans`` source is given (the OpenTelemetry bridge of
 :mod:`jobsaga.telemetry_otel` keeps those).
-Each try of a step gets a span, ``step <name>``, child of the run's, and it is the CURRENT
+Each try of a step gets a span, ``step <name>``, child of the run's (or of its part's: a
+map's, a switch's or a group's, whose span lasts while its steps run), and it is the CURRENT
 span while the step's code (and its compensation) runs, a plain ``def`` step's thread
 included, so the spans your step code makes (an HTTP client's, a database driver's) are its
 children. A try that is retried or fails ends in error with the exception recorded; each
@@ -147,7 +148,7 @@ class OpenTelemetryMiddleware(Middleware):
         if kind == "started":
             spans.steps[step] = self.tracer.start_span(
                 f"step {step}",
-                context=trace.set_span_in_context(spans.span),
+                context=trace.set_span_in_context(_enclosing(spans, step)),
                 attributes={"jobsaga.step": step, "jobsaga.step.try": event.tries or 1},
             )
             return
@@ -170,6 +171,18 @@ class OpenTelemetryMiddleware(Middleware):
 
 
 _TRY_ENDS = ("succeeded", "compensated", "halted", "retried", "failed", "interrupted")
+
+
+def _enclosing(spans: _RunSpans, step: str) -> Span:
+    """The span a step's try nests in: the part it sits in (``each`` for ``each[3].pack``,
+    ``pay`` for ``pay.card.charge``), else the run's."""
+    name = step
+    while "." in name:
+        name = name.rsplit(".", 1)[0]
+        part = spans.steps.get(name.rsplit("[", 1)[0] if name.endswith("]") else name)
+        if part is not None:
+            return part
+    return spans.span
 
 
 def _fail(span: Span, error: BaseException | None, note: str) -> None:

@@ -30,7 +30,6 @@ from ..errors import (
     SwitchNoMatch,
     WorkflowDefinitionError,
 )
-from ..telemetry import Span
 from .parts import GroupDef, MapDef, PartStep, Scope, SwitchDef, Wired
 from .plan import Frame, Instance, bind, qualified_needs, scope_frame
 from .records import StepStatus
@@ -91,22 +90,19 @@ class PartRunner:
         st.status = StepStatus.RUNNING
         now = ex.now()
         st.started_at = st.started_at or now
-        span = ex.step_span(st)
         try:
             detail, instances = await self.plan(st)
         except Exception as exc:
-            ex.fail(st, exc, span)
+            ex.fail(st, exc)
             return
         ex.record(st, "step.started", {"try": st.tries, **detail}, now)
         st.instances = instances
         if isinstance(part, GroupDef) and part.around is not None:
-            await self.run_around(st, instances[0], span)
+            await self.run_around(st, instances[0])
             return
         self.admit_all(st)
         if not instances:
-            await self.close(st, span)
-        else:
-            st.child = span  # ended when the part closes
+            await self.close(st)
 
     async def plan(self, st: StepState) -> tuple[dict[str, Any], list[Instance]]:
         """What the part does this run: the instances of its body (their steps added to the
@@ -144,7 +140,7 @@ class PartRunner:
         ex = self.ex
         kwargs = ex.kwargs(bind(wired.arguments, frames), wired.context_param, ex.ctx(st))
         args = ((ex.instance,) if wired.is_method else ()) + first
-        return await ex.call(wired.fn, args, kwargs, st.name, st.placement)
+        return await ex.call(wired.fn, args, kwargs, st.name, st.placement, "part")
 
     def case_instance(self, st: StepState, part: SwitchDef, case: str) -> Instance:
         return self.instantiate(st, part.case(case).body, 0, f"{st.name}.{case}.", {})
@@ -343,13 +339,10 @@ class PartRunner:
 
     # --- closing --------------------------------------------------------------------------
 
-    async def close(self, st: StepState, span: Span | None = None) -> None:
+    async def close(self, st: StepState) -> None:
         ex = self.ex
         assert isinstance(st.spec, PartStep) and st.instances is not None
         part = st.spec.part
-        if span is None:
-            span = st.child if isinstance(st.child, Span) else ex.step_span(st, start=False)
-        st.child = None
         needed = max((ex.states[n].recorded_seq for i in st.instances for n in i.names), default=0)
         if not await ex.log_allows(needed):
             return
@@ -367,9 +360,9 @@ class PartRunner:
                     value = await self.ask(st, part.after, frames_of(st, self.top), value)
                     stored = ex.log.encode_result(value, f"the result of group {st.name!r}")
         except Exception as exc:
-            ex.fail(st, exc, span)
+            ex.fail(st, exc)
             return
-        ex.succeed_step(st, value, stored, [], StepStatus.SUCCEEDED, span)
+        ex.succeed_step(st, value, stored, [], StepStatus.SUCCEEDED)
 
     def chosen_body(self, part: Any, st: StepState) -> Scope:
         assert isinstance(part, SwitchDef) and st.instances is not None
@@ -384,7 +377,7 @@ class PartRunner:
 
     # --- around ---------------------------------------------------------------------------
 
-    async def run_around(self, st: StepState, instance: Instance, span: Span) -> None:
+    async def run_around(self, st: StepState, instance: Instance) -> None:
         """Enter the group's context manager, run its steps one at a time where it was
         entered, and exit it with the error of a step that failed."""
         ex = self.ex
@@ -410,7 +403,7 @@ class PartRunner:
             await self.in_place(placement, manager.__aenter__ if is_async else manager.__enter__)
         except Exception as exc:
             threads.shutdown(wait=False)
-            ex.fail(st, exc, span)
+            ex.fail(st, exc)
             return
         try:
             for name in order:
@@ -439,7 +432,7 @@ class PartRunner:
             if failed is not None:
                 ex.fail_step_of_part(st, failed)
             else:
-                ex.fail(st, exc, span)
+                ex.fail(st, exc)
             return
         threads.shutdown(wait=False)
         if failed is not None:
@@ -448,7 +441,7 @@ class PartRunner:
         if stop_error is not None:
             st.status = StepStatus.PENDING  # not completed: run again if the run resumes
             return
-        await self.close(st, span)
+        await self.close(st)
 
     async def exit(
         self, placement: Placement, manager: Any, is_async: bool, error: BaseException | None

@@ -14,7 +14,7 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..telemetry import Span, Telemetry
+from ..telemetry import NO_SPAN, Span, Telemetry
 from .middleware import Middleware, RunInfo, StepCode, StepEvent
 
 if TYPE_CHECKING:
@@ -36,6 +36,8 @@ class _RunSpans:
 class TelemetryMiddleware(Middleware):
     """Emits a run's ``workflow.*`` events into ``telemetry``."""
 
+    wraps = frozenset({"guard"})
+
     def __init__(self, telemetry: Telemetry) -> None:
         self.telemetry = telemetry
         self._runs: dict[RunInfo, _RunSpans] = {}
@@ -43,14 +45,18 @@ class TelemetryMiddleware(Middleware):
     # --- the run ------------------------------------------------------------------------
 
     def run_started(self, run: RunInfo) -> None:
-        metadata = {
+        metadata = self._metadata(run)
+        span = self.telemetry.span("workflow", {**metadata, "resumed": run.resumed})
+        self._runs[run] = _RunSpans(span, metadata)
+
+    @staticmethod
+    def _metadata(run: RunInfo) -> dict[str, Any]:
+        return {
             "workflow": run.workflow,
             "run_id": run.run_id,
             "job_id": run.job_id,
             "attempt": run.attempt,
         }
-        span = self.telemetry.span("workflow", {**metadata, "resumed": run.resumed})
-        self._runs[run] = _RunSpans(span, metadata)
 
     def run_completed(self, run: RunInfo, value: Any) -> None:
         self._runs.pop(run).span.stop(status="succeeded")
@@ -60,7 +66,7 @@ class TelemetryMiddleware(Middleware):
         self._runs.pop(run).span.fail(error, kind=type(error.error).__name__, status=status.value)
 
     def run_halted(self, run: RunInfo, value: Any) -> None:
-        self._runs.pop(run).span.stop(status="halted")
+        self._runs.pop(run).span.end("halt", status="halted")
 
     def run_interrupted(self, run: RunInfo, reason: BaseException) -> None:
         self._runs.pop(run, None)  # no end event: the next attempt carries the run on
@@ -76,11 +82,13 @@ class TelemetryMiddleware(Middleware):
         return contextlib.nullcontext()
 
     def step_event(self, run: RunInfo, event: StepEvent) -> None:
-        spans = self._runs[run]
+        spans = self._runs.get(run)
+        if spans is None:  # a child run its parent's rollback undoes after it ended
+            spans = _RunSpans(NO_SPAN, self._metadata(run))
         kind, step = event.kind, event.step
         if kind == "started":
             spans.steps[step] = self._step_span(spans, step, event.tries)
-        elif kind in ("succeeded", "compensated", "halted"):
+        elif kind in ("succeeded", "compensated"):
             self._settled(spans, step).stop(status=kind, tries=event.tries)
         elif kind == "skipped":
             self._settled(spans, step).stop(status=kind)
@@ -89,7 +97,13 @@ class TelemetryMiddleware(Middleware):
             self._settled(spans, step).end("retry", delay, error=event.error)
         elif kind == "failed":  # outside a try too (its guard raised, a retry was cancelled)
             assert event.error is not None
-            self._settled(spans, step).fail(event.error, tries=event.tries)
+            span = self._settled(spans, step)
+            if event.tries is None:  # a part failed by a step of it
+                span.fail(event.error)
+            else:
+                span.fail(event.error, tries=event.tries)
+        elif kind == "halted":  # a step that returned Halt has ended its try: succeeded
+            spans.steps.pop(step, NO_SPAN).end("halt")  # a compose whose child run halted
         elif kind == "compensate":
             compensation = {"outcome": event.outcome, "error": event.error}
             self._emit(spans, "workflow.step.compensate", {}, step, **compensation)
@@ -101,8 +115,10 @@ class TelemetryMiddleware(Middleware):
         elif kind == "undo_failed":
             failure = {"outcome": "failed", "error": event.error, "tries": event.tries}
             self._emit(spans, "workflow.step.undo", {}, step, **failure)
-        elif kind == "interrupted":  # cut short by a cancel: its try has no end event
-            spans.steps.pop(step, None)
+        elif kind == "interrupted":  # a cancel cut it short: no end event; a timeout: halt
+            span = spans.steps.pop(step, NO_SPAN)
+            if event.outcome == "halt":
+                span.end("halt", error=event.error)
 
     def _step_span(self, spans: _RunSpans, step: str, tries: int | None) -> Span:
         """A try's span (``workflow.step.start`` now); without ``tries``, the span of a step
