@@ -108,6 +108,13 @@ EXPECTED: dict[str, list[Expectation]] = {
         "EnqueueInStepError: workflow step 'trigger_job' tried to insert a job",
         "ctx.enqueue_after_success(Worker.new(...))",
     ],
+    "saga_composition": [
+        "book B-2: ROLLBACK (account shop-eu is frozen)",
+        "undone, newest first: pay.otherwise.send_invoice",
+        re.compile(r"job \d+: scheduled, parked on run \d+ \(step approve\); run \d+: halted"),
+        "pay C-3: card charged 800 (ticket-C-3)",
+        "approve of C-3 1x",
+    ],
     "analytics_agent": [
         "p-revenue ('weekly revenue by region'): prompt completed",
         "summarize compensated",
@@ -150,7 +157,7 @@ def run_example(name: str) -> str:
     return done.stdout
 
 
-READ_TWICE = ("exponential_backoff", "final_attempt")
+READ_TWICE = ("exponential_backoff", "final_attempt", "saga_composition")
 """Examples that another test below reads too."""
 
 

@@ -14,7 +14,7 @@ from jobsaga import App, StepContext, Workflow, WorkflowWorker, step
 from jobsaga.errors import ArgsError, WorkflowInputError
 from jobsaga.results import Complete
 from jobsaga.testing import perform_job, run_workflow
-from jobsaga.workflow.running import validate_context
+from jobsaga.workflow.inputs import validate_context
 
 UNKNOWN = "unknown field 'quantty' (did you mean 'quantity'?)"
 MISSING = "field 'quantity': Field required"

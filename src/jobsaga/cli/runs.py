@@ -20,6 +20,7 @@ from ..app import App
 from ..errors import RunStateError
 from ..workflow import Workflow, get_run, list_runs, roll_back_run
 from ..workflow.graph import dag_mermaid, dag_order
+from ..workflow.inputs import known_workflows
 from ..workflow.records import (
     ChildRun,
     FollowUpJob,
@@ -28,7 +29,6 @@ from ..workflow.records import (
     count_runs,
     follow_up_jobs,
 )
-from ..workflow.running import known_workflows
 from .configured import AppSource
 from .job_view import run_summary_json
 from .loading import import_user_module, importable_project

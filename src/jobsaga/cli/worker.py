@@ -157,7 +157,7 @@ def names_text(names: list[str], limit: int = 12) -> str:
 def banner(app: App, node: Node, config: NodeConfig, created: str | None) -> list[str]:
     """What the node will do, said at its start: name, database, queues, workers, workflows;
     and warnings for what is likely a mistake (no app, a database that was just created)."""
-    from ..workflow.running import known_workflows
+    from ..workflow.inputs import known_workflows
 
     workers = sorted(app.workers)
     workflows = sorted(known_workflows(app))

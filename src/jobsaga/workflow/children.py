@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from ..errors import RunAbandoned, RunLogUnwritable, StepFailure, WorkflowInputError
+from .inputs import validate_context, validate_inputs
 from .parts import ComposeStep, RecurseStep
 from .records import RunStatus, StepStatus
 from .runlog import ParentLink, RunLog, SqlRunLog
@@ -101,8 +102,6 @@ class ChildRunner:
     async def child_run(
         self, st: StepState, workflow: type[Workflow], inputs: Any, iteration: int
     ) -> RunResult:
-        from .running import validate_context, validate_inputs
-
         ex = self.ex
         checked = validate_inputs(workflow, inputs)
         context = ex.context.model_dump() if isinstance(ex.context, BaseModel) else ex.context
@@ -121,8 +120,6 @@ class ChildRunner:
         iteration: int,
         abandon: BaseException | None = None,
     ) -> Execution:
-        from .executor import Execution
-
         ex = self.ex
         link = ParentLink(ex.log.run_id, st.name, iteration)
         log: RunLog
@@ -135,7 +132,7 @@ class ChildRunner:
             )
         else:
             log = RunLog(workflow.name, parent=link)
-        child = Execution(
+        child = type(ex)(  # an Execution: this module sits below the executor
             ex.app,
             workflow,
             inputs,
@@ -196,23 +193,21 @@ class ChildRunner:
         found = sorted(
             (c for c in parent.children if c.parent_step == st.name), key=lambda c: c.iteration
         )
-        children = []
+        children: list[Execution] = []
         for record in found:
             run = await asyncio.to_thread(get_run, ex.app, record.id)
             if run is None:
                 continue
-            from .running import validate_context, validate_inputs
-
-            children.append(
-                self.execution(
-                    st,
-                    spec.workflow,
-                    validate_inputs(spec.workflow, run.inputs),
-                    validate_context(spec.workflow, run.context),
-                    record.iteration,
-                    abandon=cause,
+                children.append(
+                    self.execution(
+                        st,
+                        spec.workflow,
+                        validate_inputs(spec.workflow, run.inputs),
+                        validate_context(spec.workflow, run.context),
+                        record.iteration,
+                        abandon=cause,
+                    )
                 )
-            )
         return children
 
 

@@ -20,7 +20,7 @@ import textwrap
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from .graph import node_id, outcome_styles
+from .chart_ids import node_id, outcome_styles
 from .parts import (
     DEFAULT_BATCH_SIZE,
     CaseDef,
@@ -34,8 +34,8 @@ from .parts import (
 )
 
 if TYPE_CHECKING:
-    from .dsl import StepDef
     from .graph import WorkflowGraph
+    from .steps import StepDef
 
 Resolve = Callable[[str], str]
 """A name used in a scope (an input, an outer step, a map's element) -> its node id."""

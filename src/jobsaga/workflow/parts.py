@@ -50,10 +50,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import WorkflowDefinitionError
-from .dsl import Argument, StepDef, wiring
+from .steps import Argument, StepDef, parse_source, wiring
 
 if TYPE_CHECKING:
     from .dsl import Workflow
+
+GraphBuilder = Callable[..., Any]
+"""``WorkflowGraph.build``: (owner, steps, names around them, part=True) -> the DAG."""
 
 DEFAULT_BATCH_SIZE = 100
 ELEMENT = "element"
@@ -113,14 +116,13 @@ class Scope:
             used.update(spec.wait_for)
         return used - set(self.steps) - local
 
-    def build(self, outside: tuple[str, ...]) -> None:
-        """Check the body against the names visible around it and build its DAG."""
-        from .graph import WorkflowGraph
-
-        self.graph = WorkflowGraph.build(self.owner, self.steps, outside, part=True)
+    def build(self, outside: tuple[str, ...], build_graph: GraphBuilder) -> None:
+        """Check the body against the names visible around it and build its DAG (with the
+        workflow's builder, ``WorkflowGraph.build``, handed down: parts sit below it)."""
+        self.graph = build_graph(self.owner, self.steps, outside, part=True)
         for spec in self.steps.values():
             if isinstance(spec, PartStep):
-                spec.part.build(tuple(dict.fromkeys((*outside, *self.steps))))
+                spec.part.build(tuple(dict.fromkeys((*outside, *self.steps))), build_graph)
 
 
 def collect_body(owner: str, namespace: Mapping[str, Any]) -> dict[str, StepDef]:
@@ -181,9 +183,9 @@ class PartDef:
             names |= body.outer_names(self.local_names())
         return names
 
-    def build(self, outside: tuple[str, ...]) -> None:
+    def build(self, outside: tuple[str, ...], build_graph: GraphBuilder) -> None:
         for body in self.bodies():
-            body.build(tuple(dict.fromkeys((*outside, *self.local_names()))))
+            body.build(tuple(dict.fromkeys((*outside, *self.local_names()))), build_graph)
 
 
 class PartStep(StepDef):
@@ -305,12 +307,10 @@ class Map(Part):
         )
         if "over" not in options:
             raise WorkflowDefinitionError(f"{owner}: over= names the collection to map over")
-        from .dsl import _parse_source
-
         over = options["over"]
         if not isinstance(over, str):
             raise WorkflowDefinitionError(f"{owner}: over= takes a name ('load' or 'load.items')")
-        source, path = _parse_source(over, f"{owner}, over")
+        source, path = parse_source(over, f"{owner}, over")
         element = options.get("element", ELEMENT)
         if not (isinstance(element, str) and element.isidentifier()):
             raise WorkflowDefinitionError(f"{owner}: element= must be an identifier")
@@ -568,21 +568,20 @@ class RecurseStep(ComposeStep):
 
 
 def _child_workflow(workflow: Any, what: str) -> type[Workflow]:
-    from .dsl import Workflow
-
-    if not (isinstance(workflow, type) and issubclass(workflow, Workflow)):
+    # A Workflow class is recognised by what it has: the workflow class is built from parts,
+    # so this module cannot import it.
+    if not (isinstance(workflow, type) and isinstance(getattr(workflow, "steps", None), dict)):
         raise WorkflowDefinitionError(f"{what} takes a Workflow class, got {workflow!r}")
-    if workflow.graph is None:
+    if getattr(workflow, "graph", None) is None:
         raise WorkflowDefinitionError(f"{what}: workflow {workflow.__qualname__} is abstract")
-    return workflow
+    found: type[Workflow] = workflow
+    return found
 
 
 def _input_arguments(
     workflow: type[Workflow], inputs: Mapping[str, str] | None, what: str
 ) -> tuple[Argument, ...]:
     """The child's inputs, each wired to a name of the parent (its own name by default)."""
-    from .dsl import _parse_source
-
     mapping = dict(inputs) if inputs is not None else {n: n for n in workflow.input_names}
     unknown = sorted(set(mapping) - set(workflow.input_names))
     if unknown:
@@ -597,7 +596,7 @@ def _input_arguments(
                 f"{what} of {workflow.__qualname__}: input {name!r} takes a name of this "
                 f"workflow ('order' or 'load.order'), got {text!r}"
             )
-        source, path = _parse_source(text, f"{what} of {workflow.__qualname__}, {name}")
+        source, path = parse_source(text, f"{what} of {workflow.__qualname__}, {name}")
         arguments.append(Argument(name, source, path))
     return tuple(arguments)
 
@@ -640,8 +639,6 @@ class CollectStep(NamedLater):
     kind = "collect"
 
     def __init__(self, sources: Mapping[str, str], transform: Callable[..., Any] | None) -> None:
-        from .dsl import _parse_source
-
         if not sources:
             raise WorkflowDefinitionError("collect: name at least one value to gather")
         if transform is not None and not callable(transform):
@@ -664,7 +661,7 @@ class CollectStep(NamedLater):
         for key, text in sources.items():
             if not key.isidentifier():
                 raise WorkflowDefinitionError(f"collect: {key!r} is not an identifier")
-            source, path = _parse_source(text, f"collect, {key}")
+            source, path = parse_source(text, f"collect, {key}")
             arguments.append(Argument(key, source, path))
         self.arguments = tuple(arguments)
 

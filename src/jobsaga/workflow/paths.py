@@ -22,7 +22,7 @@ from pydantic import BaseModel
 
 from ..errors import StepArgumentError
 from ..suggest import did_you_mean
-from .dsl import Argument
+from .steps import Argument
 
 WALKS = "a path walks mappings, sequences and model fields"
 LISTED = 10

@@ -13,11 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .dsl import Argument
+from .steps import Argument
 
 if TYPE_CHECKING:
-    from .dsl import StepDef
     from .graph import WorkflowGraph
+    from .steps import StepDef
 
 STEP, INPUT, CONSTANT = 0, 1, 2
 

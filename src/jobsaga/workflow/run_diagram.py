@@ -18,10 +18,10 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .chart_ids import node_id, outcome_styles
 from .diagram import INDENT, case_title, child_title, escape, part_title
-from .dsl import StepDef
-from .graph import node_id, outcome_styles
 from .parts import CaseDef, ComposeStep, GroupDef, MapDef, PartStep, SwitchDef
+from .steps import StepDef
 
 if TYPE_CHECKING:
     from .graph import WorkflowGraph

@@ -9,10 +9,10 @@ from typing import Any
 
 from ..errors import RecordedError, WorkflowError
 from ..job import JobSpec
-from .dsl import StepDef
 from .plan import Binding, Instance
 from .records import RunRecord, RunStatus, StepRecord, StepStatus
 from .runlog import RunLog
+from .steps import StepDef
 
 COMPLETED = (StepStatus.SUCCEEDED, StepStatus.COMPENSATED)
 """Statuses of a step that ran to a result: undone on rollback if it has an undo."""

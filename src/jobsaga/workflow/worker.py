@@ -45,10 +45,11 @@ from ..results import Complete, Discard, Park
 from ..worker import Worker
 from .cancelling import DEFAULT_ROLLBACK_TIMEOUT
 from .dsl import Workflow
+from .inputs import check_workflow
 from .records import RunStatus, get_run, list_runs
 from .resuming import halted_step, park, unanswered_halt
 from .runlog import LOG_WRITE_TIMEOUT, append_event
-from .running import aroll_back_run, check_workflow, execute, retried_after
+from .running import aroll_back_run, execute, retried_after
 from .state import follow_ups_of
 
 if TYPE_CHECKING:
