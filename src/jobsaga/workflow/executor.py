@@ -70,7 +70,7 @@ from .plan import INPUT, STEP, Binding, Instance
 from .records import RunStatus, StepRecord, StepStatus
 from .results import Continue, Halt, Retry
 from .runlog import Resumed, RunLog
-from .scheduling import Slots, top_frame, top_level
+from .scheduling import Claim, Slots, top_frame, top_level
 from .state import (
     COMPLETED,
     DONE,
@@ -797,7 +797,7 @@ class Execution:
             finished.append(task)
             wake()
 
-        slots.listeners.add(wake)
+        claim = Claim(wake)
         self.wake = wake
         try:
             while True:
@@ -805,7 +805,7 @@ class Execution:
                     _, name = ready[0]
                     st = states[name]
                     takes_slot = not self.is_child_step(st)
-                    if takes_slot and not slots.take():
+                    if takes_slot and not slots.take(claim):
                         break  # a slot frees when a step of this run (or its family) ends
                     heapq.heappop(ready)
                     task = loop.create_task(self.run_node(st))
@@ -813,6 +813,8 @@ class Execution:
                     running[task] = name
                     if takes_slot:
                         slotted.add(task)
+                if claim.granted and not (ready and self.can_start()):
+                    slots.hand_back(claim)
                 if not running and not (ready and self.can_start()):
                     return
                 if not finished:
@@ -849,7 +851,7 @@ class Execution:
                         self.fail_parts(st)
         finally:
             self.wake = None
-            slots.listeners.discard(wake)
+            slots.leave(claim)
             for task in running:
                 task.cancel()
                 if task in slotted:

@@ -17,6 +17,7 @@ spans exactly the group's steps.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextvars
 import functools
 from concurrent.futures import ThreadPoolExecutor
@@ -46,7 +47,7 @@ class MapProgress:
 
     elements: list[Any]
     expanded: int = 0
-    waiting: list[Instance] = field(default_factory=list)
+    waiting: collections.deque[Instance] = field(default_factory=collections.deque)
     """Elements expanded but not admitted yet (beyond the map's max_concurrency)."""
     in_flight: int = 0
 
@@ -206,7 +207,7 @@ class PartRunner:
         assert isinstance(st.spec, PartStep) and isinstance(st.spec.part, MapDef)
         limit = st.spec.part.max_concurrency
         while progress.waiting and (limit is None or progress.in_flight < limit):
-            instance = progress.waiting.pop(0)
+            instance = progress.waiting.popleft()
             progress.in_flight += 1
             self.admit(instance)
 
@@ -242,10 +243,16 @@ class PartRunner:
         assert st.instances is not None and isinstance(st.spec, PartStep)
         part = st.spec.part
         progress = st.plan if isinstance(st.plan, MapProgress) else None
-        if any(not instance.admitted for instance in st.instances):
+        if progress is not None:  # counted as it goes: a map may have thousands of elements
+            if progress.waiting:
+                self.admit_all(st)
+                return
+            if progress.in_flight:
+                return
+        elif any(not instance.admitted for instance in st.instances):
             self.admit_all(st)
             return
-        if any(instance.left for instance in st.instances):
+        elif any(instance.left for instance in st.instances):
             return
         if (
             progress is not None
@@ -322,7 +329,7 @@ class PartRunner:
                 continue
             progress = st.plan if isinstance(st.plan, MapProgress) else None
             if progress is not None:
-                progress.waiting = []
+                progress.waiting = collections.deque()
                 progress.in_flight = 0
             started = 0
             for instance in st.instances:

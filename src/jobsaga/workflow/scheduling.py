@@ -3,6 +3,7 @@ runs it composes) and each workflow's top-level steps, bound once per class."""
 
 from __future__ import annotations
 
+import collections
 import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -42,27 +43,63 @@ def top_level(workflow: type[Workflow]) -> list[TopStep]:
     return found
 
 
+class Claim:
+    """One run's place in the queue for a slot of :class:`Slots` (its scheduler's)."""
+
+    __slots__ = ("wake", "granted", "queued", "active")
+
+    def __init__(self, wake: Callable[[], None]) -> None:
+        self.wake = wake
+        self.granted = 0
+        """Slots handed to this run by another that gave them back (already counted used)."""
+        self.queued = False
+        self.active = True
+
+
 class Slots:
     """A run's ``max_concurrency``: user code takes a slot while it runs. A composed child
     run takes from its parent's slots (the compose step itself holds none while its child
     runs, so a limit of 1 cannot deadlock), so a parent and its children together stay
-    within the parent's limit."""
+    within the parent's limit. A run that finds no slot queues; a slot given back goes to
+    the run first in the queue, woken alone (waking every run of a family at each step
+    cost a wake-up per run per step: quadratic in the number of children)."""
 
-    __slots__ = ("limit", "used", "listeners")
+    __slots__ = ("limit", "used", "queue")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.used = 0
-        self.listeners: set[Callable[[], None]] = set()
+        self.queue: collections.deque[Claim] = collections.deque()
 
-    def take(self) -> bool:
+    def take(self, claim: Claim) -> bool:
+        if claim.granted:
+            claim.granted -= 1
+            return True
         if self.used < self.limit:
             self.used += 1
             return True
+        if not claim.queued:
+            claim.queued = True
+            self.queue.append(claim)
         return False
 
     def give(self) -> None:
+        while self.queue:
+            claim = self.queue.popleft()
+            claim.queued = False
+            if claim.active:
+                claim.granted += 1  # the slot stays used: it changes hands
+                claim.wake()
+                return
         self.used -= 1
-        if len(self.listeners) > 1:  # another run's scheduler may be waiting for a slot
-            for wake in list(self.listeners):
-                wake()
+
+    def hand_back(self, claim: Claim) -> None:
+        """Slots handed to a run that has nothing to start with them go on."""
+        while claim.granted:
+            claim.granted -= 1
+            self.give()
+
+    def leave(self, claim: Claim) -> None:
+        """The run's scheduler ends: out of the queue, its handed slots given on."""
+        claim.active = False
+        self.hand_back(claim)
