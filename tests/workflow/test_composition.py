@@ -537,3 +537,20 @@ def test_part_options_are_checked_when_the_class_is_defined() -> None:
                     @step
                     def b(self, x: int) -> int:
                         return x
+
+
+class OrderFirst(Workflow, inputs=["x"]):
+    @step
+    def audit(self, x: int) -> None:
+        TRAIL.append("audit")
+
+    class book(Group):
+        @step(wait_for=["audit"])  # an outer step, for order only
+        def debit(self, x: int) -> int:
+            TRAIL.append("debit")
+            return x
+
+
+def test_wait_for_inside_a_part_may_name_an_outer_step(app: App) -> None:
+    result = run(app, OrderFirst, {"x": 3})
+    assert result.ok and result.value == 3 and TRAIL == ["audit", "debit"]

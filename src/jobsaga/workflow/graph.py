@@ -83,6 +83,8 @@ class WorkflowGraph:
                         f"{source!r}, which is neither an input nor a step ({known})"
                     )
             for waited in spec.wait_for:
+                if part and waited in inputs and waited not in steps:
+                    continue  # a step around the part: the part itself waits for it
                 if waited not in steps:
                     raise WorkflowDefinitionError(
                         f"{label}: step {name!r} waits for unknown step {waited!r} "
