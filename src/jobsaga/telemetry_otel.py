@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 __all__ = ["OtelBridge", "attach_otel"]
 
 HANDLER_ID = "jobsaga-otel"
-EVENTS = ("job.start", "job.stop", "job.exception", "workflow.*")
+JOB_EVENTS = ("job.start", "job.stop", "job.exception")
+EVENTS = (*JOB_EVENTS, "workflow.*")
 MAX_OPEN = 100_000
 """Open spans kept at most (a node that never reports an end must not grow without bound)."""
 
@@ -50,6 +51,12 @@ class OtelBridge:
         self._runs: dict[Any, Span] = {}
         self._steps: dict[tuple[Any, str], Span] = {}
         self._lock = threading.Lock()
+
+    def job_span(self, job_id: int, attempt: int) -> Span | None:
+        """The open span of a job's attempt (``OpenTelemetryMiddleware(job_spans=bridge)``
+        nests a saga's run under it)."""
+        with self._lock:
+            return self._jobs.get((job_id, attempt))
 
     # --- the handler ----------------------------------------------------------------------
 
@@ -201,8 +208,17 @@ def _describe(error: Any) -> str:
     return str(error) if error is not None else "error"
 
 
-def attach_otel(app: AppCore, *, tracer_provider: trace.TracerProvider | None = None) -> OtelBridge:
-    """Emit OpenTelemetry spans for ``app``'s jobs, workflow runs and steps."""
+def attach_otel(
+    app: AppCore,
+    *,
+    tracer_provider: trace.TracerProvider | None = None,
+    workflow_spans: bool = True,
+) -> OtelBridge:
+    """Emit OpenTelemetry spans for ``app``'s jobs, workflow runs and steps.
+
+    ``workflow_spans=False`` leaves sagas to ``OpenTelemetryMiddleware`` (which makes a
+    step's span current while its code runs): pass it the bridge as ``job_spans=`` so runs
+    nest under their job's span, and the two do not both draw each run."""
     bridge = OtelBridge(app, tracer_provider)
-    app.telemetry.attach(HANDLER_ID, EVENTS, bridge)
+    app.telemetry.attach(HANDLER_ID, EVENTS if workflow_spans else JOB_EVENTS, bridge)
     return bridge

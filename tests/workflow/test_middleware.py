@@ -902,3 +902,37 @@ def test_without_middleware_or_a_handler_a_run_builds_no_chain(
         "workflow.step.stop",
         "workflow.stop",
     ]
+
+
+def test_the_bridge_hands_job_spans_to_the_middleware_and_leaves_sagas_to_it(app: App) -> None:
+    """attach_otel(workflow_spans=False) + OpenTelemetryMiddleware(job_spans=bridge): one
+    span per run, nested under its job's span (no duplicate run spans from the bridge)."""
+    from jobsaga.telemetry_otel import attach_otel
+    from jobsaga.workflow import WorkflowWorker
+    from jobsaga.workflow.otel_middleware import OpenTelemetryMiddleware
+    from tests.helpers import wait_until
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    bridge = attach_otel(app, tracer_provider=provider, workflow_spans=False)
+    traced = OpenTelemetryMiddleware(tracer_provider=provider, job_spans=bridge)
+
+    class Traced(Workflow, inputs=["x"], middleware=[traced]):
+        @step
+        def double(self, x: int) -> int:
+            return x * 2
+
+    class TracedWorker(WorkflowWorker, workflow=Traced, name="traced.bridge.worker"):
+        pass
+
+    app.register(TracedWorker)
+    job = app.insert(TracedWorker.new({"x": 2}))
+    with app.node({"default": 1}, poll_interval=0.05).start_in_thread():
+        wait_until(lambda: app.count_jobs(ids=[job.id]) == {"completed": 1})
+        wait_until(lambda: any(s.name.startswith("job ") for s in exporter.get_finished_spans()))
+    spans = exporter.get_finished_spans()
+    runs = [s for s in spans if s.name.startswith("workflow ")]
+    jobs = [s for s in spans if s.name.startswith("job ")]
+    assert len(runs) == 1 and len(jobs) == 1
+    assert runs[0].parent is not None and runs[0].parent.span_id == jobs[0].context.span_id
