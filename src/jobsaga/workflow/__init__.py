@@ -6,6 +6,7 @@ workflow errors live with every other error in :mod:`jobsaga.errors`.
 
 from .context import StepContext
 from .dsl import Workflow, step
+from .middleware import Middleware, RunInfo, StepEvent
 from .parts import Case, Default, Group, Map, Switch, collect, compose, recurse
 from .records import (
     FAILED_STATUSES,
@@ -38,12 +39,15 @@ __all__ = [
     "Group",
     "Halt",
     "Map",
+    "Middleware",
     "ResumedRun",
     "Retry",
+    "RunInfo",
     "RunRecord",
     "RunResult",
     "RunStatus",
     "StepContext",
+    "StepEvent",
     "StepRecord",
     "StepStatus",
     "Switch",
