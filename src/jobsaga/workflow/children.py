@@ -13,16 +13,23 @@ trail) is the step's error.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from ..errors import RunAbandoned, RunLogUnwritable, StepFailure, WorkflowInputError
+from ..errors import (
+    RetryCancelled,
+    RunAbandoned,
+    RunLogUnwritable,
+    StepFailure,
+    WorkflowInputError,
+)
 from .inputs import validate_context, validate_inputs
 from .parts import ComposeStep, RecurseStep
-from .records import RunStatus, StepStatus
+from .records import RunStatus, StepStatus, get_run
 from .runlog import ParentLink, RunLog, SqlRunLog
 from .state import RunResult, StepState, brief
 
@@ -55,9 +62,22 @@ class ChildRunner:
         except Exception as exc:
             ex.fail(st, exc)
             return
+        # The child run's row names this run as its parent: this run's row (and the step's
+        # start) must be durable first, or a crash could leave a child no resumed parent finds.
+        if not await ex.log_allows(ex.log.seq):
+            return
         iteration = 0
         follow_ups: list[Any] = []
         while True:
+            if iteration and not ex.can_start():  # between two iterations of a recurse
+                if ex.log_failure is not None:
+                    return
+                if ex.failure is None:  # halting: the next iteration runs on resume
+                    st.status = StepStatus.PENDING
+                    ex.record(st, "step.interrupted", {"previous_status": "running"})
+                    return
+                ex.fail(st, RetryCancelled(st.name, None))  # done iterations: the rollback's
+                return
             try:
                 result = await self.child_run(st, spec.workflow, inputs, iteration)
             except RunLogUnwritable as exc:
@@ -145,25 +165,24 @@ class ChildRunner:
             abandon=abandon,
         )
         child.parent = ex
+        child.meta["job_id"] = ex.meta["job_id"]  # the parent's, also when it runs jobless
         return child
 
     # --- undo: the parent rolls back --------------------------------------------------------
 
-    async def undo(self, st: StepState) -> StepFailure | None:
-        """Roll back the child runs of a completed compose or recurse step, newest first."""
+    def rollback_cause(self) -> RunAbandoned:
         ex = self.ex
         assert ex.failure is not None
         parent = f"run {ex.log.run_id}" if ex.log.run_id is not None else "run"
-        cause = RunAbandoned(f"its parent {parent} is rolling back (step {ex.failure[0]!r} failed)")
-        children: list[Execution] = list(st.child or [])
-        if not children:
-            children = await self.recorded_children(st, cause)
+        step, error = ex.failure
+        why = str(error) if step.startswith("(") else f"step {step!r} failed"  # (cancelled)...
+        return RunAbandoned(f"its parent {parent} is rolling back ({why})")
+
+    async def undo(self, st: StepState) -> StepFailure | None:
+        """Roll back the child runs of a completed compose or recurse step, newest first."""
+        ex = self.ex
         st.undo_tries += 1
-        errors: list[BaseException] = []
-        for child in reversed(children):
-            result = await child.roll_back_as_child(cause)
-            if result.status is RunStatus.ROLLBACK_FAILED and result.error is not None:
-                errors.append(result.error)
+        _, errors = await self.roll_back_children(st)
         if not errors:
             st.status = StepStatus.UNDONE
             ex.record(st, "step.undone", {"undo_tries": st.undo_tries})
@@ -175,13 +194,35 @@ class ChildRunner:
         ex.record(st, "step.undo_failed", detail, error=error)
         return StepFailure(st.name, error)
 
+    async def undo_unfinished(self, st: StepState) -> tuple[int, list[StepFailure]]:
+        """A compose or recurse step that did not complete can still leave child runs whose
+        steps completed: a recurse that failed at a later iteration, a child that halted, an
+        attempt cut short while a child ran. The step is not undone (it did not complete),
+        but those children are rolled back with the parent."""
+        if st.tries == 0:
+            return 0, []  # never started: no child run
+        count, errors = await self.roll_back_children(st)
+        return count, [StepFailure(st.name, error) for error in errors]
+
+    async def roll_back_children(self, st: StepState) -> tuple[int, list[BaseException]]:
+        """Roll back, newest first, each of the step's child runs whose completed steps
+        stand (succeeded, halted, or left running); one that failed rolled itself back."""
+        cause = self.rollback_cause()
+        children: list[Execution] = [
+            child for child in st.child or [] if child.outcome in UNDO_CHILD_OUTCOMES
+        ]
+        if st.child is None:  # ran by an earlier attempt: found in the log
+            children = await self.recorded_children(st, cause)
+        errors: list[BaseException] = []
+        for child in reversed(children):
+            result = await child.roll_back_as_child(cause)
+            if result.status is RunStatus.ROLLBACK_FAILED and result.error is not None:
+                errors.append(result.error)
+        return len(children), errors
+
     async def recorded_children(self, st: StepState, cause: BaseException) -> list[Execution]:
-        """The child runs of a step completed by an earlier attempt (this one resumed the
-        parent), taken up from the log to be rolled back."""
-        import asyncio
-
-        from .records import get_run
-
+        """The child runs of a step an earlier attempt ran (this one resumed the parent)
+        whose completed steps stand, taken up from the log to be rolled back."""
         ex = self.ex
         spec = st.spec
         assert isinstance(spec, ComposeStep)
@@ -191,24 +232,36 @@ class ChildRunner:
         if parent is None:
             return []
         found = sorted(
-            (c for c in parent.children if c.parent_step == st.name), key=lambda c: c.iteration
+            (
+                c
+                for c in parent.children
+                if c.parent_step == st.name and c.status in UNDO_CHILD_STATUSES
+            ),
+            key=lambda c: c.iteration,
         )
         children: list[Execution] = []
         for record in found:
             run = await asyncio.to_thread(get_run, ex.app, record.id)
             if run is None:
                 continue
-                children.append(
-                    self.execution(
-                        st,
-                        spec.workflow,
-                        validate_inputs(spec.workflow, run.inputs),
-                        validate_context(spec.workflow, run.context),
-                        record.iteration,
-                        abandon=cause,
-                    )
+            children.append(
+                self.execution(
+                    st,
+                    spec.workflow,
+                    validate_inputs(spec.workflow, run.inputs),
+                    validate_context(spec.workflow, run.context, stored=True),
+                    record.iteration,
+                    abandon=cause,
                 )
+            )
         return children
+
+
+UNDO_CHILD_STATUSES = frozenset({"succeeded", "halted", "running", "rolling_back"})
+"""A child run in one of these has completed steps that stand (one that failed rolled itself
+back)."""
+UNDO_CHILD_OUTCOMES = frozenset({RunStatus.SUCCEEDED, RunStatus.HALTED, None})
+"""The same for a child run of this attempt: None, cut short before it ended."""
 
 
 async def _ask(fn: Any, value: Any) -> Any:

@@ -93,6 +93,8 @@ CANCELLED = "(cancelled)"
 """The step name the rollback of a run whose job was cancelled is recorded under."""
 TIMED_OUT = "(timeout)"
 """The step name the rollback of a run that overran its ``timeout`` is recorded under."""
+UNDO_SETTLED = (*COMPLETED, StepStatus.UNDONE, StepStatus.UNDO_FAILED)
+"""A compose step in one of these has its children undone by its own undo (or had them)."""
 ENQUEUED_BY_RUN = "enqueued_by_run"
 """The meta key of a follow-up job naming the run that enqueued it."""
 INTERRUPT_FLUSH_TIMEOUT = 5.0
@@ -164,6 +166,8 @@ class Execution:
         self.in_threads: set[str] = set()
         """Steps whose user code runs in a thread right now (it cannot be cancelled)."""
         self.opened = False
+        self.outcome: RunStatus | None = None
+        """How the run ended (None until it did, and when it was cut short)."""
         self.cancelled: BaseException | None = None
         """Set by :meth:`stop`: why the run was stopped."""
         self.log_failure: RunLogUnwritable | None = None
@@ -478,6 +482,7 @@ class Execution:
             and resumed.status == RunStatus.SUCCEEDED.value
             and self.abandon is None
         ):
+            self.outcome = RunStatus.SUCCEEDED
             return await self.already_succeeded(resumed)
         self.opened = True
         self.mw = self.middleware()
@@ -530,6 +535,7 @@ class Execution:
         finally:
             if self._threads is not None:
                 self._threads.shutdown(wait=False)
+        self.outcome = result.status
         self.ended(result)
         return result
 
@@ -585,6 +591,9 @@ class Execution:
                 detail["inputs"] = self.log.encode_result(self.inputs, "the inputs")
         self.log.event("run.resumed", now, detail=detail)
         records = dict(resumed.steps)
+        rolling_back_found = resumed.status == RunStatus.ROLLING_BACK.value or any(
+            record.status == StepStatus.FAILED.value for record in records.values()
+        )
         failed: tuple[str, BaseException] | None = None
         done: list[tuple[int, str]] = []
         while True:
@@ -594,7 +603,7 @@ class Execution:
                     continue
                 record = records.pop(name)
                 failed = self.restore_step(st, record, resumed, done, failed)
-            if not self.parts.reopen(records):
+            if not self.parts.reopen(records, resumed.plans, rolling_back_found):
                 break
         self.parts.after_restore()
         done.sort()
@@ -778,7 +787,9 @@ class Execution:
             elif st.status is StepStatus.RUNNING and st.instances is not None:
                 reopened.append(st)
         for st in reopened:
-            self.part_progress(st)  # a part a resumed run rebuilt: admits its steps
+            if st.instance is None or st.instance.admitted:
+                self.part_progress(st)  # a part a resumed run rebuilt: admits its steps
+            # (a part inside an instance not admitted yet moves on when that one is)
         ready = self.ready
         running = self.running
         slots = self.slots
@@ -902,6 +913,10 @@ class Execution:
             st = self.states[name]
             if isinstance(st.spec, ComposeStep) and st.child:
                 st.child[-1].stop(cause)  # its compose step then fails with its rollback
+            elif st.placement is not None and any(
+                n.startswith(st.name + ".") for n in self.in_threads
+            ):
+                pass  # an around group whose step runs in its thread: it stops after it
             elif name not in self.in_threads and st.status is not StepStatus.RETRIED:
                 task.cancel()  # a step waiting to retry wakes up (stopping) and gives up
 
@@ -1212,6 +1227,13 @@ class Execution:
         await self.log.flush()
         undo_errors = list(self.previous_undo_errors)
         undone = [n for n, st in self.states.items() if st.status is StepStatus.UNDONE]
+        children_rolled_back = 0
+        for st in list(self.states.values()):
+            if isinstance(st.spec, ComposeStep) and st.status not in UNDO_SETTLED:
+                await self.undo_may_start()
+                count, failures = await self.children.undo_unfinished(st)
+                children_rolled_back += count
+                undo_errors += failures
         for name in reversed(self.completion):
             st = self.states[name]
             undoable = st.spec.undo_fn is not None or isinstance(st.spec, ComposeStep)
@@ -1224,7 +1246,7 @@ class Execution:
                 undo_errors.append(failure)
         if undo_errors:
             status = RunStatus.ROLLBACK_FAILED
-        elif undone:
+        elif undone or children_rolled_back:
             status = RunStatus.ROLLED_BACK
         else:
             status = RunStatus.FAILED
@@ -1248,13 +1270,18 @@ class Execution:
             self.workflow.name, self.log.run_id, status, error=workflow_error, log=self.log
         )
 
+    async def undo_may_start(self) -> None:
+        """Each undo starts once what came before is written (the previous undo's outcome
+        included): after a crash, only the undo that was running runs again."""
+        if not await self.log_allows(self.log.seq):
+            if self.log_failure is None:  # the log was closed: the attempt is over
+                raise asyncio.CancelledError
+            raise self.log_failure  # the rollback stops; the next attempt carries it on
+
     async def undo(self, st: StepState) -> StepFailure | None:
         spec, name = st.spec, st.name
         if isinstance(spec, ComposeStep):  # compose, recurse: its child runs are rolled back
-            if not await self.log_allows(self.log.seq):
-                if self.log_failure is None:
-                    raise asyncio.CancelledError
-                raise self.log_failure
+            await self.undo_may_start()
             return await self.children.undo(st)
         assert spec.undo_fn is not None
         while True:

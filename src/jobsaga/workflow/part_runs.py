@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import contextvars
 import functools
 from concurrent.futures import ThreadPoolExecutor
@@ -119,10 +120,14 @@ class PartRunner:
                     f"map {st.name!r} maps over {'.'.join((part.over.source, *part.over.path))}"
                     f", which is a {type(value).__name__}, not a list"
                 )
-            progress = MapProgress(list(value))
+            elements = list(value)
+            # Recorded with the map's start: a resumed run rebuilds these very elements,
+            # whatever the collection has become (a resume's new inputs).
+            collection = self.ex.log.encode_result(elements, f"the collection of map {st.name!r}")
+            progress = MapProgress(elements)
             st.plan = progress
             instances = self.expand(st, part, progress)
-            return {"elements": len(progress.elements)}, instances
+            return {"elements": len(elements), "collection": collection}, instances
         if isinstance(part, SwitchDef):
             for case in part.cases:
                 if case.when is None or await self.ask(st, case.when, frames):
@@ -264,7 +269,9 @@ class PartRunner:
             self.ex.record(st, "step.expanded", detail)
             self.admit_all(st)
             return
-        self.ex.push_ready(st)  # closes it
+        if not st.closing:
+            st.closing = True
+            self.ex.push_ready(st)  # closes it
 
     # --- a resumed run --------------------------------------------------------------------
 
@@ -276,9 +283,13 @@ class PartRunner:
         part = st.spec.part
         return not (isinstance(part, GroupDef) and part.around is not None)
 
-    def reopen(self, records: dict[str, Any]) -> bool:
+    def reopen(self, records: dict[str, Any], plans: dict[str, Any], rolling_back: bool) -> bool:
         """Rebuild the steps of parts the log shows started, so their records can be read
-        back into them; True when any was rebuilt (their own parts come next round)."""
+        back into them; True when any was rebuilt (their own parts come next round).
+
+        An ``around`` group that had not completed runs again from its first step when the
+        run goes on (its context, a transaction, did not complete); when the run is rolling
+        back, its steps are rebuilt too, so those that completed are undone."""
         rebuilt = False
         for st in list(self.ex.states.values()):
             if st.instances is not None or not isinstance(st.spec, PartStep):
@@ -289,24 +300,22 @@ class PartRunner:
             inside = [name for name in records if name.startswith(st.name + ".")]
             inside += [name for name in records if name.startswith(st.name + "[")]
             around = isinstance(part, GroupDef) and part.around is not None
-            if around and st.status is not StepStatus.SUCCEEDED:
+            if around and st.status is not StepStatus.SUCCEEDED and not rolling_back:
                 for name in inside:
                     records.pop(name)  # run again from the first step
                 continue
             if not inside and st.status is StepStatus.RUNNING:
                 st.status = StepStatus.PENDING  # nothing inside was recorded: open it again
                 continue
-            try:
-                st.instances = self.rebuild(st, part, inside)
-            except Exception:  # its collection cannot be read back: nothing to rebuild
-                st.instances = []
+            st.instances = self.rebuild(st, part, inside, plans.get(st.name))
             rebuilt = True
         return rebuilt
 
-    def rebuild(self, st: StepState, part: Any, inside: list[str]) -> list[Instance]:
+    def rebuild(
+        self, st: StepState, part: Any, inside: list[str], plan: dict[str, Any] | None
+    ) -> list[Instance]:
         if isinstance(part, MapDef):
-            (over,) = bind((part.over,), frames_of(st, self.top))
-            progress = MapProgress(list(self.ex.value_of(over)))
+            progress = MapProgress(self.recorded_elements(st, part, plan))
             st.plan = progress
             st.instances = []
             indexes = [int(name[len(st.name) + 1 :].split("]", 1)[0]) for name in inside]
@@ -319,6 +328,24 @@ class PartRunner:
             return [self.case_instance(st, part, case)]
         assert isinstance(part, GroupDef)
         return [self.instantiate(st, part.body, 0, f"{st.name}.", {})]
+
+    def recorded_elements(
+        self, st: StepState, part: MapDef, plan: dict[str, Any] | None
+    ) -> list[Any]:
+        """The elements a map started with: as the log recorded them, typed as the
+        collection reads now when it still holds the same values."""
+        current: list[Any] | None = None
+        with contextlib.suppress(Exception):  # what it maps over may not read back
+            (over,) = bind((part.over,), frames_of(st, self.top))
+            current = list(self.ex.value_of(over))
+        if plan is None:  # a run recorded before maps kept their collection
+            return current or []
+        recorded = list(plan["collection"])
+        if current is not None:
+            with contextlib.suppress(Exception):
+                if self.ex.log.encode_result(current, "the collection") == recorded:
+                    return current
+        return recorded
 
     def after_restore(self) -> None:
         """Count what each rebuilt instance has left; a map's elements with progress are

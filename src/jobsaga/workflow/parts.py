@@ -488,6 +488,14 @@ class Group(Part):
             first = "group's result" if hook == "after" else None
             hooks[hook] = Wired.of(fn, f"{owner}, {hook}", first=first) if fn else None
         body = Scope(owner, _body(cls), options.get("returns"))
+        if hooks["around"] is not None:
+            nested = [name for name, spec in body.steps.items() if spec.composite]
+            if nested:
+                raise WorkflowDefinitionError(
+                    f"{owner}: {nested} cannot sit in an around group, which runs plain steps "
+                    "one at a time where its context was entered; put the part or the "
+                    "composed workflow outside the group (before or after it)"
+                )
         part = GroupDef(cls.__name__, owner, body, hooks["before"], hooks["after"], hooks["around"])
         part.node.finish()
         return part

@@ -96,6 +96,9 @@ class Resumed:
     compensations: dict[str, int] = field(default_factory=dict)
     """How often each step's compensation ran (its ``step.compensate`` events), so a resumed
     compensation's ``ctx.tries`` goes on counting."""
+    plans: dict[str, Any] = field(default_factory=dict)
+    """What each map recorded when it started (its collection), so a resumed run rebuilds
+    the same elements even if what it maps over has changed since (a resume's new inputs)."""
 
 
 @dataclass(slots=True)
@@ -507,7 +510,7 @@ class SqlRunLog(RunLog):
                     if run.status == RunStatus.HALTED.value
                     else run.status,  # as resume_run left it
                     error=run.error,
-                    result=run.result,
+                    result=None if run.status == RunStatus.HALTED.value else run.result,
                     started_at=run.started_at,
                     finished_at=run.finished_at,
                 )
@@ -515,9 +518,18 @@ class SqlRunLog(RunLog):
                 for record in run.steps:
                     self.steps[record.step] = {k: getattr(record, k) for k in StepRecord.__slots__}
                 compensations: dict[str, int] = {}
+                plans: dict[str, Any] = {}
                 for event in run.events:
-                    if event.kind == "step.compensate" and event.step is not None:
+                    if event.step is None:
+                        continue
+                    if event.kind == "step.compensate":
                         compensations[event.step] = compensations.get(event.step, 0) + 1
+                    elif (
+                        event.kind == "step.started"
+                        and isinstance(event.detail, dict)
+                        and "collection" in event.detail
+                    ):
+                        plans[event.step] = event.detail
                 return Resumed(
                     run_id,
                     run.status,
@@ -525,6 +537,7 @@ class SqlRunLog(RunLog):
                     {s.step: s for s in run.steps},
                     run.result,
                     compensations,
+                    plans,
                 )
             row = tx.execute(
                 q["insert_run"],

@@ -85,6 +85,8 @@ class StepState:
     child: Any = None
     """A compose or recurse step's child runs (their executions) in this attempt; a part's
     telemetry span while it is open."""
+    closing: bool = False
+    """A part whose body is done is queued to close, once."""
     placement: Any = None
     """For a step of an ``around`` group: the thread and context the group entered."""
     status: StepStatus = StepStatus.PENDING

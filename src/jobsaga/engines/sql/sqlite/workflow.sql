@@ -38,10 +38,12 @@ LIMIT 1
 
 -- name: resume_run
 -- The takeover: the run is this attempt's from now on (writes of earlier attempts are fenced
--- off), and a halted run runs again.
+-- off), and a halted run runs again: its halt marker (result) goes in the same write, so a
+-- node that dies right after cannot leave a running run that looks still halting.
 UPDATE jobsaga_workflow_runs
 SET attempt = :attempt, updated_at = :now,
-    status = CASE WHEN status = 'halted' THEN 'running' ELSE status END
+    status = CASE WHEN status = 'halted' THEN 'running' ELSE status END,
+    result = CASE WHEN status = 'halted' THEN NULL ELSE result END
 WHERE id = :id
 
 -- name: insert_events
