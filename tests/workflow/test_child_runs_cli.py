@@ -82,7 +82,7 @@ def test_runs_show_links_parents_and_children(db_url: str, make_app: Callable[..
     assert "  loop  interrupted, outcome unknown" in out  # its child did not halt
     trail = out[out.index("trail (times UTC):") :]
     assert 'halted: {"amount": 5}' in trail
-    assert "run halted: the job's next attempt resumes it" in trail
+    assert "run halted: waits for a resume (jobsaga runs resume)" in trail
 
     out = show(ids["loop"])
     assert f"child of run {pid} (step 'loop', iteration 2)" in out

@@ -39,16 +39,31 @@ def halt_of(run: RunRecord) -> tuple[str | None, Any]:
     return None, None
 
 
+def halt_reason(run: RunRecord) -> str | None:
+    """Why a run halted without a step's ``Halt``: its run.halted event says (a timeout, a
+    child run that halted)."""
+    for event in reversed(run.events):
+        if event.kind == "run.halted":
+            reason = (event.detail or {}).get("reason")
+            return reason if isinstance(reason, str) else None
+        detail = event.detail or {}
+        if event.kind == "step.halted" and "child_run" in detail:
+            return f"its step {event.step!r} composed child run {detail['child_run']}, which halted"
+    return None
+
+
 def halted_lines(run: RunRecord, same_database: str = "") -> list[str]:
     """What ``runs show`` says of a halted run: the step that halted it and the value it
     halted with, and how it goes on (the job's next attempt, given inputs by ``runs
     resume``; a halted child run goes on with its parent)."""
     step, value = halt_of(run)
-    lines = [
-        f"halted by step {step!r}: {value_text(value)}"
-        if step is not None
-        else "halted (no halting step recorded)"
-    ]
+    reason = halt_reason(run)
+    if reason is not None:
+        lines = [f"halted: {reason}"]
+    elif step is not None:
+        lines = [f"halted by step {step!r}: {value_text(value)}"]
+    else:
+        lines = ["halted (no halting step recorded)"]
     if run.parent_step is not None and run.parent_run_id is not None:
         lines.append(
             f"  resumed with its parent run {run.parent_run_id}: "

@@ -83,7 +83,7 @@ def step_outcome(run: RunRecord, record: StepRecord) -> str:
         e.kind == "run.interrupted" and (last is None or e.seq > last.seq) for e in run.events
     )
     status = record.status
-    if status == "running" and run.status == RunStatus.HALTED.value:
+    if status in ("running", "pending") and run.status == RunStatus.HALTED.value:
         # a step that composed a saga which halted: it halted with it, and goes on with it
         for child in run.children:
             if child.parent_step == record.step and child.status == RunStatus.HALTED.value:
@@ -168,7 +168,14 @@ def describe(event: EventRecord) -> tuple[str, tuple[Any, ...] | None]:
     kind = event.kind
     tried = d.get("try")
     if kind == "step.started":
-        return ("started" if not tried or tried == 1 else f"started (try {tried})"), None
+        text = "started" if not tried or tried == 1 else f"started (try {tried})"
+        if "case" in d:
+            text += f": case {d['case']!r}"
+        elif "elements" in d:
+            text += f" over {d['elements']} element" + ("" if d["elements"] == 1 else "s")
+        return text, None
+    if kind == "step.expanded":
+        return f"next batch: elements up to {d.get('to')} of {d.get('elements')}", None
     if kind in ("step.succeeded", "step.compensated", "step.skipped"):
         what = kind.removeprefix("step.")
         return (f"{what} (try {tried})" if tried and tried > 1 else what), None
@@ -177,6 +184,8 @@ def describe(event: EventRecord) -> tuple[str, tuple[Any, ...] | None]:
         same = (d.get("error") or {}).get("type") if isinstance(d.get("error"), Mapping) else None
         return f"failed, retry in {seconds(d.get('delay', 0))}: {why}", ("retried", why, same)
     if kind == "step.failed":
+        if d.get("by"):  # a part, failed by a step inside it
+            return f"FAILED with {d['by']}: {_error(d)}", None
         return f"FAILED (try {tried}): {_error(d)}", None
     if kind == "step.compensate":
         text = f"compensation decided {d.get('outcome')} after {_error(d)}"
@@ -192,6 +201,11 @@ def describe(event: EventRecord) -> tuple[str, tuple[Any, ...] | None]:
     if kind == "step.undo_failed":
         return f"UNDO FAILED (undo try {d.get('undo_tries')}): {_error(d)}", None
     if kind == "step.interrupted":
+        if d.get("timeout"):
+            return (
+                f"ran past its timeout of {seconds(d['timeout'])}: the run halts, and the step "
+                "runs again when it is resumed"
+            ), None
         previous = d.get("previous_status")
         if previous == "retried":
             return "interrupted while waiting to retry", None
@@ -199,9 +213,19 @@ def describe(event: EventRecord) -> tuple[str, tuple[Any, ...] | None]:
     if kind == "run.interrupted":
         return "run interrupted (shutdown or timeout): the next attempt resumes it", None
     if kind == "step.halted":
+        if "child_run" in d:
+            return f"halted with its child run {d['child_run']}", None
         return f"halted: {value_text(d.get('value'))}", None
     if kind == "run.halted":
-        return "run halted: the job's next attempt resumes it", None
+        why = f" ({d['reason']})" if d.get("reason") else ""
+        return f"run halted{why}: waits for a resume (jobsaga runs resume)", None
+    if kind == "run.timed_out":
+        then = "halts" if d.get("then") == "halt" else "fails and rolls back"
+        return f"run timed out after {seconds(d.get('timeout', 0))}: it {then}", None
+    if kind == "run.resume_requested":
+        names = ", ".join(d.get("inputs") or []) or "none"
+        why = f" ({d['reason']})" if d.get("reason") else ""
+        return f"resume asked{why}, new inputs: {names}", None
     if kind == "run.resumed":
         by = f"run resumed by attempt {d.get('attempt', event.attempt)}"
         if d.get("after_halt"):

@@ -89,7 +89,8 @@ class ChildRunner:
             if result.status is RunStatus.HALTED:
                 st.status = StepStatus.PENDING  # runs again (and finds its child) on resume
                 ex.record(st, "step.halted", {"child_run": result.run_id})
-                ex.halt_now(None, result.value)
+                reason = f"its step {st.name!r} composed child run {result.run_id}, which halted"
+                ex.halt_now(None, result.value, reason=reason)
                 return
             if result.error is not None:
                 ex.fail(st, result.error)

@@ -145,6 +145,7 @@ class Execution:
         self.parent: Any = None
         """For a child run (compose, recurse): the parent's execution."""
         self.halt_stored: Any = None
+        self.halt_reason: str | None = None
         self.halt_deadline: float | None = None
         self.wake: Callable[[], None] | None = None
         """Wakes the scheduler (set while :meth:`forward` runs)."""
@@ -584,7 +585,8 @@ class Execution:
         are read back, level by level."""
         now = self.now()
         detail: dict[str, Any] = {"attempt": self.attempt}
-        after_halt = resumed.status == RunStatus.HALTED.value
+        # an operator's rollback of a halted run is no resume of it
+        after_halt = resumed.status == RunStatus.HALTED.value and self.abandon is None
         if after_halt:
             detail["after_halt"] = True
             with contextlib.suppress(Exception):
@@ -625,6 +627,8 @@ class Execution:
                 st = self.states.get(halted) if isinstance(halted, str) else None
                 self.halt = (halted, st.value if st is not None else marker.get("value"))
                 self.halt_stored = marker.get("value")
+                reason = marker.get("reason")
+                self.halt_reason = reason if isinstance(reason, str) else None
         return False
 
     def restore_step(
@@ -673,14 +677,17 @@ class Execution:
         self.record(st, "step.halted", detail)
         self.halt_now(st.name, halt.value, stored)
 
-    def halt_now(self, step: str | None, value: Any, stored: Any = None) -> None:
+    def halt_now(
+        self, step: str | None, value: Any, stored: Any = None, reason: str | None = None
+    ) -> None:
         """Stop starting steps; those under way are awaited up to ``halt_timeout``. The
         marker in the run's row tells a resumed attempt that the run was halting."""
         if self.halt is not None or self.failure is not None:
             return
         self.halt = (step, value)
         self.halt_stored = stored
-        marker = {"halted_step": step, "value": stored}
+        self.halt_reason = reason
+        marker = {"halted_step": step, "value": stored, **({"reason": reason} if reason else {})}
         self.log.set_run(RunStatus.RUNNING.value, self.now(), result=marker)
         self.stopping.set()
         if self.wake is not None:
@@ -703,7 +710,10 @@ class Execution:
         step, value = self.halt
         now = self.now()
         marker = {"halted_step": step, "value": self.halt_stored}
-        self.log.event("run.halted", now, step=step, detail={"value": self.halt_stored})
+        detail: dict[str, Any] = {"value": self.halt_stored}
+        if self.halt_reason:
+            detail["reason"] = marker["reason"] = self.halt_reason
+        self.log.event("run.halted", now, step=step, detail=detail)
         self.log.set_run(RunStatus.HALTED.value, now, result=marker)
         await self.log.flush()
         return RunResult(
@@ -993,7 +1003,7 @@ class Execution:
                     st.status = StepStatus.PENDING  # not completed: it runs again on resume
                     detail = {"timeout": spec.timeout}
                     self.record(st, "step.interrupted", detail, error=exc, outcome="halt")
-                    self.halt_now(None, None)
+                    self.halt_now(None, None, reason=f"step {name!r} ran past its timeout")
                     return
                 error = exc
             except Exception as exc:
@@ -1190,7 +1200,9 @@ class Execution:
         detail = {"timeout": options.timeout, "then": options.on_timeout}
         self.log.event("run.timed_out", self.now(), detail=detail)
         if options.on_timeout == "halt":
-            self.halt_now(None, None)
+            self.halt_now(
+                None, None, reason=f"the run ran past its timeout of {options.timeout:g}s"
+            )
             return
         cause = RunTimeout(f"the run took longer than its timeout of {options.timeout:g}s")
         self.failure = (TIMED_OUT, cause)

@@ -168,7 +168,11 @@ class PartDef:
         return value
 
     def own_arguments(self) -> list[Argument]:
-        return [a for wired in self.own_wired() for a in wired.arguments]
+        return [a for _, a in self.own_named()]
+
+    def own_named(self) -> list[tuple[str, Argument]]:
+        """The part's own arguments, each with where it is declared (for messages)."""
+        return [("its hooks", a) for wired in self.own_wired() for a in wired.arguments]
 
     def bodies(self) -> list[Scope]:
         return []
@@ -184,6 +188,16 @@ class PartDef:
         return names
 
     def build(self, outside: tuple[str, ...], build_graph: GraphBuilder) -> None:
+        from ..suggest import did_you_mean
+
+        for what, argument in self.own_named():
+            if argument.source not in outside:
+                hint = did_you_mean(argument.source, outside)
+                raise WorkflowDefinitionError(
+                    f"{self.owner}, {what}: {argument.param!r} names {argument.source!r}, "
+                    "which is neither an input nor a step around it"
+                    + (f"; {hint}" if hint else f" (names around it: {list(outside)})")
+                )
         for body in self.bodies():
             body.build(tuple(dict.fromkeys((*outside, *self.local_names()))), build_graph)
 
@@ -239,9 +253,11 @@ def _unknown_options(owner: str, options: dict[str, Any], known: tuple[str, ...]
 
     for key in options:
         if key not in known:
+            hint = did_you_mean(key, known)
             raise WorkflowDefinitionError(
-                f"{owner}: unknown option {key!r}{did_you_mean(key, known)} "
-                f"(options: {', '.join(known)})"
+                f"{owner}: unknown option {key!r}"
+                + (f": {hint}" if hint else "")
+                + f" (options: {', '.join(known) or 'none'})"
             )
 
 
@@ -272,8 +288,8 @@ class MapDef(PartDef):
         self.batch_size = batch_size
         self.max_concurrency = max_concurrency
 
-    def own_arguments(self) -> list[Argument]:
-        return [self.over]
+    def own_named(self) -> list[tuple[str, Argument]]:
+        return [("over", self.over)]
 
     def bodies(self) -> list[Scope]:
         return [self.body]
@@ -350,6 +366,14 @@ class SwitchDef(PartDef):
 
     def own_wired(self) -> list[Wired]:
         return [case.when for case in self.cases if case.when is not None]
+
+    def own_named(self) -> list[tuple[str, Argument]]:
+        return [
+            (f"case {case.name!r}, when", a)
+            for case in self.cases
+            if case.when is not None
+            for a in case.when.arguments
+        ]
 
     def bodies(self) -> list[Scope]:
         return [case.body for case in self.cases]
@@ -456,6 +480,10 @@ class GroupDef(PartDef):
 
     def own_wired(self) -> list[Wired]:
         return [w for w in (self.before, self.after, self.around) if w is not None]
+
+    def own_named(self) -> list[tuple[str, Argument]]:
+        hooks = (("before", self.before), ("after", self.after), ("around", self.around))
+        return [(hook, a) for hook, wired in hooks if wired is not None for a in wired.arguments]
 
     def bodies(self) -> list[Scope]:
         return [self.body]
@@ -596,6 +624,18 @@ def _input_arguments(
         raise WorkflowDefinitionError(
             f"{what} of {workflow.__qualname__}: {unknown} are not its inputs "
             f"(inputs: {list(workflow.input_names)})"
+        )
+    model = workflow.Inputs
+    required = (
+        [name for name, field in model.model_fields.items() if field.is_required()]
+        if model is not None
+        else list(workflow.input_names)
+    )
+    unwired = [name for name in required if name not in mapping]
+    if unwired:
+        raise WorkflowDefinitionError(
+            f"{what} of {workflow.__qualname__}: its input(s) {unwired} are not given and have "
+            f"no default; wire them in inputs= (inputs given: {sorted(mapping)})"
         )
     arguments = []
     for name, text in mapping.items():

@@ -141,9 +141,11 @@ async def aroll_back_run(
     if run.job_id is not None and not force:
         job = await asyncio.to_thread(app.get_job, run.job_id)
         if job is not None and job.state not in (JobState.DISCARDED, JobState.CANCELLED):
+            parked = job.meta.get("halted_run") == run_id
+            state = "parked waiting for a resume" if parked else job.state.value
             raise RunStateError(
-                f"run {run_id} belongs to job {job.id}, which is {job.state.value}: its next "
-                "attempt resumes the run. Cancel the job first, or force the rollback."
+                f"run {run_id} belongs to job {job.id}, which is {state}: its next attempt "
+                "resumes the run. Cancel the job first, or force the rollback (--force)."
             )
     log = SqlRunLog(
         workflow.name, engine=app.engine, resume_id=run_id, write_timeout=log_write_timeout
