@@ -90,7 +90,10 @@ def test_kill_between_the_run_halting_and_the_job_parking(
     nodes = make_nodes(db_url, app=APP)
     probe.context = lambda: nodes.log("victim") + nodes.log("rescuer")
     job = app.insert(HaltSagaWorker.new({"order": "o-2"}))
-    victim = nodes.start("victim", {"saga": 2, "work": 2}, env={"JOBSAGA_HALT_KILL": "1"})
+    # not waited for ready: it may halt the run and kill itself before its heartbeat lands
+    victim = nodes.start(
+        "victim", {"saga": 2, "work": 2}, env={"JOBSAGA_HALT_KILL": "1"}, wait=None
+    )
     victim.process.wait(30)  # it kills itself once the run has halted
     assert ["killed", str(job.id)] == read_log(nodes.chaos_log)[-1][:2]
     assert run_status(app, job.id) == "halted"
