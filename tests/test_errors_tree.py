@@ -82,7 +82,7 @@ RAISE_ALLOWED: dict[tuple[str, str, str], str] = {
         "a run that neither failed nor halted left a step behind: a scheduler bug, which must "
         "fail the attempt loudly rather than pass as a success"
     ),
-    ("jobsaga.workflow.executor", "*", "asyncio.exceptions.CancelledError"): (
+    ("jobsaga.workflow.endings", "*", "asyncio.exceptions.CancelledError"): (
         "the run log was closed under a rollback: the attempt is over and ends as a "
         "cancelled task ends, which no step's `except Exception` may swallow"
     ),

@@ -36,7 +36,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import JobCancelled
 from ..job import JobState
-from .executor import INTERRUPT_FLUSH_TIMEOUT, Execution
+from .executor import Execution
+from .restoring import INTERRUPT_FLUSH_TIMEOUT
 from .state import RunResult
 
 if TYPE_CHECKING:

@@ -37,7 +37,6 @@ import functools
 import heapq
 import inspect
 import logging
-import math
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -45,9 +44,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, cast
 
 from .. import _context
-from ..backoff import STEP_BACKOFF, Backoff, retry_delay
 from ..errors import (
-    RecordedError,
     RetriesExhausted,
     RetryCancelled,
     RunLogUnwritable,
@@ -55,31 +52,30 @@ from ..errors import (
     StepFailure,
     StepResultError,
     StepTimeout,
-    WorkflowError,
 )
 from ..job import Job, JobSpec
 from .children import ChildRunner
 from .context import StepContext
 from .dsl import StepDef, Workflow
 from .encoding import error_json
+from .endings import roll_back, succeed
 from .middleware import MiddlewareChain, RunInfo, StepCode, StepEvent, StepEventKind
 from .part_runs import PartRunner, Placement, halt_in_around_error
 from .parts import ComposeStep, PartStep
 from .paths import follow_path
 from .plan import INPUT, STEP, Binding, Instance
-from .records import RunStatus, StepRecord, StepStatus
+from .records import RunStatus, StepStatus
+from .restoring import INTERRUPT_FLUSH_TIMEOUT, already_succeeded, restore
 from .results import Continue, Halt, Retry
-from .runlog import Resumed, RunLog
+from .runlog import RunLog
 from .scheduling import Claim, Slots, top_frame, top_level
 from .state import (
-    COMPLETED,
     DONE,
     RunResult,
     StepState,
     brief,
-    follow_ups_of,
-    spec_from_json,
 )
+from .steps import step_delay
 from .telemetry_middleware import TelemetryMiddleware
 
 if TYPE_CHECKING:
@@ -93,12 +89,8 @@ CANCELLED = "(cancelled)"
 """The step name the rollback of a run whose job was cancelled is recorded under."""
 TIMED_OUT = "(timeout)"
 """The step name the rollback of a run that overran its ``timeout`` is recorded under."""
-UNDO_SETTLED = (*COMPLETED, StepStatus.UNDONE, StepStatus.UNDO_FAILED)
-"""A compose step in one of these has its children undone by its own undo (or had them)."""
 ENQUEUED_BY_RUN = "enqueued_by_run"
 """The meta key of a follow-up job naming the run that enqueued it."""
-INTERRUPT_FLUSH_TIMEOUT = 5.0
-"""Seconds an interrupted run may spend writing its log before giving up."""
 NO_MIDDLEWARE = MiddlewareChain()
 
 
@@ -484,14 +476,14 @@ class Execution:
             and self.abandon is None
         ):
             self.outcome = RunStatus.SUCCEEDED
-            return await self.already_succeeded(resumed)
+            return await already_succeeded(self, resumed)
         self.opened = True
         self.mw = self.middleware()
         self.run_info = self.info(resumed is not None)  # a child run's names it as its parent
         if self.mw:
             self.mw.run_started(self.run_info)
         try:
-            rolling_back = self.restore(resumed) if resumed is not None else False
+            rolling_back = restore(self, resumed) if resumed is not None else False
             if self.cancelled is not None:  # stopped while the log was being opened
                 self.record_stop()
             if self.abandon is not None and not rolling_back:
@@ -514,12 +506,12 @@ class Execution:
             if self.log_failure is not None:
                 raise self.log_failure
             if self.failure is not None:
-                result = await self.roll_back()
+                result = await roll_back(self)
             elif self.halt is not None:
                 result = await self.halted()
             else:
                 self.check_all_done()
-                result = await self.succeed()
+                result = await succeed(self)
         except asyncio.CancelledError as cancelled:
             # Cut short (job timeout, node shutdown): leave the run resumable, with what is
             # known written down before the next attempt reads it.
@@ -576,98 +568,6 @@ class Execution:
         left = [name for name, st in self.states.items() if st.status not in DONE]
         if left:
             raise AssertionError(f"run {self.log.run_id}: steps never ran: {left[:5]}")
-
-    def restore(self, resumed: Resumed) -> bool:
-        """Take over what an earlier attempt recorded; True when a rollback was under way.
-
-        The steps of parts are rebuilt as the parts had built them (a map's elements from
-        its collection, a switch's case from the steps it recorded) before their records
-        are read back, level by level."""
-        now = self.now()
-        detail: dict[str, Any] = {"attempt": self.attempt}
-        # an operator's rollback of a halted run is no resume of it
-        after_halt = resumed.status == RunStatus.HALTED.value and self.abandon is None
-        if after_halt:
-            detail["after_halt"] = True
-            with contextlib.suppress(Exception):
-                detail["inputs"] = self.log.encode_result(self.inputs, "the inputs")
-        self.log.event("run.resumed", now, detail=detail)
-        records = dict(resumed.steps)
-        rolling_back_found = resumed.status == RunStatus.ROLLING_BACK.value or any(
-            record.status == StepStatus.FAILED.value for record in records.values()
-        )
-        failed: tuple[str, BaseException] | None = None
-        done: list[tuple[int, str]] = []
-        while True:
-            for name in list(records):
-                st = self.states.get(name)
-                if st is None:  # a part's step (rebuilt below), or one the class lost
-                    continue
-                record = records.pop(name)
-                failed = self.restore_step(st, record, resumed, done, failed)
-            if not self.parts.reopen(records, resumed.plans, rolling_back_found):
-                break
-        self.parts.after_restore()
-        done.sort()
-        self.completion = [name for _, name in done]
-        self.completed_count = max((seq for seq, _ in done), default=0)
-        if resumed.status == RunStatus.ROLLING_BACK.value or failed is not None:
-            if failed is None:
-                error = resumed.error or {}
-                failed = (str(error.get("step", "?")), RecordedError(error))
-            self.failure = failed
-            return True
-        if after_halt:
-            self.log.set_run(RunStatus.RUNNING.value, now)
-        else:
-            marker = resumed.result if resumed.status == RunStatus.RUNNING.value else None
-            if isinstance(marker, dict) and "halted_step" in marker:
-                # The node died while the run was halting: it halts again (nothing new runs).
-                halted = marker.get("halted_step")
-                st = self.states.get(halted) if isinstance(halted, str) else None
-                self.halt = (halted, st.value if st is not None else marker.get("value"))
-                self.halt_stored = marker.get("value")
-                reason = marker.get("reason")
-                self.halt_reason = reason if isinstance(reason, str) else None
-        return False
-
-    def restore_step(
-        self,
-        st: StepState,
-        record: StepRecord,
-        resumed: Resumed,
-        done: list[tuple[int, str]],
-        failed: tuple[str, BaseException] | None,
-    ) -> tuple[str, BaseException] | None:
-        name = st.name
-        st.tries, st.undo_tries = record.tries, record.undo_tries
-        st.compensations = resumed.compensations.get(name, 0)
-        st.started_at, st.finished_at = record.started_at, record.finished_at
-        st.error = record.error
-        status = StepStatus(record.status)
-        if status in DONE or status in (StepStatus.UNDONE, StepStatus.UNDO_FAILED):
-            st.status = status
-            st.stored = record.result
-            st.value = None if status is StepStatus.SKIPPED else st.spec.restore(record.result)
-            st.follow_ups = [spec_from_json(s) for s in record.enqueue or ()]
-            st.completed_seq = record.completed_seq
-            if record.completed_seq is not None:
-                done.append((record.completed_seq, name))
-            if status is StepStatus.UNDO_FAILED and record.error is not None:
-                self.previous_undo_errors.append(StepFailure(name, RecordedError(record.error)))
-        elif status is StepStatus.FAILED:
-            st.status = status
-            st.exc = RecordedError(record.error or {})
-            if failed is None and not isinstance(st.spec, PartStep):
-                failed = (name, st.exc)
-        elif status in (StepStatus.RUNNING, StepStatus.RETRIED):
-            if self.parts.reopens(st):
-                st.status = StepStatus.RUNNING  # a part that had started: rebuilt below
-            else:
-                # Its outcome died with the previous node: run it again, tries continue.
-                st.status = StepStatus.PENDING
-                self.record(st, "step.interrupted", {"previous_status": status.value})
-        return failed
 
     def halted_by(self, st: StepState, halt: Halt, stored: Any) -> None:
         """A step returned ``Halt``: it completed with the halt value; the run halts."""
@@ -735,48 +635,7 @@ class Execution:
             self.failure = (ABANDONED, cause)
         detail = {"reason": str(cause), "type": type(cause).__name__}
         self.log.event("run.abandoned", self.now(), detail=detail)
-        return await self.roll_back()
-
-    async def already_succeeded(self, resumed: Resumed) -> RunResult:
-        """The job's run succeeded in an earlier attempt whose completion was never written
-        (its node died, or lost the database, between the run log's commit and the job's
-        acknowledgement). A succeeded run is final for its job: nothing runs again; the
-        attempt hands back the run's value and the follow-up jobs its steps registered (in
-        completion order, as the run returned them), which the job's completion inserts."""
-        follow_ups = follow_ups_of(resumed.steps.values())
-        value = resumed.result
-        record = resumed.steps.get(self.workflow.result_step())
-        if record is not None and record.status != StepStatus.SKIPPED.value:
-            with contextlib.suppress(Exception):  # a changed annotation: the JSON form then
-                value = self.states[record.step].spec.restore(record.result)
-        detail = {
-            "follow_ups": len(follow_ups),
-            "note": "the run had succeeded; the job's completion was lost (its node died or "
-            "lost the database) or the job was retried: completed without running a step",
-        }
-        self.log.event("run.already_succeeded", self.now(), detail=detail)
-        try:
-            # The event only explains; the completion must not hang on it, nor fail the
-            # attempt of a saga that succeeded. Written within the bound of an interrupt.
-            async with asyncio.timeout(INTERRUPT_FLUSH_TIMEOUT):
-                await self.log.flush()
-        except (Exception, asyncio.CancelledError) as exc:
-            self.log.close()  # nothing more from this attempt lands later
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-            logger.warning(
-                "run %s: its run.already_succeeded event was not written (%s)",
-                self.log.run_id,
-                exc,
-            )
-        return RunResult(
-            self.workflow.name,
-            self.log.run_id,
-            RunStatus.SUCCEEDED,
-            value=value,
-            follow_ups=follow_ups,
-            log=self.log,
-        )
+        return await roll_back(self)
 
     def can_start(self) -> bool:
         return self.failure is None and self.log_failure is None and self.halt is None
@@ -1211,150 +1070,6 @@ class Execution:
         if self.wake is not None:
             self.wake()
 
-    # --- endings --------------------------------------------------------------------------
-
-    async def succeed(self) -> RunResult:
-        final = self.states[self.workflow.result_step()]
-        self.log.set_run(RunStatus.SUCCEEDED.value, self.now(), result=final.stored, finished=True)
-        await self.log.flush()
-        follow_ups = tuple(
-            spec for name in self.completion for spec in self.states[name].follow_ups
-        )
-        return RunResult(
-            self.workflow.name,
-            self.log.run_id,
-            RunStatus.SUCCEEDED,
-            value=final.value,
-            follow_ups=follow_ups,
-            log=self.log,
-        )
-
-    async def roll_back(self) -> RunResult:
-        assert self.failure is not None
-        failed_step, error = self.failure
-        self.log.set_run(
-            RunStatus.ROLLING_BACK.value, self.now(), error=self.run_error(failed_step, error, [])
-        )
-        # Durable before any undo runs: an attempt that dies mid-rollback is resumed as one.
-        await self.log.flush()
-        undo_errors = list(self.previous_undo_errors)
-        undone = [n for n, st in self.states.items() if st.status is StepStatus.UNDONE]
-        children_rolled_back = 0
-        for st in list(self.states.values()):
-            if isinstance(st.spec, ComposeStep) and st.status not in UNDO_SETTLED:
-                await self.undo_may_start()
-                count, failures = await self.children.undo_unfinished(st)
-                children_rolled_back += count
-                undo_errors += failures
-        for name in reversed(self.completion):
-            st = self.states[name]
-            undoable = st.spec.undo_fn is not None or isinstance(st.spec, ComposeStep)
-            if not undoable or st.status not in COMPLETED:
-                continue
-            failure = await self.undo(st)
-            if failure is None:
-                undone.append(name)
-            else:
-                undo_errors.append(failure)
-        if undo_errors:
-            status = RunStatus.ROLLBACK_FAILED
-        elif undone or children_rolled_back:
-            status = RunStatus.ROLLED_BACK
-        else:
-            status = RunStatus.FAILED
-        self.log.set_run(
-            status.value,
-            self.now(),
-            error=self.run_error(failed_step, error, undo_errors),
-            finished=True,
-        )
-        await self.log.flush()
-        workflow_error = WorkflowError(
-            self.workflow.name,
-            failed_step,
-            error,
-            undo_errors=tuple(undo_errors),
-            other_errors=tuple(self.others),
-            undone=tuple(undone),
-            run_id=self.log.run_id,
-        )
-        return RunResult(
-            self.workflow.name, self.log.run_id, status, error=workflow_error, log=self.log
-        )
-
-    async def undo_may_start(self) -> None:
-        """Each undo starts once what came before is written (the previous undo's outcome
-        included): after a crash, only the undo that was running runs again."""
-        if not await self.log_allows(self.log.seq):
-            if self.log_failure is None:  # the log was closed: the attempt is over
-                raise asyncio.CancelledError
-            raise self.log_failure  # the rollback stops; the next attempt carries it on
-
-    async def undo(self, st: StepState) -> StepFailure | None:
-        spec, name = st.spec, st.name
-        if isinstance(spec, ComposeStep):  # compose, recurse: its child runs are rolled back
-            await self.undo_may_start()
-            return await self.children.undo(st)
-        assert spec.undo_fn is not None
-        while True:
-            # Each undo starts once what came before is written (the previous undo's
-            # outcome included): after a crash, only the undo that was running runs again.
-            if not await self.log_allows(self.log.seq):
-                if self.log_failure is None:  # the log was closed: the attempt is over
-                    raise asyncio.CancelledError
-                raise self.log_failure  # the rollback stops; the next attempt carries it on
-            st.undo_tries += 1
-            ctx = self.ctx(st, st.undo_tries)
-            error: BaseException | None = None
-            try:
-                kwargs = self.hook_kwargs(st, "undo", ctx)
-                outcome = await self.call(
-                    spec.undo_fn, (self.instance, st.value), kwargs, name, None, "undo"
-                )
-            except Exception as exc:
-                error = exc
-            else:
-                if not isinstance(outcome, Retry):
-                    st.status = StepStatus.UNDONE
-                    self.record(st, "step.undone", {"undo_tries": st.undo_tries})
-                    return None
-                if st.undo_tries <= spec.undo_retries:
-                    delay = (
-                        outcome.delay
-                        if outcome.delay is not None
-                        else step_delay(spec.backoff, st.undo_tries)
-                    )
-                    detail: dict[str, Any] = {"undo_tries": st.undo_tries, "delay": delay}
-                    if outcome.reason:
-                        detail["reason"] = outcome.reason
-                    self.log.event("step.undo_retried", self.now(), step=name, detail=detail)
-                    if self.mw.step_events:
-                        self.step_event(name, "step.undo_retried", detail)
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                    continue
-                error = RetriesExhausted(name, spec.undo_retries, None, what="undo of step")
-            st.status = StepStatus.UNDO_FAILED
-            st.error = {**error_json(error), "during": "undo"}
-            detail = {"undo_tries": st.undo_tries, "error": brief(error)}
-            self.record(st, "step.undo_failed", detail, error=error)
-            return StepFailure(name, error)
-
-    def run_error(
-        self, step: str, error: BaseException, undo_errors: list[StepFailure]
-    ) -> dict[str, Any]:
-        record = (
-            {"type": error.type_name, "message": error.message, "traceback": error.traceback_text}
-            if isinstance(error, RecordedError)
-            else error_json(error)
-        )
-        return {
-            "step": step,
-            **record,
-            "undo_errors": [{"step": f.step, **brief(f.error)} for f in undo_errors],
-            "other_errors": [{"step": f.step, **brief(f.error)} for f in self.others],
-        }
-
 
 def _call(fn: Callable[..., Any], *args: Any) -> Any:
     """``fn(*args)``: what ``Context.run`` does, in the current context."""
@@ -1366,11 +1081,3 @@ def is_coroutine_function(fn: Callable[..., Any]) -> bool:
     """``inspect.iscoroutinefunction``, asked once per function (steps, guards and hooks are
     called again and again, and the question walks the function's code flags each time)."""
     return inspect.iscoroutinefunction(fn)
-
-
-def step_delay(backoff: Backoff | None, tries: int) -> float:
-    """Seconds before a step's (or an undo's) next try. A curve that returns NaN retries at
-    once, as it always has for steps: NaN cannot be written to the run log, and a run that
-    cannot be recorded stops."""
-    seconds = retry_delay(backoff, tries, default=STEP_BACKOFF)
-    return 0.0 if math.isnan(seconds) else seconds

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 from pydantic import TypeAdapter, ValidationError
 
-from ..backoff import Backoff, delay_seconds
+from ..backoff import STEP_BACKOFF, Backoff, delay_seconds, retry_delay
 from ..errors import ConfigError, WorkflowDefinitionError
 
 DEFAULT_MAX_RETRIES = 5
@@ -330,3 +330,11 @@ def step(
         )
 
     return build(fn) if fn is not None else build
+
+
+def step_delay(backoff: Backoff | None, tries: int) -> float:
+    """Seconds before a step's (or an undo's) next try. A curve that returns NaN retries at
+    once, as it always has for steps: NaN cannot be written to the run log, and a run that
+    cannot be recorded stops."""
+    seconds = retry_delay(backoff, tries, default=STEP_BACKOFF)
+    return 0.0 if math.isnan(seconds) else seconds
