@@ -136,3 +136,45 @@ def test_mistakes_in_parts_are_named_where_they_are() -> None:
 
         class Unwired(Workflow, inputs=["other"]):
             kid = compose(Gate, inputs={})
+
+
+class Big(Workflow, inputs=["n"]):
+    @step
+    def load(self, n: int) -> list[int]:
+        return list(range(n))
+
+    class each(Map, over="load", element="i", max_concurrency=4):
+        @step
+        def pack(self, i: int) -> int:
+            return i
+
+        @pack.undo
+        def unpack(self, pack: int) -> None:
+            pass
+
+        @step
+        def label(self, pack: int) -> int:
+            if pack == 37:
+                raise RuntimeError("element 37 broke")
+            return pack
+
+
+def test_runs_show_lists_a_big_maps_elements_that_matter(
+    db_url: str, make_app: Callable[..., App]
+) -> None:
+    from jobsaga.testing import run_workflow
+
+    app = make_app()
+    result = run_workflow(Big, {"n": 50}, app=app)
+    out = show(db_url, result.run_id)
+    lines = out.splitlines()
+    names = [line.split()[0] for line in lines if line.startswith("  each[")]
+    assert names[:6] == [f"each[{i}].{s}" for i in range(3) for s in ("pack", "label")]
+    assert "each[37].label" in names and "each[20].pack" not in names
+    assert "each[38].pack" not in names  # never started: counted, not listed
+    assert "… elements 3-36, 38-49 of each not listed" in out
+    assert lines.index(next(line for line in lines if line.startswith("  each "))) < lines.index(
+        next(line for line in lines if line.startswith("  each[0].pack"))
+    )  # a part's steps right under it
+    verbose = CliRunner().invoke(cli, ["runs", "show", str(result.run_id), "--url", db_url, "-v"])
+    assert "each[20].pack" in verbose.output and "not listed" not in verbose.output

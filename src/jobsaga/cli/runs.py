@@ -270,6 +270,7 @@ def show_run(
     deps: dict[str, list[str]] = dict(run.dag or {})
     order = dag_order(deps, {s.step: s.position for s in run.steps}) if deps else list(records)
     order = [n for n in order if n in records] + [n for n in records if n not in order]
+    order, folded = place_part_steps(order, records, run, verbose)
     width = max((len(n) for n in order), default=4)
     unrecorded = False
     for name in order:
@@ -284,6 +285,8 @@ def show_run(
             lines.append(f"  {'':<{width}}    result {json.dumps(record.result)[:200]}")
         if record.error:
             lines.append(f"  {'':<{width}}    error {_error_text(record.error)}")
+        if name in folded:
+            lines.append(f"  {'':<{width}}    {folded[name]}")
     if unrecorded:
         silent = silent_attempts(run)
         live = run.status in (RunStatus.RUNNING.value, RunStatus.ROLLING_BACK.value)
@@ -387,6 +390,88 @@ def show_run(
         lines.append("")
         lines.extend(mermaid_lines(run, workflow, deps, order))
     return lines
+
+
+MAP_ELEMENTS_SHOWN = 3
+"""Elements of a map listed by ``runs show`` besides those that did not end ok (``-v``: all)."""
+
+
+def place_part_steps(
+    order: list[str], records: dict[str, Any], run: RunRecord, verbose: bool
+) -> tuple[list[str], dict[str, str]]:
+    """The steps of each part right after the part, in the order they were made (a map's
+    elements by index); a map of many elements shows its first few and every element that
+    did not end ok, and one line counting the others (``-v`` shows them all)."""
+    top = [n for n in order if _part_of(n) is None]
+    inside: dict[str, list[str]] = {}
+    for name in sorted(records, key=lambda n: records[n].position):
+        part = _part_of(name)
+        if part is not None:
+            inside.setdefault(part, []).append(name)
+    placed: list[str] = []
+    folded: dict[str, str] = {}
+    for name in top:
+        placed.append(name)
+        steps = inside.pop(name, [])
+        if not steps:
+            continue
+        shown, hidden = _fold_elements(name, steps, records, run, verbose)
+        placed += shown
+        if hidden:
+            outcomes: dict[str, int] = {}
+            for element in hidden.values():
+                for step in element:
+                    mark = step_outcome(run, records[step])
+                    outcomes[mark] = outcomes.get(mark, 0) + 1
+            said = ", ".join(f"{count} {mark}" for mark, count in sorted(outcomes.items()))
+            folded[shown[-1] if shown else name] = (
+                f"… elements {_ranges(sorted(hidden))} of {name} not listed, their steps: "
+                f"{said} (-v lists them)"
+            )
+    for steps in inside.values():  # a part the DAG did not name (the class changed since)
+        placed += steps
+    return placed, folded
+
+
+def _ranges(indexes: list[int]) -> str:
+    """``[3, 4, 5, 9]`` -> ``3-5, 9``."""
+    spans: list[list[int]] = []
+    for index in indexes:
+        if spans and index == spans[-1][1] + 1:
+            spans[-1][1] = index
+        else:
+            spans.append([index, index])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
+
+
+def _part_of(name: str) -> str | None:
+    """The top-level part a step of the run sits in (``each[3].pack`` -> ``each``)."""
+    cut = min((i for i in (name.find("."), name.find("[")) if i >= 0), default=-1)
+    return name[:cut] if cut > 0 else None
+
+
+def _fold_elements(
+    part: str, steps: list[str], records: dict[str, Any], run: RunRecord, verbose: bool
+) -> tuple[list[str], dict[int, list[str]]]:
+    elements: dict[int, list[str]] = {}
+    for step in steps:
+        if step.startswith(part + "["):
+            index = int(step[len(part) + 1 : step.index("]")])
+            elements.setdefault(index, []).append(step)
+    if verbose or len(elements) <= MAP_ELEMENTS_SHOWN * 3:
+        return steps, {}
+    settled = ("succeeded", "compensated", "skipped", "undone")
+    hidden = {
+        index: names
+        for index, names in elements.items()
+        if index >= MAP_ELEMENTS_SHOWN
+        and (
+            all(records[n].status in settled for n in names)
+            or all(step_outcome(run, records[n]) == "not started" for n in names)
+        )
+    }
+    hidden_names = {n for names in hidden.values() for n in names}
+    return [s for s in steps if s not in hidden_names], hidden
 
 
 def mermaid_lines(
