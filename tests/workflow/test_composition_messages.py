@@ -178,3 +178,53 @@ def test_runs_show_lists_a_big_maps_elements_that_matter(
     )  # a part's steps right under it
     verbose = CliRunner().invoke(cli, ["runs", "show", str(result.run_id), "--url", db_url, "-v"])
     assert "each[20].pack" in verbose.output and "not listed" not in verbose.output
+
+
+def test_more_definition_mistakes_are_named() -> None:
+    from jobsaga import Default, Group
+
+    with pytest.raises(WorkflowDefinitionError, match=r"one Default case at most \('a' and 'b'"):
+
+        class TwoDefaults(Workflow, inputs=["x"]):
+            class pick(Switch):
+                class a(Default):
+                    @step
+                    def one(self, x: int) -> int:
+                        return x
+
+                class b(Default):
+                    @step
+                    def two(self, x: int) -> int:
+                        return x
+
+    with pytest.raises(WorkflowDefinitionError, match=r"case 'loose' belongs in a Switch"):
+
+        class Loose(Workflow, inputs=["x"]):
+            class loose(Case, when=lambda x: True):
+                @step
+                def one(self, x: int) -> int:
+                    return x
+
+    with pytest.raises(WorkflowDefinitionError, match=r"duplicate step 'm'"):
+
+        class Twice(Workflow, inputs=["items"]):
+            @step
+            def m(self, items: list[int]) -> list[int]:
+                return items
+
+            class m(Map, over="items"):  # noqa: F811 - the mistake under test
+                @step
+                def touch(self, element: Any) -> Any:
+                    return element
+
+    with pytest.raises(WorkflowDefinitionError, match=r"waits for unknown step 'aduit'.*'audit'"):
+
+        class Waits(Workflow, inputs=["x"]):
+            @step
+            def audit(self, x: int) -> None:
+                return None
+
+            class book(Group):
+                @step(wait_for=["aduit"])
+                def debit(self, x: int) -> int:
+                    return x

@@ -136,12 +136,17 @@ RESERVED = frozenset(
 """Attributes of every workflow class, which a step method must not shadow."""
 
 
+def _is_part(value: Any) -> bool:
+    """A part's class (a nested Map, Switch, Group...), which is a step of the workflow."""
+    return isinstance(value, type) and getattr(value, "part", None) is not None
+
+
 class _StepNamespace(dict[str, Any]):
     """A class body namespace that refuses a second step under a name already taken."""
 
     def __setitem__(self, key: str, value: Any) -> None:
-        if isinstance(value, StepDef):
-            if isinstance(self.get(key), StepDef):
+        if isinstance(value, StepDef) or _is_part(value):
+            if isinstance(self.get(key), StepDef) or _is_part(self.get(key)):
                 raise WorkflowDefinitionError(f"duplicate step {key!r} in one workflow class")
             if key in RESERVED:
                 raise WorkflowDefinitionError(
@@ -232,12 +237,11 @@ class Workflow(metaclass=_WorkflowMeta):
         for attr, value in cls.__dict__.items():
             if isinstance(value, NamedLater):
                 value.rename(attr)
-            if (
-                isinstance(value, type)
-                and issubclass(value, Part)
-                and not issubclass(value, Case)
-                and value.part is not None
-            ):
+            if isinstance(value, type) and issubclass(value, Case) and value.part is not None:
+                raise WorkflowDefinitionError(
+                    f"workflow {cls.__qualname__}: case {attr!r} belongs in a Switch"
+                )
+            if isinstance(value, type) and issubclass(value, Part) and value.part is not None:
                 value = value.part.node
             if isinstance(value, StepDef):
                 if value.name in own:

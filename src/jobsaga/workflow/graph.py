@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import networkx as nx
 
 from ..errors import WorkflowDefinitionError
+from ..suggest import did_you_mean
 from .chart_ids import STYLES, node_id, outcome_styles
 
 __all__ = [
@@ -86,9 +87,12 @@ class WorkflowGraph:
                 if part and waited in inputs and waited not in steps:
                     continue  # a step around the part: the part itself waits for it
                 if waited not in steps:
+                    around = f"; names around it: {list(inputs)}" if part else ""
+                    hint = did_you_mean(waited, [*steps, *(inputs if part else ())])
                     raise WorkflowDefinitionError(
-                        f"{label}: step {name!r} waits for unknown step {waited!r} "
-                        f"(steps: {list(steps)})"
+                        f"{label}: step {name!r} waits for unknown step {waited!r}"
+                        + (f" ({hint})" if hint else "")
+                        + f" (steps: {list(steps)}{around})"
                     )
                 if not graph.has_edge(waited, name):
                     graph.add_edge(waited, name, kind="wait_for")

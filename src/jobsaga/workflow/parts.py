@@ -134,12 +134,9 @@ def collect_body(owner: str, namespace: Mapping[str, Any]) -> dict[str, StepDef]
             spec = value
             if isinstance(value, NamedLater):
                 value.rename(attr)
-        elif (
-            isinstance(value, type)
-            and issubclass(value, Part)
-            and not issubclass(value, Case)
-            and value.part is not None
-        ):
+        elif isinstance(value, type) and issubclass(value, Case) and value.part is not None:
+            raise WorkflowDefinitionError(f"{owner}: case {attr!r} belongs in a Switch")
+        elif isinstance(value, type) and issubclass(value, Part) and value.part is not None:
             spec = value.part.node
         if spec is None:
             continue
@@ -446,6 +443,11 @@ class Switch(Part):
                 holder = value.part
                 assert isinstance(holder, _CaseHolder)
                 if cases and cases[-1].when is None:
+                    if holder.case.when is None:
+                        raise WorkflowDefinitionError(
+                            f"{owner}: one Default case at most ({cases[-1].name!r} and "
+                            f"{attr!r} are both Default)"
+                        )
                     raise WorkflowDefinitionError(
                         f"{owner}: the Default case must come last (case {attr!r} follows it)"
                     )
