@@ -31,7 +31,7 @@ from ..errors import ArgsError, RunStateError, UnknownWorkerError, WorkflowInput
 from ..job import Job, JobState
 from ..results import Park
 from ..serialization import dumps, ensure_json_object
-from .records import RunRecord, RunStatus, get_run, list_runs
+from .records import RunRecord, RunStatus, get_run, list_runs, read_run
 from .runlog import append_event
 
 if TYPE_CHECKING:
@@ -144,8 +144,13 @@ def resume_run(
             )
         job = engine.row_to_job(rows[0])
         _check_parked(job, run_id)
+        # Read again under the job's lock: a resume that raced this one may have run the
+        # saga to a later halt since; the mark must name the halt this resume answers.
+        current = read_run(engine, tx, run_id)
+        if current is None or current.status != RunStatus.HALTED:
+            raise RunStateError(f"run {run_id} is no longer halted: not resumed")
         args, validated = _merged_args(app, job, given, run_id)
-        mark = {RESUMED_RUN: run_id, RESUMED_HALT: halt_mark(run)}
+        mark = {RESUMED_RUN: run_id, RESUMED_HALT: halt_mark(current)}
         updated = tx.execute(
             q["resume_parked_job"],
             {
