@@ -156,3 +156,55 @@ def test_a_path_reads_model_fields_but_not_its_methods(app: App) -> None:
     assert str(result.error.error).startswith(
         "argument 'method' wants load.model_dump: load (User) has no field 'model_dump'"
     )
+
+
+def test_a_path_the_return_annotation_rules_out_is_refused_when_the_class_is_defined() -> None:
+    """As the run would refuse it, but at import: a misspelt field of a declared model, a
+    path into a str; a path the annotation cannot settle (Any, a dict) is left to the run."""
+    from jobsaga import Workflow, step
+    from jobsaga.errors import WorkflowDefinitionError
+
+    with pytest.raises(
+        WorkflowDefinitionError,
+        match=r"wants load\.emial: load \(Account\) has no field 'emial' \(did you mean 'email'\?\)",
+    ):
+
+        class Misspelt(Workflow, inputs=["uid"]):
+            @step
+            def load(self, uid: str) -> Account:
+                return Account(email=uid, tags=[])
+
+            @step(args={"e": "load.emial"})
+            def send(self, e: str) -> None:
+                return None
+
+    with pytest.raises(WorkflowDefinitionError, match=r"load\.email is a str, which has no field"):
+
+        class IntoAStr(Workflow, inputs=["uid"]):
+            @step
+            def load(self, uid: str) -> Account:
+                return Account(email=uid, tags=[])
+
+            @step(args={"e": "load.email.upper"})
+            def send(self, e: str) -> None:
+                return None
+
+    class Settled(Workflow, inputs=["uid"]):  # fine: a declared field, an index, a dict
+        @step
+        def load(self, uid: str) -> Account:
+            return Account(email=uid, tags=[])
+
+        @step
+        def loose(self, uid: str) -> dict[str, Any]:
+            return {}
+
+        @step(args={"e": "load.email", "t": "load.tags.0", "x": "loose.anything.deep"})
+        def send(self, e: str, t: str, x: Any) -> None:
+            return None
+
+
+class Account(BaseModel):
+    """At module level: an annotation a step names must resolve where its module is."""
+
+    email: str
+    tags: list[str]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 
@@ -96,6 +96,7 @@ class WorkflowGraph:
                     )
                 if not graph.has_edge(waited, name):
                     graph.add_edge(waited, name, kind="wait_for")
+        _check_declared_paths(label, steps)
         if not nx.is_directed_acyclic_graph(graph):
             cycle = [edge[0] for edge in nx.find_cycle(graph)]
             path = " -> ".join([*cycle, cycle[0]])
@@ -166,3 +167,27 @@ def dag_mermaid(
         children=children,
         max_elements=MAX_ELEMENTS if max_elements is None else max_elements,
     )
+
+
+def _check_declared_paths(label: str, steps: Mapping[str, StepDef]) -> None:
+    """A sub-field path into a step's result that its return annotation says cannot exist
+    (a typo in a field name, a path into a ``str``) is an error now, not at run time."""
+    from .declared_paths import path_problem, return_type
+
+    declared: dict[str, Any] = {}
+    for name, spec in steps.items():
+        for argument in (*spec.arguments, *spec.where_arguments):
+            source = steps.get(argument.source)
+            if not argument.path or source is None or source.composite:
+                continue
+            if argument.source not in declared:
+                declared[argument.source] = return_type(source.fn)
+            problem = path_problem(declared[argument.source], argument.path)
+            if problem is not None:
+                depth, what = problem
+                wanted = ".".join((argument.source, *argument.path))
+                at = ".".join((argument.source, *argument.path[:depth]))
+                raise WorkflowDefinitionError(
+                    f"{label}: step {name!r} argument {argument.param!r} wants {wanted}: "
+                    f"{at} {what} (as step {argument.source!r} declares what it returns)"
+                )
