@@ -5,7 +5,6 @@ operator's rollback of a halted run as what it is, on both engines."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import re
 from collections.abc import Callable
 from typing import Any
@@ -13,15 +12,12 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from jobsaga import App, Case, Halt, Job, Map, Switch, Workflow, WorkflowWorker, compose, step
+from jobsaga import App, Case, Halt, Map, Switch, Workflow, WorkflowWorker, compose, step
 from jobsaga.cli.main import cli
 from jobsaga.errors import WorkflowDefinitionError
 from jobsaga.workflow import aroll_back_run, get_run
 from jobsaga.workflow.running import execute
-
-
-def attempt_of(job: Job[Any], attempt: int) -> Job[Any]:
-    return dataclasses.replace(job, attempt=attempt)
+from tests.workflow.attempts import attempt_of
 
 
 class Gate(Workflow, inputs=["room"]):

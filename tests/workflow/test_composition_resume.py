@@ -5,37 +5,19 @@ resumes with its halt value as the step's result; timeouts halt or fail as confi
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import dataclasses
 import time
 from typing import Any
 
-from jobsaga import App, Job, StepContext, Workflow, WorkflowWorker, step
+from jobsaga import App, StepContext, Workflow, WorkflowWorker, step
 from jobsaga.errors import RunTimeout, StepTimeout
 from jobsaga.workflow import RunStatus, get_run
 from jobsaga.workflow.parts import Map, compose
 from jobsaga.workflow.results import Halt
 from jobsaga.workflow.running import execute
+from tests.workflow.attempts import attempt_of, cut_short
 from tests.workflow.conftest import TRAIL
 
 hold: dict[str, asyncio.Event] = {}
-
-
-def attempt_of(job: Job[Any], attempt: int) -> Job[Any]:
-    return dataclasses.replace(job, attempt=attempt)
-
-
-async def cut_short(
-    app: App, workflow: type[Workflow], job: Job[Any], inputs: Any, at: str
-) -> None:
-    """Run attempt 1 until ``at`` is in the trail, then cancel it (a timeout, a shutdown)."""
-    task = asyncio.create_task(execute(app, workflow, inputs, job=attempt_of(job, 1)))
-    while at not in TRAIL:
-        await asyncio.sleep(0.005)
-    await asyncio.sleep(0.05)  # let the run log catch up, as a live node would
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
 
 
 class Pack(Workflow, inputs=["items"]):

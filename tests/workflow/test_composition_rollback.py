@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,7 +17,6 @@ from jobsaga import (
     App,
     Group,
     Halt,
-    Job,
     Map,
     StepContext,
     Workflow,
@@ -31,25 +29,10 @@ from jobsaga.errors import WorkflowDefinitionError
 from jobsaga.testing import run_workflow
 from jobsaga.workflow import RunStatus, aroll_back_run, get_run
 from jobsaga.workflow.running import execute
+from tests.workflow.attempts import attempt_of, cut_short
 from tests.workflow.conftest import TRAIL
 
 ATTEMPT = {"now": 1}
-
-
-def attempt_of(job: Job[Any], attempt: int) -> Job[Any]:
-    return dataclasses.replace(job, attempt=attempt)
-
-
-async def cut_short(
-    app: App, workflow: type[Workflow], job: Job[Any], inputs: Any, at: str
-) -> None:
-    task = asyncio.create_task(execute(app, workflow, inputs, job=attempt_of(job, 1)))
-    while at not in TRAIL:
-        await asyncio.sleep(0.005)
-    await asyncio.sleep(0.1)  # let the run log catch up, as a live node would
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
 
 
 @pytest.fixture(autouse=True)
