@@ -45,13 +45,9 @@ from typing import TYPE_CHECKING, Any, cast
 
 from .. import _context
 from ..errors import (
-    RetriesExhausted,
-    RetryCancelled,
     RunLogUnwritable,
     RunTimeout,
     StepFailure,
-    StepResultError,
-    StepTimeout,
 )
 from ..job import Job, JobSpec
 from .children import ChildRunner
@@ -60,13 +56,13 @@ from .dsl import StepDef, Workflow
 from .encoding import error_json
 from .endings import roll_back, succeed
 from .middleware import MiddlewareChain, RunInfo, StepCode, StepEvent, StepEventKind
-from .part_runs import PartRunner, Placement, halt_in_around_error
+from .part_runs import PartRunner, Placement
 from .parts import ComposeStep, PartStep
 from .paths import follow_path
 from .plan import INPUT, STEP, Binding, Instance
 from .records import RunStatus, StepStatus
 from .restoring import INTERRUPT_FLUSH_TIMEOUT, already_succeeded, restore
-from .results import Continue, Halt, Retry
+from .results import Halt
 from .runlog import RunLog
 from .scheduling import Claim, Slots, top_frame, top_level
 from .state import (
@@ -75,7 +71,7 @@ from .state import (
     StepState,
     brief,
 )
-from .steps import step_delay
+from .stepping import run_step
 from .telemetry_middleware import TelemetryMiddleware
 
 if TYPE_CHECKING:
@@ -411,7 +407,7 @@ class Execution:
     async def run_node(self, st: StepState) -> None:
         spec = st.spec
         if not spec.composite:
-            await self.run_step(st)
+            await run_step(self, st)
         elif isinstance(spec, PartStep):
             await self.parts.run(st)
         else:
@@ -815,192 +811,7 @@ class Execution:
         st.status = StepStatus.PENDING
         self.record(st, "step.interrupted", {"previous_status": previous.value, "stopped": True})
 
-    # --- one step -------------------------------------------------------------------------
-
-    async def run_step(self, st: StepState) -> None:
-        spec = st.spec
-        name = st.name
-        needed = max((self.states[p].recorded_seq for p in st.needs), default=0)
-        if not await self.log_allows(needed):
-            return
-        try:  # the guard and arguments are not a try
-            if spec.where_fn is not None:
-                ctx = self.ctx(st)
-                args = (self.instance,) if spec.where_is_method else ()
-                guard_kw = self.kwargs(st.guard_args, spec.where_context, ctx)
-                if not await self.call(spec.where_fn, args, guard_kw, name, st.placement, "guard"):
-                    st.status, st.value, st.finished_at = StepStatus.SKIPPED, None, self.now()
-                    self.record(st, "step.skipped", at=st.finished_at)
-                    st.recorded_seq = self.log.seq
-                    return
-            arguments = {b.param: self.value_of(b) for b in st.args}
-        except Exception as exc:
-            st.tries = max(st.tries, 1)
-            self.fail(st, exc)
-            return
-        while True:
-            if not self.log.ready(0) and not await self.log_allows():
-                return  # the run stops; this try never started
-            st.tries += 1
-            st.status = StepStatus.RUNNING
-            now = self.now()
-            st.started_at = st.started_at or now
-            self.record(st, "step.started", {"try": st.tries}, now)
-            kwargs = dict(arguments)
-            step_ctx = None  # made only for a step that takes it (follow-ups come through it)
-            if spec.context_param is not None:
-                kwargs[spec.context_param] = step_ctx = self.ctx(st)
-            error: BaseException | None = None
-            retry: Retry | None = None
-            try:
-                if spec.timeout is None:
-                    value = await self.call(spec.fn, (self.instance,), kwargs, name, st.placement)
-                else:
-                    value = await self.call_within(spec.timeout, st, kwargs)
-            except StepTimeout as exc:
-                if spec.on_timeout == "halt":
-                    st.status = StepStatus.PENDING  # not completed: it runs again on resume
-                    detail = {"timeout": spec.timeout}
-                    self.record(st, "step.interrupted", detail, error=exc, outcome="halt")
-                    self.halt_now(None, None, reason=f"step {name!r} ran past its timeout")
-                    return
-                error = exc
-            except Exception as exc:
-                error = exc
-            else:
-                if isinstance(value, Retry):
-                    retry = value
-                elif isinstance(value, Halt):
-                    if st.placement is not None:
-                        error = halt_in_around_error(name)
-                    else:
-                        try:
-                            stored = self.log.encode_result(
-                                value.value, f"the halt value of step {name!r}"
-                            )
-                        except StepResultError as exc:
-                            error = exc
-                        else:
-                            follow_ups = step_ctx.follow_ups if step_ctx is not None else []
-                            self.succeed_step(
-                                st, value.value, stored, follow_ups, StepStatus.SUCCEEDED
-                            )
-                            self.halted_by(st, value, stored)
-                            return
-                else:
-                    try:
-                        stored = self.log.encode_result(value, f"the result of step {name!r}")
-                    except StepResultError as exc:
-                        error = exc
-                    else:
-                        follow_ups = step_ctx.follow_ups if step_ctx is not None else []
-                        self.succeed_step(st, value, stored, follow_ups, StepStatus.SUCCEEDED)
-                        return
-            if retry is not None or isinstance(error, spec.retry_on):
-                if st.tries <= spec.max_retries:
-                    if await self.retry_later(st, error, retry):
-                        continue
-                    if self.log_failure is None and self.halt is None:
-                        self.fail(st, RetryCancelled(name, error))
-                    return
-                error = RetriesExhausted(name, spec.max_retries, error)
-            assert error is not None
-            if spec.compensate_fn is None:
-                self.fail(st, error)
-                return
-            outcome = await self.compensate(st, error)
-            if outcome == "retry":
-                continue
-            if outcome is None:
-                return
-
-    async def compensate(self, st: StepState, error: BaseException) -> str | None:
-        """Ask the step's compensation (part of the try); returns "retry" to run the
-        step again, else None once the step has been settled (succeeded with a value, or
-        failed)."""
-        spec, name = st.spec, st.name
-        if not await self.log_allows():
-            return None  # the run stops: the step is left as the log last recorded it
-        st.compensations += 1
-        ctx = self.ctx(st, st.compensations)
-        assert spec.compensate_fn is not None
-        try:
-            kwargs = self.hook_kwargs(st, "compensate", ctx)
-            decision = await self.call(
-                spec.compensate_fn, (self.instance, error), kwargs, name, st.placement, "compensate"
-            )
-        except Exception as exc:
-            self.compensated(st, "raised", error=exc, original=error)
-            self.fail(st, exc)
-            return None
-        if isinstance(decision, Retry):
-            if st.tries <= spec.max_retries:
-                self.compensated(st, "retry", original=error)
-                if await self.retry_later(st, error, decision):
-                    return "retry"
-                if self.log_failure is None and self.halt is None:
-                    self.fail(st, RetryCancelled(name, error))
-                return None
-            exhausted = RetriesExhausted(name, spec.max_retries, error)
-            self.compensated(st, "retry_refused", original=error)
-            self.fail(st, exhausted)
-            return None
-        if isinstance(decision, Continue):
-            try:
-                stored = self.log.encode_result(
-                    decision.value, f"the value compensation of step {name!r} continued with"
-                )
-            except StepResultError as exc:
-                self.fail(st, exc)
-                return None
-            self.compensated(st, "continue", original=error)
-            self.succeed_step(st, decision.value, stored, ctx.follow_ups, StepStatus.COMPENSATED)
-            return None
-        self.compensated(st, "fail", original=error)
-        self.fail(st, error)
-        return None
-
-    def compensated(
-        self,
-        st: StepState,
-        outcome: str,
-        *,
-        original: BaseException,
-        error: BaseException | None = None,
-    ) -> None:
-        detail: dict[str, Any] = {"outcome": outcome, "error": brief(original)}
-        if error is not None:
-            detail["raised"] = brief(error)
-        self.log.event("step.compensate", self.now(), step=st.name, detail=detail)
-        if self.mw.step_events:
-            self.step_event(st.name, "step.compensate", detail, original)
-
-    async def retry_later(
-        self, st: StepState, error: BaseException | None, retry: Retry | None
-    ) -> bool:
-        """End the try (``step.retried``) and wait out the backoff; False
-        when the workflow started failing meanwhile (a step waiting to retry has not
-        completed: it is not retried, and there is nothing to undo), or the run log gave up
-        (the run stops)."""
-        if not self.can_start():
-            return False
-        delay = (
-            retry.delay
-            if retry is not None and retry.delay is not None
-            else step_delay(st.spec.backoff, st.tries)
-        )
-        st.status = StepStatus.RETRIED
-        detail: dict[str, Any] = {"try": st.tries, "delay": delay}
-        if error is not None:
-            detail["error"] = brief(error)
-        if retry is not None and retry.reason:
-            detail["reason"] = retry.reason
-        self.record(st, "step.retried", detail, error=error)
-        if delay > 0:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
-                    await self.stopping.wait()
-        return self.can_start()
+    # --- one step (its tries: stepping.py) ------------------------------------------------
 
     def succeed_step(
         self,
@@ -1035,20 +846,6 @@ class Execution:
         st.status, st.exc, st.error = StepStatus.FAILED, error, error_json(error)
         st.finished_at = now = self.now()
         self.record(st, "step.failed", {"try": st.tries, "error": brief(error)}, now, error=error)
-
-    async def call_within(self, timeout: float, st: StepState, kwargs: dict[str, Any]) -> Any:
-        """A try of a step bounded by its ``timeout``: an ``async def`` step is cancelled, a
-        thread cannot be, so its result is dropped when it comes."""
-        window = asyncio.timeout(timeout)
-        try:
-            async with window:
-                return await self.call(st.spec.fn, (self.instance,), kwargs, st.name, st.placement)
-        except TimeoutError:
-            if not window.expired():
-                raise  # the step's own TimeoutError
-            raise StepTimeout(
-                f"step {st.name!r} ran longer than its timeout of {timeout:g}s (try {st.tries})"
-            ) from None
 
     def run_timed_out(self) -> None:
         """The run's ``timeout`` is over: it halts, or fails (and rolls back) with

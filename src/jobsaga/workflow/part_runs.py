@@ -446,7 +446,7 @@ class PartRunner:
                     stop_error = RetryCancelled(node.name, None)
                     break
                 if node.status is StepStatus.PENDING:
-                    await ex.run_step(node)
+                    await ex.run_node(node)
                 if node.status is StepStatus.FAILED:
                     failed = node
                     break
