@@ -62,9 +62,9 @@ class ChildRunner:
         except Exception as exc:
             ex.fail(st, exc)
             return
-        # The child run's row names this run as its parent: this run's row (and the step's
-        # start) must be durable first, or a crash could leave a child no resumed parent finds.
-        if not await ex.log_allows(ex.log.seq):
+        # The child run's row names this run as its parent: this run's row must be durable
+        # first, or a crash could leave a child no resumed parent finds.
+        if not ex.log.row_written and not await ex.log_allows(ex.log.seq):
             return
         iteration = 0
         follow_ups: list[Any] = []

@@ -123,6 +123,11 @@ class RunLog:
     def encode_result(self, value: Any, what: str) -> Any:
         return value
 
+    @property
+    def row_written(self) -> bool:
+        """The run's row is in the database (always, in memory): a child run may name it."""
+        return True
+
     def ready(self, seq: int) -> bool:
         """True when every transition up to event ``seq`` is durable and no write is failing:
         user code may start (always, in memory)."""
@@ -348,6 +353,10 @@ class SqlRunLog(RunLog):
 
     def encode_result(self, value: Any, what: str) -> Any:
         return jsonable(value, what)
+
+    @property
+    def row_written(self) -> bool:
+        return self._create is None  # opened in a round: created by its first write
 
     def ready(self, seq: int) -> bool:
         return self._trouble is None and self._failure is None and self._durable_seq >= seq
