@@ -228,6 +228,17 @@ def run_show_json(
     return data
 
 
+def _run_error_cell(error: dict[str, Any] | None) -> str:
+    """A run's error in a table: where it started, and what; a run rolled back by an
+    operator or with its parent says so rather than naming a step."""
+    if not error:
+        return ""
+    step = str(error.get("step"))
+    if step.startswith("(") and error.get("message"):
+        return f"{step.strip('()')}: {error.get('message')}"
+    return f"at {step!r}: {_error_text(error)}"
+
+
 def _error_text(error: dict[str, Any]) -> str:
     return f"{str(error.get('type')).rsplit('.', 1)[-1]}: {error.get('message')}"
 
@@ -329,7 +340,7 @@ def show_run(
                     c.parent_step,
                     c.iteration,
                     c.workflow,
-                    f"at {c.error.get('step')!r}: {_error_text(c.error)}" if c.error else "",
+                    _run_error_cell(c.error),
                 )
                 for c in run.children
             ],
@@ -353,7 +364,7 @@ def show_run(
                     styled(r.status, STATUS_STYLES.get(r.status)),
                     r.attempt,
                     when(r.started_at, now),
-                    f"at {r.error.get('step')!r}: {_error_text(r.error)}" if r.error else "",
+                    _run_error_cell(r.error),
                 )
                 for r in others
             ],
@@ -589,7 +600,7 @@ def runs_commands(cli: click.Group) -> None:
                 when(run.started_at, now),
                 _took(run.started_at, run.finished_at),
                 run.workflow,
-                f"at {run.error.get('step')!r}: {_error_text(run.error)}" if run.error else "",
+                _run_error_cell(run.error),
             ]
             rows.append(row)
         echo_table(columns, rows, total=total)
