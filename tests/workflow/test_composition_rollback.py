@@ -334,3 +334,21 @@ def test_a_resumed_part_inside_a_part_closes_once(app: App) -> None:
     assert record is not None
     closes = [e for e in record.events if e.kind == "step.succeeded" and e.step == "outer.inner"]
     assert len(closes) == 1
+
+
+def test_a_forced_rollback_of_a_halted_run_cancels_its_parked_job(app: App) -> None:
+    """Nothing can resume a run that was rolled back: its parked job is cancelled with the
+    rollback's reason, not left waiting 100 years for a resume that would be refused."""
+    from jobsaga import JobState
+    from jobsaga.testing import perform_job
+    from jobsaga.workflow import list_runs, roll_back_run
+
+    app.register(ApproveWorker)
+    perform_job(ApproveWorker, {"ok": True}, app=app)  # halts: the job parks
+    [job] = app.list_jobs(limit=None)
+    assert job.state is JobState.SCHEDULED and "halted_run" in job.meta
+    [run] = list_runs(app, job_id=job.id, top_level=True)
+    assert run.id is not None and run.status == "halted"
+    roll_back_run(app, run.id, force=True, reason="order withdrawn")
+    after = app.get_job(job.id)
+    assert after is not None and after.state is JobState.CANCELLED

@@ -310,9 +310,13 @@ def show_run(
         lines.append(NO_START_NOTE.format(why=why))
     if run.error:
         lines.append("")
-        lines.append(
-            f"rollback started by step {run.error.get('step')!r}: {_error_text(run.error)}"
+        step = str(run.error.get("step"))
+        started = (
+            f"rolled back ({step.strip('()')})"
+            if step.startswith("(")
+            else f"rollback started by step {step!r}"
         )
+        lines.append(f"{started}: {_error_text(run.error)}")
         tb = str(run.error.get("traceback") or "")
         if tb.strip():
             lines.extend("    " + line for line in fold_traceback(tb, verbose))

@@ -215,11 +215,14 @@ class ChildRunner:
         if st.child is None:  # ran by an earlier attempt: found in the log
             children = await self.recorded_children(st, cause)
         errors: list[BaseException] = []
+        undid = 0  # children whose rollback undid something (one with nothing ends failed)
         for child in reversed(children):
             result = await child.roll_back_as_child(cause)
+            if result.status in (RunStatus.ROLLED_BACK, RunStatus.ROLLBACK_FAILED):
+                undid += 1
             if result.status is RunStatus.ROLLBACK_FAILED and result.error is not None:
                 errors.append(result.error)
-        return len(children), errors
+        return undid, errors
 
     async def recorded_children(self, st: StepState, cause: BaseException) -> list[Execution]:
         """The child runs of a step an earlier attempt ran (this one resumed the parent)

@@ -16,6 +16,8 @@ from ..errors import (
     RunStateError,
 )
 from ..job import JobState
+from ..operations.filters import JobFilter
+from ..operations.jobs import JobOperations
 from .cancelling import DEFAULT_ROLLBACK_TIMEOUT, run_in_job
 from .dsl import Workflow, outside_job_error
 from .executor import Execution
@@ -164,7 +166,21 @@ async def aroll_back_run(
     execution.meta["job_id"] = run.job_id
     result = await execution.run()
     result.run = await log.record(app)
+    if run.status == RunStatus.HALTED and run.job_id is not None:
+        await asyncio.to_thread(_cancel_parked_job, app, run.job_id, run_id, reason)
     return result
+
+
+def _cancel_parked_job(app: AppCore, job_id: int, run_id: int, reason: str) -> None:
+    """A halted run rolled back by force leaves its job parked for a resume that can no
+    longer come (the run has ended): the job is cancelled, with the rollback's reason."""
+    job = app.get_job(job_id)
+    if job is None or job.state is not JobState.SCHEDULED or job.meta.get("halted_run") != run_id:
+        return
+    JobOperations(app).cancel(
+        JobFilter.build(None, {"ids": [job_id]}),
+        reason=f"its saga run {run_id} was rolled back: {reason}",
+    )
 
 
 def roll_back_run(
