@@ -52,6 +52,7 @@ LAYERS: dict[str, int] = {
     # 8: tools over the app
     "testing": 8,
     "demo": 8,
+    "web": 8,
     "cli": 9,
     "__init__": 10,
     "__main__": 10,

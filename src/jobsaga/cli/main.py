@@ -15,6 +15,7 @@ from .queues import queues_commands
 from .redacting import redact_logs, redacted_errors
 from .runs import runs_commands
 from .runs_resume import runs_resume_commands
+from .web import web_commands
 from .worker import worker_commands
 
 LOG_FORMAT = "%(asctime)s.%(msecs)03dZ %(levelname)s %(name)s: %(message)s"
@@ -30,6 +31,7 @@ COMMAND_MODULES = [
     runs_commands,
     runs_resume_commands,  # adds to the runs group
     cron_commands,
+    web_commands,
 ]
 
 

@@ -1,0 +1,54 @@
+"""Every page needs a token; a read-only token cannot act; every action needs the CSRF value;
+errors are pages, never tracebacks (both engines)."""
+
+from __future__ import annotations
+
+from starlette.testclient import TestClient
+
+from jobsaga import App
+from jobsaga.web import Dashboard
+from tests.web.conftest import FULL, csrf_of
+
+
+def test_every_page_needs_a_token(anonymous: TestClient) -> None:
+    for path in ("/", "/jobs", "/queues", "/runs"):
+        page = anonymous.get(path)
+        assert page.status_code == 401 and "sign in" in page.text
+
+
+def test_signing_in_sets_a_cookie_and_opens_the_pages(anonymous: TestClient) -> None:
+    signed = anonymous.get(f"/login?token={FULL}", follow_redirects=False)
+    assert signed.status_code == 303
+    assert "httponly" in signed.headers["set-cookie"].lower()
+    assert "samesite=strict" in signed.headers["set-cookie"].lower()
+    assert anonymous.get("/").status_code == 200
+    wrong = anonymous.get("/login?token=nope")
+    assert wrong.status_code == 401 and "not one this dashboard accepts" in wrong.text
+
+
+def test_a_bearer_token_works_for_scripts(anonymous: TestClient) -> None:
+    assert anonymous.get("/", headers={"Authorization": f"Bearer {FULL}"}).status_code == 200
+
+
+def test_a_read_only_token_cannot_act(viewer: TestClient, board: Dashboard) -> None:
+    assert viewer.get("/").status_code == 200
+    refused = viewer.post("/queues/default/pause", data={"csrf": csrf_of(board, "look-secret")})
+    assert refused.status_code == 403 and "read-only" in refused.text
+
+
+def test_an_action_without_the_csrf_value_is_refused(client: TestClient) -> None:
+    refused = client.post("/queues/default/pause", data={})
+    assert refused.status_code == 403 and "CSRF" in refused.text
+
+
+def test_an_unknown_page_is_a_page(client: TestClient) -> None:
+    missing = client.get("/nowhere")
+    assert missing.status_code == 404 and "Traceback" not in missing.text
+
+
+def test_no_page_shows_the_database_password(app: App, client: TestClient) -> None:
+    page = client.get("/")
+    assert page.status_code == 200
+    if "@" in app.url and ":" in app.url.split("@")[0].split("//")[-1]:
+        password = app.url.split("@")[0].split(":")[-1]
+        assert password not in page.text
