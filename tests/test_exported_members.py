@@ -64,6 +64,7 @@ PUBLIC_MODULES = [
     "jobsaga.telemetry_logging",
     "jobsaga.telemetry_otel",
     "jobsaga.testing",
+    "jobsaga.web",
     "jobsaga.workflow",
 ]
 """Submodules the docs send users to; everything else is internal."""
