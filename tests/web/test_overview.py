@@ -151,7 +151,9 @@ def test_per_minute_counts_and_chart(fixed: App, fixed_client: TestClient) -> No
     page = fixed_client.get("/").text
     svg = svg_of(page)
     ns = "{http://www.w3.org/2000/svg}"
-    lines = {p.get("data-series"): p.get("points", "").split() for p in svg.iter(f"{ns}polyline")}
+    lines = {
+        str(p.get("data-series")): p.get("points", "").split() for p in svg.iter(f"{ns}polyline")
+    }
     assert sorted(lines) == ["completed", "failed", "retried"]
     assert all(len(points) == 60 for points in lines.values())
     ticks = [t.text for t in svg.iter(f"{ns}text") if t.get("class") == "x-tick"]
