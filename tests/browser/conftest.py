@@ -29,6 +29,8 @@ from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 from jobsaga import App
 from jobsaga.web import Dashboard, dashboard
 
+from . import shop
+
 FULL = "full-secret"
 READ_ONLY = "look-secret"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
@@ -99,6 +101,12 @@ class Served:
         self._server.should_exit = True
         self._thread.join(10)
         self._socket.close()
+
+
+@pytest.fixture
+def app(make_app: Callable[..., App]) -> App:
+    """The test's app, with the workers and the saga of :mod:`.shop`."""
+    return make_app(*shop.WORKERS, workflows=list(shop.WORKFLOWS))
 
 
 @pytest.fixture

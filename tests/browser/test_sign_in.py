@@ -3,21 +3,17 @@ token stays on the sign-in page, the read-only token is named as such."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
-
 from playwright.sync_api import Browser, Page, expect
 
 from .conftest import TIMEOUT_MS, Served
 
 
-def test_the_login_link_opens_the_overview(page: Page, shot: Callable[[Page, str], Path]) -> None:
+def test_the_login_link_opens_the_overview(page: Page) -> None:
     expect(page).to_have_title("Overview · jobsaga")
     expect(page.locator("header .who")).to_contain_text("ops")
     expect(page.locator("nav a.here")).to_have_text("Overview")
     # The cookie is HttpOnly: the page's scripts cannot read the token.
     assert "full-secret" not in page.evaluate("document.cookie")
-    shot(page, "overview")
 
 
 def test_the_sign_in_form_refuses_a_wrong_token_then_signs_in(
