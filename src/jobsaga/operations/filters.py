@@ -4,7 +4,13 @@ Every criterion is optional and accepts one value or many (``state="discarded"``
 ``state=["discarded", "cancelled"]``); criteria combine with AND, values of one criterion
 with OR, except ``tags``, which a job must all carry, and ``args`` and ``meta``, objects a
 job's own must contain (a subset match: nested objects are matched the same way, any other
-value, arrays included, must be equal as JSON). A misspelt criterion is an error, never
+value, arrays included, must be equal as JSON), ``args_path``, whose every dotted path
+(``{"customer.country": "NL"}``) must lead to a value equal as text (a string without its
+quotes, ``3``, ``true``), and ``text``, which the JSON text of a job's args or errors must
+contain (case-insensitive for ASCII letters; it reads every row the other criteria leave, a
+scan on a big table). ``min_id``/``max_id`` bound ids, inclusive: the dashboard pages through
+a listing with them (keyset), which the primary key serves however deep the page. A misspelt
+criterion is an error, never
 an empty filter that would match every job, and a value the database cannot take (an id
 beyond a 64-bit integer, text holding a NUL) is a :class:`FilterError` naming the criterion,
 never a driver error from the query.
@@ -48,6 +54,11 @@ class JobCriteria(TypedDict, total=False):
     since: datetime
     until: datetime
     time_field: TimeField
+    node: str | Sequence[str]
+    args_path: Mapping[str, str]
+    text: str
+    min_id: int
+    max_id: int
 
 
 def _many(value: Any) -> Any:
@@ -87,6 +98,19 @@ class JobFilter(BaseModel):
     """Only jobs whose ``time_field`` is before this time."""
     time_field: TimeField = "inserted_at"
     """Which time ``since``/``until`` look at; ``finished_at`` is completed/discarded/cancelled."""
+    node: tuple[str, ...] | None = None
+    """Only jobs last attempted by one of these nodes (``attempted_by``)."""
+    args_path: dict[str, str] | None = None
+    """Only jobs whose args hold, at each dotted path (``customer.country``), a value whose
+    text is the one given: a string without its quotes, a number or ``true``/``false`` as
+    written in JSON. A missing path or a JSON null matches no text."""
+    text: str | None = None
+    """Only jobs whose args or errors, as JSON text, contain this (ASCII case-insensitive).
+    Not served by an index: a scan of the rows the other criteria leave."""
+    min_id: int | None = None
+    """Only jobs whose id is at least this."""
+    max_id: int | None = None
+    """Only jobs whose id is at most this."""
 
     def __init__(self, **criteria: Any) -> None:
         """``JobFilter(...)`` raises :class:`FilterError`, as the keyword form does."""
@@ -95,7 +119,7 @@ class JobFilter(BaseModel):
         except ValidationError as exc:
             raise FilterError(describe(exc)) from None
 
-    @field_validator("ids", "state", "tags", mode="before")
+    @field_validator("ids", "state", "tags", "node", mode="before")
     @classmethod
     def _to_tuple(cls, value: Any) -> Any:
         return _many(value)
@@ -167,10 +191,42 @@ class JobFilter(BaseModel):
                 )
         return value
 
-    @field_validator("worker", "tags")
+    @field_validator("worker", "tags", "node")
     @classmethod
     def _text(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
         return _texts(value)
+
+    @field_validator("text")
+    @classmethod
+    def _search_text(cls, value: str | None) -> str | None:
+        if value is not None:
+            _texts((value,))
+        return value
+
+    @field_validator("args_path")
+    @classmethod
+    def _paths(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        for path, wanted in (value or {}).items():
+            _texts((path, wanted))
+            keys = path.split(".")
+            if not all(keys):
+                raise FilterError(
+                    f"args path {short_repr(path)} has an empty key: give keys joined by dots, "
+                    "e.g. customer.country"
+                )
+            if any('"' in key for key in keys):
+                raise FilterError(
+                    f"args path {short_repr(path)} holds a double quote, which a job filter "
+                    "cannot match by"
+                )
+        return value
+
+    @field_validator("min_id", "max_id")
+    @classmethod
+    def _bound(cls, value: int | None) -> int | None:
+        if value is not None and not 0 <= value <= MAX_ID:
+            raise FilterError(f"id bounds run from 0 to {MAX_ID}, got {short_repr(value)}")
+        return value
 
     @field_validator("since", "until")
     @classmethod
@@ -205,11 +261,12 @@ class JobFilter(BaseModel):
     @property
     def is_empty(self) -> bool:
         """True when no criterion narrows the selection: ``time_field`` alone does not, nor do
-        empty ``tags``, ``args`` or ``meta`` (every job holds all of nothing), so a bulk
-        cancel or delete given ``args={}`` from a variable is refused, not run on every job."""
+        empty ``tags``, ``args``, ``meta``, ``args_path`` or ``text`` (every job holds all of
+        nothing), so a bulk cancel or delete given ``args={}`` from a variable is refused,
+        not run on every job."""
         return all(
             getattr(self, name) is None
-            or (name in ("tags", "args", "meta") and not getattr(self, name))
+            or (name in ("tags", "args", "meta", "args_path", "text") and not getattr(self, name))
             for name in (
                 "ids",
                 "state",
@@ -221,6 +278,11 @@ class JobFilter(BaseModel):
                 "meta",
                 "since",
                 "until",
+                "node",
+                "args_path",
+                "text",
+                "min_id",
+                "max_id",
             )
         )
 
@@ -244,7 +306,44 @@ class JobFilter(BaseModel):
             "since": None if self.since is None else engine.time_param(self.since),
             "until": None if self.until is None else engine.time_param(self.until),
             "time_field": self.time_field,
+            "nodes": listing(self.node),
+            "arg_paths": self._paths_param(engine),
+            **self._text_params(),
+            "min_id": self.min_id,
+            "max_id": self.max_id,
         }
+
+    def _paths_param(self, engine: Engine) -> str | None:
+        """``args_path`` as JSON pairs of (path, text): keys for PostgreSQL's ``#>>``, a
+        quoted JSON path (``$."customer"."country"``) for SQLite's ``json_extract``."""
+        if not self.args_path:
+            return None
+        pairs: list[list[Any]] = []
+        for path, wanted in self.args_path.items():
+            keys = path.split(".")
+            where: Any = keys if engine.dialect == "postgres" else _sqlite_path(keys)
+            pairs.append([where, wanted])
+        return json.dumps(pairs)
+
+    def _text_params(self) -> dict[str, str | None]:
+        """``text`` as two LIKE patterns: as JSON writes it inside a string with non-ASCII
+        kept (PostgreSQL's jsonb text) and escaped (how SQLite stores what jobsaga wrote)."""
+        if not self.text:
+            return {"text_plain": None, "text_ascii": None}
+        return {
+            "text_plain": _like(json.dumps(self.text, ensure_ascii=False)[1:-1]),
+            "text_ascii": _like(json.dumps(self.text)[1:-1]),
+        }
+
+
+def _sqlite_path(keys: list[str]) -> str:
+    return "$" + "".join(f'."{key}"' for key in keys)
+
+
+def _like(text: str) -> str:
+    """A LIKE pattern (escape character ``\\``) matching ``text`` anywhere."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
 
 
 def describe(error: ValidationError) -> str:

@@ -38,6 +38,21 @@ AND (%(until)s::timestamptz IS NULL OR CASE %(time_field)s::text
         WHEN 'attempted_at' THEN attempted_at
         WHEN 'finished_at' THEN coalesce(completed_at, discarded_at, cancelled_at)
      END < %(until)s::timestamptz)
+AND (%(nodes)s::text[] IS NULL OR attempted_by = ANY(%(nodes)s::text[]))
+-- args_path: pairs of (keys, text); the value at every path must read as that text (#>>:
+-- a string without its quotes, a number as written; a missing path or a null reads as NULL).
+AND (%(arg_paths)s::jsonb IS NULL OR NOT EXISTS (
+        SELECT 1 FROM jsonb_array_elements(%(arg_paths)s::jsonb) AS w(pair)
+        WHERE args #>> ARRAY(SELECT jsonb_array_elements_text(w.pair -> 0))
+              IS DISTINCT FROM w.pair ->> 1))
+-- text: a scan of the JSON text of args and errors (no index serves a match anywhere in a text)
+AND (%(text_plain)s::text IS NULL
+     OR args::text ILIKE %(text_plain)s::text OR errors::text ILIKE %(text_plain)s::text
+     OR args::text ILIKE %(text_ascii)s::text OR errors::text ILIKE %(text_ascii)s::text)
+-- id bounds, inclusive, never NULL in the condition: a range on the primary key, which a
+-- keyset page (ORDER BY id ... LIMIT) walks from its cursor however deep the page
+AND id >= coalesce(%(min_id)s::bigint, 0)
+AND id <= coalesce(%(max_id)s::bigint, 9223372036854775807)
 
 -- name: list_jobs_newest
 SELECT * FROM jobsaga_jobs WHERE /*job_filter*/
@@ -49,6 +64,13 @@ ORDER BY id LIMIT %(limit)s OFFSET %(offset)s
 
 -- name: count_jobs
 SELECT state, count(*) AS n FROM jobsaga_jobs WHERE /*job_filter*/ GROUP BY state
+
+-- name: count_jobs_capped
+-- How many jobs match, counting no further than cap (the dashboard says "10,000+" rather
+-- than count a million rows on every refresh).
+SELECT count(*) AS n FROM (
+    SELECT 1 FROM jobsaga_jobs WHERE /*job_filter*/ LIMIT %(cap)s
+) AS capped
 
 -- name: select_targets
 -- The jobs an operation will change, locked in id order (as the ack path meets them) so a

@@ -52,6 +52,25 @@ AND (:until IS NULL OR CASE :time_field
         WHEN 'attempted_at' THEN attempted_at
         WHEN 'finished_at' THEN coalesce(completed_at, discarded_at, cancelled_at)
      END < :until)
+AND (:nodes IS NULL OR attempted_by IN (SELECT value FROM json_each(:nodes)))
+-- args_path: pairs of (JSON path, text); the value at every path must read as that text (a
+-- string without its quotes, a number or true/false as written; a missing path or a null
+-- reads as NULL, as PostgreSQL's #>> does).
+AND (:arg_paths IS NULL OR NOT EXISTS (
+        SELECT 1 FROM json_each(:arg_paths) AS w
+        WHERE (CASE json_type(args, json_extract(w.value, '$[0]'))
+                   WHEN 'true' THEN 'true'
+                   WHEN 'false' THEN 'false'
+                   ELSE CAST(json_extract(args, json_extract(w.value, '$[0]')) AS TEXT) END)
+              IS NOT json_extract(w.value, '$[1]')))
+-- text: a scan of the JSON text of args and errors (no index serves a match anywhere in a text)
+AND (:text_plain IS NULL
+     OR args LIKE :text_plain ESCAPE '\' OR errors LIKE :text_plain ESCAPE '\'
+     OR args LIKE :text_ascii ESCAPE '\' OR errors LIKE :text_ascii ESCAPE '\')
+-- id bounds, inclusive, never NULL in the condition: a rowid range, which a keyset page
+-- (ORDER BY id ... LIMIT) walks from its cursor however deep the page
+AND id >= coalesce(:min_id, 0)
+AND id <= coalesce(:max_id, 9223372036854775807)
 
 -- name: list_jobs_newest
 SELECT * FROM jobsaga_jobs WHERE /*job_filter*/
@@ -63,6 +82,11 @@ ORDER BY id LIMIT coalesce(:limit, -1) OFFSET :offset
 
 -- name: count_jobs
 SELECT state, count(*) AS n FROM jobsaga_jobs WHERE /*job_filter*/ GROUP BY state
+
+-- name: count_jobs_capped
+-- How many jobs match, counting no further than cap (the dashboard says "10,000+" rather
+-- than count a million rows on every refresh).
+SELECT count(*) AS n FROM (SELECT 1 FROM jobsaga_jobs WHERE /*job_filter*/ LIMIT :cap)
 
 -- name: select_targets
 -- The jobs an operation will change, read in the operation's write transaction
