@@ -127,6 +127,11 @@ def sign_in(browser: Browser, served: Served, secret: str) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     context.set_default_timeout(TIMEOUT_MS)
     page = context.new_page()
+    # An action's confirm() dialog is answered yes (Playwright would dismiss it); what it
+    # asked is kept on the page object for the test to read.
+    asked: list[str] = []
+    page.asked = asked  # type: ignore[attr-defined]
+    page.on("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))
     page.goto(served.url(f"/login?token={secret}"))
     try:
         yield page
