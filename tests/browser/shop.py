@@ -33,7 +33,8 @@ class ChargeCard(Worker, queue="payments", max_attempts=1, name="shop.charge_car
 
 
 class Checkout(Workflow, name="checkout"):
-    """Reserve stock, charge, ship: a failed shipment undoes the charge and the reservation."""
+    """Reserve stock and charge the card (side by side), then ship: a failed shipment undoes
+    the charge and the reservation."""
 
     class Inputs(BaseModel):
         order: str
@@ -48,7 +49,7 @@ class Checkout(Workflow, name="checkout"):
         UNDONE.append(reservation)
 
     @step
-    def charge(self, reserve: str, order: str) -> str:
+    def charge(self, order: str) -> str:
         return f"payment-{order}"
 
     @charge.undo
@@ -56,7 +57,7 @@ class Checkout(Workflow, name="checkout"):
         UNDONE.append(payment)
 
     @step
-    def ship(self, charge: str, order: str, ship_fails: bool) -> str:
+    def ship(self, reserve: str, charge: str, order: str, ship_fails: bool) -> str:
         if ship_fails:
             raise ConnectionError("carrier unreachable")
         return f"parcel-{order}"
