@@ -5,6 +5,7 @@ and on every match (through a confirmation that counts), and bad input as 400/40
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -91,7 +92,8 @@ def test_each_filter_narrows_the_listing(app: App, client: TestClient) -> None:
     assert listed(client, "node=elsewhere") == []
     window = f"since={(T0 + timedelta(days=450)).isoformat()}&time_field=scheduled_at"
     assert listed(client, window.replace("+", "%2B")) == [zoe]
-    until = f"until={(T0 + timedelta(days=450)).isoformat()}&since=2026-01-01T00:00:00"
+    since = (T0 + timedelta(days=300)).isoformat().removesuffix("+00:00")  # UTC when naive
+    until = f"until={(T0 + timedelta(days=450)).isoformat()}&since={since}"
     assert listed(client, until.replace("+", "%2B") + "&time_field=scheduled_at") == [late]
     assert listed(client, "args=args.customer.country:NL") == [nl]
     assert listed(client, "args=customer.country:DE") == [de]
@@ -163,9 +165,9 @@ def test_keyset_pages_cover_every_job_once_in_either_order(app: App, client: Tes
     third = client.get(urls[2]).text
     previous = re.search(r'rel="prev" href="([^"]+)"', third)
     assert previous is not None
-    assert [int(x) for x in ROW.findall(client.get(previous.group(1).replace("&amp;", "&")).text)] == (
-        sorted(ids, reverse=True)[5:10]
-    )
+    assert [
+        int(x) for x in ROW.findall(client.get(previous.group(1).replace("&amp;", "&")).text)
+    ] == (sorted(ids, reverse=True)[5:10])
     assert 'rel="prev"' not in client.get("/jobs?queue=mail&limit=5").text
 
 
@@ -206,7 +208,7 @@ def test_a_job_page_shows_its_errors_times_node_and_key(app: App, client: TestCl
     text = page.text
     assert "Traceback (most recent call last)" in text
     assert "ValueError: smtp timeout for x@y" in text
-    assert "attempts&#39; errors (2)" in text
+    assert "attempts' errors (2)" in text
     assert NODE in text and "retryable" in text and "signup" in text and "vip" in text
     assert "waited (scheduled to attempted)" in text
     report = app.insert(Report.new({"day": "wed"}))
@@ -238,6 +240,15 @@ def test_an_unknown_job_is_a_404_page(client: TestClient) -> None:
         assert page.status_code == 404 and words in page.text and "Traceback" not in page.text
 
 
+def confirmed(client: TestClient, post: Callable[..., Any], query: str, **kw: Any) -> Any:
+    """Open the confirmation of ``query`` and press its button, as a browser would."""
+    ask = client.get(f"/jobs/confirm?{query}")
+    assert ask.status_code == 200, ask.text
+    found = re.search(r'<form method="post" action="([^"]+)"', ask.text)
+    assert found is not None, ask.text
+    return post(html.unescape(found.group(1)), **kw)
+
+
 # --- actions -----------------------------------------------------------------------------------
 
 
@@ -260,9 +271,7 @@ def test_one_job_cancelled_retried_and_deleted_from_its_page(
     assert app.get_job(job_id) is None
 
 
-def test_an_action_on_a_job_in_the_wrong_state_says_why(
-    app: App, post: Callable[..., Any]
-) -> None:
+def test_an_action_on_a_job_in_the_wrong_state_says_why(app: App, post: Callable[..., Any]) -> None:
     job_id = mail(app, "a@x")
     drain_queue(app, "mail")
     refused = post(f"/jobs/{job_id}/cancel")
@@ -285,9 +294,10 @@ def test_batch_actions_on_selected_jobs_confirm_with_the_count(
     assert "cancel 2 selected jobs?" in ask.text
     assert "1 more selected but will be left as it is (1 completed)" in ask.text
     assert "1 of the selected jobs no longer exist" in ask.text
-    done = post(
-        "/jobs/act",
-        {"do": "cancel:selected", "id": [one, two, three, 9999], "queue": "mail"},
+    done = confirmed(
+        client,
+        post,
+        f"do=cancel:selected&id={one}&id={two}&id={three}&id=9999&queue=mail",
         follow_redirects=False,
     )
     assert done.status_code == 303
@@ -296,9 +306,9 @@ def test_batch_actions_on_selected_jobs_confirm_with_the_count(
     assert 'value="mail"' in shown  # back to the same filter
     states = {j.id: j.state.value for j in app.list_jobs()}
     assert states == {one: "completed", two: "cancelled", three: "cancelled"}
-    retried = post("/jobs/act", {"do": "retry:selected", "id": [two]})
+    retried = confirmed(client, post, f"do=retry:selected&id={two}")
     assert "retried 1 job" in retried.text
-    deleted = post("/jobs/act", {"do": "delete:selected", "id": [one, three]})
+    deleted = confirmed(client, post, f"do=delete:selected&id={one}&id={three}")
     assert "deleted 2 jobs" in deleted.text
     assert [j.id for j in app.list_jobs()] == [two]
 
@@ -307,7 +317,7 @@ def test_batch_actions_on_all_matching_jobs(
     app: App, client: TestClient, post: Callable[..., Any], board: Any
 ) -> None:
     events: list[dict[str, Any]] = []
-    app.telemetry.attach("web.action", lambda _name, _m, meta: events.append(dict(meta)))
+    app.telemetry.attach("test", "web.action", lambda _name, _m, meta: events.append(dict(meta)))
     mails = [mail(app, f"{n}@x", args={"fail": n < 2}) for n in range(5)]
     other = app.insert(Report.new({"day": "thu"})).id
     drain_queue(app, "mail", with_limit=3)  # two retryable, one completed, two available
@@ -318,18 +328,22 @@ def test_batch_actions_on_all_matching_jobs(
     assert "retry 2 jobs matching state=retryable queue=mail?" in retry_ask.text
     page = client.get("/jobs?queue=mail")
     assert "cancel all 5 matching" in page.text
-    done = post("/jobs/act", {"do": "cancel:all", "queue": "mail"})
+    done = confirmed(client, post, "do=cancel:all&queue=mail")
     assert "cancelled 4 jobs; 1 was already finished (1 completed)" in done.text
     assert app.get_job(other).state is JobState.AVAILABLE  # type: ignore[union-attr]
     nothing = client.get("/jobs/confirm?do=cancel:all&queue=mail")
     assert "nothing to cancel" in nothing.text and "jobs/act" not in nothing.text
-    retried = post("/jobs/act", {"do": "retry:all", "state": "cancelled"})
+    retried = confirmed(client, post, "do=retry:all&state=cancelled")
     assert "retried 4 jobs" in retried.text
-    deleted = post("/jobs/act", {"do": "delete:all", "queue": "mail", "state": "available"})
+    deleted = confirmed(client, post, "do=delete:all&queue=mail&state=available")
     assert "deleted 4 jobs" in deleted.text
     assert sorted(j.id for j in app.list_jobs()) == sorted([mails[2], other])
     actions = [(e["action"], e["count"], e["token"]) for e in events]
-    assert actions == [("jobs.cancel", 4, "ops"), ("jobs.retry", 4, "ops"), ("jobs.delete", 4, "ops")]
+    assert actions == [
+        ("jobs.cancel", 4, "ops"),
+        ("jobs.retry", 4, "ops"),
+        ("jobs.delete", 4, "ops"),
+    ]
     assert events[0]["filter"] == "queue=mail"
 
 
@@ -340,7 +354,7 @@ def test_all_matching_needs_a_filter_and_a_selection_needs_ids(
     assert "cancel all" not in client.get("/jobs").text  # no filter, no "all" buttons
     refused = client.get("/jobs/confirm?do=cancel:all")
     assert refused.status_code == 400 and "needs a filter" in refused.text
-    assert post("/jobs/act", {"do": "delete:all"}).status_code == 400
+    assert post("/jobs/act?do=delete:all").status_code == 400
     empty = client.get("/jobs/confirm?do=cancel:selected")
     assert empty.status_code == 400 and "no jobs selected" in empty.text
     assert client.get("/jobs/confirm?do=explode:all&queue=mail").status_code == 400

@@ -14,6 +14,7 @@ import asyncio
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -28,7 +29,7 @@ from ...operations import JobFilter
 from ...operations.jobs import ELIGIBLE, BulkKind, JobOperations, Preview
 from ...workflow.records import FollowUpJob, RunRecord, follow_up_jobs, list_runs
 from ..server import ActionRefused
-from .jobs_query import JobQuery, form_fields, parse_query, selected_ids
+from .jobs_query import JobQuery, form_fields, form_items, parse_query, selected_ids
 
 if TYPE_CHECKING:
     from ...app import App
@@ -186,6 +187,7 @@ def routes(dashboard: Dashboard) -> list[BaseRoute]:
         ids = selected_ids(params)
         flt = _target(query, scope, ids)
         preview = JobOperations(app).preview(action, flt)
+        acting = [("do", f"{action}:{scope}"), *form_items(query), *(("id", i) for i in ids)]
         return dashboard.page(
             request,
             "jobs_confirm.html",
@@ -198,13 +200,16 @@ def routes(dashboard: Dashboard) -> list[BaseRoute]:
             applies=_states(action),
             fields=form_fields(query),
             back=query.url(str(request.url_for(HOME))),
+            act_url=f"{request.url_for('jobs_act')}?{urlencode(acting)}",
         )
 
     async def act(request: Request) -> Response:
-        form = await request.form()
-        query = parse_query(form, app.now())
-        action, scope = _action_of(str(form.get("do") or ""))
-        ids = selected_ids(form)
+        # what to act on rides in the confirmation form's URL (the body carries the CSRF
+        # value); fields posted in the body count too
+        params = Merged(request.query_params, await request.form())
+        query = parse_query(params, app.now())
+        action, scope = _action_of((params.getlist("do") or [""])[-1])
+        ids = selected_ids(params)
         flt = _target(query, scope, ids)
 
         def run() -> str:
@@ -282,9 +287,17 @@ def routes(dashboard: Dashboard) -> list[BaseRoute]:
 
 
 def _msg(message: str) -> str:
-    from urllib.parse import urlencode
-
     return urlencode({"msg": message})
+
+
+class Merged:
+    """A query string and a form read as one multi-dict."""
+
+    def __init__(self, *sources: Any) -> None:
+        self.sources = sources
+
+    def getlist(self, key: Any) -> list[Any]:
+        return [value for source in self.sources for value in source.getlist(key)]
 
 
 def _action_of(value: str) -> tuple[BulkKind, str]:

@@ -96,7 +96,7 @@ def _time(value: str, now: datetime, name: str) -> datetime:
     try:
         moment = parse_time(value, now)
     except click.BadParameter as exc:
-        raise ActionRefused(f"{name}: {exc.format_message()}") from None
+        raise ActionRefused(f"{name}: {exc.message}") from None
     assert moment is not None
     return moment
 
@@ -184,6 +184,11 @@ def selected_ids(params: Params) -> list[int]:
             raise ActionRefused(f"id={short_repr(text)}: not a job id")
         ids.append(int(text))
     return sorted(set(ids))
+
+
+def form_items(query: JobQuery) -> list[tuple[str, str]]:
+    """The query's filter and sort as (name, value) pairs for a URL."""
+    return [(name, value) for name, values in form_fields(query).items() for value in values]
 
 
 def form_fields(query: JobQuery) -> Mapping[str, list[str]]:
