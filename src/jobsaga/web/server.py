@@ -97,6 +97,7 @@ class Dashboard:
                     title="read-only",
                     message="this token may look, not act",
                 )
+            await request.body()  # kept for the route: reading the form here would use it up
             form = await request.form()
             if not self.access.csrf_ok(token, str(form.get(CSRF_FIELD) or "")):
                 return self.page(
