@@ -3,6 +3,7 @@ milliseconds by running them in the test (``drain_queue``), on the test's own da
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from pydantic import BaseModel
@@ -92,3 +93,14 @@ def fill(app: App) -> dict[str, Any]:
         "lost": lost.id,
         "waiting": waiting.id,
     }
+
+
+def settles(app: App, job_id: int, within: float = 5.0) -> str:
+    """The job's state once it is final, or after ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        job = app.get_job(job_id)
+        assert job is not None
+        if job.state.is_final or time.monotonic() > deadline:
+            return job.state.value
+        time.sleep(0.02)

@@ -10,13 +10,13 @@ from playwright.sync_api import Page, expect
 from jobsaga import App
 
 from .conftest import Served
-from .shop import fill
+from .shop import fill, settles
 
 
 def test_the_overview_counts_jobs_by_queue_and_state(
     app: App, served: Served, page: Page, shot: Callable[[Page, str], Path]
 ) -> None:
-    fill(app)
+    ids = fill(app)
     page.goto(served.url("/"))
     mailers = page.locator("#queues tr[data-queue=mailers]")
     expect(mailers.locator("td[data-state=available]")).to_have_text("1")
@@ -24,4 +24,10 @@ def test_the_overview_counts_jobs_by_queue_and_state(
     payments = page.locator("#queues tr[data-queue=payments]")
     expect(payments.locator("td[data-state=discarded]")).to_have_text("1")
     expect(page.locator("#throughput svg").first).to_be_visible()
-    shot(page, "overview")
+    node = app.node({"mailers": 2, "payments": 1}, poll_interval=0.05)
+    with node.start_in_thread():
+        assert settles(app, ids["waiting"]) == "completed"
+        page.reload()  # as the live refresh would, every refresh_seconds
+        expect(mailers.locator("td[data-state=completed]")).to_have_text("4")
+        expect(page.locator(f"#nodes tr[data-node='{node.name}']")).to_have_count(2)
+        shot(page, "overview")
