@@ -60,8 +60,9 @@ def playwright() -> Iterator[Playwright]:
 @pytest.fixture(scope="session")
 def browser(playwright: Playwright, chromium_path: str) -> Iterator[Browser]:
     """One Chromium per test process (starting it takes about a second)."""
-    # As root (CI's container), Chromium refuses to start without --no-sandbox.
-    args = ["--no-sandbox"] if os.geteuid() == 0 else []
+    # As root (CI's container), Chromium refuses to start without --no-sandbox; a container's
+    # /dev/shm is often too small for it.
+    args = ["--disable-dev-shm-usage"] + (["--no-sandbox"] if os.geteuid() == 0 else [])
     launched = playwright.chromium.launch(
         executable_path=chromium_path, headless=True, args=args, timeout=30_000
     )
