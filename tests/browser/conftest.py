@@ -111,10 +111,19 @@ def app(make_app: Callable[..., App]) -> App:
 
 
 @pytest.fixture
-def board(app: App) -> Dashboard:
-    # A slow live refresh: a test's clicks should not race a refresh of the page under them.
+def refresh_seconds() -> float:
+    """A slow live refresh: a test's clicks should not race a refresh of the page under them.
+    A test of the refresh itself parametrizes it."""
+    return 60.0
+
+
+@pytest.fixture
+def board(app: App, refresh_seconds: float) -> Dashboard:
     return dashboard(
-        app, token=f"ops={FULL}", read_only_token=f"viewer={READ_ONLY}", refresh_seconds=60
+        app,
+        token=f"ops={FULL}",
+        read_only_token=f"viewer={READ_ONLY}",
+        refresh_seconds=refresh_seconds,
     )
 
 
