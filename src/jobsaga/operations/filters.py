@@ -327,13 +327,13 @@ class JobFilter(BaseModel):
 
     def _text_params(self) -> dict[str, str | None]:
         """``text`` as two LIKE patterns: as JSON writes it inside a string with non-ASCII
-        kept (PostgreSQL's jsonb text) and escaped (how SQLite stores what jobsaga wrote)."""
+        kept (PostgreSQL's jsonb text) and escaped (how SQLite stores what jobsaga wrote);
+        the second is None when the same (ASCII text), sparing the scan a second match."""
         if not self.text:
             return {"text_plain": None, "text_ascii": None}
-        return {
-            "text_plain": _like(json.dumps(self.text, ensure_ascii=False)[1:-1]),
-            "text_ascii": _like(json.dumps(self.text)[1:-1]),
-        }
+        plain = _like(json.dumps(self.text, ensure_ascii=False)[1:-1])
+        ascii_ = _like(json.dumps(self.text)[1:-1])
+        return {"text_plain": plain, "text_ascii": None if ascii_ == plain else ascii_}
 
 
 def _sqlite_path(keys: list[str]) -> str:

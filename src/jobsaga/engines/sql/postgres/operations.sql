@@ -48,7 +48,8 @@ AND (%(arg_paths)s::jsonb IS NULL OR NOT EXISTS (
 -- text: a scan of the JSON text of args and errors (no index serves a match anywhere in a text)
 AND (%(text_plain)s::text IS NULL
      OR args::text ILIKE %(text_plain)s::text OR errors::text ILIKE %(text_plain)s::text
-     OR args::text ILIKE %(text_ascii)s::text OR errors::text ILIKE %(text_ascii)s::text)
+     OR (%(text_ascii)s::text IS NOT NULL
+         AND (args::text ILIKE %(text_ascii)s::text OR errors::text ILIKE %(text_ascii)s::text)))
 -- id bounds, inclusive, never NULL in the condition: a range on the primary key, which a
 -- keyset page (ORDER BY id ... LIMIT) walks from its cursor however deep the page
 AND id >= coalesce(%(min_id)s::bigint, 0)

@@ -66,7 +66,8 @@ AND (:arg_paths IS NULL OR NOT EXISTS (
 -- text: a scan of the JSON text of args and errors (no index serves a match anywhere in a text)
 AND (:text_plain IS NULL
      OR args LIKE :text_plain ESCAPE '\' OR errors LIKE :text_plain ESCAPE '\'
-     OR args LIKE :text_ascii ESCAPE '\' OR errors LIKE :text_ascii ESCAPE '\')
+     OR (:text_ascii IS NOT NULL
+         AND (args LIKE :text_ascii ESCAPE '\' OR errors LIKE :text_ascii ESCAPE '\')))
 -- id bounds, inclusive, never NULL in the condition: a rowid range, which a keyset page
 -- (ORDER BY id ... LIMIT) walks from its cursor however deep the page
 AND id >= coalesce(:min_id, 0)
