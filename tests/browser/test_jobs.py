@@ -49,3 +49,30 @@ def test_filter_jobs_open_a_failed_one_and_retry_it(
     expect(page.locator("h1 .badge")).to_have_text("available")
     assert page.asked == [f"retry job {ids['declined']}?"]  # type: ignore[attr-defined]
     assert app.get_job(ids["declined"]).state.value == "available"
+
+
+def test_retry_the_failed_jobs_in_one_go_through_the_confirmation(
+    app: App, served: Served, page: Page, shot: Callable[[Page, str], Path]
+) -> None:
+    ids = fill(app)
+    page.goto(served.url("/jobs?state=discarded"))
+    rows = page.locator("table.jobs tbody tr")
+    expect(rows).to_have_count(2)
+    page.get_by_role("button", name="retry all 2 matching").click()
+    expect(page.locator("h1")).to_contain_text("retry 2 jobs matching")
+    shot(page, "jobs-confirm")
+    page.get_by_role("button", name="retry 2 jobs").click()
+    expect(page.locator(".message")).to_contain_text("retried 2")
+    states = {app.get_job(ids[name]).state.value for name in ("declined", "lost")}  # type: ignore[union-attr]
+    assert states == {"available"}
+
+
+def test_a_read_only_token_sees_no_action(app: App, served: Served, viewer_page: Page) -> None:
+    ids = fill(app)
+    viewer_page.goto(served.url(f"/jobs/{ids['declined']}"))
+    expect(viewer_page.locator("h1 .badge")).to_have_text("discarded")
+    expect(viewer_page.locator("main form[method=post]")).to_have_count(0)
+    viewer_page.goto(served.url("/jobs"))
+    expect(viewer_page.locator("table.jobs tbody tr")).to_have_count(8)
+    expect(viewer_page.locator("input[type=checkbox]")).to_have_count(0)
+    expect(viewer_page.get_by_role("button", name="retry selected")).to_have_count(0)
