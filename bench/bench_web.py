@@ -73,14 +73,14 @@ JOB_COLUMNS = (
 SHIFTED = ("inserted_at", "scheduled_at", "attempted_at", "completed_at", "discarded_at",
            "cancelled_at")  # fmt: skip
 
-# Copies of the demo's jobs: copy g is of template job (g mod T), inserted g steps of
-# (a week / count) before now, every timestamp of the template moved by the same amount.
+# Copies of the demo's jobs: copy g is of template job (g mod T), inserted (count - g) steps
+# of (a week / count) before now (the higher the id, the newer), every timestamp of the template moved by the same amount.
 COPY_JOBS = f"""
 CREATE TEMP TABLE template_jobs AS
     SELECT row_number() OVER (ORDER BY id) - 1 AS k, * FROM jobsaga_jobs;
 CREATE TEMP TABLE job_copies AS
     SELECT g, nextval('jobsaga_jobs_id_seq') AS id, t.id AS template_id,
-           now() - interval '7 days' * (g::float8 / %(copies)s) - t.inserted_at AS shift
+           now() - interval '7 days' * (1 - g::float8 / %(copies)s) - t.inserted_at AS shift
     FROM generate_series(1, %(copies)s) AS g
     JOIN template_jobs t ON t.k = g %% (SELECT count(*) FROM template_jobs);
 INSERT INTO jobsaga_jobs (id, {JOB_COLUMNS})
@@ -152,6 +152,7 @@ class Sample:
     old_job: int
     new_job: int
     failed_job: int
+    saga_job: int
     run: int
     rolled_back_run: int
     queue: str
@@ -173,6 +174,11 @@ def sample(url: str) -> Sample:
                 "SELECT id FROM jobsaga_jobs WHERE state = 'discarded' AND id <= "
                 "(SELECT (min(id) + max(id)) / 2 FROM jobsaga_jobs) ORDER BY id DESC LIMIT 1"
             ),
+            saga_job=one(
+                "SELECT job_id FROM jobsaga_workflow_runs WHERE attempt = 2 AND id <= "
+                "(SELECT (min(id) + max(id)) / 2 FROM jobsaga_workflow_runs) "
+                "ORDER BY id DESC LIMIT 1"
+            ),
             run=one("SELECT (min(id) + max(id)) / 2 FROM jobsaga_workflow_runs"),
             rolled_back_run=one(
                 "SELECT id FROM jobsaga_workflow_runs WHERE status = 'rolled_back' AND id <= "
@@ -193,9 +199,13 @@ def pages(s: Sample) -> list[tuple[str, str]]:
         ("jobs list, queue=mailers", f"/jobs?queue={s.queue}"),
         (f"jobs list, worker={s.worker}", f"/jobs?worker={s.worker}"),
         ("jobs list, state+queue+worker", f"/jobs?state=discarded&worker={s.worker}&queue=media"),
+        ("jobs list, args prompt_id:p-churn", "/jobs?args=prompt_id:p-churn"),
+        ("jobs list, text=gateway", "/jobs?text=gateway"),
+        ("jobs list, a page halfway (keyset)", f"/jobs?after={s.failed_job}"),
         ("job page (old job)", f"/jobs/{s.old_job}"),
         ("job page (recent job)", f"/jobs/{s.new_job}"),
         ("job page (discarded)", f"/jobs/{s.failed_job}"),
+        ("job page (saga job, 2 runs)", f"/jobs/{s.saga_job}"),
         ("runs list", "/runs"),
         ("runs list, status=rolled_back", "/runs?status=rolled_back"),
         ("run page", f"/runs/{s.run}"),
