@@ -269,6 +269,7 @@ def report(url: str, repeat: int) -> int:
     print(f"\nmedian of {repeat} requests, after 2 to warm up; target {TARGET_MS:.0f} ms\n")
     print(f"{'page':<38} {'status':>6} {'median ms':>9} {'min':>7} {'max':>7} {'HTML KB':>8}  path")
     over = 0
+    table = ["| page | median | lowest | highest | HTML |", "|---|---:|---:|---:|---:|"]
     for what, path, status, size, times in rows:
         median, low, high = spread(times)
         mark = "" if median < TARGET_MS and status == 200 else "  <-- over target or not 200"
@@ -277,6 +278,12 @@ def report(url: str, repeat: int) -> int:
             f"{what:<38} {status:>6} {median:>9.1f} {low:>7.1f} {high:>7.1f} "
             f"{size / 1024:>8.1f}  {path}{mark}"
         )
+        table.append(
+            f"| {what} (`{path}`) | {median:.0f} ms{' **over**' if mark else ''} | "
+            f"{low:.0f} ms | {high:.0f} ms | {size / 1024:.0f} KB |"
+        )
+    print("\nas Markdown (docs/dashboard.md):\n")
+    print("\n".join(table))
     return 1 if over else 0
 
 
