@@ -52,8 +52,10 @@ LAYERS: dict[str, int] = {
     # 8: tools over the app
     "testing": 8,
     "demo": 8,
-    "web": 8,
+    # 9: the front ends over an app: the command line and the dashboard (which words what it
+    # shows as the CLI does, from the CLI's own helpers, so both say the same)
     "cli": 9,
+    "web": 9,
     "__init__": 10,
     "__main__": 10,
 }

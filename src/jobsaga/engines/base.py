@@ -132,6 +132,11 @@ class Engine(abc.ABC):
         it takes no write lock, so frequent polls do not hold up other processes' writes."""
         return self.transaction()
 
+    def json_path(self, keys: Sequence[str]) -> Any:
+        """A path of object keys into a JSON column, as this dialect's SQL takes it
+        (PostgreSQL's ``#>>``: the keys as an array)."""
+        return list(keys)
+
     @abc.abstractmethod
     def time_param(self, value: datetime) -> Any:
         """A time as this dialect stores it (a datetime for PostgreSQL, unix seconds for SQLite)."""

@@ -252,6 +252,10 @@ class SqliteEngine(Engine):
         finally:
             self._depth -= 1
 
+    def json_path(self, keys: Sequence[str]) -> str:
+        """``json_extract``'s path: each key quoted (``$."customer"."country"``)."""
+        return "$" + "".join('."' + key.replace('"', '\\"') + '"' for key in keys)
+
     def time_param(self, value: datetime) -> float:
         return value.timestamp()
 

@@ -314,15 +314,14 @@ class JobFilter(BaseModel):
         }
 
     def _paths_param(self, engine: Engine) -> str | None:
-        """``args_path`` as JSON pairs of (path, text): keys for PostgreSQL's ``#>>``, a
-        quoted JSON path (``$."customer"."country"``) for SQLite's ``json_extract``."""
+        """``args_path`` as JSON pairs of (path, text), each path as the engine's SQL reads
+        one (:meth:`Engine.json_path`)."""
         if not self.args_path:
             return None
         pairs: list[list[Any]] = []
         for path, wanted in self.args_path.items():
             keys = path.split(".")
-            where: Any = keys if engine.dialect == "postgres" else _sqlite_path(keys)
-            pairs.append([where, wanted])
+            pairs.append([engine.json_path(keys), wanted])
         return json.dumps(pairs)
 
     def _text_params(self) -> dict[str, str | None]:
@@ -334,10 +333,6 @@ class JobFilter(BaseModel):
         plain = _like(json.dumps(self.text, ensure_ascii=False)[1:-1])
         ascii_ = _like(json.dumps(self.text)[1:-1])
         return {"text_plain": plain, "text_ascii": None if ascii_ == plain else ascii_}
-
-
-def _sqlite_path(keys: list[str]) -> str:
-    return "$" + "".join(f'."{key}"' for key in keys)
 
 
 def _like(text: str) -> str:
