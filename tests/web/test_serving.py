@@ -67,3 +67,10 @@ def test_a_given_token_is_not_printed(
     result = CliRunner().invoke(cli, ["web", "--url", db_url, "--token", "ops=given-secret"])
     assert result.exit_code == 0, result.output
     assert "given-secret" not in result.output and "token (shown once)" not in result.output
+
+
+def test_an_action_reports_who_did_it(app: App, post: Any) -> None:
+    seen: list[dict[str, Any]] = []
+    app.telemetry.attach("test-web", ["web.action"], lambda event, m, meta: seen.append(dict(meta)))
+    post("/queues/default/pause", follow_redirects=False)
+    assert any(event.get("token") == "ops" for event in seen), seen
