@@ -11,6 +11,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.testclient import TestClient
 
+from jobsaga import App, Worker
 from jobsaga.cli.main import cli
 from jobsaga.web import Dashboard
 from tests.web.conftest import FULL
@@ -69,8 +70,17 @@ def test_a_given_token_is_not_printed(
     assert "given-secret" not in result.output and "token (shown once)" not in result.output
 
 
+class Chore(Worker, queue="chores"):
+    def perform(self, job: Any) -> None:
+        return None
+
+
 def test_an_action_reports_who_did_it(app: App, post: Any) -> None:
+    app.register(Chore)
+    job = app.insert(Chore.new({}))
     seen: list[dict[str, Any]] = []
     app.telemetry.attach("test-web", ["web.action"], lambda event, m, meta: seen.append(dict(meta)))
-    post("/queues/default/pause", follow_redirects=False)
-    assert any(event.get("token") == "ops" for event in seen), seen
+    done = post(f"/jobs/{job.id}/cancel", follow_redirects=False)
+    assert done.status_code == 303, done.text
+    assert [event["token"] for event in seen] == ["ops"]
+    assert "full-secret" not in repr(seen)  # the label, never the secret
