@@ -25,17 +25,18 @@ def test_the_overview_takes_in_new_jobs_by_itself(app: App, served: Served, page
 
 @FAST
 def test_a_ticked_box_holds_the_jobs_list_still(app: App, served: Served, page: Page) -> None:
+    """Also when a refresh was under way as the box was ticked: live.js must look again before
+    it swaps the page in (without that, about 1 run in 3 here lost the tick)."""
     app.insert(SendReceipt.new({"order": "o-1"}))
     page.goto(served.url("/jobs"))
     rows = page.locator("table.jobs tbody tr")
     expect(rows).to_have_count(1)
-    rows.first.locator("input[type=checkbox]").check()
-    app.insert(SendReceipt.new({"order": "o-2"}))
-    refreshed = page.evaluate("document.body.dataset.refreshed || ''")
-    page.wait_for_timeout(500)  # five refresh periods
-    assert page.evaluate("document.body.dataset.refreshed || ''") == refreshed
-    expect(rows).to_have_count(1)
     box = rows.first.locator("input[type=checkbox]")
+    box.check()
+    app.insert(SendReceipt.new({"order": "o-2"}))
+    page.wait_for_timeout(500)  # five refresh periods
+    assert box.is_checked()  # a refresh under way when the box was ticked did not undo it
+    expect(rows).to_have_count(1)
     box.uncheck()
     box.blur()  # a focused field also holds the page still
     expect(rows).to_have_count(2)
