@@ -14,6 +14,7 @@ command that refreshes them).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import socket
@@ -51,15 +52,20 @@ def chromium_path() -> str:
     return found
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
+    """Playwright for one test module at a time, never longer: while its sync API is up, the
+    test process's main thread has an event loop running (the driver's), and any other test
+    that calls ``asyncio.run`` there fails ("cannot be called from a running event loop").
+    pytest ends a module's fixtures before the next module's first test, also on an xdist
+    worker, so no other test runs beside it. Starting it and Chromium again takes ~0.5 s."""
     with sync_playwright() as running:
         yield running
+    asyncio.run(asyncio.sleep(0))  # fails here, naming the cause, if the loop were left behind
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright, chromium_path: str) -> Iterator[Browser]:
-    """One Chromium per test process (starting it takes about a second)."""
     # As root (CI's container), Chromium refuses to start without --no-sandbox; a container's
     # /dev/shm is often too small for it.
     args = ["--disable-dev-shm-usage"] + (["--no-sandbox"] if os.geteuid() == 0 else [])
