@@ -19,13 +19,14 @@ import os
 import shutil
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import uvicorn
-from playwright.sync_api import Browser, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 
 from jobsaga import App
 from jobsaga.web import Dashboard, dashboard
@@ -35,9 +36,10 @@ from . import shop
 FULL = "full-secret"
 READ_ONLY = "look-secret"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
-TIMEOUT_MS = 5_000
+TIMEOUT_MS = 10_000
 """How long a page or an element may take to appear before the test fails (they take
-milliseconds; this only bounds a failure)."""
+milliseconds; this only bounds a failure, on a loaded CI machine too)."""
+expect.set_options(timeout=TIMEOUT_MS)
 
 
 @pytest.fixture(scope="session")
@@ -179,3 +181,14 @@ def shot(engine_name: str) -> Callable[[Page, str], Path]:
         return path
 
     return save
+
+
+def reload_until(page: Page, done: Callable[[], bool], what: str, within: float = 10.0) -> None:
+    """Reload the page until ``done()`` holds: for what reaches a page only with a node's next
+    heartbeat (which the live refresh would bring, every ``refresh_seconds``)."""
+    deadline = time.monotonic() + within
+    while not done():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the page did not show {what} within {within} s")
+        page.wait_for_timeout(50)
+        page.reload()

@@ -9,7 +9,7 @@ from playwright.sync_api import Page, expect
 
 from jobsaga import App
 
-from .conftest import Served
+from .conftest import Served, reload_until
 from .shop import fill, settles
 
 
@@ -24,10 +24,10 @@ def test_the_overview_counts_jobs_by_queue_and_state(
     payments = page.locator("#queues tr[data-queue=payments]")
     expect(payments.locator("td[data-state=discarded]")).to_have_text("1")
     expect(page.locator("#throughput svg").first).to_be_visible()
-    node = app.node({"mailers": 2, "payments": 1}, poll_interval=0.05)
+    node = app.node({"mailers": 2, "payments": 1}, poll_interval=0.05, heartbeat_interval=0.1)
     with node.start_in_thread():
         assert settles(app, ids["waiting"]) == "completed"
-        page.reload()  # as the live refresh would, every refresh_seconds
+        on_node = page.locator(f"#nodes tr[data-node='{node.name}']")  # a row per queue
+        reload_until(page, lambda: on_node.count() == 2, "the live node's two queues")
         expect(mailers.locator("td[data-state=completed]")).to_have_text("4")
-        expect(page.locator(f"#nodes tr[data-node='{node.name}']")).to_have_count(2)
         shot(page, "overview")
