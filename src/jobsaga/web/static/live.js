@@ -4,7 +4,11 @@
 (function () {
   const every = Number(document.body.dataset.refresh || 2000);
   function busy(main) {
-    if (main.contains(document.activeElement) && document.activeElement.tagName !== "BODY") return true;
+    const focused = document.activeElement;
+    // a field being typed in holds the page; a clicked checkbox keeps focus, and its ticks
+    // are counted below, so it alone does not
+    if (focused && main.contains(focused) &&
+        focused.matches("input:not([type=checkbox]):not([type=radio]), select, textarea")) return true;
     return main.querySelector("input[type=checkbox]:checked") !== null;
   }
   async function tick() {
@@ -15,6 +19,7 @@
       if (!response.ok) return;
       const page = new DOMParser().parseFromString(await response.text(), "text/html");
       const fresh = page.querySelector("main[data-live]");
+      if (busy(main) || document.visibilityState !== "visible") return;  // ticked meanwhile
       if (fresh) main.innerHTML = fresh.innerHTML;
       document.body.dataset.refreshed = String(Date.now());
     } catch (e) { /* the next tick tries again */ }
