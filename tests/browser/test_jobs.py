@@ -21,6 +21,7 @@ def test_filter_jobs_open_a_failed_one_and_retry_it(
     page.get_by_role("link", name="Jobs", exact=True).click()
     rows = page.locator("table.jobs tbody tr")
     expect(rows).to_have_count(8)  # every job of the shop, newest first
+    shot(page, "jobs")
 
     page.get_by_label("queue").fill("mailers")
     page.get_by_role("button", name="filter").click()
