@@ -150,11 +150,15 @@ def sign_in(browser: Browser, served: Served, secret: str) -> Iterator[Page]:
     asked: list[str] = []
     page.asked = asked  # type: ignore[attr-defined]
     page.on("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))
+    # A script error on any page fails the test (the live refresh is the only script).
+    script_errors: list[str] = []
+    page.on("pageerror", lambda error: script_errors.append(f"{page.url}: {error}"))
     page.goto(served.url(f"/login?token={secret}"))
     try:
         yield page
     finally:
         context.close()
+    assert not script_errors, f"script errors in the page: {script_errors}"
 
 
 @pytest.fixture
