@@ -25,8 +25,8 @@ def test_the_overview_takes_in_new_jobs_by_itself(app: App, served: Served, page
 
 @FAST
 def test_a_ticked_box_holds_the_jobs_list_still(app: App, served: Served, page: Page) -> None:
-    """Also when a refresh was under way as the box was ticked: live.js must look again before
-    it swaps the page in (without that, about 1 run in 3 here lost the tick)."""
+    """Also when a refresh was under way as the box was ticked: live.js looks again before it
+    swaps the page in (without that, about 1 run in 3 here lost the tick)."""
     app.insert(SendReceipt.new({"order": "o-1"}))
     page.goto(served.url("/jobs"))
     rows = page.locator("table.jobs tbody tr")
@@ -37,6 +37,5 @@ def test_a_ticked_box_holds_the_jobs_list_still(app: App, served: Served, page: 
     page.wait_for_timeout(500)  # five refresh periods
     assert box.is_checked()  # a refresh under way when the box was ticked did not undo it
     expect(rows).to_have_count(1)
-    box.uncheck()
-    box.blur()  # a focused field also holds the page still
+    box.uncheck()  # it keeps the focus: a focused checkbox alone does not hold the page
     expect(rows).to_have_count(2)
