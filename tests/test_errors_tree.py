@@ -39,6 +39,10 @@ PACKAGE = Path(jobsaga.__file__).parent
 
 RAISE_ALLOWED: dict[tuple[str, str, str], str] = {
     # (module or package, enclosing function or "*", what is raised): why it is not a tree class
+    ("jobsaga.web", "*", "starlette.exceptions.HTTPException"): (
+        "the web framework's protocol for a page's HTTP status (404 for an unknown job or run):"
+        " the dashboard renders it as a page, never a traceback"
+    ),
     ("jobsaga.cli", "*", "click.exceptions.ClickException"): (
         "the CLI's error exit: click prints the message and exits 1 (command_error turns a "
         "JobsagaError into one)"

@@ -45,6 +45,7 @@ a built-in exception (marked in brackets) keeps the ``except ValueError`` or
     ├── RunAbandoned                       an operator rolled back a run nobody will resume
     │   └── JobCancelled                   the run's job was cancelled mid-run: rolled back
     ├── RunStateError [RuntimeError]       a run cannot be rolled back in its current state
+    ├── ActionRefused                      the dashboard will not take an action (bad input)
     ├── UnknownStepError [KeyError]        a run record asked for a step it does not hold
     ├── RunLogUnwritable                   the run log could not be written: the run stopped
     │                                      for the job's next attempt to resume
@@ -68,6 +69,7 @@ from typing import TypeVar
 E = TypeVar("E", bound=BaseException)
 
 __all__ = [
+    "ActionRefused",
     "ArgsError",
     "ConfigError",
     "DataRejected",
@@ -318,6 +320,11 @@ class JobCancelled(RunAbandoned):
 
     def __reduce__(self) -> tuple[object, ...]:  # keep copy/deepcopy working
         return (type(self), (self.job_id, self.reason))
+
+
+class ActionRefused(JobsagaError):
+    """An action or a filter the web dashboard will not take (wrong state, bad input): shown
+    on the page, with the reason, as a 400."""
 
 
 class RunStateError(JobsagaError, RuntimeError):

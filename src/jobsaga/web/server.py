@@ -37,10 +37,6 @@ PAGE_GROUPS = ("overview", "jobs", "queues", "runs")
 """The modules of :mod:`jobsaga.web.pages`, in the navigation's order."""
 
 
-class ActionRefused(JobsagaError):
-    """An action the dashboard will not take (wrong state, bad input): shown on the page."""
-
-
 class Dashboard:
     """One app's dashboard: ``dashboard.asgi`` is the ASGI app to serve or mount."""
 

@@ -24,11 +24,11 @@ from starlette.routing import BaseRoute, NoMatchFound, Route
 from ...cli.job_view import parked_on
 from ...cli.jobs import job_when, last_error
 from ...cli.tables import clock, relative, when
+from ...errors import ActionRefused
 from ...job import MAX_JOB_ID, Job
 from ...operations import JobFilter
 from ...operations.jobs import ELIGIBLE, BulkKind, JobOperations, Preview
 from ...workflow.records import FollowUpJob, RunRecord, follow_up_jobs, list_runs
-from ..server import ActionRefused
 from .jobs_query import JobQuery, form_fields, form_items, parse_query, selected_ids
 
 if TYPE_CHECKING:

@@ -17,12 +17,11 @@ from urllib.parse import urlencode
 
 import click
 
-from ...errors import FilterError
+from ...errors import ActionRefused, FilterError
 from ...job import MAX_JOB_ID, JobState
 from ...operations import JobFilter
 from ...operations.filters import TIME_FIELDS
 from ...serialization import short_repr
-from ..server import ActionRefused
 
 Sort = Literal["newest", "oldest"]
 PAGE_SIZE = 50

@@ -26,11 +26,11 @@ from starlette.routing import BaseRoute, Route
 from ...cli.cron import cron_entries, current_leader, schedule_text
 from ...cli.queues import control_text, health_text, unhealthy_lines
 from ...cli.tables import when
+from ...errors import ActionRefused
 from ...operations import QueueInfo
 from ...operations.queues import QueueControl
 from ...suggest import did_you_mean
 from ...worker import check_queue_name
-from ..server import ActionRefused
 
 if TYPE_CHECKING:
     from ...app import App

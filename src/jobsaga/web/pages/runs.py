@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from ...errors import RunStateError
+from ...errors import ActionRefused, RunStateError
 from ...workflow import RunStatus, get_run, list_runs, roll_back_run
 from ...workflow.inputs import known_workflows
 from ...workflow.records import RunRecord, count_runs, follow_up_jobs
@@ -30,7 +30,6 @@ from ...workflow.trail_text import (
     trail_lines,
 )
 from ..dag_svg import outcome_class, outcomes_of, run_dag_svg
-from ..server import ActionRefused
 from ..timeline_svg import run_timeline_svg
 
 if TYPE_CHECKING:
