@@ -25,14 +25,14 @@ def board(app: App) -> Dashboard:
 def client(board: Dashboard) -> Iterator[TestClient]:
     """Signed in with the full token (a cookie, as a browser holds it)."""
     with TestClient(board.asgi, base_url="http://127.0.0.1") as test_client:
-        test_client.cookies.set("jobsaga_token", FULL)
+        test_client.cookies.set("jobsaga_token", cookie_of(board, FULL))
         yield test_client
 
 
 @pytest.fixture
 def viewer(board: Dashboard) -> Iterator[TestClient]:
     with TestClient(board.asgi, base_url="http://127.0.0.1") as test_client:
-        test_client.cookies.set("jobsaga_token", READ_ONLY)
+        test_client.cookies.set("jobsaga_token", cookie_of(board, READ_ONLY))
         yield test_client
 
 
@@ -40,6 +40,13 @@ def viewer(board: Dashboard) -> Iterator[TestClient]:
 def anonymous(board: Dashboard) -> Iterator[TestClient]:
     with TestClient(board.asgi, base_url="http://127.0.0.1") as test_client:
         yield test_client
+
+
+def cookie_of(board: Dashboard, secret: str) -> str:
+    """The sign-in cookie a browser gets for ``secret`` (an HMAC of it, not the token)."""
+    token = board.access.find(secret)
+    assert token is not None
+    return board.access.cookie(token)
 
 
 def csrf_of(board: Dashboard, secret: str = FULL) -> str:

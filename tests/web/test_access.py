@@ -52,3 +52,32 @@ def test_no_page_shows_the_database_password(app: App, client: TestClient) -> No
     if "@" in app.url and ":" in app.url.split("@")[0].split("//")[-1]:
         password = app.url.split("@")[0].split(":")[-1]
         assert password not in page.text
+
+
+def test_sign_in_returns_only_to_a_page_of_this_dashboard(anonymous: TestClient) -> None:
+    for target in (
+        "http://127.0.0.1.evil.example/phish",
+        "http://127.0.0.1@evil.example/phish",
+        "//evil.example/phish",
+        "https://evil.example/",
+    ):
+        signed = anonymous.get(f"/login?token={FULL}&next={target}", follow_redirects=False)
+        assert signed.status_code == 303 and signed.headers["location"] == "/", target
+    back = anonymous.get(f"/login?token={FULL}&next=/jobs?state=retryable", follow_redirects=False)
+    assert back.headers["location"] == "/jobs?state=retryable"
+
+
+def test_a_token_in_a_pages_url_is_not_taken(anonymous: TestClient) -> None:
+    """Only /login reads a token from the URL (URLs land in histories and access logs)."""
+    assert anonymous.get(f"/jobs?token={FULL}").status_code == 401
+
+
+def test_the_cookie_holds_no_token_and_the_sign_in_page_no_database(
+    anonymous: TestClient,
+) -> None:
+    first = anonymous.get("/")
+    assert first.status_code == 401 and "127.0.0.1:5432" not in first.text
+    assert "sqlite:" not in first.text
+    signed = anonymous.get(f"/login?token={FULL}", follow_redirects=False)
+    assert FULL not in signed.headers["set-cookie"]
+    assert anonymous.get("/").status_code == 200

@@ -20,7 +20,7 @@ from jobsaga.web.pages.overview import paused_queues, read_overview
 from tests.helpers import wait_until
 from tests.operations import workers as w
 from tests.plugins.support import FakeClock, update_job
-from tests.web.conftest import FULL
+from tests.web.conftest import FULL, cookie_of
 
 NOW = datetime(2026, 3, 1, 12, 0, 30, tzinfo=UTC)
 """The fixed clock's time: the chart's minutes run from 11:01 (minute 0) to 12:00 (59)."""
@@ -38,7 +38,7 @@ NODE: dict[str, Any] = {
 def signed_in(app: App) -> Iterator[TestClient]:
     board = dashboard(app, token=f"ops={FULL}")
     with TestClient(board.asgi, base_url="http://127.0.0.1") as test_client:
-        test_client.cookies.set("jobsaga_token", FULL)
+        test_client.cookies.set("jobsaga_token", cookie_of(board, FULL))
         yield test_client
 
 

@@ -60,6 +60,19 @@ class Access:
                 return token
         return None
 
+    def cookie(self, token: Token) -> str:
+        """What the sign-in cookie holds: an HMAC of the token, not the token itself (a
+        cookie that leaks does not give the token away, and it dies with this process)."""
+        return hmac.new(self._key, b"cookie:" + token.secret.encode(), hashlib.sha256).hexdigest()
+
+    def from_cookie(self, value: str | None) -> Token | None:
+        if not value:
+            return None
+        for token in self.tokens:
+            if hmac.compare_digest(self.cookie(token), value):
+                return token
+        return None
+
     def csrf(self, token: Token) -> str:
         """The CSRF value of a token's forms: stable for the token, unguessable without it."""
         return hmac.new(self._key, token.secret.encode(), hashlib.sha256).hexdigest()

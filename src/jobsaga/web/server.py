@@ -12,6 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
@@ -23,7 +24,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from ..errors import JobsagaError
+from ..errors import DatabaseError, JobsagaError
 from ..redaction import redact_url
 from .access import COOKIE, CSRF_FIELD, Access, Token
 
@@ -82,7 +83,7 @@ class Dashboard:
             return await call_next(request)
         token = self.token_of(request)
         if token is None:
-            return self.page(request, "login.html", status_code=401, next=str(request.url))
+            return self.page(request, "login.html", status_code=401, next=_local(request.url))
         request.state.token = token
         if request.method == "POST":
             if token.read_only:
@@ -106,10 +107,12 @@ class Dashboard:
         return await call_next(request)
 
     def token_of(self, request: Request) -> Token | None:
+        """A bearer header (scripts) or the sign-in cookie (browsers); a token in a page's URL
+        is not taken (URLs end up in histories and access logs): only /login reads one."""
         header = request.headers.get("authorization", "")
         if header.lower().startswith("bearer "):
             return self.access.find(header[7:].strip())
-        return self.access.find(request.cookies.get(COOKIE) or request.query_params.get("token"))
+        return self.access.from_cookie(request.cookies.get(COOKIE))
 
     async def login(self, request: Request) -> Response:
         if request.method == "POST":
@@ -123,11 +126,12 @@ class Dashboard:
             return self.page(
                 request, "login.html", status_code=401, next=target, failed=bool(presented)
             )
-        home = str(request.url_for("overview"))
-        response = RedirectResponse(
-            target if target.startswith(home.rsplit("/", 1)[0]) else home, 303
+        root = request.scope.get("root_path", "") or ""
+        home = f"{root}/"
+        response = RedirectResponse(_within(target, root) or home, 303)
+        response.set_cookie(
+            COOKIE, self.access.cookie(token), httponly=True, samesite="strict", path=home
         )
-        response.set_cookie(COOKIE, token.secret, httponly=True, samesite="strict")
         return response
 
     # --- rendering ------------------------------------------------------------------------
@@ -144,7 +148,7 @@ class Dashboard:
             csrf=self.access.csrf(token) if token is not None else "",
             csrf_field=CSRF_FIELD,
             refresh_seconds=self.refresh_seconds,
-            database=redact_url(self.app.url),
+            database=redact_url(self.app.url) if token is not None else "",
             url_for=request.url_for,
             **context,
         )
@@ -169,7 +173,10 @@ class Dashboard:
         )
 
     async def refused(self, request: Request, exc: Exception) -> Response:
-        return self.page(request, "error.html", status_code=400, title="refused", message=str(exc))
+        message = str(exc)
+        if isinstance(exc, DatabaseError):  # its text can name the server or a file path
+            message = "the database refused a value of this request (a number too large?)"
+        return self.page(request, "error.html", status_code=400, title="refused", message=message)
 
     async def crashed(self, request: Request, exc: Exception) -> Response:
         log.exception("dashboard page %s failed", request.url.path)
@@ -190,3 +197,17 @@ def dashboard(
     made = Dashboard(app, access, refresh_seconds=refresh_seconds)
     made.generated_token = generated  # type: ignore[attr-defined]
     return made
+
+
+def _local(url: Any) -> str:
+    """A URL as a path and query only: where to come back to after signing in."""
+    return str(url.path) + (f"?{url.query}" if url.query else "")
+
+
+def _within(target: str, root: str) -> str | None:
+    """``target`` when it is a path of this dashboard (no scheme, no host, under ``root``):
+    a sign-in never redirects anywhere else."""
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith(f"{root}/") or "\\" in target:
+        return None
+    return target

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 TITLE = "Sagas"
 HOME = "runs"
-STATUSES = ["failed", *(s.value for s in RunStatus)]
+STATUSES = ["failed", *(s.value for s in RunStatus if s.value != "failed")]
 """The status filter's choices: ``failed`` is every failed ending, as in ``runs list``."""
 UNFINISHED = (RunStatus.RUNNING.value, RunStatus.ROLLING_BACK.value, RunStatus.HALTED.value)
 LIMIT, MOST = 50, 500
