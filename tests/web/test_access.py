@@ -81,3 +81,8 @@ def test_the_cookie_holds_no_token_and_the_sign_in_page_no_database(
     signed = anonymous.get(f"/login?token={FULL}", follow_redirects=False)
     assert FULL not in signed.headers["set-cookie"]
     assert anonymous.get("/").status_code == 200
+
+
+def test_a_page_that_does_not_exist_says_what_was_asked_for(client: TestClient) -> None:
+    missing = client.get("/runs/abc")
+    assert missing.status_code == 404 and "there is no page at /runs/abc" in missing.text

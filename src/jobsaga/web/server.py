@@ -168,6 +168,10 @@ class Dashboard:
     async def http_error(self, request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         title = "not found" if exc.status_code == 404 else "refused"
+        if exc.detail == "Not Found":  # no route matched: say what was asked for
+            exc = HTTPException(
+                404, f"there is no page at {request.url.path} (ids are whole numbers)"
+            )
         return self.page(
             request, "error.html", status_code=exc.status_code, title=title, message=exc.detail
         )
