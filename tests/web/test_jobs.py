@@ -103,7 +103,7 @@ def test_each_filter_narrows_the_listing(app: App, client: TestClient) -> None:
     assert listed(client, "text=zo%C3%AB") == [zoe]  # non-ASCII in args, on both engines
     assert listed(client, "text=100%25") == []  # LIKE's wildcards are matched as text
     page = client.get("/jobs?args=customer.country:NL")
-    assert "1 job match args.customer.country:NL" in page.text
+    assert "1 job matches args.customer.country:NL" in page.text
 
 
 def test_the_filter_criteria_behind_the_page(app: App) -> None:
