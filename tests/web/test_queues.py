@@ -12,7 +12,7 @@ from typing import Any
 
 from starlette.testclient import TestClient
 
-from jobsaga import App, CronEntry
+from jobsaga import App, CronEntry, Worker
 from jobsaga.plugins.cron import insert_due, sync_entries
 from jobsaga.web import Dashboard
 from tests.helpers import wait_until
@@ -217,3 +217,20 @@ def test_the_cron_page_lists_entries_next_tick_and_last_job(
     assert re.match(r"20\d\d-\d\d-\d\d 0[01]:00:00", nightly[5])
     assert row_cells(page.text, entry="warmup")[3:6] == ["default", "-", "at boot"]
     assert 'href="http://127.0.0.1/queues"' in page.text
+
+
+def test_the_queues_page_lists_registered_queues_without_reading_every_finished_job(
+    app: App, client: TestClient
+) -> None:
+    """Queues come from unfinished jobs, nodes, controls and registered workers: a queue only
+    finished jobs ever named is not looked for (that reads the whole jobs table)."""
+    from jobsaga.operations.queues import QueueControl
+
+    class Mailer(Worker, queue="mailers-only-registered"):
+        def perform(self, job: Any) -> None:
+            return None
+
+    app.register(Mailer)
+    assert "mailers-only-registered" in client.get("/queues").text
+    names = [info.queue for info in QueueControl(app).overview(every_queue=False)]
+    assert "mailers-only-registered" in names

@@ -210,11 +210,15 @@ class QueueControl:
             "(the control is kept for nodes that start with that queue)"
         )
 
-    def overview(self) -> list[QueueInfo]:
+    def overview(self, *, every_queue: bool = True) -> list[QueueInfo]:
+        """Each queue's counts, controls and nodes. ``every_queue=False`` leaves out queues
+        that only finished jobs (and no worker, node or control) name: finding those reads
+        the whole jobs table (``queue_names``), which a page refreshed every few seconds over
+        a million jobs cannot afford; registered workers' queues are listed instead."""
         engine, sql = self.engine, self.sql
         with engine.read() as tx:
             counts = tx.execute(sql["queue_state_counts"])
-            any_state = tx.execute(sql["queue_names"])
+            any_state = tx.execute(sql["queue_names"]) if every_queue else []
             running_rows = tx.execute(sql["running_by_node"])
             live = self._live_nodes(tx)
             control_rows = tx.execute(sql["all_controls"])
@@ -249,6 +253,8 @@ class QueueControl:
             else:
                 per_node[row["queue"]][row["node"]] = values
         with_jobs = {str(row["queue"]) for row in any_state}
+        if not every_queue:
+            with_jobs |= {worker.options.queue for worker in self.app.workers.values()}
         names = sorted(with_jobs | set(states) | set(nodes) | set(cluster) | set(per_node))
         return [
             QueueInfo(

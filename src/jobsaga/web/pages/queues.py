@@ -56,7 +56,9 @@ class QueuesView:
 def read_queues(app: App) -> QueuesView:
     control = QueueControl(app)
     health = {node.name: node.record for node in control.live_nodes()}
-    return QueuesView(app.list_queues(), unhealthy_lines(health), app.clock())
+    # not every queue any finished job ever named: that reads the whole jobs table
+    queues = control.overview(every_queue=False)
+    return QueuesView(queues, unhealthy_lines(health), app.clock())
 
 
 @dataclass(frozen=True, slots=True)
