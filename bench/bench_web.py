@@ -264,7 +264,7 @@ def report(url: str, repeat: int) -> int:
     with demo.build_app(url) as app:
         board = dashboard(app, token=TOKEN)
         with TestClient(board.asgi, base_url="http://127.0.0.1") as client:
-            client.cookies.set("jobsaga_token", TOKEN)
+            client.headers["Authorization"] = f"Bearer {TOKEN}"
             rows = [(what, path, *measure(client, path, repeat)) for what, path in pages(s)]
     print(f"\nmedian of {repeat} requests, after 2 to warm up; target {TARGET_MS:.0f} ms\n")
     print(f"{'page':<38} {'status':>6} {'median ms':>9} {'min':>7} {'max':>7} {'HTML KB':>8}  path")
