@@ -61,7 +61,7 @@ def web_commands(cli: click.Group) -> None:
             )
             shown = "127.0.0.1" if host in ("127.0.0.1", "localhost") else host
             click.echo(f"jobsaga dashboard of {redact_url(app.url)} on http://{shown}:{port}/")
-            generated = getattr(board, "generated_token", None)
+            generated = board.generated_token
             if generated:
                 click.echo(f"token (shown once): {generated}")
                 click.echo(f"open: http://{shown}:{port}/login?token={generated}")

@@ -27,6 +27,7 @@ from starlette.staticfiles import StaticFiles
 from ..errors import DatabaseError, JobsagaError
 from ..redaction import redact_url
 from .access import COOKIE, CSRF_FIELD, Access, Token
+from .pages import jobs, overview, queues, runs
 
 if TYPE_CHECKING:
     from ..app import App
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("jobsaga.web")
 
 HERE = Path(__file__).parent
-PAGE_GROUPS = ("overview", "jobs", "queues", "runs")
+PAGE_GROUPS = (overview, jobs, queues, runs)
 """The modules of :mod:`jobsaga.web.pages`, in the navigation's order."""
 
 
@@ -45,6 +46,8 @@ class Dashboard:
         self.app = app
         self.access = access
         self.refresh_seconds = refresh_seconds
+        self.generated_token: str | None = None
+        """The token made up when none was given (``jobsaga web`` prints it once)."""
         self.templates = Environment(
             loader=FileSystemLoader(HERE / "templates"),
             autoescape=select_autoescape(["html"]),
@@ -55,13 +58,10 @@ class Dashboard:
             Route("/login", self.login, methods=["GET", "POST"], name="login"),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ]
-        import importlib
-
         self.nav: list[tuple[str, str]] = []
         for group in PAGE_GROUPS:
-            module = importlib.import_module(f"{__package__}.pages.{group}")
-            routes += module.routes(self)
-            self.nav.append((module.TITLE, module.HOME))
+            routes += group.routes(self)
+            self.nav.append((group.TITLE, group.HOME))
         self.asgi = Starlette(
             routes=routes,
             middleware=[Middleware(BaseHTTPMiddleware, dispatch=self.guard)],
@@ -154,8 +154,6 @@ class Dashboard:
         )
         return HTMLResponse(body, status_code=status_code)
 
-    render = page
-
     def acted(self, request: Request, action: str, **details: Any) -> None:
         """An action was taken: a ``web.action`` telemetry event says what and by whom."""
         token: Token | None = getattr(request.state, "token", None)
@@ -199,7 +197,7 @@ def dashboard(
     With no ``token``, one is generated: read it from ``.generated_token``."""
     access, generated = Access.from_options(token, read_only_token)
     made = Dashboard(app, access, refresh_seconds=refresh_seconds)
-    made.generated_token = generated  # type: ignore[attr-defined]
+    made.generated_token = generated
     return made
 
 
