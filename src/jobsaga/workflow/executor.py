@@ -413,16 +413,6 @@ class Execution:
         else:
             await self.children.run(st)
 
-    def is_child_step(self, st: StepState) -> bool:
-        """A compose or recurse step holds no slot: its child's steps take them."""
-        return not st.spec.holds_slot
-
-    def instance_done(self, instance: Instance) -> None:
-        self.parts.done(instance)
-
-    def part_progress(self, st: StepState) -> None:
-        self.parts.progress(st)
-
     def fail_parts(self, st: StepState) -> None:
         """A step of a part failed for good: every part around it fails with it."""
         instance = st.instance
@@ -653,7 +643,7 @@ class Execution:
                 reopened.append(st)
         for st in reopened:
             if st.instance is None or st.instance.admitted:
-                self.part_progress(st)  # a part a resumed run rebuilt: admits its steps
+                self.parts.progress(st)  # a part a resumed run rebuilt: admits its steps
             # (a part inside an instance not admitted yet moves on when that one is)
         ready = self.ready
         running = self.running
@@ -680,7 +670,7 @@ class Execution:
                 while ready and self.can_start():
                     _, name = ready[0]
                     st = states[name]
-                    takes_slot = not self.is_child_step(st)
+                    takes_slot = st.spec.holds_slot  # a compose step's child takes them
                     if takes_slot and not slots.take(claim):
                         break  # a slot frees when a step of this run (or its family) ends
                     heapq.heappop(ready)
@@ -750,7 +740,7 @@ class Execution:
         if instance is not None:
             instance.left -= 1
             if instance.left == 0:
-                self.instance_done(instance)
+                self.parts.done(instance)
 
     def stop(self, cause: BaseException) -> None:
         """End the run early, as a step failing for good would, with ``cause`` (the job was

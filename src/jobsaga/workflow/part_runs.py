@@ -291,14 +291,14 @@ class PartRunner:
         run goes on (its context, a transaction, did not complete); when the run is rolling
         back, its steps are rebuilt too, so those that completed are undone."""
         rebuilt = False
+        by_part = _records_by_part(records)
         for st in list(self.ex.states.values()):
             if st.instances is not None or not isinstance(st.spec, PartStep):
                 continue
             if st.status in (StepStatus.PENDING, StepStatus.SKIPPED):
                 continue
             part = st.spec.part
-            inside = [name for name in records if name.startswith(st.name + ".")]
-            inside += [name for name in records if name.startswith(st.name + "[")]
+            inside = by_part.get(st.name, [])
             around = isinstance(part, GroupDef) and part.around is not None
             if around and st.status is not StepStatus.SUCCEEDED and not rolling_back:
                 for name in inside:
@@ -503,3 +503,15 @@ def halt_in_around_error(name: str) -> StepResultError:
         f"step {name!r} returned Halt inside an around group: the group's context (a "
         "transaction) cannot stay open while the run waits; halt before or after the group"
     )
+
+
+def _records_by_part(records: dict[str, Any]) -> dict[str, list[str]]:
+    """Each recorded step's name under every part around it (``each[3].pay.x`` under
+    ``each``, ``each[3].pay``...), read once a round: a resumed map of a thousand elements
+    with a part in each must not scan every record once per part."""
+    by_part: dict[str, list[str]] = {}
+    for name in records:
+        for cut, char in enumerate(name):
+            if char in ".[" and cut:
+                by_part.setdefault(name[:cut], []).append(name)
+    return by_part

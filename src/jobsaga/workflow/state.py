@@ -80,11 +80,9 @@ class StepState:
     instances: list[Instance] | None = None
     """A part's instances once it started (a map's elements, a switch's chosen case)."""
     plan: Any = None
-    """What a part decided when it started, kept in the log with it (the case a switch
-    chose; a map's element count) so a resumed run rebuilds the same steps."""
+    """A map's progress while it runs (its elements, how many were taken and admitted)."""
     child: Any = None
-    """A compose or recurse step's child runs (their executions) in this attempt; a part's
-    telemetry span while it is open."""
+    """A compose or recurse step's child runs (their executions) in this attempt."""
     closing: bool = False
     """A part whose body is done is queued to close, once."""
     placement: Any = None
