@@ -554,3 +554,25 @@ class OrderFirst(Workflow, inputs=["x"]):
 def test_wait_for_inside_a_part_may_name_an_outer_step(app: App) -> None:
     result = run(app, OrderFirst, {"x": 3})
     assert result.ok and result.value == 3 and TRAIL == ["audit", "debit"]
+
+
+@contextlib.contextmanager
+def nothing_to_hold() -> Iterator[None]:
+    yield
+
+
+class Wrapped(Workflow, inputs=["x"]):
+    class g(Group, around=nothing_to_hold):
+        @step
+        def a(self, x: int) -> int:
+            return x + 1
+
+        def after(self, result: int) -> int:  # a sync hook: runs where the group ran
+            TRAIL.append(f"after {result}")
+            return result * 10
+
+
+def test_an_around_group_may_have_an_after_hook(app: App) -> None:
+    result = run(app, Wrapped, {"x": 1})
+    assert result.ok, result.error
+    assert result.value == 20 and TRAIL == ["after 2"]

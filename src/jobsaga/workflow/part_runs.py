@@ -415,14 +415,21 @@ class PartRunner:
         """Enter the group's context manager, run its steps one at a time where it was
         entered, and exit it with the error of a step that failed."""
         ex = self.ex
-        assert isinstance(st.spec, PartStep) and isinstance(st.spec.part, GroupDef)
-        group = st.spec.part
-        assert group.around is not None
         threads = ThreadPoolExecutor(1, thread_name_prefix=f"jobsaga-around-{st.name}")
         placement = Placement(threads, contextvars.copy_context())
         st.placement = placement
         for name in instance.names:
             ex.states[name].placement = placement
+        try:
+            await self.run_inside(st, instance, placement)
+        finally:  # after the exit, and after an ``after`` hook, which runs there too
+            threads.shutdown(wait=False)
+
+    async def run_inside(self, st: StepState, instance: Instance, placement: Placement) -> None:
+        ex = self.ex
+        assert isinstance(st.spec, PartStep) and isinstance(st.spec.part, GroupDef)
+        group = st.spec.part
+        assert group.around is not None
         order = [instance.prefix + n for n in group.body.graph.topological()]
         failed: StepState | None = None
         stop_error: BaseException | None = None
@@ -436,7 +443,6 @@ class PartRunner:
                 )
             await self.in_place(placement, manager.__aenter__ if is_async else manager.__enter__)
         except Exception as exc:
-            threads.shutdown(wait=False)
             ex.fail(st, exc)
             return
         try:
@@ -456,19 +462,16 @@ class PartRunner:
                 instance.left -= 1
         except BaseException as exc:  # cancelled (a stop, a shutdown): exit with it
             await asyncio.shield(self.exit(placement, manager, is_async, exc))
-            threads.shutdown(wait=False)
             raise
         error = failed.exc if failed is not None else stop_error
         try:
             await self.exit(placement, manager, is_async, error)
         except Exception as exc:
-            threads.shutdown(wait=False)
             if failed is not None:
                 ex.fail_step_of_part(st, failed)
             else:
                 ex.fail(st, exc)
             return
-        threads.shutdown(wait=False)
         if failed is not None:
             ex.fail_step_of_part(st, failed)
             return
